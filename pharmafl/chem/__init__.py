@@ -1,0 +1,5 @@
+"""pharmafl.chem (being written)."""
+
+SCHEMA_MODELS: dict[str, type] = {}
+
+__all__: list[str] = []

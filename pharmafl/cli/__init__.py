@@ -1,0 +1,3 @@
+"""Command-line interface (``pharmafl``)."""
+
+__all__: list[str] = []

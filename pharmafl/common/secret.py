@@ -1,0 +1,113 @@
+"""Loading the consortium secret key (descriptor scrambling and fold hashing).
+
+The key comes from a file with owner-only permissions (MELLODDY ``key.json``:
+``{"key": "..."}``) or from the ``PHARMAFL_CONSORTIUM_KEY`` environment variable. It is never
+logged, never part of a repr, and never written into outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from pharmafl.common.errors import KeyFileError
+from pharmafl.common.io import atomic_write_text
+
+KEY_ENV_VAR = "PHARMAFL_CONSORTIUM_KEY"
+
+
+class ConsortiumKey:
+    """An opaque holder of the consortium secret; its repr and str never show the value."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: bytes) -> None:
+        if len(value) < 8:
+            raise KeyFileError(
+                "the consortium key is shorter than 8 bytes.",
+                fix="use the key file distributed by the consortium (pharmafl consortium "
+                "simulate writes one with 32 random bytes).",
+            )
+        self._value = value
+
+    def reveal(self) -> bytes:
+        """Return the raw key bytes (for the keyed hash functions only)."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "ConsortiumKey(<redacted>)"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> tuple[object, ...]:  # never pickled into Prefect results
+        raise TypeError("ConsortiumKey cannot be pickled")
+
+
+def _parse_key_text(text: str, source: str) -> bytes:
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise KeyFileError(
+                f"key is not valid JSON (line {exc.lineno}).",
+                file=source,
+                fix='write it as {"key": "<secret>"} (MELLODDY key.json format).',
+            ) from None
+        value = doc.get("key") if isinstance(doc, dict) else None
+        if not isinstance(value, str) or not value:
+            raise KeyFileError(
+                'key JSON has no non-empty "key" field.',
+                file=source,
+                fix='write it as {"key": "<secret>"}.',
+            )
+        return value.encode("utf-8")
+    if not text:
+        raise KeyFileError("key is empty.", file=source, fix="use the consortium key file.")
+    return text.encode("utf-8")
+
+
+def load_consortium_key(path: str | Path | None = None) -> ConsortiumKey:
+    """Load the consortium key from ``path`` or, if ``path`` is None, from the environment.
+
+    Raises
+    ------
+    KeyFileError
+        If the file is missing, readable by group/others, or malformed, or if neither a
+        path nor ``PHARMAFL_CONSORTIUM_KEY`` is given.
+    """
+    if path is None:
+        env = os.environ.get(KEY_ENV_VAR)
+        if not env:
+            raise KeyFileError(
+                "no consortium key given.",
+                fix=f"pass the key file path or set {KEY_ENV_VAR}.",
+            )
+        return ConsortiumKey(_parse_key_text(env, KEY_ENV_VAR))
+    p = Path(path)
+    if not p.is_file():
+        raise KeyFileError(
+            "consortium key file not found.",
+            file=p,
+            fix=f"copy the consortium key file there (owner-only: chmod 600) or set {KEY_ENV_VAR}.",
+        )
+    mode = stat.S_IMODE(p.stat().st_mode)
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyFileError(
+            f"consortium key file is accessible by group or others (mode {mode:o}).",
+            file=p,
+            fix=f"restrict it to its owner: chmod 600 {p}",
+        )
+    return ConsortiumKey(_parse_key_text(p.read_text(encoding="utf-8"), str(p)))
+
+
+def write_new_consortium_key(path: str | Path) -> Path:
+    """Create a fresh random consortium key file (32 random bytes, hex) with mode 600."""
+    value = secrets.token_hex(32)
+    return atomic_write_text(path, json.dumps({"key": value}) + "\n", mode=0o600)
+
+
+__all__ = ["KEY_ENV_VAR", "ConsortiumKey", "load_consortium_key", "write_new_consortium_key"]

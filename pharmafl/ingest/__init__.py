@@ -1,0 +1,5 @@
+"""pharmafl.ingest (being written)."""
+
+SCHEMA_MODELS: dict[str, type] = {}
+
+__all__: list[str] = []
