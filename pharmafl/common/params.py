@@ -117,6 +117,9 @@ class TaskParams(_Frozen):
         default_factory=lambda: {t: RegressionQuorum() for t in ASSAY_TYPES}
     )
     evaluation_quorum: EvaluationQuorum = Field(default_factory=EvaluationQuorum)
+    catalog_num_total: int = Field(
+        400, ge=0, description="CATALOG-PANEL training quorum: actives + inactives (TUNER)."
+    )
     initial_task_weights: dict[str, float] = Field(
         default_factory=lambda: {t: 1.0 for t in ASSAY_TYPES} | {"AUX_HTS": 0.1}
     )
