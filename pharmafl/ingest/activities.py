@@ -1,0 +1,266 @@
+"""Activity sources (long or wide, any unit) → T1 measurements keyed by original ids.
+
+Per row: qualifier spelling normalised (and mirrored for concentrations, see
+:mod:`pharmafl.ingest.units`), value parsed and converted. Shape problems (missing columns,
+unknown units or qualifiers, empty ids, unknown compounds) stop the run with an
+:class:`~pharmafl.common.errors.IngestError`; value problems in single rows (empty,
+non-numeric, non-positive concentration, bad binary readout) become rejection rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pharmafl.common.errors import IngestError
+from pharmafl.ingest.config import ActivitySource
+from pharmafl.ingest.tables import (
+    REJECTION_REASONS,
+    RejectionLog,
+    SourceTables,
+    check_columns,
+    id_text,
+    parse_numbers,
+    row_note,
+)
+from pharmafl.ingest.units import (
+    convert_values,
+    normalize_qualifiers,
+    resolve_unit,
+    split_qualified_values,
+    valid_unit_names,
+)
+
+
+def _is_empty(values: np.ndarray) -> np.ndarray:
+    s = pd.Series(values, dtype=object)
+    return (s.isna() | (s.astype(str).str.strip() == "")).to_numpy()
+
+
+def _long_cells(src: ActivitySource, frame: pd.DataFrame, known: set[str]) -> pd.DataFrame:
+    """The long table: ``row, compound_raw, assay_raw, value_raw, qualifier_raw, unit_raw``."""
+    display = src.path
+    id_col = src.id_column()
+    qual_col: str | None = None
+    if not src.qualifier_in_value:
+        mapped = src.columns.get("standard_qualifier")
+        qual_col = mapped or ("standard_qualifier" if "standard_qualifier" in frame else None)
+    if src.layout == "long":
+        assay_col = None if src.assay_id is not None else src.column("input_assay_id")
+        value_col = src.column("standard_value")
+        required = [id_col, value_col]
+        required += [c for c in (assay_col, qual_col, src.unit_column) if c is not None]
+        check_columns(
+            frame,
+            required=required,
+            known=known,
+            extra=src.extra_columns,
+            display=display,
+            what="activities",
+        )
+        n = len(frame)
+        return pd.DataFrame(
+            {
+                "row": np.arange(1, n + 1, dtype=np.int64),
+                "compound_raw": frame[id_col],
+                "assay_raw": frame[assay_col] if assay_col else src.assay_id,
+                "value_raw": frame[value_col],
+                "qualifier_raw": frame[qual_col] if qual_col else "",
+                "unit_raw": frame[src.unit_column] if src.unit_column else src.unit,
+            }
+        )
+    # wide: one column per assay
+    if src.assay_column_prefix is not None:
+        prefix = src.assay_column_prefix
+        assay_cols = [c for c in frame.columns if str(c).startswith(prefix)]
+        if not assay_cols:
+            raise IngestError(
+                f"no column starts with the assay prefix {prefix!r}.",
+                file=display,
+                fix="check assay_column_prefix in the partner config against the header.",
+            )
+        names = [str(c)[len(prefix) :].strip() for c in assay_cols]
+    else:
+        assay_cols = list(src.assay_columns)
+        names = [str(c) for c in assay_cols]
+    check_columns(
+        frame,
+        required=[id_col, *assay_cols],
+        known=known,
+        extra=src.extra_columns,
+        display=display,
+        what="activities",
+    )
+    if any(not n for n in names):
+        raise IngestError(
+            "an assay column is named exactly like the prefix, so its assay id is empty.",
+            file=display,
+            fix="rename the column or change assay_column_prefix.",
+        )
+    cells = frame[assay_cols].to_numpy(dtype=object)
+    filled = ~_is_empty(cells.ravel()).reshape(cells.shape)
+    r, c = np.nonzero(filled)  # row-major: compound order, then assay column order
+    return pd.DataFrame(
+        {
+            "row": (r + 1).astype(np.int64),
+            "compound_raw": frame[id_col].to_numpy(dtype=object)[r],
+            "assay_raw": np.asarray(names, dtype=object)[c],
+            "value_raw": cells[r, c],
+            "qualifier_raw": "",
+            "unit_raw": src.unit,
+            "column": np.asarray(assay_cols, dtype=object)[c],
+        }
+    )
+
+
+def read_activities(
+    src: ActivitySource,
+    tables: SourceTables,
+    compound_ids: pd.Series,
+    rejected_compounds: set[int],
+    log: RejectionLog,
+    *,
+    known_assays: set[str],
+    has_defaults: bool,
+) -> tuple[pd.DataFrame, int]:
+    """Read one activity source into measurements.
+
+    Parameters
+    ----------
+    compound_ids
+        Map from original compound id text to ``input_compound_id`` (every structure).
+    rejected_compounds
+        ``input_compound_id`` values whose structure was rejected.
+    log
+        Receives one rejection row per dropped measurement.
+    known_assays
+        Original ids of the assays listed in assay files.
+    has_defaults
+        Whether assays missing from ``known_assays`` get T0 rows from assay defaults; if
+        not, a measurement of such an assay is an error.
+
+    Returns
+    -------
+    (pandas.DataFrame, int)
+        Accepted measurements in file order: ``input_compound_id`` (int64), ``assay``
+        (original assay id text), ``standard_qualifier``, ``standard_value`` (float64),
+        ``file``, ``row``; and the number of measurements read (accepted or rejected).
+    """
+    frame = tables.frame(src)
+    display, fmt = src.path, src.file_format
+    cells = _long_cells(src, frame, tables.known(src, frame))
+    rows = cells["row"].to_numpy()
+    note = row_note(fmt)
+    compounds = id_text(
+        cells["compound_raw"], display=display, fmt=fmt, what="compound id", row_of=rows
+    )
+    assays = id_text(cells["assay_raw"], display=display, fmt=fmt, what="assay id", row_of=rows)
+    cid = compounds.map(compound_ids)
+    unknown = cid.isna().to_numpy()
+    if unknown.any():
+        raise IngestError(
+            f"{int(unknown.sum())} measurement(s) refer to a compound id that is in no "
+            f"structure file ({note}).",
+            file=display,
+            row=int(rows[int(np.argmax(unknown))]),
+            fix="add the compounds' structures to a structure file, or fix the compound "
+            "id column mapping.",
+        )
+    cid_arr = cid.to_numpy(dtype=np.int64)
+    if not has_defaults:
+        unlisted = ~assays.isin(known_assays).to_numpy()
+        if unlisted.any():
+            raise IngestError(
+                f"{int(unlisted.sum())} measurement(s) refer to an assay id that is in no "
+                f"assay file ({note}).",
+                file=display,
+                row=int(rows[int(np.argmax(unlisted))]),
+                fix="add the assays to an assay file, give this source assay_defaults, or "
+                "fix the assay id column mapping.",
+            )
+
+    # Units: resolve each distinct spelling once.
+    unit_text = cells["unit_raw"].astype("object").where(cells["unit_raw"].notna(), "").astype(str)
+    kinds = np.empty(len(cells), dtype=object)
+    factors: dict[str, object] = {}
+    for spelling in pd.unique(unit_text):
+        try:
+            factors[spelling] = resolve_unit(spelling)
+        except IngestError:
+            bad = (unit_text == spelling).to_numpy()
+            raise IngestError(
+                f"unknown unit {str(spelling)[:20]!r} in {int(bad.sum())} row(s) "
+                f"(column {src.unit_column!r}; {note}).",
+                file=display,
+                row=int(rows[int(np.argmax(bad))]),
+                fix=f"use one of {', '.join(valid_unit_names())}.",
+            ) from None
+    units = unit_text.map(factors)
+    kinds[:] = [u.kind for u in units]
+
+    # Qualifiers and value texts.
+    if src.qualifier_in_value:
+        qual_raw, value_text = split_qualified_values(cells["value_raw"])
+        value_series: pd.Series = value_text
+    else:
+        qual_raw, value_series = cells["qualifier_raw"], cells["value_raw"]
+    qual_raw = pd.Series(qual_raw.to_numpy(dtype=object), index=pd.RangeIndex(len(cells)))
+    try:
+        qualifier = normalize_qualifiers(qual_raw, mirror=False, file=display).to_numpy(
+            dtype=object
+        )
+    except IngestError as exc:
+        idx = (exc.row or 1) - 1
+        raise IngestError(
+            exc.message.replace("row numbers count data rows from 1, header excluded", note),
+            file=display,
+            row=int(rows[idx]),
+            fix=exc.fix,
+        ) from None
+    values, empty, non_numeric = parse_numbers(value_series.reset_index(drop=True))
+
+    conc = kinds == "concentration"
+    binary = kinds == "binary"
+    non_positive = conc & ~empty & ~non_numeric & (values <= 0)
+    bad_binary = binary & ~empty & ~non_numeric & ~np.isin(values, (0.0, 1.0, -1.0))
+    converted = np.full(len(cells), np.nan)
+    for unit in set(units):
+        m = (units == unit).to_numpy()
+        converted[m] = convert_values(values[m], unit)
+    # Concentrations turn into pXC50: "> 30000 nM" means "pXC50 < 4.52".
+    mirror = {"<": ">", ">": "<", "=": "="}
+    qualifier[conc] = [mirror[q] for q in qualifier[conc]]
+    qualifier[binary] = "="
+    compound_rejected = np.isin(cid_arr, np.fromiter(rejected_compounds, dtype=np.int64))
+
+    column = cells["column"].to_numpy(dtype=object) if "column" in cells else None
+    keep = np.ones(len(cells), dtype=bool)
+    for reason, mask in (
+        ("compound_rejected", compound_rejected),
+        ("empty_value", empty),
+        ("non_numeric_value", non_numeric),
+        ("non_positive_value", non_positive),
+        ("invalid_binary_value", bad_binary),
+    ):
+        mask = mask & keep
+        if mask.any():
+            message = None
+            if column is not None:
+                text = REJECTION_REASONS[reason]
+                message = np.array([f"{text} (column {c!r})" for c in column[mask]], dtype=object)
+            log.add(display, rows[mask], cid_arr[mask], reason, message)
+            keep &= ~mask
+    accepted = pd.DataFrame(
+        {
+            "input_compound_id": cid_arr[keep],
+            "assay": assays.to_numpy(dtype=object)[keep].astype(str),
+            "standard_qualifier": pd.Series(qualifier[keep], dtype=str),
+            "standard_value": converted[keep],
+            "file": display,
+            "row": rows[keep],
+        }
+    ).astype({"assay": str, "file": str})
+    return accepted, len(cells)
+
+
+__all__ = ["read_activities"]
