@@ -1,0 +1,432 @@
+"""The partner side of secure aggregation: five stages, each reading one operator message.
+
+A :class:`SecAggClient` talks to the operator only through the exchange store, so every
+partner can run in its own process or site. Each stage method returns ``False`` while the
+operator's message for it is not in the store yet, ``True`` once the stage is done;
+:meth:`SecAggClient.run` polls them to the end. Per-round secrets (X25519 keys, the
+self-mask seed, the shares received) live only in memory and are dropped at the end.
+
+Checks a partner makes before revealing anything (Bonawitz et al., CCS 2017, §4):
+the round spec names the pinned roster and a threshold of at least a majority; every
+advertised key is signed by its owner; at least t partners remain at every stage; the
+survivor set U3 is signed by at least t partners (consistency check); and for each peer
+only one kind of share is ever revealed (its self-seed share if it survived, its mask-key
+share if it dropped), so a late input can never be unmasked.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pharmafl.common import crypto
+from pharmafl.common.errors import EnvelopeRejectedError, SecureAggregationError
+from pharmafl.secure import masking, shamir
+from pharmafl.secure.envelope import (
+    Envelope,
+    EnvelopeGuard,
+    EnvelopeKind,
+    seal,
+    unpack_envelopes,
+)
+from pharmafl.secure.identity import Identity, Roster
+from pharmafl.secure.messages import (
+    AdvertisePayload,
+    KeysPayload,
+    RelayPayload,
+    RoundSpec,
+    SharePayload,
+    SurvivorsPayload,
+    UnmaskPayload,
+    UnmaskRequestPayload,
+    aead_context,
+    min_threshold,
+)
+from pharmafl.secure.quantize import quantize
+from pharmafl.secure.store import ExchangeStore
+
+logger = logging.getLogger(__name__)
+
+#: Partner stages, in order.
+CLIENT_STAGES: tuple[str, ...] = ("advertise", "share_keys", "submit", "confirm", "unmask")
+
+
+@dataclass
+class ClientStats:
+    """Where a partner's protocol time went (seconds per stage, mask throughput)."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    mask_bytes: int = 0
+    mask_seconds: float = 0.0
+    upload_bytes: int = 0
+    masked_envelope_bytes: int = 0
+
+    @property
+    def total_seconds(self) -> float:
+        """Protocol seconds over all stages (excluding waiting for others)."""
+        return sum(self.seconds.values())
+
+
+class SecAggClient:
+    """One partner in one secure-aggregation round.
+
+    Parameters
+    ----------
+    identity
+        The partner's signing identity (must be a partner in ``roster``).
+    roster
+        The consortium roster; it is verified here (and against ``pinned_fingerprint``).
+    store
+        The exchange store shared with the operator.
+    round_id
+        The round to take part in; envelopes of any other round are refused.
+    pinned_fingerprint
+        The roster fingerprint this partner pinned (recommended).
+    min_threshold
+        Lowest threshold this partner accepts (default: a strict majority of the round).
+    rng
+        Generator for differential-privacy noise (only used when the round has DP).
+    """
+
+    def __init__(
+        self,
+        identity: Identity,
+        roster: Roster,
+        store: ExchangeStore,
+        round_id: str,
+        *,
+        pinned_fingerprint: str | None = None,
+        min_threshold: int | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        self.roster = roster.verify(pinned_fingerprint)
+        if roster.member(identity.id).role != "partner":
+            raise SecureAggregationError(f"{identity.id!r} is not a partner in the roster.")
+        if roster.member(identity.id).public_key != identity.public.public_key:
+            raise SecureAggregationError(
+                f"the roster holds a different public key for {identity.id!r}.",
+                fix="load the key file whose .pub.json went into the roster.",
+            )
+        self.identity = identity
+        self.me = identity.id
+        self.store = store
+        self.round_id = round_id
+        self.operator = roster.operator
+        self.guard = EnvelopeGuard(roster, me=self.me, round_id=round_id)
+        self.stats = ClientStats()
+        self.stage = "advertise"
+        self._min_threshold = min_threshold
+        self._rng = rng
+        self._skip: set[str] = set()
+        self._input: tuple[np.ndarray, int] | None = None
+        self.spec: RoundSpec | None = None
+        self._c_sk = self._s_sk = self._b = b""
+        self._my_advert: AdvertisePayload | None = None
+        self._adverts: dict[str, AdvertisePayload] = {}
+        self._shares: dict[str, tuple[bytes, bytes]] = {}  # owner -> (s share, b share)
+        self.u1: tuple[str, ...] = ()
+        self.u2: tuple[str, ...] = ()
+        self.u3: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"SecAggClient(me={self.me!r}, round={self.round_id!r}, stage={self.stage!r})"
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    def _fetch(self, kind: EnvelopeKind) -> Envelope | None:
+        """The first valid operator envelope of ``kind`` addressed to me, or None."""
+        for key in self.store.keys(self.round_id, kind, self.me):
+            if key in self._skip:
+                continue
+            self._skip.add(key)  # each stored file is judged once
+            try:
+                env = self.store.get(key)
+            except EnvelopeRejectedError as exc:
+                self.guard.reject(None, exc.message, kind=kind)
+                continue
+            try:
+                return self.guard.check(env, kind=kind, senders={self.operator})
+            except EnvelopeRejectedError:
+                continue
+        return None
+
+    def _send(self, kind: EnvelopeKind, recipient: str, payload: bytes, **headers: str) -> None:
+        env = seal(
+            self.identity,
+            round_id=self.round_id,
+            kind=kind,
+            recipient=recipient,
+            payload=payload,
+            headers=headers,
+        )
+        self.store.put(env)
+        self.stats.upload_bytes += len(payload)
+        if kind == "masked":
+            self.stats.masked_envelope_bytes = len(env.to_bytes())
+
+    def _need(self, cond: bool, what: str) -> None:
+        if not cond:
+            raise SecureAggregationError(
+                f"{self.me} leaves round {self.round_id} at stage {self.stage}: {what}.",
+                fix="the round aborts for this partner; the operator starts a new round.",
+            )
+
+    def _spec(self) -> RoundSpec:
+        assert self.spec is not None
+        return self.spec
+
+    def _timed(self, stage: str, start: float) -> None:
+        self.stats.seconds[stage] = self.stats.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+    # --- stages --------------------------------------------------------------------------
+
+    def advertise(self) -> bool:
+        """Stage 0: check the round spec, advertise two fresh signed X25519 public keys."""
+        env = self._fetch("round_spec")
+        if env is None:
+            return False
+        start = time.perf_counter()
+        spec = RoundSpec.from_payload(env.payload)
+        n = len(spec.partners)
+        floor = self._min_threshold if self._min_threshold is not None else min_threshold(n)
+        self._need(spec.round_id == self.round_id, "the spec names another round")
+        self._need(spec.roster_fingerprint == self.roster.fingerprint(), "unpinned roster")
+        self._need(spec.operator == self.operator, "the spec names another operator")
+        self._need(self.me in spec.partners, "I am not invited")
+        self._need(set(spec.partners) <= set(self.roster.partners), "the spec invites non-partners")
+        self._need(spec.threshold >= floor, f"threshold {spec.threshold} is below {floor}")
+        self.spec = spec
+        self._c_sk, c_pk = crypto.x25519_generate()
+        self._s_sk, s_pk = crypto.x25519_generate()
+        self._my_advert = AdvertisePayload(c_pk=c_pk.hex(), s_pk=s_pk.hex())
+        self._send("advertise", self.operator, self._my_advert.to_payload())
+        self.stage = "share_keys"
+        self._timed("advertise", start)
+        return True
+
+    def share_keys(self) -> bool:
+        """Stage 1: verify U1's signed keys; send Shamir shares of s_u and b_u to each peer."""
+        env = self._fetch("keys")
+        if env is None:
+            return False
+        start = time.perf_counter()
+        spec = self._spec()
+        doc = KeysPayload.from_payload(env.payload)
+        adverts: dict[str, AdvertisePayload] = {}
+        for inner in unpack_envelopes(doc.envelopes):
+            self.guard.check(
+                inner, kind="advertise", senders=spec.partners, recipient=self.operator
+            )
+            adverts[inner.sender] = AdvertisePayload.from_payload(inner.payload)
+        u1 = tuple(sorted(adverts))
+        self._need(u1 == doc.advertised, "the key list does not match its signed adverts")
+        self._need(adverts.get(self.me) == self._my_advert, "my advertised keys were altered")
+        self._need(len(u1) >= spec.threshold, f"only {len(u1)} partners advertised keys")
+        self._need(
+            len({a.c_pk for a in adverts.values()} | {a.s_pk for a in adverts.values()})
+            == 2 * len(u1),
+            "advertised keys are reused",
+        )
+        self.u1, self._adverts = u1, adverts
+        self._b = crypto.random_bytes(shamir.SECRET_BYTES)
+        xs = [spec.index(v) for v in u1]
+        s_shares = shamir.split(self._s_sk, spec.threshold, xs)
+        b_shares = shamir.split(self._b, spec.threshold, xs)
+        for v in u1:
+            s_v, b_v = s_shares[spec.index(v)], b_shares[spec.index(v)]
+            if v == self.me:
+                self._shares[v] = (s_v, b_v)
+                continue
+            body = SharePayload(
+                sender=self.me, recipient=v, s_share=s_v.hex(), b_share=b_v.hex()
+            ).to_payload()
+            key = self._share_key(v)
+            sealed = crypto.aead_encrypt(
+                key, body, aead_context("shares", self.round_id, self.me, v)
+            )
+            self._send("shares", v, sealed)
+        self.stage = "submit"
+        self._timed("share_keys", start)
+        return True
+
+    def _share_key(self, peer: str) -> bytes:
+        shared = crypto.x25519_exchange(self._c_sk, bytes.fromhex(self._adverts[peer].c_pk))
+        lo, hi = sorted((self.me, peer))
+        return masking.derive_key("share-key", shared, self.round_id, lo, hi)
+
+    def provide_input(self, update: np.ndarray, num_examples: int) -> None:
+        """Set the trunk update (float, ``vector_length`` entries) and its example count."""
+        self._input = (update, int(num_examples))
+
+    def submit(self) -> bool:
+        """Stage 2: take the shares relayed to me, then send my masked, quantized update."""
+        if self._input is None:
+            return False
+        env = self._fetch("relay")
+        if env is None:
+            return False
+        start = time.perf_counter()
+        spec = self._spec()
+        doc = RelayPayload.from_payload(env.payload)
+        u2 = doc.shared
+        self._need(self.me in u2 and set(u2) <= set(self.u1), "U2 is not a subset of U1")
+        self._need(len(u2) >= spec.threshold, f"only {len(u2)} partners shared keys")
+        got: set[str] = set()
+        for inner in unpack_envelopes(doc.envelopes):
+            self.guard.check(inner, kind="shares", senders=set(u2) - {self.me})
+            got.add(inner.sender)
+            try:
+                body = crypto.aead_decrypt(
+                    self._share_key(inner.sender),
+                    inner.payload,
+                    aead_context("shares", self.round_id, inner.sender, self.me),
+                )
+                share = SharePayload.from_payload(body)
+                if (share.sender, share.recipient) != (inner.sender, self.me):
+                    raise SecureAggregationError("share addressed to another pair")
+            except SecureAggregationError as exc:
+                # A signed envelope whose ciphertext fails: the sender misbehaved. Keep going
+                # without its shares (others hold enough); record why.
+                self.guard.reject(inner, f"cannot decrypt shares ({exc.message})")
+                continue
+            self._shares[inner.sender] = (
+                bytes.fromhex(share.s_share),
+                bytes.fromhex(share.b_share),
+            )
+        self._need(got == set(u2) - {self.me}, "the relay misses shares of U2 members")
+        self.u2 = u2
+        update, num_examples = self._input
+        self._need(
+            int(np.size(update)) == spec.vector_length,
+            f"update has {np.size(update)} entries, the round expects {spec.vector_length}",
+        )
+        vec = quantize(
+            update,
+            num_examples,
+            spec.quantization,
+            len(spec.partners),
+            dp=spec.dp,
+            rng=self._rng,
+        )
+        masks = [(masking.self_mask_key(self._b, self.round_id, self.me), 1)]
+        for v in u2:
+            if v != self.me:
+                shared = crypto.x25519_exchange(self._s_sk, bytes.fromhex(self._adverts[v].s_pk))
+                key = masking.pair_mask_key(shared, self.round_id, self.me, v)
+                masks.append((key, masking.pair_sign(self.me, v)))
+        nbytes, seconds = masking.apply_masks(vec, masks)
+        self.stats.mask_bytes += nbytes
+        self.stats.mask_seconds += seconds
+        self._send(
+            "masked",
+            self.operator,
+            vec.tobytes(),
+            dtype=vec.dtype.str,
+            length=str(vec.size),
+            seed_commitment=masking.seed_commitment(self._b, self.round_id, self.me),
+        )
+        self._input = None
+        self.stage = "confirm"
+        self._timed("submit", start)
+        return True
+
+    def confirm(self) -> bool:
+        """Stage 3 (consistency check): sign the survivor set U3 the operator announced."""
+        env = self._fetch("survivors")
+        if env is None:
+            return False
+        start = time.perf_counter()
+        spec = self._spec()
+        doc = SurvivorsPayload.from_payload(env.payload)
+        u3 = doc.survivors
+        self._need(set(u3) <= set(self.u2), "U3 is not a subset of U2")
+        self._need(self.me in u3, "the operator did not accept my masked input")
+        self._need(len(u3) >= spec.threshold, f"only {len(u3)} masked inputs arrived")
+        self.u3 = u3
+        self._send("confirm", self.operator, SurvivorsPayload(survivors=u3).to_payload())
+        self.stage = "unmask"
+        self._timed("confirm", start)
+        return True
+
+    def unmask(self) -> bool:
+        """Stage 4: check ≥ t confirmations of U3, reveal one kind of share per peer."""
+        env = self._fetch("unmask_request")
+        if env is None:
+            return False
+        start = time.perf_counter()
+        spec = self._spec()
+        doc = UnmaskRequestPayload.from_payload(env.payload)
+        self._need(doc.survivors == self.u3, "the unmask request names another U3")
+        confirmed: set[str] = set()
+        for inner in unpack_envelopes(doc.confirmations):
+            self.guard.check(inner, kind="confirm", senders=self.u3, recipient=self.operator)
+            if SurvivorsPayload.from_payload(inner.payload).survivors != self.u3:
+                raise self.guard.reject(inner, "confirms a different survivor set")
+            confirmed.add(inner.sender)
+        self._need(len(confirmed) >= spec.threshold, f"only {len(confirmed)} confirmations")
+        survivors = set(self.u3)
+        b_shares = {u: s[1].hex() for u, s in self._shares.items() if u in survivors}
+        s_shares = {
+            u: s[0].hex() for u, s in self._shares.items() if u in self.u2 and u not in survivors
+        }
+        body = UnmaskPayload(b_shares=b_shares, s_shares=s_shares).to_payload()
+        shared = crypto.x25519_exchange(self._c_sk, bytes.fromhex(spec.operator_key))
+        key = masking.derive_key("unmask-key", shared, self.round_id, self.me, self.operator)
+        sealed = crypto.aead_encrypt(
+            key, body, aead_context("unmask", self.round_id, self.me, self.operator)
+        )
+        self._send("unmask", self.operator, sealed)
+        self._forget()
+        self.stage = "done"
+        self._timed("unmask", start)
+        return True
+
+    def _forget(self) -> None:
+        self._c_sk = self._s_sk = self._b = b""
+        self._shares.clear()
+
+    # --- drivers -------------------------------------------------------------------------
+
+    def step(self) -> bool:
+        """Run the current stage if its operator message is there; True if it progressed."""
+        stage = {
+            "advertise": self.advertise,
+            "share_keys": self.share_keys,
+            "submit": self.submit,
+            "confirm": self.confirm,
+            "unmask": self.unmask,
+        }.get(self.stage)
+        return stage() if stage is not None else False
+
+    def run(
+        self,
+        update: np.ndarray,
+        num_examples: int,
+        *,
+        timeout_s: float = 3600.0,
+        poll_s: float = 0.5,
+    ) -> ClientStats:
+        """Take part in the whole round, polling the store; return the timing stats.
+
+        Raises
+        ------
+        SecureAggregationError
+            If the round does not finish within ``timeout_s`` or a check fails.
+        """
+        self.provide_input(update, num_examples)
+        deadline = time.monotonic() + timeout_s
+        while self.stage != "done":
+            if not self.step():
+                if time.monotonic() > deadline:
+                    raise SecureAggregationError(
+                        f"{self.me}: timed out in round {self.round_id} at stage {self.stage}.",
+                        fix="check that the operator is running and can reach the store.",
+                    )
+                time.sleep(poll_s)
+        return self.stats
+
+
+__all__ = ["CLIENT_STAGES", "ClientStats", "SecAggClient"]

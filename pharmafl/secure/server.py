@@ -1,0 +1,455 @@
+"""The operator side of secure aggregation: collect, decide survivors, unmask, sum.
+
+Works on numpy arrays only (no torch, no RDKit). The operator learns the sum of the
+surviving partners' weighted, quantized updates and their total example count — nothing
+about any single update (Bonawitz et al., CCS 2017). Per stage the orchestrator calls
+:meth:`SecAggServer.receive` (non-blocking: take what is in the store) until
+:meth:`SecAggServer.pending` is empty or its deadline passes, then
+:meth:`SecAggServer.advance`, which closes the stage: fewer than t partners left aborts
+the round with :class:`~pharmafl.common.errors.SecureAggregationError`; envelopes of a
+closed stage that arrive later are rejected as late. :meth:`SecAggServer.run` does exactly
+that with wall-clock timeouts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pharmafl.common import crypto
+from pharmafl.common.errors import EnvelopeRejectedError, SecureAggregationError
+from pharmafl.secure import masking, shamir
+from pharmafl.secure.dp import DPConfig
+from pharmafl.secure.envelope import Envelope, EnvelopeGuard, EnvelopeKind, pack_envelopes, seal
+from pharmafl.secure.identity import Identity, Roster
+from pharmafl.secure.messages import (
+    AdvertisePayload,
+    KeysPayload,
+    RejectionRecord,
+    RelayPayload,
+    RoundSpec,
+    SecAggRoundReport,
+    SurvivorsPayload,
+    UnmaskPayload,
+    UnmaskRequestPayload,
+    aead_context,
+    default_threshold,
+)
+from pharmafl.secure.quantize import QuantizationConfig, dequantize, fedavg_mean
+from pharmafl.secure.store import ExchangeStore
+
+logger = logging.getLogger(__name__)
+
+#: Operator stages: the kind of partner message each one collects.
+SERVER_STAGES: tuple[EnvelopeKind, ...] = ("advertise", "shares", "masked", "confirm", "unmask")
+
+
+@dataclass
+class ServerStats:
+    """Operator seconds per stage (receiving + closing), and unmasking time."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    unmask_seconds: float = 0.0
+    mask_bytes: int = 0
+
+    @property
+    def total_seconds(self) -> float:
+        """Protocol seconds over all stages (excluding waiting)."""
+        return sum(self.seconds.values())
+
+
+@dataclass
+class AggregateResult:
+    """The outcome of one round: the FedAvg mean, the weighted sum, and the report."""
+
+    mean: np.ndarray
+    weighted_sum: np.ndarray
+    report: SecAggRoundReport
+
+    @property
+    def dropped(self) -> tuple[str, ...]:
+        """Invited partners whose update is not in the sum."""
+        return self.report.dropped
+
+
+class SecAggServer:
+    """The operator in one secure-aggregation round.
+
+    Parameters
+    ----------
+    identity
+        The operator's signing identity (the roster's operator).
+    roster
+        The verified consortium roster.
+    store
+        The exchange store.
+    round_id
+        Unique round id (binds every key derivation, ciphertext and envelope).
+    vector_length
+        Number of trunk parameters P in every update.
+    partners
+        Invited partners (default: every partner in the roster).
+    threshold
+        t (default :func:`~pharmafl.secure.messages.default_threshold`).
+    quantization, dp
+        Shared fixed-point and optional differential-privacy parameters.
+    """
+
+    def __init__(
+        self,
+        identity: Identity,
+        roster: Roster,
+        store: ExchangeStore,
+        round_id: str,
+        *,
+        vector_length: int,
+        partners: tuple[str, ...] | None = None,
+        threshold: int | None = None,
+        quantization: QuantizationConfig | None = None,
+        dp: DPConfig | None = None,
+    ) -> None:
+        roster.verify()
+        if identity.id != roster.operator or roster.member(identity.id) != identity.public:
+            raise SecureAggregationError(
+                f"{identity.id!r} is not the operator that signed this roster."
+            )
+        invited = tuple(sorted(partners if partners is not None else roster.partners))
+        self._op_sk, op_pk = crypto.x25519_generate()
+        self.spec = RoundSpec(
+            round_id=round_id,
+            roster_fingerprint=roster.fingerprint(),
+            operator=identity.id,
+            partners=invited,
+            threshold=threshold if threshold is not None else default_threshold(len(invited)),
+            vector_length=vector_length,
+            quantization=quantization or QuantizationConfig(),
+            dp=dp,
+            operator_key=op_pk.hex(),
+        )
+        self.identity = identity
+        self.roster = roster
+        self.store = store
+        self.round_id = round_id
+        self.guard = EnvelopeGuard(roster, me=identity.id, round_id=round_id)
+        self.stats = ServerStats()
+        self.stage: str = "open"
+        self.result: AggregateResult | None = None
+        self._seen: set[str] = set()
+        self._adverts: dict[str, tuple[Envelope, AdvertisePayload]] = {}
+        self._shares: dict[tuple[str, str], Envelope] = {}
+        self._commitments: dict[str, str] = {}
+        self._acc = np.zeros(vector_length + 1, dtype=self.spec.quantization.dtype)
+        self._confirms: dict[str, Envelope] = {}
+        self._unmasks: dict[str, UnmaskPayload] = {}
+        self.u1: tuple[str, ...] = ()
+        self.u2: tuple[str, ...] = ()
+        self.u3: tuple[str, ...] = ()
+        self.u4: tuple[str, ...] = ()
+        self.u5: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"SecAggServer(round={self.round_id!r}, stage={self.stage!r})"
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    def _send(self, kind: EnvelopeKind, recipient: str, payload: bytes) -> None:
+        env = seal(
+            self.identity, round_id=self.round_id, kind=kind, recipient=recipient, payload=payload
+        )
+        self.store.put(env)
+
+    def _expected(self) -> tuple[str, ...]:
+        return {
+            "advertise": self.spec.partners,
+            "shares": self.u1,
+            "masked": self.u2,
+            "confirm": self.u3,
+            "unmask": self.u4,
+        }.get(self.stage, ())
+
+    def _timed(self, stage: str, start: float) -> None:
+        self.stats.seconds[stage] = self.stats.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+    def _abort(self, what: str, have: int) -> SecureAggregationError:
+        self.stage = "aborted"
+        self._acc = np.zeros(0, dtype=self._acc.dtype)
+        logger.error("round %s aborted: %s", self.round_id, what)
+        return SecureAggregationError(
+            f"round {self.round_id} aborted: {what} ({have} of threshold {self.spec.threshold}).",
+            fix="fewer than t partners remain; start a new round when enough partners are up.",
+        )
+
+    def open(self) -> RoundSpec:
+        """Publish the signed round spec to every invited partner."""
+        if self.stage != "open":
+            raise SecureAggregationError(f"round {self.round_id} is already open.")
+        start = time.perf_counter()
+        for p in self.spec.partners:
+            self._send("round_spec", p, self.spec.to_payload())
+        self.stage = "advertise"
+        self._timed("open", start)
+        return self.spec
+
+    def pending(self) -> set[str]:
+        """Partners expected in the current stage that have not been accepted yet."""
+        have = {
+            "advertise": set(self._adverts),
+            "shares": {u for u in self.u1 if self._shares_complete(u)},
+            "masked": set(self._commitments),
+            "confirm": set(self._confirms),
+            "unmask": set(self._unmasks),
+        }.get(self.stage, set())
+        return set(self._expected()) - have
+
+    def _shares_complete(self, u: str) -> bool:
+        return all((u, v) in self._shares for v in self.u1 if v != u)
+
+    # --- receiving -----------------------------------------------------------------------
+
+    def receive(self) -> int:
+        """Take every new envelope from the store; return how many were accepted.
+
+        Envelopes of the current stage are checked and kept; envelopes of a closed stage
+        are rejected as late (logged, in the report), never used.
+        """
+        start = time.perf_counter()
+        accepted = 0
+        if self.stage not in SERVER_STAGES:
+            return 0
+        current = SERVER_STAGES.index(self.stage)
+        for i, kind in enumerate(SERVER_STAGES[: current + 1]):
+            recipients = self.u1 if kind == "shares" else (self.identity.id,)
+            for recipient in recipients:
+                for key in self.store.keys(self.round_id, kind, recipient):
+                    if key in self._seen:
+                        continue
+                    self._seen.add(key)
+                    accepted += self._take(key, kind, late=i < current)
+        self._timed(self.stage, start)
+        return accepted
+
+    def _take(self, key: str, kind: EnvelopeKind, *, late: bool) -> int:
+        try:
+            env = self.store.get(key)
+        except EnvelopeRejectedError as exc:
+            self.guard.reject(None, exc.message, kind=kind)
+            return 0
+        if late:
+            self.guard.reject(env, f"late: the {kind} stage is closed")
+            return 0
+        try:
+            if kind == "shares":
+                self.guard.check(env, kind=kind, senders=self.u1, recipient=env.recipient)
+                if env.sender == env.recipient:
+                    raise self.guard.reject(env, "shares addressed to the sender itself")
+                self._shares[(env.sender, env.recipient)] = env
+                return 1
+            self.guard.check(env, kind=kind, senders=self._expected())
+            getattr(self, f"_take_{kind}")(env)
+        except EnvelopeRejectedError:
+            return 0
+        return 1
+
+    def _take_advertise(self, env: Envelope) -> None:
+        self._adverts[env.sender] = (env, AdvertisePayload.from_payload(env.payload))
+
+    def _take_masked(self, env: Envelope) -> None:
+        dtype = self._acc.dtype
+        if (
+            env.headers.get("dtype") != dtype.str
+            or env.headers.get("length") != str(self._acc.size)
+            or len(env.payload) != self._acc.nbytes
+        ):
+            raise self.guard.reject(
+                env, f"masked input must be {self._acc.size} × {dtype.str} entries"
+            )
+        commitment = env.headers.get("seed_commitment", "")
+        if len(commitment) != 64:
+            raise self.guard.reject(env, "masked input lacks its seed commitment")
+        np.add(self._acc, np.frombuffer(env.payload, dtype=dtype), out=self._acc)
+        self._commitments[env.sender] = commitment
+
+    def _take_confirm(self, env: Envelope) -> None:
+        if SurvivorsPayload.from_payload(env.payload).survivors != self.u3:
+            raise self.guard.reject(env, "confirms a different survivor set")
+        self._confirms[env.sender] = env
+
+    def _take_unmask(self, env: Envelope) -> None:
+        c_pk = bytes.fromhex(self._adverts[env.sender][1].c_pk)
+        key = masking.derive_key(
+            "unmask-key",
+            crypto.x25519_exchange(self._op_sk, c_pk),
+            self.round_id,
+            env.sender,
+            self.identity.id,
+        )
+        try:
+            body = crypto.aead_decrypt(
+                key,
+                env.payload,
+                aead_context("unmask", self.round_id, env.sender, self.identity.id),
+            )
+        except SecureAggregationError as exc:
+            raise self.guard.reject(env, f"cannot decrypt shares ({exc.message})") from None
+        doc = UnmaskPayload.from_payload(body)
+        dropped = set(self.u2) - set(self.u3)
+        if not set(doc.b_shares) <= set(self.u3) or not set(doc.s_shares) <= dropped:
+            raise self.guard.reject(env, "reveals a share of the wrong kind")
+        self._unmasks[env.sender] = doc
+
+    # --- closing stages ------------------------------------------------------------------
+
+    def advance(self) -> None:
+        """Close the current stage and send the next operator messages (or finish).
+
+        Raises
+        ------
+        SecureAggregationError
+            If fewer than t partners remain (the round aborts).
+        """
+        stage = self.stage
+        if stage not in SERVER_STAGES:
+            raise SecureAggregationError(f"round {self.round_id} has no open stage ({stage}).")
+        start = time.perf_counter()
+        t = self.spec.threshold
+        if stage == "advertise":
+            self.u1 = tuple(sorted(self._adverts))
+            if len(self.u1) < t:
+                raise self._abort("too few partners advertised keys", len(self.u1))
+            bundle = pack_envelopes([self._adverts[u][0] for u in self.u1])
+            payload = KeysPayload(advertised=self.u1, envelopes=bundle).to_payload()
+            for u in self.u1:
+                self._send("keys", u, payload)
+            self.stage = "shares"
+        elif stage == "shares":
+            self.u2 = tuple(u for u in self.u1 if self._shares_complete(u))
+            if len(self.u2) < t:
+                raise self._abort("too few partners shared keys", len(self.u2))
+            for v in self.u2:
+                inner = [self._shares[(u, v)] for u in self.u2 if u != v]
+                doc = RelayPayload(shared=self.u2, envelopes=pack_envelopes(inner))
+                self._send("relay", v, doc.to_payload())
+            self._shares.clear()
+            self.stage = "masked"
+        elif stage == "masked":
+            self.u3 = tuple(sorted(self._commitments))
+            if len(self.u3) < t:
+                raise self._abort("too few masked inputs arrived", len(self.u3))
+            for u in self.u3:
+                self._send("survivors", u, SurvivorsPayload(survivors=self.u3).to_payload())
+            self.stage = "confirm"
+        elif stage == "confirm":
+            self.u4 = tuple(sorted(self._confirms))
+            if len(self.u4) < t:
+                raise self._abort("too few partners confirmed the survivors", len(self.u4))
+            confirmations = pack_envelopes([self._confirms[u] for u in self.u4])
+            request = UnmaskRequestPayload(survivors=self.u3, confirmations=confirmations)
+            for u in self.u4:
+                self._send("unmask_request", u, request.to_payload())
+            self.stage = "unmask"
+        else:
+            self.u5 = tuple(sorted(self._unmasks))
+            if len(self.u5) < t:
+                raise self._abort("too few partners revealed shares", len(self.u5))
+            self.result = self._finish()
+            self.stage = "done"
+        self._timed(stage, start)
+
+    def _reconstruct(self, owner: str, kind: str) -> bytes:
+        shares = {
+            self.spec.index(v): bytes.fromhex(getattr(doc, f"{kind}_shares")[owner])
+            for v, doc in self._unmasks.items()
+            if owner in getattr(doc, f"{kind}_shares")
+        }
+        if len(shares) < self.spec.threshold:
+            raise self._abort(f"too few shares to unmask {owner}", len(shares))
+        return shamir.combine(shares, self.spec.threshold)
+
+    def _finish(self) -> AggregateResult:
+        start = time.perf_counter()
+        rid = self.round_id
+        dropped = sorted(set(self.u2) - set(self.u3))
+        masks: list[tuple[bytes, int]] = []
+        for u in self.u3:
+            seed = self._reconstruct(u, "b")
+            if masking.seed_commitment(seed, rid, u) != self._commitments[u]:
+                raise self._abort(f"the reconstructed seed of {u} fails its commitment", 0)
+            masks.append((masking.self_mask_key(seed, rid, u), -1))
+        for d in dropped:
+            s_sk = self._reconstruct(d, "s")
+            if crypto.x25519_public_key(s_sk).hex() != self._adverts[d][1].s_pk:
+                raise self._abort(f"the reconstructed mask key of {d} is wrong", 0)
+            for u in self.u3:
+                shared = crypto.x25519_exchange(s_sk, bytes.fromhex(self._adverts[u][1].s_pk))
+                # u added pair_sign(u, d)·PRG(s_ud); subtract exactly that.
+                masks.append((masking.pair_mask_key(shared, rid, u, d), -masking.pair_sign(u, d)))
+        nbytes, _ = masking.apply_masks(self._acc, masks)
+        self.stats.mask_bytes += nbytes
+        q = self.spec.quantization
+        n = len(self.spec.partners)
+        weighted, total_examples = dequantize(self._acc, q, n)
+        self._acc = np.zeros(0, dtype=self._acc.dtype)
+        mean = fedavg_mean(weighted, total_examples, q)
+        report = SecAggRoundReport(
+            round_id=rid,
+            operator=self.identity.id,
+            partners=self.spec.partners,
+            threshold=self.spec.threshold,
+            advertised=self.u1,
+            shared=self.u2,
+            survivors=self.u3,
+            confirmed=self.u4,
+            responded=self.u5,
+            dropped=tuple(p for p in self.spec.partners if p not in self.u3),
+            vector_length=self.spec.vector_length,
+            total_examples=total_examples,
+            ring_bits=q.ring_bits,
+            scale=q.scale(n),
+            mean_error_bound=q.mean_error_bound(n, total_examples),
+            aggregate_sha256=hashlib.sha256(mean.astype(np.float32).tobytes()).hexdigest(),
+            rejections=[
+                RejectionRecord(kind=r.kind, sender=r.sender, reason=r.reason)
+                for r in self.guard.rejections
+            ],
+        )
+        self.stats.unmask_seconds = time.perf_counter() - start
+        logger.info(
+            "round %s aggregated %d partners (%d dropped) in %.2f s",
+            rid,
+            len(self.u3),
+            len(report.dropped),
+            self.stats.unmask_seconds,
+        )
+        return AggregateResult(mean=mean, weighted_sum=weighted, report=report)
+
+    # --- driver --------------------------------------------------------------------------
+
+    def run(self, *, stage_timeout_s: float = 600.0, poll_s: float = 0.5) -> AggregateResult:
+        """Run the whole round: each stage waits for all expected partners or the timeout."""
+        if self.stage == "open":
+            self.open()
+        while self.stage in SERVER_STAGES:
+            deadline = time.monotonic() + stage_timeout_s
+            while True:
+                self.receive()
+                if not self.pending() or time.monotonic() > deadline:
+                    break
+                time.sleep(poll_s)
+            missing = self.pending()
+            if missing:
+                logger.warning(
+                    "round %s stage %s: %d partners did not answer in time",
+                    self.round_id,
+                    self.stage,
+                    len(missing),
+                )
+            self.advance()
+        assert self.result is not None
+        return self.result
+
+
+__all__ = ["SERVER_STAGES", "AggregateResult", "SecAggServer", "ServerStats"]
