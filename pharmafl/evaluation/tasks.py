@@ -111,9 +111,10 @@ class EvaluationResult:
                 f"not an evaluation result document (missing or malformed {exc}).",
                 fix="pass the dict written by EvaluationResult.to_json().",
             ) from exc
-        per_task = per_task.astype({"task_id": np.int64, **dict.fromkeys(counts, np.int64)}).astype(
-            {m: np.float64 for m in metric_names(task_type)} | {"aggregation_weight": float}
-        )
+        dtypes: dict[str, type] = {"task_id": np.int64, "aggregation_weight": np.float64}
+        dtypes |= dict.fromkeys(metric_names(task_type), np.float64)
+        dtypes |= dict.fromkeys(counts, np.int64)
+        per_task = per_task.astype(dtypes)
         return cls(task_type=task_type, per_task=per_task, aggregate=aggregate)
 
 
@@ -198,6 +199,7 @@ def evaluate_tasks(
     n_tasks = cols.n_tasks
     weight = _weights(aggregation_weight, n_tasks)
     pred = cols.preds[0]
+    slices = [cols.task(j) for j in range(n_tasks)]
 
     if task_type == "classification":
         labels = cols.labels
@@ -207,14 +209,12 @@ def evaluate_tasks(
                 fix="use cls_T10_y.npz as written by the preparation step.",
             )
         y01 = (labels > 0).astype(np.int8)
-        rows_out = [
-            classification_task_metrics(y01[s], pred[s]) for s in map(cols.task, range(n_tasks))
-        ]
+        rows_out = [classification_task_metrics(y01[s], pred[s]) for s in slices]
     else:
         c = cols.censor
         rows_out = [
             regression_task_metrics(cols.labels[s], pred[s], None if c is None else c[s])
-            for s in map(cols.task, range(n_tasks))
+            for s in slices
         ]
 
     names = metric_names(task_type)
