@@ -132,4 +132,19 @@ def gather_task_columns(
     return TaskColumns(n_tasks=n_tasks, indptr=indptr, labels=data, preds=gathered, censor=cens)
 
 
-__all__ = ["TaskColumns", "gather_task_columns"]
+def check_weights(aggregation_weight: npt.ArrayLike | None, n_tasks: int) -> np.ndarray:
+    """Validate per-task aggregation weights (default: all 1)."""
+    if aggregation_weight is None:
+        return np.ones(n_tasks, dtype=np.float64)
+    w = np.asarray(aggregation_weight, dtype=np.float64)
+    if w.shape != (n_tasks,):
+        raise EvaluationError(
+            f"aggregation_weight has shape {w.shape}, expected ({n_tasks},) (one per task).",
+            fix="pass the aggregation_weight column of cls_weights.csv / reg_weights.csv.",
+        )
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise EvaluationError("aggregation_weight must be finite and non-negative.")
+    return w
+
+
+__all__ = ["TaskColumns", "check_weights", "gather_task_columns"]

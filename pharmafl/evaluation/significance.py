@@ -26,7 +26,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.stats import norm, rankdata
 
-from pharmafl.evaluation._columns import gather_task_columns
+from pharmafl.evaluation._columns import check_weights, gather_task_columns
 from pharmafl.evaluation._errors import EvaluationError
 
 Alternative = Literal["two-sided", "greater", "less"]
@@ -251,14 +251,7 @@ def significant_improvement_share(
     """
     cols = gather_task_columns(y_true, (prob_a, prob_b), rows=rows)
     n_tasks = cols.n_tasks
-    if aggregation_weight is None:
-        weight = np.ones(n_tasks)
-    else:
-        weight = np.asarray(aggregation_weight, dtype=np.float64)
-        if weight.shape != (n_tasks,):
-            raise EvaluationError(
-                f"aggregation_weight has shape {weight.shape}, expected ({n_tasks},)."
-            )
+    weight = check_weights(aggregation_weight, n_tasks)
     if cols.labels.size and not np.isin(cols.labels, (-1, 1)).all():
         raise EvaluationError("classification y_true must store only +1 and -1.")
     y01 = (cols.labels > 0).astype(np.int8)

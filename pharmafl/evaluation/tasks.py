@@ -18,7 +18,7 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 
-from pharmafl.evaluation._columns import gather_task_columns
+from pharmafl.evaluation._columns import check_weights, gather_task_columns
 from pharmafl.evaluation._errors import EvaluationError
 from pharmafl.evaluation.metrics import (
     CLASSIFICATION_COUNTS,
@@ -141,20 +141,6 @@ def aggregate_task_metrics(per_task: pd.DataFrame, task_type: TaskType) -> dict[
     return out
 
 
-def _weights(aggregation_weight: npt.ArrayLike | None, n_tasks: int) -> np.ndarray:
-    if aggregation_weight is None:
-        return np.ones(n_tasks, dtype=np.float64)
-    w = np.asarray(aggregation_weight, dtype=np.float64)
-    if w.shape != (n_tasks,):
-        raise EvaluationError(
-            f"aggregation_weight has shape {w.shape}, expected ({n_tasks},) (one per task).",
-            fix="pass the aggregation_weight column of cls_weights.csv / reg_weights.csv.",
-        )
-    if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise EvaluationError("aggregation_weight must be finite and non-negative.")
-    return w
-
-
 def evaluate_tasks(
     y_true: sp.spmatrix | sp.sparray,
     y_pred: npt.ArrayLike,
@@ -197,7 +183,7 @@ def evaluate_tasks(
         raise EvaluationError("censor applies to regression tasks only.")
     cols = gather_task_columns(y_true, (y_pred,), censor=censor, rows=rows)
     n_tasks = cols.n_tasks
-    weight = _weights(aggregation_weight, n_tasks)
+    weight = check_weights(aggregation_weight, n_tasks)
     pred = cols.preds[0]
     slices = [cols.task(j) for j in range(n_tasks)]
 
@@ -206,7 +192,8 @@ def evaluate_tasks(
         if labels.size and not np.isin(labels, (-1, 1)).all():
             raise EvaluationError(
                 "classification y_true must store only +1 (active) and -1 (inactive).",
-                fix="use cls_T10_y.npz as written by the preparation step.",
+                fix="use cls_T10_y.npz as written by the preparation step; if stored zeros "
+                "mean unmeasured, call y_true.eliminate_zeros() first.",
             )
         y01 = (labels > 0).astype(np.int8)
         rows_out = [classification_task_metrics(y01[s], pred[s]) for s in slices]
