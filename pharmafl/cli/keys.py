@@ -1,10 +1,79 @@
-"""``pharmafl keys``: commands (being written; see the issue tracker)."""
+"""``pharmafl keys``: signing identities and the consortium roster."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+keys_app = typer.Typer(
+    help="Create Ed25519 signing keys and the operator-signed consortium roster.",
+    no_args_is_help=True,
+)
+
+
+@keys_app.command("generate")
+def generate(
+    out: Annotated[Path, typer.Option("--out", help="Folder for <id>.key.json and <id>.pub.json.")],
+    party_id: Annotated[
+        str, typer.Option("--id", help="Party id (letters, digits, '_', '.', '-').")
+    ],
+    role: Annotated[
+        str, typer.Option("--role", help="'partner' (sends updates) or 'operator' (aggregates).")
+    ] = "partner",
+) -> None:
+    """Generate an Ed25519 signing key (private file owner-only; never overwritten)."""
+    from pharmafl.common.errors import ConfigError
+    from pharmafl.secure.identity import generate_identity, private_key_path, public_key_path
+
+    if role not in ("partner", "operator"):
+        raise ConfigError(f"unknown role {role!r}.", fix="use --role partner or --role operator.")
+    identity = generate_identity(out, party_id, "operator" if role == "operator" else "partner")
+    typer.echo(f"private key: {private_key_path(out, party_id)} (mode 600, keep it secret)")
+    typer.echo(f"public identity: {public_key_path(out, party_id)} (send it to the operator)")
+    typer.echo(f"public key fingerprint: {identity.public.fingerprint()}")
+
+
+@keys_app.command("roster")
+def roster(
+    operator_key: Annotated[
+        Path, typer.Option("--operator-key", help="The operator's <id>.key.json.")
+    ],
+    members: Annotated[
+        list[Path], typer.Option("--member", help="A member's <id>.pub.json (repeat).")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Roster file to write (must not exist).")],
+    consortium: Annotated[
+        str, typer.Option("--consortium", help="Consortium name.")
+    ] = "pharmafl-consortium",
+    version: Annotated[
+        int, typer.Option("--version", min=1, help="Roster version (bump on every change).")
+    ] = 1,
+) -> None:
+    """Sign the consortium roster; print the fingerprint every partner must pin."""
+    from pharmafl.secure.identity import create_roster_file
+
+    doc = create_roster_file(operator_key, members, out, consortium=consortium, version=version)
+    typer.echo(f"roster: {out} ({len(doc.members)} members)")
+    typer.echo(f"fingerprint (publish out of band; partners pin it): {doc.fingerprint()}")
+
+
+@keys_app.command("verify-roster")
+def verify_roster(
+    path: Annotated[Path, typer.Argument(help="Roster file.")],
+    pin: Annotated[str | None, typer.Option("--pin", help="The fingerprint you pinned.")] = None,
+) -> None:
+    """Check a roster's operator signature (and the pinned fingerprint)."""
+    from pharmafl.secure.identity import load_roster
+
+    doc = load_roster(path, pinned_fingerprint=pin)
+    typer.echo(f"roster OK: {doc.consortium} v{doc.version}, operator {doc.operator}")
+    for m in doc.members:
+        typer.echo(f"  {m.id:<24} {m.role:<8} {m.fingerprint()[:16]}")
+    typer.echo(f"fingerprint: {doc.fingerprint()}")
 
 
 def register(app: typer.Typer) -> None:
-    """Attach this module's commands to ``app``."""
-    del app
+    """Attach the ``keys`` group to ``app``."""
+    app.add_typer(keys_app, name="keys")

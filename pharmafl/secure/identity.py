@@ -316,7 +316,39 @@ def build_roster(
 
 def write_roster(roster: Roster, path: str | Path) -> Path:
     """Write a roster as JSON atomically."""
-    return atomic_write_text(path, roster.model_dump_json(indent=2) + "\n")
+    return atomic_write_text(path, roster.model_dump_json(indent=2) + "\n", mode=0o644)
+
+
+def create_roster_file(
+    operator_key: str | Path,
+    member_files: Sequence[str | Path],
+    out: str | Path,
+    *,
+    consortium: str,
+    version: int = 1,
+) -> Roster:
+    """Sign a roster from the operator's key file and members' ``.pub.json`` files; write it.
+
+    Raises
+    ------
+    KeyFileError
+        If a key file is missing, malformed or unsafe.
+    SecureAggregationError
+        If the key is not an operator's, or ``out`` exists (a roster is never overwritten
+        silently; bump ``version`` and write a new file).
+    """
+    if Path(out).exists():
+        raise SecureAggregationError(
+            "roster file already exists.",
+            file=out,
+            fix="write the new version to a new file, then publish its fingerprint.",
+        )
+    operator = load_identity(operator_key)
+    members = [load_public_identity(m) for m in member_files]
+    roster = build_roster(operator, members, consortium=consortium, version=version)
+    write_roster(roster, out)
+    logger.info("wrote roster v%d with %d members to %s", version, len(roster.members), out)
+    return roster
 
 
 def load_roster(path: str | Path, pinned_fingerprint: str | None = None) -> Roster:
@@ -343,6 +375,7 @@ __all__ = [
     "Role",
     "Roster",
     "build_roster",
+    "create_roster_file",
     "generate_identity",
     "load_identity",
     "load_public_identity",
