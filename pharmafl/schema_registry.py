@@ -23,6 +23,7 @@ SCHEMA_PACKAGES: tuple[str, ...] = (
     "pharmafl.chem",
     "pharmafl.data",
     "pharmafl.model",
+    "pharmafl.evaluation",
     "pharmafl.secure",
 )
 

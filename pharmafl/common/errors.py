@@ -68,6 +68,10 @@ class ConsistencyError(PreparationError):
     """The consortium consistency hash does not match the published value."""
 
 
+class EvaluationError(PharmaFLError):
+    """Labels, predictions or per-task tables handed to an evaluation function do not fit."""
+
+
 class ModelError(PharmaFLError):
     """Model construction, training, checkpoint or prediction failed."""
 
@@ -94,6 +98,7 @@ __all__ = [
     "ConsistencyError",
     "DataNotFoundError",
     "EnvelopeRejectedError",
+    "EvaluationError",
     "FederationError",
     "IngestError",
     "KeyFileError",

@@ -14,7 +14,7 @@ so the aggregator side and the accounting can use it (STYLE.md §2).
 
 from pydantic import BaseModel
 
-from pharmafl.evaluation._errors import EvaluationError
+from pharmafl.common.errors import EvaluationError
 from pharmafl.evaluation.benefit import (
     DEFAULT_BENEFIT_METRICS,
     PERFECT_VALUE,

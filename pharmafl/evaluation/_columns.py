@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from pharmafl.evaluation._errors import EvaluationError
+from pharmafl.common.errors import EvaluationError
 
 
 @dataclass(frozen=True)

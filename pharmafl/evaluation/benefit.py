@@ -26,7 +26,7 @@ import numpy.typing as npt
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from pharmafl.evaluation._errors import EvaluationError
+from pharmafl.common.errors import EvaluationError
 from pharmafl.evaluation.significance import SignificanceResult
 from pharmafl.evaluation.tasks import TaskType
 

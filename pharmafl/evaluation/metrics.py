@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.metrics import auc, precision_recall_curve, r2_score, roc_curve
 
-from pharmafl.evaluation._errors import EvaluationError
+from pharmafl.common.errors import EvaluationError
 
 #: Metric keys of :func:`classification_task_metrics`, in output order (counts excluded).
 CLASSIFICATION_METRICS: tuple[str, ...] = (

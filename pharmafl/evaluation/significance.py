@@ -26,8 +26,8 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.stats import norm, rankdata
 
+from pharmafl.common.errors import EvaluationError
 from pharmafl.evaluation._columns import check_weights, gather_task_columns
-from pharmafl.evaluation._errors import EvaluationError
 
 Alternative = Literal["two-sided", "greater", "less"]
 ALTERNATIVES: tuple[str, ...] = get_args(Alternative)

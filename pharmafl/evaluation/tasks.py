@@ -18,8 +18,8 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 
+from pharmafl.common.errors import EvaluationError
 from pharmafl.evaluation._columns import check_weights, gather_task_columns
-from pharmafl.evaluation._errors import EvaluationError
 from pharmafl.evaluation.metrics import (
     CLASSIFICATION_COUNTS,
     CLASSIFICATION_METRICS,
