@@ -184,7 +184,15 @@ def _screen_measurements(
 def _aggregate_replicates(df: pd.DataFrame, rule_of_assay: pd.Series) -> pd.DataFrame:
     """One record per (assay, descriptor vector, fold); ``standard_qualifier`` None = conflict."""
     if len(df) == 0:
-        return pd.DataFrame({c: pd.Series([], dtype=object) for c in T4R_COLUMNS})
+        return pd.DataFrame(
+            {
+                "input_assay_id": np.array([], np.int64),
+                "descriptor_vector_id": np.array([], np.int64),
+                "fold_id": np.array([], np.int64),
+                "standard_qualifier": pd.Series([], dtype=object),
+                "standard_value": np.array([], np.float64),
+            }
+        )
     keys = ["input_assay_id", "descriptor_vector_id", "fold_id"]
     gid = df.groupby(keys, sort=True).ngroup().to_numpy(np.int64)
     n_groups = int(gid.max()) + 1

@@ -91,6 +91,24 @@ def test_small_end_to_end_with_dedupe(make_t0) -> None:
     assert res.seconds.keys() == {"aggregate", "threshold", "filter", "matrices"}
 
 
+def test_no_measurements_still_gives_well_formed_empty_matrices(make_t0) -> None:
+    t1 = pd.DataFrame(
+        {
+            "input_compound_id": np.array([], np.int64),
+            "input_assay_id": np.array([], np.int64),
+            "standard_qualifier": pd.Series([], dtype=object),
+            "standard_value": np.array([], np.float64),
+        }
+    )
+    t5 = pd.DataFrame({"input_compound_id": [0], "descriptor_vector_id": [0], "fold_id": [0]})
+    x = csr_matrix((1, 8), dtype=np.float32)
+    res = activities_to_tasks(make_t0([{"input_assay_id": 1}]), t1, t5, x, np.array([0]), P, 5)
+    m = res.matrices
+    assert m.x.shape == (0, 8) and m.y_cls.shape == (0, 0) and m.y_reg.shape == (0, 0)
+    assert res.tables["t4r"]["input_assay_id"].dtype == np.int64
+    assert len(res.rejections) == 0 and res.catalogue.tasks == []
+
+
 def _fsmol(n_measurements: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     try:
         path = data_dir("fsmol") / "fsmol_chembl27_measurements.csv.gz"
