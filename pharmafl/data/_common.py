@@ -59,9 +59,10 @@ def _bool_column(s: pd.Series) -> pd.Series:
 def normalise_t0(t0: pd.DataFrame) -> pd.DataFrame:
     """Return a clean copy of T0: typed flags, normalised ``direction``, all optional columns.
 
-    ``direction`` becomes ``"high"``, ``"low"`` or ``None``; ``use_in_regression`` and
-    ``is_binary`` become bool (missing → False); absent expert-threshold or
-    ``catalog_assay_id`` columns are added as NaN.
+    ``direction`` becomes ``"high"``, ``"low"`` or ``None``; ``is_binary`` and
+    ``use_in_regression`` become bool (empty cells → False; a missing ``is_binary`` column →
+    False, a missing ``use_in_regression`` column → ``not is_binary``); absent
+    expert-threshold or ``catalog_assay_id`` columns are added as NaN.
 
     Raises
     ------
@@ -78,17 +79,18 @@ def normalise_t0(t0: pd.DataFrame) -> pd.DataFrame:
             fix="give every assay one row in T0 (ids must be unique across T0 files).",
         )
     out["assay_type"] = out["assay_type"].astype(object)
-    for col in ("use_in_regression", "is_binary"):
-        out[col] = _bool_column(out[col]) if col in out.columns else False
-    if "direction" in out.columns:
-        d = (
-            out["direction"]
-            .astype(object)
-            .map(lambda v: str(v).strip().lower() if isinstance(v, str) and v.strip() else None)
-        )
-        out["direction"] = d.where(d.isin(["high", "low"]), None).astype(object)
-    else:
-        out["direction"] = pd.Series([None] * len(out), dtype=object)
+    out["is_binary"] = _bool_column(out["is_binary"]) if "is_binary" in out.columns else False
+    # Like pharmafl.ingest: without the column, every non-binary assay is a regression task.
+    out["use_in_regression"] = (
+        _bool_column(out["use_in_regression"])
+        if "use_in_regression" in out.columns
+        else ~out["is_binary"]
+    )
+    raw = out["direction"].tolist() if "direction" in out.columns else [None] * len(out)
+    norm = [str(v).strip().lower() if isinstance(v, str) else None for v in raw]
+    out["direction"] = pd.Series(
+        [v if v in ("high", "low") else None for v in norm], index=out.index, dtype=object
+    )
     for col in (*EXPERT_COLUMNS, "catalog_assay_id"):
         out[col] = (
             pd.to_numeric(out[col], errors="coerce").astype(np.float64)
