@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from pydantic import ValidationError
 
 from pharmafl.common import crypto
 from pharmafl.common.errors import EnvelopeRejectedError, SecureAggregationError
@@ -119,17 +120,25 @@ class SecAggServer:
             )
         invited = tuple(sorted(partners if partners is not None else roster.partners))
         self._op_sk, op_pk = crypto.x25519_generate()
-        self.spec = RoundSpec(
-            round_id=round_id,
-            roster_fingerprint=roster.fingerprint(),
-            operator=identity.id,
-            partners=invited,
-            threshold=threshold if threshold is not None else default_threshold(len(invited)),
-            vector_length=vector_length,
-            quantization=quantization or QuantizationConfig(),
-            dp=dp,
-            operator_key=op_pk.hex(),
-        )
+        try:
+            self.spec = RoundSpec(
+                round_id=round_id,
+                roster_fingerprint=roster.fingerprint(),
+                operator=identity.id,
+                partners=invited,
+                threshold=threshold if threshold is not None else default_threshold(len(invited)),
+                vector_length=vector_length,
+                quantization=quantization or QuantizationConfig(),
+                dp=dp,
+                operator_key=op_pk.hex(),
+            )
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise SecureAggregationError(
+                f"invalid round parameters: {first['msg']}.",
+                fix="choose a threshold of at least a majority and a quantization clip that "
+                "fits the DP noise (see docs/security.md).",
+            ) from None
         self.identity = identity
         self.roster = roster
         self.store = store
@@ -218,9 +227,12 @@ class SecAggServer:
         """
         start = time.perf_counter()
         accepted = 0
-        if self.stage not in SERVER_STAGES:
+        if self.stage in SERVER_STAGES:
+            current = SERVER_STAGES.index(self.stage)
+        elif self.stage == "done":  # everything that still arrives is late
+            current = len(SERVER_STAGES)
+        else:
             return 0
-        current = SERVER_STAGES.index(self.stage)
         for i, kind in enumerate(SERVER_STAGES[: current + 1]):
             recipients = self.u1 if kind == "shares" else (self.identity.id,)
             for recipient in recipients:

@@ -1,0 +1,107 @@
+"""Identities are owner-only and never overwritten; the roster is signed and pinned."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+
+import pytest
+
+from pharmafl.common.errors import KeyFileError, SecureAggregationError
+from pharmafl.secure import (
+    Identity,
+    build_roster,
+    generate_identity,
+    load_identity,
+    load_public_identity,
+    load_roster,
+    write_roster,
+)
+from pharmafl.secure.identity import create_roster_file, private_key_path, public_key_path
+
+
+def test_generated_identity_is_owner_only_and_round_trips(tmp_path) -> None:
+    ident = generate_identity(tmp_path, "alpha")
+    priv, pub = private_key_path(tmp_path, "alpha"), public_key_path(tmp_path, "alpha")
+    assert oct(os.stat(priv).st_mode & 0o777) == "0o600"
+    loaded = load_identity(priv)
+    assert loaded.public == ident.public == load_public_identity(pub)
+    sig = loaded.sign(b"hello")
+    assert len(sig) == 64
+    secret_hex = json.loads(priv.read_text())["ed25519_private_key"]
+    assert secret_hex not in repr(loaded) and secret_hex not in str(loaded)
+    assert secret_hex not in pub.read_text()
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(loaded)
+
+
+def test_existing_key_is_never_overwritten(tmp_path) -> None:
+    generate_identity(tmp_path, "alpha")
+    before = private_key_path(tmp_path, "alpha").read_bytes()
+    with pytest.raises(KeyFileError, match="refusing to overwrite"):
+        generate_identity(tmp_path, "alpha")
+    assert private_key_path(tmp_path, "alpha").read_bytes() == before
+
+
+def test_group_readable_or_malformed_key_is_refused(tmp_path) -> None:
+    generate_identity(tmp_path, "alpha")
+    priv = private_key_path(tmp_path, "alpha")
+    os.chmod(priv, 0o640)
+    with pytest.raises(KeyFileError, match="chmod 600"):
+        load_identity(priv)
+    os.chmod(priv, 0o600)
+    priv.write_text('{"id": "alpha"}')
+    with pytest.raises(KeyFileError, match="malformed"):
+        load_identity(priv)
+    with pytest.raises(KeyFileError, match="not found"):
+        load_identity(tmp_path / "missing.key.json")
+    with pytest.raises(KeyFileError, match="invalid party id"):
+        generate_identity(tmp_path, "../evil")
+
+
+def test_roster_signature_and_pin(tmp_path) -> None:
+    op = Identity.generate("op", "operator")
+    members = [Identity.generate(n).public for n in ("beta", "alpha")]
+    roster = build_roster(op, members, consortium="c")
+    assert [m.id for m in roster.members] == ["alpha", "beta", "op"]
+    assert roster.partners == ("alpha", "beta")
+    path = write_roster(roster, tmp_path / "roster.json")
+    assert load_roster(path, roster.fingerprint()) == roster
+    with pytest.raises(SecureAggregationError, match="pinned fingerprint"):
+        load_roster(path, "0" * 64)
+
+    # A member key swapped in the file (e.g. by whoever distributes it) breaks the signature.
+    doc = json.loads(path.read_text())
+    doc["members"][0]["public_key"] = Identity.generate("alpha").public.public_key
+    path.write_text(json.dumps(doc))
+    with pytest.raises(SecureAggregationError, match="signature is invalid"):
+        load_roster(path)
+
+    # A roster "signed" by someone who is not the operator listed.
+    mallory = Identity.generate("op", "operator")
+    forged = build_roster(mallory, members, consortium="c")
+    swapped = forged.model_copy(update={"members": roster.members})
+    with pytest.raises(SecureAggregationError, match="signature is invalid"):
+        swapped.verify()
+
+
+def test_only_an_operator_signs_a_roster(tmp_path) -> None:
+    partner = Identity.generate("alpha")
+    with pytest.raises(SecureAggregationError, match="only an operator signs"):
+        build_roster(partner, [], consortium="c")
+
+
+def test_create_roster_file_from_key_files(tmp_path) -> None:
+    generate_identity(tmp_path, "op", "operator")
+    generate_identity(tmp_path, "alpha")
+    out = tmp_path / "roster.json"
+    roster = create_roster_file(
+        private_key_path(tmp_path, "op"),
+        [public_key_path(tmp_path, "alpha")],
+        out,
+        consortium="c",
+    )
+    assert load_roster(out, roster.fingerprint()).partners == ("alpha",)
+    with pytest.raises(SecureAggregationError, match="already exists"):
+        create_roster_file(private_key_path(tmp_path, "op"), [], out, consortium="c")

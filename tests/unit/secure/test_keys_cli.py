@@ -1,0 +1,91 @@
+"""``pharmafl keys``: generate (owner-only, no overwrite), roster, verify-roster."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+from typer.testing import CliRunner
+
+from pharmafl.cli.keys import register
+from pharmafl.common.errors import KeyFileError, SecureAggregationError
+from pharmafl.secure import load_identity
+
+runner = CliRunner()
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+
+    @app.callback()
+    def _root() -> None:
+        """Test root."""
+
+    register(app)
+    return app
+
+
+def test_generate_owner_only_and_refuses_overwrite(tmp_path) -> None:
+    app = _app()
+    res = runner.invoke(app, ["keys", "generate", "--out", str(tmp_path), "--id", "alpha"])
+    assert res.exit_code == 0, res.output
+    key = tmp_path / "alpha.key.json"
+    assert oct(os.stat(key).st_mode & 0o777) == "0o600"
+    assert load_identity(key).role == "partner"
+    assert "fingerprint" in res.output
+    before = key.read_bytes()
+    again = runner.invoke(app, ["keys", "generate", "--out", str(tmp_path), "--id", "alpha"])
+    assert again.exit_code != 0
+    assert isinstance(again.exception, KeyFileError)
+    assert key.read_bytes() == before
+    bad = runner.invoke(
+        app, ["keys", "generate", "--out", str(tmp_path), "--id", "b", "--role", "x"]
+    )
+    assert bad.exit_code != 0
+
+
+def test_roster_and_verify(tmp_path) -> None:
+    app = _app()
+    for args in (["--id", "op", "--role", "operator"], ["--id", "alpha"], ["--id", "beta"]):
+        assert (
+            runner.invoke(app, ["keys", "generate", "--out", str(tmp_path), *args]).exit_code == 0
+        )
+    roster = tmp_path / "roster.json"
+    res = runner.invoke(
+        app,
+        [
+            "keys",
+            "roster",
+            "--operator-key",
+            str(tmp_path / "op.key.json"),
+            "--member",
+            str(tmp_path / "alpha.pub.json"),
+            "--member",
+            str(tmp_path / "beta.pub.json"),
+            "--out",
+            str(roster),
+            "--consortium",
+            "demo",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    fingerprint = res.output.strip().rsplit(" ", 1)[-1]
+    ok = runner.invoke(app, ["keys", "verify-roster", str(roster), "--pin", fingerprint])
+    assert ok.exit_code == 0 and "roster OK" in ok.output and "alpha" in ok.output
+    wrong = runner.invoke(app, ["keys", "verify-roster", str(roster), "--pin", "0" * 64])
+    assert isinstance(wrong.exception, SecureAggregationError)
+    # A partner's key cannot sign a roster.
+    res = runner.invoke(
+        app,
+        [
+            "keys",
+            "roster",
+            "--operator-key",
+            str(tmp_path / "alpha.key.json"),
+            "--member",
+            str(tmp_path / "beta.pub.json"),
+            "--out",
+            str(tmp_path / "r2.json"),
+        ],
+    )
+    assert isinstance(res.exception, SecureAggregationError)

@@ -1,0 +1,355 @@
+"""The full protocol: exact sums, dropouts, aborts, and every attack the issue lists."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from pharmafl.common import crypto
+from pharmafl.common.errors import SecureAggregationError
+from pharmafl.secure import (
+    CLIENT_STAGES,
+    ExchangeStore,
+    Identity,
+    QuantizationConfig,
+    SecAggClient,
+    SecAggServer,
+    SharePayload,
+    UnmaskRequestPayload,
+    default_threshold,
+    run_secagg_round,
+    seal,
+)
+from pharmafl.secure.masking import apply_masks, pair_mask_key, pair_sign
+from pharmafl.secure.messages import aead_context
+
+P = 1500
+
+
+def _inputs(n: int, size: int = P, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    ids = [f"p{i:02d}" for i in range(n)]
+    updates = {p: rng.normal(0, 0.05, size).astype(np.float32) for p in ids}
+    counts = {p: int(rng.integers(1, 5000)) for p in ids}
+    return updates, counts
+
+
+def _expected(updates, counts, survivors, cfg: QuantizationConfig) -> np.ndarray:
+    return sum(
+        np.clip(counts[p] / cfg.max_examples * updates[p].astype(np.float64), -cfg.clip, cfg.clip)
+        for p in survivors
+    )
+
+
+def _check_exact(result, updates, counts, survivors, cfg) -> None:
+    n = len(updates)
+    assert result.report.survivors == tuple(sorted(survivors))
+    assert result.report.total_examples == sum(counts[p] for p in survivors)
+    err = np.max(np.abs(result.weighted_sum - _expected(updates, counts, survivors, cfg)))
+    assert err <= cfg.sum_error_bound(n)
+    total = sum(counts[p] for p in survivors)
+    fedavg = sum(counts[p] * updates[p].astype(np.float64) for p in survivors) / total
+    assert np.max(np.abs(result.mean - fedavg)) <= cfg.mean_error_bound(n, total)
+
+
+@pytest.mark.parametrize("n", range(2, 11))
+def test_exact_sum_without_dropouts(n: int) -> None:
+    updates, counts = _inputs(n, seed=n)
+    cfg = QuantizationConfig(max_examples=8192)
+    sim = run_secagg_round(updates, counts, quantization=cfg)
+    _check_exact(sim.result, updates, counts, list(updates), cfg)
+    assert sim.result.dropped == ()
+    assert sim.result.report.rejections == []
+
+
+@pytest.mark.parametrize("n", [3, 4, 5, 7, 10])
+def test_dropouts_up_to_n_minus_t_are_recovered(n: int) -> None:
+    updates, counts = _inputs(n, seed=100 + n)
+    t = default_threshold(n)
+    ids = sorted(updates)
+    # Drop n - t partners, spread over every stage (and every stage gets a turn across n).
+    dropouts = {ids[-1 - i]: CLIENT_STAGES[(i + n) % len(CLIENT_STAGES)] for i in range(n - t)}
+    cfg = QuantizationConfig(max_examples=8192)
+    sim = run_secagg_round(updates, counts, quantization=cfg, dropouts=dropouts)
+    # Inputs of partners that dropped after submitting are in the sum; the others are not.
+    order = CLIENT_STAGES.index
+    in_sum = [p for p in ids if p not in dropouts or order(dropouts[p]) > order("submit")]
+    _check_exact(sim.result, updates, counts, in_sum, cfg)
+    assert set(sim.result.dropped) == set(ids) - set(in_sum)
+
+
+@pytest.mark.parametrize("stage", CLIENT_STAGES)
+def test_fewer_than_t_survivors_abort(stage: str) -> None:
+    updates, counts = _inputs(5)
+    dropouts = {"p00": stage, "p01": stage}  # n=5, t=4: two dropouts are one too many
+    with pytest.raises(SecureAggregationError, match="aborted"):
+        run_secagg_round(updates, counts, dropouts=dropouts)
+
+
+def test_ring_64_and_explicit_threshold() -> None:
+    updates, counts = _inputs(4)
+    cfg = QuantizationConfig(max_examples=8192, ring_bits=64)
+    sim = run_secagg_round(
+        updates, counts, quantization=cfg, threshold=3, dropouts={"p03": "submit"}
+    )
+    _check_exact(sim.result, updates, counts, ["p00", "p01", "p02"], cfg)
+
+
+# --- staged API, attacks --------------------------------------------------------------------
+
+
+class Round:
+    """A round driven stage by stage so tests can interfere between stages."""
+
+    def __init__(self, c, store, round_id="r1", size=P, threshold=None, seed=0) -> None:
+        self.c, self.store = c, store
+        self.cfg = QuantizationConfig(max_examples=8192)
+        self.server = SecAggServer(
+            c.operator,
+            c.roster,
+            store,
+            round_id,
+            vector_length=size,
+            threshold=threshold,
+            quantization=self.cfg,
+        )
+        self.clients = {
+            p: SecAggClient(i, c.roster, store, round_id, pinned_fingerprint=c.roster.fingerprint())
+            for p, i in c.partners.items()
+        }
+        self.updates, self.counts = _inputs(len(c.partners), size, seed)
+        for p, cl in self.clients.items():
+            cl.provide_input(self.updates[p], self.counts[p])
+        self.server.open()
+
+    def clients_do(self, stage: str, skip=()) -> None:
+        for p, cl in self.clients.items():
+            if p not in skip:
+                assert cl.stage == stage and cl.step()
+
+    def server_close(self) -> None:
+        self.server.receive()
+        self.server.advance()
+
+    def stage(self, stage: str, skip=()) -> None:
+        self.clients_do(stage, skip)
+        self.server_close()
+
+    def run(self, skip=()) -> None:
+        for s in CLIENT_STAGES:
+            self.stage(s, skip)
+
+    def reasons(self) -> list[str]:
+        assert self.server.result is not None
+        return [r.reason for r in self.server.result.report.rejections]
+
+
+def test_forged_signature_and_duplicate_masked_inputs_are_rejected(consortium, memory_store):
+    r = Round(consortium, memory_store)
+    for s in ("advertise", "share_keys"):
+        r.stage(s)
+    # Mallory claims to be p00 (her own key) and races p00's real input.
+    mallory = Identity.generate("p00")
+    forged = seal(
+        mallory,
+        round_id="r1",
+        kind="masked",
+        recipient="operator",
+        payload=bytes(4 * (P + 1)),
+        headers={"dtype": "<u4", "length": str(P + 1), "seed_commitment": "0" * 64},
+    )
+    memory_store.put(forged)
+    r.clients_do("submit")
+    # p01 submits a second, different input (duplicate submission).
+    dup = seal(
+        consortium.partners["p01"],
+        round_id="r1",
+        kind="masked",
+        recipient="operator",
+        payload=bytes(4 * (P + 1)),
+        headers={"dtype": "<u4", "length": str(P + 1), "seed_commitment": "0" * 64},
+    )
+    r.server.receive()
+    memory_store.put(dup)
+    r.server_close()
+    for s in ("confirm", "unmask"):
+        r.stage(s)
+    assert "bad signature (forged or altered in transit)" in r.reasons()
+    assert "duplicate submission for this stage" in r.reasons()
+    _check_exact(r.server.result, r.updates, r.counts, list(r.updates), r.cfg)
+
+
+def test_tampered_share_ciphertext_is_rejected_and_round_survives(consortium, memory_store):
+    r = Round(consortium, memory_store)
+    r.stage("advertise")
+    r.clients_do("share_keys")
+    # p00's signed share message to p01 is replaced by one with a flipped ciphertext bit,
+    # re-signed by p00 (a misbehaving partner: the signature is valid, the AEAD is not).
+    (real,) = memory_store.list("r1", "shares", "p01", sender="p00")
+    memory_store.fs.rm(f"{memory_store.root}/{memory_store.key_of(real)}")
+    bad = bytearray(real.payload)
+    bad[20] ^= 1
+    memory_store.put(
+        seal(
+            consortium.partners["p00"],
+            round_id="r1",
+            kind="shares",
+            recipient="p01",
+            payload=bytes(bad),
+        )
+    )
+    r.server_close()
+    r.clients_do("submit")
+    assert any("cannot decrypt shares" in x.reason for x in r.clients["p01"].guard.rejections)
+    r.server_close()
+    for s in ("confirm", "unmask"):
+        r.stage(s)
+    _check_exact(r.server.result, r.updates, r.counts, list(r.updates), r.cfg)
+
+
+def test_unmask_response_under_a_wrong_key_is_rejected(consortium, memory_store):
+    r = Round(consortium, memory_store)  # n=4, t=3
+    for s in ("advertise", "share_keys", "submit", "confirm"):
+        r.stage(s)
+    r.clients_do("unmask")
+    (real,) = memory_store.list("r1", "unmask", "operator", sender="p02")
+    memory_store.fs.rm(f"{memory_store.root}/{memory_store.key_of(real)}")
+    body = b'{"b_shares":{},"s_shares":{}}'
+    wrong = crypto.aead_encrypt(
+        crypto.random_bytes(32), body, aead_context("unmask", "r1", "p02", "operator")
+    )
+    memory_store.put(
+        seal(
+            consortium.partners["p02"],
+            round_id="r1",
+            kind="unmask",
+            recipient="operator",
+            payload=wrong,
+        )
+    )
+    r.server_close()
+    assert any("cannot decrypt shares" in x for x in r.reasons())
+    assert r.server.result.report.responded == ("p00", "p01", "p03")
+    _check_exact(r.server.result, r.updates, r.counts, list(r.updates), r.cfg)
+
+
+def test_replayed_envelope_from_an_earlier_round_is_rejected(consortium, tmp_path):
+    store = ExchangeStore(tmp_path / "exchange")
+    first = Round(consortium, store, round_id="r1")
+    first.run()
+    second = Round(consortium, store, round_id="r2", seed=5)
+    for s in ("advertise", "share_keys"):
+        second.stage(s)
+    # The store (untrusted) replays p00's round-1 masked input into round 2, both as a file
+    # copied under round 2's path and by renaming it as if it were new.
+    (old,) = store.list("r1", "masked", "operator", sender="p00")
+    folder = tmp_path / "exchange" / "r2" / "masked" / "operator"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"p00.{old.nonce}.env").write_bytes(old.to_bytes())
+    second.server.receive()
+    assert second.server.guard.rejections[-1].reason.endswith("(moved or injected).")
+    # And a receiver that is handed the old envelope directly refuses it by round.
+    with pytest.raises(SecureAggregationError, match="wrong round 'r1'"):
+        second.server.guard.check(old, kind="masked")
+    for s in ("submit", "confirm", "unmask"):
+        second.stage(s)
+    _check_exact(
+        second.server.result, second.updates, second.counts, list(second.updates), second.cfg
+    )
+
+
+def test_late_submission_is_rejected_and_stays_masked(consortium, memory_store):
+    size = 200_000
+    r = Round(consortium, memory_store, size=size)  # n=4, t=3
+    for s in ("advertise", "share_keys"):
+        r.stage(s)
+    r.stage("submit", skip=("p03",))
+    for s in ("confirm", "unmask"):
+        r.stage(s, skip=("p03",))
+    # p03 wakes up after unmasking and submits anyway.
+    late = r.clients["p03"]
+    assert late.step() and late.stage == "confirm"
+    r.server.receive()
+    assert r.server.guard.rejections[-1].reason == "late: the masked stage is closed"
+    _check_exact(r.server.result, r.updates, r.counts, ["p00", "p01", "p02"], r.cfg)
+    assert r.server.result.dropped == ("p03",)
+    # Nobody revealed p03's self-seed share, only its mask-key shares ...
+    reveals = r.server._unmasks.values()
+    assert all("p03" not in d.b_shares and "p03" in d.s_shares for d in reveals)
+    # ... so even with p03's mask key rebuilt, its late input is still hidden by its self mask.
+    from pharmafl.secure import shamir
+
+    s_sk = shamir.combine(
+        {
+            r.server.spec.index(v): bytes.fromhex(d.s_shares["p03"])
+            for v, d in r.server._unmasks.items()
+        },
+        r.server.spec.threshold,
+    )
+    (env,) = memory_store.list("r1", "masked", "operator", sender="p03")
+    vec = np.frombuffer(env.payload, dtype="<u4").copy()
+    masks = []
+    for u in ("p00", "p01", "p02"):
+        shared = crypto.x25519_exchange(s_sk, bytes.fromhex(r.server._adverts[u][1].s_pk))
+        masks.append((pair_mask_key(shared, "r1", "p03", u), -pair_sign("p03", u)))
+    apply_masks(vec, masks)
+    counts = np.bincount((vec >> 24).astype(np.int64), minlength=256)
+    assert stats.chisquare(counts).pvalue > 1e-6  # still uniform: nothing learned
+
+
+def test_partner_refuses_low_threshold_and_unconfirmed_survivors(consortium, memory_store):
+    r = Round(consortium, memory_store, threshold=3)
+    picky = SecAggClient(
+        consortium.partners["p00"], consortium.roster, memory_store, "r1", min_threshold=4
+    )
+    with pytest.raises(SecureAggregationError, match="threshold 3 is below 4"):
+        picky.advertise()
+    for s in ("advertise", "share_keys", "submit"):
+        r.stage(s)
+    r.clients_do("confirm")
+    # A dishonest operator asks p00 to unmask with a single confirmation of U3.
+    (conf,) = memory_store.list("r1", "confirm", "operator", sender="p01")
+    from pharmafl.secure import pack_envelopes
+
+    request = UnmaskRequestPayload(
+        survivors=r.clients["p00"].u3, confirmations=pack_envelopes([conf])
+    )
+    memory_store.put(
+        seal(
+            consortium.operator,
+            round_id="r1",
+            kind="unmask_request",
+            recipient="p00",
+            payload=request.to_payload(),
+        )
+    )
+    with pytest.raises(SecureAggregationError, match="only 1 confirmations"):
+        r.clients["p00"].unmask()
+    assert not memory_store.list("r1", "unmask", "operator")  # nothing revealed
+
+
+def test_share_payload_binds_direction(consortium) -> None:
+    with pytest.raises(ValueError):
+        SharePayload(sender="p00", recipient="p01", s_share="00", b_share="00")
+
+
+def test_operator_cannot_choose_a_minority_threshold(consortium, memory_store) -> None:
+    with pytest.raises(SecureAggregationError, match=r"threshold 2 must be in 3\.\.4"):
+        SecAggServer(
+            consortium.operator, consortium.roster, memory_store, "r1", vector_length=5, threshold=2
+        )
+    assert default_threshold(10) == 7 and default_threshold(2) == 2 and default_threshold(3) == 2
+
+
+def test_client_refuses_an_unpinned_roster_and_foreign_keys(consortium, memory_store) -> None:
+    with pytest.raises(SecureAggregationError, match="pinned fingerprint"):
+        SecAggClient(
+            consortium.partners["p00"],
+            consortium.roster,
+            memory_store,
+            "r1",
+            pinned_fingerprint="0" * 64,
+        )
+    with pytest.raises(SecureAggregationError, match="different public key"):
+        SecAggClient(Identity.generate("p00"), consortium.roster, memory_store, "r1")
