@@ -15,8 +15,12 @@ and a fix. Example (TOML)::
     [[activities]]
     path = "raw/ic50.csv"
     unit = "nM"
-    columns = { input_compound_id = "Compound ID", input_assay_id = "Assay",
-                standard_qualifier = "Relation", standard_value = "IC50 (nM)" }
+
+    [activities.columns]
+    input_compound_id = "Compound ID"
+    input_assay_id = "Assay"
+    standard_qualifier = "Relation"
+    standard_value = "IC50 (nM)"
 
     [assay_defaults]
     assay_type = "OTHER"

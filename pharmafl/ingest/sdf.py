@@ -100,8 +100,7 @@ def molblocks_to_smiles(molblocks: Iterable[str]) -> list[str]:
     from rdkit import Chem, rdBase
 
     out: list[str] = []
-    rdBase.DisableLog("rdApp.*")
-    try:
+    with rdBase.BlockLogs():
         for block in molblocks:
             mol = Chem.MolFromMolBlock(block, sanitize=True)
             if mol is None:
@@ -113,8 +112,6 @@ def molblocks_to_smiles(molblocks: Iterable[str]) -> list[str]:
                 except (RuntimeError, ValueError):
                     smiles = ""
             out.append(smiles)
-    finally:
-        rdBase.EnableLog("rdApp.*")
     return out
 
 
@@ -129,8 +126,7 @@ def smiles_to_molblock(smiles: str) -> str:
     from rdkit import Chem, rdBase
     from rdkit.Chem import rdDepictor
 
-    rdBase.DisableLog("rdApp.*")
-    try:
+    with rdBase.BlockLogs():
         mol = Chem.MolFromSmiles(smiles)
         kekulize = True
         if mol is None:
@@ -141,8 +137,6 @@ def smiles_to_molblock(smiles: str) -> str:
             kekulize = False
         rdDepictor.Compute2DCoords(mol)
         return str(Chem.MolToMolBlock(mol, kekulize=kekulize))
-    finally:
-        rdBase.EnableLog("rdApp.*")
 
 
 def format_sdf_record(title: str, molblock: str, properties: Mapping[str, str]) -> str:

@@ -49,12 +49,17 @@ def read_structures(src: StructureSource, tables: SourceTables) -> pd.DataFrame:
     raw = frame[smi_col]
     if pd.api.types.is_numeric_dtype(raw) and raw.notna().any():
         raise IngestError(
-            f"column {smi_col!r} holds numbers, expected SMILES text.",
+            f"column {smi_col!r} holds numbers, expected SMILES text ({row_note(fmt)}).",
             file=display,
+            row=int(np.argmax(raw.notna().to_numpy())) + 1,
             fix="map input_compound_id and smiles to the right columns.",
         )
-    text = raw.astype("object").where(raw.notna(), "").astype(str).str.strip()
-    out = pd.DataFrame({"compound": ids, "structure": text, "row": rows})
+    text = raw.astype("object").where(raw.notna(), "").astype(str)
+    if smi_col != SDF_MOLBLOCK:  # a molblock's leading blank title line is significant
+        text = text.str.strip()
+    # Repeats are compared on the structure; a molblock's title line may differ.
+    same_as = text.str.partition("\n")[2] if smi_col == SDF_MOLBLOCK else text
+    out = pd.DataFrame({"compound": ids, "structure": text, "key": same_as, "row": rows})
     repeated = out["compound"].duplicated(keep="first").to_numpy()
     if repeated.any():
         first = int(np.argmax(repeated))
@@ -67,7 +72,7 @@ def read_structures(src: StructureSource, tables: SourceTables) -> pd.DataFrame:
                 fix="make compound ids unique, or set allow_repeated_ids = true for this "
                 "source if it repeats each structure on every measurement row.",
             )
-        n_struct = out.groupby("compound", sort=False)["structure"].nunique()
+        n_struct = out.groupby("compound", sort=False)["key"].nunique()
         clash = out["compound"].map(n_struct).to_numpy() > 1
         if clash.any():
             first = int(np.argmax(clash & repeated)) if (clash & repeated).any() else 0

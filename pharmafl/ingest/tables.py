@@ -148,7 +148,7 @@ def read_table(path: Path, fmt: FileFormat, *, display: str) -> pd.DataFrame:
             dupes = sorted({h for h in header if header.count(h) > 1})
             if dupes:
                 raise IngestError(
-                    f"the header repeats column name(s) {dupes[:5]}.",
+                    f"header: repeats column name(s) {dupes[:5]}.",
                     file=display,
                     fix="give every column a distinct name.",
                 )
@@ -267,7 +267,7 @@ def check_columns(
     if missing:
         shown = ", ".join(repr(c) for c in present[:12]) + (" …" if len(present) > 12 else "")
         raise IngestError(
-            f"missing column(s) {missing} needed for the {what} (header has {shown}).",
+            f"header: missing column(s) {missing} needed for the {what} (it has {shown}).",
             file=display,
             fix="map the right columns under 'columns' in the partner config, or fix the "
             "export's header.",
@@ -276,7 +276,7 @@ def check_columns(
         unknown = [c for c in present if c not in known and c not in (SDF_TITLE, SDF_MOLBLOCK)]
         if unknown:
             raise IngestError(
-                f"unexpected column(s) {unknown[:8]} in the {what}.",
+                f"header: unexpected column(s) {unknown[:8]} in the {what}.",
                 file=display,
                 fix="map them, list them under ignore_columns, or set extra_columns = "
                 "'ignore' for this source in the partner config.",

@@ -121,7 +121,8 @@ def convert_values(values: np.ndarray, unit: str | Unit) -> np.ndarray:
         assert u.molar_factor is not None
         out = np.full(arr.shape, np.nan)
         ok = np.isfinite(arr) & (arr > 0)
-        out[ok] = -np.log10(arr[ok] * u.molar_factor)
+        # exponent − log10(value) is exact for the exponent (9 for nM), unlike log10(v·1e-9).
+        out[ok] = -np.log10(u.molar_factor) - np.log10(arr[ok])
         return out
     if u.kind == "binary":
         out = np.full(arr.shape, np.nan)
