@@ -1,0 +1,158 @@
+"""Standardization: golden SMILES, TUNER equivalence, rejection codes, no mutation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from rdkit import Chem
+from rdkit.Chem.MolStandardize import rdMolStandardize
+
+from pharmafl.chem import (
+    MoleculeRejectedError,
+    Standardizer,
+    standardize_mol,
+    standardize_smiles,
+)
+from pharmafl.common.errors import ChemistryError
+from pharmafl.common.params import StandardizationParams
+
+DEFAULT = StandardizationParams()
+
+
+def test_golden_standardized_smiles(golden) -> None:
+    for mol in golden["molecules"]:
+        assert standardize_smiles(mol["smiles"], DEFAULT) == mol["canonical_smiles"], mol["name"]
+
+
+@pytest.mark.parametrize(
+    ("smiles", "expected", "what"),
+    [
+        ("O=C([O-])c1ccccc1.[Na+]", "O=C(O)c1ccccc1", "salt -> neutral parent"),
+        ("CN(C)C(=N)N=C(N)N.Cl", "CN(C)C(N)=NC(=N)N", "hydrochloride stripped"),
+        ("Oc1ccccn1", "O=c1cccc[nH]1", "canonical tautomer"),
+        ("COc1ccc2cc([C@H](C)C(=O)O)ccc2c1", "COc1ccc2cc(C(C)C(=O)O)ccc2c1", "stereo removed"),
+        ("[2H]C([2H])([2H])Oc1ccccc1", "COc1ccccc1", "isotopes removed"),
+        ("C[N+](C)(C)C.[Cl-]", "C[N+](C)(C)C", "quaternary ammonium keeps its charge"),
+    ],
+)
+def test_tuner_operations(smiles: str, expected: str, what: str) -> None:
+    assert standardize_smiles(smiles, DEFAULT) == expected, what
+
+
+def test_stereo_kept_when_configured() -> None:
+    p = StandardizationParams(include_stereoinfo=True)
+    out = standardize_smiles("COc1ccc2cc([C@H](C)C(=O)O)ccc2c1", p)
+    assert "@" in out
+    assert out != standardize_smiles("COc1ccc2cc([C@@H](C)C(=O)O)ccc2c1", p)
+
+
+def _check_against_tuner(inputs: list[str], tuner_standardize) -> int:
+    std = Standardizer(DEFAULT)
+    checked = 0
+    for smi in inputs:
+        expected = tuner_standardize(smi)
+        try:
+            got: str | None = std.standardize(std.parse(smi))[0]
+        except MoleculeRejectedError:
+            got = None
+        assert got == expected, smi
+        checked += expected is not None
+    return checked
+
+
+def test_equals_tuner_literal_code_path(fsmol_sample, golden, tuner_standardize) -> None:
+    inputs = fsmol_sample[:40] + [m["smiles"] for m in golden["molecules"]]
+    assert _check_against_tuner(inputs, tuner_standardize) >= 45
+
+
+@pytest.mark.slow
+def test_equals_tuner_literal_code_path_whole_sample(fsmol_sample, tuner_standardize) -> None:
+    assert _check_against_tuner(fsmol_sample, tuner_standardize) == len(fsmol_sample) - 4
+
+
+def test_equals_tuner_with_stereo(fsmol_sample, tuner_standardize) -> None:
+    std = Standardizer(StandardizationParams(include_stereoinfo=True))
+    stereo = [s for s in fsmol_sample if "@" in s or "/" in s][:15]
+    assert len(stereo) >= 5
+    for smi in stereo:
+        assert std.standardize(std.parse(smi))[0] == tuner_standardize(smi, True), smi
+
+
+def test_fast_charge_parent_equals_rdkit(fsmol_sample) -> None:
+    std = Standardizer(DEFAULT)
+    extra = ["[Na+].[O-]C(=O)c1ccccc1", "N.N.Cl[Pt]Cl", "C[N+](C)(C)C.[Cl-]", "CCO[Mg]Br"]
+    for smi in fsmol_sample + extra:
+        mol = Chem.MolFromSmiles(smi)
+        if mol is None:
+            continue
+        ours = Chem.MolToSmiles(std.charge_parent(mol))
+        assert ours == Chem.MolToSmiles(rdMolStandardize.ChargeParent(mol)), smi
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [
+        (None, "empty"),
+        (math.nan, "empty"),
+        ("", "empty"),
+        ("   ", "empty"),
+        ("C1CC", "parse"),
+        ("not a smiles", "parse"),
+        ("Nc1ncnc2c1ncn2CCOC[PH](=O)(=O)O", "parse"),
+        (42, "parse"),
+    ],
+)
+def test_rejection_codes(value: object, code: str) -> None:
+    with pytest.raises(MoleculeRejectedError) as info:
+        standardize_smiles(value, DEFAULT)  # type: ignore[arg-type]
+    assert info.value.code == code
+    assert isinstance(info.value, ChemistryError)
+    assert info.value.fix
+
+
+def test_parse_message_explains_without_echoing_the_smiles() -> None:
+    smiles = "Nc1ncnc2c1ncn2CCOC[PH](=O)(=O)O"
+    with pytest.raises(MoleculeRejectedError) as info:
+        standardize_smiles(smiles, DEFAULT)
+    assert "valence" in str(info.value)
+    assert smiles not in str(info.value)
+
+
+def test_size_limit_is_greater_or_equal() -> None:
+    assert standardize_smiles("C" * 99, DEFAULT) == "C" * 99
+    with pytest.raises(MoleculeRejectedError) as info:
+        standardize_smiles("C" * 100, DEFAULT)
+    assert info.value.code == "too_many_atoms"
+    assert "100 atoms" in str(info.value)
+    small = StandardizationParams(max_num_atoms=10)
+    with pytest.raises(MoleculeRejectedError):
+        standardize_smiles("C" * 10, small)
+
+
+def test_standardize_mol_returns_new_mol_and_never_mutates() -> None:
+    smiles = "[2H]C([2H])([2H])Oc1ccc(C[C@H](N)C(=O)[O-])cc1.[Na+]"
+    mol = Chem.MolFromSmiles(smiles)
+    before = Chem.MolToSmiles(mol)
+    isotopes = [a.GetIsotope() for a in mol.GetAtoms()]
+    charges = [a.GetFormalCharge() for a in mol.GetAtoms()]
+    out = standardize_mol(mol, DEFAULT)
+    assert out is not mol
+    assert Chem.MolToSmiles(mol) == before
+    assert [a.GetIsotope() for a in mol.GetAtoms()] == isotopes
+    assert [a.GetFormalCharge() for a in mol.GetAtoms()] == charges
+    assert Chem.MolToSmiles(out) == standardize_smiles(smiles, DEFAULT)
+
+
+def test_standardize_mol_rejects_empty_and_big() -> None:
+    with pytest.raises(MoleculeRejectedError) as info:
+        standardize_mol(Chem.Mol(), DEFAULT)
+    assert info.value.code == "empty"
+    with pytest.raises(MoleculeRejectedError) as info:
+        standardize_mol(Chem.MolFromSmiles("C" * 120), DEFAULT)
+    assert info.value.code == "too_many_atoms"
+
+
+def test_unknown_reason_code_is_a_bug() -> None:
+    with pytest.raises(ValueError, match="unknown rejection reason"):
+        MoleculeRejectedError("nope", "x")
