@@ -384,6 +384,73 @@ def describe_structures(
     if workers < 0:
         raise ChemistryError(f"workers must be >= 0, got {workers}.")
     items = list(smiles)
+    unique, inverse = _unique_smiles(items)
+    if len(unique) == len(items):
+        return _describe_all(
+            items, params, key, workers, chunk_size, progress, with_graphs, with_folds
+        )
+    # The same SMILES text gives the same result: describe it once, copy it to every row.
+    logger.info(
+        "%d of %d SMILES are repeats; describing each once", len(items) - len(unique), len(items)
+    )
+    done = _describe_all(
+        unique, params, key, workers, chunk_size, progress, with_graphs, with_folds
+    )
+    if progress is not None:
+        progress(len(items) - len(unique))
+    return _expand_repeats(done, inverse)
+
+
+def _unique_smiles(items: list[Any]) -> tuple[list[Any], np.ndarray]:
+    """First occurrences of each SMILES text (non-text values are never merged) and, for every
+    input position, its index among them."""
+    first: dict[str, int] = {}
+    unique: list[Any] = []
+    inverse = np.empty(len(items), dtype=np.int64)
+    for i, s in enumerate(items):
+        if isinstance(s, str):
+            j = first.get(s)
+            if j is None:
+                j = first[s] = len(unique)
+                unique.append(s)
+        else:
+            j = len(unique)
+            unique.append(s)
+        inverse[i] = j
+    return unique, inverse
+
+
+def _expand_repeats(done: DescribedBatch, inverse: np.ndarray) -> DescribedBatch:
+    position = np.full(int(inverse.max()) + 1 if len(inverse) else 0, -1, dtype=np.int64)
+    position[done.row_ids] = np.arange(len(done.row_ids), dtype=np.int64)
+    pos = position[inverse]
+    ok = pos >= 0
+    out = done.select(pos[ok])
+    out.row_ids = np.flatnonzero(ok).astype(np.int64)
+    bad_rows = np.flatnonzero(~ok)
+    if len(bad_rows):
+        by_unique = done.rejections.set_index("row")
+        picked = by_unique.loc[inverse[bad_rows]]
+        out.rejections = pd.DataFrame(
+            {
+                "row": bad_rows.astype(np.int64),
+                "reason": picked["reason"].to_numpy(dtype=object),
+                "message": picked["message"].to_numpy(dtype=object),
+            }
+        )
+    return out
+
+
+def _describe_all(
+    items: list[Any],
+    params: ConsortiumParameters,
+    key: ConsortiumKey,
+    workers: int,
+    chunk_size: int,
+    progress: Callable[[int], None] | None,
+    with_graphs: bool,
+    with_folds: bool,
+) -> DescribedBatch:
     n = len(items)
     starts = list(range(0, n, chunk_size)) or [0]
     n_workers = (os.cpu_count() or 1) if workers == 0 else workers
@@ -417,9 +484,9 @@ def describe_structures(
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
                     k = pending.pop(fut)
-                    results[k] = fut.result()
+                    res = results[k] = fut.result()
                     if progress is not None:
-                        progress(len(results[k].row_ids) + len(results[k].rejections))  # type: ignore[union-attr]
+                        progress(len(res.row_ids) + len(res.rejections))
     final = [r for r in results if r is not None]
     return merge_batches(final, starts[: len(final)])
 

@@ -86,6 +86,7 @@ def _has_unusual_ring_size(mol: Chem.Mol) -> bool:
     return any(len(r) > 6 or len(r) < 5 for r in mol.GetRingInfo().AtomRings())
 
 
+@functools.lru_cache(maxsize=100_000)
 def _priority(
     node_smiles: str, nrings_target: int
 ) -> tuple[int, int, int, int, int, int, int, int, str]:

@@ -156,3 +156,13 @@ def test_tautomers_and_salts_share_rows(params, key) -> None:
     assert batch.canonical_smiles[0] == batch.canonical_smiles[1]
     assert (batch.x[0] != batch.x[1]).nnz == 0
     assert batch.canonical_smiles[2] == standardize_smiles("OC(=O)c1ccccc1", params.standardization)
+
+
+def test_repeated_smiles_are_described_once_with_identical_rows(params, key) -> None:
+    smiles = ["CCO", "C1CC", "CCO", None, "c1ccccc1", "C1CC", None, "CCO"]
+    seen: list[int] = []
+    got = describe_structures(smiles, params, key, chunk_size=2, progress=seen.append)
+    _assert_same(got, describe_chunk(smiles, params, key))
+    assert sum(seen) == len(smiles)
+    assert got.row_ids.tolist() == [0, 2, 4, 7]
+    assert got.rejections["row"].tolist() == [1, 3, 5, 6]
