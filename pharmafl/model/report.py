@@ -1,0 +1,106 @@
+"""Training history and metrics documents (``models/<name>/metrics.json``).
+
+``metrics.json`` stays with the partner (per-task rows are indexed by task id only: no assay
+names, no compounds), but its aggregate numbers are what the consortium compares, so its
+shape is a schema (``schemas/model_metrics.schema.json``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pharmafl.model.config import ModelConfig, TrainConfig
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class TaskTypeMetrics(_Doc):
+    """Metrics of one task type on one set of rows (pharmafl.evaluation's result as JSON)."""
+
+    task_type: Literal["classification", "regression"]
+    aggregate: dict[str, float | None] = Field(
+        ..., description="Mean over tasks with aggregation_weight > 0 (roc_auc, auc_pr, …)."
+    )
+    per_task: list[dict[str, float | int | None]] = Field(
+        ..., description="One record per task: task_id, aggregation_weight, metrics, counts."
+    )
+
+
+class SplitMetrics(_Doc):
+    """Metrics on one fold (validation or test)."""
+
+    folds: list[int] = Field(..., description="Fold ids of the evaluated rows.")
+    n_rows: int = Field(..., ge=0)
+    classification: TaskTypeMetrics | None = None
+    regression: TaskTypeMetrics | None = None
+
+    def metric(self, name: str) -> float:
+        """An aggregate metric (classification first, then regression); NaN if absent."""
+        for part in (self.classification, self.regression):
+            if part is not None and name in part.aggregate:
+                v = part.aggregate[name]
+                return math.nan if v is None else float(v)
+        return math.nan
+
+
+class EpochRecord(_Doc):
+    """One line of the training history."""
+
+    epoch: int = Field(..., ge=0, description="Completed epochs after this record.")
+    step: int = Field(..., ge=0, description="Completed optimizer steps.")
+    lr: float
+    train_loss: float | None = Field(None, description="Mean normalized batch loss.")
+    seconds: float = Field(..., ge=0, description="Wall time of the epoch's training steps.")
+    validation: dict[str, float | None] | None = Field(
+        None, description="Aggregate validation metrics after this epoch."
+    )
+
+
+class MetricsReport(_Doc):
+    """``metrics.json`` of a trained model."""
+
+    format: Literal["pharmafl.model_metrics/1"] = "pharmafl.model_metrics/1"
+    model_name: str = Field(..., description="local, pooled, federated, …")
+    head: str = Field("local", description="Head whose tasks were scored.")
+    fold_va: int | None
+    fold_te: int | None
+    epochs_trained: int = Field(..., ge=0)
+    best_epoch: int | None = Field(None, description="Epoch restored by early stopping.")
+    validation: SplitMetrics | None = None
+    test: SplitMetrics | None = None
+    history: list[EpochRecord] = Field(default_factory=list)
+
+
+class PooledReport(_Doc):
+    """``metrics.json`` of a pooled model: one :class:`MetricsReport` per partner head."""
+
+    format: Literal["pharmafl.pooled_metrics/1"] = "pharmafl.pooled_metrics/1"
+    partners: dict[str, MetricsReport] = Field(..., description="Head name → its metrics.")
+    history: list[EpochRecord] = Field(default_factory=list)
+
+
+class ModelHyperparameters(_Doc):
+    """``hyperparameters.json``: everything needed to rebuild and re-train a saved model."""
+
+    format: Literal["pharmafl.model_hyperparameters/1"] = "pharmafl.model_hyperparameters/1"
+    pharmafl_version: str
+    model: ModelConfig
+    train: TrainConfig
+    extra: dict[str, Any] = Field(
+        default_factory=dict, description="Free-form provenance (data source, counts)."
+    )
+
+
+__all__ = [
+    "EpochRecord",
+    "MetricsReport",
+    "ModelHyperparameters",
+    "PooledReport",
+    "SplitMetrics",
+    "TaskTypeMetrics",
+]
