@@ -50,6 +50,12 @@ from pharmafl.secure.store import ExchangeStore
 
 logger = logging.getLogger(__name__)
 
+
+def _now() -> tuple[float, float]:
+    """(wall clock, this thread's CPU time): stage timings report both."""
+    return time.perf_counter(), time.thread_time()
+
+
 #: Partner stages, in order.
 CLIENT_STAGES: tuple[str, ...] = ("advertise", "share_keys", "submit", "confirm", "unmask")
 
@@ -59,15 +65,22 @@ class ClientStats:
     """Where a partner's protocol time went (seconds per stage, mask throughput)."""
 
     seconds: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
     mask_bytes: int = 0
     mask_seconds: float = 0.0
+    mask_cpu_seconds: float = 0.0
     upload_bytes: int = 0
     masked_envelope_bytes: int = 0
 
     @property
     def total_seconds(self) -> float:
-        """Protocol seconds over all stages (excluding waiting for others)."""
+        """Protocol wall seconds over all stages (excluding waiting for others)."""
         return sum(self.seconds.values())
+
+    @property
+    def total_cpu_seconds(self) -> float:
+        """Protocol CPU seconds over all stages."""
+        return sum(self.cpu_seconds.values())
 
 
 class SecAggClient:
@@ -178,8 +191,10 @@ class SecAggClient:
         assert self.spec is not None
         return self.spec
 
-    def _timed(self, stage: str, start: float) -> None:
-        self.stats.seconds[stage] = self.stats.seconds.get(stage, 0.0) + time.perf_counter() - start
+    def _timed(self, stage: str, start: tuple[float, float]) -> None:
+        wall, cpu = time.perf_counter() - start[0], time.thread_time() - start[1]
+        self.stats.seconds[stage] = self.stats.seconds.get(stage, 0.0) + wall
+        self.stats.cpu_seconds[stage] = self.stats.cpu_seconds.get(stage, 0.0) + cpu
 
     # --- stages --------------------------------------------------------------------------
 
@@ -188,7 +203,7 @@ class SecAggClient:
         env = self._fetch("round_spec")
         if env is None:
             return False
-        start = time.perf_counter()
+        start = _now()
         spec = RoundSpec.from_payload(env.payload)
         n = len(spec.partners)
         floor = self._min_threshold if self._min_threshold is not None else min_threshold(n)
@@ -212,7 +227,7 @@ class SecAggClient:
         env = self._fetch("keys")
         if env is None:
             return False
-        start = time.perf_counter()
+        start = _now()
         spec = self._spec()
         doc = KeysPayload.from_payload(env.payload)
         adverts: dict[str, AdvertisePayload] = {}
@@ -268,7 +283,7 @@ class SecAggClient:
         env = self._fetch("relay")
         if env is None:
             return False
-        start = time.perf_counter()
+        start = _now()
         spec = self._spec()
         doc = RelayPayload.from_payload(env.payload)
         u2 = doc.shared
@@ -317,7 +332,9 @@ class SecAggClient:
                 shared = crypto.x25519_exchange(self._s_sk, bytes.fromhex(self._adverts[v].s_pk))
                 key = masking.pair_mask_key(shared, self.round_id, self.me, v)
                 masks.append((key, masking.pair_sign(self.me, v)))
+        cpu = time.thread_time()
         nbytes, seconds = masking.apply_masks(vec, masks)
+        self.stats.mask_cpu_seconds += time.thread_time() - cpu
         self.stats.mask_bytes += nbytes
         self.stats.mask_seconds += seconds
         self._send(
@@ -338,7 +355,7 @@ class SecAggClient:
         env = self._fetch("survivors")
         if env is None:
             return False
-        start = time.perf_counter()
+        start = _now()
         spec = self._spec()
         doc = SurvivorsPayload.from_payload(env.payload)
         u3 = doc.survivors
@@ -356,7 +373,7 @@ class SecAggClient:
         env = self._fetch("unmask_request")
         if env is None:
             return False
-        start = time.perf_counter()
+        start = _now()
         spec = self._spec()
         doc = UnmaskRequestPayload.from_payload(env.payload)
         self._need(doc.survivors == self.u3, "the unmask request names another U3")

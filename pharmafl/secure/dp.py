@@ -52,9 +52,24 @@ class DPConfig(BaseModel):
         return dp_epsilon(self.noise_multiplier, rounds, self.delta, sampling_rate=sampling_rate)
 
 
+def l2_norm(x: np.ndarray, *, chunk: int = 1 << 20) -> float:
+    """L2 norm of a float vector, accumulated in float64 chunk by chunk (no full copy)."""
+    flat = np.ascontiguousarray(x).reshape(-1)
+    total = 0.0
+    for lo in range(0, flat.size, chunk):
+        part = flat[lo : lo + chunk].astype(np.float64)
+        total += float(np.dot(part, part))
+    return math.sqrt(total)
+
+
+def clip_factor(norm: float, clip_norm: float) -> float:
+    """The factor min(1, C / ‖x‖) that clips a vector of norm ``norm`` to ``clip_norm``."""
+    return 1.0 if norm <= clip_norm else clip_norm / norm
+
+
 def clip_l2(x: np.ndarray, clip_norm: float) -> float:
     """Scale float vector ``x`` in place to L2 norm ≤ ``clip_norm``; return the original norm."""
-    norm = float(np.linalg.norm(x))
+    norm = l2_norm(x)
     if norm > clip_norm:
         x *= clip_norm / norm
     return norm
@@ -123,4 +138,12 @@ def dp_epsilon(
     return float(accountant.get_epsilon(delta))
 
 
-__all__ = ["DPConfig", "add_gaussian_noise", "clip_l2", "dp_epsilon", "privatize"]
+__all__ = [
+    "DPConfig",
+    "add_gaussian_noise",
+    "clip_factor",
+    "clip_l2",
+    "dp_epsilon",
+    "l2_norm",
+    "privatize",
+]

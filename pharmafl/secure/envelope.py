@@ -21,7 +21,14 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
 from pharmafl.common import crypto
 from pharmafl.common.errors import EnvelopeRejectedError
@@ -82,8 +89,10 @@ class Envelope(BaseModel):
     signature: str = Field(pattern=r"^[0-9a-f]{128}$", description="Ed25519 signature (hex).")
 
     @model_validator(mode="after")
-    def _digest_matches(self) -> Envelope:
-        if sha256_bytes(self.payload) != self.payload_sha256:
+    def _digest_matches(self, info: ValidationInfo) -> Envelope:
+        # seal() has just computed the digest itself; hashing a large payload twice is waste.
+        trusted = isinstance(info.context, dict) and info.context.get("digest_computed")
+        if not trusted and sha256_bytes(self.payload) != self.payload_sha256:
             raise ValueError("payload does not match payload_sha256")
         return self
 
@@ -163,7 +172,10 @@ def seal(
         "payload_sha256": sha256_bytes(payload),
     }
     signature = identity.sign(_DOMAIN + canonical_json(fields))
-    return Envelope.model_validate(fields | {"payload": payload, "signature": signature.hex()})
+    return Envelope.model_validate(
+        fields | {"payload": payload, "signature": signature.hex()},
+        context={"digest_computed": True},
+    )
 
 
 def pack_envelopes(envelopes: Collection[Envelope]) -> list[str]:

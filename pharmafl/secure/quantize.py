@@ -7,7 +7,7 @@ A partner with ``n_u`` examples and float update ``x_u`` (length P) encodes
 
 where C is the clipping bound (``clip``) and W the public bound on a partner's example
 count (``max_examples``), so 0 < w_u ≤ 1. (With differential privacy on, the weighted
-update is L2-clipped and noised by :func:`pharmafl.secure.dp.privatize` before the clamp.)
+update is L2-clipped and noised as in :mod:`pharmafl.secure.dp` before the clamp.)
 Summing the q_u of the n surviving partners mod 2^b and reading the first P entries as
 signed b-bit integers gives scale · Σ_u clamp(w_u·x_u) exactly as long as nothing wraps;
 the last entry gives Σ_u n_u, and the FedAvg mean (McMahan et al., AISTATS 2017) is
@@ -37,7 +37,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from pharmafl.common.errors import SecureAggregationError
-from pharmafl.secure.dp import DPConfig, privatize
+from pharmafl.secure.dp import DPConfig, clip_factor, l2_norm
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +103,18 @@ class QuantizationConfig(BaseModel):
         return self.sum_error_bound(n_partners) * self.max_examples / total_examples
 
 
+#: Elements per step: a float64 chunk of 512 KiB stays in cache through every operation.
+_CHUNK = 1 << 16
+
+
+def _finite_or_raise(ok: bool) -> None:
+    if not ok:
+        raise SecureAggregationError(
+            "the update holds NaN or infinite values; it cannot be aggregated.",
+            fix="check local training (learning rate, loss) before submitting.",
+        )
+
+
 def quantize(
     update: np.ndarray,
     num_examples: int,
@@ -113,6 +125,9 @@ def quantize(
     rng: np.random.Generator | None = None,
 ) -> np.ndarray:
     """Encode one partner's update; return a ring vector of length ``update.size + 1``.
+
+    Works chunk by chunk in float64 (exact products, cache-resident temporaries), reading
+    the float update once and writing the ring vector once.
 
     Parameters
     ----------
@@ -125,7 +140,9 @@ def quantize(
     n_partners
         Partners in the round (sets the scale; see :meth:`QuantizationConfig.scale`).
     dp, rng
-        Optional differential privacy: clip and noise the weighted update with ``rng``.
+        Optional differential privacy: L2-clip the update to ``dp.clip_norm`` and add
+        Gaussian noise of std ``dp.partner_noise_std`` to the weighted update, drawn from
+        ``rng`` (see :mod:`pharmafl.secure.dp`).
 
     Raises
     ------
@@ -137,27 +154,39 @@ def quantize(
             f"num_examples {num_examples} is outside 1..{config.max_examples}.",
             fix="raise the consortium's max_examples (a public bound) or check the count.",
         )
-    x = np.array(update, dtype=np.float64, copy=True).ravel()
-    if not np.isfinite(x).all():
-        raise SecureAggregationError(
-            "the update holds NaN or infinite values; it cannot be aggregated.",
-            fix="check local training (learning rate, loss) before submitting.",
-        )
-    weight = num_examples / config.max_examples
-    x *= weight
+    flat = np.ascontiguousarray(update).reshape(-1)
+    scale = config.scale(n_partners)
+    factor = scale * (num_examples / config.max_examples)
+    noise_std = 0.0
     if dp is not None:
         if rng is None:
             raise SecureAggregationError("differential privacy needs a numpy Generator (rng).")
-        privatize(x, weight, dp, rng)
-    clipped = int(np.count_nonzero(np.abs(x) > config.clip))
-    if clipped:
-        logger.info("clamped %d of %d weighted entries to ±%g", clipped, x.size, config.clip)
-    np.clip(x, -config.clip, config.clip, out=x)
-    x *= config.scale(n_partners)
-    np.rint(x, out=x)
-    out = np.empty(x.size + 1, dtype=config.dtype)
-    np.copyto(out[:-1].view(config.signed_dtype), x, casting="unsafe")
+        norm = l2_norm(flat)
+        _finite_or_raise(math.isfinite(norm))
+        factor *= clip_factor(norm, dp.clip_norm)
+        noise_std = dp.partner_noise_std * scale
+    limit = config.clip * scale
+    out = np.empty(flat.size + 1, dtype=config.dtype)
+    signed = out[:-1].view(config.signed_dtype)
+    buf = np.empty(min(_CHUNK, max(flat.size, 1)), dtype=np.float64)
+    clipped = 0
+    for lo in range(0, flat.size, _CHUNK):
+        hi = min(flat.size, lo + _CHUNK)
+        b = buf[: hi - lo]
+        b[...] = flat[lo:hi]  # to float64 first: a float32 product would lose the integer
+        b *= factor
+        if noise_std > 0:
+            b += rng.normal(0.0, noise_std, size=b.size)  # type: ignore[union-attr]
+        hi_val, lo_val = float(b.max()), float(b.min())
+        _finite_or_raise(math.isfinite(hi_val) and math.isfinite(lo_val))
+        if hi_val > limit or lo_val < -limit:
+            clipped += int(np.count_nonzero(np.abs(b) > limit))
+            np.clip(b, -limit, limit, out=b)
+        np.rint(b, out=b)
+        np.copyto(signed[lo:hi], b, casting="unsafe")
     out[-1] = num_examples
+    if clipped:
+        logger.info("clamped %d of %d weighted entries to ±%g", clipped, flat.size, config.clip)
     return out
 
 
@@ -167,7 +196,7 @@ def dequantize(
     """Decode a ring sum of ``n_partners`` encodings: ``(weighted_sum, total_examples)``."""
     ring = np.ascontiguousarray(total, dtype=config.dtype)
     weighted = ring[:-1].view(config.signed_dtype).astype(np.float64)
-    weighted /= config.scale(n_partners)
+    weighted *= 1.0 / config.scale(n_partners)  # a power of two: exact
     return weighted, int(ring[-1])
 
 

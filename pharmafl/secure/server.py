@@ -40,10 +40,16 @@ from pharmafl.secure.messages import (
     aead_context,
     default_threshold,
 )
-from pharmafl.secure.quantize import QuantizationConfig, dequantize, fedavg_mean
+from pharmafl.secure.quantize import QuantizationConfig, dequantize
 from pharmafl.secure.store import ExchangeStore
 
 logger = logging.getLogger(__name__)
+
+
+def _now() -> tuple[float, float]:
+    """(wall clock, this thread's CPU time): stage timings report both."""
+    return time.perf_counter(), time.thread_time()
+
 
 #: Operator stages: the kind of partner message each one collects.
 SERVER_STAGES: tuple[EnvelopeKind, ...] = ("advertise", "shares", "masked", "confirm", "unmask")
@@ -54,22 +60,34 @@ class ServerStats:
     """Operator seconds per stage (receiving + closing), and unmasking time."""
 
     seconds: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
     unmask_seconds: float = 0.0
+    unmask_cpu_seconds: float = 0.0
     mask_bytes: int = 0
 
     @property
     def total_seconds(self) -> float:
-        """Protocol seconds over all stages (excluding waiting)."""
+        """Protocol wall seconds over all stages (excluding waiting)."""
         return sum(self.seconds.values())
+
+    @property
+    def total_cpu_seconds(self) -> float:
+        """Protocol CPU seconds over all stages."""
+        return sum(self.cpu_seconds.values())
 
 
 @dataclass
 class AggregateResult:
-    """The outcome of one round: the FedAvg mean, the weighted sum, and the report."""
+    """The outcome of one round: the FedAvg mean (float64) and the round report."""
 
     mean: np.ndarray
-    weighted_sum: np.ndarray
     report: SecAggRoundReport
+    max_examples: int
+
+    @property
+    def weighted_sum(self) -> np.ndarray:
+        """Σ_u w_u·x_u with w_u = n_u / max_examples (computed from the mean on demand)."""
+        return self.mean * (self.report.total_examples / self.max_examples)
 
     @property
     def dropped(self) -> tuple[str, ...]:
@@ -180,8 +198,10 @@ class SecAggServer:
             "unmask": self.u4,
         }.get(self.stage, ())
 
-    def _timed(self, stage: str, start: float) -> None:
-        self.stats.seconds[stage] = self.stats.seconds.get(stage, 0.0) + time.perf_counter() - start
+    def _timed(self, stage: str, start: tuple[float, float]) -> None:
+        wall, cpu = time.perf_counter() - start[0], time.thread_time() - start[1]
+        self.stats.seconds[stage] = self.stats.seconds.get(stage, 0.0) + wall
+        self.stats.cpu_seconds[stage] = self.stats.cpu_seconds.get(stage, 0.0) + cpu
 
     def _abort(self, what: str, have: int) -> SecureAggregationError:
         self.stage = "aborted"
@@ -196,7 +216,7 @@ class SecAggServer:
         """Publish the signed round spec to every invited partner."""
         if self.stage != "open":
             raise SecureAggregationError(f"round {self.round_id} is already open.")
-        start = time.perf_counter()
+        start = _now()
         for p in self.spec.partners:
             self._send("round_spec", p, self.spec.to_payload())
         self.stage = "advertise"
@@ -225,7 +245,7 @@ class SecAggServer:
         Envelopes of the current stage are checked and kept; envelopes of a closed stage
         are rejected as late (logged, in the report), never used.
         """
-        start = time.perf_counter()
+        start = _now()
         accepted = 0
         if self.stage in SERVER_STAGES:
             current = SERVER_STAGES.index(self.stage)
@@ -326,7 +346,7 @@ class SecAggServer:
         stage = self.stage
         if stage not in SERVER_STAGES:
             raise SecureAggregationError(f"round {self.round_id} has no open stage ({stage}).")
-        start = time.perf_counter()
+        start = _now()
         t = self.spec.threshold
         if stage == "advertise":
             self.u1 = tuple(sorted(self._adverts))
@@ -382,7 +402,7 @@ class SecAggServer:
         return shamir.combine(shares, self.spec.threshold)
 
     def _finish(self) -> AggregateResult:
-        start = time.perf_counter()
+        start = _now()
         rid = self.round_id
         dropped = sorted(set(self.u2) - set(self.u3))
         masks: list[tuple[bytes, int]] = []
@@ -403,9 +423,11 @@ class SecAggServer:
         self.stats.mask_bytes += nbytes
         q = self.spec.quantization
         n = len(self.spec.partners)
-        weighted, total_examples = dequantize(self._acc, q, n)
+        mean, total_examples = dequantize(self._acc, q, n)
         self._acc = np.zeros(0, dtype=self._acc.dtype)
-        mean = fedavg_mean(weighted, total_examples, q)
+        if total_examples <= 0:
+            raise self._abort("the aggregate holds no examples", 0)
+        mean *= q.max_examples / total_examples  # FedAvg, in place (no second full copy)
         report = SecAggRoundReport(
             round_id=rid,
             operator=self.identity.id,
@@ -428,7 +450,8 @@ class SecAggServer:
                 for r in self.guard.rejections
             ],
         )
-        self.stats.unmask_seconds = time.perf_counter() - start
+        self.stats.unmask_seconds = time.perf_counter() - start[0]
+        self.stats.unmask_cpu_seconds = time.thread_time() - start[1]
         logger.info(
             "round %s aggregated %d partners (%d dropped) in %.2f s",
             rid,
@@ -436,7 +459,7 @@ class SecAggServer:
             len(report.dropped),
             self.stats.unmask_seconds,
         )
-        return AggregateResult(mean=mean, weighted_sum=weighted, report=report)
+        return AggregateResult(mean=mean, report=report, max_examples=q.max_examples)
 
     # --- driver --------------------------------------------------------------------------
 
