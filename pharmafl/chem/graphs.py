@@ -37,7 +37,7 @@ from pharmafl.common.errors import ChemistryError, DataNotFoundError
 from pharmafl.common.io import atomic_path
 
 if TYPE_CHECKING:  # pragma: no cover
-    from torch_geometric.data import Data
+    from torch_geometric.data import Batch, Data
 
 ATOM_FEATURES: tuple[str, ...] = (
     "atomic_num",
@@ -421,6 +421,32 @@ class PackedGraphs:
             num_nodes=g.num_nodes,
         )
 
+    def to_pyg_batch(self, rows: Sequence[int] | np.ndarray | None = None) -> Batch:
+        """Graphs ``rows`` (default: all) as one ``torch_geometric.data.Batch``.
+
+        Built directly from the packed arrays (no per-graph ``Data`` objects): ``x``,
+        ``edge_index`` (global atom indices, both directions), ``edge_attr``, ``batch`` and
+        ``ptr``, all int64; ``num_graphs`` works as usual.
+        """
+        import torch
+        from torch_geometric.data import Batch
+
+        sub = self if rows is None else self.select(rows)
+        n_atoms = np.diff(sub.atom_offsets)
+        n_bonds = np.diff(sub.bond_offsets)
+        owner = np.repeat(np.arange(len(sub), dtype=np.int64), n_bonds)
+        glob = sub.bonds.astype(np.int64) + sub.atom_offsets[:-1][owner][:, None]
+        edge_index = np.empty((2, 2 * len(glob)), dtype=np.int64)
+        edge_index[0, 0::2], edge_index[1, 0::2] = glob[:, 0], glob[:, 1]
+        edge_index[0, 1::2], edge_index[1, 1::2] = glob[:, 1], glob[:, 0]
+        return Batch(
+            x=torch.from_numpy(sub.atom_features.astype(np.int64)),
+            edge_index=torch.from_numpy(edge_index),
+            edge_attr=torch.from_numpy(np.repeat(sub.bond_features.astype(np.int64), 2, axis=0)),
+            batch=torch.from_numpy(np.repeat(np.arange(len(sub), dtype=np.int64), n_atoms)),
+            ptr=torch.from_numpy(sub.atom_offsets.copy()),
+        )
+
     def select(self, rows: Sequence[int] | np.ndarray) -> PackedGraphs:
         """A new pack with the graphs ``rows``, in that order (repeats allowed)."""
         r = np.asarray(rows, dtype=np.int64).reshape(-1)
@@ -441,7 +467,14 @@ class PackedGraphs:
     # -- files --------------------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write ``path`` (``graphs.npz``, compressed) atomically; return the path."""
+        """Write ``path`` (``graphs.npz``, compressed) atomically; return the path.
+
+        The file holds ``format_version`` (int64, 1), ``vocabulary`` (the
+        :class:`GraphVocabulary` as JSON text), ``atom_features`` (uint8 ``[atoms, 7]``),
+        ``bonds`` (int32 ``[bonds, 2]``, local atom indices, each bond once),
+        ``bond_features`` (uint8 ``[bonds, 3]``), ``atom_offsets`` and ``bond_offsets``
+        (int64 ``[n_graphs + 1]``). It loads with ``allow_pickle=False``.
+        """
         dest = Path(path)
         with atomic_path(dest) as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(

@@ -159,3 +159,17 @@ def test_compact_arrays() -> None:
     atoms, bonds, feats = encode_graph(Chem.MolFromSmiles("CCO"))
     assert atoms.dtype == np.uint8 and bonds.dtype == np.int32 and feats.dtype == np.uint8
     assert bonds.tolist() == [[0, 1], [1, 2]]
+
+
+def test_to_pyg_batch_equals_from_data_list() -> None:
+    torch = pytest.importorskip("torch")
+    from torch_geometric.data import Batch
+
+    packed = _pack(SMILES)
+    rows = [4, 2, 0]
+    ours = packed.to_pyg_batch(rows)
+    ref = Batch.from_data_list([packed.to_pyg(i) for i in rows])
+    assert ours.num_graphs == 3
+    for name in ("x", "edge_index", "edge_attr", "batch", "ptr"):
+        assert torch.equal(getattr(ours, name), getattr(ref, name)), name
+    assert packed.to_pyg_batch().num_graphs == len(SMILES)
