@@ -216,6 +216,11 @@ class SecAggServer:
         """Publish the signed round spec to every invited partner."""
         if self.stage != "open":
             raise SecureAggregationError(f"round {self.round_id} is already open.")
+        if any(self.store.keys(self.round_id, "round_spec", p) for p in self.spec.partners):
+            raise SecureAggregationError(
+                f"round id {self.round_id!r} was already used in {self.store.url}.",
+                fix="every round needs a fresh id (it binds keys, ciphertexts and envelopes).",
+            )
         start = _now()
         for p in self.spec.partners:
             self._send("round_spec", p, self.spec.to_payload())

@@ -353,3 +353,12 @@ def test_client_refuses_an_unpinned_roster_and_foreign_keys(consortium, memory_s
         )
     with pytest.raises(SecureAggregationError, match="different public key"):
         SecAggClient(Identity.generate("p00"), consortium.roster, memory_store, "r1")
+
+
+def test_a_round_id_is_never_reused(consortium, memory_store) -> None:
+    Round(consortium, memory_store, round_id="r7")
+    again = SecAggServer(
+        consortium.operator, consortium.roster, memory_store, "r7", vector_length=P
+    )
+    with pytest.raises(SecureAggregationError, match="already used"):
+        again.open()
