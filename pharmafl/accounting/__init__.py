@@ -1,0 +1,67 @@
+"""What each partner gave: coalition utilities, leave-one-out and Shapley values.
+
+Compatible with secure aggregation: the estimators see only scalar coalition utilities v(S)
+from the operator's contribution study (each coalition trained federatedly and securely
+aggregated, each member reporting one scalar on its own tasks); no method needs any partner's
+update in the clear. Nothing here imports torch or RDKit.
+
+- :class:`CachedUtility` — evaluates each coalition once, persists to JSON to resume;
+- :func:`coalition_utility`, :func:`mean_gain_utility` — the default consortium utility
+  (mean over partners of the AUC-PR gain over local-only);
+- :func:`exact_shapley` (≤ 6 partners), :func:`permutation_shapley` (sampled, with a
+  confidence interval), :func:`leave_one_out`, :func:`estimate_contributions` →
+  :class:`ContributionResult`.
+"""
+
+from pydantic import BaseModel
+
+from pharmafl.accounting.errors import AccountingError
+from pharmafl.accounting.shapley import (
+    CONTRIBUTION_METHODS,
+    EXACT_MAX_PLAYERS,
+    ContributionResult,
+    estimate_contributions,
+    exact_shapley,
+    exact_shapley_fractions,
+    leave_one_out,
+    permutation_shapley,
+)
+from pharmafl.accounting.utility import (
+    DEFAULT_UTILITY,
+    CachedUtility,
+    Coalition,
+    CoalitionValue,
+    UtilityCache,
+    UtilityFn,
+    as_cached,
+    coalition_utility,
+    mean_gain_utility,
+)
+
+#: Schema file stem → model, for documents that cross a boundary (results, resume files).
+SCHEMA_MODELS: dict[str, type[BaseModel]] = {
+    "contribution_result": ContributionResult,
+    "utility_cache": UtilityCache,
+}
+
+__all__ = [
+    "AccountingError",
+    "CONTRIBUTION_METHODS",
+    "CachedUtility",
+    "Coalition",
+    "CoalitionValue",
+    "ContributionResult",
+    "DEFAULT_UTILITY",
+    "EXACT_MAX_PLAYERS",
+    "SCHEMA_MODELS",
+    "UtilityCache",
+    "UtilityFn",
+    "as_cached",
+    "coalition_utility",
+    "estimate_contributions",
+    "exact_shapley",
+    "exact_shapley_fractions",
+    "leave_one_out",
+    "mean_gain_utility",
+    "permutation_shapley",
+]

@@ -1,0 +1,356 @@
+"""What each partner gave: leave-one-out and Shapley values of the consortium utility.
+
+Compatible with secure aggregation by construction: every estimator sees only coalition
+utilities v(S) (one scalar per coalition, from partners' own evaluations of the coalition's
+securely aggregated model), never a model update, so no partner's update is ever needed in
+the clear. This differs from reconstruction-based methods (per-round Shapley, GTG-Shapley,
+FedCE) that rebuild coalition models from individual plaintext updates.
+
+- Shapley value (Shapley, "A value for n-person games", 1953):
+  φ_i = Σ_{S ⊆ N∖{i}} |S|! (n − |S| − 1)! / n! · (v(S ∪ {i}) − v(S)).
+  :func:`exact_shapley` evaluates all 2^n coalitions (default limit n ≤ 6, i.e. 64 coalition
+  trainings) and sums in exact rational arithmetic, so Σ_i φ_i = v(N) − v(∅) holds exactly
+  before the final rounding to floats.
+- :func:`permutation_shapley`: the Monte-Carlo estimate of Castro, Gómez & Tejada
+  ("Polynomial calculation of the Shapley value based on sampling", Computers & Operations
+  Research 36(5), 2009), averaging marginal contributions along random orderings, with
+  antithetic (reversed) orderings (Mitchell et al., "Sampling permutations for Shapley value
+  estimation", JMLR 23, 2022) and a normal-approximation confidence interval
+  φ̂_i ± z·s_i/√m. Every ordering telescopes to v(N) − v(∅), so the estimates keep the
+  efficiency property too.
+- :func:`leave_one_out`: v(N) − v(N ∖ {i}) (n + 1 coalitions).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from collections.abc import Callable, Iterable
+from fractions import Fraction
+from statistics import NormalDist
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from pharmafl.accounting.errors import AccountingError
+from pharmafl.accounting.utility import (
+    DEFAULT_UTILITY,
+    CachedUtility,
+    UtilityFn,
+    _players,
+    as_cached,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Largest consortium for which exact Shapley is the default (2^6 = 64 coalitions).
+EXACT_MAX_PLAYERS = 6
+Method = Literal["exact", "permutation", "leave_one_out"]
+
+
+class ContributionResult(BaseModel):
+    """Contributions of every partner to the consortium utility (utilities only, no updates)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Method = Field(description="How Shapley values were obtained (or LOO only).")
+    utility: str = Field(DEFAULT_UTILITY, description="What v(S) measures.")
+    players: list[str] = Field(min_length=1, description="Partners, sorted.")
+    grand_coalition_utility: float = Field(allow_inf_nan=False, description="v(N).")
+    empty_coalition_utility: float = Field(allow_inf_nan=False, description="v(∅).")
+    shapley: dict[str, float] | None = Field(None, description="Shapley value per partner.")
+    shapley_ci: dict[str, tuple[float, float]] | None = Field(
+        None, description="Confidence interval per partner (sampled estimates only)."
+    )
+    confidence: float | None = Field(None, gt=0, lt=1, description="Level of shapley_ci.")
+    leave_one_out: dict[str, float] = Field(description="v(N) − v(N ∖ {i}) per partner.")
+    n_coalitions: int = Field(ge=0, description="Distinct coalitions evaluated.")
+    n_permutations: int | None = Field(None, ge=1, description="Orderings sampled.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ContributionResult:
+        names = set(self.players)
+        for label, d in (("shapley", self.shapley), ("leave_one_out", self.leave_one_out)):
+            if d is not None and set(d) != names:
+                raise ValueError(f"{label} must hold exactly the players {sorted(names)}")
+        if self.shapley is not None:
+            total = math.fsum(self.shapley.values())
+            target = self.grand_coalition_utility - self.empty_coalition_utility
+            scale = max(1.0, abs(self.grand_coalition_utility), abs(self.empty_coalition_utility))
+            if abs(total - target) > 1e-9 * scale * len(names):
+                raise ValueError(
+                    f"Shapley values sum to {total!r}, not v(N) − v(∅) = {target!r} (efficiency)"
+                )
+        return self
+
+
+def _coalition(names: tuple[str, ...], members: Iterable[int]) -> frozenset[str]:
+    return frozenset(names[i] for i in members)
+
+
+def exact_shapley_fractions(
+    players: Iterable[str],
+    utility: UtilityFn | CachedUtility,
+    *,
+    max_players: int = EXACT_MAX_PLAYERS,
+) -> dict[str, Fraction]:
+    """Exact Shapley values as fractions (each float utility is an exact rational).
+
+    Coalitions are evaluated once each, smallest first. Σ φ_i = v(N) − v(∅) exactly.
+
+    Raises
+    ------
+    AccountingError
+        With more than ``max_players`` partners (use :func:`permutation_shapley`).
+    """
+    names = _players(players)
+    n = len(names)
+    if n > max_players:
+        raise AccountingError(
+            f"exact Shapley needs 2^{n} = {2**n} coalition trainings for {n} partners "
+            f"(limit {max_players}).",
+            fix="use method='permutation' (sampled estimate with a confidence interval), or "
+            "raise max_players if the coalition utilities are cheap.",
+        )
+    v = as_cached(names, utility)
+    values: list[Fraction] = [Fraction(0)] * (1 << n)
+    for size in range(n + 1):
+        for members in itertools.combinations(range(n), size):
+            mask = sum(1 << i for i in members)
+            values[mask] = Fraction(v(_coalition(names, members)))
+    fact = [math.factorial(k) for k in range(n + 1)]
+    weight = [Fraction(fact[s] * fact[n - s - 1], fact[n]) for s in range(n)]
+    out: dict[str, Fraction] = {}
+    for i, name in enumerate(names):
+        bit = 1 << i
+        out[name] = sum(
+            (
+                weight[m.bit_count()] * (values[m | bit] - values[m])
+                for m in range(1 << n)
+                if not m & bit
+            ),
+            Fraction(0),
+        )
+    return out
+
+
+def leave_one_out(players: Iterable[str], utility: UtilityFn | CachedUtility) -> dict[str, float]:
+    """Leave-one-out values v(N) − v(N ∖ {i}) (n + 1 coalitions; utilities only)."""
+    names = _players(players)
+    v = as_cached(names, utility)
+    grand = v(frozenset(names))
+    return {p: grand - v(frozenset(names).difference([p])) for p in names}
+
+
+def exact_shapley(
+    players: Iterable[str],
+    utility: UtilityFn | CachedUtility,
+    *,
+    max_players: int = EXACT_MAX_PLAYERS,
+) -> ContributionResult:
+    """Exact Shapley values (2^n coalitions, each evaluated once) plus leave-one-out.
+
+    Parameters
+    ----------
+    players
+        Partner names.
+    utility
+        v(S) for a coalition ``frozenset``; wrap it in a
+        :class:`~pharmafl.accounting.CachedUtility` with a ``cache_path`` to persist and
+        resume a study. Only scalar utilities are used, never model updates.
+    max_players
+        Refuse larger consortia (2^n trainings).
+    """
+    names = _players(players)
+    v = as_cached(names, utility)
+    phi = exact_shapley_fractions(names, v, max_players=max_players)
+    return ContributionResult(
+        method="exact",
+        utility=v.description,
+        players=list(names),
+        grand_coalition_utility=v(frozenset(names)),
+        empty_coalition_utility=v(frozenset()),
+        shapley={p: float(x) for p, x in phi.items()},
+        leave_one_out=leave_one_out(names, v),
+        n_coalitions=v.evaluated,
+    )
+
+
+def _marginals(order: np.ndarray, names: tuple[str, ...], v: CachedUtility) -> np.ndarray:
+    out = np.empty(len(names))
+    members: list[int] = []
+    prev = v(frozenset())
+    for idx in order:
+        members.append(int(idx))
+        cur = v(_coalition(names, members))
+        out[idx] = cur - prev
+        prev = cur
+    return out
+
+
+def permutation_shapley(
+    players: Iterable[str],
+    utility: UtilityFn | CachedUtility,
+    *,
+    rng: np.random.Generator | int,
+    n_permutations: int = 200,
+    antithetic: bool = True,
+    confidence: float = 0.95,
+    tolerance: float | None = None,
+    max_coalitions: int | None = None,
+) -> ContributionResult:
+    """Permutation-sampling Shapley estimate with a confidence interval (plus leave-one-out).
+
+    Parameters
+    ----------
+    players, utility
+        As in :func:`exact_shapley`; only scalar coalition utilities are used.
+    rng
+        A numpy Generator or a seed.
+    n_permutations
+        Orderings to walk at most (each costs up to n new coalitions; the cache reuses
+        the rest). With ``antithetic`` they are taken in (ordering, reversed ordering) pairs,
+        and a pair's mean is one sample.
+    antithetic
+        Pair each ordering with its reverse (variance reduction, Mitchell et al. 2022).
+    confidence
+        Level of the normal-approximation interval φ̂_i ± z·s_i/√m over the m samples.
+    tolerance
+        Stop early once every interval's half-width is below this (after ≥ 2 samples).
+    max_coalitions
+        Stop early once this many distinct coalitions have been evaluated (a training budget).
+    """
+    names = _players(players)
+    if n_permutations < 2:
+        raise AccountingError("n_permutations must be at least 2 (an interval needs 2 samples).")
+    if not 0.0 < confidence < 1.0:
+        raise AccountingError(f"confidence must be in (0, 1), got {confidence}.")
+    v = as_cached(names, utility)
+    gen = np.random.default_rng(rng)
+    z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
+    per_sample = 2 if antithetic else 1
+    max_samples = max(2, n_permutations // per_sample)
+    samples: list[np.ndarray] = []
+    for _ in range(max_samples):
+        order = gen.permutation(len(names))
+        marginal = _marginals(order, names, v)
+        if antithetic:
+            marginal = (marginal + _marginals(order[::-1], names, v)) / 2.0
+        samples.append(marginal)
+        if len(samples) < 2:
+            continue
+        if tolerance is not None:
+            half = z * np.std(samples, axis=0, ddof=1) / math.sqrt(len(samples))
+            if float(np.max(half)) < tolerance:
+                break
+        if max_coalitions is not None and v.evaluated >= max_coalitions:
+            break
+    arr = np.asarray(samples)
+    mean = arr.mean(axis=0)
+    half = z * arr.std(axis=0, ddof=1) / math.sqrt(len(arr))
+    logger.info(
+        "permutation Shapley: %d samples, %d coalitions, max half-width %.3g",
+        len(arr),
+        v.evaluated,
+        float(half.max()),
+    )
+    return ContributionResult(
+        method="permutation",
+        utility=v.description,
+        players=list(names),
+        grand_coalition_utility=v(frozenset(names)),
+        empty_coalition_utility=v(frozenset()),
+        shapley={p: float(mean[i]) for i, p in enumerate(names)},
+        shapley_ci={
+            p: (float(mean[i] - half[i]), float(mean[i] + half[i])) for i, p in enumerate(names)
+        },
+        confidence=confidence,
+        leave_one_out=leave_one_out(names, v),
+        n_coalitions=v.evaluated,
+        n_permutations=len(arr) * per_sample,
+    )
+
+
+def _loo_only(players: Iterable[str], utility: UtilityFn | CachedUtility) -> ContributionResult:
+    names = _players(players)
+    v = as_cached(names, utility)
+    loo = leave_one_out(names, v)
+    return ContributionResult(
+        method="leave_one_out",
+        utility=v.description,
+        players=list(names),
+        grand_coalition_utility=v(frozenset(names)),
+        empty_coalition_utility=v(frozenset()),
+        leave_one_out=loo,
+        n_coalitions=v.evaluated,
+    )
+
+
+#: Contribution estimators (a registry; "auto" picks exact for ≤ 6 partners, else permutation).
+CONTRIBUTION_METHODS: dict[str, Callable[..., ContributionResult]] = {
+    "exact": exact_shapley,
+    "leave_one_out": _loo_only,
+    "permutation": permutation_shapley,
+}
+
+
+def estimate_contributions(
+    players: Iterable[str],
+    utility: UtilityFn | CachedUtility,
+    *,
+    method: str = "auto",
+    rng: np.random.Generator | int | None = None,
+    exact_max_players: int = EXACT_MAX_PLAYERS,
+    **options: object,
+) -> ContributionResult:
+    """Leave-one-out and Shapley values with the chosen (or automatic) estimator.
+
+    Parameters
+    ----------
+    players, utility
+        Partners and v(S) (see :class:`~pharmafl.accounting.CachedUtility`).
+    method
+        ``"auto"`` (exact for ≤ ``exact_max_players`` partners, else permutation sampling),
+        or a key of :data:`CONTRIBUTION_METHODS`.
+    rng
+        Generator or seed; required for permutation sampling.
+    options
+        Passed to the estimator (e.g. ``n_permutations``, ``confidence``).
+
+    Raises
+    ------
+    AccountingError
+        Unknown method (the message lists the valid ones) or no ``rng`` for sampling.
+    """
+    names = _players(players)
+    if method == "auto":
+        method = "exact" if len(names) <= exact_max_players else "permutation"
+    if method not in CONTRIBUTION_METHODS:
+        raise AccountingError(
+            f"unknown contribution method {method!r}.",
+            fix=f"use 'auto' or one of: {', '.join(sorted(CONTRIBUTION_METHODS))}.",
+        )
+    if method == "permutation":
+        if rng is None:
+            raise AccountingError(
+                "permutation sampling needs a seed or numpy Generator (rng=...).",
+                fix="pass rng=<int seed> so the estimate is reproducible.",
+            )
+        options["rng"] = rng
+    if method == "exact":
+        options.setdefault("max_players", exact_max_players)
+    return CONTRIBUTION_METHODS[method](names, utility, **options)
+
+
+__all__ = [
+    "CONTRIBUTION_METHODS",
+    "ContributionResult",
+    "EXACT_MAX_PLAYERS",
+    "estimate_contributions",
+    "exact_shapley",
+    "exact_shapley_fractions",
+    "leave_one_out",
+    "permutation_shapley",
+]

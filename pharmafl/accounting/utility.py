@@ -1,0 +1,299 @@
+"""Coalition utilities: the consortium utility, and a cache that evaluates each coalition once.
+
+A *coalition* is a set of partner names; its *utility* v(S) comes from the operator's
+contribution study, which trains the coalition federatedly (still securely aggregated) and
+asks every partner in it for one scalar on its own tasks. Nothing here ever sees a model
+update, let alone an individual partner's update in the clear: only those scalars.
+
+Each v(S) is a full federated training, so :class:`CachedUtility` evaluates every coalition
+at most once, reuses it across estimators (leave-one-out, exact and sampled Shapley), and can
+persist its values to JSON after each evaluation, so an interrupted study resumes where it
+stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pharmafl.accounting.errors import AccountingError
+from pharmafl.common.io import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+#: A coalition of partners.
+Coalition = frozenset[str]
+#: A utility function over coalitions.
+UtilityFn = Callable[[Coalition], float]
+#: Description of the default consortium utility.
+DEFAULT_UTILITY = "mean over partners of the AUC-PR gain over local-only (test fold)"
+
+
+class CoalitionValue(BaseModel):
+    """The utility of one coalition."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    coalition: list[str] = Field(description="Partner names, sorted.")
+    value: float = Field(allow_inf_nan=False, description="v(coalition).")
+
+
+class UtilityCache(BaseModel):
+    """Persisted coalition utilities of one contribution study (resume file)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    players: list[str] = Field(min_length=1, description="All partners, sorted.")
+    utility: str = Field(DEFAULT_UTILITY, description="What v(S) measures.")
+    values: list[CoalitionValue] = Field(default_factory=list, description="Evaluated so far.")
+
+    @field_validator("players")
+    @classmethod
+    def _sorted_unique(cls, v: list[str]) -> list[str]:
+        if v != sorted(set(v)):
+            raise ValueError("players must be sorted and unique")
+        return v
+
+
+def _players(players: Iterable[str]) -> tuple[str, ...]:
+    out = tuple(sorted(players))
+    if not out:
+        raise AccountingError("a contribution study needs at least one partner.")
+    if len(set(out)) != len(out):
+        raise AccountingError(f"partner names must be unique, got {list(out)}.")
+    return out
+
+
+def _read_cache(path: Path) -> UtilityCache:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise AccountingError("utility cache not found.", file=path) from None
+    try:
+        return UtilityCache.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise AccountingError(
+            f"utility cache is invalid at {'.'.join(map(str, first['loc']))}: {first['msg']}.",
+            file=path,
+            fix="delete it to start the contribution study afresh.",
+        ) from None
+
+
+class CachedUtility:
+    """Wrap a utility function so each coalition is evaluated at most once.
+
+    Parameters
+    ----------
+    players
+        All partners of the consortium.
+    fn
+        ``fn(coalition) -> float``; called once per distinct coalition (``frozenset``).
+        ``None`` makes a read-only view of a loaded cache (a missing coalition raises).
+    cache_path
+        Optional JSON file (:class:`UtilityCache`). Values already in it are reused; each new
+        value is written to it atomically right away.
+    description
+        What the utility measures (recorded in the cache and the results).
+
+    Attributes
+    ----------
+    calls : int
+        How many times ``fn`` was called by this object.
+    """
+
+    def __init__(
+        self,
+        players: Iterable[str],
+        fn: UtilityFn | None,
+        *,
+        cache_path: str | Path | None = None,
+        description: str = DEFAULT_UTILITY,
+    ) -> None:
+        self.players = _players(players)
+        self.fn = fn
+        self.description = description
+        self.cache_path = Path(cache_path) if cache_path is not None else None
+        self.calls = 0
+        self._values: dict[Coalition, float] = {}
+        if self.cache_path is not None and self.cache_path.exists():
+            self._load(self.cache_path)
+
+    def __repr__(self) -> str:
+        return f"CachedUtility(players={list(self.players)}, evaluated={len(self._values)})"
+
+    def _load(self, path: Path) -> None:
+        doc = _read_cache(path)
+        if tuple(doc.players) != self.players:
+            raise AccountingError(
+                f"utility cache is for partners {doc.players}, not {list(self.players)}.",
+                file=path,
+                fix="use a separate cache file per consortium membership.",
+            )
+        if doc.utility != self.description:
+            raise AccountingError(
+                f"utility cache measures {doc.utility!r}, not {self.description!r}.",
+                file=path,
+                fix="use a separate cache file per utility.",
+            )
+        for item in doc.values:
+            self._values[self._key(item.coalition)] = item.value
+        logger.info("reusing %d coalition utilities from %s", len(self._values), path)
+
+    def _key(self, coalition: Iterable[str]) -> Coalition:
+        key = frozenset(coalition)
+        unknown = key.difference(self.players)
+        if unknown:
+            raise AccountingError(
+                f"coalition names unknown partner(s) {sorted(unknown)}; "
+                f"partners are {list(self.players)}."
+            )
+        return key
+
+    def __call__(self, coalition: Iterable[str]) -> float:
+        """v(coalition), evaluated on first use only."""
+        key = self._key(coalition)
+        if key in self._values:
+            return self._values[key]
+        if self.fn is None:
+            raise AccountingError(
+                f"coalition {sorted(key)} has no cached utility and no utility function."
+            )
+        value = float(self.fn(key))
+        self.calls += 1
+        if not math.isfinite(value):
+            raise AccountingError(
+                f"utility of coalition {sorted(key)} is {value}; it must be finite.",
+                fix="make the utility return a number for every coalition (0 for no gain).",
+            )
+        self._values[key] = value
+        if self.cache_path is not None:
+            self.save(self.cache_path)
+        return value
+
+    def __contains__(self, coalition: Iterable[str]) -> bool:
+        return frozenset(coalition) in self._values
+
+    @property
+    def evaluated(self) -> int:
+        """Number of distinct coalitions whose utility is known."""
+        return len(self._values)
+
+    def values(self) -> dict[Coalition, float]:
+        """A copy of every known coalition utility."""
+        return dict(self._values)
+
+    def to_cache(self) -> UtilityCache:
+        """The known utilities as a :class:`UtilityCache` document (sorted)."""
+        items = sorted((len(k), sorted(k), v) for k, v in self._values.items())
+        return UtilityCache(
+            players=list(self.players),
+            utility=self.description,
+            values=[CoalitionValue(coalition=c, value=v) for _, c, v in items],
+        )
+
+    def save(self, path: str | Path) -> Path:
+        """Write the known utilities atomically as JSON."""
+        return atomic_write_text(path, self.to_cache().model_dump_json(indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path, fn: UtilityFn | None = None) -> CachedUtility:
+        """Open a saved cache (its partners come from the file); ``fn`` fills in the rest."""
+        p = Path(path)
+        doc = _read_cache(p)
+        return cls(doc.players, fn, cache_path=p, description=doc.utility)
+
+
+def as_cached(players: Iterable[str], utility: UtilityFn | CachedUtility) -> CachedUtility:
+    """``utility`` itself if it is a :class:`CachedUtility` for ``players``, else wrapped."""
+    names = _players(players)
+    if isinstance(utility, CachedUtility):
+        if utility.players != names:
+            raise AccountingError(
+                f"the cached utility is for {list(utility.players)}, not {list(names)}."
+            )
+        return utility
+    return CachedUtility(names, utility)
+
+
+def mean_gain_utility(gains: Mapping[str, float], players: Sequence[str]) -> float:
+    """Consortium utility of a coalition: mean over *all* partners of their reported gain.
+
+    Partners outside the coalition keep their local-only model, so their gain is 0; the mean
+    is over the whole consortium, so v(S) grows when S helps more partners or helps them more.
+    With gains measured as test AUC-PR of the coalition's federated model minus local-only,
+    this is the default utility (issue 6).
+
+    Parameters
+    ----------
+    gains
+        Partner → scalar gain it reported for this coalition's model on its own tasks.
+    players
+        All partners of the consortium.
+    """
+    names = _players(players)
+    unknown = set(gains).difference(names)
+    if unknown:
+        raise AccountingError(f"gains reported by unknown partner(s) {sorted(unknown)}.")
+    return math.fsum(float(gains.get(p, 0.0)) for p in names) / len(names)
+
+
+def coalition_utility(
+    train_and_report: Callable[[Coalition], Mapping[str, float]],
+    players: Sequence[str],
+    *,
+    singletons_are_local: bool = True,
+) -> UtilityFn:
+    """Build v(S) from a function that trains coalition S and returns the gains it reported.
+
+    Parameters
+    ----------
+    train_and_report
+        ``f(S) -> {partner: gain}``: run a securely aggregated federated training among the
+        partners in ``S`` and collect each member's scalar gain over its local-only model.
+        It receives only coalitions of two or more partners (or one, see below) and never
+        the empty one.
+    players
+        All partners.
+    singletons_are_local
+        A federation of one partner *is* local training, so by default v({i}) is the gain 0
+        for everyone, without a run (saves n trainings).
+
+    Returns
+    -------
+    callable
+        ``v(S) = mean_gain_utility(f(S), players)``, with v(∅) = 0.
+    """
+    names = _players(players)
+
+    def utility(coalition: Coalition) -> float:
+        if not coalition or (singletons_are_local and len(coalition) == 1):
+            return 0.0
+        gains = train_and_report(coalition)
+        outside = set(gains).difference(coalition)
+        if outside:
+            raise AccountingError(
+                f"partners {sorted(outside)} reported a gain for coalition {sorted(coalition)} "
+                "they are not part of.",
+                fix="collect reports only from the coalition's members.",
+            )
+        return mean_gain_utility(gains, names)
+
+    return utility
+
+
+__all__ = [
+    "CachedUtility",
+    "Coalition",
+    "CoalitionValue",
+    "DEFAULT_UTILITY",
+    "UtilityCache",
+    "UtilityFn",
+    "as_cached",
+    "coalition_utility",
+    "mean_gain_utility",
+]

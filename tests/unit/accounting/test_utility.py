@@ -1,0 +1,119 @@
+"""Coalition utilities: the default consortium utility, caching, persistence and resuming."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from pharmafl.accounting import (
+    AccountingError,
+    CachedUtility,
+    UtilityCache,
+    coalition_utility,
+    exact_shapley,
+    mean_gain_utility,
+)
+
+PARTNERS = ("alpha", "beta", "gamma", "delta")
+# AUC-PR gain each member reports for the federated model of a coalition (made-up numbers
+# with diminishing returns; delta's data help the others most).
+HELP = {"alpha": 0.01, "beta": 0.02, "gamma": 0.015, "delta": 0.04}
+
+
+def fake_study(calls: Counter[frozenset[str]]):
+    def train_and_report(coalition: frozenset[str]) -> dict[str, float]:
+        calls[coalition] += 1
+        others = lambda p: sum(HELP[q] for q in coalition if q != p)  # noqa: E731
+        return {p: round(others(p) ** 0.8, 6) for p in coalition}
+
+    return train_and_report
+
+
+def test_mean_gain_utility_is_over_all_partners() -> None:
+    assert mean_gain_utility({"alpha": 0.04, "beta": 0.02}, PARTNERS) == pytest.approx(0.015)
+    assert mean_gain_utility({}, PARTNERS) == 0.0
+    with pytest.raises(AccountingError, match="unknown partner"):
+        mean_gain_utility({"omega": 0.1}, PARTNERS)
+
+
+def test_coalition_utility_trains_only_real_federations() -> None:
+    calls: Counter[frozenset[str]] = Counter()
+    v = coalition_utility(fake_study(calls), PARTNERS)
+    assert v(frozenset()) == 0.0 and v(frozenset({"alpha"})) == 0.0
+    assert not calls
+    pair = frozenset({"alpha", "delta"})
+    gains = fake_study(Counter())(pair)
+    assert v(pair) == pytest.approx(sum(gains.values()) / 4)
+    calls.clear()
+    result = exact_shapley(PARTNERS, v)
+    assert len(calls) == 16 - 1 - 4  # no run for ∅ and the four singletons
+    assert max(calls.values()) == 1
+    assert max(result.shapley, key=result.shapley.__getitem__) == "delta"
+    trained_singletons = coalition_utility(
+        fake_study(Counter()), PARTNERS, singletons_are_local=False
+    )
+    assert trained_singletons(frozenset({"alpha"})) == 0.0  # a federation of one gains nothing
+
+
+def test_gains_from_outside_the_coalition_are_refused() -> None:
+    v = coalition_utility(lambda s: {"alpha": 0.1, "beta": 0.2}, PARTNERS)
+    with pytest.raises(AccountingError, match="not part of"):
+        v(frozenset({"alpha", "gamma"}))
+
+
+def test_study_resumes_from_its_cache(tmp_path: Path) -> None:
+    cache_file = tmp_path / "contribution" / "utilities.json"
+    calls: Counter[frozenset[str]] = Counter()
+    study = fake_study(calls)
+    budget = {"left": 5}
+
+    def crashing(coalition: frozenset[str]) -> dict[str, float]:
+        if budget["left"] == 0:
+            raise RuntimeError("operator crashed")
+        budget["left"] -= 1
+        return study(coalition)
+
+    first = CachedUtility(PARTNERS, coalition_utility(crashing, PARTNERS), cache_path=cache_file)
+    with pytest.raises(RuntimeError, match="operator crashed"):
+        exact_shapley(PARTNERS, first)
+    saved = UtilityCache.model_validate_json(cache_file.read_bytes())
+    assert saved.players == sorted(PARTNERS)
+    assert len(saved.values) == first.evaluated == 1 + 4 + 5  # ∅, singletons, 5 trained
+    assert [len(v.coalition) for v in saved.values] == sorted(
+        len(v.coalition) for v in saved.values
+    )
+
+    resumed = CachedUtility.load(cache_file, coalition_utility(study, PARTNERS))
+    result = exact_shapley(PARTNERS, resumed)
+    assert max(calls.values()) == 1 and len(calls) == 11  # nothing trained twice
+    fresh = exact_shapley(PARTNERS, coalition_utility(fake_study(Counter()), PARTNERS))
+    assert result == fresh
+    # A finished cache answers everything without a utility function.
+    assert exact_shapley(PARTNERS, CachedUtility.load(cache_file)) == fresh
+
+
+def test_cache_checks(tmp_path: Path) -> None:
+    path = tmp_path / "u.json"
+    CachedUtility(PARTNERS, lambda s: 0.5, cache_path=path)(frozenset({"alpha"}))
+    with pytest.raises(AccountingError, match="is for partners"):
+        CachedUtility(["alpha", "beta"], lambda s: 0.0, cache_path=path)
+    with pytest.raises(AccountingError, match="measures"):
+        CachedUtility(PARTNERS, lambda s: 0.0, cache_path=path, description="ROC-AUC gain")
+    doc = json.loads(path.read_text())
+    doc["values"][0]["value"] = "NaN"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(AccountingError, match=r"invalid at values\.0\.value"):
+        CachedUtility.load(path)
+    with pytest.raises(AccountingError, match="not found"):
+        CachedUtility.load(tmp_path / "missing.json")
+    v = CachedUtility(PARTNERS, lambda s: float("nan"))
+    with pytest.raises(AccountingError, match="must be finite"):
+        v(frozenset({"alpha"}))
+    with pytest.raises(AccountingError, match="unknown partner"):
+        v(frozenset({"omega"}))
+    with pytest.raises(AccountingError, match="no utility function"):
+        CachedUtility(PARTNERS, None)(frozenset())
+    assert "evaluated=0" in repr(CachedUtility(PARTNERS, None))
