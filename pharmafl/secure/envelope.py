@@ -15,11 +15,12 @@ JSON || raw payload``, so a masked vector costs its own size plus a few hundred 
 from __future__ import annotations
 
 import base64
+import io
 import json
 import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from pydantic import (
     BaseModel,
@@ -114,28 +115,35 @@ class Envelope(BaseModel):
         return b"".join((MAGIC, len(head).to_bytes(4, "big"), head, self.payload))
 
     @classmethod
-    def from_bytes(cls, data: bytes | memoryview) -> Envelope:
-        """Parse a frame written by :meth:`to_bytes`.
+    def read_from(cls, stream: BinaryIO) -> Envelope:
+        """Parse one frame from a binary stream (reads the payload with a single copy).
 
         Raises
         ------
         EnvelopeRejectedError
             If the bytes are not a well-formed envelope (or the payload digest is wrong).
         """
-        view = memoryview(data)
-        if len(view) < len(MAGIC) + 4 or bytes(view[: len(MAGIC)]) != MAGIC:
+        prefix = stream.read(len(MAGIC) + 4)
+        if len(prefix) < len(MAGIC) + 4 or prefix[: len(MAGIC)] != MAGIC:
             raise EnvelopeRejectedError("not a pharmafl envelope (bad magic bytes).")
-        n = int.from_bytes(view[len(MAGIC) : len(MAGIC) + 4], "big")
-        start = len(MAGIC) + 4
-        if n > _MAX_HEADER or start + n > len(view):
+        n = int.from_bytes(prefix[len(MAGIC) :], "big")
+        if n > _MAX_HEADER:
+            raise EnvelopeRejectedError("envelope header length is out of range.")
+        raw_head = stream.read(n)
+        if len(raw_head) != n:
             raise EnvelopeRejectedError("envelope header length is out of range.")
         try:
-            head = json.loads(bytes(view[start : start + n]))
+            head = json.loads(raw_head)
             if not isinstance(head, dict):
                 raise ValueError("header is not an object")
-            return cls.model_validate(head | {"payload": bytes(view[start + n :])})
+            return cls.model_validate(head | {"payload": stream.read()})
         except (ValueError, ValidationError) as exc:
             raise EnvelopeRejectedError(f"malformed envelope: {_first_error(exc)}.") from None
+
+    @classmethod
+    def from_bytes(cls, data: bytes | memoryview) -> Envelope:
+        """Parse a frame written by :meth:`to_bytes` (see :meth:`read_from`)."""
+        return cls.read_from(io.BytesIO(data))
 
     def __repr__(self) -> str:
         return (

@@ -132,10 +132,10 @@ class ExchangeStore:
             raise EnvelopeRejectedError(f"not an envelope key: {key!r}.")
         path = f"{self._folder(parts[0], parts[1], parts[2])}/{parts[3]}"
         try:
-            data = self.fs.cat_file(path)
+            with self.fs.open(path, "rb") as fh:
+                env = Envelope.read_from(fh)
         except FileNotFoundError:
             raise EnvelopeRejectedError(f"envelope {key!r} is not in the store.") from None
-        env = Envelope.from_bytes(data)
         if self.key_of(env) != key:
             raise EnvelopeRejectedError(
                 f"envelope stored under {key!r} does not match its content (moved or injected)."
