@@ -37,7 +37,7 @@ from pharmafl.model.config import (
     TrunkConfig,
 )
 from pharmafl.model.data import PREPARED_FILES, PreparedData, load_prepared, load_sparsechem
-from pharmafl.model.evaluate import Predictions, evaluate_predictions, predict
+from pharmafl.model.evaluate import Predictions, evaluate_predictions, predict_rows
 from pharmafl.model.heads import HeadOutput, TaskHead, censored_mse_loss, classification_loss
 from pharmafl.model.multitask import (
     HEADS_PREFIX,
@@ -168,7 +168,7 @@ __all__ = [
     "load_prepared",
     "load_sparsechem",
     "local_model_config",
-    "predict",
+    "predict_rows",
     "predict_structures",
     "read_structures",
     "regression_stats",

@@ -47,7 +47,7 @@ def _enable_dropout(model: nn.Module) -> None:
             m.train()
 
 
-def predict(
+def predict_rows(
     model: MultiTaskModel,
     make_inputs: Callable[[np.ndarray], Any],
     rows: np.ndarray,
@@ -164,4 +164,4 @@ def evaluate_predictions(data: PreparedData, rows: np.ndarray, preds: Prediction
     return SplitMetrics(folds=folds, n_rows=len(rows), classification=cls, regression=reg)
 
 
-__all__ = ["Predictions", "evaluate_predictions", "predict"]
+__all__ = ["Predictions", "evaluate_predictions", "predict_rows"]

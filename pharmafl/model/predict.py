@@ -32,7 +32,7 @@ from pharmafl.common.secret import ConsortiumKey, load_consortium_key
 from pharmafl.model.baseline import LOCAL_MODEL_DIR
 from pharmafl.model.batching import GraphInputBatcher, SparseInputBatcher
 from pharmafl.model.config import SparseTrunkConfig
-from pharmafl.model.evaluate import predict
+from pharmafl.model.evaluate import predict_rows
 from pharmafl.model.persist import load_model_dir
 
 log = logging.getLogger(__name__)
@@ -203,7 +203,7 @@ def predict_structures(
             trunk_cfg.input_transform if isinstance(trunk_cfg, SparseTrunkConfig) else "none",
         )
     )
-    preds = predict(
+    preds = predict_rows(
         model,
         batcher,
         np.arange(len(ok_rows)),

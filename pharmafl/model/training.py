@@ -38,7 +38,7 @@ from pharmafl.model.batching import (
 )
 from pharmafl.model.config import ModelConfig, SparseTrunkConfig, TrainConfig
 from pharmafl.model.data import PreparedData
-from pharmafl.model.evaluate import Predictions, evaluate_predictions, predict
+from pharmafl.model.evaluate import Predictions, evaluate_predictions, predict_rows
 from pharmafl.model.heads import HeadOutput, censored_mse_loss, classification_loss
 from pharmafl.model.multitask import TRUNK_PREFIX, MultiTaskModel, export_trunk, import_trunk
 from pharmafl.model.optim import build_optimizer, learning_rate, set_learning_rate
@@ -479,9 +479,11 @@ class LocalTrainer:
         return table[split]
 
     def predict(self, split: str, **kwargs: Any) -> Predictions:
-        """Predictions of this head for a split (keywords go to :func:`predict`)."""
+        """Predictions of this head for a split (keywords go to :func:`predict_rows`)."""
         kwargs.setdefault("batch_size", self.config.eval_batch_size)
-        return predict(self.model, self.inputs, self.rows(split), head=self.head_name, **kwargs)
+        return predict_rows(
+            self.model, self.inputs, self.rows(split), head=self.head_name, **kwargs
+        )
 
     def evaluate(self, split: str = "validation") -> SplitMetrics:
         """Per-task and aggregate metrics on a split (dropout off)."""

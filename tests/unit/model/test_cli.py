@@ -1,0 +1,163 @@
+"""``pharmafl baseline``, ``pooled`` and ``predict`` end to end on synthetic partners."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from typer.testing import CliRunner
+
+from pharmafl.cli.main import app
+from pharmafl.common.params import ConsortiumParameters, FingerprintParams
+from pharmafl.common.secret import write_new_consortium_key
+from pharmafl.model import MetricsReport, PooledReport, write_synthetic_prepared
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+TINY = ["--hidden", "16", "--dropout", "0.1", "--batch-ratio", "0.2", "--threads", "1"]
+CLS_KEYS = {"roc_auc", "auc_pr", "auc_pr_cal", "avg_prec", "f1_max", "kappa", "logloss", "brier"}
+REG_KEYS = {"rmse", "rmse_uncensored", "r2", "pearson_r"}
+
+
+@pytest.fixture(scope="module")
+def trained_partner(tmp_path_factory, small_prepared):
+    """A partner folder with consortium parameters, key and a baseline model (via the CLI)."""
+    pdir = tmp_path_factory.mktemp("cli") / "partner_a"
+    shutil.copytree(small_prepared / "prepared", pdir / "prepared")
+    params = ConsortiumParameters(fingerprint=FingerprintParams(fold_size=512))
+    (pdir / "consortium.json").write_text(params.model_dump_json())
+    write_new_consortium_key(pdir / "key.json")
+    result = CliRunner().invoke(app, ["baseline", str(pdir), "--epochs", "2", *TINY])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return pdir
+
+
+def test_baseline_writes_model_hyperparameters_and_metrics(trained_partner) -> None:
+    out = trained_partner / "models" / "local"
+    assert {p.name for p in out.iterdir()} == {"model.pt", "hyperparameters.json", "metrics.json"}
+    doc = json.loads((out / "metrics.json").read_text())
+    report = MetricsReport.model_validate(doc)
+    assert report.model_name == "local" and report.epochs_trained == 2
+    for split in ("validation", "test"):
+        section = doc[split]
+        assert set(section["classification"]["aggregate"]) >= CLS_KEYS
+        assert set(section["regression"]["aggregate"]) >= REG_KEYS
+        assert len(section["classification"]["per_task"]) == 8
+        assert len(section["regression"]["per_task"]) == 3
+        assert 0.0 <= section["classification"]["aggregate"]["roc_auc"] <= 1.0
+    assert doc["test"]["folds"] == [0] and doc["validation"]["folds"] == [1]
+    assert not (trained_partner / "models" / "checkpoints" / "local.pt").exists()
+    hp = json.loads((out / "hyperparameters.json").read_text())
+    assert hp["model"]["trunk"]["hidden_sizes"] == [16]
+    assert hp["model"]["heads"]["local"] == {"n_cls_tasks": 8, "n_reg_tasks": 3, "dropout": None}
+
+
+def test_baseline_resume_refuses_other_settings(trained_partner, tmp_path) -> None:
+    from pharmafl.model import LocalTrainer, load_prepared
+    from pharmafl.model.baseline import CHECKPOINT_FILE
+
+    pdir = tmp_path / "p"
+    shutil.copytree(trained_partner / "prepared", pdir / "prepared")
+    runner = CliRunner()
+    ok = runner.invoke(
+        app, ["baseline", str(pdir), "--epochs", "1", "--out", str(tmp_path / "m"), *TINY]
+    )
+    assert ok.exit_code == 0, ok.output
+    # Leave a checkpoint behind as an interrupted run would, then resume with other settings.
+    data = load_prepared(pdir / "prepared")
+    from pharmafl.model import MultiTaskModel, SparseTrunkConfig, TrainConfig, local_model_config
+
+    model = MultiTaskModel.from_config(
+        local_model_config(SparseTrunkConfig(input_size=512, hidden_sizes=(16,)), 8, 3)
+    )
+    LocalTrainer(model, data, TrainConfig(epochs=1)).save_checkpoint(pdir / CHECKPOINT_FILE)
+    bad = runner.invoke(app, ["baseline", str(pdir), "--resume", "--epochs", "1", *TINY])
+    assert bad.exit_code != 0
+    assert "different model or training settings" in str(bad.exception)
+
+
+def test_predict_reports_bad_structures_per_row(trained_partner, tmp_path) -> None:
+    pytest.importorskip("pharmafl.chem", reason="pharmafl.chem not available")
+    inp = tmp_path / "new.csv"
+    pd.DataFrame(
+        {
+            "compound_id": ["good1", "bad_syntax", "empty", "good2", "bad_ring"],
+            "SMILES": ["CCOc1ccccc1", "not_a_smiles((", "", "CC(=O)Nc1ccc(O)cc1", "C1CC"],
+        }
+    ).to_csv(inp, index=False)
+    out = tmp_path / "pred.csv"
+    result = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            str(trained_partner),
+            "--input",
+            str(inp),
+            "--out",
+            str(out),
+            "--mc-samples",
+            "4",
+            "--embeddings",
+        ],
+    )
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    table = pd.read_csv(out, keep_default_na=False, na_values=[""])
+    assert table["id"].tolist() == ["good1", "bad_syntax", "empty", "good2", "bad_ring"]
+    assert table["status"].tolist() == ["ok", "error", "error", "ok", "error"]
+    bad = table["status"] == "error"
+    assert table.loc[bad, "message"].str.len().gt(0).all()
+    assert table.loc[~bad, "message"].isna().all()
+    probs = table[[f"cls_{j}" for j in range(8)]].to_numpy()
+    assert np.all((probs[~bad] >= 0) & (probs[~bad] <= 1))
+    assert np.isnan(probs[bad]).all()
+    assert np.all(table.loc[~bad, [f"cls_{j}_std" for j in range(8)]].to_numpy() >= 0)
+    assert np.isfinite(table.loc[~bad, [f"reg_{j}" for j in range(3)]].to_numpy()).all()
+    cls = sp.load_npz(tmp_path / "pred-class.npz")
+    assert cls.shape == (5, 8)
+    assert np.diff(cls.indptr).tolist() == [8, 0, 0, 8, 0]
+    np.testing.assert_allclose(cls[[0, 3]].toarray(), probs[[0, 3]], rtol=1e-6)
+    assert sp.load_npz(tmp_path / "pred-regr.npz").shape == (5, 3)
+    hidden = np.load(tmp_path / "pred-hidden.npy")
+    assert hidden.shape == (5, 16) and np.isnan(hidden[1]).all() and np.isfinite(hidden[0]).all()
+
+
+def test_predict_needs_a_smiles_column(trained_partner, tmp_path) -> None:
+    inp = tmp_path / "x.csv"
+    pd.DataFrame({"mol": ["CCO"]}).to_csv(inp, index=False)
+    res = CliRunner().invoke(
+        app,
+        ["predict", str(trained_partner), "--input", str(inp), "--out", str(tmp_path / "o.csv")],
+    )
+    assert res.exit_code != 0 and "no SMILES column" in str(res.exception)
+
+
+def test_pooled_trains_one_head_per_partner(tmp_path) -> None:
+    root = tmp_path / "consortium"
+    for i, name in enumerate(["alpha", "beta"]):
+        write_synthetic_prepared(
+            root / "partners" / name / "prepared",
+            n_rows=300,
+            n_features=256,
+            n_cls_tasks=4 + i,
+            n_reg_tasks=i,
+            label_density=0.3,
+            seed=10 + i,
+        )
+    res = CliRunner().invoke(app, ["pooled", str(root), "--epochs", "2", *TINY])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    out = root / "models" / "pooled"
+    report = PooledReport.model_validate_json((out / "metrics.json").read_text())
+    assert set(report.partners) == {"alpha", "beta"}
+    assert report.partners["beta"].test is not None
+    assert report.partners["beta"].test.regression is not None
+    assert report.partners["alpha"].test.regression is None
+    assert len(report.partners["beta"].test.classification.per_task) == 5
+    hp = json.loads((out / "hyperparameters.json").read_text())
+    assert set(hp["model"]["heads"]) == {"alpha", "beta"}
+    table = pd.read_csv(out / "comparison.csv")
+    assert table["partner"].tolist() == ["alpha", "beta"]
+    assert table["pooled_test_roc_auc"].between(0, 1).all()
