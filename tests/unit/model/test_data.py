@@ -72,7 +72,7 @@ def test_clear_errors_for_bad_inputs(tmp_path, small_prepared) -> None:
     y = sp.csr_matrix(np.ones((600, 2), dtype=np.float32))
     sp.save_npz(tmp_path / "y.npz", y)
     pd.DataFrame({"task_id": [0, 5], "training_weight": [1, 1]}).to_csv(tmp_path / "w.csv")
-    with pytest.raises(ModelError, match="task_id 0..n_tasks-1"):
+    with pytest.raises(ModelError, match=r"task_id 0\.\.n_tasks-1"):
         load_sparsechem(
             x, tmp_path / "f.npy", y_class=tmp_path / "y.npz", weights_class=tmp_path / "w.csv"
         )

@@ -74,7 +74,7 @@ def test_import_trunk_by_name_leaves_heads_alone() -> None:
 def test_import_trunk_rejects_heads_and_mismatches() -> None:
     model = MultiTaskModel.from_config(_config())
     state = export_trunk(model)
-    with pytest.raises(ModelError, match="only hold 'trunk.'"):
+    with pytest.raises(ModelError, match=r"only hold 'trunk\.'"):
         import_trunk(model, {**state, "heads.local.classification.weight": torch.zeros(4, 8)})
     missing = dict(state)
     missing.pop(next(iter(missing)))
