@@ -22,9 +22,12 @@ All acyclic compounds therefore share one fold, as in TUNER.
 
 References
 ----------
-Bemis & Murcko, "The properties of known drugs. 1. Molecular frameworks",
-J. Med. Chem. 39:2887 (1996). Schuffenhauer et al., "The Scaffold Tree", J. Chem. Inf. Model.
-47:47 (2007). Kruger et al., "Scaffold networks in RDKit" (rdScaffoldNetwork, 2019).
+Bemis & Murcko, "The properties of known drugs. 1. Molecular frameworks", J. Med. Chem.
+39:2887 (1996).
+Schuffenhauer et al., "The Scaffold Tree - Visualization of the Scaffold Universe by
+Hierarchical Scaffold Classification", J. Chem. Inf. Model. 47:47 (2007).
+Kruger, Stiefl & Landrum, "rdScaffoldNetwork: The Scaffold Network Implementation in RDKit",
+J. Chem. Inf. Model. 60:3331 (2020).
 Simm et al., "Splitting chemical structure data sets for federated privacy-preserving machine
 learning", J. Cheminform. 13:96 (2021).
 """

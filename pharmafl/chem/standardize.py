@@ -29,7 +29,9 @@ Speed without changing a result:
 References
 ----------
 MELLODDY-TUNER 3.0.2, https://github.com/melloddy/MELLODDY-TUNER (MIT).
-Heid et al., "MELLODDY-TUNER" (Arany et al., 2022, MELLODDY consortium).
+Heyndrickx et al., "MELLODDY: Cross-pharma Federated Learning at Unprecedented Scale Unlocks
+Benefits in QSAR without Compromising Proprietary Information", J. Chem. Inf. Model. 64:2331
+(2024).
 """
 
 from __future__ import annotations
