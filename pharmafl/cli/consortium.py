@@ -61,6 +61,12 @@ def simulate(
     force: Annotated[
         bool, typer.Option("--force", help="Replace a non-empty --out folder.")
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", help="Processes for writing SDF structures (default: all cores)."
+        ),
+    ] = None,
 ) -> None:
     """Split a public dataset into partner folders with realistic exports, a shared key
     (partners only) and consortium parameters (partners and operator)."""
@@ -89,7 +95,7 @@ def simulate(
         def step(message: str) -> None:
             bar.update(task, advance=1, description=message)
 
-        result = simulate_consortium(out, spec, force=force, progress=step)
+        result = simulate_consortium(out, spec, force=force, progress=step, workers=workers)
     table = Table(title=f"simulated consortium in {result.out_dir}")
     for col in ("partner", "shape", "config", "compounds", "measurements", "assays"):
         table.add_column(col)

@@ -32,11 +32,6 @@ from pharmafl.ingest.units import (
 )
 
 
-def _is_empty(values: np.ndarray) -> np.ndarray:
-    s = pd.Series(values, dtype=object)
-    return (s.isna() | (s.astype(str).str.strip() == "")).to_numpy()
-
-
 def _long_cells(src: ActivitySource, frame: pd.DataFrame, known: set[str]) -> pd.DataFrame:
     """The long table: ``row, compound_raw, assay_raw, value_raw, qualifier_raw, unit_raw``."""
     display = src.path
@@ -97,15 +92,29 @@ def _long_cells(src: ActivitySource, frame: pd.DataFrame, known: set[str]) -> pd
             file=display,
             fix="rename the column or change assay_column_prefix.",
         )
-    cells = frame[assay_cols].to_numpy(dtype=object)
-    filled = ~_is_empty(cells.ravel()).reshape(cells.shape)
-    r, c = np.nonzero(filled)  # row-major: compound order, then assay column order
+    # Gather the filled cells column by column (wide files are mostly empty), then order
+    # them row-major: compound order, then assay column order.
+    rs, cs, vals = [], [], []
+    for j, name in enumerate(assay_cols):
+        col = frame[name]
+        filled = col.notna().to_numpy().copy()
+        if not pd.api.types.is_numeric_dtype(col):
+            idx = np.flatnonzero(filled)
+            filled[idx] = (col.iloc[idx].astype(str).str.strip() != "").to_numpy()
+        rows_j = np.flatnonzero(filled)
+        rs.append(rows_j)
+        cs.append(np.full(len(rows_j), j, dtype=np.int64))
+        vals.append(col.to_numpy(dtype=object)[rows_j])
+    r_all, c_all = np.concatenate(rs), np.concatenate(cs)
+    order = np.lexsort((c_all, r_all))
+    r, c = r_all[order], c_all[order]
+    values = np.concatenate(vals)[order] if vals else np.array([], dtype=object)
     return pd.DataFrame(
         {
             "row": (r + 1).astype(np.int64),
             "compound_raw": frame[id_col].to_numpy(dtype=object)[r],
             "assay_raw": np.asarray(names, dtype=object)[c],
-            "value_raw": cells[r, c],
+            "value_raw": values,
             "qualifier_raw": "",
             "unit_raw": src.unit,
             "column": np.asarray(assay_cols, dtype=object)[c],

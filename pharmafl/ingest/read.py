@@ -10,6 +10,7 @@ so that outputs can show a partner its own ids.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from pharmafl.common.io import atomic_write_text
+from pharmafl.common.settings import get_settings
 from pharmafl.ingest.activities import read_activities
 from pharmafl.ingest.assays import combine_assays, defaults_table, read_assays
 from pharmafl.ingest.config import PartnerConfig, find_partner_config
@@ -98,6 +100,7 @@ def ingest_partner(
     config: PartnerConfig | None = None,
     *,
     drop_unmeasured: bool = True,
+    workers: int | None = None,
 ) -> IngestResult:
     """Read a partner's own exports into validated T0/T1/T2 tables.
 
@@ -110,6 +113,9 @@ def ingest_partner(
     drop_unmeasured
         Drop compounds without any accepted measurement from T2 (reported as
         ``no_activities`` rejections), as MELLODDY-TUNER does.
+    workers
+        Processes for turning SDF molblocks into SMILES (default: ``PHARMAFL_WORKERS``,
+        0 = all cores). Only large SDF files use them; results do not depend on it.
 
     Raises
     ------
@@ -122,9 +128,13 @@ def ingest_partner(
     if config is None:
         config = find_partner_config(pdir)
     tables = SourceTables(pdir, config)
+    n_workers = get_settings().workers if workers is None else workers
+    n_workers = n_workers if n_workers > 0 else (os.cpu_count() or 1)
     log = RejectionLog()
 
-    structures = combine_structures([read_structures(s, tables) for s in config.structures])
+    structures = combine_structures(
+        [read_structures(s, tables, workers=n_workers) for s in config.structures]
+    )
     cmap = assign_ids(structures["compound"])
     ids = structures["compound"].map(cmap).to_numpy(dtype=np.int64)
     log_structure_problems(structures, ids, log)

@@ -17,8 +17,12 @@ from pharmafl.ingest.tables import (
 )
 
 
-def read_structures(src: StructureSource, tables: SourceTables) -> pd.DataFrame:
+def read_structures(
+    src: StructureSource, tables: SourceTables, *, workers: int = 1
+) -> pd.DataFrame:
     """Read one structure source.
+
+    ``workers`` processes turn SDF molblocks into SMILES (large files only).
 
     Returns
     -------
@@ -57,9 +61,7 @@ def read_structures(src: StructureSource, tables: SourceTables) -> pd.DataFrame:
     text = raw.astype("object").where(raw.notna(), "").astype(str)
     if smi_col != SDF_MOLBLOCK:  # a molblock's leading blank title line is significant
         text = text.str.strip()
-    # Repeats are compared on the structure; a molblock's title line may differ.
-    same_as = text.str.partition("\n")[2] if smi_col == SDF_MOLBLOCK else text
-    out = pd.DataFrame({"compound": ids, "structure": text, "key": same_as, "row": rows})
+    out = pd.DataFrame({"compound": ids, "structure": text, "row": rows})
     repeated = out["compound"].duplicated(keep="first").to_numpy()
     if repeated.any():
         first = int(np.argmax(repeated))
@@ -72,6 +74,11 @@ def read_structures(src: StructureSource, tables: SourceTables) -> pd.DataFrame:
                 fix="make compound ids unique, or set allow_repeated_ids = true for this "
                 "source if it repeats each structure on every measurement row.",
             )
+        # Repeats are compared on the structure; a molblock's title line may differ.
+        if smi_col == SDF_MOLBLOCK:
+            out["key"] = [t.split("\n", 1)[-1] for t in out["structure"].tolist()]
+        else:
+            out["key"] = out["structure"]
         n_struct = out.groupby("compound", sort=False)["key"].nunique()
         clash = out["compound"].map(n_struct).to_numpy() > 1
         if clash.any():
@@ -86,7 +93,8 @@ def read_structures(src: StructureSource, tables: SourceTables) -> pd.DataFrame:
         out = out.loc[~repeated].reset_index(drop=True)
     problem = np.full(len(out), "", dtype=object)
     if smi_col == SDF_MOLBLOCK:
-        smiles = np.asarray(molblocks_to_smiles(out["structure"].tolist()), dtype=object)
+        converted = molblocks_to_smiles(out["structure"].tolist(), workers=workers)
+        smiles = np.asarray(converted, dtype=object)
         problem[smiles == ""] = "unparseable_structure"
     else:
         smiles = out["structure"].to_numpy(dtype=object)

@@ -21,6 +21,7 @@ Everything except the key is deterministic for a seed: the key is fresh random b
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from pharmafl.common.errors import ConfigError
 from pharmafl.common.io import atomic_directory, atomic_write_bytes, atomic_write_text
 from pharmafl.common.params import ConsortiumParameters
 from pharmafl.common.secret import load_consortium_key, write_new_consortium_key
+from pharmafl.common.settings import get_settings
 from pharmafl.simulate.assign import split_by_assay, split_by_compound
 from pharmafl.simulate.datasets import PublicDataset, load_dataset, read_public_file
 from pharmafl.simulate.shapes import SHAPE_ORDER, PartnerExport, write_partner_export
@@ -133,14 +135,19 @@ def _check_target(out: Path, force: bool) -> None:
 
 
 def _partner_export(
-    name: str, kind: str, meas: pd.DataFrame, seed: int, index: int
+    name: str, kind: str, meas: pd.DataFrame, seed: int, index: int, workers: int
 ) -> PartnerExport:
     smiles = sorted(pd.unique(meas["smiles"]))
     rng = np.random.default_rng([seed, index])
     numbers = rng.permutation(len(smiles)) + 1
     number_of = dict(zip(smiles, numbers.tolist(), strict=True))
     frame = meas.assign(compound_number=meas["smiles"].map(number_of).astype(np.int64))
-    return PartnerExport(name=name, kind=kind, measurements=frame)  # type: ignore[arg-type]
+    return PartnerExport(
+        name=name,
+        kind=kind,  # type: ignore[arg-type]
+        measurements=frame,
+        workers=workers,
+    )
 
 
 def _split(data: PublicDataset, spec: SimulationSpec) -> list[pd.DataFrame]:
@@ -169,6 +176,7 @@ def simulate_consortium(
     force: bool = False,
     parameters: ConsortiumParameters | None = None,
     progress: Callable[[str], None] | None = None,
+    workers: int | None = None,
 ) -> SimulationResult:
     """Split a public dataset into partner folders with realistic exports (see module doc).
 
@@ -185,6 +193,9 @@ def simulate_consortium(
         with :func:`pharmafl.chem.consistency_hash` under the new key.
     progress
         Called with a short message after each step (for progress display).
+    workers
+        Processes for depicting SDF structures (default: ``PHARMAFL_WORKERS``, 0 = all
+        cores); the files are the same for any number.
 
     Raises
     ------
@@ -199,6 +210,8 @@ def simulate_consortium(
     out = Path(out_dir)
     _check_target(out, force)
     say = progress or (lambda _msg: None)
+    n_workers = get_settings().workers if workers is None else workers
+    n_workers = n_workers if n_workers > 0 else (os.cpu_count() or 1)
     data = read_public_file(spec.source) if spec.source else load_dataset(spec.dataset)
     say(f"read {data.name}: {len(data.measurements)} measurements")
     parts = _split(data, spec)
@@ -221,7 +234,7 @@ def simulate_consortium(
         for i, (name, part) in enumerate(zip(names, parts, strict=True)):
             pdir = tmp / "partners" / name
             shape = SHAPE_ORDER[i % len(SHAPE_ORDER)]
-            export = _partner_export(name, data.kind, part, spec.seed, i)
+            export = _partner_export(name, data.kind, part, spec.seed, i, n_workers)
             config_path = write_partner_export(pdir, shape, export)
             atomic_write_text(pdir / "consortium.json", params_text)
             atomic_write_bytes(pdir / "key.json", key_bytes, mode=0o600)

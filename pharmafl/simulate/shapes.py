@@ -33,7 +33,7 @@ import yaml
 
 from pharmafl.common.io import atomic_write_bytes, atomic_write_text
 from pharmafl.ingest.config import parse_partner_config
-from pharmafl.ingest.sdf import format_sdf_record, smiles_to_molblock, write_sdf
+from pharmafl.ingest.sdf import format_sdf_record, smiles_to_molblocks, write_sdf
 from pharmafl.simulate.datasets import DatasetKind
 from pharmafl.simulate.toml import toml_dumps
 
@@ -53,6 +53,8 @@ class PartnerExport:
     name: str
     kind: DatasetKind
     measurements: pd.DataFrame
+    workers: int = 1
+    """Processes for depicting SDF structures."""
 
     @property
     def prefix(self) -> str:
@@ -126,6 +128,7 @@ def _chembl_csv(raw: Path, part: PartnerExport) -> tuple[dict[str, Any], str]:
 def _sdf_pic50(raw: Path, part: PartnerExport) -> tuple[dict[str, Any], str]:
     m = part.measurements.sort_values(["compound_number", "assay"], kind="stable").copy()
     m["replicate"] = m.groupby(["compound_number", "assay"]).cumcount()
+    m = m.sort_values(["compound_number", "replicate", "assay"], kind="stable")
     value = m["value"].to_numpy(dtype=np.float64)
     if part.kind == "dose_response":
         prefix, unit = "pIC50 ", "pIC50"
@@ -140,13 +143,20 @@ def _sdf_pic50(raw: Path, part: PartnerExport) -> tuple[dict[str, Any], str]:
         prefix = "Result " if part.kind == "binary" else "ADME "
         unit = _fixed_unit(part.kind)
         texts = _num(value, "g" if part.kind == "binary" else ".6g")
-    m["text"] = texts
-    molblocks = {s: smiles_to_molblock(s) for s in pd.unique(m["smiles"])}
+    unique = list(pd.unique(m["smiles"]))
+    molblocks = dict(zip(unique, smiles_to_molblocks(unique, workers=part.workers), strict=True))
+    # One record per (compound, replicate): rows are sorted, so records are runs of rows.
+    numbers = m["compound_number"].to_numpy()
+    reps = m["replicate"].to_numpy()
+    assays, smiles = m["assay"].tolist(), m["smiles"].tolist()
+    starts = np.flatnonzero(
+        np.r_[True, (numbers[1:] != numbers[:-1]) | (reps[1:] != reps[:-1])]
+    ).tolist()
     records = []
-    for (number, _rep), group in m.groupby(["compound_number", "replicate"], sort=True):
-        props = {f"{prefix}{a}": t for a, t in zip(group["assay"], group["text"], strict=True)}
-        title = f"{part.prefix}{int(number):07d}"
-        records.append(format_sdf_record(title, molblocks[group["smiles"].iat[0]], props))
+    for a, b in zip(starts, [*starts[1:], len(m)], strict=True):
+        props = {f"{prefix}{assays[i]}": texts[i] for i in range(a, b)}
+        title = f"{part.prefix}{int(numbers[a]):07d}"
+        records.append(format_sdf_record(title, molblocks[smiles[a]], props))
     write_sdf(raw / "compounds.sdf", records)
     doc = {
         "name": part.name,

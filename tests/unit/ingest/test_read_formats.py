@@ -403,3 +403,15 @@ def test_partner_config_file_is_found_in_the_folder(partner, suffix: str) -> Non
     text = yaml.safe_dump(COMBINED) if suffix == "yaml" else toml_dumps(COMBINED)
     partner.write(f"partner.{suffix}", text)
     assert len(ingest_partner(partner.root).t1) == 7
+
+
+def test_parallel_sdf_conversion_matches_serial() -> None:
+    from pharmafl.ingest.sdf import molblocks_to_smiles, smiles_to_molblocks
+
+    smiles = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "C[C@H](N)C(=O)O", "O=[PH](=O)O"] * 4
+    serial = smiles_to_molblocks(smiles)
+    assert smiles_to_molblocks(smiles, workers=2, min_parallel=1) == serial
+    back = molblocks_to_smiles(serial)
+    assert molblocks_to_smiles(serial, workers=2, min_parallel=1) == back
+    assert back[:4] == ["CCO", "Oc1ccccc1", "CC(=O)Nc1ccc(O)cc1", "C[C@H](N)C(=O)O"]
+    assert back[4], "an unsanitizable structure still gets a SMILES for standardization to judge"
