@@ -24,6 +24,7 @@ from pharmafl.ingest.tables import (
     row_note,
 )
 from pharmafl.ingest.units import (
+    Unit,
     convert_values,
     normalize_qualifiers,
     resolve_unit,
@@ -188,11 +189,13 @@ def read_activities(
                 "fix the assay id column mapping.",
             )
 
-    # Units: resolve each distinct spelling once.
-    unit_text = cells["unit_raw"].astype("object").where(cells["unit_raw"].notna(), "").astype(str)
-    kinds = np.empty(len(cells), dtype=object)
-    factors: dict[str, object] = {}
-    for spelling in pd.unique(unit_text):
+    # Units: resolve each distinct spelling once; a row without a unit is rejected.
+    unit_text = (
+        cells["unit_raw"].astype("object").where(cells["unit_raw"].notna(), "").astype(str)
+    ).str.strip()
+    no_unit = (unit_text == "").to_numpy()
+    factors: dict[str, Unit | None] = {"": None}
+    for spelling in pd.unique(unit_text[~no_unit]):
         try:
             factors[spelling] = resolve_unit(spelling)
         except IngestError:
@@ -205,7 +208,7 @@ def read_activities(
                 fix=f"use one of {', '.join(valid_unit_names())}.",
             ) from None
     units = unit_text.map(factors)
-    kinds[:] = [u.kind for u in units]
+    kinds = np.array([u.kind if u is not None else "" for u in units], dtype=object)
 
     # Qualifiers and value texts.
     if src.qualifier_in_value:
@@ -233,9 +236,10 @@ def read_activities(
     non_positive = conc & ~empty & ~non_numeric & (values <= 0)
     bad_binary = binary & ~empty & ~non_numeric & ~np.isin(values, (0.0, 1.0, -1.0))
     converted = np.full(len(cells), np.nan)
-    for unit in set(units):
-        m = (units == unit).to_numpy()
-        converted[m] = convert_values(values[m], unit)
+    for spelling, unit in factors.items():
+        m = (unit_text == spelling).to_numpy()
+        if unit is not None and m.any():
+            converted[m] = convert_values(values[m], unit)
     # Concentrations turn into pXC50: "> 30000 nM" means "pXC50 < 4.52".
     mirror = {"<": ">", ">": "<", "=": "="}
     qualifier[conc] = [mirror[q] for q in qualifier[conc]]
@@ -246,6 +250,7 @@ def read_activities(
     keep = np.ones(len(cells), dtype=bool)
     for reason, mask in (
         ("compound_rejected", compound_rejected),
+        ("empty_unit", no_unit),
         ("empty_value", empty),
         ("non_numeric_value", non_numeric),
         ("non_positive_value", non_positive),

@@ -30,6 +30,7 @@ from pharmafl.ingest.sdf import SDF_MOLBLOCK, SDF_TITLE, read_sdf_table
 
 #: Reason codes of rejection rows (value problems in single rows; the run goes on).
 REJECTION_REASONS: dict[str, str] = {
+    "empty_unit": "the row's unit (unit column) is empty",
     "empty_value": "the value is empty",
     "non_numeric_value": "the value is not a finite number",
     "non_positive_value": "a concentration must be > 0 to have a pXC50",
@@ -179,7 +180,7 @@ def read_table(path: Path, fmt: FileFormat, *, display: str) -> pd.DataFrame:
         raise IngestError(
             "file is not UTF-8 text.", file=display, fix="export the file as UTF-8."
         ) from None
-    except (OSError, ValueError) as exc:  # pyarrow errors derive from these
+    except (OSError, ValueError, EOFError) as exc:  # pyarrow errors derive from these
         raise IngestError(
             f"cannot read the file as {fmt} ({type(exc).__name__}).",
             file=display,

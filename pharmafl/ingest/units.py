@@ -80,7 +80,6 @@ _ALIASES: dict[str, str] = {
     "molar": "M",
     "log": "none",
     "unitless": "none",
-    "": "none",
 }
 _LOOKUP: dict[str, str] = {u.name.lower(): u.name for u in _CANONICAL} | _ALIASES
 

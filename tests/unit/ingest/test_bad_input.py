@@ -181,6 +181,13 @@ def test_unknown_unit_in_a_unit_column(partner) -> None:
     assert "unknown unit 'ng/mL'" in err.message and "nM" in (err.fix or "")
 
 
+def test_empty_unit_in_a_unit_column_is_rejected_not_guessed(partner) -> None:
+    _setup(partner, activities="id,assay,q,value,u\nc1,A,=,100,nM\nc2,A,=,5,\nc3,A,=,7,pIC50\n")
+    r = partner.ingest(_doc(activities__unit=None, activities__unit_column="u"))
+    assert r.t1["standard_value"].tolist() == [7.0, 7.0]
+    assert r.rejections[["file", "row", "reason"]].values.tolist()[0] == ["a.csv", 2, "empty_unit"]
+
+
 def test_unknown_unit_in_the_config_is_a_config_error() -> None:
     with pytest.raises(ConfigError) as err:
         parse_partner_config(_doc(activities__unit="furlongs"), source="partner.toml")
@@ -324,3 +331,16 @@ def test_binary_assay_with_non_binary_values_is_rejected(partner) -> None:
     r = partner.ingest(doc)
     assert r.t1["standard_value"].tolist() == [1.0, -1.0]
     assert r.rejections[["row", "reason"]].values.tolist()[0] == [2, "invalid_binary_value"]
+
+
+def test_corrupt_compressed_and_parquet_files(partner) -> None:
+    import gzip
+
+    partner.write("s.csv.gz", gzip.compress(STRUCT.encode())[:30])
+    partner.write("a.csv", ACTS)
+    err = partner.error(_doc(structures__path="s.csv.gz"))
+    _where(err, "s.csv.gz", None)
+    partner.write("s.parquet", b"PAR1 not really parquet")
+    err = partner.error(_doc(structures__path="s.parquet"))
+    _where(err, "s.parquet", None)
+    assert "cannot read the file as parquet" in err.message
