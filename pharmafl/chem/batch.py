@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -216,17 +217,20 @@ def _rejections(rows: list[tuple[int, str, str]]) -> pd.DataFrame:
     return df
 
 
-_WORKERS: dict[tuple[str, bytes], _Worker] = {}
+_LOCAL = threading.local()  # one set of helpers per thread: RDKit objects are not shared
 
 
 def _worker_for(params: ConsortiumParameters, key: ConsortiumKey) -> _Worker:
     # The cache id is a keyed digest, so the raw key is not a dict key.
     ident = (params.model_dump_json(), hmac_sha256(key.reveal(), b"pharmafl-chem-worker"))
-    worker = _WORKERS.get(ident)
+    workers: dict[tuple[str, bytes], _Worker] | None = getattr(_LOCAL, "workers", None)
+    if workers is None:
+        workers = _LOCAL.workers = {}
+    worker = workers.get(ident)
     if worker is None:
-        if len(_WORKERS) >= 4:
-            _WORKERS.clear()
-        worker = _WORKERS[ident] = _Worker(params, key)
+        if len(workers) >= 4:
+            workers.clear()
+        worker = workers[ident] = _Worker(params, key)
     return worker
 
 

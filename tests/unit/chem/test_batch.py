@@ -166,3 +166,14 @@ def test_repeated_smiles_are_described_once_with_identical_rows(params, key) -> 
     assert sum(seen) == len(smiles)
     assert got.row_ids.tolist() == [0, 2, 4, 7]
     assert got.rejections["row"].tolist() == [1, 3, 5, 6]
+
+
+def test_threads_get_identical_results(params, key, fsmol_sample) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    chunks = [fsmol_sample[i : i + 5] for i in range(0, 20, 5)]
+    serial = [describe_chunk(c, params, key) for c in chunks]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        threaded = list(pool.map(lambda c: describe_chunk(c, params, key), chunks))
+    for a, b in zip(serial, threaded, strict=True):
+        _assert_same(a, b)
