@@ -10,7 +10,8 @@ compounds follow their assays, so partners overlap on compounds measured in seve
 
 Then each partner keeps whole assays up to ``max_compounds`` distinct compounds, preferring
 assays likely to pass MELLODDY's classification quorum (≥ 25 actives and ≥ 25 inactives,
-judged from the dataset's own labels), then any with ≥ 50 measurements, in seeded order.
+judged from the dataset's own labels) of moderate size, then larger such assays, then any
+with ≥ 50 measurements, then the rest; in seeded random order within each tier.
 
 Wide datasets (Tox21, ADME) have few assays measured on nearly every compound, so they are
 split **by compound** (every partner runs the same assays on its own compounds, as pharma
@@ -31,6 +32,9 @@ from pharmafl.simulate.datasets import PublicDataset
 
 #: Activities per class needed by MELLODDY's classification training quorum.
 QUORUM_PER_CLASS = 25
+#: Balanced assays up to this size are picked first: a compound budget then buys more tasks
+#: (FS-Mol, 30,000 compounds: ~470 instead of ~375 main classification tasks per partner).
+MODERATE_ASSAY_SIZE = 300
 
 
 def seeded_hash(seed: int, text: str) -> int:
@@ -89,8 +93,11 @@ def _select_assays(
         }
     )
     balanced = (stats["actives"] >= QUORUM_PER_CLASS) & (stats["inactives"] >= QUORUM_PER_CLASS)
+    moderate = stats["n"] <= MODERATE_ASSAY_SIZE
     tier = pd.Series(
-        np.where(balanced, 0, np.where(stats["n"] >= 2 * QUORUM_PER_CLASS, 1, 2)),
+        np.select(
+            [balanced & moderate, balanced, stats["n"] >= 2 * QUORUM_PER_CLASS], [0, 1, 2], 3
+        ),
         index=stats.index,
     )
     ordered = sorted(stats.index, key=lambda a: (int(tier[a]), seeded_hash(seed, f"pick:{a}")))
@@ -170,6 +177,7 @@ def split_by_compound(
 
 __all__ = [
     "ASSAY_STRATEGIES",
+    "MODERATE_ASSAY_SIZE",
     "QUORUM_PER_CLASS",
     "seeded_hash",
     "split_by_assay",
