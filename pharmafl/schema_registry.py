@@ -20,11 +20,17 @@ from pharmafl.common.io import atomic_write_text
 SCHEMA_PACKAGES: tuple[str, ...] = (
     "pharmafl.common",
     "pharmafl.ingest",
+    "pharmafl.simulate",
     "pharmafl.chem",
     "pharmafl.data",
+    "pharmafl.partner",
     "pharmafl.model",
     "pharmafl.evaluation",
     "pharmafl.secure",
+    "pharmafl.server",
+    "pharmafl.ledger",
+    "pharmafl.accounting",
+    "pharmafl.report",
 )
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"

@@ -1,0 +1,38 @@
+"""Partner-side orchestration: the library functions behind a partner's flows."""
+
+from pharmafl.partner.manifest import (
+    OutputFile,
+    PrepareCounts,
+    PrepareManifest,
+    RejectionRow,
+    RunReport,
+    StepReport,
+)
+from pharmafl.partner.prepare import (
+    Describer,
+    PartnerContext,
+    PrepareOptions,
+    PrepareResult,
+    load_partner_context,
+    prepare_partner,
+    render_summary,
+)
+
+SCHEMA_MODELS = {"prepare_manifest": PrepareManifest, "prepare_run_report": RunReport}
+
+__all__ = [
+    "Describer",
+    "OutputFile",
+    "PartnerContext",
+    "PrepareCounts",
+    "PrepareManifest",
+    "PrepareOptions",
+    "PrepareResult",
+    "RejectionRow",
+    "RunReport",
+    "SCHEMA_MODELS",
+    "StepReport",
+    "load_partner_context",
+    "prepare_partner",
+    "render_summary",
+]

@@ -1,0 +1,41 @@
+"""Fixtures shared across test packages: a small simulated FS-Mol consortium."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def _fsmol_available() -> bool:
+    from pharmafl.common.settings import get_settings
+
+    return (get_settings().data_dir / "fsmol" / "fsmol_chembl27_measurements.csv.gz").is_file()
+
+
+@pytest.fixture(scope="session")
+def small_consortium(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three simulated FS-Mol partners (≈300 compounds each), not yet prepared."""
+    if not _fsmol_available():
+        pytest.skip("FS-Mol data not found: place ../shared/data or set PHARMAFL_DATA_DIR")
+    from pharmafl.simulate import SimulationSpec, simulate_consortium
+
+    out = tmp_path_factory.mktemp("consortium") / "sim"
+    simulate_consortium(
+        out, SimulationSpec(dataset="fsmol", partners=3, max_compounds=300, seed=7), workers=1
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def prepared_consortium(small_consortium: Path) -> Path:
+    """The small consortium with every partner prepared (library call, 1 worker)."""
+    from pharmafl.partner import PrepareOptions, prepare_partner
+
+    for partner in sorted((small_consortium / "partners").iterdir()):
+        prepare_partner(partner, PrepareOptions(workers=1))
+    return small_consortium
