@@ -1,0 +1,328 @@
+"""``DIR/report/summary.json``: what each partner got and gave, in one shared document.
+
+Only aggregates that partners chose to share appear here: per-partner means over their own
+tasks, benefit summaries, ECDF-difference curves, per-round validation means; never a
+task-level value, a label or a model update.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pharmafl import __version__
+from pharmafl.accounting import ContributionResult
+from pharmafl.evaluation import BenefitSummary
+from pharmafl.ledger import VerificationResult
+from pharmafl.ledger.events import HEX64
+from pharmafl.secure.identity import PARTY_ID_PATTERN
+
+#: Metrics compared across local / federated / pooled models.
+HEADLINE_METRICS: tuple[str, ...] = ("roc_auc", "auc_pr")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _finite(value: float | None) -> float | None:
+    if value is None:
+        return None
+    v = float(value)
+    return v if math.isfinite(v) else None
+
+
+class ModelMetrics(_Frozen):
+    """One model's scores on a partner's own tasks: means over its evaluated tasks."""
+
+    roc_auc: float = Field(ge=0.0, le=1.0, description="Test ROC-AUC, mean over tasks.")
+    auc_pr: float = Field(ge=0.0, le=1.0, description="Test AUC-PR, mean over tasks.")
+    auc_pr_cal: float | None = Field(
+        None, ge=0.0, le=1.0, description="Test calibrated AUC-PR, mean over tasks."
+    )
+    n_tasks: int | None = Field(None, ge=0, description="Tasks in the means.")
+    valid_roc_auc: float | None = Field(None, ge=0.0, le=1.0, description="Validation ROC-AUC.")
+    valid_auc_pr: float | None = Field(None, ge=0.0, le=1.0, description="Validation AUC-PR.")
+
+    @classmethod
+    def from_aggregates(
+        cls, test: Mapping[str, float], valid: Mapping[str, float] | None = None
+    ) -> ModelMetrics:
+        """Build from ``EvaluationResult.aggregate`` dicts (NaN becomes None)."""
+        n = _finite(test.get("n_tasks"))
+        return cls(
+            roc_auc=float(test["roc_auc"]),
+            auc_pr=float(test["auc_pr"]),
+            auc_pr_cal=_finite(test.get("auc_pr_cal")),
+            n_tasks=None if n is None else int(n),
+            valid_roc_auc=None if valid is None else _finite(valid.get("roc_auc")),
+            valid_auc_pr=None if valid is None else _finite(valid.get("auc_pr")),
+        )
+
+
+class DataContribution(_Frozen):
+    """Data a partner contributed (counts from its signed preparation manifest)."""
+
+    compounds: int = Field(ge=0, description="Compounds.")
+    tasks: int = Field(ge=0, description="Tasks (outputs).")
+    measurements: int = Field(ge=0, description="Non-missing labels over all tasks.")
+
+
+class Participation(_Frozen):
+    """Rounds a partner took part in (from the ledger)."""
+
+    submitted: int = Field(ge=0, description="Rounds with a submitted update.")
+    dropped: int = Field(ge=0, description="Rounds it dropped out of.")
+
+
+class PartnerContribution(_Frozen):
+    """What one partner gave: value attribution, data, participation, compute."""
+
+    shapley: float | None = Field(None, description="Shapley value of the consortium utility.")
+    shapley_ci: tuple[float, float] | None = Field(
+        None, description="Confidence interval (sampled estimates only)."
+    )
+    leave_one_out: float | None = Field(None, description="v(N) − v(N ∖ {partner}).")
+    data: DataContribution | None = None
+    rounds: Participation | None = None
+    compute_seconds: float | None = Field(None, ge=0.0, description="Local training time.")
+
+    @classmethod
+    def from_result(
+        cls,
+        result: ContributionResult | None,
+        name: str,
+        *,
+        data: DataContribution | None = None,
+        rounds: Participation | None = None,
+        compute_seconds: float | None = None,
+    ) -> PartnerContribution:
+        """Take one partner's values from a contribution study (or none) plus its counts."""
+        return cls(
+            shapley=None if result is None or result.shapley is None else result.shapley[name],
+            shapley_ci=None
+            if result is None or result.shapley_ci is None
+            else result.shapley_ci[name],
+            leave_one_out=None if result is None else result.leave_one_out[name],
+            data=data,
+            rounds=rounds,
+            compute_seconds=compute_seconds,
+        )
+
+
+class EcdfDifference(_Frozen):
+    """A shared ECDF-difference curve: ECDF(federated) − ECDF(local) of a per-task metric."""
+
+    metric: str = Field("roc_auc", description="Per-task metric the ECDFs are of.")
+    grid: list[float] = Field(min_length=2, description="Metric values (x), increasing.")
+    difference: list[float] = Field(description="ECDF_b − ECDF_a at each grid point.")
+
+    @model_validator(mode="after")
+    def _aligned(self) -> EcdfDifference:
+        if len(self.grid) != len(self.difference):
+            raise ValueError("grid and difference must have the same length")
+        if any(b <= a for a, b in zip(self.grid, self.grid[1:], strict=False)):
+            raise ValueError("grid must be strictly increasing")
+        if any(not -1.0 <= d <= 1.0 for d in self.difference):
+            raise ValueError("ECDF differences lie in [-1, 1]")
+        return self
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, metric: str = "roc_auc") -> EcdfDifference:
+        """From :func:`pharmafl.evaluation.ecdf_difference` output (NaN points dropped)."""
+        ok = np.isfinite(frame["difference"].to_numpy(dtype=np.float64))
+        return cls(
+            metric=metric,
+            grid=[float(x) for x in frame["value"].to_numpy()[ok]],
+            difference=[float(x) for x in frame["difference"].to_numpy()[ok]],
+        )
+
+
+class PartnerSummary(_Frozen):
+    """One partner: local-only, federated and pooled scores, benefit, contribution."""
+
+    name: str = Field(pattern=PARTY_ID_PATTERN, description="Partner id.")
+    local: ModelMetrics = Field(description="Local-only model (own data only).")
+    federated: ModelMetrics = Field(description="Federated trunk + private heads.")
+    pooled: ModelMetrics | None = Field(
+        None, description="Reference trained on pooled data (simulations only)."
+    )
+    benefit: BenefitSummary | None = Field(None, description="Federated vs local aggregates.")
+    contribution: PartnerContribution | None = None
+    ecdf: list[EcdfDifference] = Field(default_factory=list, description="Shared ECDF curves.")
+
+    def gain(self, metric: str = "auc_pr", model: str = "federated") -> float | None:
+        """``model``'s test ``metric`` minus local-only's (None without a pooled model)."""
+        other: ModelMetrics | None = getattr(self, model)
+        if other is None:
+            return None
+        return float(getattr(other, metric)) - float(getattr(self.local, metric))
+
+
+def compute_gap_capture(partners: Sequence[PartnerSummary], metric: str = "auc_pr") -> float | None:
+    """Share of the pooled-minus-local gain that federation captured, on average.
+
+    ``mean_i(federated_i − local_i) / mean_i(pooled_i − local_i)``; None when a partner has no
+    pooled reference or pooling gains nothing on average (no gap to capture).
+    """
+    fed = [p.gain(metric, "federated") for p in partners]
+    pooled = [p.gain(metric, "pooled") for p in partners]
+    if not partners or any(g is None for g in pooled):
+        return None
+    gap = math.fsum(g for g in pooled if g is not None) / len(partners)
+    if gap <= 0.0:
+        return None
+    return math.fsum(g for g in fed if g is not None) / len(partners) / gap
+
+
+class RoundMetrics(_Frozen):
+    """Validation scalars partners shared after one round (learning curves)."""
+
+    round: int = Field(ge=0, description="Round number, 0-based.")
+    metrics: dict[str, dict[str, float]] = Field(
+        description="Metric (e.g. 'valid_auc_pr') → partner → mean over its tasks."
+    )
+    dropped: list[str] = Field(default_factory=list, description="Partners that dropped out.")
+
+
+class ConsortiumContribution(_Frozen):
+    """How contributions were attributed (top level of the summary)."""
+
+    method: Literal["exact", "permutation", "leave_one_out"]
+    utility: str = Field(description="What v(S) measures.")
+    grand_coalition_utility: float = Field(description="v(N).")
+    empty_coalition_utility: float = Field(description="v(∅).")
+    n_coalitions: int = Field(ge=0, description="Coalitions trained and evaluated.")
+    n_permutations: int | None = Field(None, ge=1, description="Orderings sampled.")
+    confidence: float | None = Field(None, gt=0, lt=1, description="CI level (sampling).")
+
+    @classmethod
+    def from_result(cls, result: ContributionResult) -> ConsortiumContribution:
+        """The consortium-level part of a :class:`~pharmafl.accounting.ContributionResult`."""
+        return cls(
+            method=result.method,
+            utility=result.utility,
+            grand_coalition_utility=result.grand_coalition_utility,
+            empty_coalition_utility=result.empty_coalition_utility,
+            n_coalitions=result.n_coalitions,
+            n_permutations=result.n_permutations,
+            confidence=result.confidence,
+        )
+
+
+class LedgerSummary(_Frozen):
+    """The state of the ledger when the summary was written."""
+
+    entries: int = Field(ge=0, description="Entries in the ledger.")
+    verified: bool = Field(description="Whether verification passed.")
+    signatures_checked: bool = Field(True, description="Whether signatures were checked.")
+    head_hash: str | None = Field(None, pattern=HEX64, description="Hash of the last entry.")
+    events: dict[str, int] = Field(default_factory=dict, description="Entries per event type.")
+    issue: str | None = Field(None, description="First problem found, if not verified.")
+
+    @classmethod
+    def from_verification(cls, result: VerificationResult) -> LedgerSummary:
+        """From :func:`pharmafl.ledger.verify_ledger`'s result."""
+        issue = None
+        if not result.ok:
+            issue = f"entry {result.first_bad_index} ({result.issue}): {result.message}"
+        return cls(
+            entries=result.entries,
+            verified=result.ok,
+            signatures_checked=result.signatures_checked,
+            head_hash=result.head_hash,
+            events=result.events,
+            issue=issue,
+        )
+
+
+class ConsortiumSummary(BaseModel):
+    """``DIR/report/summary.json`` (schema ``consortium_summary``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    consortium: str | None = Field(None, max_length=200, description="Consortium name.")
+    created_at: AwareDatetime = Field(
+        default_factory=lambda: datetime.now(UTC), description="When the summary was written."
+    )
+    pharmafl_version: str = Field(__version__, description="pharmafl version that wrote it.")
+    secure_aggregation: bool = Field(description="Whether trunk updates were securely aggregated.")
+    rounds: int = Field(ge=0, description="Federated rounds completed.")
+    wall_seconds: float = Field(ge=0.0, description="Wall-clock time of the whole run.")
+    partners: list[PartnerSummary] = Field(min_length=1, description="One entry per partner.")
+    contribution: ConsortiumContribution | None = Field(
+        None, description="How contributions were attributed (None: no study run)."
+    )
+    learning_curves: list[RoundMetrics] = Field(
+        default_factory=list, description="Per-round validation scalars partners shared."
+    )
+    ledger: LedgerSummary | None = None
+    gap_capture: float | None = Field(
+        None,
+        description="Federated share of the pooled-minus-local AUC-PR gain, averaged over "
+        "partners (filled in from the partners when omitted).",
+    )
+    notes: list[str] = Field(default_factory=list, description="Free-text remarks.")
+
+    @field_validator("created_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ConsortiumSummary:
+        names = [p.name for p in self.partners]
+        if len(set(names)) != len(names):
+            raise ValueError(f"partner names must be unique, got {names}")
+        for rm in self.learning_curves:
+            for metric, values in rm.metrics.items():
+                unknown = set(values).difference(names)
+                if unknown:
+                    raise ValueError(
+                        f"learning curve {metric!r} of round {rm.round} names unknown "
+                        f"partner(s) {sorted(unknown)}"
+                    )
+        shapley = [p.contribution.shapley if p.contribution else None for p in self.partners]
+        if self.contribution is not None and all(s is not None for s in shapley):
+            total = math.fsum(s for s in shapley if s is not None)
+            target = (
+                self.contribution.grand_coalition_utility
+                - self.contribution.empty_coalition_utility
+            )
+            scale = max(1.0, abs(self.contribution.grand_coalition_utility))
+            if abs(total - target) > 1e-9 * scale * len(names):
+                raise ValueError(
+                    f"partners' Shapley values sum to {total!r}, not v(N) − v(∅) = {target!r}"
+                )
+        if self.gap_capture is None:
+            self.gap_capture = compute_gap_capture(self.partners)
+        return self
+
+    def partner(self, name: str) -> PartnerSummary:
+        """The summary of partner ``name`` (KeyError if absent)."""
+        for p in self.partners:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+
+__all__ = [
+    "ConsortiumContribution",
+    "ConsortiumSummary",
+    "DataContribution",
+    "EcdfDifference",
+    "HEADLINE_METRICS",
+    "LedgerSummary",
+    "ModelMetrics",
+    "Participation",
+    "PartnerContribution",
+    "PartnerSummary",
+    "RoundMetrics",
+    "compute_gap_capture",
+]

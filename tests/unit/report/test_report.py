@@ -1,0 +1,163 @@
+"""report.html is self-contained with ≥ 3 figures; markdown tables; summary I/O."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from pharmafl.accounting import AccountingError, permutation_shapley
+from pharmafl.report import (
+    SCHEMA_MODELS,
+    ConsortiumContribution,
+    ConsortiumSummary,
+    LedgerSummary,
+    ModelMetrics,
+    PartnerContribution,
+    PartnerSummary,
+    load_summary,
+    render_report,
+    report_html,
+    summary_tables_markdown,
+    write_summary,
+)
+from pharmafl.schema_registry import SCHEMA_DIR, render_schema
+
+_IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
+
+
+def pngs(html: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in _IMG.findall(html)]
+
+
+def test_report_is_self_contained_with_figures(
+    rendered_report: tuple[ConsortiumSummary, Path],
+) -> None:
+    summary, path = rendered_report
+    assert path.name == "report.html"
+    html = path.read_text(encoding="utf-8")
+    images = pngs(html)
+    assert len(images) >= 4  # performance, ECDF, learning curves, contribution
+    assert all(img.startswith(b"\x89PNG\r\n\x1a\n") and len(img) > 5000 for img in images)
+    for p in summary.partners:
+        assert html.count(p.name) >= 3  # performance, benefit and contribution tables
+    assert "demo &lt;test&gt; &amp; co" in html and "<test>" not in html
+    assert "<script" not in html
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
+    assert "default-src 'none'" in html
+    assert "Shapley values add up to v(N) − v(∅)" in html
+    assert summary.ledger is not None and summary.ledger.head_hash in html
+
+
+def test_minimal_summary_renders(tmp_path: Path) -> None:
+    metrics = ModelMetrics(roc_auc=0.7, auc_pr=0.5)
+    better = ModelMetrics(roc_auc=0.72, auc_pr=0.53)
+    summary = ConsortiumSummary(
+        secure_aggregation=False,
+        rounds=2,
+        wall_seconds=10.0,
+        partners=[
+            PartnerSummary(name="a", local=metrics, federated=better),
+            PartnerSummary(name="b", local=better, federated=metrics),
+        ],
+    )
+    assert summary.gap_capture is None
+    html = render_report(summary, tmp_path).read_text(encoding="utf-8")
+    assert len(pngs(html)) == 1
+    assert "No contribution study was run" in html and "No ledger summary" in html
+    assert "secure aggregation OFF" in html
+    assert "1 / 2" in html  # partners at or above local-only
+
+
+def test_sampled_contribution_shows_intervals(summary: ConsortiumSummary) -> None:
+    names = [p.name for p in summary.partners]
+    result = permutation_shapley(names, lambda s: len(s) ** 0.5, rng=1, n_permutations=20)
+    partners = [
+        p.model_copy(update={"contribution": PartnerContribution.from_result(result, p.name)})
+        for p in summary.partners
+    ]
+    sampled = summary.model_copy(
+        update={"partners": partners, "contribution": ConsortiumContribution.from_result(result)}
+    )
+    html = report_html(ConsortiumSummary.model_validate(sampled.model_dump()))
+    assert "permutation-sampling estimate (20 orderings" in html
+    lo, hi = result.shapley_ci[names[0]]  # type: ignore[index]
+    assert f"[{lo:.4f}, {hi:.4f}]" in html
+
+
+def test_markdown_tables(summary: ConsortiumSummary) -> None:
+    text = summary_tables_markdown(summary)
+    assert text.startswith("# Consortium summary — demo <test> & co")
+    for p in summary.partners:
+        assert sum(line.startswith(f"| {p.name} |") for line in text.splitlines()) == 2
+    assert "| --- | ---: |" in text and "Method: exact" in text
+    assert "gap captured: **" in text and "**Ledger:** 15 entries, verified" in text
+
+
+def test_gap_capture_and_invariants(summary: ConsortiumSummary) -> None:
+    fed = [p.federated.auc_pr - p.local.auc_pr for p in summary.partners]
+    pooled = [p.pooled.auc_pr - p.local.auc_pr for p in summary.partners]  # type: ignore[union-attr]
+    assert summary.gap_capture == pytest.approx(sum(fed) / sum(pooled))
+    doc = summary.model_dump()
+    doc["partners"][0]["contribution"]["shapley"] += 0.01
+    with pytest.raises(ValueError, match="Shapley values sum to"):
+        ConsortiumSummary.model_validate(doc)
+    doc = summary.model_dump()
+    doc["partners"][1]["name"] = doc["partners"][0]["name"]
+    with pytest.raises(ValueError, match="unique"):
+        ConsortiumSummary.model_validate(doc)
+    doc = summary.model_dump()
+    doc["learning_curves"][0]["metrics"]["valid_auc_pr"]["pharma_x"] = 0.5
+    with pytest.raises(ValueError, match="unknown partner"):
+        ConsortiumSummary.model_validate(doc)
+    doc = summary.model_dump()
+    doc["partners"][0]["ecdf"][0]["difference"].pop()
+    with pytest.raises(ValueError, match="same length"):
+        ConsortiumSummary.model_validate(doc)
+
+
+def test_metrics_from_evaluation_aggregates() -> None:
+    m = ModelMetrics.from_aggregates(
+        {"roc_auc": 0.8, "auc_pr": 0.6, "auc_pr_cal": float("nan"), "n_tasks": 12.0},
+        {"roc_auc": 0.79, "auc_pr": float("nan")},
+    )
+    assert (m.auc_pr_cal, m.n_tasks, m.valid_roc_auc, m.valid_auc_pr) == (None, 12, 0.79, None)
+
+
+def test_failed_ledger_is_shown(summary: ConsortiumSummary) -> None:
+    bad = summary.model_copy(
+        update={
+            "ledger": LedgerSummary(
+                entries=15, verified=False, issue="entry 4 (reordered): line 5 holds entry 6"
+            )
+        }
+    )
+    html = report_html(bad)
+    assert "NOT verified" in html and "entry 4 (reordered)" in html
+    assert "NOT verified (entry 4 (reordered)" in summary_tables_markdown(bad)
+
+
+def test_summary_round_trip_and_schema(summary: ConsortiumSummary, tmp_path: Path) -> None:
+    path = write_summary(summary, tmp_path / "report")
+    assert path == tmp_path / "report" / "summary.json"
+    assert load_summary(path) == summary == load_summary(tmp_path / "report")
+    schema = json.loads((SCHEMA_DIR / "consortium_summary.schema.json").read_text())
+    jsonschema.validate(json.loads(path.read_text()), schema)
+    with pytest.raises(AccountingError, match="not found"):
+        load_summary(tmp_path / "nowhere.json")
+    doc = json.loads(path.read_text())
+    doc["partners"][0]["local"]["roc_auc"] = 1.5
+    path.write_text(json.dumps(doc))
+    with pytest.raises(AccountingError, match=r"partners\.0\.local\.roc_auc"):
+        load_summary(path)
+
+
+@pytest.mark.parametrize("stem", sorted(SCHEMA_MODELS))
+def test_committed_schema_is_fresh(stem: str) -> None:
+    path = SCHEMA_DIR / f"{stem}.schema.json"
+    assert path.is_file(), f"missing {path.name}: regenerate the schemas"
+    assert path.read_text(encoding="utf-8") == render_schema(SCHEMA_MODELS[stem])
