@@ -32,6 +32,7 @@ from pharmafl.report.models import (
     PartnerSummary,
     RoundMetrics,
     compute_gap_capture,
+    learning_curves_from_ledger,
 )
 from pharmafl.report.summary_io import SUMMARY_FILENAME, load_summary, write_summary
 
@@ -55,6 +56,7 @@ __all__ = [
     "SUMMARY_FILENAME",
     "compute_gap_capture",
     "contribution_markdown",
+    "learning_curves_from_ledger",
     "load_summary",
     "performance_markdown",
     "render_report",

@@ -19,8 +19,14 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from pharmafl import __version__
 from pharmafl.accounting import ContributionResult
 from pharmafl.evaluation import BenefitSummary
-from pharmafl.ledger import VerificationResult
-from pharmafl.ledger.events import HEX64
+from pharmafl.ledger import LedgerEntry, VerificationResult
+from pharmafl.ledger.events import (
+    DEFAULT_RUN_ID,
+    HEX64,
+    EvaluationReportedPayload,
+    LedgerEvent,
+    PartnerDroppedPayload,
+)
 from pharmafl.secure.identity import PARTY_ID_PATTERN
 
 #: Metrics compared across local / federated / pooled models.
@@ -191,6 +197,40 @@ class RoundMetrics(_Frozen):
     dropped: list[str] = Field(default_factory=list, description="Partners that dropped out.")
 
 
+def learning_curves_from_ledger(
+    entries: Sequence[LedgerEntry], run_id: str = DEFAULT_RUN_ID
+) -> list[RoundMetrics]:
+    """Learning curves from the ``evaluation_reported`` entries of a run's rounds.
+
+    Each per-round validation report a partner put on the ledger becomes
+    ``metrics["valid_<metric>"][partner]``; ``partner_dropped`` entries fill ``dropped``.
+    Reports without a round (final models) and test-split reports are left out.
+    """
+    by_round: dict[int, dict[str, dict[str, float]]] = {}
+    dropped: dict[int, set[str]] = {}
+    for e in entries:
+        if e.payload.get("run_id", DEFAULT_RUN_ID) != run_id:
+            continue
+        if e.event is LedgerEvent.EVALUATION_REPORTED:
+            rep = EvaluationReportedPayload.model_validate(e.payload)
+            if rep.round is None or rep.split != "valid":
+                continue
+            slot = by_round.setdefault(rep.round, {})
+            for metric, value in rep.metrics.items():
+                slot.setdefault(f"valid_{metric}", {})[rep.partner] = value
+        elif e.event is LedgerEvent.PARTNER_DROPPED:
+            dr = PartnerDroppedPayload.model_validate(e.payload)
+            dropped.setdefault(dr.round, set()).add(dr.partner)
+    return [
+        RoundMetrics(
+            round=r,
+            metrics=dict(sorted(by_round.get(r, {}).items())),
+            dropped=sorted(dropped.get(r, set())),
+        )
+        for r in sorted(set(by_round) | set(dropped))
+    ]
+
+
 class ConsortiumContribution(_Frozen):
     """How contributions were attributed (top level of the summary)."""
 
@@ -325,4 +365,5 @@ __all__ = [
     "PartnerSummary",
     "RoundMetrics",
     "compute_gap_capture",
+    "learning_curves_from_ledger",
 ]

@@ -161,3 +161,44 @@ def test_committed_schema_is_fresh(stem: str) -> None:
     path = SCHEMA_DIR / f"{stem}.schema.json"
     assert path.is_file(), f"missing {path.name}: regenerate the schemas"
     assert path.read_text(encoding="utf-8") == render_schema(SCHEMA_MODELS[stem])
+
+
+def test_learning_curves_from_ledger(tmp_path: Path) -> None:
+    from pharmafl.ledger import Ledger, read_entries
+    from pharmafl.report import learning_curves_from_ledger
+    from pharmafl.secure.identity import Identity
+
+    ids = {p: Identity.generate(p) for p in ("a", "b")}
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    for r in range(3):
+        for p, ident in ids.items():
+            if r == 2 and p == "b":
+                continue
+            ledger.append(
+                p,
+                ident,
+                "evaluation_reported",
+                {
+                    "partner": p,
+                    "round": r,
+                    "model": "federated",
+                    "split": "valid",
+                    "metrics": {"auc_pr": 0.5 + 0.01 * r, "roc_auc": 0.7},
+                },
+            )
+    op = Identity.generate("op", "operator")
+    ledger.append("op", op, "partner_dropped", {"round": 2, "partner": "b", "reason": "timeout"})
+    ledger.append(
+        "a",
+        ids["a"],
+        "evaluation_reported",
+        {"partner": "a", "model": "federated", "split": "test", "metrics": {"auc_pr": 0.6}},
+    )
+    curves = learning_curves_from_ledger(read_entries(ledger.path))
+    assert [c.round for c in curves] == [0, 1, 2]
+    assert curves[1].metrics == {
+        "valid_auc_pr": {"a": 0.51, "b": 0.51},
+        "valid_roc_auc": {"a": 0.7, "b": 0.7},
+    }
+    assert curves[2].metrics["valid_auc_pr"] == {"a": 0.52} and curves[2].dropped == ["b"]
+    assert learning_curves_from_ledger(read_entries(ledger.path), run_id="other") == []
