@@ -268,30 +268,26 @@ class LocalTrainer:
             )
         return total / (self.config.normalize_loss or n_rows)
 
-    def _add_prox(self, mu: float, reference: Mapping[str, torch.Tensor]) -> None:
-        """FedProx: add ``mu · (w − w_global)`` to every trunk gradient."""
-        densify = getattr(self.optimizer, "densify_gradients", None)
-        if densify is not None:
-            densify()
-        mark = getattr(self.optimizer, "mark_all_rows_touched", None)
-        with torch.no_grad():
-            for name, p in self.model.named_parameters():
-                if not name.startswith(TRUNK_PREFIX):
-                    continue
-                ref = reference[name]
-                if p.grad is None:
-                    p.grad = (p.detach() - ref).mul_(mu)
-                else:
-                    p.grad.add_(p.detach(), alpha=mu).add_(ref, alpha=-mu)
-                if mark is not None:
-                    mark(p)
+    def _set_proximal(self, mu: float, reference: Mapping[str, torch.Tensor] | None) -> None:
+        """FedProx: ``μ (w − w_ref)`` joins every trunk gradient (None/0: off)."""
+        pairs = None
+        if reference is not None and mu > 0:
+            pairs = [
+                (p, reference[n])
+                for n, p in self.model.named_parameters()
+                if n.startswith(TRUNK_PREFIX)
+            ]
+        setter = getattr(self.optimizer, "set_proximal", None)
+        if setter is None:
+            if pairs:
+                raise ModelError(
+                    "FedProx needs an optimizer from pharmafl.model.build_optimizer.",
+                    fix="do not pass a custom optimizer together with prox_mu > 0.",
+                )
+            return
+        setter(mu, pairs)
 
-    def train_step(
-        self,
-        rows: np.ndarray,
-        prox_mu: float = 0.0,
-        reference: Mapping[str, torch.Tensor] | None = None,
-    ) -> float:
+    def train_step(self, rows: np.ndarray) -> float:
         """One optimizer step on ``rows`` (dropout seeded by the current step counter).
 
         Counters are not advanced (:meth:`train` does that). Returns the batch loss.
@@ -304,8 +300,6 @@ class LocalTrainer:
             out = self.model(inputs, head=self.head_name)
             loss = self.batch_loss(out, labels, len(rows))
             loss.backward()
-        if prox_mu > 0 and reference is not None:
-            self._add_prox(prox_mu, reference)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return float(loss.detach())
@@ -370,32 +364,13 @@ class LocalTrainer:
         start_step, t0 = self.step, time.perf_counter()
         losses: list[float] = []
         done_epochs: list[EpochRecord] = []
-        perm = self.permutation(self.epoch)
-        while self.step < target and not self.stopped:
-            t_step = time.perf_counter()
-            rows = perm[self.position * self.batch_size : (self.position + 1) * self.batch_size]
-            lr = learning_rate(self.config, self.epoch)
-            set_learning_rate(self.optimizer, lr)
-            loss = self.train_step(rows, prox_mu, reference)
-            if not math.isfinite(loss):
-                raise ModelError(
-                    f"training loss became {loss} at step {self.step}.",
-                    fix="lower the learning rate or check the regression values.",
-                )
-            losses.append(loss)
-            self._acc["loss"] += loss
-            self._acc["n"] += 1
-            self._acc["seconds"] += time.perf_counter() - t_step
-            self.step += 1
-            self.position += 1
-            if self.position == spe:
-                record = self._end_epoch(lr, evaluate)
-                done_epochs.append(record)
-                if checkpoint is not None:
-                    self.save_checkpoint(checkpoint)
-                perm = self.permutation(self.epoch)
-            if progress is not None:
-                progress(self.step - start_step, total)
+        self._set_proximal(prox_mu, reference)
+        try:
+            self._loop(
+                target, total, start_step, evaluate, checkpoint, progress, losses, done_epochs
+            )
+        finally:
+            self._set_proximal(0.0, None)
         if self.config.early_stopping_patience is not None and (
             self.stopped or self.epoch >= self.config.epochs
         ):
@@ -409,6 +384,44 @@ class LocalTrainer:
             epochs=done_epochs,
             stopped_early=self.stopped,
         )
+
+    def _loop(
+        self,
+        target: int,
+        total: int,
+        start_step: int,
+        evaluate: bool,
+        checkpoint: str | Path | None,
+        progress: ProgressCallback | None,
+        losses: list[float],
+        done_epochs: list[EpochRecord],
+    ) -> None:
+        spe = self.steps_per_epoch
+        perm = self.permutation(self.epoch)
+        while self.step < target and not self.stopped:
+            t_step = time.perf_counter()
+            rows = perm[self.position * self.batch_size : (self.position + 1) * self.batch_size]
+            lr = learning_rate(self.config, self.epoch)
+            set_learning_rate(self.optimizer, lr)
+            loss = self.train_step(rows)
+            if not math.isfinite(loss):
+                raise ModelError(
+                    f"training loss became {loss} at step {self.step}.",
+                    fix="lower the learning rate or check the regression values.",
+                )
+            losses.append(loss)
+            self._acc["loss"] += loss
+            self._acc["n"] += 1
+            self._acc["seconds"] += time.perf_counter() - t_step
+            self.step += 1
+            self.position += 1
+            if self.position == spe:
+                done_epochs.append(self._end_epoch(lr, evaluate))
+                if checkpoint is not None:
+                    self.save_checkpoint(checkpoint)
+                perm = self.permutation(self.epoch)
+            if progress is not None:
+                progress(self.step - start_step, total)
 
     def _end_epoch(self, lr: float, evaluate: bool) -> EpochRecord:
         self.epoch += 1

@@ -92,7 +92,13 @@ def test_sparse_linear_matches_dense_forward_and_gradient() -> None:
         (RowSparseSGD, dict(lr=0.1, momentum=0.9, weight_decay=0.01)),
     ],
 )
-def test_row_sparse_optimizers_equal_the_dense_update(cls: type, kwargs: dict) -> None:
+@pytest.mark.parametrize("chunk_elements", [None, 7 * 5])  # one chunk / 7-row chunks
+@pytest.mark.parametrize("prox_mu", [0.0, 0.5])
+def test_row_sparse_optimizers_equal_the_dense_update(
+    cls: type, kwargs: dict, chunk_elements: int | None, prox_mu: float, monkeypatch
+) -> None:
+    if chunk_elements is not None:
+        monkeypatch.setattr("pharmafl.model.optim.CHUNK_ELEMENTS", chunk_elements)
     dense_cls = {RowSparseAdam: torch.optim.Adam, RowSparseAdamW: torch.optim.AdamW}.get(
         cls, torch.optim.SGD
     )
@@ -103,6 +109,8 @@ def test_row_sparse_optimizers_equal_the_dense_update(cls: type, kwargs: dict) -
     opt = cls([layer.weight], **kwargs)
     ref_opt = dense_cls([ref_w], foreach=False, **kwargs)
     batcher = SparseInputBatcher(x, "binarize")
+    anchor = torch.randn_like(ref_w) * 0.1
+    opt.set_proximal(prox_mu, [(layer.weight, anchor)])
     for step in range(4):
         rows = np.arange(step, 40, 4) if step < 3 else np.array([0])
         batch = batcher(rows)
@@ -112,6 +120,7 @@ def test_row_sparse_optimizers_equal_the_dense_update(cls: type, kwargs: dict) -
         loss.backward()
         dense = torch.from_numpy(x[rows].toarray()).clamp(max=1.0)
         ref_loss = ((dense @ ref_w - target) ** 2).sum()
+        ref_loss = ref_loss + prox_mu / 2 * (ref_w - anchor).pow(2).sum()
         ref_loss.backward()
         opt.step()
         ref_opt.step()
