@@ -19,6 +19,7 @@ from typing import Any, Literal
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows._states import clean_failure, result_or_raise
 from pharmafl.chem import DescribedBatch, describe_chunk, merge_batches
 from pharmafl.common.params import ConsortiumParameters
 from pharmafl.common.secret import ConsortiumKey, load_consortium_key
@@ -104,12 +105,16 @@ def prepare_flow(
             def progress(n: int) -> None:
                 bar.advance(tid, n)
 
-        result = prepare_partner(
-            partner_dir,
-            PrepareOptions(
-                workers=workers, chunk_size=chunk_size, describer=describer, progress=progress
-            ),
-        )
+        with clean_failure() as failed:
+            result = prepare_partner(
+                partner_dir,
+                PrepareOptions(
+                    workers=workers, chunk_size=chunk_size, describer=describer, progress=progress
+                ),
+            )
+    if failed.state is not None:
+        logger.error("prepare failed: %s", failed.state.message)
+        return failed.state  # type: ignore[return-value]
     c = result.manifest.counts
     logger.info(
         "prepare: %d compounds → %d rows, %d classification + %d regression tasks in %.1f s",
@@ -152,7 +157,8 @@ def run_prepare(
                 }
             )
         f = prepare_flow.with_options(task_runner=runner)  # type: ignore[arg-type]
-    return f(
+    return result_or_raise(  # type: ignore[no-any-return]
+        f,
         str(partner_dir),
         workers=workers,
         chunk_size=chunk_size,

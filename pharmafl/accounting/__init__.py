@@ -15,7 +15,6 @@ update in the clear. Nothing here imports torch or RDKit.
 
 from pydantic import BaseModel
 
-from pharmafl.accounting.errors import AccountingError
 from pharmafl.accounting.shapley import (
     CONTRIBUTION_METHODS,
     EXACT_MAX_PLAYERS,
@@ -37,6 +36,7 @@ from pharmafl.accounting.utility import (
     coalition_utility,
     mean_gain_utility,
 )
+from pharmafl.common.errors import AccountingError
 
 #: Schema file stem → model, for documents that cross a boundary (results, resume files).
 SCHEMA_MODELS: dict[str, type[BaseModel]] = {

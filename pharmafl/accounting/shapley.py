@@ -34,7 +34,6 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pharmafl.accounting.errors import AccountingError
 from pharmafl.accounting.utility import (
     DEFAULT_UTILITY,
     CachedUtility,
@@ -42,6 +41,7 @@ from pharmafl.accounting.utility import (
     _players,
     as_cached,
 )
+from pharmafl.common.errors import AccountingError
 
 logger = logging.getLogger(__name__)
 

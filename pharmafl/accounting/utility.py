@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pharmafl.accounting.errors import AccountingError
+from pharmafl.common.errors import AccountingError
 from pharmafl.common.io import atomic_write_text
 
 logger = logging.getLogger(__name__)

@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "consortium",
     "prepare",
     "keys",
+    "ledger",
     "model",
     "demo",
 )

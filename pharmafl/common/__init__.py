@@ -4,6 +4,7 @@ Nothing here imports torch or RDKit.
 """
 
 from pharmafl.common.errors import (
+    AccountingError,
     ChemistryError,
     ConfigError,
     ConsistencyError,
@@ -43,6 +44,7 @@ from pharmafl.common.secret import (
 from pharmafl.common.settings import RuntimeSettings, data_dir, get_settings
 
 __all__ = [
+    "AccountingError",
     "ChemistryError",
     "ConfigError",
     "ConsistencyError",

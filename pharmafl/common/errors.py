@@ -56,6 +56,10 @@ class IngestError(PharmaFLError):
     """A partner export (T0/T1/T2 or its own shape) failed validation."""
 
 
+class AccountingError(PharmaFLError):
+    """A contribution study or consortium summary got inputs it cannot use."""
+
+
 class ChemistryError(PharmaFLError):
     """A single molecule could not be standardized or described."""
 
@@ -93,6 +97,7 @@ class LedgerError(PharmaFLError):
 
 
 __all__ = [
+    "AccountingError",
     "ChemistryError",
     "ConfigError",
     "ConsistencyError",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from pharmafl.accounting.errors import AccountingError
+from pharmafl.common.errors import AccountingError
 from pharmafl.common.io import atomic_write_text
 from pharmafl.report.models import ConsortiumSummary
 
