@@ -112,19 +112,20 @@ def _npz_bytes(m: sp.csr_matrix) -> bytes:
     return buf.getvalue()
 
 
-def resolve_consortium_files(partner_dir: Path) -> tuple[Path, Path]:
-    """Consortium parameter and key files of a partner (its partner config, else defaults)."""
-    consortium, key = partner_dir / "consortium.json", partner_dir / "key.json"
-    try:
-        from pharmafl.ingest import find_partner_config
+def resolve_consortium_files(partner_dir: Path) -> tuple[Path, Path | None]:
+    """Consortium parameter and key files of a partner.
 
+    From its partner config (``partner.toml``/``.yaml``) when there is one, else
+    ``consortium.json`` and ``key.json`` in the folder. A key path of None means the
+    ``PHARMAFL_CONSORTIUM_KEY`` environment variable.
+    """
+    from pharmafl.ingest import CONFIG_FILE_NAMES, find_partner_config
+
+    if any((partner_dir / name).is_file() for name in CONFIG_FILE_NAMES):
         cfg = find_partner_config(partner_dir)
-        consortium = partner_dir / cfg.consortium_file
-        if cfg.key_file:
-            key = partner_dir / cfg.key_file
-    except Exception:  # no partner config: the documented default names
-        pass
-    return consortium, key
+        return cfg.parameters_path(partner_dir), cfg.key_path(partner_dir)
+    key = partner_dir / "key.json"
+    return partner_dir / "consortium.json", key if key.is_file() else None
 
 
 def predict_structures(

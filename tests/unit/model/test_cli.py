@@ -161,3 +161,26 @@ def test_pooled_trains_one_head_per_partner(tmp_path) -> None:
     table = pd.read_csv(out / "comparison.csv")
     assert table["partner"].tolist() == ["alpha", "beta"]
     assert table["pooled_test_roc_auc"].between(0, 1).all()
+
+
+def test_predict_reads_sdf_and_reports_unreadable_records(trained_partner, tmp_path) -> None:
+    pytest.importorskip("pharmafl.chem", reason="pharmafl.chem not available")
+    from pharmafl.ingest.sdf import format_sdf_record, smiles_to_molblock, write_sdf
+
+    broken = "broken\n  junk\n\n  1  0  0  0  0  0  0  0  0  0999 V2000\nM  END\n"
+    sdf = write_sdf(
+        tmp_path / "in.sdf",
+        [
+            format_sdf_record("mol_a", smiles_to_molblock("CCN(CC)CC"), {"id": "A-1"}),
+            format_sdf_record("mol_b", broken, {"id": "B-2"}),
+        ],
+    )
+    out = tmp_path / "sdf_pred.csv"
+    res = CliRunner().invoke(
+        app, ["predict", str(trained_partner), "--input", str(sdf), "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    table = pd.read_csv(out, keep_default_na=False)
+    assert table["id"].tolist() == ["A-1", "B-2"]
+    assert table["status"].tolist() == ["ok", "error"]
+    assert table.loc[1, "message"] != ""
