@@ -29,7 +29,8 @@ die() {
 umask 077
 
 if [ -d "$secrets_dir" ]; then
-  mkdir -p "$keys_dir"
+  mkdir -p "$keys_dir" 2>/dev/null || die "cannot create $keys_dir as uid $(id -u); mount a \
+tmpfs there owned by that uid (compose.yaml does)."
   chmod 700 "$keys_dir"
   for src in "$secrets_dir"/*; do
     [ -f "$src" ] || continue
