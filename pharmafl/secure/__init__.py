@@ -21,6 +21,7 @@ from pharmafl.secure.envelope import (
     seal,
     unpack_envelopes,
 )
+from pharmafl.secure.exchange import BROADCAST, collect, fetch, publish
 from pharmafl.secure.identity import (
     Identity,
     PublicIdentity,
@@ -71,6 +72,7 @@ SCHEMA_MODELS: dict[str, type[BaseModel]] = {
 __all__ = [
     "AdvertisePayload",
     "AggregateResult",
+    "BROADCAST",
     "CLIENT_STAGES",
     "ClientStats",
     "DPConfig",
@@ -102,11 +104,13 @@ __all__ = [
     "apply_masks",
     "build_roster",
     "clip_l2",
+    "collect",
     "default_threshold",
     "dequantize",
     "dp_epsilon",
     "expand_mask",
     "fedavg_mean",
+    "fetch",
     "generate_identity",
     "load_identity",
     "load_public_identity",
@@ -115,6 +119,7 @@ __all__ = [
     "pack_envelopes",
     "pair_mask_key",
     "privatize",
+    "publish",
     "quantize",
     "run_secagg_round",
     "seal",

@@ -51,6 +51,9 @@ EnvelopeKind = Literal[
     "confirm",
     "unmask_request",
     "unmask",
+    "train_spec",
+    "global_trunk",
+    "partner_report",
 ]
 ENVELOPE_KINDS: tuple[str, ...] = (
     "round_spec",
@@ -63,6 +66,9 @@ ENVELOPE_KINDS: tuple[str, ...] = (
     "confirm",
     "unmask_request",
     "unmask",
+    "train_spec",
+    "global_trunk",
+    "partner_report",
 )
 MAGIC = b"PFLENV1\n"
 _DOMAIN = b"pharmafl/envelope/v1\n"

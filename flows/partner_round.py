@@ -1,0 +1,42 @@
+"""A partner's federated round and final evaluation, as Prefect flows.
+
+Deployed once per partner (``pharmafl partner serve``) on the partner's own work pool; the
+operator's flow starts them with ``run_deployment`` (distributed) or calls them in threads
+(embedded). The partner folder is a deployment default that never comes from the operator.
+Only counts and timings reach Prefect's logs; result persistence is off.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from flows._states import clean_failure
+from pharmafl.partner.federated import partner_finish, partner_round
+
+
+@flow(name="pharmafl-partner-round", persist_result=False, log_prints=False)
+def partner_round_flow(
+    partner_dir: str,
+    exchange_url: str,
+    round_id: str,
+    final: bool = False,
+    timeout_s: float = 600.0,
+) -> dict[str, Any]:
+    """Run one round (or, with ``final``, the head fine-tuning and evaluation)."""
+    logger = get_run_logger()
+    with clean_failure() as failed:
+        if final:
+            report = partner_finish(partner_dir, exchange_url, round_id, timeout_s=timeout_s)
+            logger.info("final evaluation done (%d epochs)", report.epochs_trained)
+            return {"round_id": round_id, "final": True}
+        rep = partner_round(partner_dir, exchange_url, round_id, timeout_s=timeout_s)
+        logger.info("round %d submitted in %.1f s", rep.round_index, rep.compute_seconds)
+        return {"round_id": round_id, "final": False, "compute_seconds": rep.compute_seconds}
+    assert failed.state is not None
+    logger.error("partner round failed: %s", failed.state.message)
+    return failed.state  # type: ignore[return-value]
+
+
+__all__ = ["partner_round_flow"]

@@ -1,0 +1,338 @@
+"""A partner's side of federated training: one round, and the final evaluation.
+
+Per round (:func:`partner_round`) the partner fetches the operator's signed round spec and
+the global trunk (checking its hash), advertises and shares its secure-aggregation keys,
+trains trunk + private head locally from the global trunk, and submits only its masked trunk
+update — weighted by its training rows so the secure sum is FedAvg (McMahan et al. 2017).
+Data, heads and per-task metrics never leave; the partner shares a few validation scalars.
+
+Local state lives in ``PARTNER_DIR/models/federated/``: ``committed.pt`` (the trainer after
+the last aggregated round) and ``pending/<round id>.pt`` (after training in the current
+round). A pending state is committed when the next spec says its round was aggregated, and
+discarded when the round aborted, so a retried round retrains from the same state (same
+seeds, same result) and a restarted partner never redoes a completed round.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pharmafl.common.errors import FederationError
+from pharmafl.common.io import atomic_write_text
+from pharmafl.model import (
+    LocalTrainer,
+    MetricsReport,
+    MultiTaskModel,
+    TrainConfig,
+    export_trunk,
+    final_report,
+    fit_trunk_to_data,
+    load_prepared,
+    local_model_config,
+    save_model_dir,
+)
+from pharmafl.model.config import GraphTrunkConfig, SparseTrunkConfig
+from pharmafl.secure import (
+    ExchangeStore,
+    Identity,
+    Roster,
+    SecAggClient,
+    fetch,
+    load_identity,
+    load_roster,
+    publish,
+)
+from pharmafl.server.plan import PartnerRoundReport, TrainSpec
+from pharmafl.server.trunk import TrunkLayout, flatten_trunk, trunk_from_bytes
+
+log = logging.getLogger(__name__)
+
+FEDERATED_DIR = Path("models") / "federated"
+IDENTITY_DIR = "identity"
+ROSTER_FILE = "roster.json"
+ROSTER_PIN_FILE = "roster.pin"
+SHARED_VALIDATION_METRICS = ("roc_auc", "auc_pr")
+
+
+@dataclass
+class PartnerIdentity:
+    """A partner's signing identity and the roster it pinned."""
+
+    partner_dir: Path
+    identity: Identity
+    roster: Roster
+    pin: str
+
+
+def load_partner_identity(partner_dir: str | Path) -> PartnerIdentity:
+    """Load ``identity/<name>.key.json``, ``roster.json`` and the pinned fingerprint."""
+    pdir = Path(partner_dir)
+    keys = sorted((pdir / IDENTITY_DIR).glob("*.key.json"))
+    if len(keys) != 1:
+        raise FederationError(
+            f"expected one signing key in {IDENTITY_DIR}/, found {len(keys)}.",
+            file=pdir / IDENTITY_DIR,
+            fix="create it with `pharmafl keys generate --out PARTNER_DIR/identity --id NAME`.",
+        )
+    pin_file = pdir / ROSTER_PIN_FILE
+    if not pin_file.is_file():
+        raise FederationError(
+            "no pinned roster fingerprint.",
+            file=pin_file,
+            fix="write the fingerprint the operator published out of band into roster.pin.",
+        )
+    pin = pin_file.read_text(encoding="utf-8").strip()
+    roster = load_roster(pdir / ROSTER_FILE, pin)
+    return PartnerIdentity(pdir, load_identity(keys[0]), roster, pin)
+
+
+def _train_config(spec: TrainSpec, partner: str) -> TrainConfig:
+    seed = int(np.random.SeedSequence([spec.seed, *partner.encode()]).generate_state(1)[0])
+    return TrainConfig(
+        seed=seed,
+        epochs=10_000,
+        batch_size=spec.local.batch_size,
+        lr=spec.local.learning_rate,
+        weight_decay=spec.local.weight_decay,
+        lr_steps=(),
+        eval_every=0,
+        fold_va=1,
+        fold_te=0,
+    )
+
+
+def _trunk_config(spec: TrainSpec) -> SparseTrunkConfig | GraphTrunkConfig:
+    kind = spec.trunk.get("kind", "sparse")
+    cls = GraphTrunkConfig if kind == "graph" else SparseTrunkConfig
+    return cls.model_validate(spec.trunk)
+
+
+class _State:
+    """Committed and pending trainer checkpoints of one partner."""
+
+    def __init__(self, partner_dir: Path) -> None:
+        self.dir = partner_dir / FEDERATED_DIR
+        self.committed = self.dir / "committed.pt"
+        self.pending_dir = self.dir / "pending"
+        self.meta = self.dir / "state.json"
+
+    def pending(self, round_id: str) -> Path:
+        return self.pending_dir / f"{round_id}.pt"
+
+    def last_round(self) -> int:
+        if not self.meta.is_file():
+            return -1
+        return int(json.loads(self.meta.read_text())["last_committed_round"])
+
+    def settle(self, spec: TrainSpec) -> None:
+        """Commit the previous round's pending state if it was aggregated; drop the rest."""
+        if not self.pending_dir.is_dir():
+            return
+        pend = sorted(self.pending_dir.glob("*.pt"))
+        done = [p for p in pend if p.stem.startswith(f"{spec.run_id}-r{spec.round_index - 1:04d}")]
+        if spec.previous_round_completed and done and self.last_round() < spec.round_index - 1:
+            done[-1].replace(self.committed)  # atomic on one filesystem
+            atomic_write_text(
+                self.meta, json.dumps({"last_committed_round": spec.round_index - 1}) + "\n"
+            )
+        for p in self.pending_dir.glob("*.pt"):
+            if p.stem != spec.round_id:
+                p.unlink(missing_ok=True)
+
+
+def _trainer(pdir: Path, state: _State, spec: TrainSpec, partner: str) -> LocalTrainer:
+    data = load_prepared(pdir / "prepared", with_graphs=spec.trunk.get("kind") == "graph")
+    if state.committed.is_file():
+        return LocalTrainer.from_checkpoint(state.committed, data)
+    trunk = fit_trunk_to_data(_trunk_config(spec), data)
+    model = MultiTaskModel.from_config(
+        local_model_config(trunk, data.n_cls_tasks, data.n_reg_tasks)
+    )
+    return LocalTrainer(model, data, _train_config(spec, partner))
+
+
+def _global_trunk(
+    store: ExchangeStore, who: PartnerIdentity, spec: TrainSpec, timeout_s: float
+) -> dict[str, np.ndarray]:
+    env = fetch(
+        store,
+        who.roster,
+        me=who.identity.id,
+        round_id=spec.round_id,
+        kind="global_trunk",
+        sender=who.roster.operator,
+        timeout_s=timeout_s,
+    )
+    return trunk_from_bytes(env.payload, expected_sha256=spec.global_trunk_sha256)
+
+
+def fetch_spec(
+    store: ExchangeStore, who: PartnerIdentity, round_id: str, timeout_s: float
+) -> TrainSpec:
+    """The operator's signed spec of ``round_id`` (waits up to ``timeout_s``)."""
+    env = fetch(
+        store,
+        who.roster,
+        me=who.identity.id,
+        round_id=round_id,
+        kind="train_spec",
+        sender=who.roster.operator,
+        timeout_s=timeout_s,
+    )
+    return TrainSpec.model_validate_json(env.payload)
+
+
+def _shared_validation(trainer: LocalTrainer) -> dict[str, float]:
+    if len(trainer.valid_rows) == 0:
+        return {}
+    metrics = trainer.evaluate("validation")
+    out = {}
+    for name in SHARED_VALIDATION_METRICS:
+        v = metrics.metric(name)
+        if not math.isnan(v):
+            out[name] = round(float(v), 6)
+    return out
+
+
+def partner_round(
+    partner_dir: str | Path,
+    exchange_url: str,
+    round_id: str,
+    *,
+    timeout_s: float = 600.0,
+    poll_s: float = 0.2,
+) -> PartnerRoundReport:
+    """Take part in one federated round (see the module docstring).
+
+    Raises
+    ------
+    FederationError, SecureAggregationError
+        On a bad spec or trunk, or when the round cannot complete; the partner's committed
+        state is untouched.
+    """
+    pdir = Path(partner_dir)
+    who = load_partner_identity(pdir)
+    me = who.identity.id
+    store = ExchangeStore(exchange_url)
+    spec = fetch_spec(store, who, round_id, timeout_s)
+    if spec.final:
+        raise FederationError("this round is the final evaluation; use partner_finish.")
+    if me not in spec.participants:
+        raise FederationError(f"{me!r} is not a participant of round {round_id}.")
+    t0 = time.perf_counter()
+    state = _State(pdir)
+    state.settle(spec)
+    global_state = _global_trunk(store, who, spec, timeout_s)
+    client = SecAggClient(who.identity, who.roster, store, round_id, pinned_fingerprint=who.pin)
+    deadline = time.monotonic() + timeout_s
+    while client.stage in ("advertise", "share_keys"):  # keys first: training is the long part
+        if not client.step():
+            if time.monotonic() > deadline:
+                raise FederationError(f"{me}: round {round_id} stalled at {client.stage}.")
+            time.sleep(poll_s)
+
+    trainer = _trainer(pdir, state, spec, me)
+    layout = TrunkLayout.of(global_state)
+    reference = {k: torch.from_numpy(v.copy()) for k, v in global_state.items()}
+    steps = max(1, round(spec.local.epochs * trainer.steps_per_epoch))
+    trainer.train(steps=steps, global_trunk=reference, prox_mu=spec.local.prox_mu, evaluate=False)
+    local = {k: v.numpy() for k, v in export_trunk(trainer.model).items()}
+    update = flatten_trunk(local, layout) - flatten_trunk(global_state, layout)
+    validation = _shared_validation(trainer)
+    state.pending_dir.mkdir(parents=True, exist_ok=True)
+    trainer.save_checkpoint(state.pending(round_id))
+    compute = time.perf_counter() - t0
+
+    client.run(update, len(trainer.train_rows), timeout_s=timeout_s, poll_s=poll_s)
+    report = PartnerRoundReport(
+        partner=me,
+        round_index=spec.round_index,
+        examples=len(trainer.train_rows),
+        validation=validation,
+        compute_seconds=round(compute, 3),
+    )
+    publish(
+        store,
+        who.identity,
+        round_id=round_id,
+        kind="partner_report",
+        payload=report.model_dump_json().encode(),
+        recipient=who.roster.operator,
+    )
+    log.info("%s: round %d submitted (%d steps)", me, spec.round_index, steps)
+    return report
+
+
+def partner_finish(
+    partner_dir: str | Path, exchange_url: str, round_id: str, *, timeout_s: float = 600.0
+) -> MetricsReport:
+    """After the last round: fine-tune the private head on the frozen final global trunk
+    (early-stopped on validation), score validation and test, write ``models/federated/model``.
+
+    Only the partner sees the per-task results; it reports aggregates if it chooses.
+    """
+    pdir = Path(partner_dir)
+    who = load_partner_identity(pdir)
+    store = ExchangeStore(exchange_url)
+    spec = fetch_spec(store, who, round_id, timeout_s)
+    if not spec.final:
+        raise FederationError(f"round {round_id} is not the final evaluation round.")
+    state = _State(pdir)
+    state.settle(spec)
+    global_state = _global_trunk(store, who, spec, timeout_s)
+    base = _trainer(pdir, state, spec, who.identity.id)
+    model = base.model
+    model.load_state_dict(
+        {**model.state_dict(), **{k: torch.from_numpy(v.copy()) for k, v in global_state.items()}}
+    )
+    for name, p in model.named_parameters():
+        p.requires_grad_(not name.startswith("trunk."))
+    epochs = spec.local.head_finetune_epochs
+    cfg = base.config.model_copy(
+        update={
+            "epochs": epochs,
+            "eval_every": 1,
+            "early_stopping_patience": 2,
+            "selection_metric": "auc_pr" if base.data.n_cls_tasks else "rmse",
+        }
+    )
+    head_params = [p for n, p in model.named_parameters() if n.startswith("heads.")]
+    optimizer = torch.optim.Adam(head_params, lr=spec.local.learning_rate)
+    trainer = LocalTrainer(model, base.data, cfg, optimizer=optimizer)
+    if epochs > 0:
+        trainer.train(evaluate=True)
+    report = final_report(trainer, "federated")
+    out = pdir / FEDERATED_DIR / "model"
+    save_model_dir(
+        out,
+        trainer.model,
+        cfg,
+        metrics=report,
+        extra={
+            "run_id": spec.run_id,
+            "rounds": spec.round_index,
+            "global_trunk_sha256": spec.global_trunk_sha256,
+        },
+    )
+    if state.pending_dir.is_dir():
+        shutil.rmtree(state.pending_dir, ignore_errors=True)
+    return report
+
+
+__all__ = [
+    "FEDERATED_DIR",
+    "PartnerIdentity",
+    "fetch_spec",
+    "load_partner_identity",
+    "partner_finish",
+    "partner_round",
+]
