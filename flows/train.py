@@ -104,7 +104,7 @@ class DeploymentLauncher:
             timeout=0,  # do not wait: rounds of all partners run at the same time
             as_subflow=False,
         )
-        self._runs[partner] = run.id
+        self._runs[partner] = run.id  # type: ignore[union-attr]
 
     def _states(self) -> dict[str, Any]:
         from prefect.client.orchestration import get_client

@@ -1,0 +1,86 @@
+"""``pharmafl train`` (operator) and ``pharmafl federation setup`` (simulated consortia)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+federation_app = typer.Typer(
+    help="Set up federated training for a simulated consortium.", no_args_is_help=True
+)
+
+
+@federation_app.command("setup")
+def setup(
+    consortium_dir: Annotated[Path, typer.Argument(help="Folder from `consortium simulate`.")],
+    rounds: Annotated[int, typer.Option(min=1, help="Round budget.")] = 10,
+    hidden: Annotated[str, typer.Option(help="Trunk hidden sizes, comma-separated.")] = "2000",
+    dropout: Annotated[float, typer.Option(min=0.0, max=0.95, help="Trunk dropout.")] = 0.6,
+    local_epochs: Annotated[float, typer.Option(help="Local epochs per round.")] = 1.0,
+    lr: Annotated[float, typer.Option(help="Partner learning rate.")] = 1e-3,
+    batch_size: Annotated[int, typer.Option(help="Partner batch size.")] = 512,
+    server_optimizer: Annotated[str, typer.Option(help="fedavg, fedavgm, fedadam, fedyogi.")] = (
+        "fedavg"
+    ),
+    seed: Annotated[int, typer.Option(help="Seed of the initial trunk and local training.")] = 0,
+) -> None:
+    """Create identities, the signed roster and pins, plan.json and the initial trunk."""
+    from pharmafl.server.optimizers import make_server_optimizer
+    from pharmafl.server.plan import FederationPlan, LocalTrainingSpec
+    from pharmafl.simulate.federation import setup_federation
+
+    sizes = [int(h) for h in hidden.split(",") if h.strip()]
+    plan = FederationPlan(
+        rounds=rounds,
+        seed=seed,
+        trunk={"kind": "sparse", "hidden_sizes": sizes, "dropouts": [dropout] * len(sizes)},
+        local=LocalTrainingSpec(epochs=local_epochs, learning_rate=lr, batch_size=batch_size),
+        server_optimizer=make_server_optimizer(server_optimizer).config,
+    )
+    odir = setup_federation(consortium_dir, plan)
+    typer.echo(f"operator folder ready: {odir}")
+
+
+def train(
+    consortium_dir: Annotated[
+        Path, typer.Argument(help="Consortium folder (operator/, partners/).")
+    ],
+    exchange: Annotated[
+        str | None, typer.Option(help="Exchange store URL (default: CONSORTIUM_DIR/exchange).")
+    ] = None,
+    launcher: Annotated[
+        str, typer.Option(help="embedded (all partners here) or distributed (Prefect workers).")
+    ] = "embedded",
+    resume: Annotated[bool, typer.Option(help="Continue from the last completed round.")] = False,
+    rounds: Annotated[int | None, typer.Option(help="Override the plan's round budget.")] = None,
+) -> None:
+    """Run federated training: rounds of local training and secure aggregation."""
+    from flows.train import run_train
+    from pharmafl.common.errors import ConfigError
+
+    if launcher not in ("embedded", "distributed"):
+        raise ConfigError(f"unknown launcher {launcher!r}.", fix="embedded or distributed.")
+    result = run_train(
+        consortium_dir,
+        exchange_url=exchange,
+        launcher="distributed" if launcher == "distributed" else "embedded",
+        resume=resume,
+        rounds=rounds,
+    )
+    for rec in result["history"]:
+        typer.echo(
+            f"round {rec['round']}: contributors {','.join(rec['contributors'])}"
+            f"{' dropped ' + ','.join(rec['dropped']) if rec['dropped'] else ''}, "
+            f"mean validation AUC-PR {rec['mean_validation_auc_pr']}"
+        )
+    summary = {k: result[k] for k in ("rounds", "stop_reason", "final_trunk_sha256")}
+    typer.echo(json.dumps(summary))
+
+
+def register(app: typer.Typer) -> None:
+    """Attach ``train`` and the ``federation`` group to ``app``."""
+    app.command("train")(train)
+    app.add_typer(federation_app, name="federation")
