@@ -111,7 +111,7 @@ def run_baseline(
         trainer = LocalTrainer.from_checkpoint(ckpt, data)
         log.info("resuming from %s at epoch %d", ckpt, trainer.epoch)
     else:
-        model = MultiTaskModel.from_config(model_cfg)
+        model = MultiTaskModel.from_config(model_cfg, seed=train.seed)
         trainer = LocalTrainer(model, data, train)
     trainer.train(checkpoint=ckpt if checkpoint else None, progress=progress)
     report = final_report(trainer, "local")

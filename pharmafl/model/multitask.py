@@ -50,8 +50,16 @@ class MultiTaskModel(nn.Module):
         self.config = config
 
     @classmethod
-    def from_config(cls, config: ModelConfig) -> MultiTaskModel:
-        """Build a freshly initialised model from its hyperparameters."""
+    def from_config(cls, config: ModelConfig, *, seed: int | None = None) -> MultiTaskModel:
+        """Build a freshly initialised model from its hyperparameters.
+
+        With ``seed`` the initial weights come from a forked torch RNG seeded with it (the
+        global RNG is left untouched), so the same seed gives the same model.
+        """
+        if seed is not None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                return cls.from_config(config)
         trunk = build_trunk(config.trunk)
         out = config.trunk.output_size
         heads = {
@@ -92,9 +100,9 @@ class MultiTaskModel(nn.Module):
         return f"heads={self.head_names}"
 
 
-def build_model(config: ModelConfig) -> MultiTaskModel:
+def build_model(config: ModelConfig, *, seed: int | None = None) -> MultiTaskModel:
     """Alias of :meth:`MultiTaskModel.from_config`."""
-    return MultiTaskModel.from_config(config)
+    return MultiTaskModel.from_config(config, seed=seed)
 
 
 def local_model_config(

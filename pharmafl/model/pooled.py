@@ -96,7 +96,7 @@ def train_pooled(
             for n, d in partners.items()
         },
     )
-    model = MultiTaskModel.from_config(model_cfg)
+    model = MultiTaskModel.from_config(model_cfg, seed=config.seed)
     optimizer = build_optimizer(model.parameters(), config)
     trainers = {
         n: LocalTrainer(model, d, config, head=n, optimizer=optimizer) for n, d in partners.items()

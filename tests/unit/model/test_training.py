@@ -191,3 +191,16 @@ def test_regression_stats_and_mismatched_head(data) -> None:
     )
     with pytest.raises(ModelError, match="input features"):
         LocalTrainer(MultiTaskModel.from_config(cfg), data, TrainConfig())
+
+
+def test_baseline_is_reproducible_from_its_seed(small_prepared, tmp_path) -> None:
+    from pharmafl.model import load_model_dir, run_baseline
+
+    trunk = SparseTrunkConfig(hidden_sizes=(8,), dropouts=(0.3,))
+    cfg = TrainConfig(epochs=1, batch_ratio=0.25, seed=4)
+    a = run_baseline(small_prepared, trunk, cfg, out_dir=tmp_path / "a", checkpoint=False)
+    b = run_baseline(small_prepared, trunk, cfg, out_dir=tmp_path / "b", checkpoint=False)
+    assert a.test == b.test
+    ma, _ = load_model_dir(tmp_path / "a")
+    mb, _ = load_model_dir(tmp_path / "b")
+    assert _same(ma, mb)
