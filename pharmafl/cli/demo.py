@@ -1,10 +1,44 @@
-"""``pharmafl demo``: commands (being written; see the issue tracker)."""
+"""``pharmafl demo``: simulate, prepare, train (local, federated, pooled), report."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (replaced).")] = Path(
+        "demo-out"
+    ),
+    quick: Annotated[
+        bool, typer.Option(help="Smaller consortium, fewer rounds (≤ 5 min); same code paths.")
+    ] = False,
+    partners: Annotated[int | None, typer.Option(min=2, help="Number of partners (4).")] = None,
+    max_compounds: Annotated[int | None, typer.Option(help="Compounds per partner.")] = None,
+    rounds: Annotated[int | None, typer.Option(min=1, help="Federated round budget.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the simulation and training.")] = None,
+) -> None:
+    """Run a simulated 4-partner FS-Mol consortium end to end and write DIR/report/."""
+    from pharmafl.demo import DemoConfig, run_demo
+
+    overrides = {
+        k: v
+        for k, v in {
+            "partners": partners,
+            "max_compounds": max_compounds,
+            "rounds": rounds,
+            "seed": seed,
+        }.items()
+        if v is not None
+    }
+    config = DemoConfig.quick(**overrides) if quick else DemoConfig(**overrides)
+    result = run_demo(out, config, say=typer.echo)
+    typer.echo(f"summary: {result.summary_path}")
+    typer.echo(f"report:  {result.report_path}")
+
+
 def register(app: typer.Typer) -> None:
-    """Attach this module's commands to ``app``."""
-    del app
+    """Attach ``demo`` to ``app``."""
+    app.command("demo")(demo)
