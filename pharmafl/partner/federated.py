@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,13 @@ IDENTITY_DIR = "identity"
 ROSTER_FILE = "roster.json"
 ROSTER_PIN_FILE = "roster.pin"
 SHARED_VALIDATION_METRICS = ("roc_auc", "auc_pr")
+
+# torch's CPU generator is process-global and the trainer seeds it per step (fork_rng +
+# manual_seed); partners training in threads of one process (the embedded launcher) would
+# otherwise draw each other's dropout masks and initial head weights, and a run would not be
+# reproducible (nor would --resume reach the uninterrupted run's trunk). Only model building
+# and training hold it; the secure-aggregation stages run concurrently.
+_TORCH_RNG = threading.Lock()
 
 
 @dataclass
@@ -154,10 +162,12 @@ def _trainer(pdir: Path, state: _State, spec: TrainSpec, partner: str) -> LocalT
     if state.committed.is_file():
         return LocalTrainer.from_checkpoint(state.committed, data)
     trunk = fit_trunk_to_data(_trunk_config(spec), data)
+    config = _train_config(spec, partner)
+    # Seeded: the head's initial weights shape every trunk update (and so the global trunk).
     model = MultiTaskModel.from_config(
-        local_model_config(trunk, data.n_cls_tasks, data.n_reg_tasks)
+        local_model_config(trunk, data.n_cls_tasks, data.n_reg_tasks), seed=config.seed
     )
-    return LocalTrainer(model, data, _train_config(spec, partner))
+    return LocalTrainer(model, data, config)
 
 
 def _global_trunk(
@@ -240,14 +250,17 @@ def partner_round(
                 raise FederationError(f"{me}: round {round_id} stalled at {client.stage}.")
             time.sleep(poll_s)
 
-    trainer = _trainer(pdir, state, spec, me)
     layout = TrunkLayout.of(global_state)
     reference = {k: torch.from_numpy(v.copy()) for k, v in global_state.items()}
-    steps = max(1, round(spec.local.epochs * trainer.steps_per_epoch))
-    trainer.train(steps=steps, global_trunk=reference, prox_mu=spec.local.prox_mu, evaluate=False)
-    local = {k: v.numpy() for k, v in export_trunk(trainer.model).items()}
+    with _TORCH_RNG:
+        trainer = _trainer(pdir, state, spec, me)
+        steps = max(1, round(spec.local.epochs * trainer.steps_per_epoch))
+        trainer.train(
+            steps=steps, global_trunk=reference, prox_mu=spec.local.prox_mu, evaluate=False
+        )
+        local = {k: v.numpy() for k, v in export_trunk(trainer.model).items()}
+        validation = _shared_validation(trainer)
     update = flatten_trunk(local, layout) - flatten_trunk(global_state, layout)
-    validation = _shared_validation(trainer)
     state.pending_dir.mkdir(parents=True, exist_ok=True)
     trainer.save_checkpoint(state.pending(round_id))
     compute = time.perf_counter() - t0
@@ -289,7 +302,14 @@ def partner_finish(
     state = _State(pdir)
     state.settle(spec)
     global_state = _global_trunk(store, who, spec, timeout_s)
-    base = _trainer(pdir, state, spec, who.identity.id)
+    with _TORCH_RNG:
+        return _finish(pdir, state, spec, who.identity.id, global_state)
+
+
+def _finish(
+    pdir: Path, state: _State, spec: TrainSpec, me: str, global_state: dict[str, np.ndarray]
+) -> MetricsReport:
+    base = _trainer(pdir, state, spec, me)
     model = base.model
     model.load_state_dict(
         {**model.state_dict(), **{k: torch.from_numpy(v.copy()) for k, v in global_state.items()}}
