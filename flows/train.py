@@ -13,6 +13,8 @@ Only encrypted, signed envelopes travel, through the exchange store.
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import threading
 import time
@@ -23,9 +25,12 @@ from typing import Any, Literal
 from prefect import flow, get_run_logger
 
 from flows._states import clean_failure, result_or_raise
+from pharmafl.common.errors import ConfigError
 from pharmafl.server.operator import Launcher, TrainingResult, run_training
 
 DEPLOYMENT_FLOW = "pharmafl-partner-round"
+
+log = logging.getLogger(__name__)
 
 
 class EmbeddedLauncher:
@@ -82,58 +87,120 @@ class EmbeddedLauncher:
 
 
 class DeploymentLauncher:
-    """Partner rounds through ``run_deployment`` on each partner's own work pool."""
+    """Partner rounds through ``run_deployment`` on each partner's own work pool.
 
-    def __init__(self, exchange_url: str, timeout_s: float, poll_s: float = 2.0) -> None:
+    Sends only the exchange URL, the round id, ``final`` and the timeout; the partner folder
+    is the deployment's own default, set by the partner (``pharmafl partner serve``). A
+    partner whose deployment cannot be started counts as failed (a dropout), like one whose
+    flow run fails or crashes. Runs still not finished at the deadline are cancelled, so a
+    worker that comes back late never starts a stale round.
+    """
+
+    def __init__(self, exchange_url: str, timeout_s: float, poll_s: float = 1.0) -> None:
         self.exchange_url = exchange_url
         self.timeout_s = timeout_s
         self.poll_s = poll_s
-        self._runs: dict[str, Any] = {}
+        self._runs: dict[str, Any] = {}  # partner -> flow run id
+        self._start_errors: dict[str, str] = {}
+        self._states: dict[str, Any] = {}
+        self._polled_at = -math.inf
 
     def start(self, partner: str, round_id: str, *, final: bool) -> None:
         from prefect.deployments import run_deployment
+        from prefect.exceptions import ObjectNotFound
 
-        run = run_deployment(
-            f"{DEPLOYMENT_FLOW}/{partner}",
-            parameters={
-                "exchange_url": self.exchange_url,
-                "round_id": round_id,
-                "final": final,
-                "timeout_s": self.timeout_s,
-            },
-            timeout=0,  # do not wait: rounds of all partners run at the same time
-            as_subflow=False,
-        )
-        self._runs[partner] = run.id  # type: ignore[union-attr]
+        name = f"{DEPLOYMENT_FLOW}/{partner}"
+        try:
+            run = run_deployment(
+                name,
+                parameters={
+                    "exchange_url": self.exchange_url,
+                    "round_id": round_id,
+                    "final": final,
+                    "timeout_s": self.timeout_s,
+                },
+                flow_run_name=f"{round_id}-{partner}",
+                idempotency_key=f"{round_id}/{partner}",  # a retried request starts no 2nd run
+                timeout=0,  # do not wait: rounds of all partners run at the same time
+                as_subflow=False,
+            )
+        except ObjectNotFound:
+            self._start_errors[partner] = (
+                f"no deployment {name} on the Prefect server "
+                "(the partner runs `pharmafl partner serve PARTNER_DIR --pool POOL`)"
+            )
+        except Exception as exc:  # an unreachable partner deployment is a dropout
+            self._start_errors[partner] = f"could not start {name}: {type(exc).__name__}"
+        else:
+            self._runs[partner] = run.id  # type: ignore[union-attr]
+            self._polled_at = -math.inf
+            return
+        log.warning("partner %s not started: %s", partner, self._start_errors[partner])
 
-    def _states(self) -> dict[str, Any]:
+    def _poll(self, force: bool = False) -> dict[str, Any]:
+        """Current states of the started runs (one API call, at most every ``poll_s``)."""
+        if not self._runs:
+            return {}
+        if not force and time.monotonic() - self._polled_at < self.poll_s:
+            return self._states
         from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
+        ids = list(self._runs.values())
         with get_client(sync_client=True) as client:
-            return {p: client.read_flow_run(fid).state for p, fid in self._runs.items()}
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), limit=len(ids)
+            )
+        by_id = {r.id: r.state for r in runs}
+        self._states = {p: by_id.get(fid) for p, fid in self._runs.items()}
+        self._polled_at = time.monotonic()
+        return self._states
+
+    @staticmethod
+    def _reason(state: Any) -> str:
+        if state is None:
+            return "flow run not found on the Prefect server"
+        return f"flow run {state.name}: {state.message or ''}".strip()[:300]
 
     def failed(self) -> dict[str, str]:
-        return {
-            p: f"flow run {st.name}: {st.message or ''}"[:300]
-            for p, st in self._states().items()
-            if st is not None and (st.is_failed() or st.is_crashed() or st.is_cancelled())
-        }
+        out = dict(self._start_errors)
+        for p, st in self._poll().items():
+            if st is not None and (st.is_failed() or st.is_crashed() or st.is_cancelled()):
+                out[p] = self._reason(st)
+        return out
+
+    def _cancel(self, partner: str, state: Any) -> None:
+        from prefect.client.orchestration import get_client
+        from prefect.states import Cancelled, Cancelling
+
+        running = state is not None and state.is_running()
+        new = Cancelling if running else Cancelled
+        try:
+            with get_client(sync_client=True) as client:
+                client.set_flow_run_state(
+                    self._runs[partner], new(message="round deadline passed"), force=True
+                )
+        except Exception as exc:  # best effort: the run is already counted as failed
+            log.warning("could not cancel the run of %s: %s", partner, type(exc).__name__)
 
     def finish(self, timeout_s: float) -> dict[str, str]:
         deadline = time.monotonic() + timeout_s
         while True:
-            states = self._states()
+            states = self._poll(force=True)
             if all(st is not None and st.is_final() for st in states.values()):
                 break
             if time.monotonic() > deadline:
                 break
             time.sleep(self.poll_s)
-        out = {
-            p: (f"flow run {st.name}: {st.message or ''}" if st else "no state")[:300]
-            for p, st in states.items()
-            if st is None or not st.is_completed()
-        }
+        out = dict(self._start_errors)
+        for p, st in states.items():
+            if st is None or not st.is_completed():
+                out[p] = self._reason(st)
+            if st is not None and not st.is_final():
+                self._cancel(p, st)
         self._runs.clear()
+        self._start_errors.clear()
+        self._states = {}
         return out
 
 
@@ -200,9 +267,23 @@ def run_train(
     resume: bool = False,
     rounds: int | None = None,
 ) -> dict[str, Any]:
-    """Run :func:`train_flow` and return its result or raise its pharmafl error."""
+    """Run :func:`train_flow` and return its result or raise its pharmafl error.
+
+    With ``launcher="distributed"`` the flow runs against the Prefect API of
+    ``PREFECT_API_URL`` (the consortium's server, where the partners' deployments are).
+    """
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if launcher == "distributed":
+        from prefect.settings import PREFECT_API_URL
+
+        if not PREFECT_API_URL.value():
+            raise ConfigError(
+                "the distributed launcher needs the consortium's Prefect server, and no "
+                "Prefect API is configured.",
+                fix="set PREFECT_API_URL=http://HOST:4200/api (and PREFECT_API_AUTH_STRING if "
+                "the server asks for it), or use --launcher embedded.",
+            )
     return result_or_raise(  # type: ignore[no-any-return]
         train_flow,
         str(consortium_dir),

@@ -1,0 +1,197 @@
+"""Fixtures for tests that start real services: a Prefect server and worker processes.
+
+Every process is started in its own session (process group) with its output in a log
+file; teardown stops it and everything it started (Prefect starts each flow run in a new
+session, so descendants are collected with psutil, not only the group), even when the test
+failed, and fails when anything is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import pytest
+
+#: Telemetry off and no result persistence for every process the tests start.
+QUIET_ENV = {
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
+}
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _tail(path: Path, n: int = 4000) -> str:
+    try:
+        return path.read_text(errors="replace")[-n:]
+    except OSError:
+        return ""
+
+
+@dataclass
+class Started:
+    """One process a test started."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def tail(self) -> str:
+        return f"--- {self.name} (pid {self.popen.pid}, exit {self.popen.poll()}) ---\n" + _tail(
+            self.log
+        )
+
+
+@dataclass
+class Processes:
+    """Starts processes and stops them (and their descendants) at the end."""
+
+    log_dir: Path
+    started: list[Started] = field(default_factory=list)
+
+    def start(
+        self, name: str, cmd: list[str], *, env: dict[str, str], cwd: Path | None = None
+    ) -> Started:
+        log = self.log_dir / f"{name}.log"
+        with log.open("wb") as out:
+            popen = subprocess.Popen(
+                cmd,
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, killed as one
+            )
+        started = Started(name, popen, log)
+        self.started.append(started)
+        return started
+
+    def tails(self) -> str:
+        return "\n".join(s.tail() for s in self.started)
+
+    def stop_all(self, grace_s: float = 15.0) -> list[psutil.Process]:
+        """Stop every started process and its descendants; return any still alive."""
+        tree: list[psutil.Process] = []
+        for s in self.started:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                root = psutil.Process(s.popen.pid)
+                tree += [root, *root.children(recursive=True)]
+        for s in reversed(self.started):  # workers before the server
+            if s.popen.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(s.popen.pid, signal.SIGTERM)
+        _, alive = psutil.wait_procs(tree, timeout=grace_s)
+        for s in self.started:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(s.popen.pid, signal.SIGKILL)
+        for p in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+        _, alive = psutil.wait_procs(tree, timeout=5)
+        for s in self.started:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                s.popen.wait(timeout=5)
+        return [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+@contextlib.contextmanager
+def tracked_processes(log_dir: Path) -> Iterator[Processes]:
+    """Processes stopped (with every descendant) on exit, pass or fail; fails if any remain."""
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    log_dir.mkdir(parents=True, exist_ok=True)
+    procs = Processes(log_dir)
+    try:
+        yield procs
+    finally:
+        left = procs.stop_all()
+        children = []
+        for p in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if p.pid not in before and p.status() != psutil.STATUS_ZOMBIE:
+                    children.append(p)
+        assert not left, f"processes left running: {left}"
+        assert not children, f"child processes left running: {children}"
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    """Processes started by one test; all of them are stopped at its end, pass or fail."""
+    with tracked_processes(tmp_path / "logs") as procs:
+        yield procs
+
+
+@dataclass
+class PrefectServer:
+    """A real ``prefect server`` (SQLite in its own PREFECT_HOME) on 127.0.0.1."""
+
+    url: str
+    home: Path
+    process: Started
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """Environment for a client process of this server."""
+        env = {**os.environ, **QUIET_ENV, "PREFECT_HOME": str(self.home)}
+        env["PREFECT_API_URL"] = self.url
+        env.update(extra)
+        return env
+
+    def wait_ready(self, timeout_s: float = 180.0) -> str:
+        """Wait for ``/api/health``; return the API URL."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.popen.poll() is not None:
+                pytest.fail(f"prefect server exited:\n{self.process.tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        return self.url
+            except OSError:
+                pass
+            time.sleep(0.5)
+        pytest.fail(f"prefect server not healthy after {timeout_s:.0f} s:\n{self.process.tail()}")
+
+
+def start_prefect_server(processes: Processes, home: Path) -> PrefectServer:
+    """Start a Prefect server with its own PREFECT_HOME (SQLite); do not wait for it."""
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {**os.environ, **QUIET_ENV, "PREFECT_HOME": str(home)}
+    env.pop("PREFECT_API_URL", None)
+    cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
+    cmd += ["--port", str(port), "--no-ui", "--no-scheduler", "--no-late-runs", "--analytics-off"]
+    started = processes.start("prefect-server", cmd, env=env, cwd=home)
+    return PrefectServer(f"http://127.0.0.1:{port}/api", home, started)
+
+
+@pytest.fixture
+def prefect_server(processes: Processes, tmp_path: Path) -> PrefectServer:
+    """A server for one test, started but not waited for (call ``wait_ready``)."""
+    return start_prefect_server(processes, tmp_path / "prefect-server-home")
+
+
+@pytest.fixture(scope="module")
+def module_prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    """A ready server shared by the tests of one module."""
+    base = tmp_path_factory.mktemp("prefect")
+    with tracked_processes(base / "logs") as procs:
+        server = start_prefect_server(procs, base / "home")
+        server.wait_ready()
+        yield server

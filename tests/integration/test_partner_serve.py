@@ -1,0 +1,222 @@
+"""``pharmafl partner serve`` and the distributed launcher against a real Prefect server.
+
+The round itself (workers, training, secure aggregation) is in ``test_distributed.py``;
+these tests cover registration (``--deploy-only``), the checks before it, and how the
+launcher treats partners it cannot start or that never pick their run up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from pharmafl import __version__
+from pharmafl.cli.partner import register
+from pharmafl.common.errors import ConfigError, FederationError
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
+def _cli() -> typer.Typer:
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    register(app)
+    return app
+
+
+def _partners(base: Path, names: tuple[str, ...]) -> dict[str, Path]:
+    """Partner folders with a signing key, the signed roster and its pin, and prepared/."""
+    from pharmafl.secure import generate_identity
+    from pharmafl.secure.identity import create_roster_file, public_key_path
+
+    odir = base / "operator"
+    generate_identity(odir / "identity", "operator", role="operator")
+    dirs = {n: base / "partners" / n for n in names}
+    for n, pdir in dirs.items():
+        generate_identity(pdir / "identity", n)
+        (pdir / "prepared").mkdir()
+    roster = create_roster_file(
+        odir / "identity" / "operator.key.json",
+        [public_key_path(p / "identity", n) for n, p in dirs.items()],
+        odir / "roster.json",
+        consortium="serve-test",
+    )
+    for pdir in dirs.values():
+        shutil.copyfile(odir / "roster.json", pdir / "roster.json")
+        (pdir / "roster.pin").write_text(roster.fingerprint() + "\n")
+    return dirs
+
+
+@contextlib.contextmanager
+def _client(url: str) -> Iterator[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: url}), get_client(sync_client=True) as c:
+        yield c
+
+
+def test_deploy_only_registers_the_partners_own_deployment(
+    module_prefect_server: Any, tmp_path: Path
+) -> None:
+    url = module_prefect_server.url
+    pdir = _partners(tmp_path, ("alpha", "bravo"))["alpha"]
+    args = ["partner", "serve", str(pdir), "--pool", "pool-alpha", "--api-url", url]
+    res = CliRunner().invoke(_cli(), [*args, "--deploy-only"])
+    assert res.exit_code == 0, res.output
+    assert "pharmafl-partner-round/alpha" in res.output
+    with _client(url) as client:
+        pool = client.read_work_pool("pool-alpha")
+        dep = client.read_deployment_by_name("pharmafl-partner-round/alpha")
+    assert pool.type == "process"
+    assert pool.base_job_template  # the worker's default template, not an empty one
+    assert dep.work_pool_name == "pool-alpha"
+    assert dep.entrypoint == "flows.partner_round.partner_round_flow"
+    assert not dep.pull_steps and dep.path is None
+    assert dep.parameters == {"partner_dir": str(pdir.resolve())}
+    assert dep.enforce_parameter_schema
+    assert dep.version == __version__  # not a git commit of the current folder
+    assert "partner_dir" in dep.parameter_openapi_schema["properties"]
+
+    # Registering again (the folder moved) updates the same deployment.
+    moved = tmp_path / "moved-alpha"
+    shutil.copytree(pdir, moved)
+    args = ["partner", "serve", str(moved), "--pool", "pool-alpha", "--api-url", url]
+    res = CliRunner().invoke(_cli(), [*args, "--deploy-only"])
+    assert res.exit_code == 0, res.output
+    with _client(url) as client:
+        again = client.read_deployment_by_name("pharmafl-partner-round/alpha")
+    assert again.id == dep.id
+    assert again.parameters == {"partner_dir": str(moved.resolve())}
+
+
+def test_serve_checks_before_registering(module_prefect_server: Any, tmp_path: Path) -> None:
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from pharmafl.partner.serve import PartnerServeConfig, deploy_partner_round
+
+    url = module_prefect_server.url
+    dirs = _partners(tmp_path, ("charlie", "delta"))
+    cli = _cli()
+
+    # a pool of another type is refused
+    with _client(url) as client:
+        client.create_work_pool(WorkPoolCreate(name="pool-k8s", type="kubernetes"))
+    res = CliRunner().invoke(
+        cli, ["partner", "serve", str(dirs["charlie"]), "--pool", "pool-k8s", "--api-url", url]
+    )
+    assert isinstance(res.exception, ConfigError)
+    assert "expected 'process'" in str(res.exception)
+
+    # an unprepared partner, a missing folder, a folder without a pinned roster
+    shutil.rmtree(dirs["delta"] / "prepared")
+    for bad, what in (
+        (dirs["delta"], "not prepared"),
+        (tmp_path / "nowhere", "does not exist"),
+    ):
+        res = CliRunner().invoke(
+            cli, ["partner", "serve", str(bad), "--pool", "p", "--api-url", url]
+        )
+        assert isinstance(res.exception, FederationError), res.output
+        assert what in str(res.exception)
+    (dirs["charlie"] / "roster.pin").unlink()
+    with pytest.raises(FederationError, match="pinned roster"):
+        deploy_partner_round(PartnerServeConfig(partner_dir=dirs["charlie"], pool="p", api_url=url))
+
+    # a bad pool name is a clean configuration error
+    res = CliRunner().invoke(cli, ["partner", "serve", str(dirs["charlie"]), "--pool", "a b"])
+    assert isinstance(res.exception, ConfigError)
+
+    # without any Prefect API there is nothing to register with
+    (dirs["delta"] / "prepared").mkdir()
+    no_api = temporary_settings(restore_defaults={PREFECT_API_URL})
+    with no_api, pytest.raises(ConfigError, match="PREFECT_API_URL"):
+        deploy_partner_round(PartnerServeConfig(partner_dir=dirs["delta"], pool="p"))
+    with _client(url) as client:
+        assert [d.name for d in client.read_deployments()].count("delta") == 0
+
+
+def test_worker_command_and_environment(tmp_path: Path) -> None:
+    from pharmafl.partner.serve import PartnerServeConfig, worker_command, worker_dir, worker_env
+
+    cfg = PartnerServeConfig(partner_dir=tmp_path, pool="pool-x", limit=2, logs_to_api=False)
+    cmd = worker_command(cfg, "x")
+    assert cmd[1:5] == ["-m", "prefect", "worker", "start"]
+    assert cmd[cmd.index("--pool") + 1] == "pool-x"
+    assert cmd[cmd.index("--type") + 1] == "process"
+    assert cmd[cmd.index("--install-policy") + 1] == "never"
+    assert cmd[cmd.index("--limit") + 1] == "2"
+    env = worker_env(cfg, "http://127.0.0.1:1/api")
+    assert env["DO_NOT_TRACK"] == "1"
+    assert env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+    assert env["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] == "false"
+    assert env["PREFECT_LOGGING_TO_API_ENABLED"] == "false"
+    assert env["PREFECT_API_URL"] == "http://127.0.0.1:1/api"
+    wdir = worker_dir("x")
+    try:
+        assert wdir.is_dir() and not any(wdir.iterdir())  # nothing to copy into flow runs
+        assert wdir.stat().st_mode & 0o077 == 0
+    finally:
+        wdir.rmdir()
+
+
+def test_launcher_counts_unstartable_and_unclaimed_partners_as_failed(
+    module_prefect_server: Any, tmp_path: Path
+) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.train import DeploymentLauncher
+    from pharmafl.partner.serve import PartnerServeConfig, deploy_partner_round
+
+    url = module_prefect_server.url
+    pdir = _partners(tmp_path, ("echo", "foxtrot"))["echo"]
+    deploy_partner_round(PartnerServeConfig(partner_dir=pdir, pool="pool-echo", api_url=url))
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        launcher = DeploymentLauncher("/tmp/exchange", timeout_s=5.0, poll_s=0.2)
+        launcher.start("echo", "run-r0000-a0", final=False)
+        launcher.start("echo", "run-r0000-a0", final=False)  # a repeated request: same run
+        launcher.start("ghost", "run-r0000-a0", final=False)  # no such deployment
+        failed = launcher.failed()
+        assert set(failed) == {"ghost"}
+        assert "pharmafl partner serve" in failed["ghost"]
+        # no worker polls pool-echo: the run is never picked up; at the deadline it fails
+        # and is cancelled, so a worker that comes back later never starts a stale round
+        out = launcher.finish(timeout_s=1.0)
+        assert set(out) == {"echo", "ghost"}
+        assert "Scheduled" in out["echo"] or "Pending" in out["echo"]
+        assert launcher.failed() == {}
+        with _client(url) as client:
+            from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+            runs = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["echo"]))
+            )
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.name == "run-r0000-a0-echo"
+    assert run.state is not None and run.state.is_cancelled()
+    assert run.parameters == {
+        "partner_dir": str(pdir.resolve()),
+        "exchange_url": "/tmp/exchange",
+        "round_id": "run-r0000-a0",
+        "final": False,
+        "timeout_s": 5.0,
+    }
+
+
+def test_distributed_training_needs_a_prefect_server(tmp_path: Path) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.train import run_train
+
+    no_api = temporary_settings(restore_defaults={PREFECT_API_URL})
+    with no_api, pytest.raises(ConfigError, match="PREFECT_API_URL"):
+        run_train(tmp_path, launcher="distributed")
