@@ -92,8 +92,9 @@ class DeploymentLauncher:
     Sends only the exchange URL, the round id, ``final`` and the timeout; the partner folder
     is the deployment's own default, set by the partner (``pharmafl partner serve``). A
     partner whose deployment cannot be started counts as failed (a dropout), like one whose
-    flow run fails or crashes. Runs still not finished at the deadline are cancelled, so a
-    worker that comes back late never starts a stale round.
+    flow run fails or crashes. Runs still not finished at the deadline, and round runs not
+    even started when the round is over, are cancelled, so a worker that comes back late
+    never starts a stale round.
     """
 
     def __init__(self, exchange_url: str, timeout_s: float, poll_s: float = 1.0) -> None:
@@ -104,12 +105,14 @@ class DeploymentLauncher:
         self._start_errors: dict[str, str] = {}
         self._states: dict[str, Any] = {}
         self._polled_at = -math.inf
+        self._final = False
 
     def start(self, partner: str, round_id: str, *, final: bool) -> None:
         from prefect.deployments import run_deployment
         from prefect.exceptions import ObjectNotFound
 
         name = f"{DEPLOYMENT_FLOW}/{partner}"
+        self._final = final
         try:
             run = run_deployment(
                 name,
@@ -187,7 +190,12 @@ class DeploymentLauncher:
         deadline = time.monotonic() + timeout_s
         while True:
             states = self._poll(force=True)
-            if all(st is not None and st.is_final() for st in states.values()):
+            # After a round's secure aggregation, a run that has not even started cannot
+            # contribute any more (its partner was dropped): no reason to wait for it.
+            if all(
+                st is not None and (st.is_final() or (not self._final and _unstarted(st)))
+                for st in states.values()
+            ):
                 break
             if time.monotonic() > deadline:
                 break
@@ -201,7 +209,12 @@ class DeploymentLauncher:
         self._runs.clear()
         self._start_errors.clear()
         self._states = {}
+        self._final = False
         return out
+
+
+def _unstarted(state: Any) -> bool:
+    return bool(state.is_scheduled() or state.is_pending())
 
 
 def _partner_dirs(consortium_dir: Path) -> dict[str, Path]:

@@ -278,9 +278,9 @@ def serve_partner(config: PartnerServeConfig) -> NoReturn:
 __all__ = [
     "DEPLOYMENT_FLOW",
     "PARTNER_ENTRYPOINT",
-    "WORKER_ENV",
     "PartnerDeployment",
     "PartnerServeConfig",
+    "WORKER_ENV",
     "check_partner_dir",
     "deploy_partner_round",
     "serve_partner",

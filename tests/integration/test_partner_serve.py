@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -145,7 +146,18 @@ def test_serve_checks_before_registering(module_prefect_server: Any, tmp_path: P
 
 
 def test_worker_command_and_environment(tmp_path: Path) -> None:
-    from pharmafl.partner.serve import PartnerServeConfig, worker_command, worker_dir, worker_env
+    import flows.train
+    from flows.partner_round import partner_round_flow
+    from pharmafl.partner.serve import (
+        DEPLOYMENT_FLOW,
+        PartnerServeConfig,
+        worker_command,
+        worker_dir,
+        worker_env,
+    )
+
+    # the operator side names the deployment without importing the partner side
+    assert flows.train.DEPLOYMENT_FLOW == DEPLOYMENT_FLOW == partner_round_flow.name
 
     cfg = PartnerServeConfig(partner_dir=tmp_path, pool="pool-x", limit=2, logs_to_api=False)
     cmd = worker_command(cfg, "x")
@@ -171,6 +183,8 @@ def test_worker_command_and_environment(tmp_path: Path) -> None:
 def test_launcher_counts_unstartable_and_unclaimed_partners_as_failed(
     module_prefect_server: Any, tmp_path: Path
 ) -> None:
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.train import DeploymentLauncher
@@ -187,24 +201,30 @@ def test_launcher_counts_unstartable_and_unclaimed_partners_as_failed(
         failed = launcher.failed()
         assert set(failed) == {"ghost"}
         assert "pharmafl partner serve" in failed["ghost"]
-        # no worker polls pool-echo: the run is never picked up; at the deadline it fails
-        # and is cancelled, so a worker that comes back later never starts a stale round
-        out = launcher.finish(timeout_s=1.0)
+        # No worker polls pool-echo, so the run is never picked up. Once the round is over
+        # such a run cannot contribute: no waiting for it, and it is cancelled, so a worker
+        # that comes back later never starts a stale round.
+        t0 = time.monotonic()
+        out = launcher.finish(timeout_s=120.0)
+        assert time.monotonic() - t0 < 30
         assert set(out) == {"echo", "ghost"}
         assert "Scheduled" in out["echo"] or "Pending" in out["echo"]
         assert launcher.failed() == {}
+        # The final evaluation is waited for until the deadline, then cancelled too.
+        launcher.start("echo", "run-r0001-final", final=True)
+        t0 = time.monotonic()
+        out = launcher.finish(timeout_s=2.0)
+        assert time.monotonic() - t0 >= 2.0
+        assert set(out) == {"echo"}
         with _client(url) as client:
-            from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
-
             runs = client.read_flow_runs(
-                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["echo"]))
+                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["echo"])),
+                sort=FlowRunSort.NAME_ASC,
             )
-    assert len(runs) == 1
-    run = runs[0]
-    assert run.name == "run-r0000-a0-echo"
-    assert run.state is not None and run.state.is_cancelled()
-    assert run.parameters == {
-        "partner_dir": str(pdir.resolve()),
+    assert [r.name for r in runs] == ["run-r0000-a0-echo", "run-r0001-final-echo"]
+    assert all(r.state is not None and r.state.is_cancelled() for r in runs)
+    assert runs[0].parameters == {
+        "partner_dir": str(pdir.resolve()),  # the partner's default; the operator sent none
         "exchange_url": "/tmp/exchange",
         "round_id": "run-r0000-a0",
         "final": False,
