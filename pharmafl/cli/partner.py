@@ -36,8 +36,9 @@ def serve(
 ) -> None:
     """Register the partner-round deployment on POOL, then run its process worker here.
 
-    The worker polls the Prefect API (outbound only) and runs each round the operator starts
-    as a subprocess reading only PARTNER_DIR. Stop it with Ctrl-C.
+    The worker polls the API (outbound only); each round runs as a subprocess on PARTNER_DIR.
+
+    It runs in the foreground; stop it with Ctrl-C.
     """
     from pydantic import ValidationError
 
