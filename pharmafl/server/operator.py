@@ -152,6 +152,21 @@ class TrainingState:
             if old.name != name:
                 old.unlink(missing_ok=True)
 
+    def observe(self, mean_auc_pr: float, patience: int) -> None:
+        """Track early stopping after a round with this mean validation AUC-PR.
+
+        A round in which no partner shared a validation score (NaN) says nothing about
+        improvement and is not counted: without scores training runs to the round budget.
+        """
+        if math.isnan(mean_auc_pr):
+            return
+        if mean_auc_pr > self.best_auc_pr + 1e-6:
+            self.best_auc_pr, self.rounds_without_improvement = mean_auc_pr, 0
+        else:
+            self.rounds_without_improvement += 1
+        if self.rounds_without_improvement >= patience:
+            self.finished, self.stop_reason = True, "early stopping"
+
     @classmethod
     def load(cls, state_dir: Path) -> TrainingState | None:
         """The last checkpoint, or None when there is none."""
@@ -188,8 +203,9 @@ class TrainingResult:
 
 
 def _round_id(plan: FederationPlan, index: int, attempt: int, final: bool = False) -> str:
-    tag = "final" if final else f"a{attempt}"
-    return f"{plan.run_id}-r{index:04d}-{tag}"
+    if final:  # a final evaluation can be retried too (resume after a crash during it)
+        return f"{plan.run_id}-r{index:04d}-final" + (f"-a{attempt}" if attempt else "")
+    return f"{plan.run_id}-r{index:04d}-a{attempt}"
 
 
 def _fresh_attempt(ctx: OperatorContext, index: int, final: bool) -> tuple[int, str]:
@@ -457,14 +473,9 @@ def run_training(
             "validation": validation,
         }
         state.history.append(record)
-        if not math.isnan(mean_auc_pr) and mean_auc_pr > state.best_auc_pr + 1e-6:
-            state.best_auc_pr, state.rounds_without_improvement = mean_auc_pr, 0
-        else:
-            state.rounds_without_improvement += 1
+        state.observe(mean_auc_pr, plan.patience)
         state.next_round = index + 1
         state.optimizer = optimizer.state_dict()
-        if state.rounds_without_improvement >= plan.patience:
-            state.finished, state.stop_reason = True, "early stopping"
         state.save(state_dir)
         log.info("round %d done: mean validation AUC-PR %.4f", index, mean_auc_pr)
         if on_round is not None:
