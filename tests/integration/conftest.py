@@ -153,6 +153,10 @@ class PrefectServer:
         env.update(extra)
         return env
 
+    def drain_client(self) -> None:
+        """Send what this process queued for the server (call before stopping it)."""
+        drain_prefect_client()
+
     def wait_ready(self, timeout_s: float = 180.0) -> str:
         """Wait for ``/api/health``; return the API URL."""
         deadline = time.monotonic() + timeout_s
@@ -181,10 +185,27 @@ def start_prefect_server(processes: Processes, home: Path) -> PrefectServer:
     return PrefectServer(f"http://127.0.0.1:{port}/api", home, started)
 
 
+def drain_prefect_client(timeout_s: float = 15.0) -> None:
+    """Send the logs and events this process queued for a Prefect API, while it is still up.
+
+    Otherwise they are sent at interpreter exit, to a server that is gone, with retries that
+    hold the exit up for about a minute.
+    """
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=timeout_s)
+    EventsWorker.drain_all(timeout=timeout_s)
+
+
 @pytest.fixture
-def prefect_server(processes: Processes, tmp_path: Path) -> PrefectServer:
+def prefect_server(processes: Processes, tmp_path: Path) -> Iterator[PrefectServer]:
     """A server for one test, started but not waited for (call ``wait_ready``)."""
-    return start_prefect_server(processes, tmp_path / "prefect-server-home")
+    server = start_prefect_server(processes, tmp_path / "prefect-server-home")
+    try:
+        yield server
+    finally:
+        drain_prefect_client()
 
 
 @pytest.fixture(scope="module")
@@ -194,4 +215,7 @@ def module_prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     with tracked_processes(base / "logs") as procs:
         server = start_prefect_server(procs, base / "home")
         server.wait_ready()
-        yield server
+        try:
+            yield server
+        finally:
+            drain_prefect_client()
