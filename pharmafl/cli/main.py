@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "keys",
     "ledger",
     "model",
+    "partner",
     "federation",
     "demo",
 )
