@@ -182,6 +182,9 @@ class GraphTrunk(nn.Module):
                 num_timesteps=int(num_timesteps),
                 dropout=float(dropout),
             )
+        # Normalising the pooled embedding keeps sum-pooled graphs of any size at unit scale;
+        # without it the first Adam steps push every output unit negative (dead heads' ReLU).
+        self.readout_norm = nn.LayerNorm(h)
         self.output = nn.Linear(h, h)
 
     @property
@@ -193,7 +196,7 @@ class GraphTrunk(nn.Module):
         """Re-initialise every layer."""
         self.atom_embedding.reset_parameters()
         self.bond_embedding.reset_parameters()
-        for module in (*self.convs, *self.norms, self.attentivefp, self.output):
+        for module in (*self.convs, *self.norms, self.attentivefp, self.readout_norm, self.output):
             reset = getattr(module, "reset_parameters", None)
             if callable(reset):
                 reset()
@@ -212,7 +215,7 @@ class GraphTrunk(nn.Module):
                 x = x + self.dropout(torch.relu(norm(conv(x, data.edge_index, e))))
             pool = {"sum": global_add_pool, "mean": global_mean_pool, "max": global_max_pool}
             g = pool[self.pooling](x, batch, size)
-        return self.output(g)
+        return self.output(self.readout_norm(g))
 
     def extra_repr(self) -> str:
         return (
