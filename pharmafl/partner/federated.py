@@ -10,7 +10,9 @@ Local state lives in ``PARTNER_DIR/models/federated/``: ``committed.pt`` (the tr
 the last aggregated round) and ``pending/<round id>.pt`` (after training in the current
 round). A pending state is committed when the next spec says its round was aggregated, and
 discarded when the round aborted, so a retried round retrains from the same state (same
-seeds, same result) and a restarted partner never redoes a completed round.
+seeds, same result) and a restarted partner never redoes a completed round: a partner
+refuses any round it already advertised keys in. A round-0 spec starts from scratch (the
+state an earlier run left in the folder is dropped).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pharmafl.common.errors import FederationError
+from pharmafl.common.errors import EnvelopeRejectedError, FederationError
 from pharmafl.common.io import atomic_write_text
 from pharmafl.model import (
     LocalTrainer,
@@ -43,6 +45,7 @@ from pharmafl.model import (
 )
 from pharmafl.model.config import GraphTrunkConfig, SparseTrunkConfig
 from pharmafl.secure import (
+    EnvelopeGuard,
     ExchangeStore,
     Identity,
     Roster,
@@ -143,6 +146,11 @@ class _State:
 
     def settle(self, spec: TrainSpec) -> None:
         """Commit the previous round's pending state if it was aggregated; drop the rest."""
+        if spec.round_index == 0:
+            # Round 0 starts a run: nothing an earlier run committed here may leak into it
+            # (it would also block every commit: last_committed_round is that run's).
+            self.meta.unlink(missing_ok=True)
+            self.committed.unlink(missing_ok=True)
         if not self.pending_dir.is_dir():
             return
         pend = sorted(self.pending_dir.glob("*.pt"))
@@ -183,6 +191,19 @@ def _global_trunk(
         timeout_s=timeout_s,
     )
     return trunk_from_bytes(env.payload, expected_sha256=spec.global_trunk_sha256)
+
+
+def _already_joined(store: ExchangeStore, who: PartnerIdentity, round_id: str) -> bool:
+    """Whether this partner's signed key advertisement for ``round_id`` is in the store."""
+    me, operator = who.identity.id, who.roster.operator
+    guard = EnvelopeGuard(who.roster, me=me, round_id=round_id)
+    for env in store.list(round_id, "advertise", operator, sender=me):
+        try:
+            guard.check(env, kind="advertise", senders=(me,), recipient=operator)
+        except EnvelopeRejectedError:
+            continue  # not really mine (the store is untrusted)
+        return True
+    return False
 
 
 def fetch_spec(
@@ -238,6 +259,15 @@ def partner_round(
         raise FederationError("this round is the final evaluation; use partner_finish.")
     if me not in spec.participants:
         raise FederationError(f"{me!r} is not a participant of round {round_id}.")
+    if _already_joined(store, who, round_id):
+        # Its round keys lived only in memory: a restarted partner can never rejoin a round
+        # it advertised in. Refuse before touching any state (settle would drop newer
+        # pending states) or writing to the store.
+        raise FederationError(
+            f"{me} already took part in round {round_id}; a round is never redone.",
+            fix="nothing to do: the operator aggregates without it or retries the round under "
+            "a fresh round id.",
+        )
     t0 = time.perf_counter()
     state = _State(pdir)
     state.settle(spec)
