@@ -1,0 +1,190 @@
+"""Federated training end to end in embedded mode: ``run_train`` (the flow behind
+``pharmafl train``) with three real partners, each partner round a Prefect flow run in its
+own thread, under a temporary Prefect API. Checks what may leave a partner and what the
+operator ends up holding."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pharmafl.ledger import read_entries, verify_ledger
+from pharmafl.secure import Envelope, load_roster
+from pharmafl.server import (
+    FederationPlan,
+    LocalTrainingSpec,
+    TrainingState,
+    TrunkLayout,
+    trunk_from_bytes,
+)
+from pharmafl.simulate.federation import setup_federation
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+ROUNDS = 2
+PARTNERS = ("alpha", "bravo", "charlie")
+
+
+@pytest.fixture(scope="module")
+def trained(
+    prepared_consortium: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, Any]]:
+    """A 2-round embedded run through run_train on a copy of the prepared consortium."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.train import run_train
+
+    cdir = tmp_path_factory.mktemp("embedded") / "c"
+    shutil.copytree(prepared_consortium, cdir)
+    for key in cdir.glob("partners/*/key.json"):
+        os.chmod(key, 0o600)
+    plan = FederationPlan(
+        rounds=ROUNDS,
+        trunk={"kind": "sparse", "hidden_sizes": [64], "dropouts": [0.1]},
+        local=LocalTrainingSpec(epochs=1, batch_size=128, head_finetune_epochs=1),
+        stage_timeout_s=60,
+    )
+    setup_federation(cdir, plan)
+    with prefect_test_harness(server_startup_timeout=120):
+        result = run_train(cdir)
+    return cdir, result
+
+
+def _store_files(cdir: Path) -> list[Path]:
+    return [p for p in (cdir / "exchange").rglob("*") if p.is_file()]
+
+
+def _envelopes(cdir: Path, kind: str) -> list[Envelope]:
+    out = []
+    for path in sorted((cdir / "exchange").glob(f"*/{kind}/*/*.env")):
+        with path.open("rb") as fh:
+            out.append(Envelope.read_from(fh))
+    return out
+
+
+def _layout(cdir: Path) -> TrunkLayout:
+    return TrunkLayout.of(trunk_from_bytes((cdir / "operator/initial_trunk.npz").read_bytes()))
+
+
+def test_every_partner_contributes_every_round(trained: tuple[Path, dict[str, Any]]) -> None:
+    cdir, result = trained
+    assert result["rounds"] == ROUNDS and result["stop_reason"] == "round budget"
+    assert [h["round"] for h in result["history"]] == list(range(ROUNDS))
+    for h in result["history"]:
+        assert h["contributors"] == list(PARTNERS) and h["dropped"] == []
+    assert result["dropped"] == {str(r): [] for r in range(ROUNDS)}
+    hashes = [h["trunk_sha256"] for h in result["history"]]
+    assert len(set(hashes)) == ROUNDS and hashes[-1] == result["final_trunk_sha256"]
+    state = TrainingState.load(cdir / "operator" / "state")
+    assert state is not None and state.finished and state.next_round == ROUNDS
+
+
+def test_every_partner_has_its_federated_model(trained: tuple[Path, dict[str, Any]]) -> None:
+    cdir, result = trained
+    for name in PARTNERS:
+        model_dir = cdir / "partners" / name / "models" / "federated" / "model"
+        metrics = json.loads((model_dir / "metrics.json").read_text())
+        assert metrics["model_name"] == "federated"
+        for split in ("validation", "test"):
+            assert metrics[split] is not None and metrics[split]["n_rows"] > 0
+            assert "classification" in metrics[split]
+        extra = json.loads((model_dir / "hyperparameters.json").read_text())["extra"]
+        assert extra["global_trunk_sha256"] == result["final_trunk_sha256"]
+        assert extra["rounds"] == ROUNDS
+        state = json.loads((model_dir.parent / "state.json").read_text())
+        assert state == {"last_committed_round": ROUNDS - 1}
+        assert not (model_dir.parent / "pending").exists()
+
+
+def test_the_ledger_verifies_and_records_the_run(trained: tuple[Path, dict[str, Any]]) -> None:
+    cdir, result = trained
+    roster = load_roster(cdir / "operator" / "roster.json")
+    check = verify_ledger(cdir / "operator" / "ledger.jsonl", roster)
+    assert check.ok and check.signatures_checked, check.message
+    entries = read_entries(cdir / "operator" / "ledger.jsonl")
+    events = Counter(e.event.value for e in entries)
+    assert events["training_started"] == 1
+    assert events["round_started"] == ROUNDS
+    assert events["update_submitted"] == ROUNDS * len(PARTNERS)
+    assert events["aggregate_applied"] == ROUNDS
+    assert events["training_finished"] == 1
+    assert events["partner_dropped"] == 0 and events["round_aborted"] == 0
+    assert entries[0].event.value == "training_started"
+    assert entries[-1].event.value == "training_finished"
+    submitted = {
+        (e.payload["round"], e.payload["partner"])
+        for e in entries
+        if e.event.value == "update_submitted"
+    }
+    assert submitted == {(r, p) for r in range(ROUNDS) for p in PARTNERS}
+    final = next(e for e in entries if e.event.value == "training_finished")
+    assert final.payload["final_trunk_hash"] == result["final_trunk_sha256"]
+
+
+def test_only_envelopes_travel_and_they_hold_the_trunk_only(
+    trained: tuple[Path, dict[str, Any]],
+) -> None:
+    cdir, _ = trained
+    files = _store_files(cdir)
+    assert files and all(p.suffix == ".env" and not p.name.startswith(".") for p in files)
+
+    # Masked updates: exactly the trunk's P parameters + 1 example count, 4 bytes each -
+    # there is no room for a head parameter.
+    layout = _layout(cdir)
+    masked = _envelopes(cdir, "masked")
+    assert len(masked) == ROUNDS * len(PARTNERS)
+    assert {m.sender for m in masked} == set(PARTNERS)
+    for env in masked:
+        assert len(env.payload) == (layout.size + 1) * 4
+        assert env.headers["length"] == str(layout.size + 1)
+
+    # The published global trunks: trunk parameters only.
+    trunks = _envelopes(cdir, "global_trunk")
+    assert len(trunks) == ROUNDS + 1  # every round and the final evaluation
+    for env in trunks:
+        with np.load(io.BytesIO(env.payload), allow_pickle=False) as z:
+            assert z.files and all(k.startswith("trunk.") for k in z.files)
+
+    # What partners chose to share: scalars only.
+    for env in _envelopes(cdir, "partner_report"):
+        doc = json.loads(env.payload)
+        assert set(doc) == {"partner", "round_index", "examples", "validation", "compute_seconds"}
+        assert all(isinstance(v, float) for v in doc["validation"].values())
+
+
+def test_the_operator_holds_no_key_and_no_partner_data(
+    trained: tuple[Path, dict[str, Any]],
+) -> None:
+    cdir, _ = trained
+    odir = cdir / "operator"
+    files = [p for p in odir.rglob("*") if p.is_file()]
+    assert not [p for p in files if p.name == "key.json"]
+    secrets = [
+        json.loads((cdir / "partners" / name / "key.json").read_text())["key"] for name in PARTNERS
+    ]
+    partner_files = {
+        p.name
+        for name in PARTNERS
+        for sub in ("prepared", "raw")
+        for p in (cdir / "partners" / name / sub).iterdir()
+    }
+    for path in files:
+        data = path.read_bytes()
+        for secret in secrets:
+            assert secret.encode() not in data and bytes.fromhex(secret) not in data, path
+        assert path.name not in partner_files, path
+        assert path.suffix not in (".csv", ".sdf", ".parquet", ".pt"), path
+    # Every array the operator keeps is a trunk parameter (or server-optimizer state).
+    allowed = ("trunk.", "trunk/trunk.", "opt/")  # checkpoints: trunk/<name>, opt/<moment>
+    for path in files:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                assert z.files and all(k.startswith(allowed) for k in z.files), path
