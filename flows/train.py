@@ -34,13 +34,13 @@ log = logging.getLogger(__name__)
 
 
 class EmbeddedLauncher:
-    """Partner rounds as flow runs in threads of this process (one per partner)."""
+    """Partner rounds as flow runs in threads of this process (a thread per run)."""
 
     def __init__(self, partner_dirs: dict[str, Path], exchange_url: str, timeout_s: float):
         self.partner_dirs = partner_dirs
         self.exchange_url = exchange_url
         self.timeout_s = timeout_s
-        self._pool = ThreadPoolExecutor(max_workers=max(1, len(partner_dirs)))
+        self._pools: list[ThreadPoolExecutor] = []
         self._runs: dict[str, Future[Any]] = {}
         self._lock = threading.Lock()
 
@@ -57,8 +57,13 @@ class EmbeddedLauncher:
         )
 
     def start(self, partner: str, round_id: str, *, final: bool) -> None:
+        # Never a shared, bounded pool: a straggler still running after finish() gave up on
+        # it would hold a thread that the next round's partners need at the same time.
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pharmafl-{partner}")
         with self._lock:
-            self._runs[partner] = self._pool.submit(self._run, partner, round_id, final)
+            self._runs[partner] = pool.submit(self._run, partner, round_id, final)
+            self._pools.append(pool)
+        pool.shutdown(wait=False)  # its thread ends with the run
 
     def failed(self) -> dict[str, str]:
         with self._lock:
@@ -79,11 +84,18 @@ class EmbeddedLauncher:
             try:
                 fut.result(timeout=max(0.0, deadline - time.monotonic()))
             except Exception as exc:  # the partner's failure is a dropout, not ours
-                out[partner] = f"{type(exc).__name__}: {exc}"[:300]
+                out[partner] = (
+                    f"{type(exc).__name__}: {exc}"[:300]
+                    if fut.done()
+                    else f"still running after {timeout_s:.0f} s"
+                )
         return out
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        with self._lock:
+            pools, self._pools = self._pools, []
+        for pool in pools:
+            pool.shutdown(wait=True)
 
 
 class DeploymentLauncher:

@@ -1,0 +1,157 @@
+"""The operator's training flow under a real (temporary) Prefect API: one embedded round,
+and pharmafl errors that come back as clean failures (no traceback in what Prefect logs)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from flows.train import EmbeddedLauncher
+from pharmafl.common.errors import FederationError
+from pharmafl.server import FederationPlan, LocalTrainingSpec
+from pharmafl.simulate.federation import setup_federation
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+PARTNERS = ("alpha", "bravo", "charlie")
+
+
+def _federation(prepared: Path, dst: Path) -> Path:
+    shutil.copytree(prepared, dst)
+    for key in dst.glob("partners/*/key.json"):
+        os.chmod(key, 0o600)
+    plan = FederationPlan(
+        rounds=1,
+        trunk={"kind": "sparse", "hidden_sizes": [32], "dropouts": [0.1]},
+        local=LocalTrainingSpec(epochs=1, batch_size=128, head_finetune_epochs=1),
+        stage_timeout_s=60,
+    )
+    setup_federation(dst, plan)
+    return dst
+
+
+def _logs(flow_run_id: UUID) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()  # logs reach the API in batches
+    with get_client(sync_client=True) as client:
+        return client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+
+
+def _partner_runs(cdir: Path) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["pharmafl-partner-round"]))
+        )
+    return [r for r in runs if str(r.parameters.get("partner_dir", "")).startswith(str(cdir))]
+
+
+def test_train_flow_runs_one_embedded_round(
+    prefect_harness: None, prepared_consortium: Path, tmp_path: Path
+) -> None:
+    from flows.train import train_flow
+
+    cdir = _federation(prepared_consortium, tmp_path / "c")
+    state = train_flow(str(cdir), return_state=True)
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert result["rounds"] == 1 and result["stop_reason"] == "round budget"
+    assert result["history"][0]["contributors"] == list(PARTNERS)
+    assert (cdir / "exchange").is_dir()  # the default store: CONSORTIUM_DIR/exchange
+
+    # One round and one final evaluation per partner, each its own completed flow run.
+    runs = _partner_runs(cdir)
+    assert len(runs) == 2 * len(PARTNERS)
+    assert all(r.state is not None and r.state.is_completed() for r in runs)
+    assert sorted(bool(r.parameters["final"]) for r in runs) == [False] * 3 + [True] * 3
+    assert {Path(r.parameters["partner_dir"]).name for r in runs} == set(PARTNERS)
+
+    flow_run_id = state.state_details.flow_run_id
+    assert flow_run_id is not None
+    messages = [log.message for log in _logs(flow_run_id)]
+    assert any("round 0: 3 contributors, 0 dropped" in m for m in messages), messages
+
+
+def test_a_pharmafl_error_is_a_clean_failure(
+    prefect_harness: None, prepared_consortium: Path, tmp_path: Path
+) -> None:
+    from flows.train import run_train, train_flow
+
+    cdir = _federation(prepared_consortium, tmp_path / "c")
+    (cdir / "operator" / "plan.json").unlink()
+
+    with pytest.raises(FederationError, match="no federation plan") as err:
+        run_train(cdir)
+    assert err.value.file is not None and err.value.file.endswith("plan.json")
+
+    state = train_flow(str(cdir), return_state=True)
+    assert state.is_failed()
+    assert "no federation plan" in (state.message or "")
+    flow_run_id = state.state_details.flow_run_id
+    assert flow_run_id is not None
+    messages = [log.message for log in _logs(flow_run_id)]
+    assert any("training failed:" in m and "plan.json" in m for m in messages), messages
+    assert not any("Traceback" in m for m in messages), messages
+    assert not _partner_runs(cdir)  # nothing was started at any partner
+    assert not (cdir / "operator" / "state").exists()
+    assert not (cdir / "operator" / "ledger.jsonl").exists()
+
+
+def test_cli_train_reports_the_error_without_traceback(
+    prefect_harness: None, prepared_consortium: Path, tmp_path: Path
+) -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    cdir = _federation(prepared_consortium, tmp_path / "c")
+    (cdir / "operator" / "plan.json").unlink()
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    exe = Path(sys.executable).with_name("pharmafl")
+    res = subprocess.run(
+        [str(exe), "train", str(cdir)], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "no federation plan" in res.stderr and "plan.json" in res.stderr
+    assert "Traceback" not in res.stderr + res.stdout
+
+
+class _Straggling(EmbeddedLauncher):
+    """Partner work replaced by its timing only: in round r0 partner "slow" overruns; in
+    r1 every partner must be running at the same time (as in secure aggregation)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.together = threading.Barrier(3, timeout=2.0)
+
+    def _run(self, partner: str, round_id: str, final: bool) -> Any:
+        if round_id == "r0":
+            if partner == "slow":
+                time.sleep(3.0)
+            return None
+        return self.together.wait()
+
+
+def test_a_straggler_does_not_starve_the_next_round() -> None:
+    launcher = _Straggling({p: Path(p) for p in ("a", "b", "slow")}, "unused", 1.0)
+    try:
+        for p in ("a", "b", "slow"):
+            launcher.start(p, "r0", final=False)
+        assert launcher.finish(0.2) == {"slow": "still running after 0 s"}
+        for p in ("a", "b", "slow"):
+            launcher.start(p, "r1", final=False)
+        assert launcher.finish(10.0) == {}
+    finally:
+        launcher.close()
