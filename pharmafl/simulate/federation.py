@@ -8,7 +8,6 @@ config and seed (on a partner-side machine: it needs torch; the operator never d
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +72,9 @@ def setup_federation(consortium_dir: str | Path, plan: FederationPlan) -> Path:
         odir / ROSTER_FILE,
         consortium=params.consortium_name,
     )
+    roster_bytes = (odir / ROSTER_FILE).read_bytes()
     for p in partners:
-        shutil.copyfile(odir / ROSTER_FILE, p / ROSTER_FILE)
+        atomic_write_bytes(p / ROSTER_FILE, roster_bytes)
         atomic_write_text(p / ROSTER_PIN_FILE, roster.fingerprint() + "\n")
     atomic_write_text(odir / PLAN_FILE, plan.model_dump_json(indent=2) + "\n")
     atomic_write_bytes(odir / INITIAL_TRUNK_FILE, trunk_to_bytes(initial_trunk(trunk, plan.seed)))

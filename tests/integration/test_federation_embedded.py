@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from pharmafl.common.errors import FederationError
+from pharmafl.common.params import load_consortium_parameters
 from pharmafl.ledger import read_entries, verify_ledger
 from pharmafl.secure import Envelope, load_roster
 from pharmafl.server import (
@@ -188,3 +190,25 @@ def test_the_operator_holds_no_key_and_no_partner_data(
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
                 assert z.files and all(k.startswith(allowed) for k in z.files), path
+
+
+def test_setup_pinned_one_roster_everywhere_and_refuses_a_second_setup(
+    trained: tuple[Path, dict[str, Any]],
+) -> None:
+    cdir, _ = trained
+    roster_bytes = (cdir / "operator" / "roster.json").read_bytes()
+    fingerprint = load_roster(cdir / "operator" / "roster.json").fingerprint()
+    for name in PARTNERS:
+        pdir = cdir / "partners" / name
+        assert (pdir / "roster.json").read_bytes() == roster_bytes
+        assert (pdir / "roster.pin").read_text().strip() == fingerprint
+        assert sorted(p.name for p in (pdir / "identity").iterdir()) == [
+            f"{name}.key.json",
+            f"{name}.pub.json",
+        ]
+    plan = FederationPlan.model_validate_json((cdir / "operator" / "plan.json").read_text())
+    params = load_consortium_parameters(cdir / "operator" / "consortium.json")
+    assert plan.trunk["input_size"] == params.fingerprint.fold_size
+    with pytest.raises(FederationError, match="already has identities"):
+        setup_federation(cdir, plan)
+    assert (cdir / "operator" / "roster.json").read_bytes() == roster_bytes
