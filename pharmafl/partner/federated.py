@@ -17,6 +17,7 @@ state an earlier run left in the folder is dropped).
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 
 from pharmafl.common.errors import EnvelopeRejectedError, FederationError
-from pharmafl.common.io import atomic_write_text
+from pharmafl.common.io import atomic_write_bytes, atomic_write_text
 from pharmafl.model import (
     LocalTrainer,
     MetricsReport,
@@ -167,15 +168,54 @@ class _State:
 
 def _trainer(pdir: Path, state: _State, spec: TrainSpec, partner: str) -> LocalTrainer:
     data = load_prepared(pdir / "prepared", with_graphs=spec.trunk.get("kind") == "graph")
-    if state.committed.is_file():
-        return LocalTrainer.from_checkpoint(state.committed, data)
     trunk = fit_trunk_to_data(_trunk_config(spec), data)
     config = _train_config(spec, partner)
     # Seeded: the head's initial weights shape every trunk update (and so the global trunk).
     model = MultiTaskModel.from_config(
         local_model_config(trunk, data.n_cls_tasks, data.n_reg_tasks), seed=config.seed
     )
-    return LocalTrainer(model, data, config)
+    trainer = LocalTrainer(model, data, config)
+    if state.committed.is_file():
+        _load_local_state(trainer, state.committed)
+    return trainer
+
+
+def _save_local_state(trainer: LocalTrainer, path: Path) -> None:
+    """Save what a partner keeps between rounds: its private head and its place in the data.
+
+    Not the trunk (the next global trunk replaces it) and not the optimizer: the local
+    optimizer restarts every round, as in the FedAvg/FedProx reference implementations, which
+    keeps the state small (a head, not three copies of a 32k-input trunk).
+    """
+    doc = {
+        "format": "pharmafl.partner_state/1",
+        "heads": {k: v for k, v in trainer.model.state_dict().items() if k.startswith("heads.")},
+        "counters": {"epoch": trainer.epoch, "step": trainer.step, "position": trainer.position},
+    }
+    buf = io.BytesIO()
+    torch.save(doc, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _load_local_state(trainer: LocalTrainer, path: Path) -> None:
+    doc = torch.load(path, map_location="cpu", weights_only=True)
+    if doc.get("format") != "pharmafl.partner_state/1":
+        raise FederationError(
+            "not a partner state file.", file=path, fix="delete models/federated/ and rejoin."
+        )
+    missing = trainer.model.load_state_dict(doc["heads"], strict=False)
+    if missing.unexpected_keys or any(k.startswith("heads.") for k in missing.missing_keys):
+        raise FederationError(
+            "the saved private head does not fit this partner's tasks.",
+            file=path,
+            fix="prepared/ changed since the run started; start a new run.",
+        )
+    c = doc["counters"]
+    trainer.epoch, trainer.step, trainer.position = (
+        int(c["epoch"]),
+        int(c["step"]),
+        int(c["position"]),
+    )
 
 
 def _global_trunk(
@@ -292,7 +332,7 @@ def partner_round(
         validation = _shared_validation(trainer)
     update = flatten_trunk(local, layout) - flatten_trunk(global_state, layout)
     state.pending_dir.mkdir(parents=True, exist_ok=True)
-    trainer.save_checkpoint(state.pending(round_id))
+    _save_local_state(trainer, state.pending(round_id))
     compute = time.perf_counter() - t0
 
     client.run(update, len(trainer.train_rows), timeout_s=timeout_s, poll_s=poll_s)
