@@ -44,6 +44,24 @@ def setup(
     typer.echo(f"operator folder ready: {odir}")
 
 
+@federation_app.command("init-trunk")
+def init_trunk(
+    plan: Annotated[Path, typer.Argument(help="The operator's plan.json (trunk config, seed).")],
+    out: Annotated[Path, typer.Option(help="Where to write the initial trunk (.npz).")],
+) -> None:
+    """Create the initial global trunk from the plan (run once on a partner-side machine:
+    it needs torch; the operator then copies it to operator/initial_trunk.npz)."""
+    from pharmafl.common.io import atomic_write_bytes, sha256_bytes
+    from pharmafl.server.plan import FederationPlan
+    from pharmafl.server.trunk import trunk_to_bytes
+    from pharmafl.simulate.federation import initial_trunk
+
+    p = FederationPlan.model_validate_json(plan.read_text(encoding="utf-8"))
+    data = trunk_to_bytes(initial_trunk(p.trunk, p.seed))
+    atomic_write_bytes(out, data)
+    typer.echo(f"{out}: sha256 {sha256_bytes(data)}")
+
+
 def train(
     consortium_dir: Annotated[
         Path, typer.Argument(help="Consortium folder (operator/, partners/).")

@@ -318,7 +318,8 @@ def run_training(
             raise FederationError(
                 "no initial trunk.",
                 file=init,
-                fix="create it with `pharmafl federation init-trunk` on a partner-side machine.",
+                fix="create it with `pharmafl federation init-trunk PLAN --out FILE` on a "
+                "partner-side machine (it needs torch) and copy it here.",
             )
         data = init.read_bytes()
         state = TrainingState(trunk=trunk_from_bytes(data))
