@@ -60,10 +60,10 @@ class DemoConfig(BaseModel):
         base: dict[str, Any] = {
             "max_compounds": 1200,
             "hidden": 500,
-            "local_epochs": 15,
-            "rounds": 6,
+            "local_epochs": 10,
+            "rounds": 4,
             "fed_patience": 3,
-            "head_finetune_epochs": 6,
+            "head_finetune_epochs": 5,
         }
         return cls(**(base | overrides))
 
@@ -90,11 +90,45 @@ def _metrics(report: Any) -> dict[str, Any]:
     return {"test": agg(report.test), "valid": agg(report.validation)}
 
 
-def _model_metrics(report: Any) -> Any:
+def _model_metrics(report: Any, partner: str, model: str) -> Any:
+    from pharmafl.common.errors import EvaluationError
     from pharmafl.report import ModelMetrics
 
     m = _metrics(report)
+    if "roc_auc" not in m["test"] or "auc_pr" not in m["test"]:
+        raise EvaluationError(
+            f"partner {partner!r} has no classification task that passes the evaluation "
+            f"quorum on its test fold ({model} model), so it cannot be scored.",
+            fix="simulate more compounds per partner (--max-compounds) or lower "
+            "DemoConfig.eval_fold_min.",
+        )
     return ModelMetrics.from_aggregates(m["test"], m["valid"])
+
+
+def _benefit(local: Any, federated: Any) -> tuple[Any, list[Any]]:
+    """What a partner computes locally from its own per-task test metrics and chooses to share:
+    aggregate deltas (MELLODDY-style) and the ECDF difference of per-task ROC-AUC / AUC-PR."""
+    import pandas as pd
+
+    from pharmafl.evaluation import benefit_summary, ecdf_difference
+    from pharmafl.report.models import EcdfDifference
+
+    if local.test is None or local.test.classification is None:
+        return None, []
+    if federated.test is None or federated.test.classification is None:
+        return None, []
+    a = pd.DataFrame(local.test.classification.per_task)
+    b = pd.DataFrame(federated.test.classification.per_task)
+    benefit = benefit_summary(a, b, "classification")
+    keep_a = a[a["aggregation_weight"] > 0] if "aggregation_weight" in a else a
+    keep_b = b[b["aggregation_weight"] > 0] if "aggregation_weight" in b else b
+    curves = [
+        EcdfDifference.from_frame(
+            ecdf_difference(keep_a[m].dropna().to_numpy(), keep_b[m].dropna().to_numpy()), m
+        )
+        for m in ("roc_auc", "auc_pr")
+    ]
+    return benefit, curves
 
 
 def run_demo(
@@ -234,12 +268,15 @@ def run_demo(
             (p / "models" / "federated" / "model" / "metrics.json").read_text()
         )
         c = manifests[p.name]["counts"]
+        benefit, curves = _benefit(local[p.name], fed_report)
         rows.append(
             PartnerSummary(
                 name=p.name,
-                local=_model_metrics(local[p.name]),
-                federated=_model_metrics(fed_report),
-                pooled=_model_metrics(pooled.partners[p.name]),
+                local=_model_metrics(local[p.name], p.name, "local"),
+                federated=_model_metrics(fed_report, p.name, "federated"),
+                pooled=_model_metrics(pooled.partners[p.name], p.name, "pooled"),
+                benefit=benefit,
+                ecdf=curves,
                 contribution=PartnerContribution(
                     data=DataContribution(
                         compounds=c["descriptor_vectors"],

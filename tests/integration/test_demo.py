@@ -1,0 +1,50 @@
+"""``pharmafl demo`` end to end at a tiny size: every stage runs, the outputs are complete."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from pharmafl.demo import DemoConfig, run_demo
+from pharmafl.schema_registry import SCHEMA_DIR
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
+def test_tiny_demo_writes_summary_report_and_verified_ledger(
+    small_consortium: Path, tmp_path: Path
+) -> None:
+    del small_consortium  # only for its skip when FS-Mol is missing
+    cfg = DemoConfig(
+        partners=2,
+        max_compounds=500,
+        hidden=32,
+        local_epochs=2,
+        patience=2,
+        rounds=2,
+        fed_patience=2,
+        head_finetune_epochs=1,
+        eval_fold_min=1,
+        seed=1,
+    )
+    lines: list[str] = []
+    result = run_demo(tmp_path / "demo", cfg, say=lines.append)
+    summary = json.loads(result.summary_path.read_text())
+    schema = json.loads((SCHEMA_DIR / "consortium_summary.schema.json").read_text())
+    jsonschema.validate(summary, schema)
+    assert summary["secure_aggregation"] is True
+    assert summary["rounds"] == 2
+    assert [p["name"] for p in summary["partners"]] == ["alpha", "bravo"]
+    for p in summary["partners"]:
+        for model in ("local", "federated", "pooled"):
+            assert 0.0 <= p[model]["roc_auc"] <= 1.0
+            assert 0.0 <= p[model]["auc_pr"] <= 1.0
+        assert p["contribution"]["rounds"]["submitted"] == 2
+    assert summary["ledger"]["verified"] is True
+    html = result.report_path.read_text()
+    assert html.count("<img") >= 3 and "alpha" in html
+    assert (tmp_path / "demo" / "exchange").is_dir()
+    assert "alpha" in result.table and "gap capture" in result.table
