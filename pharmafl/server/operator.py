@@ -412,7 +412,16 @@ def run_training(
                     },
                 )
         for partner in result.dropped:
-            reason = failures.get(partner, "did not complete the secure-aggregation stages")
+            # Only the error's kind reaches the ledger every partner reads: exception texts can
+            # hold a partner's file paths. The full text stays in the operator's local log.
+            detail = failures.get(partner)
+            if detail:
+                log.warning("partner %s dropped in round %d: %s", partner, index, detail)
+            reason = (
+                detail.split(":", 1)[0].strip()[:100]
+                if detail
+                else "did not complete the secure-aggregation stages"
+            )
             _ledger(
                 ctx,
                 LedgerEvent.PARTNER_DROPPED,

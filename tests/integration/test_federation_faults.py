@@ -208,6 +208,8 @@ def test_partner_crash_after_key_stages_is_a_dropout(
     dropped = _events(entries, "partner_dropped")
     assert [(d["round"], d["partner"]) for d in dropped] == [(0, "charlie")]
     assert all("ModelError" in d["reason"] for d in dropped)
+    # the ledger every partner reads names the error's kind, never a partner's file paths
+    assert all(str(cdir) not in d["reason"] and "/" not in d["reason"] for d in dropped)
     submitted = Counter((u["round"], u["partner"]) for u in _events(entries, "update_submitted"))
     assert submitted == Counter({(0, "alpha"): 1, (0, "bravo"): 1})
     applied = _events(entries, "aggregate_applied")
