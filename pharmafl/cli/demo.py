@@ -19,6 +19,9 @@ def demo(
     max_compounds: Annotated[int | None, typer.Option(help="Compounds per partner.")] = None,
     rounds: Annotated[int | None, typer.Option(min=1, help="Federated round budget.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the simulation and training.")] = None,
+    source: Annotated[
+        Path | None, typer.Option(help="Rehearse on any file of a supported shape instead.")
+    ] = None,
 ) -> None:
     """Run a simulated 4-partner FS-Mol consortium end to end and write DIR/report/."""
     from pharmafl.demo import DemoConfig, run_demo
@@ -30,6 +33,7 @@ def demo(
             "max_compounds": max_compounds,
             "rounds": rounds,
             "seed": seed,
+            "source": str(source) if source is not None else None,
         }.items()
         if v is not None
     }
