@@ -20,7 +20,7 @@ import json
 import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -55,21 +55,7 @@ EnvelopeKind = Literal[
     "global_trunk",
     "partner_report",
 ]
-ENVELOPE_KINDS: tuple[str, ...] = (
-    "round_spec",
-    "advertise",
-    "keys",
-    "shares",
-    "relay",
-    "masked",
-    "survivors",
-    "confirm",
-    "unmask_request",
-    "unmask",
-    "train_spec",
-    "global_trunk",
-    "partner_report",
-)
+ENVELOPE_KINDS: tuple[str, ...] = get_args(EnvelopeKind)
 MAGIC = b"PFLENV1\n"
 _DOMAIN = b"pharmafl/envelope/v1\n"
 _MAX_HEADER = 1 << 20
