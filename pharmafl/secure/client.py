@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from pharmafl.common import crypto
 from pharmafl.common.errors import EnvelopeRejectedError, SecureAggregationError
 from pharmafl.secure import masking, shamir
+from pharmafl.secure._timing import StageStats, now
 from pharmafl.secure.envelope import (
     Envelope,
     EnvelopeGuard,
@@ -51,36 +52,19 @@ from pharmafl.secure.store import ExchangeStore
 logger = logging.getLogger(__name__)
 
 
-def _now() -> tuple[float, float]:
-    """(wall clock, this thread's CPU time): stage timings report both."""
-    return time.perf_counter(), time.thread_time()
-
-
 #: Partner stages, in order.
 CLIENT_STAGES: tuple[str, ...] = ("advertise", "share_keys", "submit", "confirm", "unmask")
 
 
 @dataclass
-class ClientStats:
+class ClientStats(StageStats):
     """Where a partner's protocol time went (seconds per stage, mask throughput)."""
 
-    seconds: dict[str, float] = field(default_factory=dict)
-    cpu_seconds: dict[str, float] = field(default_factory=dict)
     mask_bytes: int = 0
     mask_seconds: float = 0.0
     mask_cpu_seconds: float = 0.0
     upload_bytes: int = 0
     masked_envelope_bytes: int = 0
-
-    @property
-    def total_seconds(self) -> float:
-        """Protocol wall seconds over all stages (excluding waiting for others)."""
-        return sum(self.seconds.values())
-
-    @property
-    def total_cpu_seconds(self) -> float:
-        """Protocol CPU seconds over all stages."""
-        return sum(self.cpu_seconds.values())
 
 
 class SecAggClient:
@@ -192,9 +176,7 @@ class SecAggClient:
         return self.spec
 
     def _timed(self, stage: str, start: tuple[float, float]) -> None:
-        wall, cpu = time.perf_counter() - start[0], time.thread_time() - start[1]
-        self.stats.seconds[stage] = self.stats.seconds.get(stage, 0.0) + wall
-        self.stats.cpu_seconds[stage] = self.stats.cpu_seconds.get(stage, 0.0) + cpu
+        self.stats.record(stage, start)
 
     # --- stages --------------------------------------------------------------------------
 
@@ -203,7 +185,7 @@ class SecAggClient:
         env = self._fetch("round_spec")
         if env is None:
             return False
-        start = _now()
+        start = now()
         spec = RoundSpec.from_payload(env.payload)
         n = len(spec.partners)
         floor = self._min_threshold if self._min_threshold is not None else min_threshold(n)
@@ -227,7 +209,7 @@ class SecAggClient:
         env = self._fetch("keys")
         if env is None:
             return False
-        start = _now()
+        start = now()
         spec = self._spec()
         doc = KeysPayload.from_payload(env.payload)
         adverts: dict[str, AdvertisePayload] = {}
@@ -283,7 +265,7 @@ class SecAggClient:
         env = self._fetch("relay")
         if env is None:
             return False
-        start = _now()
+        start = now()
         spec = self._spec()
         doc = RelayPayload.from_payload(env.payload)
         u2 = doc.shared
@@ -355,7 +337,7 @@ class SecAggClient:
         env = self._fetch("survivors")
         if env is None:
             return False
-        start = _now()
+        start = now()
         spec = self._spec()
         doc = SurvivorsPayload.from_payload(env.payload)
         u3 = doc.survivors
@@ -373,7 +355,7 @@ class SecAggClient:
         env = self._fetch("unmask_request")
         if env is None:
             return False
-        start = _now()
+        start = now()
         spec = self._spec()
         doc = UnmaskRequestPayload.from_payload(env.payload)
         self._need(doc.survivors == self.u3, "the unmask request names another U3")

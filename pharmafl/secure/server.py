@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from pydantic import ValidationError
@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from pharmafl.common import crypto
 from pharmafl.common.errors import EnvelopeRejectedError, SecureAggregationError
 from pharmafl.secure import masking, shamir
+from pharmafl.secure._timing import StageStats, now
 from pharmafl.secure.dp import DPConfig
 from pharmafl.secure.envelope import Envelope, EnvelopeGuard, EnvelopeKind, pack_envelopes, seal
 from pharmafl.secure.identity import Identity, Roster
@@ -46,34 +47,17 @@ from pharmafl.secure.store import ExchangeStore
 logger = logging.getLogger(__name__)
 
 
-def _now() -> tuple[float, float]:
-    """(wall clock, this thread's CPU time): stage timings report both."""
-    return time.perf_counter(), time.thread_time()
-
-
 #: Operator stages: the kind of partner message each one collects.
 SERVER_STAGES: tuple[EnvelopeKind, ...] = ("advertise", "shares", "masked", "confirm", "unmask")
 
 
 @dataclass
-class ServerStats:
+class ServerStats(StageStats):
     """Operator seconds per stage (receiving + closing), and unmasking time."""
 
-    seconds: dict[str, float] = field(default_factory=dict)
-    cpu_seconds: dict[str, float] = field(default_factory=dict)
     unmask_seconds: float = 0.0
     unmask_cpu_seconds: float = 0.0
     mask_bytes: int = 0
-
-    @property
-    def total_seconds(self) -> float:
-        """Protocol wall seconds over all stages (excluding waiting)."""
-        return sum(self.seconds.values())
-
-    @property
-    def total_cpu_seconds(self) -> float:
-        """Protocol CPU seconds over all stages."""
-        return sum(self.cpu_seconds.values())
 
 
 @dataclass
@@ -199,9 +183,7 @@ class SecAggServer:
         }.get(self.stage, ())
 
     def _timed(self, stage: str, start: tuple[float, float]) -> None:
-        wall, cpu = time.perf_counter() - start[0], time.thread_time() - start[1]
-        self.stats.seconds[stage] = self.stats.seconds.get(stage, 0.0) + wall
-        self.stats.cpu_seconds[stage] = self.stats.cpu_seconds.get(stage, 0.0) + cpu
+        self.stats.record(stage, start)
 
     def _abort(self, what: str, have: int) -> SecureAggregationError:
         self.stage = "aborted"
@@ -221,7 +203,7 @@ class SecAggServer:
                 f"round id {self.round_id!r} was already used in {self.store.url}.",
                 fix="every round needs a fresh id (it binds keys, ciphertexts and envelopes).",
             )
-        start = _now()
+        start = now()
         for p in self.spec.partners:
             self._send("round_spec", p, self.spec.to_payload())
         self.stage = "advertise"
@@ -250,7 +232,7 @@ class SecAggServer:
         Envelopes of the current stage are checked and kept; envelopes of a closed stage
         are rejected as late (logged, in the report), never used.
         """
-        start = _now()
+        start = now()
         accepted = 0
         if self.stage in SERVER_STAGES:
             current = SERVER_STAGES.index(self.stage)
@@ -351,7 +333,7 @@ class SecAggServer:
         stage = self.stage
         if stage not in SERVER_STAGES:
             raise SecureAggregationError(f"round {self.round_id} has no open stage ({stage}).")
-        start = _now()
+        start = now()
         t = self.spec.threshold
         if stage == "advertise":
             self.u1 = tuple(sorted(self._adverts))
@@ -407,7 +389,7 @@ class SecAggServer:
         return shamir.combine(shares, self.spec.threshold)
 
     def _finish(self) -> AggregateResult:
-        start = _now()
+        start = now()
         rid = self.round_id
         dropped = sorted(set(self.u2) - set(self.u3))
         masks: list[tuple[bytes, int]] = []
