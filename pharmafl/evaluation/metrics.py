@@ -4,13 +4,13 @@ Classification metrics are computed from probabilities of the positive class; re
 metrics are censor-aware the way SparseChem's censored MSE is (Arany et al. 2022, MELLODDY /
 SparseChem; ``../shared/reference/melloddy-stack.md`` §2.2 and §2.5).
 
-Both functions are pure and cheap (one ROC curve and one precision-recall curve per task, both
-from scikit-learn); the metrics that scikit-learn computes through heavy input validation
-(ROC-AUC, average precision, Cohen's kappa, log-loss, Brier) are computed from those curves or
-with NumPy by the *same* formulas, and the unit tests check them against
-``roc_auc_score``, ``average_precision_score``, ``cohen_kappa_score``, ``log_loss`` and
-``brier_score_loss``. That keeps :func:`pharmafl.evaluation.evaluate_tasks` on 500 tasks well
-under a second.
+Both functions are pure and cheap: one sort per task gives the ROC and precision-recall curves
+(scikit-learn's ``_binary_clf_curve`` construction, in NumPy: scikit-learn's per-call input
+validation cost more than the metrics themselves when a federated round scores hundreds of tasks
+at every epoch); every metric scikit-learn also has (ROC-AUC, AUC-PR, average precision,
+Cohen's kappa, log-loss, Brier) is computed by the *same* formula, and the unit tests check them
+against ``roc_auc_score``, ``precision_recall_curve`` + ``auc``, ``average_precision_score``,
+``cohen_kappa_score``, ``log_loss`` and ``brier_score_loss``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.metrics import auc, precision_recall_curve, r2_score, roc_curve
+from sklearn.metrics import r2_score
 
 from pharmafl.common.errors import EvaluationError
 
@@ -84,6 +84,34 @@ def _nan_classification(n_pos: int, n_neg: int) -> dict[str, float]:
     out["n_pos"] = float(n_pos)
     out["n_neg"] = float(n_neg)
     return out
+
+
+def _binary_curves(
+    y: np.ndarray, p: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """ROC (fpr, tpr) and precision-recall (precision, recall) curves of one task.
+
+    The points of ``sklearn.metrics.roc_curve(drop_intermediate=False)`` and
+    ``precision_recall_curve``: cumulative true/false positives at each distinct score,
+    highest first (ties form one point).
+    """
+    order = np.argsort(p, kind="mergesort")[::-1]
+    score = p[order]
+    distinct = np.flatnonzero(np.diff(score))
+    idx = np.r_[distinct, score.size - 1]
+    tps = np.cumsum(y[order], dtype=np.float64)[idx]
+    fps = 1.0 + idx - tps
+    fpr = np.r_[0.0, fps] / fps[-1]
+    tpr = np.r_[0.0, tps] / tps[-1]
+    precision = np.r_[(tps / (tps + fps))[::-1], 1.0]
+    recall = np.r_[(tps / tps[-1])[::-1], 0.0]
+    return fpr, tpr, precision, recall
+
+
+def _area(x: np.ndarray, y: np.ndarray) -> float:
+    """Trapezoidal area under a curve whose x is monotonic (``sklearn.metrics.auc``)."""
+    area = float(np.trapezoid(y, x))
+    return -area if x[-1] < x[0] else area
 
 
 def calibrated_precision(precision: np.ndarray, pos_rate: float, pi_zero: float) -> np.ndarray:
@@ -195,8 +223,7 @@ def classification_task_metrics(
     if n_pos == 0 or n_neg == 0:
         return _nan_classification(n_pos, n_neg)
 
-    fpr, tpr, _ = roc_curve(y, p)
-    precision, recall, _ = precision_recall_curve(y, p)
+    fpr, tpr, precision, recall = _binary_curves(y, p)
     pos_rate = n_pos / n
     precision_cal = calibrated_precision(precision, pos_rate, pi_zero)
 
@@ -222,9 +249,9 @@ def classification_task_metrics(
     logloss = float(-np.mean(y * np.log(pc) + (1 - y) * np.log1p(-pc)))
 
     out = {
-        "roc_auc": float(auc(fpr, tpr)),
-        "auc_pr": float(auc(recall, precision)),
-        "auc_pr_cal": float(auc(recall, precision_cal)),
+        "roc_auc": _area(fpr, tpr),
+        "auc_pr": _area(recall, precision),
+        "auc_pr_cal": _area(recall, precision_cal),
         "avg_prec": avg_prec,
         "f1_max": float(f1.max()),
         "kappa": float(kappa),

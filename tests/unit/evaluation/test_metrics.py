@@ -102,9 +102,23 @@ def test_classification_metrics_match_sklearn(seed: int) -> None:
     assert m["roc_auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
     assert m["avg_prec"] == pytest.approx(average_precision_score(y, p), abs=1e-12)
     assert m["auc_pr"] == pytest.approx(auc(recall, precision), abs=1e-12)
+    f1 = 2 * precision * recall / np.where(precision + recall > 0, precision + recall, 1)
+    assert m["f1_max"] == pytest.approx(f1.max(), abs=1e-12)
     assert m["kappa"] == pytest.approx(cohen_kappa_score(y, (p >= 0.5).astype(int)), abs=1e-12)
     assert m["logloss"] == pytest.approx(log_loss(y, p, labels=[0, 1]), abs=1e-12)
     assert m["brier"] == pytest.approx(brier_score_loss(y, p), abs=1e-12)
+
+
+def test_curves_match_sklearn_without_ties() -> None:
+    # Continuous scores (every point distinct) and a large task: same areas as sklearn.
+    rng = np.random.default_rng(7)
+    y = (rng.random(5000) < 0.2).astype(int)
+    p = 1 / (1 + np.exp(-(rng.normal(size=5000) + 1.5 * y)))
+    m = classification_task_metrics(y, p)
+    precision, recall, _ = precision_recall_curve(y, p)
+    assert m["roc_auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert m["auc_pr"] == pytest.approx(auc(recall, precision), abs=1e-12)
+    assert m["avg_prec"] == pytest.approx(average_precision_score(y, p), abs=1e-12)
 
 
 @pytest.mark.parametrize("labels", [[1, 1, 1], [0, 0], []])
