@@ -6,13 +6,20 @@ trains trunk + private head locally from the global trunk, and submits only its 
 update — weighted by its training rows so the secure sum is FedAvg (McMahan et al. 2017).
 Data, heads and per-task metrics never leave; the partner shares a few validation scalars.
 
-Local state lives in ``PARTNER_DIR/models/federated/``: ``committed.pt`` (the trainer after
+Local state lives in one folder per run (:func:`federated_run_dir`): ``models/federated/``
+for the consortium's main run (run id ``train``), ``models/runs/<run id>/`` for any other
+(e.g. a coalition of a contribution study). It holds ``committed.pt`` (the private head after
 the last aggregated round) and ``pending/<round id>.pt`` (after training in the current
 round). A pending state is committed when the next spec says its round was aggregated, and
 discarded when the round aborted, so a retried round retrains from the same state (same
 seeds, same result) and a restarted partner never redoes a completed round: a partner
 refuses any round it already advertised keys in. A round-0 spec starts from scratch (the
 state an earlier run left in the folder is dropped).
+
+A contribution-study run's final spec asks for one scalar (``report_test_gain``): the partner
+compares the run's model with its own local-only model (``models/local/metrics.json``) on its
+test fold and signs the AUC-PR difference to the operator; per-task results stay here, and
+only ``metrics.json`` is kept for such a run (no weights: the model was a measurement).
 """
 
 from __future__ import annotations
@@ -31,8 +38,9 @@ import numpy as np
 import torch
 
 from pharmafl.common.errors import EnvelopeRejectedError, FederationError
-from pharmafl.common.io import atomic_write_bytes, atomic_write_text
+from pharmafl.common.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from pharmafl.model import (
+    LOCAL_MODEL_DIR,
     LocalTrainer,
     MetricsReport,
     MultiTaskModel,
@@ -56,12 +64,14 @@ from pharmafl.secure import (
     load_roster,
     publish,
 )
-from pharmafl.server.plan import PartnerRoundReport, TrainSpec
+from pharmafl.server.plan import MAIN_RUN_ID, PartnerRoundReport, PartnerUtilityReport, TrainSpec
 from pharmafl.server.trunk import TrunkLayout, flatten_trunk, trunk_from_bytes
 
 log = logging.getLogger(__name__)
 
 FEDERATED_DIR = Path("models") / "federated"
+#: Folder of the runs other than the main one: ``models/runs/<run id>/``.
+RUNS_DIR = Path("models") / "runs"
 IDENTITY_DIR = "identity"
 ROSTER_FILE = "roster.json"
 ROSTER_PIN_FILE = "roster.pin"
@@ -128,11 +138,18 @@ def _trunk_config(spec: TrainSpec) -> SparseTrunkConfig | GraphTrunkConfig:
     return cls.model_validate(spec.trunk)
 
 
-class _State:
-    """Committed and pending trainer checkpoints of one partner."""
+def federated_run_dir(partner_dir: str | Path, run_id: str) -> Path:
+    """A partner's folder for one run: ``models/federated/`` for the main run (``train``),
+    ``models/runs/<run_id>/`` for any other."""
+    pdir = Path(partner_dir)
+    return pdir / FEDERATED_DIR if run_id == MAIN_RUN_ID else pdir / RUNS_DIR / run_id
 
-    def __init__(self, partner_dir: Path) -> None:
-        self.dir = partner_dir / FEDERATED_DIR
+
+class _State:
+    """Committed and pending trainer checkpoints of one partner in one run."""
+
+    def __init__(self, partner_dir: Path, run_id: str) -> None:
+        self.dir = federated_run_dir(partner_dir, run_id)
         self.committed = self.dir / "committed.pt"
         self.pending_dir = self.dir / "pending"
         self.meta = self.dir / "state.json"
@@ -201,7 +218,7 @@ def _load_local_state(trainer: LocalTrainer, path: Path) -> None:
     doc = torch.load(path, map_location="cpu", weights_only=True)
     if doc.get("format") != "pharmafl.partner_state/1":
         raise FederationError(
-            "not a partner state file.", file=path, fix="delete models/federated/ and rejoin."
+            "not a partner state file.", file=path, fix="delete this run's folder and rejoin."
         )
     missing = trainer.model.load_state_dict(doc["heads"], strict=False)
     if missing.unexpected_keys or any(k.startswith("heads.") for k in missing.missing_keys):
@@ -309,7 +326,7 @@ def partner_round(
             "a fresh round id.",
         )
     t0 = time.perf_counter()
-    state = _State(pdir)
+    state = _State(pdir, spec.run_id)
     state.settle(spec)
     global_state = _global_trunk(store, who, spec, timeout_s)
     client = SecAggClient(who.identity, who.roster, store, round_id, pinned_fingerprint=who.pin)
@@ -359,9 +376,17 @@ def partner_finish(
     partner_dir: str | Path, exchange_url: str, round_id: str, *, timeout_s: float = 600.0
 ) -> MetricsReport:
     """After the last round: fine-tune the private head on the frozen final global trunk
-    (early-stopped on validation), score validation and test, write ``models/federated/model``.
+    (early-stopped on validation), score validation and test, write ``<run dir>/model``.
 
-    Only the partner sees the per-task results; it reports aggregates if it chooses.
+    Only the partner sees the per-task results. When the spec asks (contribution studies),
+    it signs one scalar to the operator, its test AUC-PR gain over its local-only model, and
+    keeps only ``<run dir>/metrics.json``.
+
+    Raises
+    ------
+    FederationError
+        On a bad spec or trunk; for a gain report, when the local-only baseline is missing
+        or was scored on another test fold.
     """
     pdir = Path(partner_dir)
     who = load_partner_identity(pdir)
@@ -369,11 +394,53 @@ def partner_finish(
     spec = fetch_spec(store, who, round_id, timeout_s)
     if not spec.final:
         raise FederationError(f"round {round_id} is not the final evaluation round.")
-    state = _State(pdir)
+    state = _State(pdir, spec.run_id)
+    local = _local_baseline(pdir) if spec.report_test_gain else None  # fail before training
     state.settle(spec)
     global_state = _global_trunk(store, who, spec, timeout_s)
     with _TORCH_RNG:
-        return _finish(pdir, state, spec, who.identity.id, global_state)
+        report = _finish(pdir, state, spec, who.identity.id, global_state)
+    if local is not None:
+        utility = PartnerUtilityReport(
+            partner=who.identity.id, run_id=spec.run_id, gain=_test_gain(local, report, pdir)
+        )
+        publish(
+            store,
+            who.identity,
+            round_id=round_id,
+            kind="partner_report",
+            payload=utility.model_dump_json().encode(),
+            recipient=who.roster.operator,
+        )
+        log.info("%s: utility of run %s reported", who.identity.id, spec.run_id)
+    return report
+
+
+def _local_baseline(pdir: Path) -> MetricsReport:
+    path = pdir / LOCAL_MODEL_DIR / "metrics.json"
+    if not path.is_file():
+        raise FederationError(
+            "no local-only model to measure the gain against.",
+            file=path,
+            fix="train it first: `pharmafl model baseline PARTNER_DIR`.",
+        )
+    return MetricsReport.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+def _test_gain(local: MetricsReport, fed: MetricsReport, pdir: Path) -> float | None:
+    """Test AUC-PR of ``fed`` minus ``local`` (means over the partner's tasks); None when
+    either has no scorable test task."""
+    if local.fold_te != fed.fold_te:
+        raise FederationError(
+            f"the local-only model was tested on fold {local.fold_te}, federated runs on fold "
+            f"{fed.fold_te}.",
+            file=pdir / LOCAL_MODEL_DIR / "metrics.json",
+            fix="retrain the local-only baseline with the default folds.",
+        )
+    a = local.test.metric("auc_pr") if local.test is not None else math.nan
+    b = fed.test.metric("auc_pr") if fed.test is not None else math.nan
+    gain = b - a
+    return None if math.isnan(gain) else round(gain, 6)
 
 
 def _finish(
@@ -401,18 +468,20 @@ def _finish(
     if epochs > 0:
         trainer.train(evaluate=True)
     report = final_report(trainer, "federated")
-    out = pdir / FEDERATED_DIR / "model"
-    save_model_dir(
-        out,
-        trainer.model,
-        cfg,
-        metrics=report,
-        extra={
-            "run_id": spec.run_id,
-            "rounds": spec.round_index,
-            "global_trunk_sha256": spec.global_trunk_sha256,
-        },
-    )
+    if spec.report_test_gain:  # a measurement: keep the scores, not 100+ MB of weights
+        atomic_write_json(state.dir / "metrics.json", report.model_dump(mode="json"))
+    else:
+        save_model_dir(
+            state.dir / "model",
+            trainer.model,
+            cfg,
+            metrics=report,
+            extra={
+                "run_id": spec.run_id,
+                "rounds": spec.round_index,
+                "global_trunk_sha256": spec.global_trunk_sha256,
+            },
+        )
     if state.pending_dir.is_dir():
         shutil.rmtree(state.pending_dir, ignore_errors=True)
     return report
@@ -421,6 +490,8 @@ def _finish(
 __all__ = [
     "FEDERATED_DIR",
     "PartnerIdentity",
+    "RUNS_DIR",
+    "federated_run_dir",
     "fetch_spec",
     "load_partner_identity",
     "partner_finish",

@@ -4,13 +4,9 @@ Imports neither torch nor RDKit (tested).
 """
 
 from pharmafl.server.operator import (
-    INITIAL_TRUNK_FILE,
-    LEDGER_FILE,
-    PLAN_FILE,
     Launcher,
     OperatorContext,
     TrainingResult,
-    TrainingState,
     load_operator,
     run_training,
 )
@@ -20,7 +16,29 @@ from pharmafl.server.optimizers import (
     ServerOptimizerName,
     make_server_optimizer,
 )
-from pharmafl.server.plan import FederationPlan, LocalTrainingSpec, PartnerRoundReport, TrainSpec
+from pharmafl.server.plan import (
+    MAIN_RUN_ID,
+    RUN_ID_PATTERN,
+    FederationPlan,
+    LocalTrainingSpec,
+    PartnerRoundReport,
+    PartnerUtilityReport,
+    TrainSpec,
+)
+from pharmafl.server.runs import (
+    FINAL_TRUNK_FILE,
+    INITIAL_TRUNK_FILE,
+    LEDGER_FILE,
+    PLAN_FILE,
+    RUNS_DIR,
+    STATE_DIR,
+    TrainingState,
+    format_round_id,
+    prune_run,
+    run_dir,
+    run_round_ids,
+    write_run_plan,
+)
 from pharmafl.server.trunk import (
     TRUNK_PREFIX,
     TrunkLayout,
@@ -33,19 +51,26 @@ from pharmafl.server.trunk import (
 SCHEMA_MODELS = {
     "federation_plan": FederationPlan,
     "partner_round_report": PartnerRoundReport,
+    "partner_utility_report": PartnerUtilityReport,
     "train_spec": TrainSpec,
 }
 
 __all__ = [
+    "FINAL_TRUNK_FILE",
     "FederationPlan",
     "INITIAL_TRUNK_FILE",
     "LEDGER_FILE",
     "Launcher",
     "LocalTrainingSpec",
+    "MAIN_RUN_ID",
     "OperatorContext",
     "PLAN_FILE",
     "PartnerRoundReport",
+    "PartnerUtilityReport",
+    "RUNS_DIR",
+    "RUN_ID_PATTERN",
     "SCHEMA_MODELS",
+    "STATE_DIR",
     "ServerOptimizer",
     "ServerOptimizerConfig",
     "ServerOptimizerName",
@@ -55,10 +80,15 @@ __all__ = [
     "TrainingState",
     "TrunkLayout",
     "flatten_trunk",
+    "format_round_id",
     "load_operator",
     "make_server_optimizer",
+    "prune_run",
+    "run_dir",
+    "run_round_ids",
     "run_training",
     "trunk_from_bytes",
     "trunk_to_bytes",
     "unflatten_trunk",
+    "write_run_plan",
 ]

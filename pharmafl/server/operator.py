@@ -9,7 +9,12 @@ than t survivors aborts cleanly and is retried under a fresh round id; after the
 budget (or when mean validation AUC-PR stops improving) a final spec asks partners to
 fine-tune their heads on the final trunk and evaluate. ``resume`` continues from the last
 completed round and reaches the same trunk as an uninterrupted run.
-Torch-free and RDKit-free.
+
+Runs are scoped by ``run_id``: the consortium's main run keeps ``operator/plan.json``,
+``operator/state/`` and ``operator/final_trunk.npz``; any other run (e.g. one coalition of a
+contribution study, whose plan names a subset of ``participants``) lives in
+``operator/runs/<run_id>/``. All runs share the roster, the initial trunk, the exchange store
+and the ledger (each entry names its run). Torch-free and RDKit-free.
 """
 
 from __future__ import annotations
@@ -27,10 +32,11 @@ import numpy as np
 
 from pharmafl import __version__
 from pharmafl.common.errors import FederationError, SecureAggregationError
-from pharmafl.common.io import atomic_write_bytes, atomic_write_json, sha256_bytes
+from pharmafl.common.io import atomic_write_bytes, sha256_bytes
 from pharmafl.common.params import load_consortium_parameters
 from pharmafl.ledger import Ledger, LedgerEvent
 from pharmafl.secure import (
+    BROADCAST,
     ExchangeStore,
     Identity,
     Roster,
@@ -41,7 +47,22 @@ from pharmafl.secure import (
     publish,
 )
 from pharmafl.server.optimizers import make_server_optimizer
-from pharmafl.server.plan import FederationPlan, PartnerRoundReport, TrainSpec
+from pharmafl.server.plan import (
+    FederationPlan,
+    PartnerRoundReport,
+    PartnerUtilityReport,
+    TrainSpec,
+)
+from pharmafl.server.runs import (
+    FINAL_TRUNK_FILE,
+    INITIAL_TRUNK_FILE,
+    LEDGER_FILE,
+    PLAN_FILE,
+    STATE_DIR,
+    TrainingState,
+    format_round_id,
+    run_dir,
+)
 from pharmafl.server.trunk import (
     TrunkLayout,
     flatten_trunk,
@@ -51,11 +72,6 @@ from pharmafl.server.trunk import (
 )
 
 log = logging.getLogger(__name__)
-
-PLAN_FILE = "plan.json"
-INITIAL_TRUNK_FILE = "initial_trunk.npz"
-STATE_DIR = "state"
-LEDGER_FILE = "ledger.jsonl"
 
 
 class Launcher(Protocol):
@@ -74,7 +90,7 @@ class Launcher(Protocol):
 
 @dataclass
 class OperatorContext:
-    """The operator's folder, identity, roster, plan, store and ledger."""
+    """The operator's folder, identity, roster, one run's plan and folder, store and ledger."""
 
     operator_dir: Path
     identity: Identity
@@ -83,10 +99,19 @@ class OperatorContext:
     store: ExchangeStore
     ledger: Ledger
     consortium_hash: str
+    run_dir: Path
+    members: tuple[str, ...]
 
 
-def load_operator(operator_dir: str | Path, exchange_url: str) -> OperatorContext:
-    """Load ``identity/operator.key.json``, ``roster.json``, ``plan.json`` and the ledger."""
+def load_operator(
+    operator_dir: str | Path, exchange_url: str, run_id: str | None = None
+) -> OperatorContext:
+    """Load ``identity/operator.key.json``, ``roster.json``, a run's plan and the ledger.
+
+    ``run_id`` None (default) loads the main run (``plan.json``); another id loads
+    ``runs/<run_id>/plan.json`` (written with :func:`write_run_plan`). The plan's
+    participants are checked against the roster.
+    """
     odir = Path(operator_dir)
     keys = sorted((odir / "identity").glob("*.key.json"))
     if len(keys) != 1:
@@ -99,10 +124,20 @@ def load_operator(operator_dir: str | Path, exchange_url: str) -> OperatorContex
     roster = load_roster(odir / "roster.json")
     if roster.operator != identity.id:
         raise FederationError("the roster was signed by another operator.", file=odir)
-    plan_path = odir / PLAN_FILE
+    rdir = run_dir(odir, run_id)
+    plan_path = rdir / PLAN_FILE
     if not plan_path.is_file():
-        raise FederationError("no federation plan.", file=plan_path, fix="write plan.json.")
+        raise FederationError(
+            f"no federation plan{'' if run_id is None else f' for run {run_id!r}'}.",
+            file=plan_path,
+            fix="write plan.json." if run_id is None else "write it with write_run_plan().",
+        )
     plan = FederationPlan.model_validate_json(plan_path.read_text(encoding="utf-8"))
+    if run_id is not None and plan.run_id != run_id:
+        raise FederationError(
+            f"the plan in runs/{run_id}/ is for run {plan.run_id!r}.", file=plan_path
+        )
+    members = plan.members(roster.partners)
     params = load_consortium_parameters(odir / "consortium.json")
     return OperatorContext(
         odir,
@@ -112,82 +147,9 @@ def load_operator(operator_dir: str | Path, exchange_url: str) -> OperatorContex
         ExchangeStore(exchange_url),
         Ledger(odir / LEDGER_FILE, roster=roster),
         params.parameter_hash(),
+        rdir,
+        members,
     )
-
-
-@dataclass
-class TrainingState:
-    """Everything needed to continue a run (``state/checkpoint.json`` + ``.npz``)."""
-
-    next_round: int = 0
-    trunk: dict[str, np.ndarray] = field(default_factory=dict)
-    optimizer: dict[str, np.ndarray] = field(default_factory=dict)
-    best_auc_pr: float = -math.inf
-    rounds_without_improvement: int = 0
-    history: list[dict[str, object]] = field(default_factory=list)
-    finished: bool = False
-    stop_reason: str = ""
-
-    def save(self, state_dir: Path) -> None:
-        """Write the checkpoint atomically (arrays first, then the JSON that names them)."""
-        arrays = {f"trunk/{k}": v for k, v in self.trunk.items()}
-        arrays |= {f"opt/{k}": v for k, v in self.optimizer.items()}
-        import io
-
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)  # type: ignore[arg-type]
-        name = f"checkpoint-{self.next_round:04d}.npz"
-        atomic_write_bytes(state_dir / name, buf.getvalue())
-        doc = {
-            "next_round": self.next_round,
-            "arrays": name,
-            "best_auc_pr": None if math.isinf(self.best_auc_pr) else self.best_auc_pr,
-            "rounds_without_improvement": self.rounds_without_improvement,
-            "history": self.history,
-            "finished": self.finished,
-            "stop_reason": self.stop_reason,
-        }
-        atomic_write_json(state_dir / "checkpoint.json", doc)
-        for old in state_dir.glob("checkpoint-*.npz"):
-            if old.name != name:
-                old.unlink(missing_ok=True)
-
-    def observe(self, mean_auc_pr: float, patience: int) -> None:
-        """Track early stopping after a round with this mean validation AUC-PR.
-
-        A round in which no partner shared a validation score (NaN) says nothing about
-        improvement and is not counted: without scores training runs to the round budget.
-        """
-        if math.isnan(mean_auc_pr):
-            return
-        if mean_auc_pr > self.best_auc_pr + 1e-6:
-            self.best_auc_pr, self.rounds_without_improvement = mean_auc_pr, 0
-        else:
-            self.rounds_without_improvement += 1
-        if self.rounds_without_improvement >= patience:
-            self.finished, self.stop_reason = True, "early stopping"
-
-    @classmethod
-    def load(cls, state_dir: Path) -> TrainingState | None:
-        """The last checkpoint, or None when there is none."""
-        meta = state_dir / "checkpoint.json"
-        if not meta.is_file():
-            return None
-        doc = json.loads(meta.read_text(encoding="utf-8"))
-        with np.load(state_dir / doc["arrays"], allow_pickle=False) as z:
-            trunk = {k[6:]: z[k] for k in z.files if k.startswith("trunk/")}
-            opt = {k[4:]: z[k] for k in z.files if k.startswith("opt/")}
-        best = doc["best_auc_pr"]
-        return cls(
-            next_round=int(doc["next_round"]),
-            trunk=trunk,
-            optimizer=opt,
-            best_auc_pr=-math.inf if best is None else float(best),
-            rounds_without_improvement=int(doc["rounds_without_improvement"]),
-            history=list(doc["history"]),
-            finished=bool(doc["finished"]),
-            stop_reason=str(doc["stop_reason"]),
-        )
 
 
 @dataclass
@@ -200,19 +162,19 @@ class TrainingResult:
     history: list[dict[str, object]]
     wall_seconds: float
     dropped: dict[int, list[str]]
+    utility_reports: dict[str, PartnerUtilityReport] = field(default_factory=dict)
+    utility_report_hashes: dict[str, str] = field(default_factory=dict)
 
 
 def _round_id(plan: FederationPlan, index: int, attempt: int, final: bool = False) -> str:
-    if final:  # a final evaluation can be retried too (resume after a crash during it)
-        return f"{plan.run_id}-r{index:04d}-final" + (f"-a{attempt}" if attempt else "")
-    return f"{plan.run_id}-r{index:04d}-a{attempt}"
+    return format_round_id(plan.run_id, index, attempt, final)
 
 
 def _fresh_attempt(ctx: OperatorContext, index: int, final: bool) -> tuple[int, str]:
     """The first attempt number whose round id was never used in the store."""
     for attempt in range(10_000):
         rid = _round_id(ctx.plan, index, attempt, final)
-        if not ctx.store.keys(rid, "train_spec", "consortium"):
+        if not ctx.store.keys(rid, "train_spec", BROADCAST):
             return attempt, rid
     raise FederationError(f"no fresh round id left for round {index}.")  # pragma: no cover
 
@@ -233,13 +195,14 @@ def _publish_round(
         round_index=index,
         attempt=attempt,
         round_id=round_id,
-        participants=ctx.roster.partners,
+        participants=ctx.members,
         global_trunk_sha256=sha256_bytes(trunk_bytes),
         trunk=ctx.plan.trunk,
         local=ctx.plan.local,
         seed=ctx.plan.seed,
         previous_round_completed=previous_completed,
         final=final,
+        report_test_gain=final and ctx.plan.report_test_gain,
     )
     publish(ctx.store, ctx.identity, round_id=round_id, kind="global_trunk", payload=trunk_bytes)
     publish(
@@ -281,6 +244,7 @@ def run_training(
     rounds: int | None = None,
     poll_s: float = 0.2,
     on_round: Callable[[dict[str, object]], None] | None = None,
+    run_id: str | None = None,
 ) -> TrainingResult:
     """Run (or resume) the federated training of the consortium (see the module doc).
 
@@ -297,11 +261,14 @@ def run_training(
         Continue from ``state/checkpoint.json``; without it an existing checkpoint is an error.
     rounds
         Override the plan's round budget.
+    run_id
+        A run other than the main one (its plan in ``runs/<run_id>/``, see
+        :func:`write_run_plan`); only the plan's participants take part.
     """
     t_start = time.perf_counter()
-    ctx = load_operator(operator_dir, exchange_url)
+    ctx = load_operator(operator_dir, exchange_url, run_id)
     plan = ctx.plan.model_copy(update={"rounds": rounds}) if rounds else ctx.plan
-    state_dir = ctx.operator_dir / STATE_DIR
+    state_dir = ctx.run_dir / STATE_DIR
     state = TrainingState.load(state_dir)
     if state is not None and not resume:
         raise FederationError(
@@ -332,7 +299,7 @@ def run_training(
                 "consortium_hash": ctx.consortium_hash,
                 "parameters": json.loads(plan.model_dump_json()),
                 "initial_trunk_hash": sha256_bytes(trunk_to_bytes(state.trunk)),
-                "participants": list(ctx.roster.partners),
+                "participants": list(ctx.members),
                 "secure_aggregation": True,
             },
         )
@@ -369,6 +336,7 @@ def run_training(
                 ctx.store,
                 round_id,
                 vector_length=layout.size,
+                partners=ctx.members,
                 threshold=plan.threshold,
                 quantization=plan.quantization,
             )
@@ -505,6 +473,7 @@ def run_training(
     failures = launcher.finish(plan.stage_timeout_s * 2)
     for partner, reason in failures.items():
         log.warning("final evaluation failed at %s: %s", partner, reason)
+    gains, gain_hashes = _utility_reports(ctx, spec) if spec.report_test_gain else ({}, {})
     _ledger(
         ctx,
         LedgerEvent.TRAINING_FINISHED,
@@ -515,7 +484,7 @@ def run_training(
             "reason": state.stop_reason,
         },
     )
-    atomic_write_bytes(ctx.operator_dir / "final_trunk.npz", trunk_to_bytes(state.trunk))
+    atomic_write_bytes(ctx.run_dir / FINAL_TRUNK_FILE, trunk_to_bytes(state.trunk))
     return TrainingResult(
         rounds=state.next_round,
         stop_reason=state.stop_reason,
@@ -523,15 +492,46 @@ def run_training(
         history=state.history,
         wall_seconds=time.perf_counter() - t_start,
         dropped=dropped,
+        utility_reports=gains,
+        utility_report_hashes=gain_hashes,
     )
+
+
+def _utility_reports(
+    ctx: OperatorContext, spec: TrainSpec
+) -> tuple[dict[str, PartnerUtilityReport], dict[str, str]]:
+    """The participants' signed one-scalar reports of a final evaluation (and their hashes)."""
+    envs = collect(
+        ctx.store,
+        ctx.roster,
+        me=ctx.identity.id,
+        round_id=spec.round_id,
+        kind="partner_report",
+        senders=spec.participants,
+        recipient=ctx.identity.id,
+    )
+    reports: dict[str, PartnerUtilityReport] = {}
+    hashes: dict[str, str] = {}
+    for partner, env in sorted(envs.items()):
+        try:
+            rep = PartnerUtilityReport.model_validate_json(env.payload)
+        except ValueError:
+            log.warning("ignoring a malformed utility report from %s", partner)
+            continue
+        if rep.partner != partner or rep.run_id != spec.run_id:
+            log.warning("ignoring a utility report from %s for another partner or run", partner)
+            continue
+        reports[partner] = rep
+        hashes[partner] = sha256_bytes(env.to_bytes())
+    return reports, hashes
 
 
 __all__ = [
     "INITIAL_TRUNK_FILE",
     "LEDGER_FILE",
-    "PLAN_FILE",
     "Launcher",
     "OperatorContext",
+    "PLAN_FILE",
     "TrainingResult",
     "TrainingState",
     "load_operator",

@@ -1,0 +1,224 @@
+"""A training run's files: where its plan, checkpoint and final trunk live, and how a
+finished run's bulky intermediates are pruned.
+
+Runs are scoped by ``run_id``. The consortium's main run keeps ``operator/plan.json``,
+``operator/state/`` and ``operator/final_trunk.npz``; every other run (one coalition of a
+contribution study, say) lives in ``operator/runs/<run_id>/``. All runs share the roster, the
+initial trunk, the exchange store and the ledger. Round ids start with the run id, so runs
+never share a round. Torch-free and RDKit-free.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pharmafl.common.errors import FederationError
+from pharmafl.common.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from pharmafl.secure import BROADCAST, ExchangeStore
+from pharmafl.server.plan import FederationPlan
+
+PLAN_FILE = "plan.json"
+INITIAL_TRUNK_FILE = "initial_trunk.npz"
+STATE_DIR = "state"
+LEDGER_FILE = "ledger.jsonl"
+FINAL_TRUNK_FILE = "final_trunk.npz"
+#: Folder of the runs other than the main one: ``operator/runs/<run_id>/``.
+RUNS_DIR = "runs"
+
+
+def run_dir(operator_dir: str | Path, run_id: str | None = None) -> Path:
+    """Where a run's plan, state and final trunk live (``None``: the main run)."""
+    odir = Path(operator_dir)
+    return odir if run_id is None else odir / RUNS_DIR / run_id
+
+
+def write_run_plan(operator_dir: str | Path, plan: FederationPlan) -> Path:
+    """Write ``operator/runs/<run_id>/plan.json`` for a run other than the main one.
+
+    Rewriting the same plan is a no-op; a different plan for a run that already has state
+    is refused (a run's parameters are fixed once it started).
+
+    Raises
+    ------
+    FederationError
+        The run id is the main run's, or the run already started with another plan.
+    """
+    odir = Path(operator_dir)
+    main = odir / PLAN_FILE
+    if main.is_file():
+        main_plan = FederationPlan.model_validate_json(main.read_text(encoding="utf-8"))
+        if main_plan.run_id == plan.run_id:
+            raise FederationError(
+                f"run id {plan.run_id!r} is the main run's.", file=main, fix="pick another."
+            )
+    rdir = run_dir(odir, plan.run_id)
+    path = rdir / PLAN_FILE
+    text = plan.model_dump_json(indent=2) + "\n"
+    if path.is_file():
+        if path.read_text(encoding="utf-8") == text:
+            return path
+        if (rdir / STATE_DIR / "checkpoint.json").is_file():
+            raise FederationError(
+                f"run {plan.run_id!r} already started with another plan.",
+                file=path,
+                fix="use a new run id for new parameters.",
+            )
+    atomic_write_text(path, text)
+    return path
+
+
+@dataclass
+class TrainingState:
+    """Everything needed to continue a run (``state/checkpoint.json`` + ``.npz``)."""
+
+    next_round: int = 0
+    trunk: dict[str, np.ndarray] = field(default_factory=dict)
+    optimizer: dict[str, np.ndarray] = field(default_factory=dict)
+    best_auc_pr: float = -math.inf
+    rounds_without_improvement: int = 0
+    history: list[dict[str, object]] = field(default_factory=list)
+    finished: bool = False
+    stop_reason: str = ""
+
+    def save(self, state_dir: Path) -> None:
+        """Write the checkpoint atomically (arrays first, then the JSON that names them)."""
+        arrays = {f"trunk/{k}": v for k, v in self.trunk.items()}
+        arrays |= {f"opt/{k}": v for k, v in self.optimizer.items()}
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)  # type: ignore[arg-type]
+        name = f"checkpoint-{self.next_round:04d}.npz"
+        atomic_write_bytes(state_dir / name, buf.getvalue())
+        doc = {
+            "next_round": self.next_round,
+            "arrays": name,
+            "best_auc_pr": None if math.isinf(self.best_auc_pr) else self.best_auc_pr,
+            "rounds_without_improvement": self.rounds_without_improvement,
+            "history": self.history,
+            "finished": self.finished,
+            "stop_reason": self.stop_reason,
+        }
+        atomic_write_json(state_dir / "checkpoint.json", doc)
+        for old in state_dir.glob("checkpoint-*.npz"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
+
+    def observe(self, mean_auc_pr: float, patience: int) -> None:
+        """Track early stopping after a round with this mean validation AUC-PR.
+
+        A round in which no partner shared a validation score (NaN) says nothing about
+        improvement and is not counted: without scores training runs to the round budget.
+        """
+        if math.isnan(mean_auc_pr):
+            return
+        if mean_auc_pr > self.best_auc_pr + 1e-6:
+            self.best_auc_pr, self.rounds_without_improvement = mean_auc_pr, 0
+        else:
+            self.rounds_without_improvement += 1
+        if self.rounds_without_improvement >= patience:
+            self.finished, self.stop_reason = True, "early stopping"
+
+    @classmethod
+    def load(cls, state_dir: Path) -> TrainingState | None:
+        """The last checkpoint, or None when there is none."""
+        meta = state_dir / "checkpoint.json"
+        if not meta.is_file():
+            return None
+        doc = json.loads(meta.read_text(encoding="utf-8"))
+        with np.load(state_dir / doc["arrays"], allow_pickle=False) as z:
+            trunk = {k[6:]: z[k] for k in z.files if k.startswith("trunk/")}
+            opt = {k[4:]: z[k] for k in z.files if k.startswith("opt/")}
+        best = doc["best_auc_pr"]
+        return cls(
+            next_round=int(doc["next_round"]),
+            trunk=trunk,
+            optimizer=opt,
+            best_auc_pr=-math.inf if best is None else float(best),
+            rounds_without_improvement=int(doc["rounds_without_improvement"]),
+            history=list(doc["history"]),
+            finished=bool(doc["finished"]),
+            stop_reason=str(doc["stop_reason"]),
+        )
+
+
+def format_round_id(run_id: str, index: int, attempt: int, final: bool = False) -> str:
+    """Round id of attempt ``attempt`` of round ``index`` (or of the final evaluation)."""
+    if final:  # a final evaluation can be retried too (resume after a crash during it)
+        return f"{run_id}-r{index:04d}-final" + (f"-a{attempt}" if attempt else "")
+    return f"{run_id}-r{index:04d}-a{attempt}"
+
+
+def run_round_ids(store: ExchangeStore, run_id: str) -> list[str]:
+    """Every round id (attempts and final evaluations included) a run used in ``store``.
+
+    Attempts are numbered without gaps (see ``_fresh_attempt``), so this walks round indices
+    and attempts until no signed spec is found.
+    """
+    out: list[str] = []
+    index = 0
+    while True:
+        found = False
+        for final in (False, True):
+            for attempt in range(10_000):
+                rid = format_round_id(run_id, index, attempt, final)
+                if not store.keys(rid, "train_spec", BROADCAST):
+                    break
+                out.append(rid)
+                found = True
+        if not found:
+            return out
+        index += 1
+
+
+def prune_run(operator_dir: str | Path, exchange_url: str, run_id: str) -> int:
+    """Delete a finished run's bulky intermediates: its envelopes in the exchange store
+    (global trunks and masked updates of every round), its checkpoint and final trunk.
+
+    Its plan and every ledger entry (parameters, participants, the hash of every trunk and
+    envelope deleted here) stay; running the same run id again starts it afresh. Returns the
+    number of rounds purged.
+
+    Raises
+    ------
+    FederationError
+        For the main run, or a run that has not finished.
+    """
+    odir = Path(operator_dir)
+    main = odir / PLAN_FILE
+    if main.is_file() and (
+        FederationPlan.model_validate_json(main.read_text(encoding="utf-8")).run_id == run_id
+    ):
+        raise FederationError(f"{run_id!r} is the main run; it is never pruned.", file=main)
+    rdir = run_dir(odir, run_id)
+    meta = rdir / STATE_DIR / "checkpoint.json"
+    if not meta.is_file() or not json.loads(meta.read_text(encoding="utf-8"))["finished"]:
+        raise FederationError(f"run {run_id!r} has not finished; nothing pruned.", file=meta)
+    store = ExchangeStore(exchange_url)
+    rounds = run_round_ids(store, run_id)
+    for rid in rounds:
+        store.purge(rid)
+    (rdir / FINAL_TRUNK_FILE).unlink(missing_ok=True)
+    shutil.rmtree(rdir / STATE_DIR)
+    return len(rounds)
+
+
+__all__ = [
+    "FINAL_TRUNK_FILE",
+    "INITIAL_TRUNK_FILE",
+    "LEDGER_FILE",
+    "PLAN_FILE",
+    "RUNS_DIR",
+    "STATE_DIR",
+    "TrainingState",
+    "format_round_id",
+    "prune_run",
+    "run_dir",
+    "run_round_ids",
+    "write_run_plan",
+]
