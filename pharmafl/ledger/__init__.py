@@ -23,6 +23,7 @@ from pharmafl.ledger.events import (
     DEFAULT_RUN_ID,
     PAYLOAD_MODELS,
     AggregateAppliedPayload,
+    CoalitionEvaluatedPayload,
     ConsortiumCreatedPayload,
     ContributionStudyFinishedPayload,
     DataCounts,
@@ -50,6 +51,7 @@ SCHEMA_MODELS: dict[str, type[BaseModel]] = {
 
 __all__ = [
     "AggregateAppliedPayload",
+    "CoalitionEvaluatedPayload",
     "ConsortiumCreatedPayload",
     "ContributionStudyFinishedPayload",
     "DEFAULT_RUN_ID",

@@ -38,6 +38,7 @@ class LedgerEvent(StrEnum):
     ROUND_ABORTED = "round_aborted"
     EVALUATION_REPORTED = "evaluation_reported"
     TRAINING_FINISHED = "training_finished"
+    COALITION_EVALUATED = "coalition_evaluated"
     CONTRIBUTION_STUDY_FINISHED = "contribution_study_finished"
     REPORT_PUBLISHED = "report_published"
 
@@ -178,15 +179,44 @@ class TrainingFinishedPayload(_Payload):
     reason: str = Field(max_length=200, description="e.g. 'round budget', 'early stopping'.")
 
 
+_STUDY = Field(
+    pattern=r"^[0-9a-f]{8,64}$",
+    description="Contribution study: hash of its parameters and partners (names its runs).",
+)
+
+
+class CoalitionEvaluatedPayload(_StrictPayload):
+    """One coalition of a contribution study was trained (as its own, securely aggregated
+    run) and scored: its utility v(S). Members' individual reports are recorded by the hash
+    of their signed envelopes only."""
+
+    study_id: str = _STUDY
+    run_id: str = Field(pattern=PARTY_ID_PATTERN, description="The coalition's training run.")
+    coalition: list[str] = Field(min_length=2, description="Member partner ids, sorted.")
+    utility: float = Field(description="v(S): mean over all partners of the reported gains.")
+    reports: dict[str, str] = Field(
+        description="Member → SHA-256 of its signed one-scalar report envelope."
+    )
+
+
 class ContributionStudyFinishedPayload(_Payload):
     """Coalition utilities were collected and contributions computed (utilities only)."""
 
+    study_id: str | None = Field(None, pattern=r"^[0-9a-f]{8,64}$", description="The study.")
+    parameters: dict[str, JsonValue] = Field(
+        default_factory=dict, description="Study parameters (rounds, method, seed …)."
+    )
+    utility: str | None = Field(None, max_length=200, description="What v(S) measures.")
     method: str = Field(max_length=50, description="'exact', 'permutation' or 'leave_one_out'.")
     grand_coalition_utility: float = Field(description="v(N).")
     empty_coalition_utility: float = Field(description="v(∅).")
     shapley: dict[str, float] = Field(default_factory=dict, description="Shapley value/partner.")
     leave_one_out: dict[str, float] = Field(default_factory=dict, description="v(N) − v(N∖i).")
     n_coalitions: int = Field(ge=0, description="Coalitions whose utility was evaluated.")
+    shapley_ci: dict[str, tuple[float, float]] | None = Field(
+        None, description="Confidence interval per partner (sampled estimates only)."
+    )
+    confidence: float | None = Field(None, gt=0, lt=1, description="Level of shapley_ci.")
 
 
 class ReportPublishedPayload(_Payload):
@@ -208,6 +238,7 @@ PAYLOAD_MODELS: dict[LedgerEvent, type[BaseModel]] = {
     LedgerEvent.ROUND_ABORTED: RoundAbortedPayload,
     LedgerEvent.EVALUATION_REPORTED: EvaluationReportedPayload,
     LedgerEvent.TRAINING_FINISHED: TrainingFinishedPayload,
+    LedgerEvent.COALITION_EVALUATED: CoalitionEvaluatedPayload,
     LedgerEvent.CONTRIBUTION_STUDY_FINISHED: ContributionStudyFinishedPayload,
     LedgerEvent.REPORT_PUBLISHED: ReportPublishedPayload,
 }
@@ -272,6 +303,7 @@ def validate_payload(event: LedgerEvent | str, payload: BaseModel | dict[str, An
 
 __all__ = [
     "AggregateAppliedPayload",
+    "CoalitionEvaluatedPayload",
     "ConsortiumCreatedPayload",
     "ContributionStudyFinishedPayload",
     "DEFAULT_RUN_ID",
