@@ -8,7 +8,9 @@ Two launchers, one flow code:
   are started with ``run_deployment`` on each partner's deployment
   (``pharmafl-partner-round/<partner>``) and run on the partner's own machine.
 
-Only encrypted, signed envelopes travel, through the exchange store.
+Only encrypted, signed envelopes travel, through the exchange store. At the end the flow
+publishes two Prefect artifacts on its run (scalars the ledger already holds, nothing
+data-derived beyond them): a table of the rounds and a markdown summary.
 """
 
 from __future__ import annotations
@@ -229,6 +231,65 @@ def _unstarted(state: Any) -> bool:
     return bool(state.is_scheduled() or state.is_pending())
 
 
+def rounds_table(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per completed round: contributors, dropped partners, mean validation AUC-PR."""
+    rows = []
+    for rec in history:
+        auc = rec.get("mean_validation_auc_pr")
+        rows.append(
+            {
+                "round": rec["round"],
+                "contributors": ", ".join(rec["contributors"]),
+                "dropped": ", ".join(rec["dropped"]) or "-",
+                "mean validation AUC-PR": "n/a" if auc is None else round(float(auc), 4),
+            }
+        )
+    return rows
+
+
+def training_markdown(result: TrainingResult) -> str:
+    """The markdown summary of a finished run (round count, stop reason, final trunk hash)."""
+    dropped = sum(len(v) for v in result.dropped.values())
+    last = result.history[-1].get("mean_validation_auc_pr") if result.history else None
+    return "\n".join(
+        [
+            "# pharmafl federated training",
+            "",
+            "| | |",
+            "|---|---|",
+            f"| rounds | {result.rounds} |",
+            f"| stop reason | {result.stop_reason} |",
+            "| secure aggregation | yes |",
+            f"| dropouts (partner-rounds) | {dropped} |",
+            f"| last mean validation AUC-PR | {'n/a' if last is None else f'{last:.4f}'} |",
+            f"| final trunk SHA-256 | `{result.final_trunk_sha256}` |",
+            f"| wall time | {result.wall_seconds:.1f} s |",
+        ]
+    )
+
+
+def publish_training_artifacts(result: TrainingResult) -> None:
+    """The rounds table and summary as Prefect artifacts on the current flow run.
+
+    Best effort: an API that refuses artifacts does not fail a finished training.
+    """
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    try:
+        create_table_artifact(
+            rounds_table(result.history),
+            key="pharmafl-training-rounds",
+            description="Federated rounds: contributors, dropouts, mean validation AUC-PR.",
+        )
+        create_markdown_artifact(
+            training_markdown(result),
+            key="pharmafl-training-summary",
+            description="Federated training run summary.",
+        )
+    except Exception as exc:  # the run itself is done and checkpointed
+        log.warning("could not publish the training artifacts: %s", type(exc).__name__)
+
+
 def _partner_dirs(consortium_dir: Path) -> dict[str, Path]:
     return {p.name: p for p in sorted((consortium_dir / "partners").iterdir()) if p.is_dir()}
 
@@ -271,6 +332,7 @@ def train_flow(
         finally:
             if isinstance(chosen, EmbeddedLauncher):
                 chosen.close()
+        publish_training_artifacts(result)
         return {
             "rounds": result.rounds,
             "stop_reason": result.stop_reason,
@@ -319,4 +381,12 @@ def run_train(
     )
 
 
-__all__ = ["DeploymentLauncher", "EmbeddedLauncher", "run_train", "train_flow"]
+__all__ = [
+    "DeploymentLauncher",
+    "EmbeddedLauncher",
+    "publish_training_artifacts",
+    "rounds_table",
+    "run_train",
+    "train_flow",
+    "training_markdown",
+]
