@@ -10,7 +10,9 @@ update in the clear. Nothing here imports torch or RDKit.
   (mean over partners of the AUC-PR gain over local-only);
 - :func:`exact_shapley` (≤ 6 partners), :func:`permutation_shapley` (sampled, with a
   confidence interval), :func:`leave_one_out`, :func:`estimate_contributions` →
-  :class:`ContributionResult`.
+  :class:`ContributionResult`;
+- :func:`contribution_study` with :class:`StudyConfig` — trains every coalition the estimator
+  needs as its own securely aggregated run and collects the members' scalar gains.
 """
 
 from pydantic import BaseModel
@@ -24,6 +26,17 @@ from pharmafl.accounting.shapley import (
     exact_shapley_fractions,
     leave_one_out,
     permutation_shapley,
+)
+from pharmafl.accounting.study import (
+    CONTRIBUTION_DIR,
+    CONTRIBUTION_FILE,
+    CoalitionRun,
+    StudyConfig,
+    StudyMethod,
+    coalition_plan,
+    coalition_run_id,
+    contribution_study,
+    study_id,
 )
 from pharmafl.accounting.utility import (
     DEFAULT_UTILITY,
@@ -41,27 +54,37 @@ from pharmafl.common.errors import AccountingError
 #: Schema file stem → model, for documents that cross a boundary (results, resume files).
 SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "contribution_result": ContributionResult,
+    "contribution_study_config": StudyConfig,
     "utility_cache": UtilityCache,
 }
 
 __all__ = [
     "AccountingError",
+    "CONTRIBUTION_DIR",
+    "CONTRIBUTION_FILE",
     "CONTRIBUTION_METHODS",
     "CachedUtility",
     "Coalition",
+    "CoalitionRun",
     "CoalitionValue",
     "ContributionResult",
     "DEFAULT_UTILITY",
     "EXACT_MAX_PLAYERS",
     "SCHEMA_MODELS",
+    "StudyConfig",
+    "StudyMethod",
     "UtilityCache",
     "UtilityFn",
     "as_cached",
+    "coalition_plan",
+    "coalition_run_id",
     "coalition_utility",
+    "contribution_study",
     "estimate_contributions",
     "exact_shapley",
     "exact_shapley_fractions",
     "leave_one_out",
     "mean_gain_utility",
     "permutation_shapley",
+    "study_id",
 ]

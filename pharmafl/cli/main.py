@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "model",
     "partner",
     "federation",
+    "contribution",
     "demo",
 )
 

@@ -1,0 +1,170 @@
+"""The operator's contribution-study flow (``pharmafl contribution CONSORTIUM_DIR``).
+
+Trains every coalition the estimator needs as its own securely aggregated federated run
+(same launchers as ``pharmafl train``: embedded threads or the partners' deployments) and
+attributes leave-one-out and Shapley values from the members' scalar gains
+(:func:`pharmafl.accounting.contribution_study`). Publishes a table of the per-partner
+values and a markdown summary as Prefect artifacts on its run (utilities only).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger
+
+from flows._states import clean_failure, result_or_raise
+from flows.train import DeploymentLauncher, EmbeddedLauncher
+from pharmafl.accounting import CoalitionRun, ContributionResult, StudyConfig, contribution_study
+from pharmafl.common.errors import ConfigError
+from pharmafl.server.operator import Launcher, load_operator
+
+log = logging.getLogger(__name__)
+
+
+def contribution_table(result: ContributionResult) -> list[dict[str, Any]]:
+    """One row per partner: Shapley value (and interval when sampled) and leave-one-out."""
+    rows = []
+    for p in result.players:
+        row: dict[str, Any] = {"partner": p}
+        row["shapley"] = None if result.shapley is None else round(result.shapley[p], 6)
+        if result.shapley_ci is not None:
+            lo, hi = result.shapley_ci[p]
+            row["shapley interval"] = f"[{lo:.4f}, {hi:.4f}]"
+        row["leave-one-out"] = round(result.leave_one_out[p], 6)
+        rows.append(row)
+    return rows
+
+
+def contribution_markdown(result: ContributionResult, study: StudyConfig) -> str:
+    """The markdown summary of a study: method, v(N), v(∅), coalitions, the efficiency check."""
+    lines = [
+        "# pharmafl contribution study",
+        "",
+        f"Utility v(S): {result.utility}.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| method | {result.method} |",
+        f"| v(N) (grand coalition) | {result.grand_coalition_utility:.6f} |",
+        f"| v(∅) | {result.empty_coalition_utility:.6f} |",
+        f"| coalitions evaluated | {result.n_coalitions} |",
+        f"| rounds per coalition | {study.rounds} |",
+    ]
+    if result.shapley is not None:
+        total = sum(result.shapley.values())
+        lines.append(f"| Σ Shapley (= v(N) − v(∅)) | {total:.6f} |")
+    if result.n_permutations is not None:
+        lines.append(f"| orderings sampled | {result.n_permutations} |")
+    return "\n".join(lines)
+
+
+def publish_contribution_artifacts(result: ContributionResult, study: StudyConfig) -> None:
+    """The per-partner table and the summary as Prefect artifacts (best effort)."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    try:
+        create_table_artifact(
+            contribution_table(result),
+            key="pharmafl-contributions",
+            description="Per-partner Shapley and leave-one-out values of the consortium utility.",
+        )
+        create_markdown_artifact(
+            contribution_markdown(result, study),
+            key="pharmafl-contribution-summary",
+            description="Contribution study summary.",
+        )
+    except Exception as exc:  # the study itself is done and recorded
+        log.warning("could not publish the contribution artifacts: %s", type(exc).__name__)
+
+
+@flow(name="pharmafl-contribution", persist_result=False, log_prints=False)
+def contribution_flow(
+    consortium_dir: str,
+    study: StudyConfig | None = None,
+    exchange_url: str | None = None,
+    launcher: Literal["embedded", "distributed"] = "embedded",
+) -> dict[str, Any]:
+    """Run or resume the contribution study; returns the ContributionResult as JSON."""
+    logger = get_run_logger()
+    cdir = Path(consortium_dir)
+    url = exchange_url or str(cdir / "exchange")
+    cfg = study or StudyConfig()
+    with clean_failure() as failed:
+        plan = load_operator(cdir / "operator", url).plan
+        timeout = cfg.stage_timeout_s or plan.stage_timeout_s
+        chosen: Launcher
+        if launcher == "distributed":
+            chosen = DeploymentLauncher(url, timeout)
+        else:
+            partners = {p.name: p for p in sorted((cdir / "partners").iterdir()) if p.is_dir()}
+            chosen = EmbeddedLauncher(partners, url, timeout)
+
+        def on_coalition(run: CoalitionRun) -> None:
+            logger.info(
+                "coalition of %d (run %s): %d rounds in %.1f s",
+                len(run.coalition),
+                run.run_id,
+                run.rounds,
+                run.wall_seconds,
+            )
+
+        try:
+            result = contribution_study(
+                cdir / "operator", url, chosen, cfg, on_coalition=on_coalition
+            )
+        finally:
+            if isinstance(chosen, EmbeddedLauncher):
+                chosen.close()
+        publish_contribution_artifacts(result, cfg)
+        return result.model_dump(mode="json")
+    assert failed.state is not None
+    logger.error("contribution study failed: %s", failed.state.message)
+    return failed.state  # type: ignore[return-value]
+
+
+def run_contribution_study(
+    consortium_dir: str | Path,
+    study: StudyConfig | None = None,
+    *,
+    exchange_url: str | None = None,
+    launcher: Literal["embedded", "distributed"] = "embedded",
+) -> ContributionResult:
+    """Run :func:`contribution_flow`; return its result or raise its pharmafl error.
+
+    ``consortium_dir`` holds ``operator/`` (set up and, usually, trained) and ``partners/``
+    (each with its local-only baseline in ``models/local/``). The exchange store defaults to
+    ``CONSORTIUM_DIR/exchange``. With ``launcher="distributed"`` the flow runs against the
+    Prefect API of ``PREFECT_API_URL``, where the partners' deployments are.
+    """
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if launcher == "distributed":
+        from prefect.settings import PREFECT_API_URL
+
+        if not PREFECT_API_URL.value():
+            raise ConfigError(
+                "the distributed launcher needs the consortium's Prefect server, and no "
+                "Prefect API is configured.",
+                fix="set PREFECT_API_URL=http://HOST:4200/api, or use --launcher embedded.",
+            )
+    doc = result_or_raise(
+        contribution_flow,
+        str(consortium_dir),
+        study=study,
+        exchange_url=exchange_url,
+        launcher=launcher,
+    )
+    return ContributionResult.model_validate(doc)
+
+
+__all__ = [
+    "contribution_flow",
+    "contribution_markdown",
+    "contribution_table",
+    "publish_contribution_artifacts",
+    "run_contribution_study",
+]
