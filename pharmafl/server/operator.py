@@ -181,7 +181,7 @@ def _fresh_attempt(ctx: OperatorContext, index: int, final: bool) -> tuple[int, 
 
 def _publish_round(
     ctx: OperatorContext,
-    state: TrainingState,
+    trunk_bytes: bytes,
     index: int,
     attempt: int,
     round_id: str,
@@ -189,7 +189,6 @@ def _publish_round(
     previous_completed: bool,
     final: bool = False,
 ) -> TrainSpec:
-    trunk_bytes = trunk_to_bytes(state.trunk)
     spec = TrainSpec(
         run_id=ctx.plan.run_id,
         round_index=index,
@@ -288,8 +287,8 @@ def run_training(
                 fix="create it with `pharmafl federation init-trunk PLAN --out FILE` on a "
                 "partner-side machine (it needs torch) and copy it here.",
             )
-        data = init.read_bytes()
-        state = TrainingState(trunk=trunk_from_bytes(data))
+        state = TrainingState(trunk=trunk_from_bytes(init.read_bytes()))
+        trunk_bytes = trunk_to_bytes(state.trunk)
         _ledger(
             ctx,
             LedgerEvent.TRAINING_STARTED,
@@ -298,7 +297,7 @@ def run_training(
                 "code_version": __version__,
                 "consortium_hash": ctx.consortium_hash,
                 "parameters": json.loads(plan.model_dump_json()),
-                "initial_trunk_hash": sha256_bytes(trunk_to_bytes(state.trunk)),
+                "initial_trunk_hash": sha256_bytes(trunk_bytes),
                 "participants": list(ctx.members),
                 "secure_aggregation": True,
             },
@@ -306,7 +305,10 @@ def run_training(
         state.save(state_dir)
     else:
         optimizer.load_state_dict(state.optimizer)
+        trunk_bytes = trunk_to_bytes(state.trunk)
         log.info("resuming run %s at round %d", plan.run_id, state.next_round)
+    # trunk_bytes always holds the serialized current global trunk: each 100+ MB trunk is
+    # serialized once per round (published, hashed and written at the end from these bytes).
     layout = TrunkLayout.of(state.trunk)
     dropped: dict[int, list[str]] = {}
 
@@ -315,7 +317,7 @@ def run_training(
         for _ in range(plan.max_round_attempts):
             attempt, round_id = _fresh_attempt(ctx, index, final=False)
             spec = _publish_round(
-                ctx, state, index, attempt, round_id, previous_completed=index > 0
+                ctx, trunk_bytes, index, attempt, round_id, previous_completed=index > 0
             )
             _ledger(
                 ctx,
@@ -398,9 +400,10 @@ def run_training(
         dropped[index] = list(result.dropped)
         old = flatten_trunk(state.trunk, layout)
         new = optimizer.step(old, result.mean).astype(np.float32)
-        previous_hash = sha256_bytes(trunk_to_bytes(state.trunk))
+        previous_hash = spec.global_trunk_sha256  # the trunk this round started from
         state.trunk = unflatten_trunk(new, layout)
-        new_hash = sha256_bytes(trunk_to_bytes(state.trunk))
+        trunk_bytes = trunk_to_bytes(state.trunk)
+        new_hash = sha256_bytes(trunk_bytes)
         _ledger(
             ctx,
             LedgerEvent.AGGREGATE_APPLIED,
@@ -463,10 +466,10 @@ def run_training(
         state.stop_reason = "round budget"
     state.finished = True
     state.save(state_dir)
-    final_hash = sha256_bytes(trunk_to_bytes(state.trunk))
+    final_hash = sha256_bytes(trunk_bytes)
     attempt, round_id = _fresh_attempt(ctx, state.next_round, final=True)
     spec = _publish_round(
-        ctx, state, state.next_round, attempt, round_id, previous_completed=True, final=True
+        ctx, trunk_bytes, state.next_round, attempt, round_id, previous_completed=True, final=True
     )
     for p in spec.participants:
         launcher.start(p, round_id, final=True)
@@ -484,7 +487,7 @@ def run_training(
             "reason": state.stop_reason,
         },
     )
-    atomic_write_bytes(ctx.run_dir / FINAL_TRUNK_FILE, trunk_to_bytes(state.trunk))
+    atomic_write_bytes(ctx.run_dir / FINAL_TRUNK_FILE, trunk_bytes)
     return TrainingResult(
         rounds=state.next_round,
         stop_reason=state.stop_reason,
