@@ -96,12 +96,14 @@ def contribution_flow(
     with clean_failure() as failed:
         plan = load_operator(cdir / "operator", url).plan
         timeout = cfg.stage_timeout_s or plan.stage_timeout_s
-        chosen: Launcher
-        if launcher == "distributed":
-            chosen = DeploymentLauncher(url, timeout)
-        else:
+        partners = {}
+        if launcher == "embedded":
             partners = {p.name: p for p in sorted((cdir / "partners").iterdir()) if p.is_dir()}
-            chosen = EmbeddedLauncher(partners, url, timeout)
+
+        def new_launcher() -> Launcher:  # one per coalition (closed after it)
+            if launcher == "distributed":
+                return DeploymentLauncher(url, timeout)
+            return EmbeddedLauncher(partners, url, timeout)
 
         def on_coalition(run: CoalitionRun) -> None:
             logger.info(
@@ -112,13 +114,9 @@ def contribution_flow(
                 run.wall_seconds,
             )
 
-        try:
-            result = contribution_study(
-                cdir / "operator", url, chosen, cfg, on_coalition=on_coalition
-            )
-        finally:
-            if isinstance(chosen, EmbeddedLauncher):
-                chosen.close()
+        result = contribution_study(
+            cdir / "operator", url, new_launcher, cfg, on_coalition=on_coalition
+        )
         publish_contribution_artifacts(result, cfg)
         return result.model_dump(mode="json")
     assert failed.state is not None

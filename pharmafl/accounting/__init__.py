@@ -17,6 +17,15 @@ update in the clear. Nothing here imports torch or RDKit.
 
 from pydantic import BaseModel
 
+from pharmafl.accounting.coalitions import (
+    CoalitionRun,
+    StudyConfig,
+    StudyMethod,
+    coalition_plan,
+    coalition_run_id,
+    needed_coalitions,
+    study_id,
+)
 from pharmafl.accounting.shapley import (
     CONTRIBUTION_METHODS,
     EXACT_MAX_PLAYERS,
@@ -27,17 +36,7 @@ from pharmafl.accounting.shapley import (
     leave_one_out,
     permutation_shapley,
 )
-from pharmafl.accounting.study import (
-    CONTRIBUTION_DIR,
-    CONTRIBUTION_FILE,
-    CoalitionRun,
-    StudyConfig,
-    StudyMethod,
-    coalition_plan,
-    coalition_run_id,
-    contribution_study,
-    study_id,
-)
+from pharmafl.accounting.study import CONTRIBUTION_DIR, CONTRIBUTION_FILE, contribution_study
 from pharmafl.accounting.utility import (
     DEFAULT_UTILITY,
     CachedUtility,
@@ -85,6 +84,7 @@ __all__ = [
     "exact_shapley_fractions",
     "leave_one_out",
     "mean_gain_utility",
+    "needed_coalitions",
     "permutation_shapley",
     "study_id",
 ]

@@ -23,6 +23,10 @@ coalition whose utility is recorded. The study id hashes everything that shapes 
 model (partners, consortium parameters, initial trunk, training settings), so changing any
 of them starts a new study, while switching the estimator reuses the cache.
 
+Coalitions run one after another, or ``StudyConfig.parallel`` at a time when the estimator's
+coalitions are known in advance (exact, leave-one-out) and a launcher factory is given; a
+round mostly waits on I/O and orchestration, so two at a time pay off even on two cores.
+
 On the ledger: each coalition run's rounds and aggregates under its own run id, a
 ``coalition_evaluated`` entry per coalition (v(S) and the hashes of the members' signed
 reports, not the gains themselves), and a ``contribution_study_finished`` entry with the
@@ -31,22 +35,23 @@ values. Torch-free and RDKit-free.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Literal
+from typing import cast
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from pharmafl.accounting.shapley import (
-    EXACT_MAX_PLAYERS,
-    ContributionResult,
-    estimate_contributions,
+from pharmafl.accounting.coalitions import (
+    CoalitionRun,
+    StudyConfig,
+    coalition_plan,
+    coalition_run_id,
+    file_sha256,
+    needed_coalitions,
+    study_id,
 )
+from pharmafl.accounting.shapley import ContributionResult, estimate_contributions
 from pharmafl.accounting.utility import (
     DEFAULT_UTILITY,
     CachedUtility,
@@ -58,7 +63,6 @@ from pharmafl.common.errors import AccountingError
 from pharmafl.common.io import atomic_write_text
 from pharmafl.ledger import LedgerEvent, read_entries, validate_payload
 from pharmafl.server.operator import Launcher, OperatorContext, load_operator, run_training
-from pharmafl.server.plan import FederationPlan
 from pharmafl.server.runs import INITIAL_TRUNK_FILE, STATE_DIR, prune_run, run_dir, write_run_plan
 
 logger = logging.getLogger(__name__)
@@ -67,146 +71,6 @@ logger = logging.getLogger(__name__)
 CONTRIBUTION_DIR = "contribution"
 #: The latest study's result, under ``operator/``.
 CONTRIBUTION_FILE = "contribution.json"
-StudyMethod = Literal["auto", "exact", "permutation", "leave_one_out"]
-
-
-class StudyConfig(BaseModel):
-    """How a contribution study trains its coalitions and attributes the values.
-
-    The training settings (``rounds``, ``local_epochs``, ``head_finetune_epochs``) apply to
-    every coalition alike and override the main plan; everything else (trunk, learning rate,
-    batch size, server optimizer, quantization, seed) is the main plan's.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    rounds: int = Field(
-        2,
-        ge=1,
-        le=1000,
-        description="Federated rounds per coalition (fixed budget, no early stopping). Each "
-        "exact study trains 2^n − n − 1 coalitions, so this is usually below the main run's.",
-    )
-    local_epochs: float | None = Field(
-        None, gt=0, le=100, description="Local epochs per round (None: the main plan's)."
-    )
-    head_finetune_epochs: int | None = Field(
-        None, ge=0, le=100, description="Head fine-tuning epochs at the end (None: main plan's)."
-    )
-    method: StudyMethod = Field(
-        "auto",
-        description="'auto' (exact for ≤ exact_max_players partners, else permutation), "
-        "'exact', 'permutation' or 'leave_one_out' (LOO only, n + 1 coalitions).",
-    )
-    samples: int = Field(64, ge=2, le=100_000, description="Orderings sampled (permutation).")
-    confidence: float = Field(0.95, gt=0, lt=1, description="Level of sampled intervals.")
-    seed: int = Field(0, ge=0, description="Seed of permutation sampling.")
-    exact_max_players: int = Field(
-        EXACT_MAX_PLAYERS, ge=1, le=16, description="Largest consortium for exact Shapley."
-    )
-    prune: bool = Field(
-        True,
-        description="Once a coalition's utility is recorded, delete its envelopes from the "
-        "exchange store and its trunk files at the operator (the ledger keeps every hash). "
-        "Without it a study stores (rounds + 1) × (members + 1) trunks per coalition.",
-    )
-    stage_timeout_s: float | None = Field(
-        None, gt=0, description="Per secure-aggregation stage (None: the main plan's)."
-    )
-
-    def training(self) -> dict[str, float | int | None]:
-        """The settings that shape a coalition's model (they enter the study id)."""
-        return {
-            "rounds": self.rounds,
-            "local_epochs": self.local_epochs,
-            "head_finetune_epochs": self.head_finetune_epochs,
-        }
-
-
-@dataclass(frozen=True)
-class CoalitionRun:
-    """What one coalition's training gave (passed to ``on_coalition``)."""
-
-    coalition: tuple[str, ...]
-    run_id: str
-    utility: float
-    rounds: int
-    wall_seconds: float
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def study_id(
-    players: Iterable[str],
-    consortium_hash: str,
-    initial_trunk_sha256: str,
-    plan: FederationPlan,
-    study: StudyConfig,
-) -> str:
-    """A short hash of everything that shapes the coalitions' models.
-
-    Partners, consortium parameters, the initial trunk, the main plan's training settings
-    (its round budget, patience and run id aside) and the study's own
-    (:meth:`StudyConfig.training`). The estimator and its seed are left out: changing them
-    reuses the coalitions.
-    """
-    base = json.loads(plan.model_dump_json())
-    for key in ("run_id", "rounds", "patience", "participants", "report_test_gain"):
-        base.pop(key, None)
-    doc = {
-        "players": sorted(players),
-        "consortium_hash": consortium_hash,
-        "initial_trunk": initial_trunk_sha256,
-        "plan": base,
-        "study": study.training(),
-    }
-    text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def coalition_run_id(sid: str, players: tuple[str, ...], coalition: Coalition) -> str:
-    """``cs-<study id>-<mask>``: bit i of the hex mask is the i-th partner in sorted order."""
-    mask = sum(1 << i for i, p in enumerate(players) if p in coalition)
-    return f"cs-{sid}-{mask:0{max(1, (len(players) + 3) // 4)}x}"
-
-
-def coalition_plan(
-    base: FederationPlan, study: StudyConfig, run_id: str, coalition: Coalition
-) -> FederationPlan:
-    """The main plan, restricted to ``coalition`` under the study's training settings.
-
-    The secure-aggregation threshold is left to its default for the coalition's size
-    (t = 2 for two members), so every coalition of two or more can aggregate.
-    """
-    local = base.local.model_copy(
-        update={
-            k: v
-            for k, v in (
-                ("epochs", study.local_epochs),
-                ("head_finetune_epochs", study.head_finetune_epochs),
-            )
-            if v is not None
-        }
-    )
-    doc = json.loads(base.model_dump_json())
-    doc.update(
-        run_id=run_id,
-        rounds=study.rounds,
-        patience=study.rounds,  # a fixed budget: the same for every coalition
-        participants=sorted(coalition),
-        threshold=None,
-        report_test_gain=True,
-        local=json.loads(local.model_dump_json()),
-    )
-    if study.stage_timeout_s is not None:
-        doc["stage_timeout_s"] = study.stage_timeout_s
-    return FederationPlan.model_validate(doc)
 
 
 def _train_coalition(
@@ -288,10 +152,56 @@ def _record_finished(ctx: OperatorContext, payload: dict[str, object]) -> None:
     ctx.ledger.append(ctx.identity.id, ctx.identity, LedgerEvent.CONTRIBUTION_STUDY_FINISHED, doc)
 
 
+def _close(launcher: Launcher) -> None:
+    close = getattr(launcher, "close", None)
+    if callable(close):
+        close()
+
+
+def _train_in_parallel(
+    todo: list[Coalition],
+    parallel: int,
+    train: Callable[[Coalition, Launcher], Mapping[str, float]],
+    new_launcher: Callable[[], Launcher],
+    record: Callable[[Coalition, Mapping[str, float]], None],
+) -> None:
+    """Train ``todo`` with ``parallel`` workers, each coalition with a fresh launcher;
+    ``record`` runs in this thread as each one finishes. The first failure is raised after
+    the coalitions already running have finished and been recorded."""
+
+    def one(coalition: Coalition) -> Mapping[str, float]:
+        launcher = new_launcher()
+        try:
+            return train(coalition, launcher)
+        finally:
+            _close(launcher)
+
+    errors: list[BaseException] = []
+    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="pharmafl-study") as pool:
+        pending: dict[Future[Mapping[str, float]], Coalition] = {}
+        queue = list(todo)
+        while queue or pending:
+            while queue and len(pending) < parallel and not errors:
+                c = queue.pop(0)
+                pending[pool.submit(one, c)] = c
+            if not pending:
+                break
+            done, _ = wait(pending, return_when="FIRST_COMPLETED")
+            for fut in done:
+                c = pending.pop(fut)
+                exc = fut.exception()
+                if exc is not None:
+                    errors.append(exc)
+                else:
+                    record(c, fut.result())
+    if errors:
+        raise errors[0]
+
+
 def contribution_study(
     operator_dir: str | Path,
     exchange_url: str,
-    launcher: Launcher,
+    launcher: Launcher | Callable[[], Launcher],
     study: StudyConfig | None = None,
     *,
     on_coalition: Callable[[CoalitionRun], None] | None = None,
@@ -306,7 +216,9 @@ def contribution_study(
     exchange_url
         The exchange store.
     launcher
-        Starts partner rounds (embedded threads or Prefect deployments), as for the main run.
+        Starts partner rounds (embedded threads or Prefect deployments), as for the main run:
+        one launcher (coalitions one after another), or a factory returning a fresh one per
+        coalition (closed after it if it has ``close()``), needed for ``study.parallel > 1``.
     study
         Training budget and estimator (default :class:`StudyConfig`).
     on_coalition
@@ -332,7 +244,7 @@ def contribution_study(
     sid = study_id(
         players,
         ctx.consortium_hash,
-        _file_sha256(odir / INITIAL_TRUNK_FILE),
+        file_sha256(odir / INITIAL_TRUNK_FILE),
         ctx.plan,
         cfg,
     )
@@ -344,11 +256,31 @@ def contribution_study(
         cfg.rounds,
     )
     trained: list[Coalition] = []
+    ready: dict[Coalition, Mapping[str, float]] = {}
+    single: Launcher | None = None
+    factory: Callable[[], Launcher] | None = None
+    if hasattr(launcher, "start"):
+        single = cast(Launcher, launcher)
+    else:
+        factory = cast(Callable[[], Launcher], launcher)
+
+    def train(coalition: Coalition, chosen: Launcher) -> Mapping[str, float]:
+        return _train_coalition(ctx, exchange_url, chosen, cfg, sid, coalition, on_coalition)
 
     def train_and_report(coalition: Coalition) -> Mapping[str, float]:
+        if coalition in ready:  # trained in the parallel phase
+            return ready.pop(coalition)
         if cfg.prune:
             _prune_recorded(odir, exchange_url, sid, players, v)
-        gains = _train_coalition(ctx, exchange_url, launcher, cfg, sid, coalition, on_coalition)
+        if single is not None:
+            gains = train(coalition, single)
+        else:
+            assert factory is not None
+            chosen = factory()
+            try:
+                gains = train(coalition, chosen)
+            finally:
+                _close(chosen)
         trained.append(coalition)
         return gains
 
@@ -364,6 +296,26 @@ def contribution_study(
         method = "exact" if len(players) <= cfg.exact_max_players else "permutation"
     if method == "permutation":
         options |= {"n_permutations": cfg.samples, "confidence": cfg.confidence}
+    elif method == "exact" and len(players) > cfg.exact_max_players:
+        pass  # the estimator refuses it (with the fix) before any training
+    elif cfg.parallel > 1:
+        if factory is None:
+            raise AccountingError(
+                "training coalitions in parallel needs a launcher per coalition.",
+                fix="pass a launcher factory (a callable returning a new launcher), or parallel=1.",
+            )
+        todo = [c for c in needed_coalitions(method, players) if c not in v]
+        if todo:
+            logger.info("training %d coalitions, %d at a time", len(todo), cfg.parallel)
+
+            def record(coalition: Coalition, gains: Mapping[str, float]) -> None:
+                ready[coalition] = gains
+                trained.append(coalition)
+                v(coalition)  # into the cache (and its file) right away
+                if cfg.prune:  # keep the store small while the others train
+                    _prune_recorded(odir, exchange_url, sid, players, v)
+
+            _train_in_parallel(todo, cfg.parallel, train, factory, record)
     result = estimate_contributions(
         players,
         v,
@@ -378,7 +330,7 @@ def contribution_study(
         ctx,
         {
             "study_id": sid,
-            "parameters": json.loads(cfg.model_dump_json()),
+            "parameters": cfg.parameters(),
             "utility": result.utility,
             "method": result.method,
             "grand_coalition_utility": result.grand_coalition_utility,
@@ -404,11 +356,5 @@ def contribution_study(
 __all__ = [
     "CONTRIBUTION_DIR",
     "CONTRIBUTION_FILE",
-    "CoalitionRun",
-    "StudyConfig",
-    "StudyMethod",
-    "coalition_plan",
-    "coalition_run_id",
     "contribution_study",
-    "study_id",
 ]

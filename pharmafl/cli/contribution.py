@@ -43,6 +43,12 @@ def contribution(
     launcher: Annotated[
         str, typer.Option(help="embedded (all partners here) or distributed (Prefect workers).")
     ] = "embedded",
+    parallel: Annotated[
+        int,
+        typer.Option(
+            min=1, max=8, help="Coalitions trained at the same time (exact and loo methods)."
+        ),
+    ] = 1,
     keep: Annotated[
         bool,
         typer.Option(
@@ -75,6 +81,7 @@ def contribution(
             "seed": seed,
             "local_epochs": local_epochs,
             "prune": not keep,
+            "parallel": parallel,
         }
     )
     console = Console(highlight=False)

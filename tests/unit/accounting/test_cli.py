@@ -33,7 +33,8 @@ def test_the_main_app_has_the_command() -> None:
     assert "contribution" in COMMAND_MODULES
     out = CliRunner().invoke(app, ["contribution", "--help"])
     assert out.exit_code == 0, out.output
-    for option in ("--rounds", "--method", "--samples", "--seed", "--launcher", "--keep-runs"):
+    options = ("--rounds", "--method", "--samples", "--seed", "--parallel", "--keep-runs")
+    for option in (*options, "--launcher", "--exchange", "--local-epochs"):
         assert option in out.output
 
 
@@ -59,6 +60,6 @@ def test_bad_options_are_clear_errors(tmp_path: Path, args: list[str], message: 
 
 
 def test_out_of_range_numbers_are_refused(tmp_path: Path) -> None:
-    for args in (["--rounds", "0"], ["--samples", "1"], ["--seed", "-1"]):
+    for args in (["--rounds", "0"], ["--samples", "1"], ["--seed", "-1"], ["--parallel", "0"]):
         out = CliRunner().invoke(_app(), ["contribution", str(tmp_path), *args])
         assert out.exit_code == 2 and "Invalid value" in out.output, args

@@ -1,93 +1,83 @@
-"""The contribution study's pure parts: its config, coalition run ids and plans, study ids."""
+"""Training coalitions in parallel: results recorded as they come, launchers closed, the
+first failure raised only after the coalitions already running were recorded.
+
+The study itself (real coalitions, ledger, cache, resume) is tested end to end in
+``tests/unit/flows/test_contribution_flow.py``.
+"""
 
 from __future__ import annotations
 
-import itertools
-import re
+import threading
+import time
+from collections.abc import Mapping
 
 import pytest
-from pydantic import ValidationError
 
-from pharmafl.accounting import StudyConfig, coalition_plan, coalition_run_id, study_id
-from pharmafl.server import RUN_ID_PATTERN, FederationPlan, LocalTrainingSpec, format_round_id
+from pharmafl.accounting.study import _train_in_parallel
+from pharmafl.accounting.utility import Coalition
 
-TRUNK = {"kind": "sparse", "hidden_sizes": [16], "dropouts": [0.1], "input_size": 64}
-PLAYERS = ("alpha", "bravo", "charlie", "delta")
-BASE = FederationPlan(
-    rounds=12,
-    patience=3,
-    threshold=3,
-    trunk=TRUNK,
-    local=LocalTrainingSpec(epochs=1.0, learning_rate=2e-3, batch_size=64, head_finetune_epochs=5),
-    stage_timeout_s=300,
-)
+COALITIONS = [frozenset({"a", "b"}), frozenset({"a", "c"}), frozenset({"b", "c"})]
 
 
-def _sid(plan: FederationPlan = BASE, study: StudyConfig | None = None, **kw: object) -> str:
-    args: dict[str, object] = {
-        "players": PLAYERS,
-        "consortium_hash": "c" * 64,
-        "initial_trunk_sha256": "a" * 64,
-        "plan": plan,
-        "study": study or StudyConfig(),
-    }
-    return study_id(**(args | kw))  # type: ignore[arg-type]
+class _Launcher:
+    """A launcher stand-in that only records being closed (no partner is started)."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def start(self, partner: str, round_id: str, *, final: bool) -> None:  # pragma: no cover
+        raise AssertionError("not used")
+
+    def failed(self) -> dict[str, str]:  # pragma: no cover
+        return {}
+
+    def finish(self, timeout_s: float) -> dict[str, str]:  # pragma: no cover
+        return {}
+
+    def close(self) -> None:
+        self.log.append("closed")
 
 
-def test_study_config_defaults_and_bounds() -> None:
-    cfg = StudyConfig()
-    assert cfg.rounds == 2 and cfg.method == "auto" and cfg.prune
-    assert StudyConfig.model_validate_json(cfg.model_dump_json()) == cfg
-    for bad in ({"rounds": 0}, {"method": "loo"}, {"samples": 1}, {"confidence": 1.0}):
-        with pytest.raises(ValidationError):
-            StudyConfig.model_validate(bad)
+def test_parallel_training_records_every_coalition_and_overlaps() -> None:
+    log: list[str] = []
+    recorded: dict[Coalition, Mapping[str, float]] = {}
+    running, most = [0], [0]
+    lock = threading.Lock()
+    main = threading.get_ident()
+
+    def train(c: Coalition, launcher: object) -> Mapping[str, float]:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return {p: 0.1 for p in c}
+
+    def record(c: Coalition, gains: Mapping[str, float]) -> None:
+        assert threading.get_ident() == main  # the cache is only touched by the caller
+        recorded[c] = gains
+
+    _train_in_parallel(COALITIONS, 2, train, lambda: _Launcher(log), record)
+    assert set(recorded) == set(COALITIONS)
+    assert recorded[COALITIONS[0]] == {"a": 0.1, "b": 0.1}
+    assert most[0] == 2
+    assert log == ["closed"] * 3
 
 
-def test_every_coalition_gets_its_own_valid_run_id() -> None:
-    coalitions = [frozenset(c) for k in range(2, 5) for c in itertools.combinations(PLAYERS, k)]
-    assert len(coalitions) == 11  # 6 pairs, 4 triples, the grand coalition
-    ids = [coalition_run_id("0123456789ab", PLAYERS, c) for c in coalitions]
-    assert len(set(ids)) == 11
-    for rid in ids:
-        assert re.match(RUN_ID_PATTERN, rid)
-        assert len(format_round_id(rid, 9999, 99, final=True)) <= 128
-    assert coalition_run_id("0123456789ab", PLAYERS, frozenset(PLAYERS)) == "cs-0123456789ab-f"
-    assert coalition_run_id("x", PLAYERS, frozenset({"alpha", "charlie"})) == "cs-x-5"
-    many = tuple(f"p{i:02d}" for i in range(7))
-    assert coalition_run_id("x", many, frozenset(many)) == "cs-x-7f"
+def test_a_failure_stops_new_coalitions_after_recording_running_ones() -> None:
+    log: list[str] = []
+    recorded: list[Coalition] = []
 
+    def train(c: Coalition, launcher: object) -> Mapping[str, float]:
+        if c == COALITIONS[0]:
+            raise RuntimeError("round aborted")
+        time.sleep(0.1)  # still running when the first one fails
+        return {p: 0.0 for p in c}
 
-def test_coalition_plan_restricts_the_main_plan_under_the_study_budget() -> None:
-    study = StudyConfig(rounds=3, local_epochs=0.5, head_finetune_epochs=1, stage_timeout_s=60)
-    plan = coalition_plan(BASE, study, "cs-x-3", frozenset({"bravo", "alpha"}))
-    assert plan.run_id == "cs-x-3"
-    assert plan.participants == ("alpha", "bravo")
-    assert plan.threshold is None  # the default for two members, not the main run's 3
-    assert plan.rounds == plan.patience == 3  # a fixed budget: no early stopping
-    assert plan.report_test_gain
-    assert plan.local.epochs == 0.5 and plan.local.head_finetune_epochs == 1
-    assert plan.local.learning_rate == 2e-3 and plan.local.batch_size == 64
-    assert plan.trunk == BASE.trunk and plan.seed == BASE.seed
-    assert plan.stage_timeout_s == 60
-    same = coalition_plan(BASE, StudyConfig(rounds=3), "cs-x-3", frozenset({"alpha", "bravo"}))
-    assert same.local == BASE.local and same.stage_timeout_s == 300
-
-
-def test_study_id_follows_what_shapes_the_coalition_models() -> None:
-    sid = _sid()
-    assert re.fullmatch(r"[0-9a-f]{12}", sid) and _sid() == sid
-    # The estimator, its seed and pruning do not change any coalition's model …
-    assert _sid(study=StudyConfig(method="permutation", seed=5, samples=8, prune=False)) == sid
-    # … nor the main run's own budget and run id.
-    assert _sid(plan=BASE.model_copy(update={"rounds": 40, "patience": 9, "run_id": "m"})) == sid
-    changed = [
-        _sid(study=StudyConfig(rounds=3)),
-        _sid(study=StudyConfig(local_epochs=2.0)),
-        _sid(study=StudyConfig(head_finetune_epochs=0)),
-        _sid(players=PLAYERS[:3]),
-        _sid(consortium_hash="d" * 64),
-        _sid(initial_trunk_sha256="b" * 64),
-        _sid(plan=BASE.model_copy(update={"seed": 1})),
-        _sid(plan=BASE.model_copy(update={"trunk": {**TRUNK, "hidden_sizes": [32]}})),
-    ]
-    assert sid not in changed and len(set(changed)) == len(changed)
+    with pytest.raises(RuntimeError, match="round aborted"):
+        _train_in_parallel(
+            COALITIONS, 2, train, lambda: _Launcher(log), lambda c, g: recorded.append(c)
+        )
+    assert recorded == [COALITIONS[1]]  # the third was never started
+    assert log == ["closed"] * 2

@@ -39,7 +39,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 PARTNERS = ("alpha", "bravo", "charlie")
 COALITIONS = [frozenset(c) for k in (2, 3) for c in itertools.combinations(PARTNERS, k)]
-STUDY = StudyConfig(rounds=1)  # what `pharmafl contribution --rounds 1` asks for
+# What `pharmafl contribution --rounds 1 --parallel 2` asks for (the CLI test runs it without
+# --parallel: the same study, recorded once).
+STUDY = StudyConfig(rounds=1, parallel=2)
 TRUNK = {"kind": "sparse", "hidden_sizes": [32], "dropouts": [0.1]}
 
 
@@ -124,7 +126,8 @@ def studied(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> 
     main_before = _snapshot(cdir)
     main_rounds = sorted(p.name for p in (cdir / "exchange").iterdir())
 
-    # A study that dies after its second coalition was trained, before it was recorded.
+    # A study (one coalition after another) that dies after its second coalition was
+    # trained, before it was recorded; then resumed by the flow, two coalitions at a time.
     url = str(cdir / "exchange")
     seen: list[CoalitionRun] = []
 
@@ -138,7 +141,11 @@ def studied(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> 
     try:
         with pytest.raises(_InterruptedError):
             contribution_study(
-                cdir / "operator", url, launcher, STUDY, on_coalition=interrupt_after_two
+                cdir / "operator",
+                url,
+                launcher,
+                STUDY.model_copy(update={"parallel": 1}),
+                on_coalition=interrupt_after_two,
             )
     finally:
         launcher.close()
@@ -282,6 +289,19 @@ def test_a_second_call_retrains_nothing_and_records_nothing_new(studied: dict[st
     cdir = studied["cdir"]
     again = run_contribution_study(cdir, STUDY)
     assert again == studied["result"]
+    assert (cdir / "operator" / "ledger.jsonl").read_bytes() == studied["ledger_after_study"]
+
+
+def test_parallel_training_needs_a_launcher_per_coalition(studied: dict[str, Any]) -> None:
+    from flows.train import EmbeddedLauncher
+    from pharmafl.accounting import contribution_study
+    from pharmafl.common.errors import AccountingError
+
+    cdir = studied["cdir"]
+    url = str(cdir / "exchange")
+    launcher = EmbeddedLauncher({}, url, 60)
+    with pytest.raises(AccountingError, match="launcher per coalition"):
+        contribution_study(cdir / "operator", url, launcher, STUDY)
     assert (cdir / "operator" / "ledger.jsonl").read_bytes() == studied["ledger_after_study"]
 
 
