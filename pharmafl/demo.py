@@ -3,7 +3,9 @@
 Simulates a 4-partner consortium from FS-Mol, prepares every partner (its own flow, its own
 folder), trains each partner's local-only baseline, runs federated training with secure
 aggregation (embedded launcher: partners in threads, only envelopes through
-``DIR/exchange``), trains the pooled reference (the simulation's upper bound), and writes
+``DIR/exchange``), trains the pooled reference (the simulation's upper bound), runs the
+contribution study (every coalition trained federatedly: exact Shapley and leave-one-out
+values), and writes
 ``DIR/report/summary.json`` + ``report.html``. Every step is the same code a real consortium
 runs; only the sizes differ between the default and ``--quick``.
 """
@@ -58,6 +60,14 @@ class DemoConfig(BaseModel):
     fed_patience: int = Field(4, ge=1, description="Rounds without validation improvement.")
     server_optimizer: str = Field("fedavg")
     head_finetune_epochs: int = Field(10, ge=0)
+    study_rounds: int = Field(
+        3,
+        ge=1,
+        description="Contribution study: federated rounds per coalition (every coalition of "
+        "≥ 2 partners is trained, securely aggregated, for exact Shapley values).",
+    )
+    study_parallel: int = Field(2, ge=1, le=8, description="Coalitions trained at a time.")
+    contribution: bool = Field(True, description="Run the contribution study.")
     workers: int = Field(0, ge=0, description="Preparation processes (0 = all cores).")
     eval_fold_min: int = Field(
         5,
@@ -77,6 +87,7 @@ class DemoConfig(BaseModel):
             "rounds": 4,
             "fed_patience": 3,
             "head_finetune_epochs": 5,
+            "study_rounds": 2,
         }
         return cls(**(base | overrides))
 
@@ -180,6 +191,7 @@ def run_demo(
     from pharmafl.model.config import SparseTrunkConfig
     from pharmafl.model.report import MetricsReport
     from pharmafl.report import (
+        ConsortiumContribution,
         ConsortiumSummary,
         LedgerSummary,
         PartnerContribution,
@@ -206,7 +218,7 @@ def run_demo(
 
     family = cfg.target_family if cfg.dataset == "fsmol" and cfg.source is None else None
     say(
-        f"1/6 simulating {cfg.partners} partners from {cfg.dataset}"
+        f"1/7 simulating {cfg.partners} partners from {cfg.dataset}"
         f"{f' ({family} assays)' if family else ''} into {out}"
     )
     t = time.perf_counter()
@@ -237,7 +249,7 @@ def run_demo(
     partners = sorted(p for p in (out / "partners").iterdir() if p.is_dir())
     lap("simulate", t)
 
-    say("2/6 preparing each partner locally (standardize, describe, fold, tasks)")
+    say("2/7 preparing each partner locally (standardize, describe, fold, tasks)")
     t = time.perf_counter()
     manifests = {}
     for p in partners:
@@ -259,14 +271,14 @@ def run_demo(
         early_stopping_patience=cfg.patience,
         selection_metric="auc_pr",
     )
-    say("3/6 local-only baselines (each partner alone)")
+    say("3/7 local-only baselines (each partner alone)")
     t = time.perf_counter()
     local: dict[str, MetricsReport] = {}
     for p in partners:
         local[p.name] = run_baseline(p, trunk, train, checkpoint=False)
     lap("baselines", t)
 
-    say(f"4/6 federated training: up to {cfg.rounds} rounds, secure aggregation")
+    say(f"4/7 federated training: up to {cfg.rounds} rounds, secure aggregation")
     t = time.perf_counter()
     plan = FederationPlan(
         rounds=cfg.rounds,
@@ -286,12 +298,29 @@ def run_demo(
     fed = run_train(out, exchange_url=str(out / "exchange"))
     lap("federated", t)
 
-    say("5/6 pooled reference (all data in one place: the simulation's upper bound)")
+    say("5/7 pooled reference (all data in one place: the simulation's upper bound)")
     t = time.perf_counter()
     pooled = run_pooled(partners, trunk, train, out_dir=out / "operator" / "pooled")
     lap("pooled", t)
 
-    say("6/6 evaluation and report")
+    contribution = None
+    if cfg.contribution:
+        from flows.contribution import run_contribution_study
+        from pharmafl.accounting.coalitions import StudyConfig
+
+        say(
+            f"6/7 contribution study: every coalition of ≥ 2 partners trained federatedly "
+            f"({cfg.study_rounds} rounds each, secure aggregation), exact Shapley values"
+        )
+        t = time.perf_counter()
+        contribution = run_contribution_study(
+            out,
+            StudyConfig(rounds=cfg.study_rounds, parallel=cfg.study_parallel),
+            exchange_url=str(out / "exchange"),
+        )
+        lap("contribution", t)
+
+    say("7/7 evaluation and report")
     t = time.perf_counter()
     roster = load_roster(out / "operator" / "roster.json")
     verification = verify_ledger(out / "operator" / "ledger.jsonl", roster)
@@ -319,7 +348,9 @@ def run_demo(
                 pooled=_model_metrics(pooled.partners[p.name], p.name, "pooled"),
                 benefit=benefit,
                 ecdf=curves,
-                contribution=PartnerContribution(
+                contribution=PartnerContribution.from_result(
+                    contribution,
+                    p.name,
                     data=DataContribution(
                         compounds=c["descriptor_vectors"],
                         tasks=c["classification_tasks"] + c["regression_tasks"],
@@ -338,6 +369,9 @@ def run_demo(
         wall_seconds=round(time.perf_counter() - t0, 1),
         partners=rows,
         learning_curves=learning_curves_from_ledger(entries),
+        contribution=None
+        if contribution is None
+        else ConsortiumContribution.from_result(contribution),
         ledger=LedgerSummary.from_verification(verification),
         notes=[
             f"timings (s): {json.dumps(timings)}",
@@ -358,12 +392,15 @@ def format_table(summary: Any) -> str:
     """The per-partner table printed at the end of the demo."""
     head = (
         f"{'partner':<10} {'local ROC':>9} {'fed ROC':>8} {'pool ROC':>8} "
-        f"{'local PR':>9} {'fed PR':>7} {'pool PR':>8} {'Δ PR':>7}"
+        f"{'local PR':>9} {'fed PR':>7} {'pool PR':>8} {'Δ PR':>7} {'Shapley':>8} {'LOO':>8}"
     )
     lines = [head, "-" * len(head)]
 
     def f(x: float | None) -> str:
         return "   n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
+
+    def g(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:+.4f}"
 
     for p in summary.partners:
         pooled = p.pooled
@@ -371,7 +408,9 @@ def format_table(summary: Any) -> str:
             f"{p.name:<10} {f(p.local.roc_auc):>9} {f(p.federated.roc_auc):>8} "
             f"{f(pooled.roc_auc if pooled else None):>8} {f(p.local.auc_pr):>9} "
             f"{f(p.federated.auc_pr):>7} {f(pooled.auc_pr if pooled else None):>8} "
-            f"{p.federated.auc_pr - p.local.auc_pr:>+7.4f}"
+            f"{p.federated.auc_pr - p.local.auc_pr:>+7.4f} "
+            f"{g(p.contribution.shapley if p.contribution else None):>8} "
+            f"{g(p.contribution.leave_one_out if p.contribution else None):>8}"
         )
     gap = summary.gap_capture
     lines.append(
@@ -379,6 +418,13 @@ def format_table(summary: Any) -> str:
         f"gap capture {'n/a' if gap is None else f'{gap:.0%}'}, "
         f"wall {summary.wall_seconds:.0f} s"
     )
+    if summary.contribution is not None:
+        c = summary.contribution
+        lines.append(
+            f"contribution ({c.method} Shapley over {c.n_coalitions} coalitions): "
+            f"v(N) = {c.grand_coalition_utility:+.4f} (mean AUC-PR gain over local-only), "
+            f"v(∅) = {c.empty_coalition_utility:+.4f}"
+        )
     return "\n".join(lines)
 
 

@@ -19,8 +19,8 @@ def test_tiny_demo_writes_summary_report_and_verified_ledger(
 ) -> None:
     del small_consortium  # only for its skip when FS-Mol is missing
     cfg = DemoConfig(
-        partners=2,
-        max_compounds=500,
+        partners=3,
+        max_compounds=400,
         hidden=32,
         local_epochs=2,
         patience=2,
@@ -29,6 +29,7 @@ def test_tiny_demo_writes_summary_report_and_verified_ledger(
         head_finetune_epochs=1,
         eval_fold_min=1,
         seed=1,
+        study_rounds=1,
     )
     lines: list[str] = []
     result = run_demo(tmp_path / "demo", cfg, say=lines.append)
@@ -37,14 +38,30 @@ def test_tiny_demo_writes_summary_report_and_verified_ledger(
     jsonschema.validate(summary, schema)
     assert summary["secure_aggregation"] is True
     assert summary["rounds"] == 2
-    assert [p["name"] for p in summary["partners"]] == ["alpha", "bravo"]
+    assert [p["name"] for p in summary["partners"]] == ["alpha", "bravo", "charlie"]
     for p in summary["partners"]:
         for model in ("local", "federated", "pooled"):
             assert 0.0 <= p[model]["roc_auc"] <= 1.0
             assert 0.0 <= p[model]["auc_pr"] <= 1.0
         assert p["contribution"]["rounds"]["submitted"] == 2
+    # Contribution study: the 4 coalitions of >= 2 partners trained federatedly, exact Shapley
+    # values that add up to v(N) - v(empty) (efficiency), leave-one-out from the same values.
+    contrib = summary["contribution"]
+    assert contrib["method"] == "exact" and contrib["n_coalitions"] == 2**3  # with v(∅), v({i})
+    shapley = [p["contribution"]["shapley"] for p in summary["partners"]]
+    assert sum(shapley) == pytest.approx(
+        contrib["grand_coalition_utility"] - contrib["empty_coalition_utility"], abs=1e-9
+    )
+    assert all(p["contribution"]["leave_one_out"] is not None for p in summary["partners"])
+    ledger = [
+        json.loads(line)
+        for line in (tmp_path / "demo" / "operator" / "ledger.jsonl").read_text().splitlines()
+    ]
+    assert sum(e["event"] == "coalition_evaluated" for e in ledger) == 4
+    assert sum(e["event"] == "contribution_study_finished" for e in ledger) == 1
     assert summary["ledger"]["verified"] is True
     html = result.report_path.read_text()
     assert html.count("<img") >= 3 and "alpha" in html
     assert (tmp_path / "demo" / "exchange").is_dir()
     assert "alpha" in result.table and "gap capture" in result.table
+    assert "Shapley" in result.table
