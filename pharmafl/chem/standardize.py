@@ -25,6 +25,14 @@ Speed without changing a result:
 * The mol returned is the parse of the final canonical SMILES (when the round trip is stable,
   the second parse TUNER's descriptor and fold steps would do is provably the same one), so
   fingerprints, scaffolds and graphs reuse it.
+* TUNER runs RDKit's cleanup (metal disconnection, normalization, reionization, stereo
+  perception) three times: twice inside ``ChargeParent`` and once after the tautomer step. Each
+  is a deterministic function of the molecule it is given. :class:`Standardizer` remembers the
+  exact state (``Mol.ToBinary()``: atoms, bonds, charges, hydrogens, flags, in atom order) on
+  which a cleanup was observed to change nothing; a later cleanup handed a molecule in exactly
+  that state would change nothing either, so it is skipped. For an input that is already
+  clean (most of a curated export) this skips two of the three cleanups. The molecule and the
+  SMILES produced are the ones TUNER produces; a test checks this on FS-Mol molecules.
 
 References
 ----------
@@ -101,14 +109,32 @@ class Standardizer:
             raise MoleculeRejectedError("empty", "the SMILES has no atoms.")
         return mol
 
-    def _cleanup(self, mol: Chem.Mol) -> Chem.Mol:
-        """RDKit ``MolStandardize::cleanupInPlace`` (default parameters) on a copy of ``mol``."""
-        work = Chem.RemoveHs(mol)  # returns a new mol
+    def _cleanup_in_place(self, work: Chem.Mol) -> None:
+        """The in-place part of RDKit's ``cleanupInPlace`` (after ``RemoveHs``)."""
         self._metal.DisconnectInPlace(work)
         self._normalizer.normalizeInPlace(work)
         self._reionizer.reionizeInPlace(work)
         Chem.AssignStereochemistry(work, cleanIt=True, force=True)
+
+    def _cleanup(self, mol: Chem.Mol) -> Chem.Mol:
+        """RDKit ``MolStandardize::cleanupInPlace`` (default parameters) on a copy of ``mol``."""
+        work = Chem.RemoveHs(mol)  # returns a new mol
+        self._cleanup_in_place(work)
         return work
+
+    def _tracked_cleanup(self, mol: Chem.Mol, fixed: bytes | None) -> tuple[Chem.Mol, bytes | None]:
+        """:meth:`_cleanup` that skips the in-place steps on a known fixed point.
+
+        ``fixed`` is the ``ToBinary()`` state of a molecule on which the in-place steps were
+        observed to change nothing (or None). Returns the cleaned copy and the fixed point to
+        remember next (this call's input state when it was left unchanged, else ``fixed``).
+        """
+        work = Chem.RemoveHs(mol)  # returns a new mol
+        state = work.ToBinary()
+        if state == fixed:
+            return work, fixed  # same state, same deterministic steps: nothing would change
+        self._cleanup_in_place(work)
+        return work, (state if work.ToBinary() == state else fixed)
 
     def charge_parent(self, mol: Chem.Mol) -> Chem.Mol:
         """``rdMolStandardize.ChargeParent(mol)`` with the helper objects reused (new mol).
@@ -145,7 +171,12 @@ class Standardizer:
             )
         with rdBase.BlockLogs():
             try:
-                work = self.charge_parent(mol)
+                # charge parent (RDKit's chargeParentInPlace: cleanup, largest fragment,
+                # uncharge, cleanup), remembering where a cleanup changed nothing.
+                work, fixed = self._tracked_cleanup(mol, None)
+                self._chooser.chooseInPlace(work)
+                self._uncharger.unchargeInPlace(work)
+                work, fixed = self._tracked_cleanup(work, fixed)
                 for atom in work.GetAtoms():
                     atom.SetIsotope(0)
                 if not p.include_stereoinfo:
@@ -154,7 +185,7 @@ class Standardizer:
                 # TUNER's my_standardizer block.
                 work = Chem.Mol(work)
                 Chem.SanitizeMol(work)
-                work = self._cleanup(work)
+                work, _ = self._tracked_cleanup(work, fixed)
                 tmp_smiles = Chem.MolToSmiles(work)
             except Exception as exc:  # RDKit raises several unrelated types
                 raise MoleculeRejectedError(

@@ -156,3 +156,71 @@ def test_standardize_mol_rejects_empty_and_big() -> None:
 def test_unknown_reason_code_is_a_bug() -> None:
     with pytest.raises(ValueError, match="unknown rejection reason"):
         MoleculeRejectedError("nope", "x")
+
+
+# Inputs that make RDKit's cleanups do something (salts, charges, metals, isotopes, explicit
+# hydrogens, nitro/N-oxide normalization, zwitterions, tautomers, stereo), so that the
+# skipping of cleanups on known fixed points is exercised in both directions.
+MESSY = [
+    "O=C([O-])c1ccccc1.[Na+]",
+    "[Na+].[O-]C(=O)c1ccccc1",
+    "C[N+](C)(C)C.[Cl-]",
+    "CN(C)C(=N)N=C(N)N.Cl",
+    "N.N.Cl[Pt]Cl",
+    "CCO[Mg]Br",
+    "CC(=O)O[Na]",
+    "[2H]C([2H])([2H])Oc1ccc(C[C@H](N)C(=O)[O-])cc1.[Na+]",
+    "[13CH3]c1ccccc1O",
+    "[H]OC(=O)c1ccccc1",
+    "C[N+](=O)[O-]",
+    "CN(=O)=O",
+    "[O-][n+]1ccccc1",
+    "O=[N+]([O-])c1ccc(O)cc1.O",
+    "NCC(=O)O",
+    "[NH3+]CC(=O)[O-]",
+    "C[C@H](N)C(=O)O",
+    "C/C=C/C(=O)O",
+    "Oc1ccccn1",
+    "CC(=O)CC(C)=O",
+    "O=C1NC(=O)C(=O)N1",
+    "Cc1nc2ccccc2[nH]1",
+    "OC(=O)C[S-].[K+]",
+    "C1=CC=CC=C1.C1CCCCC1O",
+]
+
+
+def test_fixed_point_skips_give_tuners_result_on_messy_inputs(tuner_standardize) -> None:
+    for stereo in (False, True):
+        std = Standardizer(StandardizationParams(include_stereoinfo=stereo))
+        for smi in MESSY:
+            try:
+                got: str | None = std.standardize(std.parse(smi))[0]
+            except MoleculeRejectedError:
+                got = None
+            assert got == tuner_standardize(smi, stereo), (smi, stereo)
+
+
+class _CountingStandardizer(Standardizer):
+    """Counts how often the in-place cleanup steps actually run."""
+
+    runs = 0
+
+    def _cleanup_in_place(self, work: Chem.Mol) -> None:
+        self.runs += 1
+        super()._cleanup_in_place(work)
+
+
+def test_cleanups_are_skipped_only_on_known_fixed_points() -> None:
+    std = _CountingStandardizer(DEFAULT)
+    # Already clean, no stereo, canonical tautomer: the first cleanup changes nothing, the
+    # other two see exactly that state again and are skipped.
+    std.standardize(std.parse("CC(=O)Nc1ccc(O)cc1"))
+    assert std.runs == 1
+    # A salt: the largest-fragment step changes the molecule, so the second cleanup runs.
+    std.runs = 0
+    std.standardize(std.parse("O=C([O-])c1ccccc1.[Na+]"))
+    assert std.runs >= 2
+    # Stereo removed before the tautomer step: a new state, the last cleanup runs.
+    std.runs = 0
+    std.standardize(std.parse("C[C@H](N)C(=O)O"))
+    assert std.runs == 2
