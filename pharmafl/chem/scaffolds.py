@@ -41,6 +41,7 @@ from rdkit import Chem, rdBase
 from rdkit.Chem import rdMolDescriptors
 from rdkit.Chem.Scaffolds import MurckoScaffold, rdScaffoldNetwork
 
+from pharmafl.chem._scaffold_network import Priority, pick_node
 from pharmafl.chem.errors import MoleculeRejectedError
 from pharmafl.common.crypto import hmac_sha256
 from pharmafl.common.errors import ChemistryError
@@ -81,34 +82,51 @@ def murcko_smiles(mol: Chem.Mol) -> str:
         raise MoleculeRejectedError("scaffold", f"Murcko scaffold failed: {exc}") from None
 
 
-def _has_macrocycle(mol: Chem.Mol) -> bool:
-    return any(len(r) > 9 for r in mol.GetRingInfo().AtomRings())
-
-
-def _has_unusual_ring_size(mol: Chem.Mol) -> bool:
-    return any(len(r) > 6 or len(r) < 5 for r in mol.GetRingInfo().AtomRings())
-
-
 @functools.lru_cache(maxsize=100_000)
-def _priority(
-    node_smiles: str, nrings_target: int
-) -> tuple[int, int, int, int, int, int, int, int, str]:
-    """Sort key of one scaffold-network node: the smallest key is TUNER's choice.
+def _node_facts(node_smiles: str) -> tuple[int, int, int, int, int, int, int, int]:
+    """Ring count and the target-independent priority entries of a scaffold-network node.
 
     Cached: the same small ring systems appear in many networks.
     """
-    m = Chem.MolFromSmiles(node_smiles)
-    if m is None:
-        raise MoleculeRejectedError("scaffold", "a scaffold-network node does not parse.")
+    m = _parse_node(node_smiles)
+    ring_sizes = [len(r) for r in m.GetRingInfo().AtomRings()]
     return (
-        abs(rdMolDescriptors.CalcNumRings(m) - nrings_target),  # ascending
-        -int(_has_macrocycle(m)),  # descending
+        rdMolDescriptors.CalcNumRings(m),
+        -int(any(n > 9 for n in ring_sizes)),  # macrocycle, descending
         rdMolDescriptors.CalcNumRotatableBonds(m, False),  # ascending, non-strict as TUNER
         -rdMolDescriptors.CalcNumBridgeheadAtoms(m),  # descending
         -rdMolDescriptors.CalcNumSpiroAtoms(m),  # descending
-        -int(_has_unusual_ring_size(m)),  # descending
+        -int(any(n > 6 or n < 5 for n in ring_sizes)),  # unusual ring size, descending
         -rdMolDescriptors.CalcNumHeterocycles(m),  # descending
         rdMolDescriptors.CalcNumAromaticRings(m),  # ascending
+    )
+
+
+def _parse_node(node_smiles: str) -> Chem.Mol:
+    m = Chem.MolFromSmiles(node_smiles)
+    if m is None:
+        raise MoleculeRejectedError("scaffold", "a scaffold-network node does not parse.")
+    return m
+
+
+@functools.lru_cache(maxsize=100_000)
+def _num_rings(node_smiles: str) -> int:
+    """Ring count of a scaffold-network node (as :func:`_node_facts` counts them)."""
+    return int(rdMolDescriptors.CalcNumRings(_parse_node(node_smiles)))
+
+
+def _priority(node_smiles: str, nrings_target: int) -> Priority:
+    """Sort key of one scaffold-network node: the smallest key is TUNER's choice."""
+    f = _node_facts(node_smiles)
+    return (
+        abs(f[0] - nrings_target),  # ascending
+        f[1],
+        f[2],
+        f[3],
+        f[4],
+        f[5],
+        f[6],
+        f[7],
         node_smiles,  # ascending tie-breaker
     )
 
@@ -137,15 +155,30 @@ def reduce_scaffold(murcko: str, nrings_target: int = 3) -> str:
             raise MoleculeRejectedError("scaffold", "the Murcko scaffold does not parse back.")
         if rdMolDescriptors.CalcNumRings(mol) <= nrings_target:
             return murcko
+        # min over the full priority tuples == first row of TUNER's multi-column sort.
         try:
-            network = rdScaffoldNetwork.CreateScaffoldNetwork([mol], _network_params())
+            best = pick_node(
+                mol, murcko, nrings_target, _num_rings, lambda s: _priority(s, nrings_target)
+            )
+        except MoleculeRejectedError:
+            raise
         except Exception as exc:  # RDKit raises several unrelated types
             raise MoleculeRejectedError("scaffold", f"scaffold network failed: {exc}") from None
-        nodes = [str(n) for n in network.nodes]
-        if not nodes:
-            raise MoleculeRejectedError("scaffold", "the scaffold network is empty.")
-        # min over the full priority tuples == first row of TUNER's multi-column sort.
-        return min(_priority(s, nrings_target) for s in nodes)[-1]
+        if best is not None:
+            return best[-1]
+        return _reduce_with_full_network(mol, nrings_target)
+
+
+def _reduce_with_full_network(mol: Chem.Mol, nrings_target: int) -> str:
+    """TUNER's literal way: RDKit's whole scaffold network, smallest priority."""
+    try:
+        network = rdScaffoldNetwork.CreateScaffoldNetwork([mol], _network_params())
+    except Exception as exc:  # RDKit raises several unrelated types
+        raise MoleculeRejectedError("scaffold", f"scaffold network failed: {exc}") from None
+    nodes = [str(n) for n in network.nodes]
+    if not nodes:
+        raise MoleculeRejectedError("scaffold", "the scaffold network is empty.")
+    return min(_priority(s, nrings_target) for s in nodes)[-1]
 
 
 def fold_scaffold(mol: Chem.Mol, nrings_target: int = 3) -> str:

@@ -110,3 +110,63 @@ def test_murcko_does_not_mutate() -> None:
     fold_scaffold(mol)
     assert Chem.MolToSmiles(mol) == "CC(=O)Oc1ccccc1C(=O)O"
     assert mol.GetNumAtoms() == 13
+
+
+# Scaffolds with more than three rings of several kinds: chains of rings, fused systems with
+# no breakable bond, spiro, bridged, macrocycles, N-aryl heteroaromatics, and a dummy atom
+# (which makes the reduction fall back to RDKit's full network).
+NETWORK_CASES = [
+    "c1ccc(-c2ccc(-c3ccc(-c4ccccc4)cc3)cc2)cc1",
+    "C1CCC2C(C1)CCC1C2CCC2CCCC21",
+    "c1ccc2c(c1)CCC23CCN(Cc1ccc(-c4ccccc4)cc1)CC3",
+    "C1CCCCCCCCCCC1c1ccc(-c2ccc(-c3ccccc3)cc2)cc1",
+    "c1ccc(C2CC3CCC2N3Cc2ccc(-c4ccccc4)cc2)cc1",
+    "c1ccc(-n2ccc3ccccc32)cc1Cc1ccc(-c2ccccc2)cc1",
+    "c1ccc(Nc2nccc(-c3cccnc3)n2)cc1NC(=O)c1ccc(CN2CCNCC2)cc1",
+    "O=C1c2ccccc2C(=O)N1Cc1ccc(-c2nc3ccccc3[nH]2)cc1C1CC1",
+    "c1cc2ccc3cccc4ccc(c1)c2c34",
+    "C1CC2CCC1C2Cc1ccc(Cc2ccc(Cc3ccccc3)cc2)cc1",
+    "C1CC*CC1c1ccc(-c2ccc(-c3ccccc3)cc2)cc1",
+]
+
+
+def test_network_reduction_equals_rdkits_full_network(fsmol_sample, tuner_sn_smiles) -> None:
+    """Expanding only nodes above the target ring count picks RDKit's full-network node."""
+    from pharmafl.chem._scaffold_network import pick_node
+    from pharmafl.chem.scaffolds import _num_rings, _priority, _reduce_with_full_network
+
+    murckos = set()
+    for smi in fsmol_sample + NETWORK_CASES:
+        mol = Chem.MolFromSmiles(smi)
+        if mol is not None:
+            murckos.add(murcko_smiles(mol))
+    pruned = fallback = 0
+    for murcko in sorted(murckos):
+        mol = Chem.MolFromSmiles(murcko)
+        if murcko == "" or _num_rings(murcko) <= 3:
+            continue
+        best = pick_node(mol, murcko, 3, _num_rings, lambda s: _priority(s, 3))
+        full = _reduce_with_full_network(mol, 3)
+        if best is None:
+            fallback += 1
+        else:
+            pruned += 1
+            assert best[-1] == full, murcko
+        assert reduce_scaffold(murcko) == full == tuner_sn_smiles(murcko), murcko
+    assert pruned >= 40
+    assert fallback == 1  # the scaffold with a dummy atom
+
+
+def test_only_ordinary_attachment_points_take_the_short_cut() -> None:
+    from pharmafl.chem._scaffold_network import _ordinary_attachments
+
+    def ordinary(smiles: str) -> bool:
+        return _ordinary_attachments(Chem.MolFromSmiles(smiles))
+
+    assert ordinary("c1ccc(-n2ccc3ccccc32)cc1")  # N-aryl: the n has no hydrogen
+    assert ordinary("C1CCC(CC1)c1ccccc1")
+    assert ordinary("[nH]1cccc1-c1ccccc1")  # the n-H holds no substituent
+    assert ordinary("[cH-]1cccc1C")  # the charged carbon holds no substituent
+    assert not ordinary("C1CC*CC1c1ccccc1")  # dummy atom
+    assert not ordinary("C[c-]1cccc1")  # charged aromatic carbons with a substituent
+    assert not ordinary("C[c+]1cccccc1")
