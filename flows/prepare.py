@@ -20,7 +20,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows._states import clean_failure, result_or_raise
-from pharmafl.chem import DescribedBatch, describe_chunk, merge_batches
+from pharmafl.chem import DescribedBatch, chunk_bounds, describe_chunk, merge_batches
 from pharmafl.common.params import ConsortiumParameters
 from pharmafl.common.secret import ConsortiumKey, load_consortium_key
 from pharmafl.partner.prepare import PrepareOptions, prepare_partner
@@ -38,28 +38,29 @@ def describe_chunk_task(
 class _TaskRunnerDescriber:
     """Submits one ``describe_chunk_task`` per chunk to the flow's task runner."""
 
-    def __init__(self, key_file: str | None, chunk_size: int, with_graphs: bool) -> None:
+    def __init__(
+        self, key_file: str | None, chunk_size: int, with_graphs: bool, workers: int
+    ) -> None:
         self.key_file = key_file
         self.chunk_size = chunk_size
         self.with_graphs = with_graphs
+        self.workers = workers  # chunks shrink towards the end so that workers finish together
 
     def __call__(
         self, smiles: Sequence[str], params: ConsortiumParameters, key: ConsortiumKey
     ) -> DescribedBatch:
         del key  # never shipped to workers; they read the owner-only key file themselves
         logger = get_run_logger()
-        offsets = list(range(0, len(smiles), self.chunk_size))
+        bounds = chunk_bounds(len(smiles), self.chunk_size, self.workers)
         futures = [
-            describe_chunk_task.submit(
-                list(smiles[o : o + self.chunk_size]), params, self.key_file, self.with_graphs
-            )
-            for o in offsets
+            describe_chunk_task.submit(list(smiles[s:e]), params, self.key_file, self.with_graphs)
+            for s, e in bounds
         ]
         batches = []
         for i, fut in enumerate(futures, 1):
             batches.append(fut.result())
             logger.info("describe: chunk %d/%d done", i, len(futures))
-        return merge_batches(batches, offsets)
+        return merge_batches(batches, [s for s, _ in bounds])
 
 
 @contextlib.contextmanager
@@ -96,7 +97,9 @@ def prepare_flow(
 
         key_path = find_partner_config(Path(partner_dir)).key_path(Path(partner_dir))
         key_file = str(key_path) if key_path is not None else None
-        describer = _TaskRunnerDescriber(key_file, chunk_size, with_graphs=True)
+        describer = _TaskRunnerDescriber(
+            key_file, chunk_size, with_graphs=True, workers=max(1, workers or os.cpu_count() or 1)
+        )
     with _progress_bar(show_progress and engine == "processes", "molecules") as pb:
         progress = None
         if pb is not None:

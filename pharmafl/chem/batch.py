@@ -370,9 +370,11 @@ def describe_structures(
     params, key
         Consortium parameters and key.
     workers
-        Processes; ``1`` runs in this process, ``0`` uses every core.
+        Processes; ``1`` runs in this process, ``0`` uses every core (for fewer than 200
+        molecules it runs in this process).
     chunk_size
-        Molecules per task.
+        Most molecules per task (with several processes the chunks shrink towards the end, see
+        :func:`chunk_bounds`).
     progress
         Called with the number of molecules finished since its previous call.
     with_graphs, with_folds
@@ -445,6 +447,38 @@ def _expand_repeats(done: DescribedBatch, inverse: np.ndarray) -> DescribedBatch
     return out
 
 
+#: Guided scheduling: a chunk holds at most 1/(workers * this) of the molecules still to go,
+#: so the chunks shrink towards the end and no process idles while another finishes a big one.
+_CHUNKS_PER_WORKER = 4
+#: Smallest chunk handed to a process (a few hundred milliseconds of work).
+_MIN_CHUNK = 25
+#: With ``workers=0`` (every core), fewer molecules than this run in this process: starting
+#: processes would cost more than they save.
+_MIN_PARALLEL = 200
+
+
+def chunk_bounds(n: int, chunk_size: int, workers: int) -> list[tuple[int, int]]:
+    """``(start, end)`` of each chunk of ``n`` molecules, in input order.
+
+    One worker: chunks of ``chunk_size``. Several: guided scheduling, each chunk at most
+    ``chunk_size`` and at most ``remaining / (workers * 4)`` molecules (at least 25), so the
+    last chunks are small and all processes finish together. Results never depend on it.
+    """
+    if n <= 0:
+        return [(0, 0)]
+    bounds: list[tuple[int, int]] = []
+    start = 0
+    while start < n:
+        size = chunk_size
+        if workers > 1:
+            share = -(-(n - start) // (workers * _CHUNKS_PER_WORKER))  # ceil
+            size = min(chunk_size, max(_MIN_CHUNK, share))
+        end = min(n, start + size)
+        bounds.append((start, end))
+        start = end
+    return bounds
+
+
 def _describe_all(
     items: list[Any],
     params: ConsortiumParameters,
@@ -456,20 +490,24 @@ def _describe_all(
     with_folds: bool,
 ) -> DescribedBatch:
     n = len(items)
-    starts = list(range(0, n, chunk_size)) or [0]
-    n_workers = (os.cpu_count() or 1) if workers == 0 else workers
-    n_workers = min(n_workers, len(starts))
-    results: list[DescribedBatch | None] = [None] * len(starts)
+    n_workers = workers
+    if workers == 0:
+        n_workers = (os.cpu_count() or 1) if n >= _MIN_PARALLEL else 1
+    bounds = chunk_bounds(n, chunk_size, n_workers)
+    n_workers = min(n_workers, len(bounds))
+    results: list[DescribedBatch | None] = [None] * len(bounds)
     if n_workers <= 1:
-        for k, s in enumerate(starts):
-            chunk = items[s : s + chunk_size]
+        for k, (s, e) in enumerate(bounds):
+            chunk = items[s:e]
             results[k] = describe_chunk(
                 chunk, params, key, with_graphs=with_graphs, with_folds=with_folds
             )
             if progress is not None and chunk:
                 progress(len(chunk))
     else:
-        logger.info("describing %d molecules with %d processes", n, n_workers)
+        logger.info(
+            "describing %d molecules with %d processes in %d chunks", n, n_workers, len(bounds)
+        )
         with ProcessPoolExecutor(
             max_workers=n_workers,
             mp_context=_pool_context(),
@@ -479,10 +517,10 @@ def _describe_all(
             pending: dict[Future[DescribedBatch], int] = {}
             next_k = 0
             window = 2 * n_workers  # bounded in-flight tasks: bounded memory
-            while next_k < len(starts) or pending:
-                while next_k < len(starts) and len(pending) < window:
-                    chunk = items[starts[next_k] : starts[next_k] + chunk_size]
-                    fut = pool.submit(_pool_task, chunk, with_graphs, with_folds)
+            while next_k < len(bounds) or pending:
+                while next_k < len(bounds) and len(pending) < window:
+                    s, e = bounds[next_k]
+                    fut = pool.submit(_pool_task, items[s:e], with_graphs, with_folds)
                     pending[fut] = next_k
                     next_k += 1
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -492,12 +530,13 @@ def _describe_all(
                     if progress is not None:
                         progress(len(res.row_ids) + len(res.rejections))
     final = [r for r in results if r is not None]
-    return merge_batches(final, starts[: len(final)])
+    return merge_batches(final, [s for s, _ in bounds[: len(final)]])
 
 
 __all__ = [
     "REJECTION_COLUMNS",
     "DescribedBatch",
+    "chunk_bounds",
     "describe_chunk",
     "describe_structures",
     "merge_batches",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -14,6 +15,7 @@ from pharmafl.chem import (
     DescribedBatch,
     KeyedPermutation,
     assign_fold,
+    chunk_bounds,
     describe_chunk,
     describe_structures,
     fold_scaffold,
@@ -117,6 +119,25 @@ def test_same_results_with_two_processes(params, key, fsmol_sample) -> None:
     par = describe_structures(smiles, params, key, workers=2, chunk_size=11, progress=seen.append)
     _assert_same(ref, par)
     assert sum(seen) == len(smiles)
+
+
+def test_chunk_bounds_cover_the_input_and_shrink_towards_the_end() -> None:
+    for n, size, workers in [
+        (0, 10, 2),
+        (7, 10, 1),
+        (20_000, 2000, 2),
+        (2500, 2000, 2),
+        (66, 11, 2),
+    ]:
+        bounds = chunk_bounds(n, size, workers)
+        assert bounds[0][0] == 0 and bounds[-1][1] == n
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
+        assert all(e - s <= size for s, e in bounds)
+    assert {e - s for s, e in chunk_bounds(20_000, 2000, 1)} == {2000}
+    sizes = [e - s for s, e in chunk_bounds(20_000, 2000, 2)]
+    assert sizes[0] == 2000 and sizes == sorted(sizes, reverse=True) and sizes[-1] <= 25
+    # A demo-sized partner is spread over both processes, not one chunk of 2000 and one of 500.
+    assert max(e - s for s, e in chunk_bounds(2500, 2000, 2)) < 400
 
 
 def test_merge_batches(params, key) -> None:
