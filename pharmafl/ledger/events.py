@@ -176,6 +176,9 @@ class TrainingFinishedPayload(_Payload):
     run_id: str = _RUN
     rounds: int = Field(ge=0, description="Rounds completed.")
     final_trunk_hash: str = Field(pattern=HEX64, description="Hash of the final global trunk.")
+    final_trunk_round: int | None = Field(
+        None, ge=0, description="Round whose aggregate is the final trunk (best validation)."
+    )
     reason: str = Field(max_length=200, description="e.g. 'round budget', 'early stopping'.")
 
 

@@ -54,6 +54,7 @@ from pharmafl.server.plan import (
     TrainSpec,
 )
 from pharmafl.server.runs import (
+    BEST_TRUNK_FILE,
     FINAL_TRUNK_FILE,
     INITIAL_TRUNK_FILE,
     LEDGER_FILE,
@@ -454,7 +455,9 @@ def run_training(
             "validation": validation,
         }
         state.history.append(record)
-        state.observe(mean_auc_pr, plan.patience)
+        state.observe(mean_auc_pr, plan.patience, index)
+        if state.best_round == index:  # before the checkpoint that names it (crash-safe)
+            atomic_write_bytes(state_dir / BEST_TRUNK_FILE, trunk_bytes)
         state.next_round = index + 1
         state.optimizer = optimizer.state_dict()
         state.save(state_dir)
@@ -466,6 +469,10 @@ def run_training(
         state.stop_reason = "round budget"
     state.finished = True
     state.save(state_dir)
+    final_round = state.next_round - 1
+    best = state_dir / BEST_TRUNK_FILE
+    if plan.final_trunk == "best" and state.best_round is not None and best.is_file():
+        trunk_bytes, final_round = best.read_bytes(), state.best_round
     final_hash = sha256_bytes(trunk_bytes)
     attempt, round_id = _fresh_attempt(ctx, state.next_round, final=True)
     spec = _publish_round(
@@ -484,6 +491,7 @@ def run_training(
             "run_id": plan.run_id,
             "rounds": state.next_round,
             "final_trunk_hash": final_hash,
+            "final_trunk_round": max(final_round, 0),
             "reason": state.stop_reason,
         },
     )

@@ -69,6 +69,13 @@ class FederationPlan(BaseModel):
         "sorted; None: every partner in the roster. At least 2 (secure aggregation needs 2; "
         "one partner alone is local training).",
     )
+    final_trunk: Literal["best", "last"] = Field(
+        "best",
+        description="The global trunk partners fine-tune their heads on and evaluate after the "
+        "last round: that of the round with the best mean validation AUC-PR the partners "
+        "shared (model selection on validation folds, as early stopping; test folds are never "
+        "used), or the last round's.",
+    )
     report_test_gain: bool = Field(
         False,
         description="At the final evaluation every participant reports one scalar: the test "

@@ -82,6 +82,7 @@ class TrainingState:
     trunk: dict[str, np.ndarray] = field(default_factory=dict)
     optimizer: dict[str, np.ndarray] = field(default_factory=dict)
     best_auc_pr: float = -math.inf
+    best_round: int | None = None
     rounds_without_improvement: int = 0
     history: list[dict[str, object]] = field(default_factory=list)
     finished: bool = False
@@ -99,6 +100,7 @@ class TrainingState:
             "next_round": self.next_round,
             "arrays": name,
             "best_auc_pr": None if math.isinf(self.best_auc_pr) else self.best_auc_pr,
+            "best_round": self.best_round,
             "rounds_without_improvement": self.rounds_without_improvement,
             "history": self.history,
             "finished": self.finished,
@@ -109,8 +111,9 @@ class TrainingState:
             if old.name != name:
                 old.unlink(missing_ok=True)
 
-    def observe(self, mean_auc_pr: float, patience: int) -> None:
-        """Track early stopping after a round with this mean validation AUC-PR.
+    def observe(self, mean_auc_pr: float, patience: int, round_index: int | None = None) -> None:
+        """Track early stopping (and the best round) after a round with this mean validation
+        AUC-PR.
 
         A round in which no partner shared a validation score (NaN) says nothing about
         improvement and is not counted: without scores training runs to the round budget.
@@ -119,6 +122,7 @@ class TrainingState:
             return
         if mean_auc_pr > self.best_auc_pr + 1e-6:
             self.best_auc_pr, self.rounds_without_improvement = mean_auc_pr, 0
+            self.best_round = round_index
         else:
             self.rounds_without_improvement += 1
         if self.rounds_without_improvement >= patience:
@@ -140,11 +144,16 @@ class TrainingState:
             trunk=trunk,
             optimizer=opt,
             best_auc_pr=-math.inf if best is None else float(best),
+            best_round=doc.get("best_round"),
             rounds_without_improvement=int(doc["rounds_without_improvement"]),
             history=list(doc["history"]),
             finished=bool(doc["finished"]),
             stop_reason=str(doc["stop_reason"]),
         )
+
+
+#: The global trunk of the round with the best mean validation AUC-PR so far (in ``state/``).
+BEST_TRUNK_FILE = "best_trunk.npz"
 
 
 def format_round_id(run_id: str, index: int, attempt: int, final: bool = False) -> str:
@@ -209,6 +218,7 @@ def prune_run(operator_dir: str | Path, exchange_url: str, run_id: str) -> int:
 
 
 __all__ = [
+    "BEST_TRUNK_FILE",
     "FINAL_TRUNK_FILE",
     "INITIAL_TRUNK_FILE",
     "LEDGER_FILE",

@@ -58,6 +58,23 @@ def test_tiny_demo_writes_summary_report_and_verified_ledger(
         for line in (tmp_path / "demo" / "operator" / "ledger.jsonl").read_text().splitlines()
     ]
     assert sum(e["event"] == "coalition_evaluated" for e in ledger) == 4
+    # The main run's partners evaluated the trunk of its best validation round.
+    main = [e["payload"] for e in ledger if e["payload"].get("run_id", "train") == "train"]
+    trunks = {p["round"]: p["trunk_hash"] for p in main if "trunk_hash" in p}
+    scores: dict[int, list[float]] = {}
+    for p in main:
+        if "metrics" in p and p.get("split") == "valid" and "auc_pr" in p["metrics"]:
+            scores.setdefault(p["round"], []).append(p["metrics"]["auc_pr"])
+    means = {r: sum(v) / len(v) for r, v in scores.items()}
+    assert means, "the tiny demo's partners share validation scores"
+    best = max(sorted(means), key=lambda r: means[r] - 1e-6 * r)
+    (finished,) = [
+        e["payload"]
+        for e in ledger
+        if e["event"] == "training_finished" and e["payload"]["run_id"] == "train"
+    ]
+    assert finished["final_trunk_round"] == best
+    assert finished["final_trunk_hash"] == trunks[best]
     assert sum(e["event"] == "contribution_study_finished" for e in ledger) == 1
     assert summary["ledger"]["verified"] is True
     html = result.report_path.read_text()

@@ -89,6 +89,17 @@ def test_early_stopping_counts_rounds_without_improvement() -> None:
     assert state.finished and state.stop_reason == "early stopping"
 
 
+def test_the_best_round_is_tracked_and_checkpointed(tmp_path: Path) -> None:
+    state = TrainingState(trunk={"trunk.w": np.ones(3, np.float32)})
+    for i, score in enumerate((0.5, 0.62, math.nan, 0.61, 0.62)):
+        state.observe(score, patience=10, round_index=i)
+    assert state.best_round == 1 and state.best_auc_pr == 0.62  # ties keep the earlier round
+    state.save(tmp_path)
+    back = TrainingState.load(tmp_path)
+    assert back is not None and back.best_round == 1
+    assert TrainingState().best_round is None
+
+
 def test_rounds_without_validation_scores_do_not_stop_training() -> None:
     """No partner shared a score: nothing says training stopped improving."""
     state = TrainingState()
