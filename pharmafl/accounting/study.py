@@ -35,6 +35,7 @@ values. Torch-free and RDKit-free.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -183,7 +184,9 @@ def _train_in_parallel(
         while queue or pending:
             while queue and len(pending) < parallel and not errors:
                 c = queue.pop(0)
-                pending[pool.submit(one, c)] = c
+                # In the caller's context: Prefect settings (e.g. the API URL of a
+                # temporary_settings block) and run context live in context variables.
+                pending[pool.submit(contextvars.copy_context().run, one, c)] = c
             if not pending:
                 break
             done, _ = wait(pending, return_when="FIRST_COMPLETED")

@@ -7,6 +7,7 @@ The study itself (real coalitions, ledger, cache, resume) is tested end to end i
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections.abc import Mapping
@@ -63,6 +64,26 @@ def test_parallel_training_records_every_coalition_and_overlaps() -> None:
     assert recorded[COALITIONS[0]] == {"a": 0.1, "b": 0.1}
     assert most[0] == 2
     assert log == ["closed"] * 3
+
+
+_SETTING: contextvars.ContextVar[str] = contextvars.ContextVar("setting", default="unset")
+
+
+def test_workers_see_the_callers_context_variables() -> None:
+    """Prefect keeps settings (a temporary API URL) and run context in context variables;
+    a worker thread without them would talk to another (ephemeral) API."""
+    seen: list[str] = []
+
+    def train(c: Coalition, launcher: object) -> Mapping[str, float]:
+        seen.append(_SETTING.get())
+        return {}
+
+    token = _SETTING.set("http://127.0.0.1:4200/api")
+    try:
+        _train_in_parallel(COALITIONS, 2, train, lambda: _Launcher([]), lambda c, g: None)
+    finally:
+        _SETTING.reset(token)
+    assert seen == ["http://127.0.0.1:4200/api"] * 3
 
 
 def test_a_failure_stops_new_coalitions_after_recording_running_ones() -> None:
