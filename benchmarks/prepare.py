@@ -147,6 +147,18 @@ def main() -> None:
                 f"({r['ratio_vs_tuner']:.2f}× TUNER's 110/s), "
                 f"peak RSS {r['peak_rss_gib']:.2f} GiB; steps {r['steps']}"
             )
+    same = [r for r in results if r["compounds"] == results[0]["compounds"]]
+    one = next((r for r in same if r["workers"] == 1), None)
+    for r in same:
+        if one is not None and r["workers"] > 1:
+            eff = float(r["compounds_per_s"]) / (r["workers"] * float(one["compounds_per_s"]))
+            line = {"workers": r["workers"], "parallel_efficiency": round(eff, 3)}
+            print(
+                json.dumps(line)
+                if args.json
+                else f"parallel efficiency at {r['workers']} "
+                f"workers: {eff:.0%} of {r['workers']}× the 1-worker rate"
+            )
 
 
 if __name__ == "__main__":

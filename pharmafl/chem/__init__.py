@@ -13,6 +13,7 @@ from pharmafl.chem.batch import (
     describe_chunk,
     describe_structures,
     merge_batches,
+    prestart_workers,
 )
 from pharmafl.chem.errors import REASON_CODES, MoleculeRejectedError
 from pharmafl.chem.fingerprints import morgan_bits
@@ -81,6 +82,7 @@ __all__ = [
     "mol_to_graph",
     "morgan_bits",
     "murcko_smiles",
+    "prestart_workers",
     "reduce_scaffold",
     "standardize_mol",
     "standardize_smiles",

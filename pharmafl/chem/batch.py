@@ -350,6 +350,19 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
+def prestart_workers() -> None:
+    """Start the server that pool workers fork from, without waiting for it.
+
+    The server imports RDKit and pharmafl (about a second) in its own process; calling this
+    before other work (reading the partner's files) takes that out of the critical path of
+    the first :func:`describe_structures` with several processes. Safe to call repeatedly.
+    """
+    if _pool_context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
 def describe_structures(
     smiles: Sequence[Any],
     params: ConsortiumParameters,
@@ -540,4 +553,5 @@ __all__ = [
     "describe_chunk",
     "describe_structures",
     "merge_batches",
+    "prestart_workers",
 ]

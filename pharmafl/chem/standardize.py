@@ -83,6 +83,7 @@ class Standardizer:
         self._reionizer = rdMolStandardize.Reionizer()
         self._uncharger = rdMolStandardize.Uncharger()  # canonicalOrdering=True (RDKit default)
         self._chooser = rdMolStandardize.LargestFragmentChooser()  # preferOrganic=False
+        self._isotope_query = Chem.MolFromSmarts("[!0*]")  # any atom with an isotope label
 
     # -- single steps -------------------------------------------------------------------------
 
@@ -177,8 +178,9 @@ class Standardizer:
                 self._chooser.chooseInPlace(work)
                 self._uncharger.unchargeInPlace(work)
                 work, fixed = self._tracked_cleanup(work, fixed)
-                for atom in work.GetAtoms():
-                    atom.SetIsotope(0)
+                if work.HasSubstructMatch(self._isotope_query):  # else nothing to reset
+                    for atom in work.GetAtoms():
+                        atom.SetIsotope(0)
                 if not p.include_stereoinfo:
                     Chem.RemoveStereochemistry(work)
                 work = self._taut.Canonicalize(work)

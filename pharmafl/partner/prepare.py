@@ -22,7 +22,12 @@ import pandas as pd
 import rdkit
 
 from pharmafl import __version__
-from pharmafl.chem import DescribedBatch, consistency_hash, describe_structures
+from pharmafl.chem import (
+    DescribedBatch,
+    consistency_hash,
+    describe_structures,
+    prestart_workers,
+)
 from pharmafl.common.errors import ConsistencyError, PreparationError
 from pharmafl.common.io import atomic_directory, atomic_write_json, atomic_write_text, sha256_file
 from pharmafl.common.params import ConsortiumParameters, load_consortium_parameters
@@ -208,6 +213,8 @@ def prepare_partner(
         )
         log.info("prepare: %s done in %.1f s", name, steps[-1].seconds)
 
+    if opts.describer is None and _workers(opts.workers) > 1:
+        prestart_workers()  # the worker server imports RDKit while we check and read inputs
     t = time.perf_counter()
     ctx = load_partner_context(partner_dir)
     step("consistency_check", t, reference_hash_checked=int(ctx.reference_checked))
