@@ -198,3 +198,15 @@ def test_threads_get_identical_results(params, key, fsmol_sample) -> None:
         threaded = list(pool.map(lambda c: describe_chunk(c, params, key), chunks))
     for a, b in zip(serial, threaded, strict=True):
         _assert_same(a, b)
+
+
+def test_prestart_workers_is_idempotent_and_pools_still_work(params, key, fsmol_sample) -> None:
+    from pharmafl.chem import prestart_workers
+
+    prestart_workers()
+    prestart_workers()
+    smiles = fsmol_sample[:30]
+    _assert_same(
+        describe_structures(smiles, params, key, workers=1),
+        describe_structures(smiles, params, key, workers=2, chunk_size=10),
+    )
