@@ -46,22 +46,22 @@ class DemoConfig(BaseModel):
         "None = all assays.",
     )
     partners: int = Field(4, ge=2, le=26)
-    max_compounds: int = Field(2500, ge=100, description="Compounds per partner (cap).")
+    max_compounds: int = Field(5000, ge=100, description="Compounds per partner (cap).")
     seed: int = Field(0, ge=0)
     strategy: str = Field("hash", description="Assay assignment: hash or family.")
-    hidden: int = Field(1000, ge=8, description="Trunk width (one sparse hidden layer).")
+    hidden: int = Field(500, ge=8, description="Trunk width (one sparse hidden layer).")
     dropout: float = Field(0.5, ge=0, lt=1)
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0)
     local_epochs: int = Field(25, ge=1, description="Baseline/pooled epoch budget.")
     patience: int = Field(4, ge=1, description="Early-stopping patience (epochs).")
-    rounds: int = Field(12, ge=1, description="Federated round budget.")
-    round_epochs: float = Field(1.0, gt=0, description="Local epochs per federated round.")
-    fed_patience: int = Field(4, ge=1, description="Rounds without validation improvement.")
+    rounds: int = Field(8, ge=1, description="Federated round budget.")
+    round_epochs: float = Field(2.0, gt=0, description="Local epochs per federated round.")
+    fed_patience: int = Field(3, ge=1, description="Rounds without validation improvement.")
     server_optimizer: str = Field("fedavg")
     head_finetune_epochs: int = Field(10, ge=0)
     study_rounds: int = Field(
-        3,
+        2,
         ge=1,
         description="Contribution study: federated rounds per coalition (every coalition of "
         "≥ 2 partners is trained, securely aggregated, for exact Shapley values).",
@@ -82,12 +82,13 @@ class DemoConfig(BaseModel):
         """A smaller consortium and fewer rounds (same code paths)."""
         base: dict[str, Any] = {
             "max_compounds": 1200,
-            "hidden": 500,
+            "hidden": 250,
             "local_epochs": 10,
             "rounds": 4,
+            "round_epochs": 1.0,
             "fed_patience": 3,
             "head_finetune_epochs": 5,
-            "study_rounds": 2,
+            "study_rounds": 1,
         }
         return cls(**(base | overrides))
 
