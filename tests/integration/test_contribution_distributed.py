@@ -1,0 +1,145 @@
+"""The contribution study through a real Prefect server and one process worker per partner.
+
+Same set-up as ``test_distributed.py`` (``pharmafl partner serve`` processes, each its own
+pool, deployment and folder), with two of the three simulated partners to keep it short: the
+exact study has one coalition to train, the pair. The operator runs
+``run_contribution_study(..., launcher="distributed", parallel=2)`` in this process, so the
+coalition run goes through a worker thread of the study, a launcher of its own and
+``run_deployment`` on each member's deployment. Everything listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+SERVE = "from pharmafl.cli.main import main; main()"
+
+
+def _deployments(url: str, names: list[str]) -> dict[str, Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    found = {}
+    with temporary_settings(updates={PREFECT_API_URL: url}), get_client(sync_client=True) as c:
+        for name in names:
+            with contextlib.suppress(ObjectNotFound):
+                found[name] = c.read_deployment_by_name(f"pharmafl-partner-round/{name}")
+    return found
+
+
+def test_contribution_study_through_partner_workers(
+    prefect_server: Any, processes: Any, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.contribution import run_contribution_study
+    from pharmafl.accounting import StudyConfig, coalition_run_id
+    from pharmafl.ledger import LedgerEvent, read_entries, verify_ledger
+    from pharmafl.model import TrainConfig, run_baseline
+    from pharmafl.model.config import SparseTrunkConfig
+    from pharmafl.secure import load_roster
+    from pharmafl.server.plan import FederationPlan, LocalTrainingSpec
+    from pharmafl.simulate.federation import setup_federation
+
+    t0 = time.perf_counter()
+    prepared: Path = request.getfixturevalue("prepared_consortium")
+    cdir = tmp_path / "consortium"
+    shutil.copytree(prepared, cdir)
+    shutil.rmtree(sorted((cdir / "partners").iterdir())[-1])  # two partners: one coalition
+    for p in sorted((cdir / "partners").iterdir()):
+        run_baseline(
+            p,
+            SparseTrunkConfig(hidden_sizes=(32,), dropouts=(0.1,)),
+            TrainConfig(epochs=1, batch_size=128, lr_steps=()),
+            checkpoint=False,
+        )
+    setup_federation(
+        cdir,
+        FederationPlan(
+            trunk={"kind": "sparse", "hidden_sizes": [32], "dropouts": [0.1]},
+            local=LocalTrainingSpec(epochs=1, batch_size=128, head_finetune_epochs=1),
+            stage_timeout_s=300,
+        ),
+    )
+    partners = sorted(p.name for p in (cdir / "partners").iterdir() if p.is_dir())
+    url = prefect_server.wait_ready()
+    for name in partners:
+        cwd = tmp_path / f"machine-{name}"
+        cwd.mkdir()
+        env = prefect_server.env(
+            PREFECT_HOME=str(cwd / ".prefect"), PREFECT_WORKER_QUERY_SECONDS="1"
+        )
+        cmd = [sys.executable, "-c", SERVE, "partner", "serve", str(cdir / "partners" / name)]
+        cmd += ["--pool", f"pool-{name}", "--api-url", url]
+        processes.start(f"partner-{name}", cmd, env=env, cwd=cwd)
+    deadline = time.monotonic() + 120
+    while len(deps := _deployments(url, partners)) < len(partners):
+        if any(s.popen.poll() is not None for s in processes.started) or (
+            time.monotonic() > deadline
+        ):
+            pytest.fail(f"partner deployments not registered:\n{processes.tails()}")
+        time.sleep(1)
+    t_served = time.perf_counter()
+
+    study = StudyConfig(rounds=1, parallel=2)
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        try:
+            result = run_contribution_study(cdir, study, launcher="distributed")
+        except BaseException:
+            print(processes.tails())
+            raise
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(
+                    id=DeploymentFilterId(any_=[d.id for d in deps.values()])
+                )
+            )
+    t_studied = time.perf_counter()
+
+    assert result.method == "exact" and result.shapley is not None
+    assert result.players == partners and result.n_coalitions == 4
+    grand = result.grand_coalition_utility
+    assert sum(result.shapley.values()) == pytest.approx(grand, abs=1e-12)  # v(∅) = 0
+    assert result.leave_one_out == {p: grand for p in partners}  # v({i}) = 0
+    sid = next((cdir / "operator" / "contribution").iterdir()).name
+    run_id = coalition_run_id(sid, tuple(partners), frozenset(partners))
+
+    # Each member ran the coalition's round and its final evaluation as completed flow runs
+    # of its own deployment, on its own pool, in its own folder.
+    assert sorted(r.name for r in runs) == sorted(
+        f"{run_id}-r{tail}-{p}" for p in partners for tail in ("0000-a0", "0001-final")
+    )
+    for r in runs:
+        assert r.state is not None and r.state.is_completed(), (r.name, r.state)
+        assert r.work_pool_name == f"pool-{r.name.rsplit('-', 1)[1]}"
+    for p in partners:
+        assert (cdir / "partners" / p / "models" / "runs" / run_id / "metrics.json").is_file()
+
+    odir = cdir / "operator"
+    check = verify_ledger(odir / "ledger.jsonl", load_roster(odir / "roster.json"))
+    assert check.ok and check.signatures_checked, check.message
+    entries = read_entries(odir / "ledger.jsonl")
+    (evaluated,) = [e.payload for e in entries if e.event is LedgerEvent.COALITION_EVALUATED]
+    assert evaluated["run_id"] == run_id and evaluated["utility"] == grand
+    assert sorted(evaluated["reports"]) == partners
+    aggregates = [e.payload for e in entries if e.event is LedgerEvent.AGGREGATE_APPLIED]
+    assert [(a["run_id"], a["contributors"]) for a in aggregates] == [(run_id, partners)]
+    prefect_server.drain_client()
+    left = processes.stop_all()
+    assert not left, f"processes left running: {left}"
+    print(
+        f"distributed contribution study: {time.perf_counter() - t0:.1f} s (partners serving "
+        f"after {t_served - t0:.1f} s, study {t_studied - t_served:.1f} s)"
+    )
