@@ -20,7 +20,13 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows._states import clean_failure, result_or_raise
-from pharmafl.chem import DescribedBatch, chunk_bounds, describe_chunk, merge_batches
+from pharmafl.chem import (
+    DescribedBatch,
+    chunk_bounds,
+    describe_chunk,
+    merge_batches,
+    prestart_workers,
+)
 from pharmafl.common.params import ConsortiumParameters
 from pharmafl.common.secret import ConsortiumKey, load_consortium_key
 from pharmafl.partner.prepare import PrepareOptions, prepare_partner
@@ -142,6 +148,10 @@ def run_prepare(
     """Run :func:`prepare_flow` with the task runner the engine needs."""
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if engine == "processes" and workers != 1:
+        # The worker server's imports (~1 s) overlap Prefect's start (a temporary API server
+        # takes a few seconds on the first flow run of a process).
+        prestart_workers()
     f = prepare_flow
     if engine == "dask":
         from prefect_dask import DaskTaskRunner

@@ -183,9 +183,10 @@ class Standardizer:
                         atom.SetIsotope(0)
                 if not p.include_stereoinfo:
                     Chem.RemoveStereochemistry(work)
+                # Canonicalize returns a new mol, so TUNER's deepcopy before sanitizing it is
+                # not needed here.
                 work = self._taut.Canonicalize(work)
                 # TUNER's my_standardizer block.
-                work = Chem.Mol(work)
                 Chem.SanitizeMol(work)
                 work, _ = self._tracked_cleanup(work, fixed)
                 tmp_smiles = Chem.MolToSmiles(work)
