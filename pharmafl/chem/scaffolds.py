@@ -16,6 +16,11 @@ TUNER's ``ScaffoldFoldAssign`` (``melloddy_tuner/utils/scaffold_folding.py``; re
 Any two partners holding the key put compounds with the same scaffold in the same fold, with
 nothing exchanged.
 
+Speed without changing a result: step 2 does not build the network's nodes below the target
+ring count, which can never be picked (:mod:`pharmafl.chem._scaffold_network` explains why and
+falls back to RDKit's whole network for unusual attachment points); only the nodes closest to
+the target get the full priority. Tests compare with RDKit's whole network and TUNER's code.
+
 Acyclic molecules: the scaffold is ``""`` here (TUNER stores ``None``); :func:`assign_fold`
 hashes ``""`` as TUNER hashes ``str(None)``, the ASCII text ``"None"``, so the folds agree.
 All acyclic compounds therefore share one fold, as in TUNER.
