@@ -8,13 +8,14 @@ clear message.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from prefect.states import Failed, State
 
-from pharmafl.common.errors import PharmaFLError
+from pharmafl.common.errors import ConfigError, PharmaFLError
 
 
 class _Outcome:
@@ -42,4 +43,22 @@ def result_or_raise(run: Callable[..., State[Any]], *args: Any, **kwargs: Any) -
     return state.result()
 
 
-__all__ = ["clean_failure", "result_or_raise"]
+def operator_environment(launcher: str) -> None:
+    """Keep the operator's process from phoning home, and check that the distributed launcher
+    has the consortium's Prefect server to talk to."""
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if launcher != "distributed":
+        return
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        raise ConfigError(
+            "the distributed launcher needs the consortium's Prefect server, and no "
+            "Prefect API is configured.",
+            fix="set PREFECT_API_URL=http://HOST:4200/api (and PREFECT_API_AUTH_STRING if "
+            "the server asks for it), or use --launcher embedded.",
+        )
+
+
+__all__ = ["clean_failure", "operator_environment", "result_or_raise"]

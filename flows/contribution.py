@@ -10,16 +10,14 @@ values and a markdown summary as Prefect artifacts on its run (utilities only).
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 
-from flows._states import clean_failure, result_or_raise
+from flows._states import clean_failure, operator_environment, result_or_raise
 from flows.train import DeploymentLauncher, EmbeddedLauncher
 from pharmafl.accounting import CoalitionRun, ContributionResult, StudyConfig, contribution_study
-from pharmafl.common.errors import ConfigError
 from pharmafl.server.operator import Launcher, load_operator
 
 log = logging.getLogger(__name__)
@@ -138,17 +136,7 @@ def run_contribution_study(
     ``CONSORTIUM_DIR/exchange``. With ``launcher="distributed"`` the flow runs against the
     Prefect API of ``PREFECT_API_URL``, where the partners' deployments are.
     """
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    if launcher == "distributed":
-        from prefect.settings import PREFECT_API_URL
-
-        if not PREFECT_API_URL.value():
-            raise ConfigError(
-                "the distributed launcher needs the consortium's Prefect server, and no "
-                "Prefect API is configured.",
-                fix="set PREFECT_API_URL=http://HOST:4200/api, or use --launcher embedded.",
-            )
+    operator_environment(launcher)
     doc = result_or_raise(
         contribution_flow,
         str(consortium_dir),

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,8 +25,7 @@ from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 
-from flows._states import clean_failure, result_or_raise
-from pharmafl.common.errors import ConfigError
+from flows._states import clean_failure, operator_environment, result_or_raise
 from pharmafl.server.operator import Launcher, TrainingResult, run_training
 
 DEPLOYMENT_FLOW = "pharmafl-partner-round"
@@ -359,18 +357,7 @@ def run_train(
     With ``launcher="distributed"`` the flow runs against the Prefect API of
     ``PREFECT_API_URL`` (the consortium's server, where the partners' deployments are).
     """
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    if launcher == "distributed":
-        from prefect.settings import PREFECT_API_URL
-
-        if not PREFECT_API_URL.value():
-            raise ConfigError(
-                "the distributed launcher needs the consortium's Prefect server, and no "
-                "Prefect API is configured.",
-                fix="set PREFECT_API_URL=http://HOST:4200/api (and PREFECT_API_AUTH_STRING if "
-                "the server asks for it), or use --launcher embedded.",
-            )
+    operator_environment(launcher)
     return result_or_raise(  # type: ignore[no-any-return]
         train_flow,
         str(consortium_dir),
