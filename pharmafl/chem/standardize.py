@@ -25,14 +25,15 @@ Speed without changing a result:
 * The mol returned is the parse of the final canonical SMILES (when the round trip is stable,
   the second parse TUNER's descriptor and fold steps would do is provably the same one), so
   fingerprints, scaffolds and graphs reuse it.
-* TUNER runs RDKit's cleanup (metal disconnection, normalization, reionization, stereo
-  perception) three times: twice inside ``ChargeParent`` and once after the tautomer step. Each
-  is a deterministic function of the molecule it is given. :class:`Standardizer` remembers the
-  exact state (``Mol.ToBinary()``: atoms, bonds, charges, hydrogens, flags, in atom order) on
-  which a cleanup was observed to change nothing; a later cleanup handed a molecule in exactly
-  that state would change nothing either, so it is skipped. For an input that is already
-  clean (most of a curated export) this skips two of the three cleanups. The molecule and the
-  SMILES produced are the ones TUNER produces; a test checks this on FS-Mol molecules.
+* TUNER runs RDKit's cleanup (``RemoveHs``, then metal disconnection, normalization,
+  reionization, stereo perception) three times: twice inside ``ChargeParent`` and once after
+  the tautomer step. Each step is a deterministic function of the molecule it is given.
+  :class:`Standardizer` remembers the exact states (``Mol.ToBinary()``: atoms, bonds, charges,
+  hydrogens, flags, in atom order) that ``RemoveHs`` and the other steps were observed to
+  return unchanged; a later call handed a molecule in exactly such a state would change
+  nothing either, so it is skipped. For an input that is already clean (most of a curated
+  export) this skips two of the three cleanups. The molecule and the SMILES produced are the
+  ones TUNER produces; tests check this on FS-Mol and on deliberately messy molecules.
 
 References
 ----------
@@ -45,6 +46,7 @@ Benefits in QSAR without Compromising Proprietary Information", J. Chem. Inf. Mo
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from rdkit import Chem, rdBase
@@ -58,6 +60,14 @@ def _rdkit_reason(exc: BaseException) -> str:
     """A short RDKit error text for a rejection message (no SMILES inside)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:200]
+
+
+@dataclass
+class _FixedPoints:
+    """``ToBinary()`` states seen to come back unchanged from a cleanup step (or None)."""
+
+    remove_hs: bytes | None = None
+    cleanup: bytes | None = None
 
 
 class Standardizer:
@@ -123,19 +133,29 @@ class Standardizer:
         self._cleanup_in_place(work)
         return work
 
-    def _tracked_cleanup(self, mol: Chem.Mol, fixed: bytes | None) -> tuple[Chem.Mol, bytes | None]:
-        """:meth:`_cleanup` that skips the in-place steps on a known fixed point.
+    def _tracked_cleanup(self, mol: Chem.Mol, seen: _FixedPoints, *, owned: bool) -> Chem.Mol:
+        """:meth:`_cleanup` that skips the steps a known fixed point would not change.
 
-        ``fixed`` is the ``ToBinary()`` state of a molecule on which the in-place steps were
-        observed to change nothing (or None). Returns the cleaned copy and the fixed point to
-        remember next (this call's input state when it was left unchanged, else ``fixed``).
+        ``seen`` holds ``ToBinary()`` states that ``RemoveHs`` and the in-place steps were each
+        observed to return unchanged; a step handed a molecule in exactly such a state is
+        skipped, and new observations are added to ``seen``. ``owned``: ``mol`` is a private
+        intermediate that may be returned as the result instead of a copy.
         """
-        work = Chem.RemoveHs(mol)  # returns a new mol
-        state = work.ToBinary()
-        if state == fixed:
-            return work, fixed  # same state, same deterministic steps: nothing would change
+        state = mol.ToBinary()
+        if state == seen.remove_hs:
+            work = mol if owned else Chem.Mol(mol)  # RemoveHs would return this very state
+        else:
+            work = Chem.RemoveHs(mol)  # returns a new mol
+            after = work.ToBinary()
+            if after == state:
+                seen.remove_hs = state
+            state = after
+        if state == seen.cleanup:
+            return work  # same state, same deterministic steps: nothing would change
         self._cleanup_in_place(work)
-        return work, (state if work.ToBinary() == state else fixed)
+        if work.ToBinary() == state:
+            seen.cleanup = state
+        return work
 
     def charge_parent(self, mol: Chem.Mol) -> Chem.Mol:
         """``rdMolStandardize.ChargeParent(mol)`` with the helper objects reused (new mol).
@@ -174,10 +194,11 @@ class Standardizer:
             try:
                 # charge parent (RDKit's chargeParentInPlace: cleanup, largest fragment,
                 # uncharge, cleanup), remembering where a cleanup changed nothing.
-                work, fixed = self._tracked_cleanup(mol, None)
+                seen = _FixedPoints()
+                work = self._tracked_cleanup(mol, seen, owned=False)
                 self._chooser.chooseInPlace(work)
                 self._uncharger.unchargeInPlace(work)
-                work, fixed = self._tracked_cleanup(work, fixed)
+                work = self._tracked_cleanup(work, seen, owned=True)
                 if work.HasSubstructMatch(self._isotope_query):  # else nothing to reset
                     for atom in work.GetAtoms():
                         atom.SetIsotope(0)
@@ -188,7 +209,7 @@ class Standardizer:
                 work = self._taut.Canonicalize(work)
                 # TUNER's my_standardizer block.
                 Chem.SanitizeMol(work)
-                work, _ = self._tracked_cleanup(work, fixed)
+                work = self._tracked_cleanup(work, seen, owned=True)
                 tmp_smiles = Chem.MolToSmiles(work)
             except Exception as exc:  # RDKit raises several unrelated types
                 raise MoleculeRejectedError(
