@@ -141,11 +141,9 @@ class _Worker:
         graphs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         rejected: list[tuple[int, str, str]] = []
         for i, smi in enumerate(smiles):
-            stage = "parse"
+            stage = "standardize"
             try:
-                mol = std.parse(smi)
-                stage = "standardize"
-                can, clean = std.standardize(mol)
+                can, clean = std.standardize_text(smi)
                 stage = "fingerprint"
                 idx, val = morgan_bits(clean, fp_params)
                 scrambled = table[idx]

@@ -68,6 +68,8 @@ class _FixedPoints:
 
     remove_hs: bytes | None = None
     cleanup: bytes | None = None
+    first: bytes | None = None  # the state of the molecule standardization started from
+    last: bytes | None = None  # the state of the latest cleanup result
 
 
 class Standardizer:
@@ -142,6 +144,8 @@ class Standardizer:
         intermediate that may be returned as the result instead of a copy.
         """
         state = mol.ToBinary()
+        if seen.first is None:
+            seen.first = state
         if state == seen.remove_hs:
             work = mol if owned else Chem.Mol(mol)  # RemoveHs would return this very state
         else:
@@ -150,11 +154,13 @@ class Standardizer:
             if after == state:
                 seen.remove_hs = state
             state = after
-        if state == seen.cleanup:
-            return work  # same state, same deterministic steps: nothing would change
-        self._cleanup_in_place(work)
-        if work.ToBinary() == state:
-            seen.cleanup = state
+        if state != seen.cleanup:  # else: same state, same deterministic steps, no change
+            self._cleanup_in_place(work)
+            after = work.ToBinary()
+            if after == state:
+                seen.cleanup = state
+            state = after
+        seen.last = state
         return work
 
     def charge_parent(self, mol: Chem.Mol) -> Chem.Mol:
@@ -168,8 +174,30 @@ class Standardizer:
         self._uncharger.unchargeInPlace(work)
         return self._cleanup(work)
 
-    def standardize(self, mol: Chem.Mol) -> tuple[str, Chem.Mol]:
+    def standardize_text(self, smiles: Any) -> tuple[str, Chem.Mol]:
+        """:meth:`parse` then :meth:`standardize` (TUNER steps 1–8) on one SMILES.
+
+        When the standardized canonical SMILES is the input text itself (a curated export
+        written by RDKit), TUNER's parse of it is the parse already made: it is reused.
+
+        Raises
+        ------
+        MoleculeRejectedError
+            As :meth:`parse` and :meth:`standardize`.
+        """
+        mol = self.parse(smiles)
+        return self.standardize(mol, parsed_from=smiles.strip())
+
+    def standardize(self, mol: Chem.Mol, *, parsed_from: str | None = None) -> tuple[str, Chem.Mol]:
         """TUNER steps 2–8 on a parsed molecule.
+
+        Parameters
+        ----------
+        mol
+            The molecule (not modified).
+        parsed_from
+            The text ``mol`` is exactly ``Chem.MolFromSmiles(parsed_from)`` of, if known (see
+            :meth:`standardize_text`).
 
         Returns
         -------
@@ -215,12 +243,20 @@ class Standardizer:
                 raise MoleculeRejectedError(
                     "standardize", f"RDKit standardization failed: {_rdkit_reason(exc)}"
                 ) from None
-            clean = Chem.MolFromSmiles(tmp_smiles)
-            if clean is None:
-                raise MoleculeRejectedError(
-                    "roundtrip", "the standardized canonical SMILES does not parse back."
-                )
-            smiles = Chem.MolToSmiles(clean)
+            if tmp_smiles == parsed_from:
+                # MolFromSmiles(tmp_smiles) is deterministic: it is ``mol``, already parsed.
+                clean = Chem.Mol(mol)
+                # Same state as the result of the cleanups: the same canonical SMILES.
+                same = seen.last is not None and seen.last == seen.first
+                smiles = tmp_smiles if same else Chem.MolToSmiles(clean)
+            else:
+                parsed = Chem.MolFromSmiles(tmp_smiles)
+                if parsed is None:
+                    raise MoleculeRejectedError(
+                        "roundtrip", "the standardized canonical SMILES does not parse back."
+                    )
+                clean = parsed
+                smiles = Chem.MolToSmiles(clean)
             if smiles != tmp_smiles:
                 # Not a fixed point yet: parse the final SMILES as TUNER's later steps do.
                 again = Chem.MolFromSmiles(smiles)
@@ -282,8 +318,7 @@ def standardize_smiles(smiles: str, params: StandardizationParams) -> str:
         With ``code`` one of ``empty``, ``parse``, ``too_many_atoms``, ``standardize``,
         ``roundtrip``.
     """
-    std = get_standardizer(params)
-    return std.standardize(std.parse(smiles))[0]
+    return get_standardizer(params).standardize_text(smiles)[0]
 
 
 __all__ = ["Standardizer", "get_standardizer", "standardize_mol", "standardize_smiles"]
