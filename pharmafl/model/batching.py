@@ -160,14 +160,15 @@ class GraphInputBatcher:
         edge_index[0, 1::2], edge_index[1, 1::2] = dst, src
         edge_attr = np.repeat(g.bond_features.astype(np.int64), 2, axis=0)
         batch_vec = np.repeat(np.arange(len(n_atoms), dtype=np.int64), n_atoms)
-        out = Batch(
+        # ``ptr`` makes ``num_graphs`` exact (``Batch.num_graphs`` has no setter; without
+        # ``ptr`` it falls back to ``batch.max() + 1``).
+        return Batch(
             x=torch.from_numpy(g.atom_features.astype(np.int64)),
             edge_index=torch.from_numpy(edge_index),
             edge_attr=torch.from_numpy(edge_attr),
             batch=torch.from_numpy(batch_vec),
+            ptr=torch.from_numpy(g.atom_offsets.astype(np.int64)),
         )
-        out.num_graphs = len(n_atoms)
-        return out
 
 
 @dataclass

@@ -90,6 +90,12 @@ class GraphTrunkConfig(_Config):
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout inside the trunk.")
     head_dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Default head dropout.")
     pooling: Literal["sum", "mean", "max"] = Field("sum", description="GINE graph readout.")
+    norm: Literal["batch", "layer"] = Field(
+        "batch",
+        description="Normalisation of node states and of the pooled graph embedding: batch "
+        "(across molecules; running statistics are trunk buffers) or layer (per molecule; "
+        "learns far more slowly, see pharmafl.model.trunks.GraphTrunk).",
+    )
     num_timesteps: int = Field(2, ge=1, le=16, description="AttentiveFP readout steps.")
 
     @model_validator(mode="after")

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.nn.functional as nnf
 from torch import nn
 
 from pharmafl.common.errors import ConfigError
@@ -120,14 +121,76 @@ class _CategoricalEmbedding(nn.Module):
         return out
 
 
+class _GraphBatchNorm(nn.Module):
+    """Batch normalisation (Ioffe & Szegedy, ICML 2015) with float-only state.
+
+    ``torch.nn.BatchNorm1d`` also keeps an int64 ``num_batches_tracked`` buffer, which has no
+    meaning in an averaged (federated) trunk; here the state is ``weight``, ``bias``,
+    ``running_mean`` and ``running_var`` (all float32), averaged like any other trunk entry.
+    A training batch of one row is normalised with the running statistics (batch statistics
+    of one row are undefined) and leaves them unchanged.
+
+    Shapes: ``(n, num_features)`` → ``(n, num_features)``.
+    """
+
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+
+    def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.num_features = int(num_features)
+        self.momentum = float(momentum)
+        self.eps = float(eps)
+        self.weight = nn.Parameter(torch.ones(self.num_features))
+        self.bias = nn.Parameter(torch.zeros(self.num_features))
+        self.register_buffer("running_mean", torch.zeros(self.num_features))
+        self.register_buffer("running_var", torch.ones(self.num_features))
+
+    def reset_parameters(self) -> None:
+        """Unit scale, zero shift, running statistics of a standard normal."""
+        nn.init.ones_(self.weight)
+        nn.init.zeros_(self.bias)
+        self.running_mean.zero_()
+        self.running_var.fill_(1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        use_batch = self.training and x.shape[0] > 1
+        return nnf.batch_norm(
+            x,
+            self.running_mean,
+            self.running_var,
+            self.weight,
+            self.bias,
+            training=use_batch,
+            momentum=self.momentum,
+            eps=self.eps,
+        )
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, momentum={self.momentum}, eps={self.eps}"
+
+
+def _norm(kind: str, width: int) -> nn.Module:
+    return _GraphBatchNorm(width) if kind == "batch" else nn.LayerNorm(width)
+
+
 class GraphTrunk(nn.Module):
     """Message passing over molecular graphs (torch-geometric), same output interface.
 
     Atom and bond categories (``pharmafl.chem`` graph vocabulary) are embedded; ``conv``
-    selects GINE layers with residual connections and layer norm (Hu et al., "Strategies for
-    Pre-training Graph Neural Networks", ICLR 2020) followed by a sum/mean/max readout, or
-    AttentiveFP with its attention readout (Xiong et al., J. Med. Chem. 63:8749, 2020). A last
-    linear layer gives the pre-activation graph embedding.
+    selects GINE layers (Hu et al., "Strategies for Pre-training Graph Neural Networks",
+    ICLR 2020: MLP ``Linear → norm → ReLU → Linear``, then norm, ReLU, dropout, here with a
+    residual connection) followed by a sum/mean/max readout, or AttentiveFP with its
+    attention readout (Xiong et al., J. Med. Chem. 63:8749, 2020). The pooled embedding is
+    normalised and a last linear layer gives the pre-activation graph embedding.
+
+    Why batch normalisation (``norm="batch"``, the default): molecules are sums of the same
+    few atom types, so pooled embeddings share one dominant direction (mean cosine ≈ 0.99
+    between FS-Mol compounds at initialisation). A per-graph layer norm only rescales that
+    vector; the heads then see near-identical inputs and learn little beyond the task base
+    rates (FS-Mol ROC-AUC ≈ 0.52). Batch normalisation centres and scales every feature
+    *across molecules*, as the GIN reference models do (Xu et al., ICLR 2019; Hu et al. 2020).
+    ``norm="layer"`` keeps the per-graph layer norm (no running statistics).
 
     Shapes: input a torch-geometric ``Batch`` with ``x`` ``(n_atoms, n_atom_features)`` int64,
     ``edge_index`` ``(2, n_edges)``, ``edge_attr`` ``(n_edges, n_bond_features)`` int64 and
@@ -145,6 +208,7 @@ class GraphTrunk(nn.Module):
         conv: str = "gine",
         pooling: str = "sum",
         num_timesteps: int = 2,
+        norm: str = "batch",
     ) -> None:
         super().__init__()
         from torch_geometric.nn import GINEConv
@@ -154,9 +218,12 @@ class GraphTrunk(nn.Module):
             raise ConfigError(f"unknown graph conv {conv!r}; valid: gine, attentivefp.")
         if pooling not in ("sum", "mean", "max"):
             raise ConfigError(f"unknown pooling {pooling!r}; valid: sum, mean, max.")
+        if norm not in ("batch", "layer"):
+            raise ConfigError(f"unknown graph norm {norm!r}; valid: batch, layer.")
         self.hidden_size = int(hidden_size)
         self.conv = conv
         self.pooling = pooling
+        self.norm = norm
         self.num_layers = int(num_layers)
         self.atom_cardinalities = tuple(int(c) for c in atom_cardinalities)
         self.bond_cardinalities = tuple(int(c) for c in bond_cardinalities)
@@ -169,9 +236,9 @@ class GraphTrunk(nn.Module):
         self.attentivefp: nn.Module | None = None
         if conv == "gine":
             for _ in range(self.num_layers):
-                mlp = nn.Sequential(nn.Linear(h, h), nn.ReLU(), nn.Linear(h, h))
+                mlp = nn.Sequential(nn.Linear(h, h), _norm(norm, h), nn.ReLU(), nn.Linear(h, h))
                 self.convs.append(GINEConv(mlp, train_eps=True))
-                self.norms.append(nn.LayerNorm(h))
+                self.norms.append(_norm(norm, h))
         else:
             self.attentivefp = AttentiveFP(
                 in_channels=h,
@@ -182,9 +249,7 @@ class GraphTrunk(nn.Module):
                 num_timesteps=int(num_timesteps),
                 dropout=float(dropout),
             )
-        # Normalising the pooled embedding keeps sum-pooled graphs of any size at unit scale;
-        # without it the first Adam steps push every output unit negative (dead heads' ReLU).
-        self.readout_norm = nn.LayerNorm(h)
+        self.readout_norm = _norm(norm, h)
         self.output = nn.Linear(h, h)
 
     @property
@@ -196,10 +261,13 @@ class GraphTrunk(nn.Module):
         """Re-initialise every layer."""
         self.atom_embedding.reset_parameters()
         self.bond_embedding.reset_parameters()
-        for module in (*self.convs, *self.norms, self.attentivefp, self.readout_norm, self.output):
-            reset = getattr(module, "reset_parameters", None)
-            if callable(reset):
-                reset()
+        for module in (self.convs, self.norms, self.attentivefp, self.readout_norm, self.output):
+            if module is None:
+                continue
+            for sub in module.modules():
+                reset = getattr(sub, "reset_parameters", None)
+                if callable(reset):
+                    reset()
 
     def forward(self, data: Batch) -> torch.Tensor:
         from torch_geometric.nn import global_add_pool, global_max_pool, global_mean_pool
@@ -220,7 +288,7 @@ class GraphTrunk(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"conv={self.conv!r}, hidden_size={self.hidden_size}, num_layers={self.num_layers}, "
-            f"pooling={self.pooling!r}"
+            f"pooling={self.pooling!r}, norm={self.norm!r}"
         )
 
 
@@ -240,6 +308,7 @@ def _graph(cfg: Any) -> nn.Module:
         conv=cfg.conv,
         pooling=cfg.pooling,
         num_timesteps=cfg.num_timesteps,
+        norm=cfg.norm,
     )
 
 
