@@ -30,6 +30,7 @@ def test_tiny_demo_writes_summary_report_and_verified_ledger(
         eval_fold_min=1,
         seed=1,
         study_rounds=1,
+        final_trunk="best",
     )
     lines: list[str] = []
     result = run_demo(tmp_path / "demo", cfg, say=lines.append)
@@ -58,7 +59,8 @@ def test_tiny_demo_writes_summary_report_and_verified_ledger(
         for line in (tmp_path / "demo" / "operator" / "ledger.jsonl").read_text().splitlines()
     ]
     assert sum(e["event"] == "coalition_evaluated" for e in ledger) == 4
-    # The main run's partners evaluated the trunk of its best validation round.
+    # final_trunk="best": the main run's partners evaluated the trunk of its best validation
+    # round.
     main = [e["payload"] for e in ledger if e["payload"].get("run_id", "train") == "train"]
     trunks = {p["round"]: p["trunk_hash"] for p in main if "trunk_hash" in p}
     scores: dict[int, list[float]] = {}
