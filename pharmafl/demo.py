@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -59,12 +59,19 @@ class DemoConfig(BaseModel):
     round_epochs: float = Field(2.0, gt=0, description="Local epochs per federated round.")
     fed_patience: int = Field(3, ge=1, description="Rounds without validation improvement.")
     server_optimizer: str = Field("fedavg")
+    final_trunk: Literal["best", "last"] = Field(
+        "last",
+        description="Trunk the partners fine-tune their heads on after the last round (see "
+        "FederationPlan.final_trunk).",
+    )
     head_finetune_epochs: int = Field(10, ge=0)
     study_rounds: int = Field(
-        2,
+        1,
         ge=1,
         description="Contribution study: federated rounds per coalition (every coalition of "
-        "≥ 2 partners is trained, securely aggregated, for exact Shapley values).",
+        "≥ 2 partners is trained, securely aggregated, for exact Shapley values). A truncated-"
+        "training estimate: 11 coalitions at 2 rounds took 240 s of the 10-minute budget; "
+        "`pharmafl contribution --rounds` runs a longer study afterwards.",
     )
     study_parallel: int = Field(2, ge=1, le=8, description="Coalitions trained at a time.")
     contribution: bool = Field(True, description="Run the contribution study.")
@@ -293,6 +300,7 @@ def run_demo(
             head_finetune_epochs=cfg.head_finetune_epochs,
         ),
         server_optimizer=make_server_optimizer(cfg.server_optimizer).config,
+        final_trunk=cfg.final_trunk,
         stage_timeout_s=900,
     )
     setup_federation(out, plan)
