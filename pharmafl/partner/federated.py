@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import BaseModel
 
 from pharmafl.common.errors import EnvelopeRejectedError, FederationError
 from pharmafl.common.io import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -323,6 +324,20 @@ def _shared_validation(trainer: LocalTrainer) -> dict[str, float]:
     return out
 
 
+def _report_to_operator(
+    store: ExchangeStore, who: PartnerIdentity, round_id: str, report: BaseModel
+) -> None:
+    """Sign ``report`` and put it in the store for the operator (kind ``partner_report``)."""
+    publish(
+        store,
+        who.identity,
+        round_id=round_id,
+        kind="partner_report",
+        payload=report.model_dump_json().encode(),
+        recipient=who.roster.operator,
+    )
+
+
 def partner_round(
     partner_dir: str | Path,
     exchange_url: str,
@@ -392,14 +407,7 @@ def partner_round(
         validation=validation,
         compute_seconds=round(compute, 3),
     )
-    publish(
-        store,
-        who.identity,
-        round_id=round_id,
-        kind="partner_report",
-        payload=report.model_dump_json().encode(),
-        recipient=who.roster.operator,
-    )
+    _report_to_operator(store, who, round_id, report)
     log.info("%s: round %d submitted (%d steps)", me, spec.round_index, steps)
     return report
 
@@ -436,14 +444,7 @@ def partner_finish(
         utility = PartnerUtilityReport(
             partner=who.identity.id, run_id=spec.run_id, gain=_test_gain(local, report, pdir)
         )
-        publish(
-            store,
-            who.identity,
-            round_id=round_id,
-            kind="partner_report",
-            payload=utility.model_dump_json().encode(),
-            recipient=who.roster.operator,
-        )
+        _report_to_operator(store, who, round_id, utility)
         log.info("%s: utility of run %s reported", who.identity.id, spec.run_id)
     return report
 
