@@ -401,7 +401,8 @@ def format_table(summary: Any) -> str:
     """The per-partner table printed at the end of the demo."""
     head = (
         f"{'partner':<10} {'local ROC':>9} {'fed ROC':>8} {'pool ROC':>8} "
-        f"{'local PR':>9} {'fed PR':>7} {'pool PR':>8} {'Δ PR':>7} {'Shapley':>8} {'LOO':>8}"
+        f"{'local PR':>9} {'fed PR':>7} {'pool PR':>8} {'Δ PR':>7} {'Δ PR 95% CI':>17} "
+        f"{'Shapley':>8} {'LOO':>8}"
     )
     lines = [head, "-" * len(head)]
 
@@ -411,13 +412,20 @@ def format_table(summary: Any) -> str:
     def g(x: float | None) -> str:
         return "n/a" if x is None else f"{x:+.4f}"
 
+    def ci(p: Any) -> str:
+        pr = None if p.benefit is None else {m.metric: m for m in p.benefit.metrics}.get("auc_pr")
+        if pr is None or pr.mean_delta_ci95 is None:
+            return "n/a"
+        lo, hi = pr.mean_delta_ci95
+        return f"{lo:+.4f}…{hi:+.4f}"
+
     for p in summary.partners:
         pooled = p.pooled
         lines.append(
             f"{p.name:<10} {f(p.local.roc_auc):>9} {f(p.federated.roc_auc):>8} "
             f"{f(pooled.roc_auc if pooled else None):>8} {f(p.local.auc_pr):>9} "
             f"{f(p.federated.auc_pr):>7} {f(pooled.auc_pr if pooled else None):>8} "
-            f"{p.federated.auc_pr - p.local.auc_pr:>+7.4f} "
+            f"{p.federated.auc_pr - p.local.auc_pr:>+7.4f} {ci(p):>17} "
             f"{g(p.contribution.shapley if p.contribution else None):>8} "
             f"{g(p.contribution.leave_one_out if p.contribution else None):>8}"
         )
@@ -425,6 +433,7 @@ def format_table(summary: Any) -> str:
     lines.append(
         f"rounds {summary.rounds}, secure aggregation {summary.secure_aggregation}, "
         f"gap capture {'n/a' if gap is None else f'{gap:.0%}'}, "
+        f"CI: 95 % bootstrap over the partner's tasks, "
         f"wall {summary.wall_seconds:.0f} s"
     )
     if summary.contribution is not None:

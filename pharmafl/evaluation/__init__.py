@@ -16,12 +16,14 @@ from pydantic import BaseModel
 
 from pharmafl.common.errors import EvaluationError
 from pharmafl.evaluation.benefit import (
+    BOOTSTRAP_RESAMPLES,
     DEFAULT_BENEFIT_METRICS,
     PERFECT_VALUE,
     BenefitSummary,
     MetricBenefit,
     SignificanceSummary,
     benefit_summary,
+    bootstrap_mean_ci,
     delta_metrics,
     ecdf,
     ecdf_difference,
@@ -58,6 +60,7 @@ from pharmafl.evaluation.tasks import (
 SCHEMA_MODELS: dict[str, type[BaseModel]] = {"benefit_summary": BenefitSummary}
 
 __all__ = [
+    "BOOTSTRAP_RESAMPLES",
     "BenefitSummary",
     "CLASSIFICATION_COUNTS",
     "CLASSIFICATION_METRICS",
@@ -75,6 +78,7 @@ __all__ = [
     "aggregate_task_metrics",
     "benefit_summary",
     "benjamini_yekutieli",
+    "bootstrap_mean_ci",
     "calibrated_precision",
     "censored_squared_error",
     "classification_task_metrics",

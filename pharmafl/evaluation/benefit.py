@@ -200,6 +200,30 @@ def ecdf_difference(
     return pd.DataFrame({"value": g, "ecdf_a": fa, "ecdf_b": fb, "difference": fb - fa})
 
 
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def bootstrap_mean_ci(
+    deltas: np.ndarray, *, level: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
+) -> tuple[float, float] | None:
+    """Percentile-bootstrap interval of the mean of per-task deltas (Efron & Tibshirani 1993).
+
+    Tasks are resampled with replacement ``resamples`` times (a fixed seed: the same deltas give
+    the same interval); None for fewer than 2 finite deltas.
+    """
+    d = np.asarray(deltas, dtype=np.float64)
+    d = d[np.isfinite(d)]
+    if d.size < 2:
+        return None
+    if not 0.0 < level < 1.0:
+        raise EvaluationError(f"level must be in (0, 1), got {level}.")
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, d.size, size=(resamples, d.size))].mean(axis=1)
+    tail = (1.0 - level) / 2.0
+    lo, hi = np.quantile(means, [tail, 1.0 - tail])
+    return float(lo), float(hi)
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -219,6 +243,12 @@ class MetricBenefit(_Frozen):
     )
     share_tasks_better: float | None = Field(
         ge=0.0, le=1.0, description="Share of tasks where b is better than a (any amount)."
+    )
+    mean_delta_ci95: tuple[float, float] | None = Field(
+        None,
+        description="95 % percentile-bootstrap interval of mean_delta over tasks "
+        f"({BOOTSTRAP_RESAMPLES} paired resamples of the tasks, fixed seed). It covers which "
+        "tasks were measured, not training-seed variance; None below 2 tasks.",
     )
 
 
@@ -314,6 +344,7 @@ def benefit_summary(
                 mean_relative_improve=_mean(deltas[f"{m}_relative_improve"].to_numpy()[ok]),
                 mean_improve_to_perfect=_mean(deltas[f"{m}_improve_to_perfect"].to_numpy()[ok]),
                 share_tasks_better=_mean(better.astype(np.float64)),
+                mean_delta_ci95=bootstrap_mean_ci(d),
             )
         )
     sig = None
@@ -335,6 +366,7 @@ def benefit_summary(
 
 
 __all__ = [
+    "BOOTSTRAP_RESAMPLES",
     "BenefitSummary",
     "DEFAULT_BENEFIT_METRICS",
     "MetricBenefit",
@@ -342,6 +374,7 @@ __all__ = [
     "RANGE_TRANSFORMED",
     "SignificanceSummary",
     "benefit_summary",
+    "bootstrap_mean_ci",
     "delta_metrics",
     "ecdf",
     "ecdf_difference",

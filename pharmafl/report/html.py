@@ -108,6 +108,8 @@ def _benefit_section(partners: Sequence[PartnerSummary]) -> str:
             mb = by_metric.get(key)
             cells.append(_signed(None if mb is None else mb.mean_delta))
         pr = by_metric.get("auc_pr")
+        ci = None if pr is None else pr.mean_delta_ci95
+        cells.append("–" if ci is None else f"{ci[0]:+.3f} … {ci[1]:+.3f}")
         cells.append(_signed(None if pr is None else pr.mean_improve_to_perfect))
         cells.append(_num(None if pr is None else pr.share_tasks_better, 2))
         sig = p.benefit.significance
@@ -122,6 +124,7 @@ def _benefit_section(partners: Sequence[PartnerSummary]) -> str:
         "Δ ROC-AUC",
         "Δ AUC-PR",
         "Δ cal. AUC-PR",
+        "Δ AUC-PR 95 % CI (tasks)",
         "RIPtoP AUC-PR",
         "share tasks better (AUC-PR)",
         "share sig. improved",

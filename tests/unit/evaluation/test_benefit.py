@@ -15,6 +15,7 @@ from pharmafl.evaluation import (
     BenefitSummary,
     EvaluationError,
     benefit_summary,
+    bootstrap_mean_ci,
     delta_metrics,
     ecdf_difference,
     evaluate_tasks,
@@ -118,9 +119,29 @@ def test_benefit_summary_from_tables() -> None:
     # RMSE deltas: -.5, 0, -1, 0 -> better (lower) on 2 of 4.
     assert rmse.mean_delta == pytest.approx(-0.375) and rmse.share_tasks_better == 0.5
     assert s.significance is None
+    # Bootstrap interval of the mean over the 4 tasks: inside [min, max] delta, around the mean.
+    lo, hi = auc.mean_delta_ci95
+    assert -0.1 <= lo < 0.125 < hi <= 0.5
     text = s.model_dump_json()
     assert "task_id" not in text  # aggregates only
     assert BenefitSummary.model_validate_json(text) == s
+
+
+def test_bootstrap_mean_ci() -> None:
+    rng = np.random.default_rng(3)
+    d = rng.normal(0.02, 0.05, size=400)
+    lo, hi = bootstrap_mean_ci(d)
+    # Normal theory: mean ± 1.96 sd/sqrt(n); the bootstrap agrees to within a few percent.
+    half = 1.96 * d.std(ddof=1) / math.sqrt(d.size)
+    assert lo == pytest.approx(d.mean() - half, abs=0.1 * half)
+    assert hi == pytest.approx(d.mean() + half, abs=0.1 * half)
+    assert bootstrap_mean_ci(d) == (lo, hi)  # fixed seed: reproducible
+    narrow = bootstrap_mean_ci(d, level=0.5)
+    assert narrow is not None and lo < narrow[0] < narrow[1] < hi
+    assert bootstrap_mean_ci(np.array([0.1, np.nan])) is None
+    assert bootstrap_mean_ci(np.array([0.1, 0.1, 0.1])) == pytest.approx((0.1, 0.1))
+    with pytest.raises(EvaluationError):
+        bootstrap_mean_ci(d, level=1.0)
 
 
 def test_benefit_summary_end_to_end_with_significance() -> None:

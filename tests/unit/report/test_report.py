@@ -45,6 +45,11 @@ def test_report_is_self_contained_with_figures(
     assert all(img.startswith(b"\x89PNG\r\n\x1a\n") and len(img) > 5000 for img in images)
     for p in summary.partners:
         assert html.count(p.name) >= 3  # performance, benefit and contribution tables
+        if p.benefit is not None:
+            pr = next(m for m in p.benefit.metrics if m.metric == "auc_pr")
+            assert pr.mean_delta_ci95 is not None
+            lo, hi = pr.mean_delta_ci95
+            assert f"{lo:+.3f} … {hi:+.3f}" in html  # the task-bootstrap interval is shown
     assert "demo &lt;test&gt; &amp; co" in html and "<test>" not in html
     assert "<script" not in html
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
