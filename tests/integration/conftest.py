@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -171,6 +172,49 @@ class PrefectServer:
                 pass
             time.sleep(0.5)
         pytest.fail(f"prefect server not healthy after {timeout_s:.0f} s:\n{self.process.tail()}")
+
+    def serve_partners(
+        self, processes: Processes, partner_dirs: list[Path], machines: Path
+    ) -> dict[str, Any]:
+        """Run ``pharmafl partner serve`` for each partner, each in its own working folder
+        (``machines/machine-<name>``, its own PREFECT_HOME) with its own pool ``pool-<name>``;
+        wait until every deployment is registered and return them by partner name."""
+        url = self.wait_ready()
+        for pdir in partner_dirs:
+            cwd = machines / f"machine-{pdir.name}"  # each partner's own machine, as it were
+            cwd.mkdir()
+            env = self.env(
+                PREFECT_HOME=str(cwd / ".prefect"),
+                PREFECT_WORKER_QUERY_SECONDS="1",  # default 10 s: 3 waits per round
+            )
+            cmd = [sys.executable, "-c", "from pharmafl.cli.main import main; main()"]
+            cmd += ["partner", "serve", str(pdir), "--pool", f"pool-{pdir.name}"]
+            cmd += ["--api-url", url]
+            processes.start(f"partner-{pdir.name}", cmd, env=env, cwd=cwd)
+        names = [p.name for p in partner_dirs]
+        deadline = time.monotonic() + 120
+        while len(deps := self.read_partner_deployments(names)) < len(names):
+            dead = [s for s in processes.started if s.popen.poll() is not None]
+            if dead or time.monotonic() > deadline:
+                pytest.fail(f"partner deployments not registered:\n{processes.tails()}")
+            time.sleep(1)
+        return deps
+
+    def read_partner_deployments(self, names: list[str]) -> dict[str, Any]:
+        """The ``pharmafl-partner-round/<name>`` deployments registered so far."""
+        from prefect.client.orchestration import get_client
+        from prefect.exceptions import ObjectNotFound
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        found = {}
+        with (
+            temporary_settings(updates={PREFECT_API_URL: self.url}),
+            get_client(sync_client=True) as c,
+        ):
+            for name in names:
+                with contextlib.suppress(ObjectNotFound):
+                    found[name] = c.read_deployment_by_name(f"pharmafl-partner-round/{name}")
+        return found
 
 
 def start_prefect_server(processes: Processes, home: Path) -> PrefectServer:

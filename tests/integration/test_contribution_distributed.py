@@ -10,9 +10,7 @@ coalition run goes through a worker thread of the study, a launcher of its own a
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,21 +18,6 @@ from typing import Any
 import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
-
-SERVE = "from pharmafl.cli.main import main; main()"
-
-
-def _deployments(url: str, names: list[str]) -> dict[str, Any]:
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    found = {}
-    with temporary_settings(updates={PREFECT_API_URL: url}), get_client(sync_client=True) as c:
-        for name in names:
-            with contextlib.suppress(ObjectNotFound):
-                found[name] = c.read_deployment_by_name(f"pharmafl-partner-round/{name}")
-    return found
 
 
 def test_contribution_study_through_partner_workers(
@@ -73,24 +56,10 @@ def test_contribution_study_through_partner_workers(
             stage_timeout_s=300,
         ),
     )
-    partners = sorted(p.name for p in (cdir / "partners").iterdir() if p.is_dir())
+    partner_dirs = sorted(p for p in (cdir / "partners").iterdir() if p.is_dir())
+    partners = [p.name for p in partner_dirs]
     url = prefect_server.wait_ready()
-    for name in partners:
-        cwd = tmp_path / f"machine-{name}"
-        cwd.mkdir()
-        env = prefect_server.env(
-            PREFECT_HOME=str(cwd / ".prefect"), PREFECT_WORKER_QUERY_SECONDS="1"
-        )
-        cmd = [sys.executable, "-c", SERVE, "partner", "serve", str(cdir / "partners" / name)]
-        cmd += ["--pool", f"pool-{name}", "--api-url", url]
-        processes.start(f"partner-{name}", cmd, env=env, cwd=cwd)
-    deadline = time.monotonic() + 120
-    while len(deps := _deployments(url, partners)) < len(partners):
-        if any(s.popen.poll() is not None for s in processes.started) or (
-            time.monotonic() > deadline
-        ):
-            pytest.fail(f"partner deployments not registered:\n{processes.tails()}")
-        time.sleep(1)
+    deps = prefect_server.serve_partners(processes, partner_dirs, tmp_path)
     t_served = time.perf_counter()
 
     study = StudyConfig(rounds=1, parallel=2)

@@ -9,10 +9,8 @@ round with ``run_deployment``. Everything listens on 127.0.0.1 only.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,35 +18,6 @@ from typing import Any
 import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
-
-# `pharmafl partner serve` in a subprocess: through the real `pharmafl` entry point once
-# the `partner` command module is registered there, else through a bare Typer app.
-SERVE = """
-import sys
-from pharmafl.cli.main import COMMAND_MODULES, main
-if "partner" in COMMAND_MODULES:
-    main()
-else:
-    import typer
-    from pharmafl.cli import partner
-    app = typer.Typer()
-    app.callback()(lambda: None)
-    partner.register(app)
-    app()
-"""
-
-
-def _read_deployments(url: str, names: list[str]) -> dict[str, Any]:
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    found = {}
-    with temporary_settings(updates={PREFECT_API_URL: url}), get_client(sync_client=True) as c:
-        for name in names:
-            with contextlib.suppress(ObjectNotFound):
-                found[name] = c.read_deployment_by_name(f"pharmafl-partner-round/{name}")
-    return found
 
 
 def test_two_rounds_through_prefect_server_and_partner_workers(
@@ -78,28 +47,12 @@ def test_two_rounds_through_prefect_server_and_partner_workers(
             stage_timeout_s=300,
         ),
     )
-    partners = sorted(p.name for p in (cdir / "partners").iterdir() if p.is_dir())
+    partner_dirs = sorted(p for p in (cdir / "partners").iterdir() if p.is_dir())
+    partners = [p.name for p in partner_dirs]
     assert len(partners) == 3
     url = prefect_server.wait_ready()
     t_ready = time.perf_counter()
-
-    for name in partners:
-        cwd = tmp_path / f"machine-{name}"  # each partner's own machine, as it were
-        cwd.mkdir()
-        env = prefect_server.env(
-            PREFECT_HOME=str(cwd / ".prefect"),
-            PREFECT_WORKER_QUERY_SECONDS="1",  # default 10 s: 3 waits per round
-        )
-        cmd = [sys.executable, "-c", SERVE, "partner", "serve", str(cdir / "partners" / name)]
-        cmd += ["--pool", f"pool-{name}", "--api-url", url]
-        processes.start(f"partner-{name}", cmd, env=env, cwd=cwd)
-
-    deadline = time.monotonic() + 120
-    while len(deps := _read_deployments(url, partners)) < len(partners):
-        dead = [s for s in processes.started if s.popen.poll() is not None]
-        if dead or time.monotonic() > deadline:
-            pytest.fail(f"partner deployments not registered:\n{processes.tails()}")
-        time.sleep(1)
+    deps = prefect_server.serve_partners(processes, partner_dirs, tmp_path)
     for name, dep in deps.items():
         assert dep.work_pool_name == f"pool-{name}"
         assert dep.parameters == {"partner_dir": str((cdir / "partners" / name).resolve())}
