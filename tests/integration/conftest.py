@@ -200,6 +200,23 @@ class PrefectServer:
             time.sleep(1)
         return deps
 
+    def deployment_runs(self, deployments: dict[str, Any]) -> list[Any]:
+        """Every flow run of the given deployments (as from :meth:`serve_partners`)."""
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        ids = [d.id for d in deployments.values()]
+        with (
+            temporary_settings(updates={PREFECT_API_URL: self.url}),
+            get_client(sync_client=True) as c,
+        ):
+            return list(
+                c.read_flow_runs(
+                    deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=ids))
+                )
+            )
+
     def read_partner_deployments(self, names: list[str]) -> dict[str, Any]:
         """The ``pharmafl-partner-round/<name>`` deployments registered so far."""
         from prefect.client.orchestration import get_client

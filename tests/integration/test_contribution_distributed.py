@@ -23,8 +23,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 def test_contribution_study_through_partner_workers(
     prefect_server: Any, processes: Any, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.contribution import run_contribution_study
@@ -69,12 +67,7 @@ def test_contribution_study_through_partner_workers(
         except BaseException:
             print(processes.tails())
             raise
-        with get_client(sync_client=True) as client:
-            runs = client.read_flow_runs(
-                deployment_filter=DeploymentFilter(
-                    id=DeploymentFilterId(any_=[d.id for d in deps.values()])
-                )
-            )
+    runs = prefect_server.deployment_runs(deps)
     t_studied = time.perf_counter()
 
     assert result.method == "exact" and result.shapley is not None

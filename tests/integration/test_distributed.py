@@ -24,7 +24,6 @@ def test_two_rounds_through_prefect_server_and_partner_workers(
     prefect_server: Any, processes: Any, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.train import run_train
@@ -67,12 +66,8 @@ def test_two_rounds_through_prefect_server_and_partner_workers(
             print(processes.tails())
             raise
         with get_client(sync_client=True) as client:
-            runs = client.read_flow_runs(
-                deployment_filter=DeploymentFilter(
-                    id=DeploymentFilterId(any_=[d.id for d in deps.values()])
-                )
-            )
             train_runs = [r for r in client.read_flow_runs() if r.deployment_id is None]
+    runs = prefect_server.deployment_runs(deps)
     t_trained = time.perf_counter()
 
     # 2 rounds, every partner contributed every round
