@@ -413,7 +413,7 @@ def format_table(summary: Any) -> str:
         return "n/a" if x is None else f"{x:+.4f}"
 
     def ci(p: Any) -> str:
-        pr = None if p.benefit is None else {m.metric: m for m in p.benefit.metrics}.get("auc_pr")
+        pr = None if p.benefit is None else p.benefit.metric("auc_pr")
         if pr is None or pr.mean_delta_ci95 is None:
             return "n/a"
         lo, hi = pr.mean_delta_ci95

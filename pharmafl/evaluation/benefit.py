@@ -282,6 +282,10 @@ class BenefitSummary(_Frozen):
     metrics: list[MetricBenefit]
     significance: SignificanceSummary | None = None
 
+    def metric(self, name: str) -> MetricBenefit | None:
+        """The entry for metric ``name``, or None when it was not aggregated."""
+        return next((m for m in self.metrics if m.metric == name), None)
+
 
 def _finite_or_none(value: float) -> float | None:
     return None if not math.isfinite(value) else float(value)

@@ -102,12 +102,11 @@ def _benefit_section(partners: Sequence[PartnerSummary]) -> str:
     for p in partners:
         if p.benefit is None:
             continue
-        by_metric = {m.metric: m for m in p.benefit.metrics}
         cells = [_e(p.name), str(p.benefit.n_tasks)]
         for key in ("roc_auc", "auc_pr", "auc_pr_cal"):
-            mb = by_metric.get(key)
+            mb = p.benefit.metric(key)
             cells.append(_signed(None if mb is None else mb.mean_delta))
-        pr = by_metric.get("auc_pr")
+        pr = p.benefit.metric("auc_pr")
         ci = None if pr is None else pr.mean_delta_ci95
         cells.append("–" if ci is None else f"{ci[0]:+.3f} … {ci[1]:+.3f}")
         cells.append(_signed(None if pr is None else pr.mean_improve_to_perfect))
