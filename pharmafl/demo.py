@@ -48,6 +48,11 @@ class DemoConfig(BaseModel):
     partners: int = Field(4, ge=2, le=26)
     max_compounds: int = Field(5000, ge=100, description="Compounds per partner (cap).")
     seed: int = Field(0, ge=0)
+    key_file: str | None = Field(
+        None,
+        description="Existing consortium key file (mode 600) instead of a fresh random key: "
+        "same key and seed, same folds and tasks (a reproducible rehearsal).",
+    )
     strategy: str = Field("hash", description="Assay assignment: hash or family.")
     hidden: int = Field(500, ge=8, description="Trunk width (one sparse hidden layer).")
     dropout: float = Field(0.5, ge=0, lt=1)
@@ -194,6 +199,7 @@ def run_demo(
     from flows.prepare import run_prepare
     from flows.train import run_train
     from pharmafl.common.params import ConsortiumParameters, EvaluationQuorum, TaskParams
+    from pharmafl.common.secret import load_consortium_key
     from pharmafl.ledger import verify_ledger
     from pharmafl.model import TrainConfig, run_baseline, run_pooled
     from pharmafl.model.config import SparseTrunkConfig
@@ -216,6 +222,8 @@ def run_demo(
     from pharmafl.simulate.federation import setup_federation
 
     cfg = config or DemoConfig()
+    if cfg.key_file is not None:
+        load_consortium_key(cfg.key_file)  # a bad key file stops the demo before any work
     out = Path(out_dir)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -243,6 +251,7 @@ def run_demo(
             strategy=cfg.strategy,  # type: ignore[arg-type]
         ),
         force=True,
+        key_file=cfg.key_file,
         parameters=ConsortiumParameters(
             consortium_name=f"simulated-{cfg.dataset}",
             tasks=TaskParams(

@@ -67,6 +67,14 @@ def simulate(
             "--workers", help="Processes for writing SDF structures (default: all cores)."
         ),
     ] = None,
+    key: Annotated[
+        Path | None,
+        typer.Option(
+            "--key",
+            help="Existing consortium key file (mode 600) to hand to the partners instead of "
+            "a fresh random key, e.g. for a reproducible rehearsal.",
+        ),
+    ] = None,
 ) -> None:
     """Split a public dataset into partner folders with realistic exports, a shared key
     (partners only) and consortium parameters (partners and operator)."""
@@ -95,7 +103,9 @@ def simulate(
         def step(message: str) -> None:
             bar.update(task, advance=1, description=message)
 
-        result = simulate_consortium(out, spec, force=force, progress=step, workers=workers)
+        result = simulate_consortium(
+            out, spec, force=force, progress=step, workers=workers, key_file=key
+        )
     table = Table(title=f"simulated consortium in {result.out_dir}")
     for col in ("partner", "shape", "config", "compounds", "measurements", "assays"):
         table.add_column(col)

@@ -22,6 +22,13 @@ def demo(
     source: Annotated[
         Path | None, typer.Option(help="Rehearse on any file of a supported shape instead.")
     ] = None,
+    key: Annotated[
+        Path | None,
+        typer.Option(
+            help="Consortium key file (mode 600) instead of a fresh random key: same key and "
+            "seed, same folds and tasks."
+        ),
+    ] = None,
 ) -> None:
     """Run a simulated 4-partner FS-Mol consortium end to end and write DIR/report/."""
     from pharmafl.demo import DemoConfig, run_demo
@@ -34,6 +41,7 @@ def demo(
             "rounds": rounds,
             "seed": seed,
             "source": str(source) if source is not None else None,
+            "key_file": str(key) if key is not None else None,
         }.items()
         if v is not None
     }

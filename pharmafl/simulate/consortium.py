@@ -14,8 +14,8 @@ Layout written (atomically: built in a temporary sibling, then renamed into plac
         key.json                 the consortium key (mode 0600) — never in operator/
 
 Everything except the key is deterministic for a seed: the key is fresh random bytes
-(:func:`pharmafl.common.secret.write_new_consortium_key`), and the operator never holds it
-(the scrambling would protect nothing otherwise).
+(:func:`pharmafl.common.secret.write_new_consortium_key`) unless an existing key file is
+given, and the operator never holds it (the scrambling would protect nothing otherwise).
 """
 
 from __future__ import annotations
@@ -177,6 +177,7 @@ def simulate_consortium(
     parameters: ConsortiumParameters | None = None,
     progress: Callable[[str], None] | None = None,
     workers: int | None = None,
+    key_file: str | Path | None = None,
 ) -> SimulationResult:
     """Split a public dataset into partner folders with realistic exports (see module doc).
 
@@ -196,6 +197,10 @@ def simulate_consortium(
     workers
         Processes for depicting SDF structures (default: ``PHARMAFL_WORKERS``, 0 = all
         cores); the files are the same for any number.
+    key_file
+        Use this existing consortium key (a key file a real consortium already shares, or a
+        fixed key for a reproducible rehearsal) instead of fresh random bytes. It is checked
+        like any key file (owner-only mode, MELLODDY ``{"key": ...}`` format).
 
     Raises
     ------
@@ -203,12 +208,18 @@ def simulate_consortium(
         For a bad spec, an output folder in the way, or a split that leaves a partner empty.
     DataNotFoundError, IngestError
         If the public data is missing or of no supported shape.
+    KeyFileError
+        If ``key_file`` is unreadable, malformed or readable by others.
     """
     from pharmafl.chem import consistency_hash  # partner-side chemistry (RDKit)
 
     spec = spec or SimulationSpec()
     out = Path(out_dir)
     _check_target(out, force)
+    given_key = None
+    if key_file is not None:
+        load_consortium_key(key_file)  # validate before any work: mode, format
+        given_key = Path(key_file).read_bytes()
     say = progress or (lambda _msg: None)
     n_workers = get_settings().workers if workers is None else workers
     n_workers = n_workers if n_workers > 0 else (os.cpu_count() or 1)
@@ -226,7 +237,10 @@ def simulate_consortium(
     summaries: list[PartnerSummary] = []
     with atomic_directory(out) as tmp:
         first_key = tmp / "partners" / names[0] / "key.json"
-        write_new_consortium_key(first_key)
+        if given_key is None:
+            write_new_consortium_key(first_key)
+        else:
+            atomic_write_bytes(first_key, given_key, mode=0o600)
         key_bytes = first_key.read_bytes()
         reference = consistency_hash(params, load_consortium_key(first_key))
         params = params.model_copy(update={"reference_hash": reference})

@@ -107,6 +107,45 @@ def test_same_seed_same_files_but_a_fresh_key(tmp_path: Path, fsmol_sample: Path
     assert key_a != (b.out_dir / "partners/alpha/key.json").read_bytes(), "keys are random"
 
 
+def test_a_given_key_is_handed_to_every_partner_and_reproduces_the_run(
+    tmp_path: Path, fsmol_sample: Path
+) -> None:
+    key_file = tmp_path / "consortium.key.json"
+    key_file.write_text('{"key": "rehearsal-key-0001"}\n')
+    key_file.chmod(0o600)
+    spec = SimulationSpec(source=str(fsmol_sample), partners=3, seed=2)
+    a = simulate_consortium(tmp_path / "a", spec, key_file=key_file)
+    b = simulate_consortium(tmp_path / "b", spec, key_file=key_file)
+    for name, pdir in a.partner_dirs.items():
+        key_path = pdir / "key.json"
+        assert key_path.read_bytes() == key_file.read_bytes()
+        assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
+        assert (b.partner_dirs[name] / "key.json").read_bytes() == key_file.read_bytes()
+    assert not (a.operator_dir / "key.json").exists()
+    # same key: the key-dependent reference hash is the same too, and it is the key's
+    assert a.manifest.reference_hash == b.manifest.reference_hash
+    params = load_consortium_parameters(a.operator_dir / "consortium.json")
+    assert params.reference_hash == consistency_hash(params, load_consortium_key(key_file))
+    fresh = simulate_consortium(tmp_path / "fresh", spec)
+    assert fresh.manifest.reference_hash != a.manifest.reference_hash
+
+
+def test_a_bad_given_key_stops_before_writing(tmp_path: Path, fsmol_sample: Path) -> None:
+    spec = SimulationSpec(source=str(fsmol_sample), partners=2)
+    open_key = tmp_path / "open.key.json"
+    open_key.write_text('{"key": "k"}\n')
+    open_key.chmod(0o644)
+    with pytest.raises(PharmaFLError, match="accessible by group or others") as err:
+        simulate_consortium(tmp_path / "c", spec, key_file=open_key)
+    assert "chmod 600" in (err.value.fix or "")
+    empty = tmp_path / "empty.key.json"
+    empty.write_text('{"key": ""}\n')
+    empty.chmod(0o600)
+    with pytest.raises(PharmaFLError, match="no non-empty"):
+        simulate_consortium(tmp_path / "c", spec, key_file=empty)
+    assert not (tmp_path / "c").exists()
+
+
 def test_existing_folder_is_refused_unless_forced(tmp_path: Path, fsmol_sample: Path) -> None:
     out = tmp_path / "c"
     out.mkdir()
@@ -163,6 +202,12 @@ def test_cli_simulate(tmp_path: Path, fsmol_sample: Path) -> None:
     again = runner.invoke(app, [*args, "--out", str(tmp_path / "c")])
     assert isinstance(again.exception, PharmaFLError)
     assert "--force" in str(again.exception)
+    key_file = tmp_path / "k.json"
+    key_file.write_text('{"key": "cli-rehearsal"}\n')
+    key_file.chmod(0o600)
+    keyed = runner.invoke(app, [*args, "--out", str(tmp_path / "k"), "--key", str(key_file)])
+    assert keyed.exit_code == 0, keyed.output
+    assert (tmp_path / "k/partners/bravo/key.json").read_bytes() == key_file.read_bytes()
 
 
 # --- the real public datasets ------------------------------------------------------------
