@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def test_tiny_demo_writes_summary_report_and_verified_ledger(
-    small_consortium: Path, tmp_path: Path
+    small_consortium: Path, consortium_key_file: Path, tmp_path: Path
 ) -> None:
     del small_consortium  # only for its skip when FS-Mol is missing
     cfg = DemoConfig(
@@ -31,6 +31,7 @@ def test_tiny_demo_writes_summary_report_and_verified_ledger(
         seed=1,
         study_rounds=1,
         final_trunk="best",
+        key_file=str(consortium_key_file),  # the same folds and tasks on every run
     )
     lines: list[str] = []
     result = run_demo(tmp_path / "demo", cfg, say=lines.append)

@@ -73,7 +73,7 @@ def _artifacts(flow_run_id: UUID) -> dict[str, Any]:
     return {a.key: a for a in arts}
 
 
-def _consortium(cdir: Path) -> None:
+def _consortium(cdir: Path, key_file: Path) -> None:
     """Simulate and prepare the three partners (the shared fixture's quorum of 10 leaves
     them without any scorable test task, and every gain would be 0)."""
     from pharmafl.common.params import ConsortiumParameters, EvaluationQuorum, TaskParams
@@ -88,6 +88,7 @@ def _consortium(cdir: Path) -> None:
         cdir,
         SimulationSpec(dataset="fsmol", partners=3, max_compounds=300, seed=7),
         workers=1,
+        key_file=key_file,
         parameters=ConsortiumParameters(
             consortium_name="study-test", tasks=TaskParams(evaluation_quorum=quorum)
         ),
@@ -97,7 +98,9 @@ def _consortium(cdir: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def studied(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def studied(
+    prefect_harness: None, tmp_path_factory: pytest.TempPathFactory, consortium_key_file: Path
+) -> dict[str, Any]:
     from flows.contribution import contribution_flow
     from flows.train import EmbeddedLauncher, train_flow
     from pharmafl.accounting import contribution_study
@@ -106,7 +109,7 @@ def studied(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> 
     from pharmafl.simulate.federation import setup_federation
 
     cdir = tmp_path_factory.mktemp("study") / "c"
-    _consortium(cdir)
+    _consortium(cdir, consortium_key_file)
     for p in sorted((cdir / "partners").iterdir()):
         run_baseline(
             p,
