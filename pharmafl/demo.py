@@ -91,15 +91,19 @@ class DemoConfig(BaseModel):
 
     @classmethod
     def quick(cls, **overrides: Any) -> DemoConfig:
-        """A smaller consortium and fewer rounds (same code paths)."""
+        """A smaller consortium and shorter rounds (same code paths).
+
+        8 rounds of 1 local epoch and the default 10 head fine-tuning epochs: with 4 rounds
+        and 5 epochs the trunk was still improving every round and the heads under-fitted,
+        and the federated models scored 0.01-0.05 AUC-PR below local-only on every partner.
+        """
         base: dict[str, Any] = {
             "max_compounds": 1200,
             "hidden": 250,
             "local_epochs": 10,
-            "rounds": 4,
+            "rounds": 8,
             "round_epochs": 1.0,
             "fed_patience": 3,
-            "head_finetune_epochs": 5,
             "study_rounds": 1,
         }
         return cls(**(base | overrides))
