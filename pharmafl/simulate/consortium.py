@@ -216,10 +216,9 @@ def simulate_consortium(
     spec = spec or SimulationSpec()
     out = Path(out_dir)
     _check_target(out, force)
-    given_key = None
-    if key_file is not None:
-        load_consortium_key(key_file)  # validate before any work: mode, format
-        given_key = Path(key_file).read_bytes()
+    given_key = Path(key_file) if key_file is not None else None
+    if given_key is not None:
+        load_consortium_key(given_key)  # checked (mode, format) before any work
     say = progress or (lambda _msg: None)
     n_workers = get_settings().workers if workers is None else workers
     n_workers = n_workers if n_workers > 0 else (os.cpu_count() or 1)
@@ -236,13 +235,9 @@ def simulate_consortium(
     params = parameters or ConsortiumParameters(consortium_name=f"simulated-{data.name}")
     summaries: list[PartnerSummary] = []
     with atomic_directory(out) as tmp:
-        first_key = tmp / "partners" / names[0] / "key.json"
-        if given_key is None:
-            write_new_consortium_key(first_key)
-        else:
-            atomic_write_bytes(first_key, given_key, mode=0o600)
-        key_bytes = first_key.read_bytes()
-        reference = consistency_hash(params, load_consortium_key(first_key))
+        key_path = given_key or write_new_consortium_key(tmp / "partners" / names[0] / "key.json")
+        key_bytes = key_path.read_bytes()
+        reference = consistency_hash(params, load_consortium_key(key_path))
         params = params.model_copy(update={"reference_hash": reference})
         params_text = params.model_dump_json(indent=2) + "\n"
         for i, (name, part) in enumerate(zip(names, parts, strict=True)):
