@@ -56,8 +56,8 @@ def test_contribution_study_through_partner_workers(
     )
     partner_dirs = sorted(p for p in (cdir / "partners").iterdir() if p.is_dir())
     partners = [p.name for p in partner_dirs]
-    url = prefect_server.wait_ready()
-    deps = prefect_server.serve_partners(processes, partner_dirs, tmp_path)
+    deps = prefect_server.serve_partners(processes, partner_dirs, tmp_path)  # server ready
+    url = prefect_server.url
     t_served = time.perf_counter()
 
     study = StudyConfig(rounds=1, parallel=2)

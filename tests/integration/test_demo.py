@@ -87,7 +87,7 @@ def test_tiny_demo_writes_summary_report_and_verified_ledger(
     assert "Shapley" in result.table
     # Each partner's row shows the task-bootstrap interval of its AUC-PR gain.
     for p in result.summary.partners:
-        pr = next(m for m in p.benefit.metrics if m.metric == "auc_pr")
+        pr = p.benefit.metric("auc_pr")
         lo, hi = pr.mean_delta_ci95
         row = next(line for line in result.table.splitlines() if line.startswith(p.name))
         assert f"{lo:+.4f}…{hi:+.4f}" in row and lo <= pr.mean_delta <= hi
