@@ -204,10 +204,10 @@ def run_demo(
     from flows.train import run_train
     from pharmafl.common.params import ConsortiumParameters, EvaluationQuorum, TaskParams
     from pharmafl.common.secret import load_consortium_key
+    from pharmafl.evaluation.documents import MetricsReport
     from pharmafl.ledger import verify_ledger
     from pharmafl.model import TrainConfig, run_baseline, run_pooled
     from pharmafl.model.config import SparseTrunkConfig
-    from pharmafl.model.report import MetricsReport
     from pharmafl.report import (
         ConsortiumContribution,
         ConsortiumSummary,

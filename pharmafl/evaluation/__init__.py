@@ -30,6 +30,13 @@ from pharmafl.evaluation.benefit import (
     improve_to_perfect,
     relative_improve,
 )
+from pharmafl.evaluation.documents import (
+    EpochRecord,
+    MetricsReport,
+    PooledReport,
+    SplitMetrics,
+    TaskTypeMetrics,
+)
 from pharmafl.evaluation.metrics import (
     CLASSIFICATION_COUNTS,
     CLASSIFICATION_METRICS,
@@ -57,7 +64,11 @@ from pharmafl.evaluation.tasks import (
 )
 
 #: Shared documents of this stage (schema file stem → model).
-SCHEMA_MODELS: dict[str, type[BaseModel]] = {"benefit_summary": BenefitSummary}
+SCHEMA_MODELS: dict[str, type[BaseModel]] = {
+    "benefit_summary": BenefitSummary,
+    "model_metrics": MetricsReport,
+    "pooled_metrics": PooledReport,
+}
 
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
@@ -65,16 +76,21 @@ __all__ = [
     "CLASSIFICATION_COUNTS",
     "CLASSIFICATION_METRICS",
     "DEFAULT_BENEFIT_METRICS",
+    "EpochRecord",
     "EvaluationError",
     "EvaluationResult",
     "MetricBenefit",
+    "MetricsReport",
     "PERFECT_VALUE",
+    "PooledReport",
     "REGRESSION_COUNTS",
     "REGRESSION_METRICS",
     "SCHEMA_MODELS",
     "SignificanceResult",
     "SignificanceSummary",
+    "SplitMetrics",
     "TaskType",
+    "TaskTypeMetrics",
     "aggregate_task_metrics",
     "benefit_summary",
     "benjamini_yekutieli",

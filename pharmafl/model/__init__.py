@@ -13,6 +13,13 @@ evaluation and prediction (SparseChem, Arany et al., arXiv:2203.04676; reference
 
 from pydantic import BaseModel
 
+from pharmafl.evaluation.documents import (
+    EpochRecord,
+    MetricsReport,
+    PooledReport,
+    SplitMetrics,
+    TaskTypeMetrics,
+)
 from pharmafl.model.baseline import (
     CHECKPOINT_FILE,
     LOCAL_MODEL_DIR,
@@ -39,6 +46,7 @@ from pharmafl.model.config import (
 from pharmafl.model.data import PREPARED_FILES, PreparedData, load_prepared, load_sparsechem
 from pharmafl.model.evaluate import Predictions, evaluate_predictions, predict_rows
 from pharmafl.model.heads import HeadOutput, TaskHead, censored_mse_loss, classification_loss
+from pharmafl.model.hyperparameters import ModelHyperparameters
 from pharmafl.model.multitask import (
     HEADS_PREFIX,
     TRUNK_PREFIX,
@@ -74,14 +82,6 @@ from pharmafl.model.pooled import (
     train_pooled,
 )
 from pharmafl.model.predict import PredictResult, predict_structures, read_structures
-from pharmafl.model.report import (
-    EpochRecord,
-    MetricsReport,
-    ModelHyperparameters,
-    PooledReport,
-    SplitMetrics,
-    TaskTypeMetrics,
-)
 from pharmafl.model.sparse_linear import SparseLinear
 from pharmafl.model.synthetic import synthetic_x, write_synthetic_prepared
 from pharmafl.model.training import (
@@ -98,8 +98,6 @@ from pharmafl.model.trunks import TRUNKS, GraphTrunk, SparseInputTrunk, build_tr
 SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "model_config": ModelConfig,
     "model_hyperparameters": ModelHyperparameters,
-    "model_metrics": MetricsReport,
-    "pooled_metrics": PooledReport,
     "train_config": TrainConfig,
 }
 

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from pharmafl.common.errors import ModelError
+from pharmafl.evaluation.documents import MetricsReport
 from pharmafl.model.config import GraphTrunkConfig, SparseTrunkConfig, TrainConfig
 from pharmafl.model.data import PreparedData, load_prepared
 from pharmafl.model.multitask import MultiTaskModel, local_model_config
 from pharmafl.model.persist import save_model_dir
-from pharmafl.model.report import MetricsReport
 from pharmafl.model.training import LocalTrainer, ProgressCallback, load_checkpoint
 
 log = logging.getLogger(__name__)

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from pharmafl.evaluation.documents import SplitMetrics, TaskTypeMetrics
 from pharmafl.model.data import PreparedData
 from pharmafl.model.multitask import MultiTaskModel
-from pharmafl.model.report import SplitMetrics, TaskTypeMetrics
 
 
 @dataclass

@@ -17,8 +17,8 @@ from pharmafl import __version__
 from pharmafl.common.errors import DataNotFoundError, ModelError
 from pharmafl.common.io import atomic_directory, atomic_write_json
 from pharmafl.model.config import TrainConfig
+from pharmafl.model.hyperparameters import ModelHyperparameters
 from pharmafl.model.multitask import MultiTaskModel
-from pharmafl.model.report import ModelHyperparameters
 
 MODEL_FILE = "model.pt"
 HYPERPARAMETERS_FILE = "hyperparameters.json"

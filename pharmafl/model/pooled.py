@@ -25,6 +25,7 @@ import pandas as pd
 
 from pharmafl.common.errors import ConfigError, DataNotFoundError, ModelError
 from pharmafl.common.io import atomic_write_text
+from pharmafl.evaluation.documents import EpochRecord, MetricsReport, PooledReport
 from pharmafl.model.baseline import LOCAL_MODEL_DIR, fit_trunk_to_data
 from pharmafl.model.config import (
     GraphTrunkConfig,
@@ -37,7 +38,6 @@ from pharmafl.model.data import PreparedData, load_prepared
 from pharmafl.model.multitask import MultiTaskModel
 from pharmafl.model.optim import build_optimizer, learning_rate, set_learning_rate
 from pharmafl.model.persist import METRICS_FILE, save_model_dir
-from pharmafl.model.report import EpochRecord, MetricsReport, PooledReport
 from pharmafl.model.training import LocalTrainer, ProgressCallback
 
 log = logging.getLogger(__name__)

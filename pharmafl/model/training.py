@@ -30,6 +30,7 @@ import torch
 
 from pharmafl.common.errors import ConfigError, ModelError
 from pharmafl.common.io import atomic_path
+from pharmafl.evaluation.documents import EpochRecord, SplitMetrics
 from pharmafl.model.batching import (
     GraphInputBatcher,
     LabelBatch,
@@ -42,7 +43,6 @@ from pharmafl.model.evaluate import Predictions, evaluate_predictions, predict_r
 from pharmafl.model.heads import HeadOutput, censored_mse_loss, classification_loss
 from pharmafl.model.multitask import TRUNK_PREFIX, MultiTaskModel, export_trunk, import_trunk
 from pharmafl.model.optim import build_optimizer, learning_rate, set_learning_rate
-from pharmafl.model.report import EpochRecord, SplitMetrics
 from pharmafl.model.trunks import GraphTrunk, SparseInputTrunk
 
 log = logging.getLogger(__name__)

@@ -1,18 +1,17 @@
-"""Training history and metrics documents (``models/<name>/metrics.json``).
+"""The metrics documents a trained model leaves (``models/<name>/metrics.json``).
 
 ``metrics.json`` stays with the partner (per-task rows are indexed by task id only: no assay
 names, no compounds), but its aggregate numbers are what the consortium compares, so its
-shape is a schema (``schemas/model_metrics.schema.json``).
+shape is a schema (``schemas/model_metrics.schema.json``). Torch-free: the report builder
+(operator side) reads these documents where a partner shares them.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-
-from pharmafl.model.config import ModelConfig, TrainConfig
 
 
 class _Doc(BaseModel):
@@ -84,22 +83,9 @@ class PooledReport(_Doc):
     history: list[EpochRecord] = Field(default_factory=list)
 
 
-class ModelHyperparameters(_Doc):
-    """``hyperparameters.json``: everything needed to rebuild and re-train a saved model."""
-
-    format: Literal["pharmafl.model_hyperparameters/1"] = "pharmafl.model_hyperparameters/1"
-    pharmafl_version: str
-    model: ModelConfig
-    train: TrainConfig
-    extra: dict[str, Any] = Field(
-        default_factory=dict, description="Free-form provenance (data source, counts)."
-    )
-
-
 __all__ = [
     "EpochRecord",
     "MetricsReport",
-    "ModelHyperparameters",
     "PooledReport",
     "SplitMetrics",
     "TaskTypeMetrics",

@@ -1,0 +1,256 @@
+"""Where everything of a consortium lives: one module names every folder and file.
+
+A consortium folder (what ``pharmafl consortium simulate`` writes, or what an operator and
+its partners agree to lay out on one machine) holds::
+
+    CONSORTIUM_DIR/
+      operator/        OperatorLayout: identity, roster, plan, state, ledger, runs, study
+      partners/<id>/   PartnerLayout: exports, key, prepared/, models/, identity, roster pin
+      exchange/        the exchange store of the embedded default
+      report/          summary.json + report.html
+
+Across organisations each party has only its own folder (an operator folder, or one partner
+folder); the same layouts name what is inside. Nothing else in pharmafl spells these names.
+Torch-free and dependency-free (both sides import it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Run id of the consortium's main training run. Its files keep their historical places
+#: (``operator/plan.json``, ``operator/state/``, ``PARTNER_DIR/models/federated/``); every
+#: other run lives in a ``runs/<run id>/`` folder of its own.
+MAIN_RUN_ID = "train"
+
+OPERATOR_DIR = "operator"
+PARTNERS_DIR = "partners"
+EXCHANGE_DIR = "exchange"
+REPORT_DIR = "report"
+
+IDENTITY_DIR = "identity"
+ROSTER_FILE = "roster.json"
+ROSTER_PIN_FILE = "roster.pin"
+CONSORTIUM_FILE = "consortium.json"
+KEY_FILE = "key.json"
+
+PLAN_FILE = "plan.json"
+INITIAL_TRUNK_FILE = "initial_trunk.npz"
+STATE_DIR = "state"
+CHECKPOINT_FILE = "checkpoint.json"
+BEST_TRUNK_FILE = "best_trunk.npz"
+LEDGER_FILE = "ledger.jsonl"
+FINAL_TRUNK_FILE = "final_trunk.npz"
+RUNS_DIR = "runs"
+POOLED_DIR = "pooled"
+CONTRIBUTION_DIR = "contribution"
+CONTRIBUTION_FILE = "contribution.json"
+
+PREPARED_DIR = "prepared"
+MODELS_DIR = "models"
+LOCAL_MODEL = "local"
+FEDERATED_MODEL = "federated"
+POOLED_MODEL = "pooled"
+MODEL_SUBDIR = "model"
+METRICS_FILE = "metrics.json"
+SUMMARY_FILE = "summary.json"
+REPORT_FILE = "report.html"
+
+
+def _child(root: Path, *names: str) -> Path:
+    return root.joinpath(*names)
+
+
+@dataclass(frozen=True)
+class OperatorLayout:
+    """The operator's folder: identity, roster, consortium parameters, runs and ledger."""
+
+    root: Path
+
+    @property
+    def identity(self) -> Path:
+        return _child(self.root, IDENTITY_DIR)
+
+    @property
+    def roster(self) -> Path:
+        return _child(self.root, ROSTER_FILE)
+
+    @property
+    def consortium(self) -> Path:
+        return _child(self.root, CONSORTIUM_FILE)
+
+    @property
+    def initial_trunk(self) -> Path:
+        return _child(self.root, INITIAL_TRUNK_FILE)
+
+    @property
+    def ledger(self) -> Path:
+        return _child(self.root, LEDGER_FILE)
+
+    @property
+    def plan(self) -> Path:
+        """The main run's plan."""
+        return _child(self.root, PLAN_FILE)
+
+    @property
+    def pooled(self) -> Path:
+        """The pooled reference model (simulations only: it needs every partner's data)."""
+        return _child(self.root, POOLED_DIR)
+
+    @property
+    def contribution_dir(self) -> Path:
+        """Per-study caches of the contribution study."""
+        return _child(self.root, CONTRIBUTION_DIR)
+
+    @property
+    def contribution(self) -> Path:
+        """The last contribution study's result."""
+        return _child(self.root, CONTRIBUTION_FILE)
+
+    def run_dir(self, run_id: str | None = None) -> Path:
+        """Where a run's plan, state and final trunk live (``None``: the main run)."""
+        return self.root if run_id is None else _child(self.root, RUNS_DIR, run_id)
+
+    def run_plan(self, run_id: str | None = None) -> Path:
+        return _child(self.run_dir(run_id), PLAN_FILE)
+
+    def state_dir(self, run_id: str | None = None) -> Path:
+        return _child(self.run_dir(run_id), STATE_DIR)
+
+    def final_trunk(self, run_id: str | None = None) -> Path:
+        return _child(self.run_dir(run_id), FINAL_TRUNK_FILE)
+
+
+@dataclass(frozen=True)
+class PartnerLayout:
+    """One partner's folder: its exports and key, prepared data, models and identity."""
+
+    root: Path
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    @property
+    def identity(self) -> Path:
+        return _child(self.root, IDENTITY_DIR)
+
+    @property
+    def roster(self) -> Path:
+        return _child(self.root, ROSTER_FILE)
+
+    @property
+    def roster_pin(self) -> Path:
+        return _child(self.root, ROSTER_PIN_FILE)
+
+    @property
+    def consortium(self) -> Path:
+        return _child(self.root, CONSORTIUM_FILE)
+
+    @property
+    def key(self) -> Path:
+        """The consortium key (owner-only; never leaves the partner)."""
+        return _child(self.root, KEY_FILE)
+
+    @property
+    def prepared(self) -> Path:
+        return _child(self.root, PREPARED_DIR)
+
+    @property
+    def models(self) -> Path:
+        return _child(self.root, MODELS_DIR)
+
+    def model_dir(self, name: str) -> Path:
+        """``models/<name>/`` (``local``, ``federated``, ``pooled``)."""
+        return _child(self.root, MODELS_DIR, name)
+
+    @property
+    def local_metrics(self) -> Path:
+        """The local-only baseline's metrics."""
+        return _child(self.model_dir(LOCAL_MODEL), METRICS_FILE)
+
+    def run_dir(self, run_id: str) -> Path:
+        """The partner's folder of one federated run: ``models/federated/`` for the main run,
+        ``models/runs/<run id>/`` for any other."""
+        if run_id == MAIN_RUN_ID:
+            return self.model_dir(FEDERATED_MODEL)
+        return _child(self.root, MODELS_DIR, RUNS_DIR, run_id)
+
+    @property
+    def federated_metrics(self) -> Path:
+        """The main run's federated model's metrics (after its final evaluation)."""
+        return _child(self.run_dir(MAIN_RUN_ID), MODEL_SUBDIR, METRICS_FILE)
+
+
+@dataclass(frozen=True)
+class ConsortiumLayout:
+    """A consortium folder with the operator and every partner on one machine."""
+
+    root: Path
+
+    @property
+    def operator(self) -> OperatorLayout:
+        return OperatorLayout(_child(self.root, OPERATOR_DIR))
+
+    @property
+    def partners_dir(self) -> Path:
+        return _child(self.root, PARTNERS_DIR)
+
+    @property
+    def exchange(self) -> Path:
+        """The embedded default's exchange store."""
+        return _child(self.root, EXCHANGE_DIR)
+
+    @property
+    def report(self) -> Path:
+        return _child(self.root, REPORT_DIR)
+
+    def partner(self, name: str) -> PartnerLayout:
+        return PartnerLayout(_child(self.root, PARTNERS_DIR, name))
+
+    def partner_dirs(self) -> dict[str, Path]:
+        """Every partner folder, by name (sorted); empty when there is no ``partners/``."""
+        if not self.partners_dir.is_dir():
+            return {}
+        return {p.name: p for p in sorted(self.partners_dir.iterdir()) if p.is_dir()}
+
+    def partners(self) -> list[PartnerLayout]:
+        return [PartnerLayout(p) for p in self.partner_dirs().values()]
+
+
+__all__ = [
+    "BEST_TRUNK_FILE",
+    "CHECKPOINT_FILE",
+    "CONSORTIUM_FILE",
+    "CONTRIBUTION_DIR",
+    "CONTRIBUTION_FILE",
+    "ConsortiumLayout",
+    "EXCHANGE_DIR",
+    "FEDERATED_MODEL",
+    "FINAL_TRUNK_FILE",
+    "IDENTITY_DIR",
+    "INITIAL_TRUNK_FILE",
+    "KEY_FILE",
+    "LEDGER_FILE",
+    "LOCAL_MODEL",
+    "MAIN_RUN_ID",
+    "METRICS_FILE",
+    "MODELS_DIR",
+    "MODEL_SUBDIR",
+    "OPERATOR_DIR",
+    "OperatorLayout",
+    "PARTNERS_DIR",
+    "PLAN_FILE",
+    "POOLED_DIR",
+    "POOLED_MODEL",
+    "PREPARED_DIR",
+    "PartnerLayout",
+    "REPORT_DIR",
+    "REPORT_FILE",
+    "ROSTER_FILE",
+    "ROSTER_PIN_FILE",
+    "RUNS_DIR",
+    "STATE_DIR",
+    "SUMMARY_FILE",
+]
