@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from prefect import flow, get_run_logger
 
 from flows._states import clean_failure, operator_environment, result_or_raise
-from flows.train import DeploymentLauncher, EmbeddedLauncher
+from flows.launchers import LauncherKind, make_launcher
 from pharmafl.accounting import CoalitionRun, ContributionResult, StudyConfig, contribution_study
-from pharmafl.server.operator import Launcher, load_operator
+from pharmafl.layout import ConsortiumLayout
+from pharmafl.server import Launcher, load_operator
 
 log = logging.getLogger(__name__)
 
@@ -84,24 +85,19 @@ def contribution_flow(
     consortium_dir: str,
     study: StudyConfig | None = None,
     exchange_url: str | None = None,
-    launcher: Literal["embedded", "distributed"] = "embedded",
+    launcher: LauncherKind = "embedded",
 ) -> dict[str, Any]:
     """Run or resume the contribution study; returns the ContributionResult as JSON."""
     logger = get_run_logger()
-    cdir = Path(consortium_dir)
-    url = exchange_url or str(cdir / "exchange")
+    layout = ConsortiumLayout(Path(consortium_dir))
+    url = exchange_url or str(layout.exchange)
     cfg = study or StudyConfig()
     with clean_failure() as failed:
-        plan = load_operator(cdir / "operator", url).plan
+        plan = load_operator(layout.operator.root, url).plan
         timeout = cfg.stage_timeout_s or plan.stage_timeout_s
-        partners = {}
-        if launcher == "embedded":
-            partners = {p.name: p for p in sorted((cdir / "partners").iterdir()) if p.is_dir()}
 
         def new_launcher() -> Launcher:  # one per coalition (closed after it)
-            if launcher == "distributed":
-                return DeploymentLauncher(url, timeout)
-            return EmbeddedLauncher(partners, url, timeout)
+            return make_launcher(launcher, layout.root, url, timeout)
 
         def on_coalition(run: CoalitionRun) -> None:
             logger.info(
@@ -113,7 +109,7 @@ def contribution_flow(
             )
 
         result = contribution_study(
-            cdir / "operator", url, new_launcher, cfg, on_coalition=on_coalition
+            layout.operator.root, url, new_launcher, cfg, on_coalition=on_coalition
         )
         publish_contribution_artifacts(result, cfg)
         return result.model_dump(mode="json")
@@ -127,7 +123,7 @@ def run_contribution_study(
     study: StudyConfig | None = None,
     *,
     exchange_url: str | None = None,
-    launcher: Literal["embedded", "distributed"] = "embedded",
+    launcher: LauncherKind = "embedded",
 ) -> ContributionResult:
     """Run :func:`contribution_flow`; return its result or raise its pharmafl error.
 

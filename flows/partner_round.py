@@ -13,10 +13,11 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows._states import clean_failure
+from pharmafl.contract import PARTNER_ROUND_FLOW
 from pharmafl.partner.federated import partner_finish, partner_round
 
 
-@flow(name="pharmafl-partner-round", persist_result=False, log_prints=False)
+@flow(name=PARTNER_ROUND_FLOW, persist_result=False, log_prints=False)
 def partner_round_flow(
     partner_dir: str,
     exchange_url: str,

@@ -48,6 +48,7 @@ CONTRIBUTION_DIR = "contribution"
 CONTRIBUTION_FILE = "contribution.json"
 
 PREPARED_DIR = "prepared"
+MANIFEST_FILE = "manifest.json"
 MODELS_DIR = "models"
 LOCAL_MODEL = "local"
 FEDERATED_MODEL = "federated"
@@ -158,6 +159,11 @@ class PartnerLayout:
         return _child(self.root, PREPARED_DIR)
 
     @property
+    def manifest(self) -> Path:
+        """The preparation manifest (counts and hashes; may leave the partner)."""
+        return _child(self.root, PREPARED_DIR, MANIFEST_FILE)
+
+    @property
     def models(self) -> Path:
         return _child(self.root, MODELS_DIR)
 
@@ -235,6 +241,7 @@ __all__ = [
     "LEDGER_FILE",
     "LOCAL_MODEL",
     "MAIN_RUN_ID",
+    "MANIFEST_FILE",
     "METRICS_FILE",
     "MODELS_DIR",
     "MODEL_SUBDIR",

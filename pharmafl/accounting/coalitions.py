@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pharmafl.accounting.shapley import EXACT_MAX_PLAYERS
 from pharmafl.accounting.utility import Coalition
-from pharmafl.server.plan import FederationPlan
+from pharmafl.contract import FederationPlan
 
 StudyMethod = Literal["auto", "exact", "permutation", "leave_one_out"]
 

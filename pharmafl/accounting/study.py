@@ -41,7 +41,6 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import cast
 
 from pharmafl.accounting.coalitions import (
     CoalitionRun,
@@ -62,16 +61,18 @@ from pharmafl.accounting.utility import (
 )
 from pharmafl.common.errors import AccountingError
 from pharmafl.common.io import atomic_write_text
+from pharmafl.layout import CONTRIBUTION_DIR, CONTRIBUTION_FILE, OperatorLayout
 from pharmafl.ledger import LedgerEvent, read_entries, validate_payload
-from pharmafl.server.operator import Launcher, OperatorContext, load_operator, run_training
-from pharmafl.server.runs import INITIAL_TRUNK_FILE, STATE_DIR, prune_run, run_dir, write_run_plan
+from pharmafl.server import (
+    Launcher,
+    OperatorContext,
+    load_operator,
+    prune_run,
+    run_training,
+    write_run_plan,
+)
 
 logger = logging.getLogger(__name__)
-
-#: Folder of the study caches under ``operator/``.
-CONTRIBUTION_DIR = "contribution"
-#: The latest study's result, under ``operator/``.
-CONTRIBUTION_FILE = "contribution.json"
 
 
 def _train_coalition(
@@ -96,7 +97,7 @@ def _train_coalition(
         raise AccountingError(
             f"partner(s) {missing} did not report their gain for coalition {list(members)} "
             f"(run {run_id}).",
-            fix="make sure each has its local-only baseline (`pharmafl model baseline`) and "
+            fix="make sure each has its local-only baseline (`pharmafl baseline`) and "
             "is reachable, then run the study again: recorded coalitions are reused and this "
             "one repeats only its final evaluation.",
         )
@@ -133,7 +134,7 @@ def _prune_recorded(
         if len(coalition) < 2:
             continue
         run_id = coalition_run_id(sid, players, coalition)
-        if (run_dir(operator_dir, run_id) / STATE_DIR).is_dir():
+        if OperatorLayout(Path(operator_dir)).state_dir(run_id).is_dir():
             n = prune_run(operator_dir, exchange_url, run_id)
             logger.debug("pruned run %s (%d rounds)", run_id, n)
 
@@ -153,12 +154,6 @@ def _record_finished(ctx: OperatorContext, payload: dict[str, object]) -> None:
     ctx.ledger.append(ctx.identity.id, ctx.identity, LedgerEvent.CONTRIBUTION_STUDY_FINISHED, doc)
 
 
-def _close(launcher: Launcher) -> None:
-    close = getattr(launcher, "close", None)
-    if callable(close):
-        close()
-
-
 def _train_in_parallel(
     todo: list[Coalition],
     parallel: int,
@@ -175,7 +170,7 @@ def _train_in_parallel(
         try:
             return train(coalition, launcher)
         finally:
-            _close(launcher)
+            launcher.close()
 
     errors: list[BaseException] = []
     with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="pharmafl-study") as pool:
@@ -247,11 +242,11 @@ def contribution_study(
     sid = study_id(
         players,
         ctx.consortium_hash,
-        file_sha256(odir / INITIAL_TRUNK_FILE),
+        file_sha256(OperatorLayout(odir).initial_trunk),
         ctx.plan,
         cfg,
     )
-    cache_path = odir / CONTRIBUTION_DIR / sid / "utilities.json"
+    cache_path = OperatorLayout(odir).contribution_dir / sid / "utilities.json"
     logger.info(
         "contribution study %s: %d partners, %d rounds per coalition",
         sid,
@@ -262,10 +257,10 @@ def contribution_study(
     ready: dict[Coalition, Mapping[str, float]] = {}
     single: Launcher | None = None
     factory: Callable[[], Launcher] | None = None
-    if hasattr(launcher, "start"):
-        single = cast(Launcher, launcher)
+    if isinstance(launcher, Launcher):
+        single = launcher
     else:
-        factory = cast(Callable[[], Launcher], launcher)
+        factory = launcher
 
     def train(coalition: Coalition, chosen: Launcher) -> Mapping[str, float]:
         return _train_coalition(ctx, exchange_url, chosen, cfg, sid, coalition, on_coalition)
@@ -283,7 +278,7 @@ def contribution_study(
             try:
                 gains = train(coalition, chosen)
             finally:
-                _close(chosen)
+                chosen.close()
         trained.append(coalition)
         return gains
 
@@ -345,7 +340,7 @@ def contribution_study(
             "confidence": result.confidence,
         },
     )
-    atomic_write_text(odir / CONTRIBUTION_FILE, result.model_dump_json(indent=2) + "\n")
+    atomic_write_text(OperatorLayout(odir).contribution, result.model_dump_json(indent=2) + "\n")
     logger.info(
         "contribution study %s done: %s, %d coalitions (%d trained now)",
         sid,

@@ -28,8 +28,8 @@ def setup(
     seed: Annotated[int, typer.Option(help="Seed of the initial trunk and local training.")] = 0,
 ) -> None:
     """Create identities, the signed roster and pins, plan.json and the initial trunk."""
+    from pharmafl.contract import FederationPlan, LocalTrainingSpec
     from pharmafl.server.optimizers import make_server_optimizer
-    from pharmafl.server.plan import FederationPlan, LocalTrainingSpec
     from pharmafl.simulate.federation import setup_federation
 
     sizes = [int(h) for h in hidden.split(",") if h.strip()]
@@ -52,8 +52,8 @@ def init_trunk(
     """Create the initial global trunk from the plan (run once on a partner-side machine:
     it needs torch; the operator then copies it to operator/initial_trunk.npz)."""
     from pharmafl.common.io import atomic_write_bytes, sha256_bytes
-    from pharmafl.server.plan import FederationPlan
-    from pharmafl.server.trunk import trunk_to_bytes
+    from pharmafl.contract import FederationPlan
+    from pharmafl.contract.trunk import trunk_to_bytes
     from pharmafl.simulate.federation import initial_trunk
 
     p = FederationPlan.model_validate_json(plan.read_text(encoding="utf-8"))
@@ -88,14 +88,15 @@ def train(
         resume=resume,
         rounds=rounds,
     )
-    for rec in result["history"]:
+    for rec in result.history:
         typer.echo(
-            f"round {rec['round']}: contributors {','.join(rec['contributors'])}"
-            f"{' dropped ' + ','.join(rec['dropped']) if rec['dropped'] else ''}, "
-            f"mean validation AUC-PR {rec['mean_validation_auc_pr']}"
+            f"round {rec.round}: contributors {','.join(rec.contributors)}"
+            f"{' dropped ' + ','.join(rec.dropped) if rec.dropped else ''}, "
+            f"mean validation AUC-PR {rec.mean_validation_auc_pr}"
         )
-    summary = {k: result[k] for k in ("rounds", "stop_reason", "final_trunk_sha256")}
-    typer.echo(json.dumps(summary))
+    typer.echo(
+        json.dumps(result.model_dump(include={"rounds", "stop_reason", "final_trunk_sha256"}))
+    )
 
 
 def register(app: typer.Typer) -> None:

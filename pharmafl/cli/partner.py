@@ -42,6 +42,7 @@ def serve(
     """
     from pydantic import ValidationError
 
+    from flows.partner_round import partner_round_flow
     from pharmafl.common.errors import ConfigError
     from pharmafl.partner.serve import PartnerServeConfig, deploy_partner_round, serve_partner
 
@@ -60,10 +61,10 @@ def serve(
             f"invalid {where}: {first['msg']}.", fix="see `pharmafl partner serve --help`."
         ) from None
     if deploy_only:
-        dep = deploy_partner_round(config)
+        dep = deploy_partner_round(config, partner_round_flow)
         typer.echo(f"deployment {dep.deployment_name} registered on work pool {dep.pool}")
         return
-    serve_partner(config)
+    serve_partner(config, partner_round_flow)
 
 
 def register(app: typer.Typer) -> None:

@@ -37,6 +37,7 @@ from pharmafl.ledger.events import (
     TrainingFinishedPayload,
     TrainingStartedPayload,
     UpdateSubmittedPayload,
+    event_of,
     parse_event,
     validate_payload,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "UpdateSubmittedPayload",
     "VerificationResult",
     "describe_payload",
+    "event_of",
     "ledger_table",
     "parse_event",
     "payload_digest",

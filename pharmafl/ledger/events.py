@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from pharmafl.common.errors import LedgerError
+from pharmafl.layout import MAIN_RUN_ID
 from pharmafl.secure.identity import PARTY_ID_PATTERN
 
 #: A SHA-256 digest as 64 lower-case hex digits.
@@ -22,7 +23,7 @@ HEX64 = r"^[0-9a-f]{64}$"
 #: Largest canonical payload accepted (bytes); payloads are facts, not data.
 MAX_PAYLOAD_BYTES = 64 * 1024
 #: Run id used when a payload does not name one (the consortium's main training run).
-DEFAULT_RUN_ID = "train"
+DEFAULT_RUN_ID = MAIN_RUN_ID
 
 
 class LedgerEvent(StrEnum):
@@ -247,6 +248,23 @@ PAYLOAD_MODELS: dict[LedgerEvent, type[BaseModel]] = {
 }
 
 
+def event_of(payload: BaseModel) -> LedgerEvent:
+    """The event a payload model records (the inverse of :data:`PAYLOAD_MODELS`).
+
+    Raises
+    ------
+    LedgerError
+        If ``payload`` is not one of the payload models.
+    """
+    for event, model in PAYLOAD_MODELS.items():
+        if type(payload) is model:
+            return event
+    raise LedgerError(
+        f"{type(payload).__name__} is not a ledger payload model.",
+        fix="use one of the payload models in pharmafl.ledger.events.",
+    )
+
+
 def parse_event(event: LedgerEvent | str) -> LedgerEvent:
     """Return ``event`` as a :class:`LedgerEvent`.
 
@@ -324,6 +342,7 @@ __all__ = [
     "TrainingFinishedPayload",
     "TrainingStartedPayload",
     "UpdateSubmittedPayload",
+    "event_of",
     "parse_event",
     "validate_payload",
 ]

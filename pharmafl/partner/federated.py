@@ -40,8 +40,17 @@ from pydantic import BaseModel
 
 from pharmafl.common.errors import EnvelopeRejectedError, FederationError
 from pharmafl.common.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from pharmafl.contract import (
+    PartnerRoundReport,
+    PartnerUtilityReport,
+    TrainSpec,
+    TrunkLayout,
+    flatten_trunk,
+    round_prefix,
+    trunk_from_bytes,
+)
+from pharmafl.layout import PartnerLayout
 from pharmafl.model import (
-    LOCAL_MODEL_DIR,
     LocalTrainer,
     MetricsReport,
     MultiTaskModel,
@@ -54,7 +63,6 @@ from pharmafl.model import (
     local_model_config,
     save_model_dir,
 )
-from pharmafl.model.config import GraphTrunkConfig, SparseTrunkConfig
 from pharmafl.secure import (
     EnvelopeGuard,
     ExchangeStore,
@@ -66,17 +74,9 @@ from pharmafl.secure import (
     load_roster,
     publish,
 )
-from pharmafl.server.plan import MAIN_RUN_ID, PartnerRoundReport, PartnerUtilityReport, TrainSpec
-from pharmafl.server.trunk import TrunkLayout, flatten_trunk, trunk_from_bytes
 
 log = logging.getLogger(__name__)
 
-FEDERATED_DIR = Path("models") / "federated"
-#: Folder of the runs other than the main one: ``models/runs/<run id>/``.
-RUNS_DIR = Path("models") / "runs"
-IDENTITY_DIR = "identity"
-ROSTER_FILE = "roster.json"
-ROSTER_PIN_FILE = "roster.pin"
 SHARED_VALIDATION_METRICS = ("roc_auc", "auc_pr")
 
 # torch's CPU generator is process-global and the trainer seeds it per step (fork_rng +
@@ -99,15 +99,15 @@ class PartnerIdentity:
 
 def load_partner_identity(partner_dir: str | Path) -> PartnerIdentity:
     """Load ``identity/<name>.key.json``, ``roster.json`` and the pinned fingerprint."""
-    pdir = Path(partner_dir)
-    keys = sorted((pdir / IDENTITY_DIR).glob("*.key.json"))
+    layout = PartnerLayout(Path(partner_dir))
+    keys = sorted(layout.identity.glob("*.key.json"))
     if len(keys) != 1:
         raise FederationError(
-            f"expected one signing key in {IDENTITY_DIR}/, found {len(keys)}.",
-            file=pdir / IDENTITY_DIR,
+            f"expected one signing key in {layout.identity.name}/, found {len(keys)}.",
+            file=layout.identity,
             fix="create it with `pharmafl keys generate --out PARTNER_DIR/identity --id NAME`.",
         )
-    pin_file = pdir / ROSTER_PIN_FILE
+    pin_file = layout.roster_pin
     if not pin_file.is_file():
         raise FederationError(
             "no pinned roster fingerprint.",
@@ -115,8 +115,8 @@ def load_partner_identity(partner_dir: str | Path) -> PartnerIdentity:
             fix="write the fingerprint the operator published out of band into roster.pin.",
         )
     pin = pin_file.read_text(encoding="utf-8").strip()
-    roster = load_roster(pdir / ROSTER_FILE, pin)
-    return PartnerIdentity(pdir, load_identity(keys[0]), roster, pin)
+    roster = load_roster(layout.roster, pin)
+    return PartnerIdentity(layout.root, load_identity(keys[0]), roster, pin)
 
 
 def _train_config(spec: TrainSpec, partner: str) -> TrainConfig:
@@ -134,17 +134,10 @@ def _train_config(spec: TrainSpec, partner: str) -> TrainConfig:
     )
 
 
-def _trunk_config(spec: TrainSpec) -> SparseTrunkConfig | GraphTrunkConfig:
-    kind = spec.trunk.get("kind", "sparse")
-    cls = GraphTrunkConfig if kind == "graph" else SparseTrunkConfig
-    return cls.model_validate(spec.trunk)
-
-
 def federated_run_dir(partner_dir: str | Path, run_id: str) -> Path:
     """A partner's folder for one run: ``models/federated/`` for the main run (``train``),
     ``models/runs/<run_id>/`` for any other."""
-    pdir = Path(partner_dir)
-    return pdir / FEDERATED_DIR if run_id == MAIN_RUN_ID else pdir / RUNS_DIR / run_id
+    return PartnerLayout(Path(partner_dir)).run_dir(run_id)
 
 
 class _State:
@@ -174,7 +167,8 @@ class _State:
         if not self.pending_dir.is_dir():
             return
         pend = sorted(self.pending_dir.glob("*.pt"))
-        done = [p for p in pend if p.stem.startswith(f"{spec.run_id}-r{spec.round_index - 1:04d}")]
+        previous = round_prefix(spec.run_id, spec.round_index - 1)
+        done = [p for p in pend if p.stem.startswith(previous)]
         if spec.previous_round_completed and done and self.last_round() < spec.round_index - 1:
             done[-1].replace(self.committed)  # atomic on one filesystem
             atomic_write_text(
@@ -217,8 +211,8 @@ def prepared_data(prepared_dir: Path, *, with_graphs: bool) -> PreparedData:
 
 
 def _trainer(pdir: Path, state: _State, spec: TrainSpec, partner: str) -> LocalTrainer:
-    data = prepared_data(pdir / "prepared", with_graphs=spec.trunk.get("kind") == "graph")
-    trunk = fit_trunk_to_data(_trunk_config(spec), data)
+    data = prepared_data(PartnerLayout(pdir).prepared, with_graphs=spec.trunk.kind == "graph")
+    trunk = fit_trunk_to_data(spec.trunk, data)
     config = _train_config(spec, partner)
     # Seeded: the head's initial weights shape every trunk update (and so the global trunk).
     model = MultiTaskModel.from_config(
@@ -450,12 +444,12 @@ def partner_finish(
 
 
 def _local_baseline(pdir: Path) -> MetricsReport:
-    path = pdir / LOCAL_MODEL_DIR / "metrics.json"
+    path = PartnerLayout(pdir).local_metrics
     if not path.is_file():
         raise FederationError(
             "no local-only model to measure the gain against.",
             file=path,
-            fix="train it first: `pharmafl model baseline PARTNER_DIR`.",
+            fix="train it first: `pharmafl baseline PARTNER_DIR`.",
         )
     return MetricsReport.model_validate_json(path.read_text(encoding="utf-8"))
 
@@ -467,7 +461,7 @@ def _test_gain(local: MetricsReport, fed: MetricsReport, pdir: Path) -> float | 
         raise FederationError(
             f"the local-only model was tested on fold {local.fold_te}, federated runs on fold "
             f"{fed.fold_te}.",
-            file=pdir / LOCAL_MODEL_DIR / "metrics.json",
+            file=PartnerLayout(pdir).local_metrics,
             fix="retrain the local-only baseline with the default folds.",
         )
     a = local.test.metric("auc_pr") if local.test is not None else math.nan
@@ -521,9 +515,7 @@ def _finish(
 
 
 __all__ = [
-    "FEDERATED_DIR",
     "PartnerIdentity",
-    "RUNS_DIR",
     "federated_run_dir",
     "fetch_spec",
     "load_partner_identity",

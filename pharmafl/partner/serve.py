@@ -35,17 +35,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from pharmafl import __version__
 from pharmafl.common.errors import ConfigError, FederationError
+from pharmafl.contract import partner_deployment
+from pharmafl.layout import PartnerLayout
+
+if TYPE_CHECKING:
+    from prefect import Flow
 
 log = logging.getLogger(__name__)
 
-#: Flow name of the partner round; deployments are ``<DEPLOYMENT_FLOW>/<partner id>``.
-DEPLOYMENT_FLOW = "pharmafl-partner-round"
 #: The partner flow as a Prefect *module-path* entrypoint (dotted, no colon: Prefect reads
 #: ``a.b:c`` as a file path); ``flows`` is an installed package.
 PARTNER_ENTRYPOINT = "flows.partner_round.partner_round_flow"
@@ -127,7 +130,8 @@ def check_partner_dir(partner_dir: str | Path) -> str:
     """
     from pharmafl.partner.federated import load_partner_identity
 
-    pdir = Path(partner_dir)
+    layout = PartnerLayout(Path(partner_dir))
+    pdir = layout.root
     if not pdir.is_dir():
         raise FederationError(
             "the partner folder does not exist.", file=pdir, fix="pass the partner's folder."
@@ -137,13 +141,13 @@ def check_partner_dir(partner_dir: str | Path) -> str:
     if me not in who.roster.partners:
         raise FederationError(
             f"{me!r} is not a partner in the pinned roster.",
-            file=pdir / "roster.json",
+            file=layout.roster,
             fix="ask the operator for the roster that lists this partner's public key.",
         )
-    if not (pdir / "prepared").is_dir():
+    if not layout.prepared.is_dir():
         raise FederationError(
             "the partner's data is not prepared.",
-            file=pdir / "prepared",
+            file=layout.prepared,
             fix="run `pharmafl prepare PARTNER_DIR` first.",
         )
     return me
@@ -176,24 +180,24 @@ def _ensure_process_pool(name: str) -> None:
         )
 
 
-def deploy_partner_round(config: PartnerServeConfig) -> PartnerDeployment:
+def deploy_partner_round(config: PartnerServeConfig, flow: Flow[..., Any]) -> PartnerDeployment:
     """Create the partner's process pool if needed and register its round deployment.
 
-    Idempotent: a second call updates the deployment (for example after the partner folder
-    moved). Returns what was registered.
+    ``flow`` is the partner-round flow (``flows.partner_round.partner_round_flow``), passed in
+    by the entry point: the library never imports ``flows``. Idempotent: a second call
+    updates the deployment (for example after the partner folder moved). Returns what was
+    registered.
     """
     from prefect.client.schemas.objects import VersionInfo
     from prefect.deployments.runner import RunnerDeployment
     from prefect.types.entrypoint import EntrypointType
-
-    from flows.partner_round import partner_round_flow
 
     partner = check_partner_dir(config.partner_dir)
     url = _api_url(config)
     with _prefect_api(url):
         _ensure_process_pool(config.pool)
         deployment = RunnerDeployment.from_flow(
-            partner_round_flow,
+            flow,
             name=partner,
             parameters={"partner_dir": str(config.partner_dir.resolve())},
             work_pool_name=config.pool,
@@ -211,11 +215,11 @@ def deploy_partner_round(config: PartnerServeConfig) -> PartnerDeployment:
             work_pool_name=config.pool,
             version_info=VersionInfo(version=__version__, type="prefect:simple"),
         )
-    log.info("deployment %s/%s registered on pool %s", DEPLOYMENT_FLOW, partner, config.pool)
+    log.info("deployment %s registered on pool %s", partner_deployment(partner), config.pool)
     return PartnerDeployment(
         partner=partner,
         pool=config.pool,
-        deployment_name=f"{DEPLOYMENT_FLOW}/{partner}",
+        deployment_name=partner_deployment(partner),
         deployment_id=str(deployment_id),
         api_url=url,
     )
@@ -258,13 +262,13 @@ def worker_dir(partner: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"pharmafl-worker-{partner}-"))
 
 
-def serve_partner(config: PartnerServeConfig) -> NoReturn:
-    """Register the partner's deployment, then replace this process with its worker.
+def serve_partner(config: PartnerServeConfig, flow: Flow[..., Any]) -> NoReturn:
+    """Register the partner's deployment of ``flow``, then replace this process with its worker.
 
     The worker runs in the foreground until stopped (Ctrl-C or SIGTERM); it polls the
     partner's pool outbound, so the partner machine needs no inbound port.
     """
-    dep = deploy_partner_round(config)
+    dep = deploy_partner_round(config, flow)
     cmd = worker_command(config, dep.partner)
     log.info("starting worker: %s", " ".join(cmd[1:]))
     for handler in logging.getLogger().handlers:
@@ -276,7 +280,6 @@ def serve_partner(config: PartnerServeConfig) -> NoReturn:
 
 
 __all__ = [
-    "DEPLOYMENT_FLOW",
     "PARTNER_ENTRYPOINT",
     "PartnerDeployment",
     "PartnerServeConfig",

@@ -10,27 +10,11 @@ Pure numpy: the aggregator side imports neither torch nor RDKit.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from pharmafl.common.errors import ConfigError
-
-ServerOptimizerName = Literal["fedavg", "fedavgm", "fedadam", "fedyogi"]
-
-
-class ServerOptimizerConfig(BaseModel):
-    """Hyperparameters of the server optimizer (defaults: Reddi et al. 2021 / Flower)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: ServerOptimizerName = Field("fedavg", description="Which server optimizer.")
-    lr: float = Field(1.0, gt=0, le=100, description="Server learning rate (eta).")
-    momentum: float = Field(0.9, ge=0, lt=1, description="FedAvgM momentum.")
-    beta1: float = Field(0.9, ge=0, lt=1, description="FedAdam/FedYogi first moment decay.")
-    beta2: float = Field(0.99, ge=0, lt=1, description="FedAdam/FedYogi second moment decay.")
-    tau: float = Field(1e-3, gt=0, description="Adaptivity (epsilon) of FedAdam/FedYogi.")
+from pharmafl.contract.plan import ServerOptimizerConfig, ServerOptimizerName
 
 
 class ServerOptimizer:

@@ -18,25 +18,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from pharmafl.common.errors import FederationError
 from pharmafl.common.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from pharmafl.contract import FederationPlan, format_round_id
+from pharmafl.layout import CHECKPOINT_FILE, OperatorLayout
 from pharmafl.secure import BROADCAST, ExchangeStore
-from pharmafl.server.plan import FederationPlan
-
-PLAN_FILE = "plan.json"
-INITIAL_TRUNK_FILE = "initial_trunk.npz"
-STATE_DIR = "state"
-LEDGER_FILE = "ledger.jsonl"
-FINAL_TRUNK_FILE = "final_trunk.npz"
-#: Folder of the runs other than the main one: ``operator/runs/<run_id>/``.
-RUNS_DIR = "runs"
 
 
 def run_dir(operator_dir: str | Path, run_id: str | None = None) -> Path:
     """Where a run's plan, state and final trunk live (``None``: the main run)."""
-    odir = Path(operator_dir)
-    return odir if run_id is None else odir / RUNS_DIR / run_id
+    return OperatorLayout(Path(operator_dir)).run_dir(run_id)
 
 
 def write_run_plan(operator_dir: str | Path, plan: FederationPlan) -> Path:
@@ -50,21 +43,17 @@ def write_run_plan(operator_dir: str | Path, plan: FederationPlan) -> Path:
     FederationError
         The run id is the main run's, or the run already started with another plan.
     """
-    odir = Path(operator_dir)
-    main = odir / PLAN_FILE
-    if main.is_file():
-        main_plan = FederationPlan.model_validate_json(main.read_text(encoding="utf-8"))
-        if main_plan.run_id == plan.run_id:
-            raise FederationError(
-                f"run id {plan.run_id!r} is the main run's.", file=main, fix="pick another."
-            )
-    rdir = run_dir(odir, plan.run_id)
-    path = rdir / PLAN_FILE
+    layout = OperatorLayout(Path(operator_dir))
+    if _main_run_id(layout) == plan.run_id:
+        raise FederationError(
+            f"run id {plan.run_id!r} is the main run's.", file=layout.plan, fix="pick another."
+        )
+    path = layout.run_plan(plan.run_id)
     text = plan.model_dump_json(indent=2) + "\n"
     if path.is_file():
         if path.read_text(encoding="utf-8") == text:
             return path
-        if (rdir / STATE_DIR / "checkpoint.json").is_file():
+        if (layout.state_dir(plan.run_id) / CHECKPOINT_FILE).is_file():
             raise FederationError(
                 f"run {plan.run_id!r} already started with another plan.",
                 file=path,
@@ -72,6 +61,31 @@ def write_run_plan(operator_dir: str | Path, plan: FederationPlan) -> Path:
             )
     atomic_write_text(path, text)
     return path
+
+
+def _main_run_id(layout: OperatorLayout) -> str | None:
+    """The run id of the operator's main plan, None when there is none yet."""
+    if not layout.plan.is_file():
+        return None
+    return FederationPlan.model_validate_json(layout.plan.read_text(encoding="utf-8")).run_id
+
+
+class RoundResult(BaseModel):
+    """What one completed round did (kept in the checkpoint, returned to the caller)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    round: int = Field(ge=0, description="Round index, 0-based.")
+    round_id: str = Field(description="Secure-aggregation round id of the attempt that completed.")
+    contributors: list[str] = Field(description="Partners whose updates are in the aggregate.")
+    dropped: list[str] = Field(description="Partners that dropped out of that attempt.")
+    trunk_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="The new global trunk.")
+    mean_validation_auc_pr: float | None = Field(
+        description="Mean of the validation AUC-PRs partners shared (None: none shared)."
+    )
+    validation: dict[str, dict[str, float]] = Field(
+        description="Partner → the validation scalars it shared."
+    )
 
 
 @dataclass
@@ -84,7 +98,7 @@ class TrainingState:
     best_auc_pr: float = -math.inf
     best_round: int | None = None
     rounds_without_improvement: int = 0
-    history: list[dict[str, object]] = field(default_factory=list)
+    history: list[RoundResult] = field(default_factory=list)
     finished: bool = False
     stop_reason: str = ""
 
@@ -102,11 +116,11 @@ class TrainingState:
             "best_auc_pr": None if math.isinf(self.best_auc_pr) else self.best_auc_pr,
             "best_round": self.best_round,
             "rounds_without_improvement": self.rounds_without_improvement,
-            "history": self.history,
+            "history": [r.model_dump(mode="json") for r in self.history],
             "finished": self.finished,
             "stop_reason": self.stop_reason,
         }
-        atomic_write_json(state_dir / "checkpoint.json", doc)
+        atomic_write_json(state_dir / CHECKPOINT_FILE, doc)
         for old in state_dir.glob("checkpoint-*.npz"):
             if old.name != name:
                 old.unlink(missing_ok=True)
@@ -131,7 +145,7 @@ class TrainingState:
     @classmethod
     def load(cls, state_dir: Path) -> TrainingState | None:
         """The last checkpoint, or None when there is none."""
-        meta = state_dir / "checkpoint.json"
+        meta = state_dir / CHECKPOINT_FILE
         if not meta.is_file():
             return None
         doc = json.loads(meta.read_text(encoding="utf-8"))
@@ -146,21 +160,10 @@ class TrainingState:
             best_auc_pr=-math.inf if best is None else float(best),
             best_round=doc.get("best_round"),
             rounds_without_improvement=int(doc["rounds_without_improvement"]),
-            history=list(doc["history"]),
+            history=[RoundResult.model_validate(r) for r in doc["history"]],
             finished=bool(doc["finished"]),
             stop_reason=str(doc["stop_reason"]),
         )
-
-
-#: The global trunk of the round with the best mean validation AUC-PR so far (in ``state/``).
-BEST_TRUNK_FILE = "best_trunk.npz"
-
-
-def format_round_id(run_id: str, index: int, attempt: int, final: bool = False) -> str:
-    """Round id of attempt ``attempt`` of round ``index`` (or of the final evaluation)."""
-    if final:  # a final evaluation can be retried too (resume after a crash during it)
-        return f"{run_id}-r{index:04d}-final" + (f"-a{attempt}" if attempt else "")
-    return f"{run_id}-r{index:04d}-a{attempt}"
 
 
 def run_round_ids(store: ExchangeStore, run_id: str) -> list[str]:
@@ -198,35 +201,24 @@ def prune_run(operator_dir: str | Path, exchange_url: str, run_id: str) -> int:
     FederationError
         For the main run, or a run that has not finished.
     """
-    odir = Path(operator_dir)
-    main = odir / PLAN_FILE
-    if main.is_file() and (
-        FederationPlan.model_validate_json(main.read_text(encoding="utf-8")).run_id == run_id
-    ):
-        raise FederationError(f"{run_id!r} is the main run; it is never pruned.", file=main)
-    rdir = run_dir(odir, run_id)
-    meta = rdir / STATE_DIR / "checkpoint.json"
+    layout = OperatorLayout(Path(operator_dir))
+    if _main_run_id(layout) == run_id:
+        raise FederationError(f"{run_id!r} is the main run; it is never pruned.", file=layout.plan)
+    meta = layout.state_dir(run_id) / CHECKPOINT_FILE
     if not meta.is_file() or not json.loads(meta.read_text(encoding="utf-8"))["finished"]:
         raise FederationError(f"run {run_id!r} has not finished; nothing pruned.", file=meta)
     store = ExchangeStore(exchange_url)
     rounds = run_round_ids(store, run_id)
     for rid in rounds:
         store.purge(rid)
-    (rdir / FINAL_TRUNK_FILE).unlink(missing_ok=True)
-    shutil.rmtree(rdir / STATE_DIR)
+    layout.final_trunk(run_id).unlink(missing_ok=True)
+    shutil.rmtree(layout.state_dir(run_id))
     return len(rounds)
 
 
 __all__ = [
-    "BEST_TRUNK_FILE",
-    "FINAL_TRUNK_FILE",
-    "INITIAL_TRUNK_FILE",
-    "LEDGER_FILE",
-    "PLAN_FILE",
-    "RUNS_DIR",
-    "STATE_DIR",
+    "RoundResult",
     "TrainingState",
-    "format_round_id",
     "prune_run",
     "run_dir",
     "run_round_ids",

@@ -27,11 +27,11 @@ def test_contribution_study_through_partner_workers(
 
     from flows.contribution import run_contribution_study
     from pharmafl.accounting import StudyConfig, coalition_run_id
+    from pharmafl.contract import FederationPlan, LocalTrainingSpec
     from pharmafl.ledger import LedgerEvent, read_entries, verify_ledger
     from pharmafl.model import TrainConfig, run_baseline
     from pharmafl.model.config import SparseTrunkConfig
     from pharmafl.secure import load_roster
-    from pharmafl.server.plan import FederationPlan, LocalTrainingSpec
     from pharmafl.simulate.federation import setup_federation
 
     t0 = time.perf_counter()

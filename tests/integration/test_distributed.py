@@ -27,9 +27,9 @@ def test_two_rounds_through_prefect_server_and_partner_workers(
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.train import run_train
+    from pharmafl.contract import FederationPlan, LocalTrainingSpec
     from pharmafl.ledger import verify_ledger
     from pharmafl.secure import load_roster
-    from pharmafl.server.plan import FederationPlan, LocalTrainingSpec
     from pharmafl.simulate.federation import setup_federation
 
     t0 = time.perf_counter()
@@ -71,11 +71,11 @@ def test_two_rounds_through_prefect_server_and_partner_workers(
     t_trained = time.perf_counter()
 
     # 2 rounds, every partner contributed every round
-    assert result["rounds"] == 2, processes.tails()
-    assert [r["round"] for r in result["history"]] == [0, 1]
-    for rec in result["history"]:
-        assert rec["contributors"] == partners
-        assert rec["dropped"] == []
+    assert result.rounds == 2, processes.tails()
+    assert [r.round for r in result.history] == [0, 1]
+    for rec in result.history:
+        assert rec.contributors == partners
+        assert rec.dropped == []
     # each partner fine-tuned its head on the final trunk and evaluated, in its own folder
     for name in partners:
         metrics = cdir / "partners" / name / "models" / "federated" / "model" / "metrics.json"

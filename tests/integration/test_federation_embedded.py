@@ -18,15 +18,10 @@ import pytest
 
 from pharmafl.common.errors import FederationError
 from pharmafl.common.params import load_consortium_parameters
+from pharmafl.contract import FederationPlan, LocalTrainingSpec, TrunkLayout, trunk_from_bytes
 from pharmafl.ledger import read_entries, verify_ledger
 from pharmafl.secure import Envelope, load_roster
-from pharmafl.server import (
-    FederationPlan,
-    LocalTrainingSpec,
-    TrainingState,
-    TrunkLayout,
-    trunk_from_bytes,
-)
+from pharmafl.server import TrainingState
 from pharmafl.simulate.federation import setup_federation
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -79,16 +74,16 @@ def _layout(cdir: Path) -> TrunkLayout:
 
 def test_every_partner_contributes_every_round(trained: tuple[Path, dict[str, Any]]) -> None:
     cdir, result = trained
-    assert result["rounds"] == ROUNDS and result["stop_reason"] == "round budget"
-    assert [h["round"] for h in result["history"]] == list(range(ROUNDS))
-    for h in result["history"]:
-        assert h["contributors"] == list(PARTNERS) and h["dropped"] == []
-    assert result["dropped"] == {str(r): [] for r in range(ROUNDS)}
-    hashes = [h["trunk_sha256"] for h in result["history"]]
+    assert result.rounds == ROUNDS and result.stop_reason == "round budget"
+    assert [h.round for h in result.history] == list(range(ROUNDS))
+    for h in result.history:
+        assert h.contributors == list(PARTNERS) and h.dropped == []
+    assert result.dropped == {r: [] for r in range(ROUNDS)}
+    hashes = [h.trunk_sha256 for h in result.history]
     assert len(set(hashes)) == ROUNDS
     # final_trunk="last": partners evaluate on the last round's trunk (the best-validation
     # choice is tested by the demo test).
-    assert result["final_trunk_sha256"] == hashes[-1]
+    assert result.final_trunk_sha256 == hashes[-1]
     state = TrainingState.load(cdir / "operator" / "state")
     assert state is not None and state.finished and state.next_round == ROUNDS
 
@@ -103,7 +98,7 @@ def test_every_partner_has_its_federated_model(trained: tuple[Path, dict[str, An
             assert metrics[split] is not None and metrics[split]["n_rows"] > 0
             assert "classification" in metrics[split]
         extra = json.loads((model_dir / "hyperparameters.json").read_text())["extra"]
-        assert extra["global_trunk_sha256"] == result["final_trunk_sha256"]
+        assert extra["global_trunk_sha256"] == result.final_trunk_sha256
         assert extra["rounds"] == ROUNDS
         state = json.loads((model_dir.parent / "state.json").read_text())
         assert state == {"last_committed_round": ROUNDS - 1}
@@ -132,7 +127,7 @@ def test_the_ledger_verifies_and_records_the_run(trained: tuple[Path, dict[str, 
     }
     assert submitted == {(r, p) for r in range(ROUNDS) for p in PARTNERS}
     final = next(e for e in entries if e.event.value == "training_finished")
-    assert final.payload["final_trunk_hash"] == result["final_trunk_sha256"]
+    assert final.payload["final_trunk_hash"] == result.final_trunk_sha256
 
 
 def test_only_envelopes_travel_and_they_hold_the_trunk_only(
@@ -212,7 +207,7 @@ def test_setup_pinned_one_roster_everywhere_and_refuses_a_second_setup(
         ]
     plan = FederationPlan.model_validate_json((cdir / "operator" / "plan.json").read_text())
     params = load_consortium_parameters(cdir / "operator" / "consortium.json")
-    assert plan.trunk["input_size"] == params.fingerprint.fold_size
+    assert plan.trunk.input_size == params.fingerprint.fold_size  # type: ignore[union-attr]
     with pytest.raises(FederationError, match="already has identities"):
         setup_federation(cdir, plan)
     assert (cdir / "operator" / "roster.json").read_bytes() == roster_bytes

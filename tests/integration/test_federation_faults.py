@@ -28,20 +28,14 @@ from typing import Any
 
 import pytest
 
-from flows.train import EmbeddedLauncher
+from flows.launchers import EmbeddedLauncher
 from pharmafl.common.errors import FederationError
 from pharmafl.common.io import sha256_bytes
+from pharmafl.contract import FederationPlan, LocalTrainingSpec, trunk_to_bytes
 from pharmafl.ledger import LedgerEntry, read_entries, verify_ledger
 from pharmafl.partner.federated import partner_finish, partner_round
 from pharmafl.secure import load_roster
-from pharmafl.server import (
-    FederationPlan,
-    LocalTrainingSpec,
-    TrainingResult,
-    TrainingState,
-    run_training,
-    trunk_to_bytes,
-)
+from pharmafl.server import RoundResult, TrainingResult, TrainingState, run_training
 from pharmafl.simulate.federation import setup_federation
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -197,7 +191,7 @@ def test_partner_crash_after_key_stages_is_a_dropout(
 
     assert result.rounds == 1
     assert result.dropped == {0: ["charlie"]}
-    assert [r["contributors"] for r in result.history] == [["alpha", "bravo"]]
+    assert [r.contributors for r in result.history] == [["alpha", "bravo"]]
     # charlie did take part in the key stages (so its pairwise masks had to be recovered
     # from the others' shares), then crashed before submitting.
     sent = (cdir / "exchange" / "train-r0000-a0").glob("*/*/charlie.*.env")
@@ -235,8 +229,8 @@ def test_below_threshold_round_aborts_retries_then_fails_cleanly_and_resumes(
     )
     saved = {p: (cdir / "partners" / p / BROKEN_FILE).read_bytes() for p in ("bravo", "charlie")}
 
-    def break_two(record: dict[str, object]) -> None:
-        if record["round"] == 0:  # after round 0's checkpoint: round 1 loses two of three
+    def break_two(record: RoundResult) -> None:
+        if record.round == 0:  # after round 0's checkpoint: round 1 loses two of three
             for p in saved:
                 _break(cdir / "partners" / p)
 
@@ -247,16 +241,16 @@ def test_below_threshold_round_aborts_retries_then_fails_cleanly_and_resumes(
     # Nothing half-written: the checkpoint is still round 0's.
     state = TrainingState.load(cdir / "operator" / "state")
     assert state is not None and state.next_round == 1 and not state.finished
-    assert [h["round"] for h in state.history] == [0]
-    assert _checkpoint_trunk_hash(cdir) == state.history[0]["trunk_sha256"]
+    assert [h.round for h in state.history] == [0]
+    assert _checkpoint_trunk_hash(cdir) == state.history[0].trunk_sha256
     # best_trunk.npz exists only when round 0 had a shared validation score, which depends on
     # the consortium key (the suite's fixed key leaves round 0 unscored); when it does, it is
     # round 0's trunk.
     files = ["checkpoint-0001.npz", "checkpoint.json"]
-    if state.history[0]["mean_validation_auc_pr"] is not None:
+    if state.history[0].mean_validation_auc_pr is not None:
         assert state.best_round == 0
         best = cdir / "operator" / "state" / "best_trunk.npz"
-        assert sha256_bytes(best.read_bytes()) == state.history[0]["trunk_sha256"]
+        assert sha256_bytes(best.read_bytes()) == state.history[0].trunk_sha256
         files.insert(0, "best_trunk.npz")
     else:
         assert state.best_round is None
@@ -282,8 +276,8 @@ def test_below_threshold_round_aborts_retries_then_fails_cleanly_and_resumes(
         (cdir / "partners" / p / BROKEN_FILE).write_bytes(data)
     result = _train(cdir, resume=True)
     assert result.rounds == 2 and result.stop_reason == "round budget"
-    assert result.history[1]["round_id"] == "train-r0001-a2"
-    assert result.history[1]["contributors"] == ["alpha", "bravo", "charlie"]
+    assert result.history[1].round_id == "train-r0001-a2"
+    assert result.history[1].contributors == ["alpha", "bravo", "charlie"]
     entries = _ledger(cdir)
     assert [a["round"] for a in _events(entries, "aggregate_applied")] == [0, 1]
     assert len(_events(entries, "training_finished")) == 1
@@ -328,8 +322,8 @@ def test_resume_after_an_operator_crash_reaches_the_uninterrupted_trunk(
     assert a.rounds == 3 and a.stop_reason == "round budget"
     cdir = _copy(base, tmp_path / "b")
 
-    def after_round_1(record: dict[str, object]) -> None:
-        if record["round"] == 1:
+    def after_round_1(record: RoundResult) -> None:
+        if record.round == 1:
             raise OperatorCrash("after round 1's checkpoint")
 
     if crash == "mid_round":
@@ -352,7 +346,7 @@ def test_resume_after_an_operator_crash_reaches_the_uninterrupted_trunk(
     b = _train(cdir, resume=True)
 
     assert b.final_trunk_sha256 == a.final_trunk_sha256
-    assert [h["trunk_sha256"] for h in b.history] == [h["trunk_sha256"] for h in a.history]
+    assert [h.trunk_sha256 for h in b.history] == [h.trunk_sha256 for h in a.history]
     assert b.rounds == 3 and b.stop_reason == "round budget"
     entries = _ledger(cdir)
     assert [x["round"] for x in _events(entries, "aggregate_applied")] == [0, 1, 2]
@@ -369,7 +363,7 @@ def test_resume_after_an_operator_crash_reaches_the_uninterrupted_trunk(
     started = [x["round"] for x in _events(entries, "round_started")]
     if crash == "mid_round":  # round 1 was redone under a fresh id
         assert started == [0, 1, 1, 2]
-        assert b.history[1]["round_id"] == "train-r0001-a1"
+        assert b.history[1].round_id == "train-r0001-a1"
     else:  # the final evaluation was redone under a fresh id
         assert started == [0, 1, 2]
         assert (cdir / "exchange" / "train-r0003-final").is_dir()
@@ -389,8 +383,8 @@ def test_a_restarted_partner_never_redoes_a_round_and_a_new_run_starts_fresh(
     dirs = _partners(cdir)
     seen: list[int] = []
 
-    def restart_charlie(record: dict[str, object]) -> None:
-        if record["round"] != 1:
+    def restart_charlie(record: RoundResult) -> None:
+        if record.round != 1:
             return
         seen.append(1)
         # As designed: after round r, r-1 is committed and r is pending (it is committed
@@ -421,7 +415,7 @@ def test_a_restarted_partner_never_redoes_a_round_and_a_new_run_starts_fresh(
     (cdir / "operator" / "ledger.jsonl").unlink()
     (cdir / "operator" / "final_trunk.npz").unlink()
     again = _train(cdir, store="exchange2", rounds=1)
-    assert again.final_trunk_sha256 == a.history[0]["trunk_sha256"]
+    assert again.final_trunk_sha256 == a.history[0].trunk_sha256
     assert _committed_steps(cdir) == {k: v // 3 for k, v in steps.items()}
     for pdir in dirs.values():
         assert _last_committed(pdir) == 0

@@ -102,6 +102,7 @@ def test_serve_checks_before_registering(module_prefect_server: Any, tmp_path: P
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    from flows.partner_round import partner_round_flow
     from pharmafl.partner.serve import PartnerServeConfig, deploy_partner_round
 
     url = module_prefect_server.url
@@ -130,7 +131,10 @@ def test_serve_checks_before_registering(module_prefect_server: Any, tmp_path: P
         assert what in str(res.exception)
     (dirs["charlie"] / "roster.pin").unlink()
     with pytest.raises(FederationError, match="pinned roster"):
-        deploy_partner_round(PartnerServeConfig(partner_dir=dirs["charlie"], pool="p", api_url=url))
+        deploy_partner_round(
+            PartnerServeConfig(partner_dir=dirs["charlie"], pool="p", api_url=url),
+            partner_round_flow,
+        )
 
     # a bad pool name is a clean configuration error
     res = CliRunner().invoke(cli, ["partner", "serve", str(dirs["charlie"]), "--pool", "a b"])
@@ -140,24 +144,25 @@ def test_serve_checks_before_registering(module_prefect_server: Any, tmp_path: P
     (dirs["delta"] / "prepared").mkdir()
     no_api = temporary_settings(restore_defaults={PREFECT_API_URL})
     with no_api, pytest.raises(ConfigError, match="PREFECT_API_URL"):
-        deploy_partner_round(PartnerServeConfig(partner_dir=dirs["delta"], pool="p"))
+        deploy_partner_round(
+            PartnerServeConfig(partner_dir=dirs["delta"], pool="p"), partner_round_flow
+        )
     with _client(url) as client:
         assert [d.name for d in client.read_deployments()].count("delta") == 0
 
 
 def test_worker_command_and_environment(tmp_path: Path) -> None:
-    import flows.train
     from flows.partner_round import partner_round_flow
+    from pharmafl.contract import PARTNER_ROUND_FLOW
     from pharmafl.partner.serve import (
-        DEPLOYMENT_FLOW,
         PartnerServeConfig,
         worker_command,
         worker_dir,
         worker_env,
     )
 
-    # the operator side names the deployment without importing the partner side
-    assert flows.train.DEPLOYMENT_FLOW == DEPLOYMENT_FLOW == partner_round_flow.name
+    # both sides name the deployment through the contract, which the flow itself uses
+    assert partner_round_flow.name == PARTNER_ROUND_FLOW
 
     cfg = PartnerServeConfig(partner_dir=tmp_path, pool="pool-x", limit=2, logs_to_api=False)
     cmd = worker_command(cfg, "x")
@@ -187,7 +192,7 @@ def test_launcher_counts_unstartable_and_unclaimed_partners_as_failed(
     from prefect.client.schemas.sorting import FlowRunSort
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.train import DeploymentLauncher
+    from flows.launchers import DeploymentLauncher
     from pharmafl.partner.serve import PartnerServeConfig, deploy_partner_round
 
     url = module_prefect_server.url

@@ -16,7 +16,7 @@ from pharmafl.accounting import (
     needed_coalitions,
     study_id,
 )
-from pharmafl.server import RUN_ID_PATTERN, FederationPlan, LocalTrainingSpec, format_round_id
+from pharmafl.contract import RUN_ID_PATTERN, FederationPlan, LocalTrainingSpec, format_round_id
 
 TRUNK = {"kind": "sparse", "hidden_sizes": [16], "dropouts": [0.1], "input_size": 64}
 PLAYERS = ("alpha", "bravo", "charlie", "delta")
@@ -111,6 +111,10 @@ def test_study_id_follows_what_shapes_the_coalition_models() -> None:
         _sid(consortium_hash="d" * 64),
         _sid(initial_trunk_sha256="b" * 64),
         _sid(plan=BASE.model_copy(update={"seed": 1})),
-        _sid(plan=BASE.model_copy(update={"trunk": {**TRUNK, "hidden_sizes": [32]}})),
+        _sid(
+            plan=BASE.model_copy(
+                update={"trunk": BASE.trunk.model_copy(update={"hidden_sizes": (32,)})}
+            )
+        ),
     ]
     assert sid not in changed and len(set(changed)) == len(changed)

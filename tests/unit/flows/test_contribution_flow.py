@@ -31,9 +31,9 @@ from pharmafl.accounting import (
     UtilityCache,
     coalition_run_id,
 )
+from pharmafl.contract import FederationPlan, LocalTrainingSpec
 from pharmafl.ledger import LedgerEntry, LedgerEvent, read_entries, verify_ledger
 from pharmafl.secure import load_roster
-from pharmafl.server import FederationPlan, LocalTrainingSpec
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -102,7 +102,8 @@ def studied(
     prefect_harness: None, tmp_path_factory: pytest.TempPathFactory, consortium_key_file: Path
 ) -> dict[str, Any]:
     from flows.contribution import contribution_flow
-    from flows.train import EmbeddedLauncher, train_flow
+    from flows.launchers import EmbeddedLauncher
+    from flows.train import train_flow
     from pharmafl.accounting import contribution_study
     from pharmafl.model import TrainConfig, run_baseline
     from pharmafl.model.config import SparseTrunkConfig
@@ -296,7 +297,7 @@ def test_a_second_call_retrains_nothing_and_records_nothing_new(studied: dict[st
 
 
 def test_parallel_training_needs_a_launcher_per_coalition(studied: dict[str, Any]) -> None:
-    from flows.train import EmbeddedLauncher
+    from flows.launchers import EmbeddedLauncher
     from pharmafl.accounting import contribution_study
     from pharmafl.common.errors import AccountingError
 

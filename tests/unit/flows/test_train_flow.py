@@ -15,9 +15,9 @@ from uuid import UUID
 
 import pytest
 
-from flows.train import EmbeddedLauncher
+from flows.launchers import EmbeddedLauncher
 from pharmafl.common.errors import FederationError
-from pharmafl.server import FederationPlan, LocalTrainingSpec
+from pharmafl.contract import FederationPlan, LocalTrainingSpec
 from pharmafl.simulate.federation import setup_federation
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -69,8 +69,8 @@ def test_train_flow_runs_one_embedded_round(
     state = train_flow(str(cdir), return_state=True)
     assert state.is_completed(), state.message
     result = state.result()
-    assert result["rounds"] == 1 and result["stop_reason"] == "round budget"
-    assert result["history"][0]["contributors"] == list(PARTNERS)
+    assert result.rounds == 1 and result.stop_reason == "round budget"
+    assert result.history[0].contributors == list(PARTNERS)
     assert (cdir / "exchange").is_dir()  # the default store: CONSORTIUM_DIR/exchange
 
     # One round and one final evaluation per partner, each its own completed flow run.

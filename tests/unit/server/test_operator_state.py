@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from pharmafl.server.operator import TrainingState, _round_id
+from pharmafl.contract import FederationPlan, LocalTrainingSpec, PartnerRoundReport, TrainSpec
+from pharmafl.server import RoundResult, TrainingState
 from pharmafl.server.optimizers import make_server_optimizer
-from pharmafl.server.plan import FederationPlan, LocalTrainingSpec, PartnerRoundReport, TrainSpec
+from pharmafl.server.rounds import _round_id
 
 TRUNK = {"kind": "sparse", "hidden_sizes": [8], "dropouts": [0.1]}
 
@@ -31,7 +32,17 @@ def _state(next_round: int) -> TrainingState:
         optimizer=opt.state_dict(),
         best_auc_pr=0.625,
         rounds_without_improvement=1,
-        history=[{"round": 0, "round_id": "train-r0000-a0", "mean_validation_auc_pr": 0.625}],
+        history=[
+            RoundResult(
+                round=0,
+                round_id="train-r0000-a0",
+                contributors=["a", "b"],
+                dropped=[],
+                trunk_sha256="0" * 64,
+                mean_validation_auc_pr=0.625,
+                validation={"a": {"auc_pr": 0.625}},
+            )
+        ],
     )
 
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from pharmafl.common.errors import ConfigError
-from pharmafl.server.optimizers import ServerOptimizerConfig, make_server_optimizer
+from pharmafl.contract import ServerOptimizerConfig
+from pharmafl.server.optimizers import make_server_optimizer
 
 
 def test_fedavg_applies_the_mean_update() -> None:

@@ -9,20 +9,10 @@ import pytest
 from pydantic import ValidationError
 
 from pharmafl.common.errors import FederationError
+from pharmafl.contract import MAIN_RUN_ID, FederationPlan, format_round_id
+from pharmafl.layout import FINAL_TRUNK_FILE, PLAN_FILE, STATE_DIR
 from pharmafl.secure import ExchangeStore, Identity, publish
-from pharmafl.server import (
-    FINAL_TRUNK_FILE,
-    MAIN_RUN_ID,
-    PLAN_FILE,
-    STATE_DIR,
-    FederationPlan,
-    TrainingState,
-    format_round_id,
-    prune_run,
-    run_dir,
-    run_round_ids,
-    write_run_plan,
-)
+from pharmafl.server import TrainingState, prune_run, run_dir, run_round_ids, write_run_plan
 
 TRUNK = {"kind": "sparse", "hidden_sizes": [8], "dropouts": [0.1]}
 ROSTER = ("alpha", "bravo", "charlie", "delta")

@@ -9,7 +9,7 @@ import pytest
 
 from pharmafl.common.errors import FederationError
 from pharmafl.common.io import sha256_bytes
-from pharmafl.server.trunk import (
+from pharmafl.contract.trunk import (
     TrunkLayout,
     flatten_trunk,
     trunk_from_bytes,

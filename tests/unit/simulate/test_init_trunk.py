@@ -7,8 +7,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from pharmafl.cli.main import app
-from pharmafl.server.plan import FederationPlan
-from pharmafl.server.trunk import trunk_from_bytes
+from pharmafl.contract import FederationPlan
+from pharmafl.contract.trunk import trunk_from_bytes
 
 
 def _plan(tmp_path: Path, seed: int) -> Path:

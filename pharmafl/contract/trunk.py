@@ -1,4 +1,4 @@
-"""The global trunk as the operator handles it: named float32 arrays ↔ one flat vector.
+"""The trunk byte format both sides use: named float32 arrays ↔ one flat vector ↔ ``.npz``.
 
 Partners export their trunk by parameter name (``trunk.*`` only, never a head); the operator
 flattens it in sorted-name order to aggregate, and publishes it back as an ``.npz`` whose

@@ -1,21 +1,32 @@
-"""What the operator decides: the federation plan, and the signed spec of each round."""
+"""What the operator decides for a training run: the federation plan (``plan.json``), the
+local training every partner does per round, and the server optimizer."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pharmafl.common.errors import FederationError
+from pharmafl.contract.runs import MAIN_RUN_ID, RUN_ID_PATTERN
+from pharmafl.contract.trunk_config import TrunkConfig
 from pharmafl.secure.quantize import QuantizationConfig
-from pharmafl.server.optimizers import ServerOptimizerConfig
 
-#: Run id of the consortium's main training run (its files keep their historical places:
-#: ``operator/plan.json``, ``operator/state/``, ``PARTNER_DIR/models/federated/``).
-MAIN_RUN_ID = "train"
-#: Allowed run ids (they start every round id of the run).
-RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+ServerOptimizerName = Literal["fedavg", "fedavgm", "fedadam", "fedyogi"]
+
+
+class ServerOptimizerConfig(BaseModel):
+    """Hyperparameters of the server optimizer (defaults: Reddi et al. 2021 / Flower)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: ServerOptimizerName = Field("fedavg", description="Which server optimizer.")
+    lr: float = Field(1.0, gt=0, le=100, description="Server learning rate (eta).")
+    momentum: float = Field(0.9, ge=0, lt=1, description="FedAvgM momentum.")
+    beta1: float = Field(0.9, ge=0, lt=1, description="FedAdam/FedYogi first moment decay.")
+    beta2: float = Field(0.99, ge=0, lt=1, description="FedAdam/FedYogi second moment decay.")
+    tau: float = Field(1e-3, gt=0, description="Adaptivity (epsilon) of FedAdam/FedYogi.")
 
 
 class LocalTrainingSpec(BaseModel):
@@ -51,7 +62,7 @@ class FederationPlan(BaseModel):
         description="Stop when mean validation AUC-PR has not improved for this many rounds.",
     )
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Seeds every partner's local training.")
-    trunk: dict[str, Any] = Field(description="The shared trunk config (pharmafl.model).")
+    trunk: TrunkConfig = Field(description="The shared trunk config every partner builds.")
     local: LocalTrainingSpec = Field(default_factory=LocalTrainingSpec)
     server_optimizer: ServerOptimizerConfig = Field(default_factory=ServerOptimizerConfig)
     threshold: int | None = Field(
@@ -138,68 +149,4 @@ class FederationPlan(BaseModel):
         return chosen
 
 
-class TrainSpec(BaseModel):
-    """The signed spec of one round, broadcast to every participant."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    run_id: str
-    round_index: int = Field(ge=0)
-    attempt: int = Field(ge=0)
-    round_id: str = Field(description="Secure-aggregation round id of this attempt.")
-    participants: tuple[str, ...]
-    global_trunk_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    trunk: dict[str, Any]
-    local: LocalTrainingSpec
-    seed: int
-    previous_round_completed: bool = Field(
-        description="Whether round_index-1 was aggregated (partners then commit their heads)."
-    )
-    final: bool = Field(False, description="No training: partners fine-tune heads and evaluate.")
-    report_test_gain: bool = Field(
-        False,
-        description="Final evaluation of a contribution-study run: every participant reports "
-        "its test AUC-PR gain over its local-only model (one scalar).",
-    )
-
-
-class PartnerRoundReport(BaseModel):
-    """What a partner chooses to share after a round: scalars only, no per-task numbers."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    partner: str
-    round_index: int = Field(ge=0)
-    examples: int = Field(ge=0, description="Training rows this round (the FedAvg weight).")
-    validation: dict[str, float] = Field(
-        default_factory=dict, description="Mean validation metrics the partner shares."
-    )
-    compute_seconds: float = Field(ge=0)
-
-
-class PartnerUtilityReport(BaseModel):
-    """What a participant of a contribution-study run shares after its final evaluation:
-    one scalar on its own tasks, nothing per task."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    partner: str
-    run_id: str = Field(pattern=RUN_ID_PATTERN)
-    metric: Literal["auc_pr"] = Field("auc_pr", description="Mean over the partner's tasks.")
-    split: Literal["test"] = "test"
-    gain: float | None = Field(
-        allow_inf_nan=False,
-        description="This run's model minus the partner's local-only model on its test fold; "
-        "None when the partner has no scorable test task (counted as no gain).",
-    )
-
-
-__all__ = [
-    "FederationPlan",
-    "LocalTrainingSpec",
-    "MAIN_RUN_ID",
-    "PartnerRoundReport",
-    "PartnerUtilityReport",
-    "RUN_ID_PATTERN",
-    "TrainSpec",
-]
+__all__ = ["FederationPlan", "LocalTrainingSpec", "ServerOptimizerConfig", "ServerOptimizerName"]

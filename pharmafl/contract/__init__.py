@@ -1,0 +1,67 @@
+"""The round contract: what the partner side and the operator side agree on.
+
+Flower keeps ``common`` between ``client`` and ``server``; this is pharmafl's. Both sides
+import it, it imports neither (tested), and it is torch-free and RDKit-free:
+
+- :mod:`~pharmafl.contract.plan`: the federation plan, local training and server optimizer
+  settings;
+- :mod:`~pharmafl.contract.spec`: the signed spec of each round;
+- :mod:`~pharmafl.contract.reports`: the scalars a partner signs back;
+- :mod:`~pharmafl.contract.runs`: run ids and round ids;
+- :mod:`~pharmafl.contract.trunk_config`: the shared trunk's configuration;
+- :mod:`~pharmafl.contract.trunk`: the trunk byte format (named float32 arrays ↔ one vector);
+- :mod:`~pharmafl.contract.deployment`: the partner-round flow and deployment names.
+"""
+
+from pharmafl.contract.deployment import PARTNER_ROUND_FLOW, partner_deployment
+from pharmafl.contract.plan import (
+    FederationPlan,
+    LocalTrainingSpec,
+    ServerOptimizerConfig,
+    ServerOptimizerName,
+)
+from pharmafl.contract.reports import PartnerRoundReport, PartnerUtilityReport
+from pharmafl.contract.runs import MAIN_RUN_ID, RUN_ID_PATTERN, format_round_id, round_prefix
+from pharmafl.contract.spec import TrainSpec
+from pharmafl.contract.trunk import (
+    TRUNK_PREFIX,
+    TrunkLayout,
+    flatten_trunk,
+    trunk_from_bytes,
+    trunk_to_bytes,
+    unflatten_trunk,
+)
+from pharmafl.contract.trunk_config import GraphTrunkConfig, SparseTrunkConfig, TrunkConfig
+
+SCHEMA_MODELS = {
+    "federation_plan": FederationPlan,
+    "partner_round_report": PartnerRoundReport,
+    "partner_utility_report": PartnerUtilityReport,
+    "train_spec": TrainSpec,
+}
+
+__all__ = [
+    "FederationPlan",
+    "GraphTrunkConfig",
+    "LocalTrainingSpec",
+    "MAIN_RUN_ID",
+    "PARTNER_ROUND_FLOW",
+    "PartnerRoundReport",
+    "PartnerUtilityReport",
+    "RUN_ID_PATTERN",
+    "SCHEMA_MODELS",
+    "ServerOptimizerConfig",
+    "ServerOptimizerName",
+    "SparseTrunkConfig",
+    "TRUNK_PREFIX",
+    "TrainSpec",
+    "TrunkConfig",
+    "TrunkLayout",
+    "flatten_trunk",
+    "format_round_id",
+    "partner_deployment",
+    "round_prefix",
+    "trunk_from_bytes",
+    "trunk_to_bytes",
+    "unflatten_trunk",
+]

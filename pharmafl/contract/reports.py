@@ -1,0 +1,43 @@
+"""What a partner sends back to the operator: signed scalars, never per-task numbers."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pharmafl.contract.runs import RUN_ID_PATTERN
+
+
+class PartnerRoundReport(BaseModel):
+    """What a partner chooses to share after a round: scalars only, no per-task numbers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    partner: str
+    round_index: int = Field(ge=0)
+    examples: int = Field(ge=0, description="Training rows this round (the FedAvg weight).")
+    validation: dict[str, float] = Field(
+        default_factory=dict, description="Mean validation metrics the partner shares."
+    )
+    compute_seconds: float = Field(ge=0)
+
+
+class PartnerUtilityReport(BaseModel):
+    """What a participant of a contribution-study run shares after its final evaluation:
+    one scalar on its own tasks, nothing per task."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    partner: str
+    run_id: str = Field(pattern=RUN_ID_PATTERN)
+    metric: Literal["auc_pr"] = Field("auc_pr", description="Mean over the partner's tasks.")
+    split: Literal["test"] = "test"
+    gain: float | None = Field(
+        allow_inf_nan=False,
+        description="This run's model minus the partner's local-only model on its test fold; "
+        "None when the partner has no scorable test task (counted as no gain).",
+    )
+
+
+__all__ = ["PartnerRoundReport", "PartnerUtilityReport"]

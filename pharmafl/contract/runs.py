@@ -1,0 +1,27 @@
+"""Run ids and round ids, as both sides spell them.
+
+A training run is scoped by its ``run_id``; every secure-aggregation round id starts with it,
+so runs never share a round. The consortium's main run is :data:`MAIN_RUN_ID`.
+"""
+
+from __future__ import annotations
+
+from pharmafl.layout import MAIN_RUN_ID
+
+#: Allowed run ids (they start every round id of the run).
+RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+def round_prefix(run_id: str, index: int) -> str:
+    """The start shared by every round id (attempts, final evaluation) of round ``index``."""
+    return f"{run_id}-r{index:04d}"
+
+
+def format_round_id(run_id: str, index: int, attempt: int, final: bool = False) -> str:
+    """Round id of attempt ``attempt`` of round ``index`` (or of the final evaluation)."""
+    if final:  # a final evaluation can be retried too (resume after a crash during it)
+        return f"{round_prefix(run_id, index)}-final" + (f"-a{attempt}" if attempt else "")
+    return f"{round_prefix(run_id, index)}-a{attempt}"
+
+
+__all__ = ["MAIN_RUN_ID", "RUN_ID_PATTERN", "format_round_id", "round_prefix"]

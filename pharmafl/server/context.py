@@ -1,0 +1,96 @@
+"""What the operator loads before a run: its identity, the roster, one run's plan, the store
+and the ledger. Torch-free and RDKit-free."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from pharmafl.common.errors import FederationError
+from pharmafl.common.params import load_consortium_parameters
+from pharmafl.contract import FederationPlan
+from pharmafl.layout import OperatorLayout
+from pharmafl.ledger import Ledger, event_of
+from pharmafl.secure import ExchangeStore, Identity, Roster, load_identity, load_roster
+
+
+@dataclass
+class OperatorContext:
+    """The operator's folder, identity, roster, one run's plan and folder, store and ledger."""
+
+    operator_dir: Path
+    identity: Identity
+    roster: Roster
+    plan: FederationPlan
+    store: ExchangeStore
+    ledger: Ledger
+    consortium_hash: str
+    run_dir: Path
+    members: tuple[str, ...]
+
+    @property
+    def layout(self) -> OperatorLayout:
+        return OperatorLayout(self.operator_dir)
+
+    def record(self, payload: BaseModel) -> None:
+        """Sign and append one ledger entry (its event is the payload model's)."""
+        self.ledger.append(self.identity.id, self.identity, event_of(payload), payload)
+
+
+def _operator_identity(layout: OperatorLayout) -> Identity:
+    keys = sorted(layout.identity.glob("*.key.json"))
+    if len(keys) != 1:
+        raise FederationError(
+            f"expected one operator signing key in identity/, found {len(keys)}.",
+            file=layout.identity,
+            fix="run `pharmafl keys generate --role operator` there.",
+        )
+    return load_identity(keys[0])
+
+
+def _run_plan(layout: OperatorLayout, run_id: str | None) -> FederationPlan:
+    path = layout.run_plan(run_id)
+    if not path.is_file():
+        raise FederationError(
+            f"no federation plan{'' if run_id is None else f' for run {run_id!r}'}.",
+            file=path,
+            fix="write plan.json." if run_id is None else "write it with write_run_plan().",
+        )
+    plan = FederationPlan.model_validate_json(path.read_text(encoding="utf-8"))
+    if run_id is not None and plan.run_id != run_id:
+        raise FederationError(f"the plan in runs/{run_id}/ is for run {plan.run_id!r}.", file=path)
+    return plan
+
+
+def load_operator(
+    operator_dir: str | Path, exchange_url: str, run_id: str | None = None
+) -> OperatorContext:
+    """Load ``identity/operator.key.json``, ``roster.json``, a run's plan and the ledger.
+
+    ``run_id`` None (default) loads the main run (``plan.json``); another id loads
+    ``runs/<run_id>/plan.json`` (written with :func:`~pharmafl.server.write_run_plan`). The
+    plan's participants are checked against the roster.
+    """
+    layout = OperatorLayout(Path(operator_dir))
+    identity = _operator_identity(layout)
+    roster = load_roster(layout.roster)
+    if roster.operator != identity.id:
+        raise FederationError("the roster was signed by another operator.", file=layout.root)
+    plan = _run_plan(layout, run_id)
+    params = load_consortium_parameters(layout.consortium)
+    return OperatorContext(
+        layout.root,
+        identity,
+        roster,
+        plan,
+        ExchangeStore(exchange_url),
+        Ledger(layout.ledger, roster=roster),
+        params.parameter_hash(),
+        layout.run_dir(run_id),
+        plan.members(roster.partners),
+    )
+
+
+__all__ = ["OperatorContext", "load_operator"]

@@ -1,0 +1,256 @@
+"""One federated round, operator side: publish the signed spec and the global trunk, start
+every participant, drive secure aggregation (the operator learns the FedAvg mean of the
+surviving updates, nothing else) and record on the ledger who contributed and who dropped.
+
+A round with fewer than t survivors aborts cleanly and is retried under a fresh round id, up
+to the plan's ``max_round_attempts``. Torch-free and RDKit-free.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from pharmafl.common.errors import FederationError, SecureAggregationError
+from pharmafl.common.io import sha256_bytes
+from pharmafl.contract import FederationPlan, PartnerRoundReport, TrainSpec, format_round_id
+from pharmafl.ledger import (
+    EvaluationReportedPayload,
+    PartnerDroppedPayload,
+    RoundAbortedPayload,
+    RoundStartedPayload,
+    UpdateSubmittedPayload,
+)
+from pharmafl.secure import BROADCAST, AggregateResult, SecAggServer, collect, publish
+from pharmafl.server.context import OperatorContext
+from pharmafl.server.launcher import Launcher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SecureRound:
+    """A round whose secure aggregation completed: its spec, the aggregate and who failed."""
+
+    spec: TrainSpec
+    result: AggregateResult
+    failures: dict[str, str]
+
+
+def _round_id(plan: FederationPlan, index: int, attempt: int, final: bool = False) -> str:
+    return format_round_id(plan.run_id, index, attempt, final)
+
+
+def fresh_attempt(ctx: OperatorContext, index: int, final: bool) -> tuple[int, str]:
+    """The first attempt number whose round id was never used in the store."""
+    for attempt in range(10_000):
+        rid = _round_id(ctx.plan, index, attempt, final)
+        if not ctx.store.keys(rid, "train_spec", BROADCAST):
+            return attempt, rid
+    raise FederationError(f"no fresh round id left for round {index}.")  # pragma: no cover
+
+
+def publish_round(
+    ctx: OperatorContext, trunk_bytes: bytes, index: int, *, previous_completed: bool, final: bool
+) -> TrainSpec:
+    """Publish the global trunk and the signed spec of a fresh attempt of round ``index``."""
+    attempt, round_id = fresh_attempt(ctx, index, final)
+    spec = TrainSpec(
+        run_id=ctx.plan.run_id,
+        round_index=index,
+        attempt=attempt,
+        round_id=round_id,
+        participants=ctx.members,
+        global_trunk_sha256=sha256_bytes(trunk_bytes),
+        trunk=ctx.plan.trunk,
+        local=ctx.plan.local,
+        seed=ctx.plan.seed,
+        previous_round_completed=previous_completed,
+        final=final,
+        report_test_gain=final and ctx.plan.report_test_gain,
+    )
+    publish(ctx.store, ctx.identity, round_id=round_id, kind="global_trunk", payload=trunk_bytes)
+    publish(
+        ctx.store,
+        ctx.identity,
+        round_id=round_id,
+        kind="train_spec",
+        payload=spec.model_dump_json().encode(),
+    )
+    return spec
+
+
+def drive_secagg(server: SecAggServer, launcher: Launcher, timeout_s: float, poll_s: float) -> None:
+    """Run the operator stages, not waiting for partners whose run already failed."""
+    server.open()
+    while server.stage not in ("done", "aborted"):
+        deadline = time.monotonic() + timeout_s
+        while True:
+            server.receive()
+            waiting = server.pending() - set(launcher.failed())
+            if not waiting or time.monotonic() > deadline:
+                break
+            time.sleep(poll_s)
+        server.advance()
+
+
+def _attempt(
+    ctx: OperatorContext,
+    launcher: Launcher,
+    trunk_bytes: bytes,
+    index: int,
+    size: int,
+    poll_s: float,
+) -> SecureRound | None:
+    """One attempt of round ``index``; None when it aborted (recorded on the ledger)."""
+    plan = ctx.plan
+    spec = publish_round(ctx, trunk_bytes, index, previous_completed=index > 0, final=False)
+    ctx.record(
+        RoundStartedPayload(
+            run_id=plan.run_id,
+            round=index,
+            global_trunk_hash=spec.global_trunk_sha256,
+            participants=list(spec.participants),
+            round_spec_hash=sha256_bytes(spec.model_dump_json().encode()),
+        )
+    )
+    for p in spec.participants:
+        launcher.start(p, spec.round_id, final=False)
+    server = SecAggServer(
+        ctx.identity,
+        ctx.roster,
+        ctx.store,
+        spec.round_id,
+        vector_length=size,
+        partners=ctx.members,
+        threshold=plan.threshold,
+        quantization=plan.quantization,
+    )
+    try:
+        drive_secagg(server, launcher, plan.stage_timeout_s, poll_s)
+    except SecureAggregationError as exc:
+        failures = launcher.finish(plan.stage_timeout_s)
+        survivors = sorted(set(spec.participants) - set(failures))
+        ctx.record(
+            RoundAbortedPayload(
+                run_id=plan.run_id, round=index, reason=exc.message[:500], survivors=survivors
+            )
+        )
+        log.warning("round %d attempt %d aborted: %s", index, spec.attempt, exc.message)
+        return None
+    failures = launcher.finish(plan.stage_timeout_s)
+    assert server.result is not None
+    return SecureRound(spec, server.result, failures)
+
+
+def secure_round(
+    ctx: OperatorContext,
+    launcher: Launcher,
+    trunk_bytes: bytes,
+    index: int,
+    size: int,
+    poll_s: float,
+) -> SecureRound:
+    """Round ``index`` until an attempt completes (at most ``max_round_attempts``); its
+    contributions and dropouts are on the ledger.
+
+    Raises
+    ------
+    FederationError
+        Every attempt aborted.
+    """
+    for _ in range(ctx.plan.max_round_attempts):
+        done = _attempt(ctx, launcher, trunk_bytes, index, size, poll_s)
+        if done is not None:
+            _record_participation(ctx, done)
+            return done
+    raise FederationError(
+        f"round {index} aborted {ctx.plan.max_round_attempts} times.",
+        fix="bring enough partners back (at least t) and run `pharmafl train --resume`.",
+    )
+
+
+def _record_participation(ctx: OperatorContext, done: SecureRound) -> None:
+    """Ledger: each survivor's masked update (by envelope hash) and each dropout's reason."""
+    index, round_id = done.spec.round_index, done.spec.round_id
+    survivors = done.result.report.survivors
+    for env_key in sorted(ctx.store.keys(round_id, "masked", ctx.identity.id)):
+        env = ctx.store.get(env_key)
+        if env.sender in survivors:
+            ctx.record(
+                UpdateSubmittedPayload(
+                    run_id=ctx.plan.run_id,
+                    round=index,
+                    partner=env.sender,
+                    envelope_hash=sha256_bytes(env.to_bytes()),
+                    n_bytes=len(env.payload),
+                )
+            )
+    for partner in done.result.dropped:
+        ctx.record(
+            PartnerDroppedPayload(
+                run_id=ctx.plan.run_id,
+                round=index,
+                partner=partner,
+                reason=_drop_reason(done.failures.get(partner), partner, index),
+            )
+        )
+
+
+def _drop_reason(detail: str | None, partner: str, index: int) -> str:
+    """Only the error's kind reaches the ledger every partner reads: exception texts can hold
+    a partner's file paths. The full text stays in the operator's local log."""
+    if not detail:
+        return "did not complete the secure-aggregation stages"
+    log.warning("partner %s dropped in round %d: %s", partner, index, detail)
+    return detail.split(":", 1)[0].strip()[:100]
+
+
+def shared_validation(ctx: OperatorContext, spec: TrainSpec) -> dict[str, dict[str, float]]:
+    """The validation scalars each participant signed after the round (also to the ledger)."""
+    reports = collect(
+        ctx.store,
+        ctx.roster,
+        me=ctx.identity.id,
+        round_id=spec.round_id,
+        kind="partner_report",
+        senders=spec.participants,
+        recipient=ctx.identity.id,
+    )
+    validation: dict[str, dict[str, float]] = {}
+    for partner, env in sorted(reports.items()):
+        rep = PartnerRoundReport.model_validate_json(env.payload)
+        validation[partner] = rep.validation
+        if rep.validation:
+            ctx.record(
+                EvaluationReportedPayload(
+                    run_id=ctx.plan.run_id,
+                    partner=partner,
+                    round=spec.round_index,
+                    model="federated",
+                    split="valid",
+                    metrics=rep.validation,
+                )
+            )
+    return validation
+
+
+def mean_auc_pr(validation: dict[str, dict[str, float]]) -> float:
+    """Mean of the shared validation AUC-PRs; NaN when no partner shared one."""
+    auc_prs = [v["auc_pr"] for v in validation.values() if "auc_pr" in v]
+    return float(np.mean(auc_prs)) if auc_prs else math.nan
+
+
+__all__ = [
+    "SecureRound",
+    "drive_secagg",
+    "fresh_attempt",
+    "mean_auc_pr",
+    "publish_round",
+    "secure_round",
+    "shared_validation",
+]
