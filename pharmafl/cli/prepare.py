@@ -24,6 +24,7 @@ def prepare(
     """Validate, standardize, describe, fold and build tasks into PARTNER_DIR/prepared/."""
     from flows.prepare import run_prepare
     from pharmafl.common.errors import ConfigError
+    from pharmafl.layout import PartnerLayout
 
     if engine not in ("processes", "dask"):
         raise ConfigError(f"unknown engine {engine!r}.", fix="use --engine processes or dask.")
@@ -36,7 +37,7 @@ def prepare(
         dask_address=dask_address,
         show_progress=not quiet,
     )
-    summary = (partner_dir / "prepared" / "summary.txt").read_text(encoding="utf-8")
+    summary = (PartnerLayout(partner_dir).prepared / "summary.txt").read_text(encoding="utf-8")
     typer.echo(summary)
     typer.echo(json.dumps(manifest["counts"]))
 

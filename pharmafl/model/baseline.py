@@ -13,6 +13,7 @@ from typing import Any
 
 from pharmafl.common.errors import ModelError
 from pharmafl.evaluation.documents import MetricsReport
+from pharmafl.layout import LOCAL_MODEL, MODELS_DIR, PartnerLayout
 from pharmafl.model.config import GraphTrunkConfig, SparseTrunkConfig, TrainConfig
 from pharmafl.model.data import PreparedData, load_prepared
 from pharmafl.model.multitask import MultiTaskModel, local_model_config
@@ -21,8 +22,8 @@ from pharmafl.model.training import LocalTrainer, ProgressCallback, load_checkpo
 
 log = logging.getLogger(__name__)
 
-LOCAL_MODEL_DIR = Path("models") / "local"
-CHECKPOINT_FILE = Path("models") / "checkpoints" / "local.pt"
+LOCAL_MODEL_DIR = Path(MODELS_DIR) / LOCAL_MODEL
+CHECKPOINT_FILE = Path(MODELS_DIR) / "checkpoints" / f"{LOCAL_MODEL}.pt"
 
 
 def fit_trunk_to_data(
@@ -94,7 +95,7 @@ def run_baseline(
         Also written as ``metrics.json`` beside ``model.pt`` and ``hyperparameters.json``.
     """
     pdir = Path(partner_dir)
-    data = load_prepared(pdir / "prepared", with_graphs=trunk.kind == "graph")
+    data = load_prepared(PartnerLayout(pdir).prepared, with_graphs=trunk.kind == "graph")
     trunk = fit_trunk_to_data(trunk, data)
     model_cfg = local_model_config(trunk, data.n_cls_tasks, data.n_reg_tasks)
     ckpt = pdir / CHECKPOINT_FILE
@@ -114,7 +115,7 @@ def run_baseline(
         model = MultiTaskModel.from_config(model_cfg, seed=train.seed)
         trainer = LocalTrainer(model, data, train)
     trainer.train(checkpoint=ckpt if checkpoint else None, progress=progress)
-    report = final_report(trainer, "local")
+    report = final_report(trainer, LOCAL_MODEL)
     extra: dict[str, Any] = {
         "rows": data.n_rows,
         "train_rows": len(trainer.train_rows),

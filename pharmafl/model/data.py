@@ -21,6 +21,7 @@ import scipy.io
 import scipy.sparse as sp
 
 from pharmafl.common.errors import DataNotFoundError, ModelError
+from pharmafl.layout import PartnerLayout
 
 if TYPE_CHECKING:  # pragma: no cover
     from pharmafl.chem.graphs import PackedGraphs
@@ -327,8 +328,9 @@ def load_prepared(prepared_dir: str | Path, *, with_graphs: bool = False) -> Pre
         Also read ``graphs.npz`` (needed by the graph trunk).
     """
     d = Path(prepared_dir)
-    if not (d / PREPARED_FILES["x"]).is_file() and (d / "prepared" / PREPARED_FILES["x"]).is_file():
-        d = d / "prepared"
+    inner = PartnerLayout(d).prepared
+    if not (d / PREPARED_FILES["x"]).is_file() and (inner / PREPARED_FILES["x"]).is_file():
+        d = inner
     if not d.is_dir():
         raise DataNotFoundError(
             "prepared folder not found.", file=d, fix="run `pharmafl prepare PARTNER_DIR` first."

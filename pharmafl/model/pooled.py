@@ -26,6 +26,7 @@ import pandas as pd
 from pharmafl.common.errors import ConfigError, DataNotFoundError, ModelError
 from pharmafl.common.io import atomic_write_text
 from pharmafl.evaluation.documents import EpochRecord, MetricsReport, PooledReport
+from pharmafl.layout import MODELS_DIR, POOLED_MODEL, ConsortiumLayout, PartnerLayout
 from pharmafl.model.baseline import LOCAL_MODEL_DIR, fit_trunk_to_data
 from pharmafl.model.config import (
     GraphTrunkConfig,
@@ -42,7 +43,7 @@ from pharmafl.model.training import LocalTrainer, ProgressCallback
 
 log = logging.getLogger(__name__)
 
-POOLED_MODEL_DIR = Path("models") / "pooled"
+POOLED_MODEL_DIR = Path(MODELS_DIR) / POOLED_MODEL
 
 
 @dataclass
@@ -194,10 +195,10 @@ def find_partner_dirs(paths: Sequence[str | Path]) -> dict[str, Path]:
     """
     dirs: list[Path] = []
     for p in map(Path, paths):
-        if (p / "prepared").is_dir():
+        if PartnerLayout(p).prepared.is_dir():
             dirs.append(p)
-        elif (p / "partners").is_dir():
-            dirs += sorted(d for d in (p / "partners").iterdir() if (d / "prepared").is_dir())
+        elif (c := ConsortiumLayout(p)).partners_dir.is_dir():
+            dirs += [d.root for d in c.partners() if d.prepared.is_dir()]
         else:
             raise DataNotFoundError(
                 "neither a partner folder with prepared/ nor a consortium folder with partners/.",
@@ -249,7 +250,10 @@ def run_pooled(
     """
     partner_dirs = find_partner_dirs(paths)
     graph = trunk.kind == "graph"
-    data = {n: load_prepared(d / "prepared", with_graphs=graph) for n, d in partner_dirs.items()}
+    data = {
+        n: load_prepared(PartnerLayout(d).prepared, with_graphs=graph)
+        for n, d in partner_dirs.items()
+    }
     result = train_pooled(data, trunk, config, progress=progress)
     table = _comparison(result.report, partner_dirs)
     dest = Path(out_dir) if out_dir is not None else Path(paths[0]) / POOLED_MODEL_DIR

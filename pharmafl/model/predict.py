@@ -29,6 +29,7 @@ from pharmafl.common.errors import ConfigError, DataNotFoundError, ModelError
 from pharmafl.common.io import atomic_path, atomic_write_bytes
 from pharmafl.common.params import ConsortiumParameters, load_consortium_parameters
 from pharmafl.common.secret import ConsortiumKey, load_consortium_key
+from pharmafl.layout import PartnerLayout
 from pharmafl.model.baseline import LOCAL_MODEL_DIR
 from pharmafl.model.batching import GraphInputBatcher, SparseInputBatcher
 from pharmafl.model.config import SparseTrunkConfig
@@ -124,8 +125,8 @@ def resolve_consortium_files(partner_dir: Path) -> tuple[Path, Path | None]:
     if any((partner_dir / name).is_file() for name in CONFIG_FILE_NAMES):
         cfg = find_partner_config(partner_dir)
         return cfg.parameters_path(partner_dir), cfg.key_path(partner_dir)
-    key = partner_dir / "key.json"
-    return partner_dir / "consortium.json", key if key.is_file() else None
+    layout = PartnerLayout(partner_dir)
+    return layout.consortium, layout.key if layout.key.is_file() else None
 
 
 def predict_structures(

@@ -350,8 +350,42 @@ def partner_round(
     """
     pdir = Path(partner_dir)
     who = load_partner_identity(pdir)
-    me = who.identity.id
     store = ExchangeStore(exchange_url)
+    spec = _round_spec(store, who, round_id, timeout_s)
+    t0 = time.perf_counter()
+    state = _State(pdir, spec.run_id)
+    state.settle(spec)
+    global_state = _global_trunk(store, who, spec, timeout_s)
+    client = SecAggClient(who.identity, who.roster, store, round_id, pinned_fingerprint=who.pin)
+    _share_keys(client, who.identity.id, round_id, timeout_s, poll_s)
+    trainer, update, validation = _train(pdir, state, spec, who.identity.id, global_state)
+    state.pending_dir.mkdir(parents=True, exist_ok=True)
+    _save_local_state(trainer, state.pending(round_id))
+    compute = time.perf_counter() - t0
+
+    client.run(update, len(trainer.train_rows), timeout_s=timeout_s, poll_s=poll_s)
+    report = PartnerRoundReport(
+        partner=who.identity.id,
+        round_index=spec.round_index,
+        examples=len(trainer.train_rows),
+        validation=validation,
+        compute_seconds=round(compute, 3),
+    )
+    _report_to_operator(store, who, round_id, report)
+    log.info(
+        "%s: round %d submitted (trainer at step %d)",
+        who.identity.id,
+        spec.round_index,
+        trainer.step,
+    )
+    return report
+
+
+def _round_spec(
+    store: ExchangeStore, who: PartnerIdentity, round_id: str, timeout_s: float
+) -> TrainSpec:
+    """The signed spec of a training round this partner takes part in, and has not yet."""
+    me = who.identity.id
     spec = fetch_spec(store, who, round_id, timeout_s)
     if spec.final:
         raise FederationError("this round is the final evaluation; use partner_finish.")
@@ -366,18 +400,26 @@ def partner_round(
             fix="nothing to do: the operator aggregates without it or retries the round under "
             "a fresh round id.",
         )
-    t0 = time.perf_counter()
-    state = _State(pdir, spec.run_id)
-    state.settle(spec)
-    global_state = _global_trunk(store, who, spec, timeout_s)
-    client = SecAggClient(who.identity, who.roster, store, round_id, pinned_fingerprint=who.pin)
+    return spec
+
+
+def _share_keys(
+    client: SecAggClient, me: str, round_id: str, timeout_s: float, poll_s: float
+) -> None:
+    """Advertise and share the round's keys first: training is the long part."""
     deadline = time.monotonic() + timeout_s
-    while client.stage in ("advertise", "share_keys"):  # keys first: training is the long part
+    while client.stage in ("advertise", "share_keys"):
         if not client.step():
             if time.monotonic() > deadline:
                 raise FederationError(f"{me}: round {round_id} stalled at {client.stage}.")
             time.sleep(poll_s)
 
+
+def _train(
+    pdir: Path, state: _State, spec: TrainSpec, me: str, global_state: dict[str, np.ndarray]
+) -> tuple[LocalTrainer, np.ndarray, dict[str, float]]:
+    """Local training from the global trunk: the trainer, the flat trunk update and the
+    validation scalars the partner shares."""
     layout = TrunkLayout.of(global_state)
     reference = {k: torch.from_numpy(v.copy()) for k, v in global_state.items()}
     with _TORCH_RNG:
@@ -389,21 +431,7 @@ def partner_round(
         local = {k: v.numpy() for k, v in export_trunk(trainer.model).items()}
         validation = _shared_validation(trainer)
     update = flatten_trunk(local, layout) - flatten_trunk(global_state, layout)
-    state.pending_dir.mkdir(parents=True, exist_ok=True)
-    _save_local_state(trainer, state.pending(round_id))
-    compute = time.perf_counter() - t0
-
-    client.run(update, len(trainer.train_rows), timeout_s=timeout_s, poll_s=poll_s)
-    report = PartnerRoundReport(
-        partner=me,
-        round_index=spec.round_index,
-        examples=len(trainer.train_rows),
-        validation=validation,
-        compute_seconds=round(compute, 3),
-    )
-    _report_to_operator(store, who, round_id, report)
-    log.info("%s: round %d submitted (%d steps)", me, spec.round_index, steps)
-    return report
+    return trainer, update, validation
 
 
 def partner_finish(

@@ -33,7 +33,10 @@ from pharmafl.common.io import atomic_directory, atomic_write_json, atomic_write
 from pharmafl.common.params import ConsortiumParameters, load_consortium_parameters
 from pharmafl.common.secret import ConsortiumKey, load_consortium_key
 from pharmafl.data import activities_to_tasks, dedupe_descriptors, write_matrices
+from pharmafl.data.matrices import PreparedMatrices
+from pharmafl.data.tasks import TaskBuildResult
 from pharmafl.ingest import IngestResult, PartnerConfig, find_partner_config, ingest_partner
+from pharmafl.layout import MANIFEST_FILE, PartnerLayout
 from pharmafl.partner.manifest import (
     OutputFile,
     PrepareCounts,
@@ -185,6 +188,175 @@ def _rejections(
     return rows
 
 
+class _Steps:
+    """The per-step timings and counts of one preparation (the run report's ``steps``)."""
+
+    def __init__(self) -> None:
+        self.reports: list[StepReport] = []
+        self.t0 = time.perf_counter()
+
+    def start(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def done(self, name: str, **counts: int | float) -> None:
+        seconds = round(time.perf_counter() - self.t0, 3)
+        self.reports.append(StepReport(name=name, seconds=seconds, counts=counts))
+        log.info("prepare: %s done in %.1f s", name, seconds)
+        self.t0 = time.perf_counter()
+
+
+def _ingest(ctx: PartnerContext, steps: _Steps) -> IngestResult:
+    ingested = ingest_partner(ctx.partner_dir, ctx.config)
+    steps.done(
+        "ingest",
+        compounds=len(ingested.t2),
+        measurements=len(ingested.t1),
+        assays=len(ingested.t0),
+        rejected=len(ingested.rejections),
+    )
+    return ingested
+
+
+def _describe_all(
+    ctx: PartnerContext, t2: pd.DataFrame, opts: PrepareOptions, steps: _Steps
+) -> DescribedBatch:
+    batch = _describe(ctx, t2["smiles"].tolist(), opts)
+    steps.done(
+        "standardize_describe_fold", succeeded=len(batch.row_ids), rejected=len(batch.rejections)
+    )
+    if len(batch.row_ids) == 0:
+        raise PreparationError(
+            "no structure passed standardization.",
+            file=ctx.partner_dir,
+            fix="check the structure export's SMILES column mapping in the partner config.",
+        )
+    return batch
+
+
+@dataclass
+class _Tasks:
+    """The deduplicated descriptors (T5) and the tasks and matrices built from them."""
+
+    compound_ids: np.ndarray
+    t5: pd.DataFrame
+    built: TaskBuildResult
+
+
+def _tasks(
+    ctx: PartnerContext,
+    ingested: IngestResult,
+    t2: pd.DataFrame,
+    batch: DescribedBatch,
+    steps: _Steps,
+) -> _Tasks:
+    compound_ids = t2["input_compound_id"].to_numpy()[batch.row_ids]
+    t5, x_unique, folds_unique = dedupe_descriptors(compound_ids, batch.x, batch.fold_ids)
+    built = activities_to_tasks(
+        ingested.t0,
+        ingested.t1,
+        t5,
+        x_unique,
+        folds_unique,
+        ctx.params.tasks,
+        ctx.params.folding.nfolds,
+    )
+    m = built.matrices
+    steps.done(
+        "tasks_and_matrices",
+        descriptor_vectors=int(x_unique.shape[0]),
+        rows=int(m.x.shape[0]),
+        classification_tasks=int(m.y_cls.shape[1]),
+        regression_tasks=int(m.y_reg.shape[1]),
+    )
+    return _Tasks(compound_ids, t5, built)
+
+
+def _compound_table(
+    ingested: IngestResult, batch: DescribedBatch, tasks: _Tasks, id_map: dict[int, str]
+) -> pd.DataFrame:
+    """``compounds.csv``: each standardized compound by the partner's own id, its matrix row
+    and fold."""
+    m = tasks.built.matrices
+    row_of_dv = pd.Series(
+        np.arange(len(m.row_descriptor_vector_id)), index=m.row_descriptor_vector_id
+    )
+    rows = tasks.t5["descriptor_vector_id"].map(row_of_dv).fillna(-1).astype(np.int64)
+    return pd.DataFrame(
+        {
+            "input_compound_id": [id_map.get(int(c), str(c)) for c in tasks.compound_ids],
+            "canonical_smiles": batch.canonical_smiles,
+            "row": rows.to_numpy(),
+            "fold_id": batch.fold_ids.astype(np.int64),
+        }
+    )
+
+
+def _graph_positions(tasks: _Tasks) -> np.ndarray:
+    """Batch position of each matrix row's graph: the first compound of its descriptor vector."""
+    first_pos = tasks.t5.reset_index(drop=True).groupby("descriptor_vector_id", sort=True).head(1)
+    dv_to_batch_pos = pd.Series(
+        first_pos.index.to_numpy(), index=first_pos["descriptor_vector_id"].to_numpy()
+    )
+    return dv_to_batch_pos.loc[tasks.built.matrices.row_descriptor_vector_id].to_numpy()
+
+
+def _counts(
+    ctx: PartnerContext, ingested: IngestResult, batch: DescribedBatch, m: PreparedMatrices
+) -> PrepareCounts:
+    read = int(ingested.counts["measurements_read"])
+    return PrepareCounts(
+        compounds_input=len(ingested.t2),
+        compounds_standardized=len(batch.row_ids),
+        compounds_rejected=len(batch.rejections),
+        measurements_input=read,
+        measurements_rejected=int(read - len(ingested.t1)),
+        assays=len(ingested.t0),
+        descriptor_vectors=int(m.x.shape[0]),
+        classification_tasks=int(m.y_cls.shape[1]),
+        regression_tasks=int(m.y_reg.shape[1]),
+        classification_labels=int(m.y_cls.nnz),
+        regression_values=int(m.y_reg.nnz),
+        rows_per_fold=np.bincount(m.folds, minlength=ctx.params.folding.nfolds)
+        .astype(int)
+        .tolist(),
+    )
+
+
+def _manifest(
+    ctx: PartnerContext, counts: PrepareCounts, files: dict[str, OutputFile], t_start: float
+) -> PrepareManifest:
+    return PrepareManifest(
+        pharmafl_version=__version__,
+        rdkit_version=rdkit.__version__,
+        consortium_name=ctx.params.consortium_name,
+        partner_name=ctx.config.name,
+        created_at=datetime.now(UTC),
+        parameter_hash=ctx.params.parameter_hash(),
+        consistency_hash=ctx.consistency_hash,
+        reference_hash_checked=ctx.reference_checked,
+        fold_size=ctx.params.fingerprint.fold_size,
+        nfolds=ctx.params.folding.nfolds,
+        counts=counts,
+        files=files,
+        wall_seconds=round(time.perf_counter() - t_start, 3),
+    )
+
+
+def _run_report(
+    manifest: PrepareManifest, steps: _Steps, rejections: list[RejectionRow]
+) -> RunReport:
+    rej_counts: dict[str, int] = {}
+    for r in rejections:
+        k = f"{r.step}:{r.reason}"
+        rej_counts[k] = rej_counts.get(k, 0) + 1
+    return RunReport(
+        manifest=manifest,
+        steps=steps.reports,
+        rejection_counts=dict(sorted(rej_counts.items())),
+        rejections=rejections,
+    )
+
+
 def prepare_partner(
     partner_dir: str | Path, options: PrepareOptions | None = None
 ) -> PrepareResult:
@@ -205,75 +377,15 @@ def prepare_partner(
     """
     opts = options or PrepareOptions()
     t_start = time.perf_counter()
-    steps: list[StepReport] = []
-
-    def step(name: str, t0: float, **counts: int | float) -> None:
-        steps.append(
-            StepReport(name=name, seconds=round(time.perf_counter() - t0, 3), counts=counts)
-        )
-        log.info("prepare: %s done in %.1f s", name, steps[-1].seconds)
-
+    steps = _Steps()
     if opts.describer is None and _workers(opts.workers) > 1:
         prestart_workers()  # the worker server imports RDKit while we check and read inputs
-    t = time.perf_counter()
     ctx = load_partner_context(partner_dir)
-    step("consistency_check", t, reference_hash_checked=int(ctx.reference_checked))
-
-    t = time.perf_counter()
-    ingested = ingest_partner(ctx.partner_dir, ctx.config)
+    steps.done("consistency_check", reference_hash_checked=int(ctx.reference_checked))
+    ingested = _ingest(ctx, steps)
     t2 = ingested.t2.reset_index(drop=True)
-    step(
-        "ingest",
-        t,
-        compounds=len(t2),
-        measurements=len(ingested.t1),
-        assays=len(ingested.t0),
-        rejected=len(ingested.rejections),
-    )
-
-    t = time.perf_counter()
-    batch = _describe(ctx, t2["smiles"].tolist(), opts)
-    step(
-        "standardize_describe_fold", t, succeeded=len(batch.row_ids), rejected=len(batch.rejections)
-    )
-    if len(batch.row_ids) == 0:
-        raise PreparationError(
-            "no structure passed standardization.",
-            file=ctx.partner_dir,
-            fix="check the structure export's SMILES column mapping in the partner config.",
-        )
-
-    t = time.perf_counter()
-    compound_ids = t2["input_compound_id"].to_numpy()[batch.row_ids]
-    t5, x_unique, folds_unique = dedupe_descriptors(compound_ids, batch.x, batch.fold_ids)
-    built = activities_to_tasks(
-        ingested.t0,
-        ingested.t1,
-        t5,
-        x_unique,
-        folds_unique,
-        ctx.params.tasks,
-        ctx.params.folding.nfolds,
-    )
-    m = built.matrices
-    step(
-        "tasks_and_matrices",
-        t,
-        descriptor_vectors=int(x_unique.shape[0]),
-        rows=int(m.x.shape[0]),
-        classification_tasks=int(m.y_cls.shape[1]),
-        regression_tasks=int(m.y_reg.shape[1]),
-    )
-
-    # Graph per matrix row: the first compound of each descriptor vector.
-    first_pos = t5.reset_index(drop=True).groupby("descriptor_vector_id", sort=True).head(1)
-    dv_to_batch_pos = pd.Series(
-        first_pos.index.to_numpy(), index=first_pos["descriptor_vector_id"].to_numpy()
-    )
-    row_of_dv = pd.Series(
-        np.arange(len(m.row_descriptor_vector_id)), index=m.row_descriptor_vector_id
-    )
-
+    batch = _describe_all(ctx, t2, opts, steps)
+    tasks = _tasks(ctx, ingested, t2, batch, steps)
     id_map = dict(
         zip(
             ingested.compound_ids["input_compound_id"],
@@ -281,76 +393,42 @@ def prepare_partner(
             strict=True,
         )
     )
-    compounds = pd.DataFrame(
-        {
-            "input_compound_id": [id_map.get(int(c), str(c)) for c in compound_ids],
-            "canonical_smiles": batch.canonical_smiles,
-            "row": t5["descriptor_vector_id"].map(row_of_dv).fillna(-1).astype(np.int64).to_numpy(),
-            "fold_id": batch.fold_ids.astype(np.int64),
-        }
-    )
+    rejections = _rejections(ingested, batch, t2, id_map, tasks.built.rejections)
+    return _write_prepared(ctx, opts, ingested, batch, tasks, id_map, rejections, steps, t_start)
 
-    t = time.perf_counter()
-    prepared = ctx.partner_dir / "prepared"
+
+def _write_prepared(
+    ctx: PartnerContext,
+    opts: PrepareOptions,
+    ingested: IngestResult,
+    batch: DescribedBatch,
+    tasks: _Tasks,
+    id_map: dict[int, str],
+    rejections: list[RejectionRow],
+    steps: _Steps,
+    t_start: float,
+) -> PrepareResult:
+    """Write every output into a temporary folder that replaces ``prepared/`` when complete."""
+    m = tasks.built.matrices
+    prepared = PartnerLayout(ctx.partner_dir).prepared
     with atomic_directory(prepared) as tmp:
-        hashes = write_matrices(tmp, m)
+        write_matrices(tmp, m)
         if opts.with_graphs:
-            positions = dv_to_batch_pos.loc[m.row_descriptor_vector_id].to_numpy()
-            batch.graphs.select(positions).save(tmp / "graphs.npz")
-        compounds.to_csv(tmp / "compounds.csv", index=False)
+            batch.graphs.select(_graph_positions(tasks)).save(tmp / "graphs.npz")
+        _compound_table(ingested, batch, tasks, id_map).to_csv(tmp / "compounds.csv", index=False)
         files = {
             p.name: OutputFile(sha256=sha256_file(p), bytes=p.stat().st_size)
             for p in sorted(tmp.iterdir())
             if p.is_file()
         }
-        del hashes
-        counts = PrepareCounts(
-            compounds_input=len(t2),
-            compounds_standardized=len(batch.row_ids),
-            compounds_rejected=len(batch.rejections),
-            measurements_input=int(ingested.counts["measurements_read"]),
-            measurements_rejected=int(ingested.counts["measurements_read"] - len(ingested.t1)),
-            assays=len(ingested.t0),
-            descriptor_vectors=int(m.x.shape[0]),
-            classification_tasks=int(m.y_cls.shape[1]),
-            regression_tasks=int(m.y_reg.shape[1]),
-            classification_labels=int(m.y_cls.nnz),
-            regression_values=int(m.y_reg.nnz),
-            rows_per_fold=np.bincount(m.folds, minlength=ctx.params.folding.nfolds)
-            .astype(int)
-            .tolist(),
-        )
-        step("write", t, files=len(files))
-        manifest = PrepareManifest(
-            pharmafl_version=__version__,
-            rdkit_version=rdkit.__version__,
-            consortium_name=ctx.params.consortium_name,
-            partner_name=ctx.config.name,
-            created_at=datetime.now(UTC),
-            parameter_hash=ctx.params.parameter_hash(),
-            consistency_hash=ctx.consistency_hash,
-            reference_hash_checked=ctx.reference_checked,
-            fold_size=ctx.params.fingerprint.fold_size,
-            nfolds=ctx.params.folding.nfolds,
-            counts=counts,
-            files=files,
-            wall_seconds=round(time.perf_counter() - t_start, 3),
-        )
-        rejections = _rejections(ingested, batch, t2, id_map, built.rejections)
-        rej_counts: dict[str, int] = {}
-        for r in rejections:
-            k = f"{r.step}:{r.reason}"
-            rej_counts[k] = rej_counts.get(k, 0) + 1
-        report = RunReport(
-            manifest=manifest,
-            steps=steps,
-            rejection_counts=dict(sorted(rej_counts.items())),
-            rejections=rejections,
-        )
-        atomic_write_json(tmp / "manifest.json", manifest.model_dump(mode="json"))
+        counts = _counts(ctx, ingested, batch, m)
+        steps.done("write", files=len(files))
+        manifest = _manifest(ctx, counts, files, t_start)
+        report = _run_report(manifest, steps, rejections)
+        atomic_write_json(tmp / MANIFEST_FILE, manifest.model_dump(mode="json"))
         atomic_write_json(tmp / "run_report.json", report.model_dump(mode="json"))
         atomic_write_text(tmp / "summary.txt", render_summary(report))
-    return PrepareResult(prepared_dir=prepared, manifest=manifest, steps=steps)
+    return PrepareResult(prepared_dir=prepared, manifest=manifest, steps=steps.reports)
 
 
 def render_summary(report: RunReport) -> str:

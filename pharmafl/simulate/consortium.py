@@ -37,6 +37,7 @@ from pharmafl.common.io import atomic_directory, atomic_write_bytes, atomic_writ
 from pharmafl.common.params import ConsortiumParameters
 from pharmafl.common.secret import load_consortium_key, write_new_consortium_key
 from pharmafl.common.settings import get_settings
+from pharmafl.layout import ConsortiumLayout
 from pharmafl.simulate.assign import split_by_assay, split_by_compound
 from pharmafl.simulate.datasets import PublicDataset, load_dataset, read_public_file
 from pharmafl.simulate.shapes import SHAPE_ORDER, PartnerExport, write_partner_export
@@ -235,18 +236,20 @@ def simulate_consortium(
     params = parameters or ConsortiumParameters(consortium_name=f"simulated-{data.name}")
     summaries: list[PartnerSummary] = []
     with atomic_directory(out) as tmp:
-        key_path = given_key or write_new_consortium_key(tmp / "partners" / names[0] / "key.json")
+        layout = ConsortiumLayout(tmp)
+        key_path = given_key or write_new_consortium_key(layout.partner(names[0]).key)
         key_bytes = key_path.read_bytes()
         reference = consistency_hash(params, load_consortium_key(key_path))
         params = params.model_copy(update={"reference_hash": reference})
         params_text = params.model_dump_json(indent=2) + "\n"
         for i, (name, part) in enumerate(zip(names, parts, strict=True)):
-            pdir = tmp / "partners" / name
+            partner = layout.partner(name)
+            pdir = partner.root
             shape = SHAPE_ORDER[i % len(SHAPE_ORDER)]
             export = _partner_export(name, data.kind, part, spec.seed, i, n_workers)
             config_path = write_partner_export(pdir, shape, export)
-            atomic_write_text(pdir / "consortium.json", params_text)
-            atomic_write_bytes(pdir / "key.json", key_bytes, mode=0o600)
+            atomic_write_text(partner.consortium, params_text)
+            atomic_write_bytes(partner.key, key_bytes, mode=0o600)
             summaries.append(
                 PartnerSummary(
                     name=name,
@@ -258,8 +261,8 @@ def simulate_consortium(
                 )
             )
             say(f"wrote partner {name} ({shape}): {summaries[-1].compounds} compounds")
-        atomic_write_text(tmp / "operator" / "consortium.json", params_text)
-        atomic_write_text(tmp / "operator" / "README.txt", _OPERATOR_README)
+        atomic_write_text(layout.operator.consortium, params_text)
+        atomic_write_text(layout.operator.root / "README.txt", _OPERATOR_README)
         counts = pd.concat([p["smiles"].drop_duplicates() for p in parts]).value_counts()
         manifest = SimulationManifest(
             pharmafl_version=pharmafl.__version__,
@@ -277,8 +280,8 @@ def simulate_consortium(
     logger.info("simulated %d partners from %s into %s", len(names), data.name, out)
     return SimulationResult(
         out_dir=out,
-        operator_dir=out / "operator",
-        partner_dirs={n: out / "partners" / n for n in names},
+        operator_dir=ConsortiumLayout(out).operator.root,
+        partner_dirs={n: ConsortiumLayout(out).partner(n).root for n in names},
         manifest=manifest,
     )
 
