@@ -5,26 +5,32 @@ folder), trains each partner's local-only baseline, runs federated training with
 aggregation (embedded launcher: partners in threads, only envelopes through
 ``DIR/exchange``), trains the pooled reference (the simulation's upper bound), runs the
 contribution study (every coalition trained federatedly: exact Shapley and leave-one-out
-values), and writes
-``DIR/report/summary.json`` + ``report.html``. Every step is the same code a real consortium
-runs; only the sizes differ between the default and ``--quick``.
+values), and writes ``DIR/report/summary.json`` + ``report.html`` with the same report
+builder as ``pharmafl report``. Every step is the same code a real consortium runs; only the
+sizes differ between the default and ``--quick``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from pharmafl.common.errors import ConfigError
+from pharmafl.layout import ConsortiumLayout
+
+if TYPE_CHECKING:
+    from pharmafl.contract import SparseTrunkConfig
+    from pharmafl.model import TrainConfig
+    from pharmafl.report import ConsortiumSummary
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +96,14 @@ class DemoConfig(BaseModel):
     )
 
     @classmethod
-    def quick(cls, **overrides: Any) -> DemoConfig:
+    def quick(cls, **overrides: object) -> DemoConfig:
         """A smaller consortium and shorter rounds (same code paths).
 
         8 rounds of 1 local epoch and the default 10 head fine-tuning epochs: with 4 rounds
         and 5 epochs the trunk was still improving every round and the heads under-fitted,
         and the federated models scored 0.01-0.05 AUC-PR below local-only on every partner.
         """
-        base: dict[str, Any] = {
+        base: dict[str, object] = {
             "max_compounds": 1200,
             "hidden": 250,
             "local_epochs": 10,
@@ -106,7 +112,7 @@ class DemoConfig(BaseModel):
             "fed_patience": 3,
             "study_rounds": 1,
         }
-        return cls(**(base | overrides))
+        return cls.model_validate(base | overrides)
 
 
 @dataclass
@@ -116,34 +122,27 @@ class DemoResult:
     out_dir: Path
     summary_path: Path
     report_path: Path
-    summary: Any
+    summary: ConsortiumSummary
     table: str
 
 
-def _metrics(report: Any) -> dict[str, Any]:
-    """Test and validation aggregates of a pharmafl.model MetricsReport."""
+class _Clock:
+    """Wall time of each demo step, printed as the step ends."""
 
-    def agg(split: Any) -> dict[str, float]:
-        if split is None or split.classification is None:
-            return {}
-        return {k: v for k, v in split.classification.aggregate.items() if v is not None}
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say = say
+        self.start = time.perf_counter()
+        self.timings: dict[str, float] = {}
 
-    return {"test": agg(report.test), "valid": agg(report.validation)}
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        t = time.perf_counter()
+        yield
+        self.timings[name] = round(time.perf_counter() - t, 1)
+        self.say(f"  {name}: {self.timings[name]:.1f} s")
 
-
-def _model_metrics(report: Any, partner: str, model: str) -> Any:
-    from pharmafl.common.errors import EvaluationError
-    from pharmafl.report import ModelMetrics
-
-    m = _metrics(report)
-    if "roc_auc" not in m["test"] or "auc_pr" not in m["test"]:
-        raise EvaluationError(
-            f"partner {partner!r} has no classification task that passes the evaluation "
-            f"quorum on its test fold ({model} model), so it cannot be scored.",
-            fix="simulate more compounds per partner (--max-compounds) or lower "
-            "DemoConfig.eval_fold_min.",
-        )
-    return ModelMetrics.from_aggregates(m["test"], m["valid"])
+    def total(self) -> float:
+        return round(time.perf_counter() - self.start, 1)
 
 
 def _family_source(family: str, folder: Path) -> str:
@@ -167,120 +166,54 @@ def _family_source(family: str, folder: Path) -> str:
     return str(path)
 
 
-def _benefit(local: Any, federated: Any) -> tuple[Any, list[Any]]:
-    """What a partner computes locally from its own per-task test metrics and chooses to share:
-    aggregate deltas (MELLODDY-style) and the ECDF difference of per-task ROC-AUC / AUC-PR."""
-    import pandas as pd
-
-    from pharmafl.evaluation import benefit_summary, ecdf_difference
-    from pharmafl.report.models import EcdfDifference
-
-    if local.test is None or local.test.classification is None:
-        return None, []
-    if federated.test is None or federated.test.classification is None:
-        return None, []
-    a = pd.DataFrame(local.test.classification.per_task)
-    b = pd.DataFrame(federated.test.classification.per_task)
-    benefit = benefit_summary(a, b, "classification")
-    keep_a = a[a["aggregation_weight"] > 0] if "aggregation_weight" in a else a
-    keep_b = b[b["aggregation_weight"] > 0] if "aggregation_weight" in b else b
-    curves = [
-        EcdfDifference.from_frame(
-            ecdf_difference(keep_a[m].dropna().to_numpy(), keep_b[m].dropna().to_numpy()), m
-        )
-        for m in ("roc_auc", "auc_pr")
-    ]
-    return benefit, curves
-
-
-def run_demo(
-    out_dir: str | Path,
-    config: DemoConfig | None = None,
-    *,
-    say: Callable[[str], None] = print,
-) -> DemoResult:
-    """Run the whole demo into ``out_dir`` (see the module docstring)."""
-    from flows.prepare import run_prepare
-    from flows.train import run_train
+def _simulate(out: Path, cfg: DemoConfig, family: str | None) -> None:
+    """Simulate the partners' folders, with the demo's evaluation quorum."""
     from pharmafl.common.params import ConsortiumParameters, EvaluationQuorum, TaskParams
-    from pharmafl.common.secret import load_consortium_key
-    from pharmafl.evaluation.documents import MetricsReport
-    from pharmafl.ledger import verify_ledger
-    from pharmafl.model import TrainConfig, run_baseline, run_pooled
-    from pharmafl.model.config import SparseTrunkConfig
-    from pharmafl.report import (
-        ConsortiumContribution,
-        ConsortiumSummary,
-        LedgerSummary,
-        PartnerContribution,
-        PartnerSummary,
-        learning_curves_from_ledger,
-        render_report,
-        write_summary,
-    )
-    from pharmafl.report.models import DataContribution, Participation
-    from pharmafl.secure import load_roster
-    from pharmafl.server.optimizers import make_server_optimizer
-    from pharmafl.server.plan import FederationPlan, LocalTrainingSpec
     from pharmafl.simulate import SimulationSpec, simulate_consortium
-    from pharmafl.simulate.federation import setup_federation
 
-    cfg = config or DemoConfig()
-    if cfg.key_file is not None:
-        load_consortium_key(cfg.key_file)  # a bad key file stops the demo before any work
-    out = Path(out_dir)
-    t0 = time.perf_counter()
-    timings: dict[str, float] = {}
-
-    def lap(name: str, start: float) -> None:
-        timings[name] = round(time.perf_counter() - start, 1)
-        say(f"  {name}: {timings[name]:.1f} s")
-
-    family = cfg.target_family if cfg.dataset == "fsmol" and cfg.source is None else None
-    say(
-        f"1/7 simulating {cfg.partners} partners from {cfg.dataset}"
-        f"{f' ({family} assays)' if family else ''} into {out}"
+    quorum = EvaluationQuorum(
+        num_active_fold_min=cfg.eval_fold_min, num_inactive_fold_min=cfg.eval_fold_min
     )
-    t = time.perf_counter()
-    tmp = tempfile.TemporaryDirectory(prefix="pharmafl-demo-")
-    source = _family_source(family, Path(tmp.name)) if family else cfg.source
-    simulate_consortium(
-        out,
-        SimulationSpec(
-            dataset=cfg.dataset,  # type: ignore[arg-type]
-            source=source,
-            partners=cfg.partners,
-            max_compounds=cfg.max_compounds,
-            seed=cfg.seed,
-            strategy=cfg.strategy,  # type: ignore[arg-type]
-        ),
-        force=True,
-        key_file=cfg.key_file,
-        parameters=ConsortiumParameters(
-            consortium_name=f"simulated-{cfg.dataset}",
-            tasks=TaskParams(
-                evaluation_quorum=EvaluationQuorum(
-                    num_active_fold_min=cfg.eval_fold_min,
-                    num_inactive_fold_min=cfg.eval_fold_min,
-                )
+    with tempfile.TemporaryDirectory(prefix="pharmafl-demo-") as tmp:
+        source = _family_source(family, Path(tmp)) if family else cfg.source
+        spec = SimulationSpec.model_validate(
+            {
+                "dataset": cfg.dataset,
+                "source": source,
+                "partners": cfg.partners,
+                "max_compounds": cfg.max_compounds,
+                "seed": cfg.seed,
+                "strategy": cfg.strategy,
+            }
+        )
+        simulate_consortium(
+            out,
+            spec,
+            force=True,
+            key_file=cfg.key_file,
+            parameters=ConsortiumParameters(
+                consortium_name=f"simulated-{cfg.dataset}",
+                tasks=TaskParams(evaluation_quorum=quorum),
             ),
-        ),
-    )
-    tmp.cleanup()
-    partners = sorted(p for p in (out / "partners").iterdir() if p.is_dir())
-    lap("simulate", t)
+        )
 
-    say("2/7 preparing each partner locally (standardize, describe, fold, tasks)")
-    t = time.perf_counter()
-    manifests = {}
-    for p in partners:
-        manifests[p.name] = run_prepare(p, workers=cfg.workers)
-        c = manifests[p.name]["counts"]
+
+def _prepare(layout: ConsortiumLayout, cfg: DemoConfig, say: Callable[[str], None]) -> None:
+    """Prepare every partner (its own flow run) and print its counts."""
+    from flows.prepare import run_prepare
+
+    for name, folder in layout.partner_dirs().items():
+        c = run_prepare(folder, workers=cfg.workers)["counts"]
         say(
-            f"  {p.name}: {c['compounds_input']} compounds → {c['descriptor_vectors']} rows, "
+            f"  {name}: {c['compounds_input']} compounds → {c['descriptor_vectors']} rows, "
             f"{c['classification_tasks']} classification / {c['regression_tasks']} regression tasks"
         )
-    lap("prepare", t)
+
+
+def _configs(cfg: DemoConfig) -> tuple[SparseTrunkConfig, TrainConfig]:
+    """The trunk and the local training of the baselines and the pooled reference."""
+    from pharmafl.contract import SparseTrunkConfig
+    from pharmafl.model import TrainConfig
 
     trunk = SparseTrunkConfig(hidden_sizes=(cfg.hidden,), dropouts=(cfg.dropout,))
     train = TrainConfig(
@@ -292,15 +225,16 @@ def run_demo(
         early_stopping_patience=cfg.patience,
         selection_metric="auc_pr",
     )
-    say("3/7 local-only baselines (each partner alone)")
-    t = time.perf_counter()
-    local: dict[str, MetricsReport] = {}
-    for p in partners:
-        local[p.name] = run_baseline(p, trunk, train, checkpoint=False)
-    lap("baselines", t)
+    return trunk, train
 
-    say(f"4/7 federated training: up to {cfg.rounds} rounds, secure aggregation")
-    t = time.perf_counter()
+
+def _federate(layout: ConsortiumLayout, cfg: DemoConfig, trunk: SparseTrunkConfig) -> None:
+    """Set up the federation (identities, roster, plan, initial trunk) and train it."""
+    from flows.train import run_train
+    from pharmafl.contract import FederationPlan, LocalTrainingSpec
+    from pharmafl.server.optimizers import make_server_optimizer
+    from pharmafl.simulate.federation import setup_federation
+
     plan = FederationPlan(
         rounds=cfg.rounds,
         patience=cfg.fed_patience,
@@ -316,147 +250,92 @@ def run_demo(
         final_trunk=cfg.final_trunk,
         stage_timeout_s=900,
     )
-    setup_federation(out, plan)
-    fed = run_train(out, exchange_url=str(out / "exchange"))
-    lap("federated", t)
+    setup_federation(layout.root, plan)
+    run_train(layout.root, exchange_url=str(layout.exchange))
 
+
+def _study(layout: ConsortiumLayout, cfg: DemoConfig) -> None:
+    """The contribution study: every coalition of two or more partners, exact Shapley."""
+    from flows.contribution import run_contribution_study
+    from pharmafl.accounting import StudyConfig
+
+    run_contribution_study(
+        layout.root,
+        StudyConfig(rounds=cfg.study_rounds, parallel=cfg.study_parallel),
+        exchange_url=str(layout.exchange),
+    )
+
+
+def _left_out(layout: ConsortiumLayout, summary: ConsortiumSummary) -> list[str]:
+    """Partners without a row in the summary (no scorable test task at the demo's size)."""
+    rows = {p.name for p in summary.partners}
+    return [name for name in layout.partner_dirs() if name not in rows]
+
+
+def run_demo(
+    out_dir: str | Path,
+    config: DemoConfig | None = None,
+    *,
+    say: Callable[[str], None] = print,
+) -> DemoResult:
+    """Run the whole demo into ``out_dir`` (see the module docstring)."""
+    from pharmafl.common.secret import load_consortium_key
+    from pharmafl.model import run_baseline, run_pooled
+    from pharmafl.report import partner_table, write_report
+
+    cfg = config or DemoConfig()
+    if cfg.key_file is not None:
+        load_consortium_key(cfg.key_file)  # a bad key file stops the demo before any work
+    layout = ConsortiumLayout(Path(out_dir))
+    clock = _Clock(say)
+    family = cfg.target_family if cfg.dataset == "fsmol" and cfg.source is None else None
+    say(
+        f"1/7 simulating {cfg.partners} partners from {cfg.dataset}"
+        f"{f' ({family} assays)' if family else ''} into {layout.root}"
+    )
+    with clock.step("simulate"):
+        _simulate(layout.root, cfg, family)
+    say("2/7 preparing each partner locally (standardize, describe, fold, tasks)")
+    with clock.step("prepare"):
+        _prepare(layout, cfg, say)
+    trunk, train = _configs(cfg)
+    say("3/7 local-only baselines (each partner alone)")
+    with clock.step("baselines"):
+        for folder in layout.partner_dirs().values():
+            run_baseline(folder, trunk, train, checkpoint=False)
+    say(f"4/7 federated training: up to {cfg.rounds} rounds, secure aggregation")
+    with clock.step("federated"):
+        _federate(layout, cfg, trunk)
     say("5/7 pooled reference (all data in one place: the simulation's upper bound)")
-    t = time.perf_counter()
-    pooled = run_pooled(partners, trunk, train, out_dir=out / "operator" / "pooled")
-    lap("pooled", t)
-
-    contribution = None
+    with clock.step("pooled"):
+        partners = list(layout.partner_dirs().values())
+        run_pooled(partners, trunk, train, out_dir=layout.operator.pooled)
     if cfg.contribution:
-        from flows.contribution import run_contribution_study
-        from pharmafl.accounting.coalitions import StudyConfig
-
         say(
             f"6/7 contribution study: every coalition of ≥ 2 partners trained federatedly "
             f"({cfg.study_rounds} rounds each, secure aggregation), exact Shapley values"
         )
-        t = time.perf_counter()
-        contribution = run_contribution_study(
-            out,
-            StudyConfig(rounds=cfg.study_rounds, parallel=cfg.study_parallel),
-            exchange_url=str(out / "exchange"),
-        )
-        lap("contribution", t)
-
+        with clock.step("contribution"):
+            _study(layout, cfg)
     say("7/7 evaluation and report")
-    t = time.perf_counter()
-    roster = load_roster(out / "operator" / "roster.json")
-    verification = verify_ledger(out / "operator" / "ledger.jsonl", roster)
-    from pharmafl.ledger import read_entries
-
-    entries = read_entries(out / "operator" / "ledger.jsonl")
-    participation = {p.name: [0, 0] for p in partners}
-    for rec in fed["history"]:
-        for name in rec["contributors"]:
-            participation[name][0] += 1
-        for name in rec["dropped"]:
-            participation[name][1] += 1
-    rows = []
-    for p in partners:
-        fed_report = MetricsReport.model_validate_json(
-            (p / "models" / "federated" / "model" / "metrics.json").read_text()
+    with clock.step("report"):
+        files = write_report(
+            layout.root,
+            name=f"simulated-{cfg.dataset}{f'-{family}' if family else ''}",
+            notes=[
+                f"timings (s): {json.dumps(clock.timings)}",
+                f"demo config: {cfg.model_dump_json()}",
+            ],
+            wall_seconds=clock.total(),
         )
-        c = manifests[p.name]["counts"]
-        benefit, curves = _benefit(local[p.name], fed_report)
-        rows.append(
-            PartnerSummary(
-                name=p.name,
-                local=_model_metrics(local[p.name], p.name, "local"),
-                federated=_model_metrics(fed_report, p.name, "federated"),
-                pooled=_model_metrics(pooled.partners[p.name], p.name, "pooled"),
-                benefit=benefit,
-                ecdf=curves,
-                contribution=PartnerContribution.from_result(
-                    contribution,
-                    p.name,
-                    data=DataContribution(
-                        compounds=c["descriptor_vectors"],
-                        tasks=c["classification_tasks"] + c["regression_tasks"],
-                        measurements=c["classification_labels"] + c["regression_values"],
-                    ),
-                    rounds=Participation(
-                        submitted=participation[p.name][0], dropped=participation[p.name][1]
-                    ),
-                ),
-            )
+    for name in _left_out(layout, files.summary):
+        say(
+            f"  {name} left out of the tables (see the report's notes): simulate more "
+            "compounds per partner (--max-compounds) or lower DemoConfig.eval_fold_min"
         )
-    summary = ConsortiumSummary(
-        consortium=f"simulated-{cfg.dataset}{f'-{family}' if family else ''}",
-        secure_aggregation=True,
-        rounds=int(fed["rounds"]),
-        wall_seconds=round(time.perf_counter() - t0, 1),
-        partners=rows,
-        learning_curves=learning_curves_from_ledger(entries),
-        contribution=None
-        if contribution is None
-        else ConsortiumContribution.from_result(contribution),
-        ledger=LedgerSummary.from_verification(verification),
-        notes=[
-            f"timings (s): {json.dumps(timings)}",
-            f"federated stop: {fed['stop_reason']}",
-            f"demo config: {cfg.model_dump_json()}",
-        ],
-    )
-    report_dir = out / "report"
-    summary_path = write_summary(summary, report_dir)
-    report_path = render_report(summary, report_dir)
-    lap("report", t)
-    table = format_table(summary)
+    table = partner_table(files.summary)
     say(table)
-    return DemoResult(out, summary_path, report_path, summary, table)
+    return DemoResult(layout.root, files.summary_path, files.report_path, files.summary, table)
 
 
-def format_table(summary: Any) -> str:
-    """The per-partner table printed at the end of the demo."""
-    head = (
-        f"{'partner':<10} {'local ROC':>9} {'fed ROC':>8} {'pool ROC':>8} "
-        f"{'local PR':>9} {'fed PR':>7} {'pool PR':>8} {'Δ PR':>7} {'Δ PR 95% CI':>17} "
-        f"{'Shapley':>8} {'LOO':>8}"
-    )
-    lines = [head, "-" * len(head)]
-
-    def f(x: float | None) -> str:
-        return "   n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
-
-    def g(x: float | None) -> str:
-        return "n/a" if x is None else f"{x:+.4f}"
-
-    def ci(p: Any) -> str:
-        pr = None if p.benefit is None else p.benefit.metric("auc_pr")
-        if pr is None or pr.mean_delta_ci95 is None:
-            return "n/a"
-        lo, hi = pr.mean_delta_ci95
-        return f"{lo:+.4f}…{hi:+.4f}"
-
-    for p in summary.partners:
-        pooled = p.pooled
-        lines.append(
-            f"{p.name:<10} {f(p.local.roc_auc):>9} {f(p.federated.roc_auc):>8} "
-            f"{f(pooled.roc_auc if pooled else None):>8} {f(p.local.auc_pr):>9} "
-            f"{f(p.federated.auc_pr):>7} {f(pooled.auc_pr if pooled else None):>8} "
-            f"{p.federated.auc_pr - p.local.auc_pr:>+7.4f} {ci(p):>17} "
-            f"{g(p.contribution.shapley if p.contribution else None):>8} "
-            f"{g(p.contribution.leave_one_out if p.contribution else None):>8}"
-        )
-    gap = summary.gap_capture
-    lines.append(
-        f"rounds {summary.rounds}, secure aggregation {summary.secure_aggregation}, "
-        f"gap capture {'n/a' if gap is None else f'{gap:.0%}'}, "
-        f"CI: 95 % bootstrap over the partner's tasks, "
-        f"wall {summary.wall_seconds:.0f} s"
-    )
-    if summary.contribution is not None:
-        c = summary.contribution
-        lines.append(
-            f"contribution ({c.method} Shapley over {c.n_coalitions} coalitions): "
-            f"v(N) = {c.grand_coalition_utility:+.4f} (mean AUC-PR gain over local-only), "
-            f"v(∅) = {c.empty_coalition_utility:+.4f}"
-        )
-    return "\n".join(lines)
-
-
-__all__ = ["DemoConfig", "DemoResult", "format_table", "run_demo"]
+__all__ = ["DemoConfig", "DemoResult", "run_demo"]

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from pharmafl.accounting import ContributionResult
 
 #: Command-line method names → StudyConfig.method.
 METHODS = {
@@ -62,12 +67,11 @@ def contribution(
     one scalar gain on its own tasks) and write operator/contribution.json. Resumable: run it
     again after an interruption; recorded coalitions are never retrained."""
     from rich.console import Console
-    from rich.table import Table
 
     from flows.contribution import run_contribution_study
     from pharmafl.accounting import StudyConfig
-    from pharmafl.accounting.study import CONTRIBUTION_FILE
     from pharmafl.common.errors import ConfigError
+    from pharmafl.layout import ConsortiumLayout
 
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}.", fix=f"use one of: {', '.join(METHODS)}.")
@@ -92,22 +96,33 @@ def contribution(
             exchange_url=exchange,
             launcher="distributed" if launcher == "distributed" else "embedded",
         )
-    table = Table(title=f"contributions ({result.method}, {result.n_coalitions} coalitions)")
-    table.add_column("partner")
-    table.add_column("Shapley", justify="right")
-    table.add_column("leave-one-out", justify="right")
-    for p in result.players:
-        phi = "n/a" if result.shapley is None else f"{result.shapley[p]:+.4f}"
-        if result.shapley_ci is not None:
-            lo, hi = result.shapley_ci[p]
-            phi += f" [{lo:+.4f}, {hi:+.4f}]"
-        table.add_row(p, phi, f"{result.leave_one_out[p]:+.4f}")
-    console.print(table)
+    console.print(_table(result))
     console.print(
         f"v(N) = {result.grand_coalition_utility:+.4f}, v(∅) = "
         f"{result.empty_coalition_utility:+.4f}; written to "
-        f"{Path(consortium_dir) / 'operator' / CONTRIBUTION_FILE}"
+        f"{ConsortiumLayout(consortium_dir).operator.contribution}"
     )
+
+
+def _cell(value: str | float | None) -> str:
+    if value is None:
+        return "n/a"
+    return value if isinstance(value, str) else f"{value:+.4f}"
+
+
+def _table(result: ContributionResult) -> Table:
+    """The per-partner values (:func:`pharmafl.report.contribution_rows`) as a rich table."""
+    from rich.table import Table
+
+    from pharmafl.report import contribution_rows
+
+    rows = contribution_rows(result)
+    table = Table(title=f"contributions ({result.method}, {result.n_coalitions} coalitions)")
+    for i, key in enumerate(rows[0]):
+        table.add_column(key, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*(_cell(v) for v in row.values()))
+    return table
 
 
 def register(app: typer.Typer) -> None:

@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "partner",
     "federation",
     "contribution",
+    "report",
     "demo",
 )
 

@@ -13,13 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pharmafl.common.io import atomic_write_text
+from pharmafl.layout import REPORT_FILE
 from pharmafl.report import plots
 from pharmafl.report.models import ConsortiumSummary, ModelMetrics, PartnerSummary
 
 logger = logging.getLogger(__name__)
 
 #: File name of the report inside the report folder.
-REPORT_FILENAME = "report.html"
+REPORT_FILENAME = REPORT_FILE
 
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 _CSS = """
@@ -217,14 +218,14 @@ def _ledger_section(summary: ConsortiumSummary) -> str:
 
 def _cards(summary: ConsortiumSummary) -> str:
     gains = [p.gain("auc_pr") for p in summary.partners]
-    mean_gain = sum(g for g in gains if g is not None) / len(gains)
     better = sum(1 for g in gains if g is not None and g >= 0)
-    cards = [
-        (str(len(summary.partners)), "partners"),
-        (str(summary.rounds), "federated rounds"),
-        (f"{mean_gain:+.4f}", "mean AUC-PR gain (federated − local)"),
-        (f"{better} / {len(gains)}", "partners at or above local-only"),
-    ]
+    cards = [(str(len(summary.partners)), "partners"), (str(summary.rounds), "federated rounds")]
+    if gains:
+        mean_gain = sum(g for g in gains if g is not None) / len(gains)
+        cards += [
+            (f"{mean_gain:+.4f}", "mean AUC-PR gain (federated − local)"),
+            (f"{better} / {len(gains)}", "partners at or above local-only"),
+        ]
     if summary.gap_capture is not None:
         cards.append((f"{100 * summary.gap_capture:.0f} %", "of pooled − local gain captured"))
     if summary.ledger is not None:
@@ -236,27 +237,40 @@ def _cards(summary: ConsortiumSummary) -> str:
     )
 
 
-def report_html(summary: ConsortiumSummary) -> str:
-    """The report page as a string (see :func:`render_report`)."""
+_PERFORMANCE_HEADERS = (
+    "partner",
+    "local ROC-AUC",
+    "local AUC-PR",
+    "federated ROC-AUC",
+    "federated AUC-PR",
+    "pooled ROC-AUC",
+    "pooled AUC-PR",
+    "Δ ROC-AUC",
+    "Δ AUC-PR",
+    "tasks",
+)
+_CONTRIBUTION_HEADERS = (
+    "partner",
+    "Shapley",
+    "interval",
+    "leave-one-out",
+    "compounds",
+    "tasks",
+    "measurements",
+    "rounds submitted / dropped",
+    "compute (s)",
+)
+
+
+def _head(summary: ConsortiumSummary) -> list[str]:
+    """Document head, title line and key-figure cards."""
     title = f"pharmafl consortium report — {summary.consortium or 'consortium'}"
     meta = (
         f"created {summary.created_at:%Y-%m-%d %H:%M} UTC · pharmafl {_e(summary.pharmafl_version)}"
         f" · secure aggregation {'on' if summary.secure_aggregation else 'OFF'}"
         f" · {summary.rounds} rounds · {summary.wall_seconds / 60:.1f} min wall time"
     )
-    perf_headers = [
-        "partner",
-        "local ROC-AUC",
-        "local AUC-PR",
-        "federated ROC-AUC",
-        "federated AUC-PR",
-        "pooled ROC-AUC",
-        "pooled AUC-PR",
-        "Δ ROC-AUC",
-        "Δ AUC-PR",
-        "tasks",
-    ]
-    parts = [
+    return [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">',
@@ -264,10 +278,20 @@ def report_html(summary: ConsortiumSummary) -> str:
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>",
         f"<h1>{_e(title)}</h1><p class='meta'>{meta}</p>",
         _cards(summary),
+    ]
+
+
+def _got(summary: ConsortiumSummary) -> list[str]:
+    """What each partner got: scores, benefit details, ECDF differences, learning curves."""
+    parts = [
         "<h2>What each partner got</h2>",
         "<p>Test-fold scores of each partner's private heads, mean over its own tasks: local-only "
         "model, federated trunk, and (in simulations) a model trained on the pooled data.</p>",
-        _table(perf_headers, _performance_rows(summary.partners)),
+        _table(_PERFORMANCE_HEADERS, _performance_rows(summary.partners)),
+        ""
+        if summary.partners
+        else '<p class="note">No partner\'s metrics were found in this folder: the notes below '
+        "name the file each partner lacks.</p>",
         _figure(
             plots.performance_png(summary),
             "local, federated and pooled scores per partner",
@@ -297,32 +321,28 @@ def report_html(summary: ConsortiumSummary) -> str:
                 "Validation means each partner chose to share after every round.",
             ),
         ]
-    parts += [
+    return parts
+
+
+def _gave(summary: ConsortiumSummary) -> list[str]:
+    """What each partner gave: contribution values, data and participation."""
+    return [
         "<h2>What each partner gave</h2>",
         _contribution_text(summary),
-        _table(
-            [
-                "partner",
-                "Shapley",
-                "interval",
-                "leave-one-out",
-                "compounds",
-                "tasks",
-                "measurements",
-                "rounds submitted / dropped",
-                "compute (s)",
-            ],
-            _contribution_rows(summary),
-        ),
+        _table(_CONTRIBUTION_HEADERS, _contribution_rows(summary)),
         _figure(
             plots.contribution_png(summary),
             "Shapley and leave-one-out values per partner",
             "Shapley value (with its interval when sampled) and leave-one-out value "
             "v(N) − v(N ∖ {i}) of each partner.",
         ),
-        "<h2>Ledger</h2>",
-        _ledger_section(summary),
     ]
+
+
+def report_html(summary: ConsortiumSummary) -> str:
+    """The report page as a string (see :func:`render_report`)."""
+    parts = [*_head(summary), *_got(summary), *_gave(summary)]
+    parts += ["<h2>Ledger</h2>", _ledger_section(summary)]
     if summary.notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_e(n)}</li>" for n in summary.notes))
         parts.append("</ul>")

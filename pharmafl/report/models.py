@@ -241,6 +241,9 @@ class ConsortiumContribution(_Frozen):
     n_coalitions: int = Field(ge=0, description="Coalitions trained and evaluated.")
     n_permutations: int | None = Field(None, ge=1, description="Orderings sampled.")
     confidence: float | None = Field(None, gt=0, lt=1, description="CI level (sampling).")
+    players: list[str] | None = Field(
+        None, description="Partners the values are over (the summary may lack a row for some)."
+    )
 
     @classmethod
     def from_result(cls, result: ContributionResult) -> ConsortiumContribution:
@@ -253,6 +256,7 @@ class ConsortiumContribution(_Frozen):
             n_coalitions=result.n_coalitions,
             n_permutations=result.n_permutations,
             confidence=result.confidence,
+            players=list(result.players),
         )
 
 
@@ -294,8 +298,15 @@ class ConsortiumSummary(BaseModel):
     pharmafl_version: str = Field(__version__, description="pharmafl version that wrote it.")
     secure_aggregation: bool = Field(description="Whether trunk updates were securely aggregated.")
     rounds: int = Field(ge=0, description="Federated rounds completed.")
-    wall_seconds: float = Field(ge=0.0, description="Wall-clock time of the whole run.")
-    partners: list[PartnerSummary] = Field(min_length=1, description="One entry per partner.")
+    wall_seconds: float = Field(
+        ge=0.0,
+        description="Wall-clock time of the whole run (without one given: the main training "
+        "run's, from its training_started to its training_finished ledger entry).",
+    )
+    partners: list[PartnerSummary] = Field(
+        description="One entry per partner whose metrics were at hand (the notes name any "
+        "partner left out and the file it lacked)."
+    )
     contribution: ConsortiumContribution | None = Field(
         None, description="How contributions were attributed (None: no study run)."
     )
@@ -328,21 +339,26 @@ class ConsortiumSummary(BaseModel):
                         f"learning curve {metric!r} of round {rm.round} names unknown "
                         f"partner(s) {sorted(unknown)}"
                     )
-        shapley = [p.contribution.shapley if p.contribution else None for p in self.partners]
-        if self.contribution is not None and all(s is not None for s in shapley):
-            total = math.fsum(s for s in shapley if s is not None)
-            target = (
-                self.contribution.grand_coalition_utility
-                - self.contribution.empty_coalition_utility
-            )
-            scale = max(1.0, abs(self.contribution.grand_coalition_utility))
-            if abs(total - target) > 1e-9 * scale * len(names):
-                raise ValueError(
-                    f"partners' Shapley values sum to {total!r}, not v(N) − v(∅) = {target!r}"
-                )
+        self._check_efficiency(names)
         if self.gap_capture is None:
             self.gap_capture = compute_gap_capture(self.partners)
         return self
+
+    def _check_efficiency(self, names: Sequence[str]) -> None:
+        """The partners' Shapley values add up to v(N) − v(∅) when every player has a row."""
+        c = self.contribution
+        shapley = [p.contribution.shapley if p.contribution else None for p in self.partners]
+        if c is None or any(s is None for s in shapley):
+            return
+        if c.players is not None and sorted(c.players) != sorted(names):
+            return  # a partner was left out: its value is missing from the sum
+        total = math.fsum(s for s in shapley if s is not None)
+        target = c.grand_coalition_utility - c.empty_coalition_utility
+        scale = max(1.0, abs(c.grand_coalition_utility))
+        if abs(total - target) > 1e-9 * scale * len(names):
+            raise ValueError(
+                f"partners' Shapley values sum to {total!r}, not v(N) − v(∅) = {target!r}"
+            )
 
     def partner(self, name: str) -> PartnerSummary:
         """The summary of partner ``name`` (KeyError if absent)."""

@@ -56,8 +56,11 @@ def _style(ax: Axes) -> None:
     ax.set_axisbelow(True)
 
 
-def performance_png(summary: ConsortiumSummary) -> bytes:
-    """Per-partner bars of local vs federated vs pooled ROC-AUC and AUC-PR, plus AUC-PR gains."""
+def performance_png(summary: ConsortiumSummary) -> bytes | None:
+    """Per-partner bars of local vs federated vs pooled ROC-AUC and AUC-PR, plus AUC-PR gains
+    (None without any partner row)."""
+    if not summary.partners:
+        return None
     names = [p.name for p in summary.partners]
     models = ["local", "federated"] + (
         ["pooled"] if all(p.pooled is not None for p in summary.partners) else []

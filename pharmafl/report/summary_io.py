@@ -8,10 +8,11 @@ from pydantic import ValidationError
 
 from pharmafl.common.errors import AccountingError
 from pharmafl.common.io import atomic_write_text
+from pharmafl.layout import SUMMARY_FILE
 from pharmafl.report.models import ConsortiumSummary
 
 #: File name of the summary inside the report folder.
-SUMMARY_FILENAME = "summary.json"
+SUMMARY_FILENAME = SUMMARY_FILE
 
 
 def write_summary(summary: ConsortiumSummary, out_dir: str | Path) -> Path:

@@ -8,16 +8,26 @@ per-round validation means, ECDF differences and a real signed ledger.
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import BaseModel
 
 from pharmafl.accounting import coalition_utility, exact_shapley
 from pharmafl.evaluation import benefit_summary, ecdf_difference
+from pharmafl.evaluation.documents import (
+    MetricsReport,
+    PooledReport,
+    SplitMetrics,
+    TaskTypeMetrics,
+)
 from pharmafl.evaluation.significance import SignificanceResult
+from pharmafl.layout import METRICS_FILE, ConsortiumLayout
 from pharmafl.ledger import Ledger, verify_ledger
+from pharmafl.partner.manifest import PrepareCounts, PrepareManifest
 from pharmafl.report import (
     ConsortiumContribution,
     ConsortiumSummary,
@@ -30,7 +40,7 @@ from pharmafl.report import (
     PartnerSummary,
     RoundMetrics,
 )
-from pharmafl.secure.identity import Identity, build_roster
+from pharmafl.secure.identity import Identity, build_roster, write_roster
 
 PARTNERS = ("pharma_a", "pharma_b", "pharma_c", "pharma_d")
 SIZES = {"pharma_a": 1200, "pharma_b": 800, "pharma_c": 2500, "pharma_d": 400}
@@ -162,3 +172,165 @@ def rendered_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Consortiu
     tmp = tmp_path_factory.mktemp("report")
     summary = build_summary(tmp)
     return summary, render_report(summary, tmp / "report")
+
+
+# --- A trained consortium folder, written file by file (for the report builder) -----------
+
+FOLDER_PARTNERS = ("alpha", "bravo", "charlie")
+#: The main run: alpha and bravo submit in both rounds, charlie drops out of round 1.
+SUBMITTED = {"alpha": {0, 1}, "bravo": {0, 1}, "charlie": {0}}
+DROPPED = {"charlie": {1}}
+#: A partner's local-only / federated test AUC-PR means (federated better for all).
+LOCAL_PR = {"alpha": 0.55, "bravo": 0.60, "charlie": 0.50}
+FED_GAIN = {"alpha": 0.03, "bravo": 0.01, "charlie": 0.02}
+MANIFEST_COUNTS = {"alpha": (310, 12, 4, 2100, 900), "bravo": (250, 9, 3, 1500, 400)}
+
+
+def _hex(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def metrics_doc(model: str, auc_pr: float, n_tasks: int = 12, seed: int = 0) -> MetricsReport:
+    """A metrics.json document with ``n_tasks`` classification tasks around ``auc_pr``."""
+    rng = np.random.default_rng(seed)
+    pr = np.clip(auc_pr + rng.normal(0.0, 0.02, n_tasks), 0.0, 1.0)
+    pr += auc_pr - pr.mean()  # the mean is exactly auc_pr
+    roc = np.clip(pr + 0.2, 0.0, 1.0)
+    per_task = [
+        {
+            "task_id": t,
+            "aggregation_weight": 1.0,
+            "roc_auc": float(roc[t]),
+            "auc_pr": float(pr[t]),
+            "auc_pr_cal": float(pr[t]),
+        }
+        for t in range(n_tasks)
+    ]
+    agg: dict[str, float | None] = {
+        "roc_auc": float(roc.mean()),
+        "auc_pr": float(pr.mean()),
+        "auc_pr_cal": float(pr.mean()),
+        "n_tasks": float(n_tasks),
+    }
+
+    def split(fold: int) -> SplitMetrics:
+        cls = TaskTypeMetrics(task_type="classification", aggregate=agg, per_task=per_task)
+        return SplitMetrics(folds=[fold], n_rows=100, classification=cls)
+
+    return MetricsReport(
+        model_name=model, fold_va=3, fold_te=4, epochs_trained=2, validation=split(3), test=split(4)
+    )
+
+
+def _write(path: Path, doc: BaseModel) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(doc.model_dump_json(indent=2))
+
+
+def _manifest(name: str, counts: tuple[int, int, int, int, int]) -> PrepareManifest:
+    rows, cls_tasks, reg_tasks, labels, values = counts
+    return PrepareManifest(
+        pharmafl_version="0",
+        rdkit_version="0",
+        consortium_name="folder-test",
+        partner_name=name,
+        created_at=datetime.now(UTC),
+        parameter_hash=_hex("params"),
+        consistency_hash=_hex("consistency"),
+        reference_hash_checked=False,
+        fold_size=1024,
+        nfolds=5,
+        counts=PrepareCounts(
+            compounds_input=rows + 5,
+            compounds_standardized=rows + 2,
+            compounds_rejected=3,
+            measurements_input=labels + values,
+            measurements_rejected=0,
+            assays=cls_tasks,
+            descriptor_vectors=rows,
+            classification_tasks=cls_tasks,
+            regression_tasks=reg_tasks,
+            classification_labels=labels,
+            regression_values=values,
+            rows_per_fold=[rows // 5] * 5,
+        ),
+        files={},
+        wall_seconds=1.0,
+    )
+
+
+def _main_run_ledger(
+    ledger: Ledger, op: Identity, ids: dict[str, Identity], *, finished: bool = True
+) -> None:
+    """Two rounds of the main run (``finished``: and its end), and one coalition run whose
+    entries must not count."""
+    names = list(FOLDER_PARTNERS)
+    ledger.append(
+        "operator",
+        op,
+        "training_started",
+        {
+            "code_version": "0",
+            "consortium_hash": _hex("consortium"),
+            "parameters": {"rounds": 2},
+            "initial_trunk_hash": _hex("t-init"),
+            "participants": names,
+            "secure_aggregation": True,
+        },
+    )
+    for r in range(2):
+        for p in names:
+            if r in SUBMITTED[p]:
+                env = {"round": r, "partner": p, "envelope_hash": _hex(f"{r}{p}")}
+                ledger.append(p, ids[p], "update_submitted", env)
+                valid = {"auc_pr": LOCAL_PR[p] + 0.01 * r}
+                report = {"partner": p, "round": r, "model": "federated", "split": "valid"}
+                ledger.append(p, ids[p], "evaluation_reported", report | {"metrics": valid})
+            if r in DROPPED.get(p, set()):
+                drop = {"round": r, "partner": p, "reason": "timeout after 60 s"}
+                ledger.append("operator", op, "partner_dropped", drop)
+        contributors = [p for p in names if r in SUBMITTED[p]]
+        applied = {"round": r, "trunk_hash": _hex(f"t{r}"), "contributors": contributors}
+        ledger.append("operator", op, "aggregate_applied", applied)
+    other = {"run_id": "c-alpha-bravo", "round": 0, "partner": "alpha", "envelope_hash": _hex("c")}
+    ledger.append("alpha", ids["alpha"], "update_submitted", other)
+    if finished:
+        end = {"rounds": 2, "final_trunk_hash": _hex("t1"), "reason": "round budget"}
+        ledger.append("operator", op, "training_finished", end)
+
+
+def write_consortium_folder(root: Path, *, trained: bool = True) -> ConsortiumLayout:
+    """A consortium folder as `pharmafl train` and friends leave it: signed roster and ledger,
+    each partner's local-only and federated metrics, manifests of alpha and bravo (not
+    charlie), a pooled reference and a contribution study. ``trained=False``: the main run
+    was interrupted (its ledger has no ``training_finished``)."""
+    layout = ConsortiumLayout(root)
+    ids = {p: Identity.generate(p) for p in FOLDER_PARTNERS}
+    op = Identity.generate("operator", "operator")
+    roster = build_roster(op, [i.public for i in ids.values()], consortium="folder-test")
+    write_roster(roster, layout.operator.roster)
+    ledger = Ledger(layout.operator.ledger, roster=roster)
+    _main_run_ledger(ledger, op, ids, finished=trained)
+    for i, p in enumerate(FOLDER_PARTNERS):
+        partner = layout.partner(p)
+        _write(partner.local_metrics, metrics_doc("local", LOCAL_PR[p], seed=i))
+        fed = metrics_doc("federated", LOCAL_PR[p] + FED_GAIN[p], seed=i)
+        _write(partner.federated_metrics, fed)
+        if p in MANIFEST_COUNTS:
+            _write(partner.manifest, _manifest(p, MANIFEST_COUNTS[p]))
+    pooled = {p: metrics_doc("pooled", LOCAL_PR[p] + 0.05, seed=9) for p in FOLDER_PARTNERS}
+    _write(layout.operator.pooled / METRICS_FILE, PooledReport(partners=pooled))
+    help_ = {"alpha": 0.02, "bravo": 0.01, "charlie": 0.005}
+
+    def study(coalition: frozenset[str]) -> dict[str, float]:
+        return {p: sum(help_[q] for q in coalition if q != p) for p in coalition}
+
+    result = exact_shapley(FOLDER_PARTNERS, coalition_utility(study, FOLDER_PARTNERS))
+    _write(layout.operator.contribution, result)
+    return layout
+
+
+@pytest.fixture
+def consortium_folder(tmp_path: Path) -> ConsortiumLayout:
+    """A freshly written, trained consortium folder (see :func:`write_consortium_folder`)."""
+    return write_consortium_folder(tmp_path / "consortium")
