@@ -1,35 +1,44 @@
 """Turning pharmafl errors into clean Prefect states and back.
 
 A :class:`~pharmafl.common.errors.PharmaFLError` raised inside a flow would be logged by
-Prefect with a full traceback (and, on a shared server, shown to every partner). Flows return
-``Failed`` states carrying the error instead; launchers re-raise it so the CLI prints one
-clear message.
+Prefect with a full traceback (and, on a shared server, shown to every partner). Flows
+(:func:`fails_cleanly`) return ``Failed`` states carrying the error instead; launchers
+re-raise it so the CLI prints one clear message.
 """
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
+from prefect import get_run_logger
 from prefect.states import Failed, State
 
 from pharmafl.common.errors import ConfigError, PharmaFLError
 
+P = ParamSpec("P")
+R = TypeVar("R")
 
-class _Outcome:
-    state: State[Any] | None = None
 
+def fails_cleanly(what: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Put under ``@flow``: a :class:`PharmaFLError` raised by the flow's body becomes a
+    ``Failed`` state carrying the error (logged once as ``"<what> failed: <message>"``), so
+    Prefect shows no traceback and :func:`result_or_raise` re-raises the error itself."""
 
-@contextmanager
-def clean_failure() -> Iterator[_Outcome]:
-    """Inside a flow: ``with clean_failure() as out: ...``; then ``if out.state: return it``."""
-    outcome = _Outcome()
-    try:
-        yield outcome
-    except PharmaFLError as exc:
-        outcome.state = Failed(message=str(exc), data=exc)
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def body(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return fn(*args, **kwargs)
+            except PharmaFLError as exc:
+                get_run_logger().error("%s failed: %s", what, exc)
+                return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
+
+        return body
+
+    return decorate
 
 
 def result_or_raise(run: Callable[..., State[Any]], *args: Any, **kwargs: Any) -> Any:
@@ -61,4 +70,4 @@ def operator_environment(launcher: str) -> None:
         )
 
 
-__all__ = ["clean_failure", "operator_environment", "result_or_raise"]
+__all__ = ["fails_cleanly", "operator_environment", "result_or_raise"]

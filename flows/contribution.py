@@ -7,58 +7,22 @@ attributes leave-one-out and Shapley values from the members' scalar gains
 values and a markdown summary as Prefect artifacts on its run (utilities only).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Prefect builds each flow's parameter model from
+# its annotations, which must be objects (the flow body is wrapped by fails_cleanly).
 import logging
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flows._states import clean_failure, operator_environment, result_or_raise
+from flows._states import fails_cleanly, operator_environment, result_or_raise
 from flows.launchers import LauncherKind, make_launcher
 from pharmafl.accounting import CoalitionRun, ContributionResult, StudyConfig, contribution_study
 from pharmafl.layout import ConsortiumLayout
+from pharmafl.report import contribution_rows, contribution_study_markdown
 from pharmafl.server import Launcher, load_operator
 
 log = logging.getLogger(__name__)
-
-
-def contribution_table(result: ContributionResult) -> list[dict[str, Any]]:
-    """One row per partner: Shapley value (and interval when sampled) and leave-one-out."""
-    rows = []
-    for p in result.players:
-        row: dict[str, Any] = {"partner": p}
-        row["shapley"] = None if result.shapley is None else round(result.shapley[p], 6)
-        if result.shapley_ci is not None:
-            lo, hi = result.shapley_ci[p]
-            row["shapley interval"] = f"[{lo:.4f}, {hi:.4f}]"
-        row["leave-one-out"] = round(result.leave_one_out[p], 6)
-        rows.append(row)
-    return rows
-
-
-def contribution_markdown(result: ContributionResult, study: StudyConfig) -> str:
-    """The markdown summary of a study: method, v(N), v(∅), coalitions, the efficiency check."""
-    lines = [
-        "# pharmafl contribution study",
-        "",
-        f"Utility v(S): {result.utility}.",
-        "",
-        "| | |",
-        "|---|---|",
-        f"| method | {result.method} |",
-        f"| v(N) (grand coalition) | {result.grand_coalition_utility:.6f} |",
-        f"| v(∅) | {result.empty_coalition_utility:.6f} |",
-        f"| coalitions evaluated | {result.n_coalitions} |",
-        f"| rounds per coalition | {study.rounds} |",
-    ]
-    if result.shapley is not None:
-        total = sum(result.shapley.values())
-        lines.append(f"| Σ Shapley (= v(N) − v(∅)) | {total:.6f} |")
-    if result.n_permutations is not None:
-        lines.append(f"| orderings sampled | {result.n_permutations} |")
-    return "\n".join(lines)
 
 
 def publish_contribution_artifacts(result: ContributionResult, study: StudyConfig) -> None:
@@ -67,12 +31,12 @@ def publish_contribution_artifacts(result: ContributionResult, study: StudyConfi
 
     try:
         create_table_artifact(
-            contribution_table(result),
+            contribution_rows(result),
             key="pharmafl-contributions",
             description="Per-partner Shapley and leave-one-out values of the consortium utility.",
         )
         create_markdown_artifact(
-            contribution_markdown(result, study),
+            contribution_study_markdown(result, study),
             key="pharmafl-contribution-summary",
             description="Contribution study summary.",
         )
@@ -81,6 +45,7 @@ def publish_contribution_artifacts(result: ContributionResult, study: StudyConfi
 
 
 @flow(name="pharmafl-contribution", persist_result=False, log_prints=False)
+@fails_cleanly("contribution study")
 def contribution_flow(
     consortium_dir: str,
     study: StudyConfig | None = None,
@@ -92,30 +57,26 @@ def contribution_flow(
     layout = ConsortiumLayout(Path(consortium_dir))
     url = exchange_url or str(layout.exchange)
     cfg = study or StudyConfig()
-    with clean_failure() as failed:
-        plan = load_operator(layout.operator.root, url).plan
-        timeout = cfg.stage_timeout_s or plan.stage_timeout_s
+    plan = load_operator(layout.operator.root, url).plan
+    timeout = cfg.stage_timeout_s or plan.stage_timeout_s
 
-        def new_launcher() -> Launcher:  # one per coalition (closed after it)
-            return make_launcher(launcher, layout.root, url, timeout)
+    def new_launcher() -> Launcher:  # one per coalition (closed after it)
+        return make_launcher(launcher, layout.root, url, timeout)
 
-        def on_coalition(run: CoalitionRun) -> None:
-            logger.info(
-                "coalition of %d (run %s): %d rounds in %.1f s",
-                len(run.coalition),
-                run.run_id,
-                run.rounds,
-                run.wall_seconds,
-            )
-
-        result = contribution_study(
-            layout.operator.root, url, new_launcher, cfg, on_coalition=on_coalition
+    def on_coalition(run: CoalitionRun) -> None:
+        logger.info(
+            "coalition of %d (run %s): %d rounds in %.1f s",
+            len(run.coalition),
+            run.run_id,
+            run.rounds,
+            run.wall_seconds,
         )
-        publish_contribution_artifacts(result, cfg)
-        return result.model_dump(mode="json")
-    assert failed.state is not None
-    logger.error("contribution study failed: %s", failed.state.message)
-    return failed.state  # type: ignore[return-value]
+
+    result = contribution_study(
+        layout.operator.root, url, new_launcher, cfg, on_coalition=on_coalition
+    )
+    publish_contribution_artifacts(result, cfg)
+    return result.model_dump(mode="json")
 
 
 def run_contribution_study(
@@ -145,8 +106,6 @@ def run_contribution_study(
 
 __all__ = [
     "contribution_flow",
-    "contribution_markdown",
-    "contribution_table",
     "publish_contribution_artifacts",
     "run_contribution_study",
 ]

@@ -6,18 +6,19 @@ operator's flow starts them with ``run_deployment`` (distributed) or calls them 
 Only counts and timings reach Prefect's logs; result persistence is off.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Prefect builds each flow's parameter model from
+# its annotations, which must be objects (the flow body is wrapped by fails_cleanly).
 from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flows._states import clean_failure
+from flows._states import fails_cleanly
 from pharmafl.contract import PARTNER_ROUND_FLOW
 from pharmafl.partner.federated import partner_finish, partner_round
 
 
 @flow(name=PARTNER_ROUND_FLOW, persist_result=False, log_prints=False)
+@fails_cleanly("partner round")
 def partner_round_flow(
     partner_dir: str,
     exchange_url: str,
@@ -27,17 +28,13 @@ def partner_round_flow(
 ) -> dict[str, Any]:
     """Run one round (or, with ``final``, the head fine-tuning and evaluation)."""
     logger = get_run_logger()
-    with clean_failure() as failed:
-        if final:
-            report = partner_finish(partner_dir, exchange_url, round_id, timeout_s=timeout_s)
-            logger.info("final evaluation done (%d epochs)", report.epochs_trained)
-            return {"round_id": round_id, "final": True}
-        rep = partner_round(partner_dir, exchange_url, round_id, timeout_s=timeout_s)
-        logger.info("round %d submitted in %.1f s", rep.round_index, rep.compute_seconds)
-        return {"round_id": round_id, "final": False, "compute_seconds": rep.compute_seconds}
-    assert failed.state is not None
-    logger.error("partner round failed: %s", failed.state.message)
-    return failed.state  # type: ignore[return-value]
+    if final:
+        report = partner_finish(partner_dir, exchange_url, round_id, timeout_s=timeout_s)
+        logger.info("final evaluation done (%d epochs)", report.epochs_trained)
+        return {"round_id": round_id, "final": True}
+    rep = partner_round(partner_dir, exchange_url, round_id, timeout_s=timeout_s)
+    logger.info("round %d submitted in %.1f s", rep.round_index, rep.compute_seconds)
+    return {"round_id": round_id, "final": False, "compute_seconds": rep.compute_seconds}
 
 
 __all__ = ["partner_round_flow"]

@@ -8,8 +8,8 @@ over its own cluster. Result persistence and caching are off: raw partner data n
 Prefect's result storage or on a server. Only counts reach Prefect's logs.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Prefect builds each flow's parameter model from
+# its annotations, which must be objects (the flow body is wrapped by fails_cleanly).
 import contextlib
 import os
 from collections.abc import Iterator, Sequence
@@ -19,7 +19,7 @@ from typing import Any, Literal
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows._states import clean_failure, result_or_raise
+from flows._states import fails_cleanly, result_or_raise
 from pharmafl.chem import (
     DescribedBatch,
     chunk_bounds,
@@ -87,6 +87,7 @@ def _progress_bar(enabled: bool, total_hint: str) -> Iterator[Any]:
 
 
 @flow(name="pharmafl-prepare", persist_result=False, log_prints=False)
+@fails_cleanly("prepare")
 def prepare_flow(
     partner_dir: str,
     workers: int = 0,
@@ -114,16 +115,12 @@ def prepare_flow(
             def progress(n: int) -> None:
                 bar.advance(tid, n)
 
-        with clean_failure() as failed:
-            result = prepare_partner(
-                partner_dir,
-                PrepareOptions(
-                    workers=workers, chunk_size=chunk_size, describer=describer, progress=progress
-                ),
-            )
-    if failed.state is not None:
-        logger.error("prepare failed: %s", failed.state.message)
-        return failed.state  # type: ignore[return-value]
+        result = prepare_partner(
+            partner_dir,
+            PrepareOptions(
+                workers=workers, chunk_size=chunk_size, describer=describer, progress=progress
+            ),
+        )
     c = result.manifest.counts
     logger.info(
         "prepare: %d compounds → %d rows, %d classification + %d regression tasks in %.1f s",

@@ -13,15 +13,15 @@ publishes two Prefect artifacts on its run (scalars the ledger already holds, no
 data-derived beyond them): a table of the rounds and a markdown summary.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Prefect builds each flow's parameter model from
+# its annotations, which must be objects (the flow body is wrapped by fails_cleanly).
 import logging
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flows._states import clean_failure, operator_environment, result_or_raise
+from flows._states import fails_cleanly, operator_environment, result_or_raise
 from flows.launchers import LauncherKind, make_launcher
 from pharmafl.layout import ConsortiumLayout
 from pharmafl.server import RoundResult, TrainingResult, load_operator, run_training
@@ -88,6 +88,7 @@ def publish_training_artifacts(result: TrainingResult) -> None:
 
 
 @flow(name="pharmafl-train", persist_result=False, log_prints=False)
+@fails_cleanly("training")
 def train_flow(
     consortium_dir: str,
     exchange_url: str | None = None,
@@ -109,17 +110,13 @@ def train_flow(
             rec.mean_validation_auc_pr,
         )
 
-    with clean_failure() as failed:
-        plan = load_operator(layout.operator.root, url).plan
-        with make_launcher(launcher, layout.root, url, plan.stage_timeout_s) as chosen:
-            result = run_training(
-                layout.operator.root, url, chosen, resume=resume, rounds=rounds, on_round=on_round
-            )
-        publish_training_artifacts(result)
-        return result
-    assert failed.state is not None
-    logger.error("training failed: %s", failed.state.message)
-    return failed.state  # type: ignore[return-value]
+    plan = load_operator(layout.operator.root, url).plan
+    with make_launcher(launcher, layout.root, url, plan.stage_timeout_s) as chosen:
+        result = run_training(
+            layout.operator.root, url, chosen, resume=resume, rounds=rounds, on_round=on_round
+        )
+    publish_training_artifacts(result)
+    return result
 
 
 def run_train(
