@@ -9,8 +9,10 @@ JSON with ``trunk`` and ``train`` sections, the fields of ``SparseTrunkConfig`` 
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -132,6 +134,9 @@ def build_configs(
     for k, v in train_opts.items():
         if v is not None:
             train[k] = v
+    for fold in ("fold_va", "fold_te"):  # -1: no such fold (None means "not given" above)
+        if isinstance(train.get(fold), int) and train[fold] < 0:
+            train[fold] = None
     try:
         trunk_cfg = TypeAdapter(TrunkConfig).validate_python(trunk)
         train_cfg = TrainConfig.model_validate(train)
@@ -164,48 +169,80 @@ def _progress(label: str) -> Iterator[Any]:
         yield update
 
 
-def _train_opts(
-    epochs: int | None,
-    lr: float | None,
-    batch_ratio: float | None,
-    batch_size: int | None,
-    optimizer: str | None,
-    weight_decay: float | None,
-    lr_steps: str | None,
-    lr_alpha: float | None,
-    fold_va: int | None,
-    fold_te: int | None,
-    patience: int | None,
-    regression_weight: float | None,
-    seed: int | None,
-    threads: int | None,
-) -> dict[str, Any]:
-    steps = _floats(lr_steps)
-    return {
-        "epochs": epochs,
-        "lr": lr,
-        "batch_ratio": batch_ratio,
-        "batch_size": batch_size,
-        "optimizer": optimizer,
-        "weight_decay": weight_decay,
-        "lr_steps": None if steps is None else [int(s) for s in steps],
-        "lr_alpha": lr_alpha,
-        "fold_va": None if fold_va is None or fold_va < 0 else fold_va,
-        "fold_te": None if fold_te is None or fold_te < 0 else fold_te,
-        "early_stopping_patience": patience,
-        "regression_weight": regression_weight,
-        "seed": seed,
-        "num_threads": threads,
-    }
+#: The trunk options every training command takes (name → its typer annotation).
+_TRUNK_OPTIONS: dict[str, Any] = {
+    "trunk": TrunkKind,
+    "hidden": Hidden,
+    "dropout": Dropout,
+    "non_linearity": NonLinearity,
+    "input_transform": InputTransform,
+    "graph_conv": GraphConv,
+    "graph_hidden": GraphHidden,
+    "graph_layers": GraphLayers,
+}
+#: The training options every training command takes (name → its typer annotation).
+_TRAIN_OPTIONS: dict[str, Any] = {
+    "epochs": Epochs,
+    "lr": Lr,
+    "batch_ratio": BatchRatio,
+    "batch_size": BatchSize,
+    "optimizer": Optimizer,
+    "weight_decay": WeightDecay,
+    "lr_steps": LrSteps,
+    "lr_alpha": LrAlpha,
+    "fold_va": FoldVa,
+    "fold_te": FoldTe,
+    "patience": Patience,
+    "regression_weight": RegressionWeight,
+    "seed": Seed,
+    "threads": Threads,
+}
+
+
+def _train_opts(opts: dict[str, Any]) -> dict[str, Any]:
+    """The training options as TrainConfig fields (None: not given)."""
+    steps = _floats(opts["lr_steps"])
+    renamed = {"patience": "early_stopping_patience", "threads": "num_threads"}
+    out = {renamed.get(k, k): v for k, v in opts.items() if k != "lr_steps"}
+    return out | {"lr_steps": None if steps is None else [int(s) for s in steps]}
+
+
+Configs = tuple[Any, Any]
+
+
+def with_model_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a training command the shared ``--config``, trunk and training options.
+
+    The command declares ``configs: Configs`` instead of the ~20 options; it receives the
+    (trunk config, TrainConfig) pair built by :func:`build_configs` from ``--config`` and
+    the options given. One declaration of the options for ``baseline`` and ``pooled``.
+    """
+    signature = inspect.signature(command, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name != "configs"]
+    shared = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ann)
+        for name, ann in (("config", ConfigFile), *_TRUNK_OPTIONS.items(), *_TRAIN_OPTIONS.items())
+    ]
+
+    @functools.wraps(command)
+    def run(**kwargs: Any) -> None:
+        config = kwargs.pop("config")
+        trunk = {k: kwargs.pop(k) for k in _TRUNK_OPTIONS}
+        train = {k: kwargs.pop(k) for k in _TRAIN_OPTIONS}
+        command(**kwargs, configs=build_configs(config, trunk, _train_opts(train)))
+
+    run.__signature__ = signature.replace(parameters=own + shared)  # type: ignore[attr-defined]
+    del run.__wrapped__  # typer reads the signature above, not the command's
+    return run
 
 
 def register(app: typer.Typer) -> None:
     """Attach ``baseline``, ``pooled`` and ``predict`` to ``app``."""
 
     @app.command("baseline")
+    @with_model_options
     def baseline(
         partner_dir: Annotated[Path, typer.Argument(help="Partner folder holding prepared/.")],
-        config: ConfigFile = None,
         out: Annotated[
             Path | None, typer.Option("--out", help="Default PARTNER_DIR/models/local.")
         ] = None,
@@ -215,61 +252,12 @@ def register(app: typer.Typer) -> None:
         checkpoint: Annotated[
             bool, typer.Option("--checkpoint/--no-checkpoint", help="Checkpoint every epoch.")
         ] = True,
-        trunk: TrunkKind = None,
-        hidden: Hidden = None,
-        dropout: Dropout = None,
-        non_linearity: NonLinearity = None,
-        input_transform: InputTransform = None,
-        graph_conv: GraphConv = None,
-        graph_hidden: GraphHidden = None,
-        graph_layers: GraphLayers = None,
-        epochs: Epochs = None,
-        lr: Lr = None,
-        batch_ratio: BatchRatio = None,
-        batch_size: BatchSize = None,
-        optimizer: Optimizer = None,
-        weight_decay: WeightDecay = None,
-        lr_steps: LrSteps = None,
-        lr_alpha: LrAlpha = None,
-        fold_va: FoldVa = None,
-        fold_te: FoldTe = None,
-        patience: Patience = None,
-        regression_weight: RegressionWeight = None,
-        seed: Seed = None,
-        threads: Threads = None,
+        configs: Configs = (None, None),
     ) -> None:
         """Train the local-only (single-partner) model; write PARTNER_DIR/models/local/."""
         from pharmafl.model import run_baseline
 
-        trunk_cfg, train_cfg = build_configs(
-            config,
-            dict(
-                trunk=trunk,
-                hidden=hidden,
-                dropout=dropout,
-                non_linearity=non_linearity,
-                input_transform=input_transform,
-                graph_conv=graph_conv,
-                graph_hidden=graph_hidden,
-                graph_layers=graph_layers,
-            ),
-            _train_opts(
-                epochs,
-                lr,
-                batch_ratio,
-                batch_size,
-                optimizer,
-                weight_decay,
-                lr_steps,
-                lr_alpha,
-                fold_va,
-                fold_te,
-                patience,
-                regression_weight,
-                seed,
-                threads,
-            ),
-        )
+        trunk_cfg, train_cfg = configs
         with _progress("training") as update:
             report = run_baseline(
                 partner_dir,
@@ -288,6 +276,7 @@ def register(app: typer.Typer) -> None:
                 )
 
     @app.command("pooled")
+    @with_model_options
     def pooled(
         dirs: Annotated[
             list[Path],
@@ -295,65 +284,15 @@ def register(app: typer.Typer) -> None:
                 help="A consortium folder with partners/*/prepared, or partner folders."
             ),
         ],
-        config: ConfigFile = None,
         out: Annotated[
             Path | None, typer.Option("--out", help="Default DIR/models/pooled.")
         ] = None,
-        trunk: TrunkKind = None,
-        hidden: Hidden = None,
-        dropout: Dropout = None,
-        non_linearity: NonLinearity = None,
-        input_transform: InputTransform = None,
-        graph_conv: GraphConv = None,
-        graph_hidden: GraphHidden = None,
-        graph_layers: GraphLayers = None,
-        epochs: Epochs = None,
-        lr: Lr = None,
-        batch_ratio: BatchRatio = None,
-        batch_size: BatchSize = None,
-        optimizer: Optimizer = None,
-        weight_decay: WeightDecay = None,
-        lr_steps: LrSteps = None,
-        lr_alpha: LrAlpha = None,
-        fold_va: FoldVa = None,
-        fold_te: FoldTe = None,
-        patience: Patience = None,
-        regression_weight: RegressionWeight = None,
-        seed: Seed = None,
-        threads: Threads = None,
+        configs: Configs = (None, None),
     ) -> None:
         """Train one model on all simulated partners (one head each): the upper bound."""
         from pharmafl.model import run_pooled
 
-        trunk_cfg, train_cfg = build_configs(
-            config,
-            dict(
-                trunk=trunk,
-                hidden=hidden,
-                dropout=dropout,
-                non_linearity=non_linearity,
-                input_transform=input_transform,
-                graph_conv=graph_conv,
-                graph_hidden=graph_hidden,
-                graph_layers=graph_layers,
-            ),
-            _train_opts(
-                epochs,
-                lr,
-                batch_ratio,
-                batch_size,
-                optimizer,
-                weight_decay,
-                lr_steps,
-                lr_alpha,
-                fold_va,
-                fold_te,
-                patience,
-                regression_weight,
-                seed,
-                threads,
-            ),
-        )
+        trunk_cfg, train_cfg = configs
         with _progress("pooled training") as update:
             report = run_pooled(dirs, trunk_cfg, train_cfg, out_dir=out, progress=update)
         for name, rep in report.partners.items():

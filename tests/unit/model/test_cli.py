@@ -9,9 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+import typer
 from typer.testing import CliRunner
 
 from pharmafl.cli.main import app
+from pharmafl.cli.model import Configs, with_model_options
 from pharmafl.common.params import ConsortiumParameters, FingerprintParams
 from pharmafl.common.secret import write_new_consortium_key
 from pharmafl.model import MetricsReport, PooledReport, write_synthetic_prepared
@@ -184,3 +186,25 @@ def test_predict_reads_sdf_and_reports_unreadable_records(trained_partner, tmp_p
     assert table["id"].tolist() == ["A-1", "B-2"]
     assert table["status"].tolist() == ["ok", "error"]
     assert table.loc[1, "message"] != ""
+
+
+def test_shared_model_options_reach_the_configs() -> None:
+    seen: list[Configs] = []
+    cmd_app = typer.Typer()
+
+    @cmd_app.command()
+    @with_model_options
+    def cmd(name: str, configs: Configs = (None, None)) -> None:
+        seen.append(configs)
+
+    args = ["x", "--hidden", "32,16", "--dropout", "0.2", "--fold-va", "-1", "--patience", "3"]
+    args += ["--lr-steps", "5,9", "--threads", "2", "--epochs", "7"]
+    res = CliRunner().invoke(cmd_app, args)
+    assert res.exit_code == 0, res.output
+    trunk, train = seen[0]
+    assert trunk.hidden_sizes == (32, 16) and trunk.dropouts == (0.2, 0.2)
+    assert train.fold_va is None and train.fold_te == 0
+    assert train.early_stopping_patience == 3 and train.num_threads == 2
+    assert train.lr_steps == (5, 9) and train.epochs == 7
+    bad = CliRunner().invoke(cmd_app, ["x", "--lr-steps", "a,b"])
+    assert bad.exit_code != 0 and not seen[1:]
