@@ -9,11 +9,9 @@ entry point :func:`describe_structures` does all per-molecule work in one pass, 
 from pharmafl.chem.batch import (
     REJECTION_COLUMNS,
     DescribedBatch,
-    chunk_bounds,
     describe_chunk,
     describe_structures,
     merge_batches,
-    prestart_workers,
 )
 from pharmafl.chem.errors import REASON_CODES, MoleculeRejectedError
 from pharmafl.chem.fingerprints import morgan_bits
@@ -27,6 +25,7 @@ from pharmafl.chem.graphs import (
     encode_graph,
     mol_to_graph,
 )
+from pharmafl.chem.pool import chunk_bounds, prestart_workers
 from pharmafl.chem.reference import (
     REFERENCE_SET,
     ReferenceMolecule,

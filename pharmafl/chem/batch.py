@@ -6,7 +6,7 @@ MELLODDY-TUNER's later steps parse again). A bad molecule never raises: it becom
 rejection table (input row, reason code, message).
 
 Parallelism: :func:`describe_structures` splits the input into chunks and runs
-:func:`describe_chunk` over a :class:`~concurrent.futures.ProcessPoolExecutor`. Each worker
+:func:`describe_chunk` over a process pool (:mod:`pharmafl.chem.pool`). Each worker
 receives the key bytes once through the pool initializer and builds its standardizer, keyed
 permutation and fold cache once. Results do not depend on ``workers`` or ``chunk_size``: every
 molecule is a pure function of its SMILES, the parameters and the key, and chunks are merged in
@@ -16,12 +16,11 @@ to a cluster (e.g. a Prefect task runner) and join them with :func:`merge_batche
 
 from __future__ import annotations
 
+import functools
 import logging
-import multiprocessing
 import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +31,7 @@ import scipy.sparse as sp
 from pharmafl.chem.errors import MoleculeRejectedError
 from pharmafl.chem.fingerprints import morgan_bits
 from pharmafl.chem.graphs import DEFAULT_GRAPH_VOCABULARY, PackedGraphs, encode_graph
+from pharmafl.chem.pool import MIN_PARALLEL, chunk_bounds, map_chunks
 from pharmafl.chem.scaffolds import FoldAssigner, fold_scaffold
 from pharmafl.chem.scramble import KeyedPermutation
 from pharmafl.chem.standardize import Standardizer
@@ -315,52 +315,6 @@ def merge_batches(batches: Sequence[DescribedBatch], offsets: Sequence[int]) -> 
     )
 
 
-# -- process pool ------------------------------------------------------------------------------
-
-_POOL_STATE: dict[str, Any] = {}
-
-
-def _init_pool_worker(key_bytes: bytes, params_json: str) -> None:
-    params = ConsortiumParameters.model_validate_json(params_json)
-    key = ConsortiumKey(key_bytes)
-    _POOL_STATE["params"] = params
-    _POOL_STATE["key"] = key
-    _worker_for(params, key)  # build the permutation once per process
-
-
-def _pool_task(smiles: list[Any], with_graphs: bool, with_folds: bool) -> DescribedBatch:
-    return describe_chunk(
-        smiles,
-        _POOL_STATE["params"],
-        _POOL_STATE["key"],
-        with_graphs=with_graphs,
-        with_folds=with_folds,
-    )
-
-
-def _pool_context() -> multiprocessing.context.BaseContext:
-    # forkserver: workers fork from a clean server process, not from a (possibly
-    # multi-threaded, e.g. Prefect) parent; RDKit and pharmafl are imported there once.
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["pharmafl.chem.batch"])
-        return ctx
-    return multiprocessing.get_context("spawn")
-
-
-def prestart_workers() -> None:
-    """Start the server that pool workers fork from, without waiting for it.
-
-    The server imports RDKit and pharmafl (about a second) in its own process; calling this
-    before other work (reading the partner's files) takes that out of the critical path of
-    the first :func:`describe_structures` with several processes. Safe to call repeatedly.
-    """
-    if _pool_context().get_start_method() == "forkserver":
-        from multiprocessing import forkserver
-
-        forkserver.ensure_running()
-
-
 def describe_structures(
     smiles: Sequence[Any],
     params: ConsortiumParameters,
@@ -458,38 +412,6 @@ def _expand_repeats(done: DescribedBatch, inverse: np.ndarray) -> DescribedBatch
     return out
 
 
-#: Guided scheduling: a chunk holds at most 1/(workers * this) of the molecules still to go,
-#: so the chunks shrink towards the end and no process idles while another finishes a big one.
-_CHUNKS_PER_WORKER = 4
-#: Smallest chunk handed to a process (a few hundred milliseconds of work).
-_MIN_CHUNK = 25
-#: With ``workers=0`` (every core), fewer molecules than this run in this process: starting
-#: processes would cost more than they save.
-_MIN_PARALLEL = 200
-
-
-def chunk_bounds(n: int, chunk_size: int, workers: int) -> list[tuple[int, int]]:
-    """``(start, end)`` of each chunk of ``n`` molecules, in input order.
-
-    One worker: chunks of ``chunk_size``. Several: guided scheduling, each chunk at most
-    ``chunk_size`` and at most ``remaining / (workers * 4)`` molecules (at least 25), so the
-    last chunks are small and all processes finish together. Results never depend on it.
-    """
-    if n <= 0:
-        return [(0, 0)]
-    bounds: list[tuple[int, int]] = []
-    start = 0
-    while start < n:
-        size = chunk_size
-        if workers > 1:
-            share = -(-(n - start) // (workers * _CHUNKS_PER_WORKER))  # ceil
-            size = min(chunk_size, max(_MIN_CHUNK, share))
-        end = min(n, start + size)
-        bounds.append((start, end))
-        start = end
-    return bounds
-
-
 def _describe_all(
     items: list[Any],
     params: ConsortiumParameters,
@@ -503,53 +425,66 @@ def _describe_all(
     n = len(items)
     n_workers = workers
     if workers == 0:
-        n_workers = (os.cpu_count() or 1) if n >= _MIN_PARALLEL else 1
+        n_workers = (os.cpu_count() or 1) if n >= MIN_PARALLEL else 1
     bounds = chunk_bounds(n, chunk_size, n_workers)
     n_workers = min(n_workers, len(bounds))
-    results: list[DescribedBatch | None] = [None] * len(bounds)
+
+    def done(res: DescribedBatch) -> None:
+        if progress is not None:
+            progress(len(res.row_ids) + len(res.rejections))
+
     if n_workers <= 1:
-        for k, (s, e) in enumerate(bounds):
-            chunk = items[s:e]
-            results[k] = describe_chunk(
-                chunk, params, key, with_graphs=with_graphs, with_folds=with_folds
+        results = []
+        for s, e in bounds:
+            results.append(
+                describe_chunk(
+                    items[s:e], params, key, with_graphs=with_graphs, with_folds=with_folds
+                )
             )
-            if progress is not None and chunk:
-                progress(len(chunk))
+            if e > s:
+                done(results[-1])
     else:
         logger.info(
             "describing %d molecules with %d processes in %d chunks", n, n_workers, len(bounds)
         )
-        with ProcessPoolExecutor(
-            max_workers=n_workers,
-            mp_context=_pool_context(),
+        results = map_chunks(
+            functools.partial(_pool_task, with_graphs=with_graphs, with_folds=with_folds),
+            [items[s:e] for s, e in bounds],
+            n_workers,
             initializer=_init_pool_worker,
             initargs=(key.reveal(), params.model_dump_json()),
-        ) as pool:
-            pending: dict[Future[DescribedBatch], int] = {}
-            next_k = 0
-            window = 2 * n_workers  # bounded in-flight tasks: bounded memory
-            while next_k < len(bounds) or pending:
-                while next_k < len(bounds) and len(pending) < window:
-                    s, e = bounds[next_k]
-                    fut = pool.submit(_pool_task, items[s:e], with_graphs, with_folds)
-                    pending[fut] = next_k
-                    next_k += 1
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    k = pending.pop(fut)
-                    res = results[k] = fut.result()
-                    if progress is not None:
-                        progress(len(res.row_ids) + len(res.rejections))
-    final = [r for r in results if r is not None]
-    return merge_batches(final, [s for s, _ in bounds[: len(final)]])
+            on_done=done,
+        )
+    return merge_batches(results, [s for s, _ in bounds])
+
+
+# -- in a pool worker (pharmafl.chem.pool runs these) -------------------------------------------
+
+_POOL_STATE: dict[str, Any] = {}
+
+
+def _init_pool_worker(key_bytes: bytes, params_json: str) -> None:
+    params = ConsortiumParameters.model_validate_json(params_json)
+    key = ConsortiumKey(key_bytes)
+    _POOL_STATE["params"] = params
+    _POOL_STATE["key"] = key
+    _worker_for(params, key)  # build the permutation once per process
+
+
+def _pool_task(smiles: list[Any], with_graphs: bool, with_folds: bool) -> DescribedBatch:
+    return describe_chunk(
+        smiles,
+        _POOL_STATE["params"],
+        _POOL_STATE["key"],
+        with_graphs=with_graphs,
+        with_folds=with_folds,
+    )
 
 
 __all__ = [
     "REJECTION_COLUMNS",
     "DescribedBatch",
-    "chunk_bounds",
     "describe_chunk",
     "describe_structures",
     "merge_batches",
-    "prestart_workers",
 ]
