@@ -13,6 +13,12 @@ from pharmafl.chem.batch import (
     describe_structures,
     merge_batches,
 )
+from pharmafl.chem.consistency import (
+    REFERENCE_SET,
+    ReferenceMolecule,
+    consistency_components,
+    consistency_hash,
+)
 from pharmafl.chem.errors import REASON_CODES, MoleculeRejectedError
 from pharmafl.chem.fingerprints import morgan_bits
 from pharmafl.chem.graphs import (
@@ -26,12 +32,6 @@ from pharmafl.chem.graphs import (
     mol_to_graph,
 )
 from pharmafl.chem.pool import chunk_bounds, prestart_workers
-from pharmafl.chem.reference import (
-    REFERENCE_SET,
-    ReferenceMolecule,
-    consistency_components,
-    consistency_hash,
-)
 from pharmafl.chem.scaffolds import (
     ACYCLIC_FOLD_TEXT,
     FoldAssigner,

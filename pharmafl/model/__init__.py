@@ -44,7 +44,6 @@ from pharmafl.model.config import (
     TrunkConfig,
 )
 from pharmafl.model.data import PREPARED_FILES, PreparedData, load_prepared, load_sparsechem
-from pharmafl.model.evaluate import Predictions, evaluate_predictions, predict_rows
 from pharmafl.model.heads import HeadOutput, TaskHead, censored_mse_loss, classification_loss
 from pharmafl.model.hyperparameters import ModelHyperparameters
 from pharmafl.model.multitask import (
@@ -82,6 +81,7 @@ from pharmafl.model.pooled import (
     train_pooled,
 )
 from pharmafl.model.predict import PredictResult, predict_structures, read_structures
+from pharmafl.model.scoring import Predictions, evaluate_predictions, predict_rows
 from pharmafl.model.sparse_linear import SparseLinear
 from pharmafl.model.synthetic import synthetic_x, write_synthetic_prepared
 from pharmafl.model.training import (

@@ -33,8 +33,8 @@ from pharmafl.layout import PartnerLayout
 from pharmafl.model.baseline import LOCAL_MODEL_DIR
 from pharmafl.model.batching import GraphInputBatcher, SparseInputBatcher
 from pharmafl.model.config import SparseTrunkConfig
-from pharmafl.model.evaluate import predict_rows
 from pharmafl.model.persist import load_model_dir
+from pharmafl.model.scoring import predict_rows
 
 log = logging.getLogger(__name__)
 

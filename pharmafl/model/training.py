@@ -39,10 +39,10 @@ from pharmafl.model.batching import (
 )
 from pharmafl.model.config import ModelConfig, SparseTrunkConfig, TrainConfig
 from pharmafl.model.data import PreparedData
-from pharmafl.model.evaluate import Predictions, evaluate_predictions, predict_rows
 from pharmafl.model.heads import HeadOutput, censored_mse_loss, classification_loss
 from pharmafl.model.multitask import TRUNK_PREFIX, MultiTaskModel, export_trunk, import_trunk
 from pharmafl.model.optim import build_optimizer, learning_rate, set_learning_rate
+from pharmafl.model.scoring import Predictions, evaluate_predictions, predict_rows
 from pharmafl.model.trunks import GraphTrunk, SparseInputTrunk
 
 log = logging.getLogger(__name__)

@@ -34,6 +34,7 @@ from pharmafl.secure.identity import (
     write_identity,
     write_roster,
 )
+from pharmafl.secure.local_round import SimulationResult, run_secagg_round
 from pharmafl.secure.masking import apply_masks, expand_mask, pair_mask_key, self_mask_key
 from pharmafl.secure.messages import (
     AdvertisePayload,
@@ -50,7 +51,6 @@ from pharmafl.secure.messages import (
 )
 from pharmafl.secure.quantize import QuantizationConfig, dequantize, fedavg_mean, quantize
 from pharmafl.secure.server import SERVER_STAGES, AggregateResult, SecAggServer, ServerStats
-from pharmafl.secure.simulate import SimulationResult, run_secagg_round
 from pharmafl.secure.store import ExchangeStore
 
 #: Schema file stem → model, for every document that crosses a party boundary.
