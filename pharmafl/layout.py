@@ -64,8 +64,9 @@ def _child(root: Path, *names: str) -> Path:
 
 
 @dataclass(frozen=True)
-class OperatorLayout:
-    """The operator's folder: identity, roster, consortium parameters, runs and ledger."""
+class _PartyLayout:
+    """What every party's folder holds: its signing identity, the roster and the consortium
+    parameters."""
 
     root: Path
 
@@ -80,6 +81,11 @@ class OperatorLayout:
     @property
     def consortium(self) -> Path:
         return _child(self.root, CONSORTIUM_FILE)
+
+
+@dataclass(frozen=True)
+class OperatorLayout(_PartyLayout):
+    """The operator's folder: identity, roster, consortium parameters, runs and ledger."""
 
     @property
     def initial_trunk(self) -> Path:
@@ -124,30 +130,16 @@ class OperatorLayout:
 
 
 @dataclass(frozen=True)
-class PartnerLayout:
+class PartnerLayout(_PartyLayout):
     """One partner's folder: its exports and key, prepared data, models and identity."""
-
-    root: Path
 
     @property
     def name(self) -> str:
         return self.root.name
 
     @property
-    def identity(self) -> Path:
-        return _child(self.root, IDENTITY_DIR)
-
-    @property
-    def roster(self) -> Path:
-        return _child(self.root, ROSTER_FILE)
-
-    @property
     def roster_pin(self) -> Path:
         return _child(self.root, ROSTER_PIN_FILE)
-
-    @property
-    def consortium(self) -> Path:
-        return _child(self.root, CONSORTIUM_FILE)
 
     @property
     def key(self) -> Path:

@@ -18,10 +18,10 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pharmafl.common.errors import AccountingError
-from pharmafl.common.io import atomic_write_text
+from pharmafl.common.io import atomic_write_text, read_model
 
 logger = logging.getLogger(__name__)
 
@@ -69,19 +69,13 @@ def _players(players: Iterable[str]) -> tuple[str, ...]:
 
 
 def _read_cache(path: Path) -> UtilityCache:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise AccountingError("utility cache not found.", file=path) from None
-    try:
-        return UtilityCache.model_validate_json(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise AccountingError(
-            f"utility cache is invalid at {'.'.join(map(str, first['loc']))}: {first['msg']}.",
-            file=path,
-            fix="delete it to start the contribution study afresh.",
-        ) from None
+    return read_model(
+        path,
+        UtilityCache,
+        what="utility cache",
+        error=AccountingError,
+        fix="delete it to start the contribution study afresh.",
+    )
 
 
 class CachedUtility:

@@ -14,7 +14,13 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from pharmafl.common.errors import PharmaFLError
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -104,6 +110,25 @@ def atomic_directory(dest: str | Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def read_model(
+    path: str | Path, model: type[_M], *, what: str, error: type[PharmaFLError], fix: str
+) -> _M:
+    """Read a JSON document as ``model``; a missing or invalid file raises ``error`` naming
+    the file, the first invalid field and ``fix``."""
+    p = Path(path)
+    try:
+        return model.model_validate_json(p.read_bytes())
+    except FileNotFoundError:
+        raise error(f"{what} not found.", file=p) from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise error(
+            f"{what} is invalid at {'.'.join(map(str, first['loc']))}: {first['msg']}.",
+            file=p,
+            fix=fix,
+        ) from None
+
+
 __all__ = [
     "atomic_directory",
     "atomic_path",
@@ -111,6 +136,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "canonical_json",
+    "read_model",
     "sha256_bytes",
     "sha256_file",
 ]

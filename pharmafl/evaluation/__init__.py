@@ -64,11 +64,7 @@ from pharmafl.evaluation.tasks import (
 )
 
 #: Shared documents of this stage (schema file stem → model).
-SCHEMA_MODELS: dict[str, type[BaseModel]] = {
-    "benefit_summary": BenefitSummary,
-    "model_metrics": MetricsReport,
-    "pooled_metrics": PooledReport,
-}
+SCHEMA_MODELS: dict[str, type[BaseModel]] = {"benefit_summary": BenefitSummary}
 
 __all__ = [
     "BOOTSTRAP_RESAMPLES",

@@ -18,7 +18,13 @@ from pydantic import BaseModel
 
 from pharmafl.ledger.chain import LEDGER_FILENAME, Ledger, read_entries
 from pharmafl.ledger.display import describe_payload, ledger_table
-from pharmafl.ledger.entry import GENESIS_HASH, LEDGER_DOMAIN, LedgerEntry, payload_digest
+from pharmafl.ledger.entry import (
+    GENESIS_HASH,
+    LEDGER_DOMAIN,
+    LedgerEntry,
+    payload_digest,
+    run_entries,
+)
 from pharmafl.ledger.events import (
     DEFAULT_RUN_ID,
     PAYLOAD_MODELS,
@@ -85,6 +91,7 @@ __all__ = [
     "payload_digest",
     "read_entries",
     "reproduction_record",
+    "run_entries",
     "validate_payload",
     "verify_ledger",
 ]

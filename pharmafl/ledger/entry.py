@@ -11,13 +11,14 @@ computer forensics", ACM TISSEC 2(2), 1999, with public-key signatures per entry
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 from pharmafl.common.io import canonical_json, sha256_bytes
-from pharmafl.ledger.events import HEX64, LedgerEvent
+from pharmafl.ledger.events import DEFAULT_RUN_ID, HEX64, LedgerEvent
 from pharmafl.secure.identity import PARTY_ID_PATTERN
 
 #: ``prev_hash`` of the first entry.
@@ -80,4 +81,10 @@ class LedgerEntry(BaseModel):
         return canonical_json(self.model_dump(mode="json"))
 
 
-__all__ = ["GENESIS_HASH", "LEDGER_DOMAIN", "LedgerEntry", "payload_digest"]
+def run_entries(entries: Sequence[LedgerEntry], run_id: str) -> Iterator[LedgerEntry]:
+    """The entries of one training run, in ledger order (an entry without a run id belongs
+    to the main run)."""
+    return (e for e in entries if e.payload.get("run_id", DEFAULT_RUN_ID) == run_id)
+
+
+__all__ = ["GENESIS_HASH", "LEDGER_DOMAIN", "LedgerEntry", "payload_digest", "run_entries"]

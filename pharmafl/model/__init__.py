@@ -98,6 +98,8 @@ from pharmafl.model.trunks import TRUNKS, GraphTrunk, SparseInputTrunk, build_tr
 SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "model_config": ModelConfig,
     "model_hyperparameters": ModelHyperparameters,
+    "model_metrics": MetricsReport,
+    "pooled_metrics": PooledReport,
     "train_config": TrainConfig,
 }
 

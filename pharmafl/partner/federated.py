@@ -70,7 +70,7 @@ from pharmafl.secure import (
     Roster,
     SecAggClient,
     fetch,
-    load_identity,
+    load_identity_dir,
     load_roster,
     publish,
 )
@@ -100,13 +100,10 @@ class PartnerIdentity:
 def load_partner_identity(partner_dir: str | Path) -> PartnerIdentity:
     """Load ``identity/<name>.key.json``, ``roster.json`` and the pinned fingerprint."""
     layout = PartnerLayout(Path(partner_dir))
-    keys = sorted(layout.identity.glob("*.key.json"))
-    if len(keys) != 1:
-        raise FederationError(
-            f"expected one signing key in {layout.identity.name}/, found {len(keys)}.",
-            file=layout.identity,
-            fix="create it with `pharmafl keys generate --out PARTNER_DIR/identity --id NAME`.",
-        )
+    identity = load_identity_dir(
+        layout.identity,
+        fix="create it with `pharmafl keys generate --out PARTNER_DIR/identity --id NAME`.",
+    )
     pin_file = layout.roster_pin
     if not pin_file.is_file():
         raise FederationError(
@@ -116,7 +113,7 @@ def load_partner_identity(partner_dir: str | Path) -> PartnerIdentity:
         )
     pin = pin_file.read_text(encoding="utf-8").strip()
     roster = load_roster(layout.roster, pin)
-    return PartnerIdentity(layout.root, load_identity(keys[0]), roster, pin)
+    return PartnerIdentity(layout.root, identity, roster, pin)
 
 
 def _train_config(spec: TrainSpec, partner: str) -> TrainConfig:

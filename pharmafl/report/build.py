@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from pharmafl.accounting import ContributionResult
 from pharmafl.common.errors import AccountingError
+from pharmafl.common.io import read_model
 from pharmafl.evaluation.documents import PooledReport
 from pharmafl.layout import MAIN_RUN_ID, METRICS_FILE, ConsortiumLayout
 from pharmafl.ledger import LedgerEntry, VerificationResult, read_entries, verify_ledger
@@ -55,17 +56,15 @@ class ReportFiles:
 
 def _optional(path: Path, model: type[_M]) -> _M | None:
     """An optional document: None when absent, an error naming the file when invalid."""
-    try:
-        return model.model_validate_json(path.read_bytes())
-    except FileNotFoundError:
+    if not path.is_file():
         return None
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise AccountingError(
-            f"{model.__name__} is invalid at {'.'.join(map(str, first['loc']))}: {first['msg']}.",
-            file=path,
-            fix="rerun the step that wrote it, or remove the file to leave it out of the report.",
-        ) from None
+    return read_model(
+        path,
+        model,
+        what=model.__name__,
+        error=AccountingError,
+        fix="rerun the step that wrote it, or remove the file to leave it out of the report.",
+    )
 
 
 def _ledger(layout: ConsortiumLayout) -> tuple[list[LedgerEntry], VerificationResult]:

@@ -20,6 +20,7 @@ from pharmafl.ledger import (
     TrainingFinishedPayload,
     TrainingStartedPayload,
     UpdateSubmittedPayload,
+    run_entries,
 )
 from pharmafl.report.models import Participation
 
@@ -59,9 +60,7 @@ def _rounds_by_partner(
     """Partner → rounds it submitted an update in, and rounds it dropped out of."""
     submitted: dict[str, set[int]] = {}
     dropped: dict[str, set[int]] = {}
-    for e in entries:
-        if e.payload.get("run_id", DEFAULT_RUN_ID) != run_id:
-            continue
+    for e in run_entries(entries, run_id):
         if e.event is LedgerEvent.UPDATE_SUBMITTED:
             up = UpdateSubmittedPayload.model_validate(e.payload)
             submitted.setdefault(up.partner, set()).add(up.round)

@@ -19,7 +19,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from pharmafl import __version__
 from pharmafl.accounting import ContributionResult
 from pharmafl.evaluation import BenefitSummary
-from pharmafl.ledger import LedgerEntry, VerificationResult
+from pharmafl.ledger import LedgerEntry, VerificationResult, run_entries
 from pharmafl.ledger.events import (
     DEFAULT_RUN_ID,
     HEX64,
@@ -208,9 +208,7 @@ def learning_curves_from_ledger(
     """
     by_round: dict[int, dict[str, dict[str, float]]] = {}
     dropped: dict[int, set[str]] = {}
-    for e in entries:
-        if e.payload.get("run_id", DEFAULT_RUN_ID) != run_id:
-            continue
+    for e in run_entries(entries, run_id):
         if e.event is LedgerEvent.EVALUATION_REPORTED:
             rep = EvaluationReportedPayload.model_validate(e.payload)
             if rep.round is None or rep.split != "valid":

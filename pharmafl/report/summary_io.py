@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from pharmafl.common.errors import AccountingError
-from pharmafl.common.io import atomic_write_text
+from pharmafl.common.io import atomic_write_text, read_model
 from pharmafl.layout import SUMMARY_FILE
 from pharmafl.report.models import ConsortiumSummary
 
@@ -33,17 +31,13 @@ def load_summary(path: str | Path) -> ConsortiumSummary:
     p = Path(path)
     if p.is_dir():
         p = p / SUMMARY_FILENAME
-    try:
-        return ConsortiumSummary.model_validate_json(p.read_bytes())
-    except FileNotFoundError:
-        raise AccountingError("summary not found.", file=p) from None
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise AccountingError(
-            f"summary is invalid at {'.'.join(map(str, first['loc']))}: {first['msg']}.",
-            file=p,
-            fix="compare with schemas/consortium_summary.schema.json.",
-        ) from None
+    return read_model(
+        p,
+        ConsortiumSummary,
+        what="summary",
+        error=AccountingError,
+        fix="compare with schemas/consortium_summary.schema.json.",
+    )
 
 
 __all__ = ["SUMMARY_FILENAME", "load_summary", "write_summary"]

@@ -19,8 +19,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pharmafl.common import crypto
-from pharmafl.common.errors import KeyFileError, SecureAggregationError
-from pharmafl.common.io import atomic_write_bytes, atomic_write_text, canonical_json, sha256_bytes
+from pharmafl.common.errors import FederationError, KeyFileError, SecureAggregationError
+from pharmafl.common.io import (
+    atomic_write_bytes,
+    atomic_write_text,
+    canonical_json,
+    read_model,
+    sha256_bytes,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +157,25 @@ def generate_identity(out_dir: str | Path, party_id: str, role: Role = "partner"
         ) from None
     write_identity(identity, out_dir)
     return identity
+
+
+def load_identity_dir(folder: str | Path, *, fix: str) -> Identity:
+    """Load the one private identity (``*.key.json``) of a party's ``identity/`` folder.
+
+    Raises
+    ------
+    FederationError
+        The folder holds no key file or several (``fix`` says how to create one).
+    KeyFileError
+        The key file is readable by others or malformed.
+    """
+    d = Path(folder)
+    keys = sorted(d.glob("*.key.json"))
+    if len(keys) != 1:
+        raise FederationError(
+            f"expected one signing key in {d.name}/, found {len(keys)}.", file=d, fix=fix
+        )
+    return load_identity(keys[0])
 
 
 def load_identity(path: str | Path) -> Identity:
@@ -353,18 +378,13 @@ def create_roster_file(
 
 def load_roster(path: str | Path, pinned_fingerprint: str | None = None) -> Roster:
     """Load and verify a roster file (see :meth:`Roster.verify`)."""
-    p = Path(path)
-    try:
-        roster = Roster.model_validate_json(p.read_bytes())
-    except FileNotFoundError:
-        raise SecureAggregationError("roster file not found.", file=p) from None
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise SecureAggregationError(
-            f"roster is invalid at {'.'.join(map(str, first['loc']))}: {first['msg']}.",
-            file=p,
-            fix="compare with schemas/roster.schema.json.",
-        ) from None
+    roster = read_model(
+        path,
+        Roster,
+        what="roster",
+        error=SecureAggregationError,
+        fix="compare with schemas/roster.schema.json.",
+    )
     return roster.verify(pinned_fingerprint)
 
 
@@ -378,6 +398,7 @@ __all__ = [
     "create_roster_file",
     "generate_identity",
     "load_identity",
+    "load_identity_dir",
     "load_public_identity",
     "load_roster",
     "private_key_path",

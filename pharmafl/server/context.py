@@ -13,7 +13,7 @@ from pharmafl.common.params import load_consortium_parameters
 from pharmafl.contract import FederationPlan
 from pharmafl.layout import OperatorLayout
 from pharmafl.ledger import Ledger, event_of
-from pharmafl.secure import ExchangeStore, Identity, Roster, load_identity, load_roster
+from pharmafl.secure import ExchangeStore, Identity, Roster, load_identity_dir, load_roster
 
 
 @dataclass
@@ -37,17 +37,6 @@ class OperatorContext:
     def record(self, payload: BaseModel) -> None:
         """Sign and append one ledger entry (its event is the payload model's)."""
         self.ledger.append(self.identity.id, self.identity, event_of(payload), payload)
-
-
-def _operator_identity(layout: OperatorLayout) -> Identity:
-    keys = sorted(layout.identity.glob("*.key.json"))
-    if len(keys) != 1:
-        raise FederationError(
-            f"expected one operator signing key in identity/, found {len(keys)}.",
-            file=layout.identity,
-            fix="run `pharmafl keys generate --role operator` there.",
-        )
-    return load_identity(keys[0])
 
 
 def _run_plan(layout: OperatorLayout, run_id: str | None) -> FederationPlan:
@@ -74,7 +63,9 @@ def load_operator(
     plan's participants are checked against the roster.
     """
     layout = OperatorLayout(Path(operator_dir))
-    identity = _operator_identity(layout)
+    identity = load_identity_dir(
+        layout.identity, fix="run `pharmafl keys generate --role operator` there."
+    )
     roster = load_roster(layout.roster)
     if roster.operator != identity.id:
         raise FederationError("the roster was signed by another operator.", file=layout.root)

@@ -47,11 +47,16 @@ from pharmafl.ledger import (
     TrainingFinishedPayload,
     TrainingStartedPayload,
 )
-from pharmafl.secure import collect
 from pharmafl.server.context import OperatorContext, load_operator
 from pharmafl.server.launcher import Launcher
 from pharmafl.server.optimizers import ServerOptimizer, make_server_optimizer
-from pharmafl.server.rounds import mean_auc_pr, publish_round, secure_round, shared_validation
+from pharmafl.server.rounds import (
+    mean_auc_pr,
+    partner_reports,
+    publish_round,
+    secure_round,
+    shared_validation,
+)
 from pharmafl.server.runs import RoundResult, TrainingState
 
 log = logging.getLogger(__name__)
@@ -137,7 +142,7 @@ def _initial_trunk(ctx: OperatorContext) -> dict[str, np.ndarray]:
 def run_round(run: _Run, launcher: Launcher, poll_s: float) -> RoundResult:
     """Round ``state.next_round``: secure aggregation, server step, ledger, checkpoint."""
     ctx, state, index = run.ctx, run.state, run.state.next_round
-    done = secure_round(ctx, launcher, run.trunk_bytes, index, run.layout.size, poll_s)
+    done = secure_round(ctx, launcher, run.trunk_bytes, index, size=run.layout.size, poll_s=poll_s)
     run.dropped[index] = list(done.result.dropped)
     old = flatten_trunk(state.trunk, run.layout)
     new = run.optimizer.step(old, done.result.mean).astype(np.float32)
@@ -275,15 +280,7 @@ def _utility_reports(
     ctx: OperatorContext, spec: TrainSpec
 ) -> tuple[dict[str, PartnerUtilityReport], dict[str, str]]:
     """The participants' signed one-scalar reports of a final evaluation (and their hashes)."""
-    envs = collect(
-        ctx.store,
-        ctx.roster,
-        me=ctx.identity.id,
-        round_id=spec.round_id,
-        kind="partner_report",
-        senders=spec.participants,
-        recipient=ctx.identity.id,
-    )
+    envs = partner_reports(ctx, spec)
     reports: dict[str, PartnerUtilityReport] = {}
     hashes: dict[str, str] = {}
     for partner, env in sorted(envs.items()):

@@ -25,7 +25,7 @@ from pharmafl.ledger import (
     RoundStartedPayload,
     UpdateSubmittedPayload,
 )
-from pharmafl.secure import BROADCAST, AggregateResult, SecAggServer, collect, publish
+from pharmafl.secure import BROADCAST, AggregateResult, Envelope, SecAggServer, collect, publish
 from pharmafl.server.context import OperatorContext
 from pharmafl.server.launcher import Launcher
 
@@ -99,25 +99,11 @@ def drive_secagg(server: SecAggServer, launcher: Launcher, timeout_s: float, pol
 
 
 def _attempt(
-    ctx: OperatorContext,
-    launcher: Launcher,
-    trunk_bytes: bytes,
-    index: int,
-    size: int,
-    poll_s: float,
+    ctx: OperatorContext, launcher: Launcher, spec: TrainSpec, size: int, poll_s: float
 ) -> SecureRound | None:
-    """One attempt of round ``index``; None when it aborted (recorded on the ledger)."""
-    plan = ctx.plan
-    spec = publish_round(ctx, trunk_bytes, index, previous_completed=index > 0, final=False)
-    ctx.record(
-        RoundStartedPayload(
-            run_id=plan.run_id,
-            round=index,
-            global_trunk_hash=spec.global_trunk_sha256,
-            participants=list(spec.participants),
-            round_spec_hash=sha256_bytes(spec.model_dump_json().encode()),
-        )
-    )
+    """Start every participant of a published round and drive its secure aggregation; None
+    when it aborted (recorded on the ledger)."""
+    plan, index = ctx.plan, spec.round_index
     for p in spec.participants:
         launcher.start(p, spec.round_id, final=False)
     server = SecAggServer(
@@ -152,11 +138,12 @@ def secure_round(
     launcher: Launcher,
     trunk_bytes: bytes,
     index: int,
+    *,
     size: int,
     poll_s: float,
 ) -> SecureRound:
-    """Round ``index`` until an attempt completes (at most ``max_round_attempts``); its
-    contributions and dropouts are on the ledger.
+    """Round ``index`` until an attempt completes (at most ``max_round_attempts``), each
+    attempt under a fresh round id; its contributions and dropouts are on the ledger.
 
     Raises
     ------
@@ -164,7 +151,17 @@ def secure_round(
         Every attempt aborted.
     """
     for _ in range(ctx.plan.max_round_attempts):
-        done = _attempt(ctx, launcher, trunk_bytes, index, size, poll_s)
+        spec = publish_round(ctx, trunk_bytes, index, previous_completed=index > 0, final=False)
+        ctx.record(
+            RoundStartedPayload(
+                run_id=ctx.plan.run_id,
+                round=index,
+                global_trunk_hash=spec.global_trunk_sha256,
+                participants=list(spec.participants),
+                round_spec_hash=sha256_bytes(spec.model_dump_json().encode()),
+            )
+        )
+        done = _attempt(ctx, launcher, spec, size, poll_s)
         if done is not None:
             _record_participation(ctx, done)
             return done
@@ -210,9 +207,9 @@ def _drop_reason(detail: str | None, partner: str, index: int) -> str:
     return detail.split(":", 1)[0].strip()[:100]
 
 
-def shared_validation(ctx: OperatorContext, spec: TrainSpec) -> dict[str, dict[str, float]]:
-    """The validation scalars each participant signed after the round (also to the ledger)."""
-    reports = collect(
+def partner_reports(ctx: OperatorContext, spec: TrainSpec) -> dict[str, Envelope]:
+    """The signed reports the participants of ``spec``'s round sent the operator."""
+    return collect(
         ctx.store,
         ctx.roster,
         me=ctx.identity.id,
@@ -221,8 +218,12 @@ def shared_validation(ctx: OperatorContext, spec: TrainSpec) -> dict[str, dict[s
         senders=spec.participants,
         recipient=ctx.identity.id,
     )
+
+
+def shared_validation(ctx: OperatorContext, spec: TrainSpec) -> dict[str, dict[str, float]]:
+    """The validation scalars each participant signed after the round (also to the ledger)."""
     validation: dict[str, dict[str, float]] = {}
-    for partner, env in sorted(reports.items()):
+    for partner, env in sorted(partner_reports(ctx, spec).items()):
         rep = PartnerRoundReport.model_validate_json(env.payload)
         validation[partner] = rep.validation
         if rep.validation:
@@ -250,6 +251,7 @@ __all__ = [
     "drive_secagg",
     "fresh_attempt",
     "mean_auc_pr",
+    "partner_reports",
     "publish_round",
     "secure_round",
     "shared_validation",

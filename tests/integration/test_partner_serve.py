@@ -193,11 +193,14 @@ def test_launcher_counts_unstartable_and_unclaimed_partners_as_failed(
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.launchers import DeploymentLauncher
+    from flows.partner_round import partner_round_flow
     from pharmafl.partner.serve import PartnerServeConfig, deploy_partner_round
 
     url = module_prefect_server.url
     pdir = _partners(tmp_path, ("echo", "foxtrot"))["echo"]
-    deploy_partner_round(PartnerServeConfig(partner_dir=pdir, pool="pool-echo", api_url=url))
+    deploy_partner_round(
+        PartnerServeConfig(partner_dir=pdir, pool="pool-echo", api_url=url), partner_round_flow
+    )
     with temporary_settings(updates={PREFECT_API_URL: url}):
         launcher = DeploymentLauncher("/tmp/exchange", timeout_s=5.0, poll_s=0.2)
         launcher.start("echo", "run-r0000-a0", final=False)
