@@ -88,6 +88,11 @@ class EnvelopeRejectedError(SecureAggregationError):
     """A message envelope was rejected (signature, round, sender, replay, duplicate)."""
 
 
+class AggregateCheckError(SecureAggregationError):
+    """The decoded aggregate breaks the protocol's bounds: some partner sent values outside
+    them. The aggregate is not applied, and the round is not retried."""
+
+
 class FederationError(PharmaFLError):
     """A federated training round could not be orchestrated."""
 
@@ -98,6 +103,7 @@ class LedgerError(PharmaFLError):
 
 __all__ = [
     "AccountingError",
+    "AggregateCheckError",
     "ChemistryError",
     "ConfigError",
     "ConsistencyError",

@@ -200,6 +200,36 @@ def dequantize(
     return weighted, int(ring[-1])
 
 
+def aggregate_violation(
+    total: np.ndarray, config: QuantizationConfig, n_partners: int, n_survivors: int
+) -> str | None:
+    """Why a ring sum of ``n_survivors`` honest encodings cannot be ``total``, or None.
+
+    Honest partners encode each entry within ±(C·scale + ½) and a count in 1..W, so the sum
+    of s survivors lies within ±s·(C·scale + ½) per entry and its count within s..s·W. A
+    partner that sends anything else (a count that makes Σ n_u tiny and multiplies the mean,
+    entries near 2^(b−1) that wrap) moves the sum outside these bounds unless other entries
+    cancel it exactly; values inside the bounds cannot be told apart from honest ones (no
+    per-partner range proofs).
+    """
+    ring = np.ascontiguousarray(total, dtype=config.dtype)
+    signed = ring.view(config.signed_dtype)
+    count = int(signed[-1])
+    if not n_survivors <= count <= n_survivors * config.max_examples:
+        return (
+            f"the total example count {count} is outside {n_survivors}..{n_survivors} × "
+            f"max_examples for {n_survivors} contributors"
+        )
+    bound = math.floor(n_survivors * (config.clip * config.scale(n_partners) + 0.5))
+    entries = signed[:-1]
+    if entries.size and (int(entries.max()) > bound or int(entries.min()) < -bound):
+        return (
+            f"an aggregate entry is outside ±{n_survivors} × clip ({config.clip}) for "
+            f"{n_survivors} contributors"
+        )
+    return None
+
+
 def fedavg_mean(
     weighted_sum: np.ndarray, total_examples: int, config: QuantizationConfig
 ) -> np.ndarray:
@@ -209,4 +239,10 @@ def fedavg_mean(
     return weighted_sum * (config.max_examples / total_examples)
 
 
-__all__ = ["QuantizationConfig", "dequantize", "fedavg_mean", "quantize"]
+__all__ = [
+    "QuantizationConfig",
+    "aggregate_violation",
+    "dequantize",
+    "fedavg_mean",
+    "quantize",
+]

@@ -22,7 +22,11 @@ import numpy as np
 from pydantic import ValidationError
 
 from pharmafl.common import crypto
-from pharmafl.common.errors import EnvelopeRejectedError, SecureAggregationError
+from pharmafl.common.errors import (
+    AggregateCheckError,
+    EnvelopeRejectedError,
+    SecureAggregationError,
+)
 from pharmafl.secure import masking, shamir
 from pharmafl.secure._timing import StageStats, now
 from pharmafl.secure.dp import DPConfig
@@ -41,7 +45,7 @@ from pharmafl.secure.messages import (
     aead_context,
     default_threshold,
 )
-from pharmafl.secure.quantize import QuantizationConfig, dequantize
+from pharmafl.secure.quantize import QuantizationConfig, aggregate_violation, dequantize
 from pharmafl.secure.store import ExchangeStore
 
 logger = logging.getLogger(__name__)
@@ -410,6 +414,17 @@ class SecAggServer:
         self.stats.mask_bytes += nbytes
         q = self.spec.quantization
         n = len(self.spec.partners)
+        violation = aggregate_violation(self._acc, q, n, len(self.u3))
+        if violation is not None:
+            self.stage = "aborted"
+            self._acc = np.zeros(0, dtype=self._acc.dtype)
+            logger.error("round %s: aggregate check failed: %s", rid, violation)
+            raise AggregateCheckError(
+                f"round {rid}: aggregate check failed: {violation}.",
+                fix="a partner sent values outside the protocol's bounds; the aggregate is "
+                "not applied. Find the partner (its own logs, a round without it) before "
+                "resuming.",
+            )
         mean, total_examples = dequantize(self._acc, q, n)
         self._acc = np.zeros(0, dtype=self._acc.dtype)
         if total_examples <= 0:

@@ -51,6 +51,7 @@ from pharmafl.server.context import OperatorContext, load_operator
 from pharmafl.server.launcher import Launcher
 from pharmafl.server.optimizers import ServerOptimizer, make_server_optimizer
 from pharmafl.server.rounds import (
+    check_reported_examples,
     mean_auc_pr,
     partner_reports,
     publish_round,
@@ -143,6 +144,7 @@ def run_round(run: _Run, launcher: Launcher, poll_s: float) -> RoundResult:
     """Round ``state.next_round``: secure aggregation, server step, ledger, checkpoint."""
     ctx, state, index = run.ctx, run.state, run.state.next_round
     done = secure_round(ctx, launcher, run.trunk_bytes, index, size=run.layout.size, poll_s=poll_s)
+    check_reported_examples(ctx, done)
     run.dropped[index] = list(done.result.dropped)
     old = flatten_trunk(state.trunk, run.layout)
     new = run.optimizer.step(old, done.result.mean).astype(np.float32)

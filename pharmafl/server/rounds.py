@@ -12,10 +12,11 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from typing import NoReturn
 
 import numpy as np
 
-from pharmafl.common.errors import FederationError, SecureAggregationError
+from pharmafl.common.errors import AggregateCheckError, FederationError, SecureAggregationError
 from pharmafl.common.io import sha256_bytes
 from pharmafl.contract import FederationPlan, PartnerRoundReport, TrainSpec, format_round_id
 from pharmafl.ledger import (
@@ -118,6 +119,8 @@ def _attempt(
     )
     try:
         drive_secagg(server, launcher, plan.stage_timeout_s, poll_s)
+    except AggregateCheckError as exc:
+        _refuse_aggregate(ctx, launcher, spec, exc.message)
     except SecureAggregationError as exc:
         failures = launcher.finish(plan.stage_timeout_s)
         survivors = sorted(set(spec.participants) - set(failures))
@@ -131,6 +134,71 @@ def _attempt(
     failures = launcher.finish(plan.stage_timeout_s)
     assert server.result is not None
     return SecureRound(spec, server.result, failures)
+
+
+def _refuse_aggregate(
+    ctx: OperatorContext, launcher: Launcher, spec: TrainSpec, reason: str
+) -> NoReturn:
+    """A decoded aggregate outside the protocol's bounds: record the round as aborted and stop.
+
+    Never retried: the operator has seen this aggregate, and partners would contribute their
+    updates again to a second one (two aggregates of nearly the same partners difference into
+    one update).
+    """
+    launcher.finish(ctx.plan.stage_timeout_s)
+    ctx.record(
+        RoundAbortedPayload(
+            run_id=ctx.plan.run_id,
+            round=spec.round_index,
+            reason=reason[:500],
+            survivors=[],
+        )
+    )
+    raise FederationError(
+        f"round {spec.round_index}: {reason}",
+        fix="a partner sent an update outside the protocol's bounds; the aggregate was not "
+        "applied. Find it (partners' own logs) and exclude it before resuming.",
+    )
+
+
+def check_reported_examples(ctx: OperatorContext, done: SecureRound) -> None:
+    """The decoded total example count must equal the sum the contributors signed in their
+    round reports (each report names the partner's own count in clear).
+
+    Raises
+    ------
+    FederationError
+        The counts differ (the round is recorded as aborted); checked only when every
+        contributor's report is there and well formed.
+    """
+    reported = 0
+    envs = partner_reports(ctx, done.spec)
+    for partner in done.result.report.survivors:
+        env = envs.get(partner)
+        try:
+            rep = None if env is None else PartnerRoundReport.model_validate_json(env.payload)
+        except ValueError:
+            rep = None
+        if rep is None:
+            return
+        reported += rep.examples
+    total = done.result.report.total_examples
+    if reported != total:
+        reason = (
+            f"aggregate check failed: the aggregate counts {total} examples, the contributors "
+            f"reported {reported}"
+        )
+        log.error("round %d: %s", done.spec.round_index, reason)
+        ctx.record(
+            RoundAbortedPayload(
+                run_id=ctx.plan.run_id, round=done.spec.round_index, reason=reason, survivors=[]
+            )
+        )
+        raise FederationError(
+            f"round {done.spec.round_index}: {reason}.",
+            fix="a partner encoded another example count than it reported; the aggregate was "
+            "not applied. Find it (partners' own logs) and exclude it before resuming.",
+        )
 
 
 def secure_round(
@@ -248,6 +316,7 @@ def mean_auc_pr(validation: dict[str, dict[str, float]]) -> float:
 
 __all__ = [
     "SecureRound",
+    "check_reported_examples",
     "drive_secagg",
     "fresh_attempt",
     "mean_auc_pr",

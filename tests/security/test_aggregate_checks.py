@@ -1,0 +1,169 @@
+"""Attack: one malicious partner silently corrupts the sum (issue 12, finding 7).
+
+Clamping runs on the sender's side only, so a partner that skips it can (a) set its count
+entry so that Σ n_u = 1, multiplying the FedAvg mean by the true total weight, or (b) send
+entries near 2^31 that wrap the ring. Before the checks both rounds "succeeded" and the round
+report showed nothing. Now the operator checks the decoded aggregate (count within s..s·W,
+every entry within ±s·(C·scale + ½) for s contributors) and the decoded count against the
+counts the contributors signed in their round reports; a violation aborts the round with a
+named reason, and the aggregate is never applied.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import pharmafl.secure.client as client_module
+from pharmafl.common.errors import AggregateCheckError, FederationError
+from pharmafl.secure import QuantizationConfig, run_secagg_round
+
+PARTNERS = ("alpha", "bravo", "charlie", "delta")
+COUNTS = {"alpha": 100, "bravo": 200, "charlie": 300, "delta": 777}  # delta is the attacker
+Q = QuantizationConfig()
+
+
+@pytest.fixture
+def updates() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {p: rng.normal(0, 0.01, 64) for p in PARTNERS}
+
+
+@pytest.fixture
+def attacker(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Callable], None]]:
+    """Install a rewrite of delta's encoded vector (identified by its example count)."""
+    real = client_module.quantize
+
+    def install(rewrite: Callable[[np.ndarray], None]) -> None:
+        def quantize(update: np.ndarray, num_examples: int, *args: Any, **kw: Any) -> np.ndarray:
+            out = real(update, num_examples, *args, **kw)
+            if num_examples == COUNTS["delta"]:
+                rewrite(out)
+            return out
+
+        monkeypatch.setattr(client_module, "quantize", quantize)
+
+    yield install
+
+
+def test_an_honest_round_at_the_clamp_passes_the_checks(updates: dict[str, np.ndarray]) -> None:
+    # Every entry at ±C after weighting: the largest honest aggregate is inside the bound.
+    big = {p: np.full(64, 1e9 if i % 2 else -1e9) for i, p in enumerate(PARTNERS)}
+    result = run_secagg_round(big, COUNTS, quantization=Q).result
+    assert result.report.total_examples == sum(COUNTS.values())
+
+
+def test_a_count_that_makes_the_total_tiny_is_refused(
+    updates: dict[str, np.ndarray], attacker: Callable[[Callable], None]
+) -> None:
+    honest_others = sum(n for p, n in COUNTS.items() if p != "delta")
+
+    def tiny_total(out: np.ndarray) -> None:  # Σ n_u = 1: the mean is multiplied ×1,377
+        out[-1] = np.array(1 - honest_others, dtype=np.int64).astype(out.dtype)
+
+    attacker(tiny_total)
+    with pytest.raises(AggregateCheckError, match="total example count 1 is outside 4"):
+        run_secagg_round(updates, COUNTS, quantization=Q)
+
+
+def test_entries_that_wrap_the_ring_are_refused(
+    updates: dict[str, np.ndarray], attacker: Callable[[Callable], None]
+) -> None:
+    def wrap(out: np.ndarray) -> None:
+        out[:8] = np.array(2**31 - 1, dtype=np.int64).astype(out.dtype)
+
+    attacker(wrap)
+    with pytest.raises(AggregateCheckError, match="aggregate entry is outside"):
+        run_secagg_round(updates, COUNTS, quantization=Q)
+
+
+def test_before_the_checks_the_attack_went_through_silently(
+    updates: dict[str, np.ndarray],
+    attacker: Callable[[Callable], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What the attacker got before: with the check disabled the round "succeeds" and the
+    # FedAvg mean is scaled by the whole true weight (here ×1,377), unnoticed.
+    import pharmafl.secure.server as server_module
+
+    honest_others = sum(n for p, n in COUNTS.items() if p != "delta")
+    attacker(lambda out: out.__setitem__(-1, (1 - honest_others) % 2**32))
+    monkeypatch.setattr(server_module, "aggregate_violation", lambda *a, **k: None)
+    result = run_secagg_round(updates, COUNTS, quantization=Q).result
+    honest = run_secagg_round(updates, {**COUNTS, "delta": 776}, quantization=Q)  # no marker
+    assert result.report.total_examples == 1
+    ratio = np.linalg.norm(result.mean) / np.linalg.norm(honest.result.mean)
+    assert ratio > 100
+
+
+# --- at the operator: the count must match what the contributors signed --------------------
+
+
+@pytest.fixture(scope="module")
+def prefect_api() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def _federation(prepared: Path, dst: Path) -> Path:
+    import os
+
+    from pharmafl.contract import FederationPlan, LocalTrainingSpec
+    from pharmafl.simulate.federation import setup_federation
+
+    shutil.copytree(prepared, dst, symlinks=True)
+    for key in dst.glob("partners/*/key.json"):
+        os.chmod(key, 0o600)
+    plan = FederationPlan(
+        rounds=1,
+        trunk={"kind": "sparse", "hidden_sizes": [16], "dropouts": [0.1]},
+        local=LocalTrainingSpec(epochs=1, batch_size=128, head_finetune_epochs=0),
+        stage_timeout_s=60,
+    )
+    setup_federation(dst, plan)
+    return dst
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_count_that_differs_from_the_signed_report_stops_training(
+    prepared_consortium: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pharmafl.partner.federated as partner_module
+    from flows.launchers import EmbeddedLauncher
+    from pharmafl.contract import PartnerRoundReport
+    from pharmafl.layout import ConsortiumLayout
+    from pharmafl.ledger import read_entries
+    from pharmafl.server import TrainingState, run_training
+
+    class Lying(PartnerRoundReport):  # alpha reports one example more than it encoded
+        def __init__(self, **kw: Any) -> None:
+            if kw.get("partner") == "alpha":
+                kw["examples"] += 1
+            super().__init__(**kw)
+
+    class LibraryLauncher(EmbeddedLauncher):
+        def _run(self, partner: str, round_id: str, final: bool) -> Any:
+            work = partner_module.partner_finish if final else partner_module.partner_round
+            pdir = self.partner_dirs[partner]
+            return work(pdir, self.exchange_url, round_id, timeout_s=self.timeout_s)
+
+    monkeypatch.setattr(partner_module, "PartnerRoundReport", Lying)
+    layout = ConsortiumLayout(_federation(prepared_consortium, tmp_path / "c"))
+    url = str(layout.exchange)
+    with (
+        LibraryLauncher(layout.partner_dirs(), url, 60) as launcher,
+        pytest.raises(FederationError, match="aggregate check failed: the aggregate counts"),
+    ):
+        run_training(layout.operator.root, url, launcher)
+    events = [e.event.value for e in read_entries(layout.operator.ledger)]
+    assert "round_aborted" in events and "aggregate_applied" not in events
+    state = TrainingState.load(layout.operator.state_dir())
+    assert state is not None and state.next_round == 0  # the aggregate was never applied
