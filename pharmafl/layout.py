@@ -5,7 +5,8 @@ its partners agree to lay out on one machine) holds::
 
     CONSORTIUM_DIR/
       operator/        OperatorLayout: identity, roster, plan, state, ledger, runs, study
-      partners/<id>/   PartnerLayout: exports, key, prepared/, models/, identity, roster pin
+      partners/<id>/   PartnerLayout: exports, key, prepared/, models/, identity, roster pin,
+                       the ledger heads it saw
       exchange/        the exchange store of the embedded default
       report/          summary.json + report.html
 
@@ -41,6 +42,7 @@ STATE_DIR = "state"
 CHECKPOINT_FILE = "checkpoint.json"
 BEST_TRUNK_FILE = "best_trunk.npz"
 LEDGER_FILE = "ledger.jsonl"
+LEDGER_HEADS_FILE = "ledger_heads.jsonl"
 FINAL_TRUNK_FILE = "final_trunk.npz"
 RUNS_DIR = "runs"
 POOLED_DIR = "pooled"
@@ -142,6 +144,12 @@ class PartnerLayout(_PartyLayout):
         return _child(self.root, ROSTER_PIN_FILE)
 
     @property
+    def ledger_heads(self) -> Path:
+        """The operator's ledger heads this partner saw in signed round specs (append-only;
+        its evidence against a rewritten ledger)."""
+        return _child(self.root, LEDGER_HEADS_FILE)
+
+    @property
     def key(self) -> Path:
         """The consortium key (owner-only; never leaves the partner)."""
         return _child(self.root, KEY_FILE)
@@ -231,6 +239,7 @@ __all__ = [
     "INITIAL_TRUNK_FILE",
     "KEY_FILE",
     "LEDGER_FILE",
+    "LEDGER_HEADS_FILE",
     "LOCAL_MODEL",
     "MAIN_RUN_ID",
     "MANIFEST_FILE",

@@ -35,19 +35,31 @@ def verify(
             "if it is no longer in the ledger (entries cut from its end).",
         ),
     ] = None,
+    heads: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--heads",
+            help="A partner's ledger_heads.jsonl (repeat for several partners): the heads the "
+            "operator's signed round specs showed it; fails if the ledger no longer holds one "
+            "(entries cut, deleted or rewritten after the partner saw them).",
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the verification result as JSON.")
     ] = False,
 ) -> None:
     """Check indices, hash chain, payload digests and signatures; exit 1 naming the first bad
-    entry if anything was modified, deleted, inserted, reordered, forged or truncated."""
+    entry if anything was modified, deleted, inserted, reordered, forged or truncated, or if
+    the ledger no longer holds a head a partner recorded."""
     from rich.console import Console
 
+    from pharmafl.contract import read_ledger_heads
     from pharmafl.ledger import verify_ledger
     from pharmafl.secure.identity import load_roster
 
     doc = load_roster(roster, pinned_fingerprint=pin) if roster is not None else None
-    result = verify_ledger(path, doc, known_head=known_head)
+    recorded = [h for file in heads or () for h in read_ledger_heads(file)]
+    result = verify_ledger(path, doc, known_head=known_head, heads=recorded)
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
     elif result.ok:
@@ -59,6 +71,13 @@ def verify(
             console.print(f"signatures checked against roster {doc.consortium!r} v{doc.version}")
         else:
             console.print("[yellow]signatures NOT checked[/] (pass --roster to check them)")
+        if heads:
+            console.print(f"all {result.heads_checked} recorded partner heads are in the ledger")
+        else:
+            console.print(
+                "[yellow]no partner heads checked[/]: the operator could have rewritten or cut "
+                "its own ledger (pass --heads PARTNER_DIR/ledger_heads.jsonl)"
+            )
     else:
         Console(stderr=True, highlight=False).print(
             f"[bold red]ledger INVALID[/]: first bad entry {result.first_bad_index} "

@@ -1,12 +1,16 @@
 """Atomic file and directory writes: nothing is ever half-written.
 
 Every output goes to a temporary path beside its destination and is renamed into place
-(``os.replace`` is atomic on POSIX within one filesystem).
+(``os.replace`` is atomic on POSIX within one filesystem). Append-only files (the ledger, a
+partner's ledger heads) are appended to under an exclusive lock, one whole line per
+``write``, fsynced, and cut back if the write fails (:func:`locked_append`,
+:func:`append_line`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -110,6 +114,46 @@ def atomic_directory(dest: str | Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def locked_append(path: str | Path) -> Iterator[int]:
+    """Yield an ``O_APPEND`` descriptor of ``path`` (created if missing, with its folder)
+    under an exclusive ``flock``: readers and appenders in other threads or processes that
+    lock it too wait until the block ends."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    created = not p.exists()
+    fd = os.open(p, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if created:
+            # Make the new directory entry durable too.
+            dfd = os.open(p.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        yield fd
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def append_line(fd: int, line: bytes) -> None:
+    """Append ``line`` (with its newline) to a descriptor from :func:`locked_append` in one
+    ``write`` and ``fsync`` it; on any failure cut the file back to its previous size, so
+    it never ends with half a line."""
+    size = os.fstat(fd).st_size
+    try:
+        written = os.write(fd, line)
+        if written != len(line):
+            raise OSError(f"short write ({written} of {len(line)} bytes)")
+        os.fsync(fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+        raise
+
+
 def read_model(
     path: str | Path, model: type[_M], *, what: str, error: type[PharmaFLError], fix: str
 ) -> _M:
@@ -130,12 +174,14 @@ def read_model(
 
 
 __all__ = [
+    "append_line",
     "atomic_directory",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
     "canonical_json",
+    "locked_append",
     "read_model",
     "sha256_bytes",
     "sha256_file",

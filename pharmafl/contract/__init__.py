@@ -6,6 +6,8 @@ import it, it imports neither (tested), and it is torch-free and RDKit-free:
 - :mod:`~pharmafl.contract.plan`: the federation plan, local training and server optimizer
   settings;
 - :mod:`~pharmafl.contract.spec`: the signed spec of each round;
+- :mod:`~pharmafl.contract.heads`: the operator's ledger head each spec carries, and the
+  partner's record of it;
 - :mod:`~pharmafl.contract.reports`: the scalars a partner signs back;
 - :mod:`~pharmafl.contract.runs`: run ids and round ids;
 - :mod:`~pharmafl.contract.trunk_config`: the shared trunk's configuration;
@@ -14,6 +16,14 @@ import it, it imports neither (tested), and it is torch-free and RDKit-free:
 """
 
 from pharmafl.contract.deployment import PARTNER_ROUND_FLOW, partner_deployment
+from pharmafl.contract.heads import (
+    EMPTY_LEDGER_HASH,
+    LedgerHead,
+    LedgerHeadRecord,
+    head_contradiction,
+    parse_ledger_heads,
+    read_ledger_heads,
+)
 from pharmafl.contract.plan import (
     FederationPlan,
     LocalTrainingSpec,
@@ -35,14 +45,18 @@ from pharmafl.contract.trunk_config import GraphTrunkConfig, SparseTrunkConfig, 
 
 SCHEMA_MODELS = {
     "federation_plan": FederationPlan,
+    "ledger_head_record": LedgerHeadRecord,
     "partner_round_report": PartnerRoundReport,
     "partner_utility_report": PartnerUtilityReport,
     "train_spec": TrainSpec,
 }
 
 __all__ = [
+    "EMPTY_LEDGER_HASH",
     "FederationPlan",
     "GraphTrunkConfig",
+    "LedgerHead",
+    "LedgerHeadRecord",
     "LocalTrainingSpec",
     "MAIN_RUN_ID",
     "PARTNER_ROUND_FLOW",
@@ -59,7 +73,10 @@ __all__ = [
     "TrunkLayout",
     "flatten_trunk",
     "format_round_id",
+    "head_contradiction",
+    "parse_ledger_heads",
     "partner_deployment",
+    "read_ledger_heads",
     "round_prefix",
     "trunk_from_bytes",
     "trunk_to_bytes",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pharmafl.contract.heads import LedgerHead
 from pharmafl.contract.plan import LocalTrainingSpec
 from pharmafl.contract.trunk_config import TrunkConfig
 
@@ -30,6 +31,10 @@ class TrainSpec(BaseModel):
         False,
         description="Final evaluation of a contribution-study run: every participant reports "
         "its test AUC-PR gain over its local-only model (one scalar).",
+    )
+    ledger_head: LedgerHead = Field(
+        description="The operator's ledger when it signed this spec: its commitment to the "
+        "history so far, which every partner records and checks (pharmafl.contract.heads)."
     )
 
 

@@ -9,11 +9,9 @@ line, which :func:`~pharmafl.ledger.verify_ledger` reports as ``truncated`` and
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from pharmafl.common import crypto
 from pharmafl.common.errors import LedgerError, SecureAggregationError
+from pharmafl.common.io import append_line, locked_append
 from pharmafl.ledger.entry import _UNSIGNED, GENESIS_HASH, LedgerEntry, payload_digest
 from pharmafl.ledger.events import LedgerEvent, parse_event, validate_payload
 from pharmafl.secure.identity import Identity, Roster
@@ -107,24 +106,6 @@ class Ledger:
     def __repr__(self) -> str:
         return f"Ledger({str(self.path)!r})"
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[int]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        created = not self.path.exists()
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            if created:
-                # Make the new directory entry durable too.
-                dfd = os.open(self.path.parent, os.O_RDONLY)
-                try:
-                    os.fsync(dfd)
-                finally:
-                    os.close(dfd)
-            yield fd
-        finally:
-            os.close(fd)  # releases the lock
-
     def _tail(self, fd: int) -> tuple[int, str]:
         """(next index, hash of the last entry) of the locked file."""
         size = os.fstat(fd).st_size
@@ -156,7 +137,7 @@ class Ledger:
         """Return ``(number of entries, hash of the last entry)`` (genesis hash when empty)."""
         if not self.path.exists():
             return 0, GENESIS_HASH
-        with self._locked() as fd:
+        with locked_append(self.path) as fd:
             return self._tail(fd)
 
     def append(
@@ -215,7 +196,7 @@ class Ledger:
                     fix="load the actor's key file (pharmafl keys generate wrote it).",
                 )
         ts = datetime.now(UTC) if timestamp is None else timestamp
-        with self._locked() as fd:
+        with locked_append(self.path) as fd:
             index, prev = self._tail(fd)
             unsigned = LedgerEntry(
                 index=index,
@@ -229,19 +210,7 @@ class Ledger:
             )
             signature = _sign(signing_key, unsigned.signed_bytes()).hex()
             entry = unsigned.model_copy(update={"signature": signature})
-            line = entry.line() + b"\n"
-            size = os.fstat(fd).st_size
-            try:
-                written = os.write(fd, line)
-                if written != len(line):
-                    raise OSError(f"short write ({written} of {len(line)} bytes)")
-                os.fsync(fd)
-            except BaseException:
-                # Never leave half a line behind: cut back to the last complete entry.
-                with contextlib.suppress(OSError):
-                    os.ftruncate(fd, size)
-                    os.fsync(fd)
-                raise
+            append_line(fd, entry.line() + b"\n")  # never half a line: cut back on failure
         logger.debug("ledger %s: appended #%d %s by %s", self.path, index, ev.value, actor_id)
         return entry
 
@@ -257,7 +226,7 @@ class Ledger:
         """
         if not self.path.exists():
             return 0
-        with self._locked() as fd:
+        with locked_append(self.path) as fd:
             size = os.fstat(fd).st_size
             data = os.pread(fd, size, 0)
             keep = data.rfind(b"\n") + 1

@@ -12,19 +12,27 @@ and the kind of damage:
     entry recorded, non-canonical bytes);
 ``deleted`` / ``inserted`` / ``reordered``
     entries are missing, extra or out of order (indices and the chain disagree with
-    positions), or the head recorded elsewhere is no longer in the file;
+    positions), or the head recorded elsewhere is no longer in the file (a partner's
+    recorded head beyond its end: entries were cut from it);
+``rewritten``
+    a chain that verifies, but not the one a partner saw: the entry at a head a partner
+    recorded from a signed round spec has another hash (the operator deleted, inserted or
+    changed entries up to it and signed the chain again);
 ``unknown_actor``
     the signer is not in the roster;
 ``bad_signature``
     the signature does not verify under the actor's roster key (forged, or signed by
     another key: the message names the roster member whose key it verifies under, if any).
 
-A verifier without a roster checks everything but signatures (and says so).
+A verifier without a roster checks everything but signatures (and says so). The chain is
+signed by its writers, the operator above all, so only heads recorded by others (partners,
+from the specs the operator signed: ``heads``) show a history the operator rewrote.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -33,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pharmafl.common import crypto
 from pharmafl.common.errors import LedgerError
+from pharmafl.contract.heads import LedgerHeadRecord
 from pharmafl.ledger.entry import GENESIS_HASH, LedgerEntry, payload_digest
 from pharmafl.ledger.events import HEX64, validate_payload
 from pharmafl.secure.identity import Roster
@@ -49,6 +58,7 @@ class LedgerIssue(StrEnum):
     REORDERED = "reordered"
     UNKNOWN_ACTOR = "unknown_actor"
     BAD_SIGNATURE = "bad_signature"
+    REWRITTEN = "rewritten"
 
 
 class VerificationResult(BaseModel):
@@ -61,6 +71,9 @@ class VerificationResult(BaseModel):
     entries: int = Field(ge=0, description="Lines in the file (complete or not).")
     verified_entries: int = Field(ge=0, description="Entries before the first bad one.")
     signatures_checked: bool = Field(description="False when no roster was given.")
+    heads_checked: int = Field(
+        0, ge=0, description="Partners' recorded heads found in the ledger (all when ok)."
+    )
     head_hash: str | None = Field(
         None, pattern=HEX64, description="Hash of the last entry (None if not ok or empty)."
     )
@@ -238,11 +251,44 @@ def _check_content(lines: list[_Line], p: int, roster: Roster | None) -> None:
         )
 
 
+def _check_heads(
+    lines: list[_Line], heads: Sequence[LedgerHeadRecord]
+) -> tuple[int, _BadEntry | None]:
+    """How many recorded heads the ledger holds, up to the first one (by position) it no
+    longer holds, and that failure."""
+    last_ok = None
+    for matched, record in enumerate(sorted(heads, key=lambda r: r.head.entries)):
+        n = record.head.entries
+        seen = (
+            f"the spec of round {record.round_id}, signed by the operator, showed a partner "
+            f"the ledger at {record.head.describe()}"
+        )
+        if n > len(lines):
+            return matched, _BadEntry(
+                len(lines),
+                LedgerIssue.DELETED,
+                f"{seen}, but the ledger has only {len(lines)} entries: entries were cut from "
+                "its end after the partner saw them.",
+            )
+        if n and lines[n - 1].hash != record.head.head_hash:
+            kept = "" if last_ok is None else f" (it still matches the head at entry {last_ok})"
+            return matched, _BadEntry(
+                n - 1,
+                LedgerIssue.REWRITTEN,
+                f"{seen}, but entry {n - 1} now has hash {(lines[n - 1].hash or '')[:12]}…: "
+                f"entries up to it were deleted, inserted or changed and the chain signed "
+                f"again after the partner saw it{kept}.",
+            )
+        last_ok = n - 1 if n else last_ok
+    return len(heads), None
+
+
 def verify_ledger(
     path: str | Path,
     roster: Roster | None = None,
     *,
     known_head: str | None = None,
+    heads: Sequence[LedgerHeadRecord] = (),
 ) -> VerificationResult:
     """Check a ledger file and report the first bad entry, if any.
 
@@ -258,6 +304,13 @@ def verify_ledger(
         An entry hash recorded elsewhere earlier (e.g. ``summary.json``'s ``ledger.head_hash``).
         A chain cannot show entries cut from its end by itself; with ``known_head`` the check
         fails (``deleted``) unless that entry is still in the file.
+    heads
+        Ledger heads a partner recorded from the round specs the operator signed
+        (:func:`~pharmafl.contract.read_ledger_heads` of ``PARTNER_DIR/ledger_heads.jsonl``;
+        several partners' records may be passed together). The check fails at the first one
+        the file no longer holds: ``deleted`` when the ledger now ends before it,
+        ``rewritten`` when that entry has another hash. ``heads_checked`` counts those that
+        match.
 
     Returns
     -------
@@ -281,6 +334,7 @@ def verify_ledger(
     lines = [_parse(raw) for raw in raws]
     events: Counter[str] = Counter()
     actors: set[str] = set()
+    heads_checked = 0
 
     def result(ok: bool, verified: int, failure: _BadEntry | None = None) -> VerificationResult:
         head = lines[verified - 1].hash if ok and verified else None
@@ -290,6 +344,7 @@ def verify_ledger(
             entries=len(lines),
             verified_entries=verified,
             signatures_checked=roster is not None,
+            heads_checked=heads_checked,
             head_hash=head,
             first_bad_index=None if failure is None else failure.index,
             issue=None if failure is None else failure.issue,
@@ -330,6 +385,9 @@ def verify_ledger(
                 "the known head entry is no longer in the ledger: entries were cut from its "
                 "end or it was rewritten.",
             )
+        heads_checked, bad_head = _check_heads(lines, heads)
+        if bad_head is not None:
+            raise bad_head
     except _BadEntry as failure:
         verified = min(failure.index, len(lines))
         if failure.index < len(lines):

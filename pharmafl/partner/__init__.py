@@ -1,5 +1,6 @@
 """Partner-side orchestration: the library functions behind a partner's flows."""
 
+from pharmafl.partner.heads import record_ledger_head
 from pharmafl.partner.manifest import (
     OutputFile,
     PrepareCounts,
@@ -34,5 +35,6 @@ __all__ = [
     "StepReport",
     "load_partner_context",
     "prepare_partner",
+    "record_ledger_head",
     "render_summary",
 ]

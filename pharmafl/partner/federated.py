@@ -1,7 +1,8 @@
 """A partner's side of federated training: one round, and the final evaluation.
 
-Per round (:func:`partner_round`) the partner fetches the operator's signed round spec and
-the global trunk (checking its hash), advertises and shares its secure-aggregation keys,
+Per round (:func:`partner_round`) the partner fetches the operator's signed round spec
+(checking and recording the operator's ledger head it carries, :mod:`pharmafl.partner.heads`)
+and the global trunk (checking its hash), advertises and shares its secure-aggregation keys,
 trains trunk + private head locally from the global trunk, and submits only its masked trunk
 update — weighted by its training rows so the secure sum is FedAvg (McMahan et al. 2017).
 Data, heads and per-task metrics never leave; the partner shares a few validation scalars.
@@ -63,6 +64,7 @@ from pharmafl.model import (
     local_model_config,
     save_model_dir,
 )
+from pharmafl.partner.heads import record_ledger_head
 from pharmafl.secure import (
     EnvelopeGuard,
     ExchangeStore,
@@ -290,7 +292,17 @@ def _already_joined(store: ExchangeStore, who: PartnerIdentity, round_id: str) -
 def fetch_spec(
     store: ExchangeStore, who: PartnerIdentity, round_id: str, timeout_s: float
 ) -> TrainSpec:
-    """The operator's signed spec of ``round_id`` (waits up to ``timeout_s``)."""
+    """The operator's signed spec of ``round_id`` (waits up to ``timeout_s``).
+
+    The ledger head the spec carries is checked against the heads this partner recorded
+    before, then recorded (:func:`~pharmafl.partner.heads.record_ledger_head`).
+
+    Raises
+    ------
+    FederationError
+        No valid spec in time, or its ledger head contradicts a recorded one (the operator
+        rewrote or rolled back its ledger); then nothing is written.
+    """
     env = fetch(
         store,
         who.roster,
@@ -300,7 +312,9 @@ def fetch_spec(
         sender=who.roster.operator,
         timeout_s=timeout_s,
     )
-    return TrainSpec.model_validate_json(env.payload)
+    spec = TrainSpec.model_validate_json(env.payload)
+    record_ledger_head(who.partner_dir, spec)
+    return spec
 
 
 def _shared_validation(trainer: LocalTrainer) -> dict[str, float]:

@@ -18,7 +18,13 @@ import numpy as np
 
 from pharmafl.common.errors import AggregateCheckError, FederationError, SecureAggregationError
 from pharmafl.common.io import sha256_bytes
-from pharmafl.contract import FederationPlan, PartnerRoundReport, TrainSpec, format_round_id
+from pharmafl.contract import (
+    FederationPlan,
+    LedgerHead,
+    PartnerRoundReport,
+    TrainSpec,
+    format_round_id,
+)
 from pharmafl.ledger import (
     EvaluationReportedPayload,
     PartnerDroppedPayload,
@@ -58,8 +64,13 @@ def fresh_attempt(ctx: OperatorContext, index: int, final: bool) -> tuple[int, s
 def publish_round(
     ctx: OperatorContext, trunk_bytes: bytes, index: int, *, previous_completed: bool, final: bool
 ) -> TrainSpec:
-    """Publish the global trunk and the signed spec of a fresh attempt of round ``index``."""
+    """Publish the global trunk and the signed spec of a fresh attempt of round ``index``.
+
+    The spec carries the ledger's current head: the operator's signed commitment to the
+    history so far, which every partner records and checks (``pharmafl.contract.heads``).
+    """
     attempt, round_id = fresh_attempt(ctx, index, final)
+    entries, head_hash = ctx.ledger.head()
     spec = TrainSpec(
         run_id=ctx.plan.run_id,
         round_index=index,
@@ -73,6 +84,7 @@ def publish_round(
         previous_round_completed=previous_completed,
         final=final,
         report_test_gain=final and ctx.plan.report_test_gain,
+        ledger_head=LedgerHead(entries=entries, head_hash=head_hash),
     )
     publish(ctx.store, ctx.identity, round_id=round_id, kind="global_trunk", payload=trunk_bytes)
     publish(

@@ -18,7 +18,14 @@ import pytest
 
 from pharmafl.common.errors import FederationError
 from pharmafl.common.params import load_consortium_parameters
-from pharmafl.contract import FederationPlan, LocalTrainingSpec, TrunkLayout, trunk_from_bytes
+from pharmafl.contract import (
+    FederationPlan,
+    LocalTrainingSpec,
+    TrunkLayout,
+    read_ledger_heads,
+    trunk_from_bytes,
+)
+from pharmafl.layout import PartnerLayout
 from pharmafl.ledger import read_entries, verify_ledger
 from pharmafl.secure import Envelope, load_roster
 from pharmafl.server import TrainingState
@@ -118,6 +125,13 @@ def test_the_ledger_verifies_and_records_the_run(trained: tuple[Path, dict[str, 
     assert events["aggregate_applied"] == ROUNDS
     assert events["training_finished"] == 1
     assert events["partner_dropped"] == 0 and events["round_aborted"] == 0
+    # Every partner recorded the ledger head of each spec it fetched (the rounds and the
+    # final evaluation), and the ledger still holds all of them.
+    for name in PARTNERS:
+        heads = read_ledger_heads(PartnerLayout(cdir / "partners" / name).ledger_heads)
+        assert [h.round_index for h in heads] == [*range(ROUNDS), ROUNDS]
+        check = verify_ledger(cdir / "operator" / "ledger.jsonl", roster, heads=heads)
+        assert check.ok and check.heads_checked == ROUNDS + 1, check.message
     assert entries[0].event.value == "training_started"
     assert entries[-1].event.value == "training_finished"
     submitted = {

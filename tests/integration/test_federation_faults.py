@@ -32,6 +32,7 @@ from flows.launchers import EmbeddedLauncher
 from pharmafl.common.errors import FederationError
 from pharmafl.common.io import sha256_bytes
 from pharmafl.contract import FederationPlan, LocalTrainingSpec, trunk_to_bytes
+from pharmafl.layout import PartnerLayout
 from pharmafl.ledger import LedgerEntry, read_entries, verify_ledger
 from pharmafl.partner.federated import partner_finish, partner_round
 from pharmafl.secure import load_roster
@@ -151,6 +152,15 @@ def _last_committed(pdir: Path) -> int:
 
 def _tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def _new_ledger(cdir: Path) -> None:
+    """The operator starts a new ledger and the partners agree to it out of band: they move
+    their recorded heads of the old one aside (else they refuse every spec of the new one,
+    tests/security/test_ledger_history.py)."""
+    (cdir / "operator" / "ledger.jsonl").unlink()
+    for pdir in _partners(cdir).values():
+        PartnerLayout(pdir).ledger_heads.unlink()
 
 
 # --- fixtures -------------------------------------------------------------------------------
@@ -412,7 +422,7 @@ def test_a_restarted_partner_never_redoes_a_round_and_a_new_run_starts_fresh(
     # A new run in the same partner folders (new operator state, new store) starts from
     # scratch: its first round reaches the same trunk as the first run's first round.
     shutil.rmtree(cdir / "operator" / "state")
-    (cdir / "operator" / "ledger.jsonl").unlink()
+    _new_ledger(cdir)
     (cdir / "operator" / "final_trunk.npz").unlink()
     again = _train(cdir, store="exchange2", rounds=1)
     assert again.final_trunk_sha256 == a.history[0].trunk_sha256

@@ -8,7 +8,8 @@ import typer
 from typer.testing import CliRunner
 
 from pharmafl.cli.ledger import register
-from pharmafl.ledger import verify_ledger
+from pharmafl.contract import LedgerHead, LedgerHeadRecord
+from pharmafl.ledger import read_entries, verify_ledger
 from pharmafl.secure.identity import Roster, write_roster
 
 
@@ -69,3 +70,35 @@ def test_help_texts() -> None:
     ):
         out = runner.invoke(_app(), args)
         assert out.exit_code == 0 and "ledger" in out.output.lower()
+
+
+def test_verify_against_a_partners_recorded_heads(ledger_path: Path, tmp_path: Path) -> None:
+    entries = read_entries(ledger_path)
+    heads = tmp_path / "ledger_heads.jsonl"
+    heads.write_bytes(
+        b"".join(
+            LedgerHeadRecord(
+                run_id="train",
+                round_id=f"train-r{r:04d}-a0",
+                round_index=r,
+                attempt=0,
+                final=False,
+                head=LedgerHead(entries=n, head_hash=entries[n - 1].entry_hash()),
+                recorded_at=entries[n - 1].timestamp,
+            ).line()
+            for r, n in enumerate((5, 11))
+        )
+    )
+    runner = CliRunner()
+    ok = runner.invoke(_app(), ["ledger", "verify", str(ledger_path), "--heads", str(heads)])
+    assert ok.exit_code == 0, ok.output
+    assert "all 2 recorded partner heads are in the ledger" in ok.output
+    plain = runner.invoke(_app(), ["ledger", "verify", str(ledger_path)])
+    assert "no partner heads checked" in plain.output
+
+    # The operator cuts the last six entries: the chain alone still verifies.
+    ledger_path.write_bytes(b"".join(x + b"\n" for x in ledger_path.read_bytes().splitlines()[:10]))
+    assert runner.invoke(_app(), ["ledger", "verify", str(ledger_path)]).exit_code == 0
+    bad = runner.invoke(_app(), ["ledger", "verify", str(ledger_path), "--heads", str(heads)])
+    assert bad.exit_code == 1
+    assert "first bad entry 10 (deleted)" in bad.output and "train-r0001-a0" in bad.output

@@ -174,12 +174,15 @@ def test_train_spec_requires_a_sha256_and_forbids_extras() -> None:
         "local": {},
         "seed": 0,
         "previous_round_completed": False,
+        "ledger_head": {"entries": 0, "head_hash": "0" * 64},
     }
     assert TrainSpec.model_validate(good).final is False
     with pytest.raises(ValidationError):
         TrainSpec.model_validate(good | {"global_trunk_sha256": "abc"})
     with pytest.raises(ValidationError):
         TrainSpec.model_validate(good | {"heads": {}})
+    with pytest.raises(ValidationError):  # no spec without the operator's ledger head
+        TrainSpec.model_validate({k: v for k, v in good.items() if k != "ledger_head"})
 
 
 def test_partner_report_holds_scalars_only() -> None:
