@@ -17,8 +17,11 @@ Torch-free and dependency-free (both sides import it).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from pharmafl.common.errors import ConfigError
 
 #: Run id of the consortium's main training run. Its files keep their historical places
 #: (``operator/plan.json``, ``operator/state/``, ``PARTNER_DIR/models/federated/``); every
@@ -61,8 +64,42 @@ SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.html"
 
 
+#: An identifier that names a folder or file (a run id, a partner, a model): one plain path
+#: component, never ``.``, ``..``, empty or with a separator. Run ids and party ids are
+#: narrower still (``pharmafl.contract.runs.RUN_ID_PATTERN``, the roster's party ids).
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+_NAME = re.compile(NAME_PATTERN)
+
+
 def _child(root: Path, *names: str) -> Path:
     return root.joinpath(*names)
+
+
+def _named(folder: Path, name: str, what: str) -> Path:
+    """``folder/name`` for an identifier ``name`` that may come from another party (a signed
+    spec, a roster, a ledger): refused unless it is one plain name whose resolved path stays
+    in ``folder`` (a link that leads out is refused too).
+
+    Raises
+    ------
+    ConfigError
+        Naming the identifier and what a valid one looks like.
+    """
+    if not isinstance(name, str) or _NAME.fullmatch(name) is None:
+        raise ConfigError(
+            f"{what} {name!r} is not a plain name; it would leave {folder}.",
+            fix="use 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit "
+            "(no '/', no '..'); if it came in a signed spec or document, report it to its "
+            "author.",
+        )
+    path = _child(folder, name)
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise ConfigError(
+            f"{what} {name!r} resolves outside {folder} (a link leads out).",
+            file=path,
+            fix="replace the link by a real folder, or remove it.",
+        )
+    return path
 
 
 @dataclass(frozen=True)
@@ -118,8 +155,16 @@ class OperatorLayout(_PartyLayout):
         return _child(self.root, CONTRIBUTION_FILE)
 
     def run_dir(self, run_id: str | None = None) -> Path:
-        """Where a run's plan, state and final trunk live (``None``: the main run)."""
-        return self.root if run_id is None else _child(self.root, RUNS_DIR, run_id)
+        """Where a run's plan, state and final trunk live (``None``: the main run).
+
+        Raises
+        ------
+        ConfigError
+            ``run_id`` is not one plain name inside ``runs/``.
+        """
+        if run_id is None:
+            return self.root
+        return _named(_child(self.root, RUNS_DIR), run_id, "run id")
 
     def run_plan(self, run_id: str | None = None) -> Path:
         return _child(self.run_dir(run_id), PLAN_FILE)
@@ -168,8 +213,9 @@ class PartnerLayout(_PartyLayout):
         return _child(self.root, MODELS_DIR)
 
     def model_dir(self, name: str) -> Path:
-        """``models/<name>/`` (``local``, ``federated``, ``pooled``)."""
-        return _child(self.root, MODELS_DIR, name)
+        """``models/<name>/`` (``local``, ``federated``, ``pooled``); ``name`` must be one
+        plain name (:class:`~pharmafl.common.errors.ConfigError` otherwise)."""
+        return _named(_child(self.root, MODELS_DIR), name, "model name")
 
     @property
     def local_metrics(self) -> Path:
@@ -178,10 +224,17 @@ class PartnerLayout(_PartyLayout):
 
     def run_dir(self, run_id: str) -> Path:
         """The partner's folder of one federated run: ``models/federated/`` for the main run,
-        ``models/runs/<run id>/`` for any other."""
+        ``models/runs/<run id>/`` for any other.
+
+        Raises
+        ------
+        ConfigError
+            ``run_id`` (it comes from the operator's spec) is not one plain name inside
+            ``models/runs/``.
+        """
         if run_id == MAIN_RUN_ID:
             return self.model_dir(FEDERATED_MODEL)
-        return _child(self.root, MODELS_DIR, RUNS_DIR, run_id)
+        return _named(_child(self.root, MODELS_DIR, RUNS_DIR), run_id, "run id")
 
     @property
     def federated_metrics(self) -> Path:
@@ -213,7 +266,9 @@ class ConsortiumLayout:
         return _child(self.root, REPORT_DIR)
 
     def partner(self, name: str) -> PartnerLayout:
-        return PartnerLayout(_child(self.root, PARTNERS_DIR, name))
+        """``partners/<name>/``; ``name`` (from a roster, a ledger, a plan) must be one plain
+        name (:class:`~pharmafl.common.errors.ConfigError` otherwise)."""
+        return PartnerLayout(_named(self.partners_dir, name, "partner name"))
 
     def partner_dirs(self) -> dict[str, Path]:
         """Every partner folder, by name (sorted); empty when there is no ``partners/``."""
@@ -246,6 +301,7 @@ __all__ = [
     "METRICS_FILE",
     "MODELS_DIR",
     "MODEL_SUBDIR",
+    "NAME_PATTERN",
     "OPERATOR_DIR",
     "OperatorLayout",
     "PARTNERS_DIR",

@@ -31,7 +31,13 @@ from pharmafl.contract.plan import (
     ServerOptimizerName,
 )
 from pharmafl.contract.reports import PartnerRoundReport, PartnerUtilityReport
-from pharmafl.contract.runs import MAIN_RUN_ID, RUN_ID_PATTERN, format_round_id, round_prefix
+from pharmafl.contract.runs import (
+    MAIN_RUN_ID,
+    ROUND_ID_PATTERN,
+    RUN_ID_PATTERN,
+    format_round_id,
+    round_prefix,
+)
 from pharmafl.contract.spec import TrainSpec
 from pharmafl.contract.trunk import (
     TRUNK_PREFIX,
@@ -62,6 +68,7 @@ __all__ = [
     "PARTNER_ROUND_FLOW",
     "PartnerRoundReport",
     "PartnerUtilityReport",
+    "ROUND_ID_PATTERN",
     "RUN_ID_PATTERN",
     "SCHEMA_MODELS",
     "ServerOptimizerConfig",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from pharmafl.contract.runs import RUN_ID_PATTERN
+from pharmafl.secure.identity import PARTY_ID_PATTERN
 
 
 class PartnerRoundReport(BaseModel):
@@ -14,13 +15,18 @@ class PartnerRoundReport(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    partner: str
+    partner: str = Field(pattern=PARTY_ID_PATTERN)
     round_index: int = Field(ge=0)
     examples: int = Field(ge=0, description="Training rows this round (the FedAvg weight).")
-    validation: dict[str, float] = Field(
-        default_factory=dict, description="Mean validation metrics the partner shares."
+    validation: dict[
+        Annotated[str, Field(max_length=50)], Annotated[float, Field(allow_inf_nan=False)]
+    ] = Field(
+        default_factory=dict,
+        max_length=20,
+        description="Mean validation metrics the partner shares (finite numbers only: they go "
+        "on the ledger).",
     )
-    compute_seconds: float = Field(ge=0)
+    compute_seconds: float = Field(ge=0, allow_inf_nan=False)
 
 
 class PartnerUtilityReport(BaseModel):

@@ -8,8 +8,15 @@ from __future__ import annotations
 
 from pharmafl.layout import MAIN_RUN_ID
 
-#: Allowed run ids (they start every round id of the run).
+#: Allowed run ids (they start every round id of the run, and name the run's folders): one
+#: plain path component, never ``.`` or ``..``.
 RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+#: Allowed round ids of a training run, as :func:`format_round_id` spells them: the run id,
+#: the round index, then the attempt or ``final`` (and the final evaluation's attempt). Each
+#: is also a valid store round id (:data:`pharmafl.secure.envelope.ROUND_ID_PATTERN`).
+ROUND_ID_PATTERN = (
+    r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}-r[0-9]{4,5}(-a[0-9]{1,4}|-final(-a[0-9]{1,4})?)$"
+)
 
 
 def round_prefix(run_id: str, index: int) -> str:
@@ -24,4 +31,4 @@ def format_round_id(run_id: str, index: int, attempt: int, final: bool = False) 
     return f"{round_prefix(run_id, index)}-a{attempt}"
 
 
-__all__ = ["MAIN_RUN_ID", "RUN_ID_PATTERN", "format_round_id", "round_prefix"]
+__all__ = ["MAIN_RUN_ID", "ROUND_ID_PATTERN", "RUN_ID_PATTERN", "format_round_id", "round_prefix"]

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from pharmafl.common.errors import EnvelopeRejectedError, FederationError
 from pharmafl.common.io import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -312,8 +312,31 @@ def fetch_spec(
         sender=who.roster.operator,
         timeout_s=timeout_s,
     )
-    spec = TrainSpec.model_validate_json(env.payload)
+    spec = _parse_spec(env.payload, round_id)
     record_ledger_head(who.partner_dir, spec)
+    return spec
+
+
+def _parse_spec(payload: bytes, round_id: str) -> TrainSpec:
+    """The spec in a signed ``train_spec`` payload, refused unless every field is valid (its
+    run and round ids become paths here) and it is the spec of ``round_id``."""
+    try:
+        spec = TrainSpec.model_validate_json(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise FederationError(
+            f"the signed spec of round {round_id} is invalid at "
+            f"{'.'.join(map(str, first['loc'])) or 'spec'}: {first['msg']} "
+            f"(got {str(first.get('input'))[:100]!r}); nothing was done.",
+            fix="report it to the operator: run and round ids must be plain names "
+            "(letters, digits, '_', '.', '-'); the operator's software or key may be broken.",
+        ) from None
+    if spec.round_id != round_id:
+        raise FederationError(
+            f"the signed spec published for round {round_id} is for round {spec.round_id!r}; "
+            "nothing was done.",
+            fix="report it to the operator (a spec is only valid for its own round).",
+        )
     return spec
 
 
@@ -324,7 +347,7 @@ def _shared_validation(trainer: LocalTrainer) -> dict[str, float]:
     out = {}
     for name in SHARED_VALIDATION_METRICS:
         v = metrics.metric(name)
-        if not math.isnan(v):
+        if math.isfinite(v):  # the report refuses NaN and infinities
             out[name] = round(float(v), 6)
     return out
 

@@ -59,6 +59,14 @@ ENVELOPE_KINDS: tuple[str, ...] = get_args(EnvelopeKind)
 MAGIC = b"PFLENV1\n"
 _DOMAIN = b"pharmafl/envelope/v1\n"
 _MAX_HEADER = 1 << 20
+#: Most bytes a frame holds around its payload: magic, header length and header.
+FRAME_OVERHEAD = len(MAGIC) + 4 + _MAX_HEADER
+#: Largest payload of the small kinds (specs, keys, shares, confirmations, reports: JSON or
+#: key material, ~100 kB at most for 50 partners). Readers refuse a bigger frame unread.
+MAX_MESSAGE_PAYLOAD = 4 << 20
+#: Kinds whose payload size follows the trunk's vector length (a masked update, the global
+#: trunk): their cap comes from the reader that knows that length, else the store's limit.
+VECTOR_KINDS: frozenset[str] = frozenset({"masked", "global_trunk"})
 
 
 class Envelope(BaseModel):
@@ -107,13 +115,17 @@ class Envelope(BaseModel):
         return b"".join((MAGIC, len(head).to_bytes(4, "big"), head, self.payload))
 
     @classmethod
-    def read_from(cls, stream: BinaryIO) -> Envelope:
+    def read_from(cls, stream: BinaryIO, *, max_payload: int | None = None) -> Envelope:
         """Parse one frame from a binary stream (reads the payload with a single copy).
+
+        ``max_payload`` bounds the read: a longer payload is refused after reading at most
+        ``max_payload + 1`` bytes of it (None: no bound).
 
         Raises
         ------
         EnvelopeRejectedError
-            If the bytes are not a well-formed envelope (or the payload digest is wrong).
+            If the bytes are not a well-formed envelope (or the payload digest is wrong), or
+            the payload is longer than ``max_payload``.
         """
         prefix = stream.read(len(MAGIC) + 4)
         if len(prefix) < len(MAGIC) + 4 or prefix[: len(MAGIC)] != MAGIC:
@@ -128,7 +140,12 @@ class Envelope(BaseModel):
             head = json.loads(raw_head)
             if not isinstance(head, dict):
                 raise ValueError("header is not an object")
-            return cls.model_validate(head | {"payload": stream.read()})
+            payload = stream.read() if max_payload is None else stream.read(max_payload + 1)
+            if max_payload is not None and len(payload) > max_payload:
+                raise EnvelopeRejectedError(
+                    f"envelope payload is over the {max_payload}-byte limit for its kind."
+                )
+            return cls.model_validate(head | {"payload": payload})
         except (ValueError, ValidationError) as exc:
             raise EnvelopeRejectedError(f"malformed envelope: {_first_error(exc)}.") from None
 
@@ -297,8 +314,11 @@ class EnvelopeGuard:
 
 __all__ = [
     "ENVELOPE_KINDS",
+    "FRAME_OVERHEAD",
     "MAGIC",
+    "MAX_MESSAGE_PAYLOAD",
     "ROUND_ID_PATTERN",
+    "VECTOR_KINDS",
     "Envelope",
     "EnvelopeGuard",
     "EnvelopeKind",

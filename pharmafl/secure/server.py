@@ -158,6 +158,7 @@ class SecAggServer:
         self._shares: dict[tuple[str, str], Envelope] = {}
         self._commitments: dict[str, str] = {}
         self._acc = np.zeros(vector_length + 1, dtype=self.spec.quantization.dtype)
+        self._masked_bytes = self._acc.nbytes  # a masked input's exact size: read no more
         self._confirms: dict[str, Envelope] = {}
         self._unmasks: dict[str, UnmaskPayload] = {}
         self.u1: tuple[str, ...] = ()
@@ -257,7 +258,7 @@ class SecAggServer:
 
     def _take(self, key: str, kind: EnvelopeKind, *, late: bool) -> int:
         try:
-            env = self.store.get(key)
+            env = self.store.get(key, max_payload=self._masked_bytes if kind == "masked" else None)
         except EnvelopeRejectedError as exc:
             self.guard.reject(None, exc.message, kind=kind)
             return 0

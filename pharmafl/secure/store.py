@@ -13,12 +13,19 @@ Writes are atomic: on a local filesystem the frame is written to a hidden tempor
 beside its destination and renamed into place; on object stores a single PUT is atomic by
 itself; the memory filesystem writes in one call. Readers ignore hidden and non-``.env``
 names, so a half-written file is never read.
+
+Reads are bounded: a file's size is checked before it is opened (small kinds at most
+:data:`~pharmafl.secure.envelope.MAX_MESSAGE_PAYLOAD`, masked updates and trunks at most
+what their reader expects, everything at most the store's ``max_envelope_bytes``), and the
+read itself stops past that limit. Only regular files are read, and in a local store only
+files whose real path is inside the store (no link leads out).
 """
 
 from __future__ import annotations
 
 import builtins
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -28,12 +35,21 @@ from fsspec.implementations.local import LocalFileSystem
 
 from pharmafl.common.errors import EnvelopeRejectedError, SecureAggregationError
 from pharmafl.common.io import atomic_write_bytes
-from pharmafl.secure.envelope import ENVELOPE_KINDS, Envelope
+from pharmafl.secure.envelope import (
+    ENVELOPE_KINDS,
+    FRAME_OVERHEAD,
+    MAX_MESSAGE_PAYLOAD,
+    VECTOR_KINDS,
+    Envelope,
+)
 
 logger = logging.getLogger(__name__)
 
 _PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _NAME = re.compile(r"^(?P<sender>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})\.(?P<nonce>[0-9a-f]{32})\.env$")
+#: Default limit on one envelope's payload (2 GiB: a 64-bit masked update of 268 M
+#: parameters; the 64 M-parameter trunk of docs/security.md takes 256 MB in a 32-bit ring).
+MAX_ENVELOPE_BYTES = 1 << 31
 
 
 class ExchangeStore:
@@ -43,15 +59,29 @@ class ExchangeStore:
     ----------
     url
         Local path, ``file://``, ``memory://`` or another fsspec URL.
+    max_envelope_bytes
+        Largest payload any envelope read from this store may have; a bigger file is
+        skipped unread (see :meth:`payload_limit` for the per-kind limits).
     **storage_options
         Passed to fsspec (credentials for object stores come from the environment or here).
     """
 
-    def __init__(self, url: str | Path, **storage_options: Any) -> None:
+    def __init__(
+        self,
+        url: str | Path,
+        *,
+        max_envelope_bytes: int = MAX_ENVELOPE_BYTES,
+        **storage_options: Any,
+    ) -> None:
+        if max_envelope_bytes < 1:
+            raise SecureAggregationError(
+                f"max_envelope_bytes must be positive, got {max_envelope_bytes}."
+            )
         self.url = str(url)
         fs, root = fsspec.core.url_to_fs(self.url, **storage_options)
         self.fs = fs
         self.root = root.rstrip("/") or "/"
+        self.max_envelope_bytes = max_envelope_bytes
         self._local = isinstance(fs, LocalFileSystem)
 
     def __repr__(self) -> str:
@@ -117,23 +147,60 @@ class ExchangeStore:
                 out.append(f"{round_id}/{kind}/{recipient}/{name}")
         return sorted(out)
 
-    def get(self, key: str) -> Envelope:
+    def payload_limit(self, kind: str, max_payload: int | None = None) -> int:
+        """Largest payload this store reads for an envelope of ``kind``: ``max_payload``
+        when the reader knows it (a masked update's exact size), else
+        :data:`~pharmafl.secure.envelope.MAX_MESSAGE_PAYLOAD` for the small kinds; never
+        more than ``max_envelope_bytes``."""
+        if max_payload is None:
+            max_payload = self.max_envelope_bytes if kind in VECTOR_KINDS else MAX_MESSAGE_PAYLOAD
+        return max(0, min(max_payload, self.max_envelope_bytes))
+
+    def _readable_size(self, path: str, key: str, limit: int) -> int:
+        """The size of the regular file at ``path``, checked before anything is read."""
+        try:
+            info = self.fs.info(path)
+        except FileNotFoundError:
+            raise EnvelopeRejectedError(f"envelope {key!r} is not in the store.") from None
+        if info.get("type") != "file":
+            raise EnvelopeRejectedError(f"{key!r} is not a regular file; skipped unread.")
+        if self._local:
+            real, root = os.path.realpath(path), os.path.realpath(self.root)
+            if os.path.commonpath((real, root)) != root:
+                raise EnvelopeRejectedError(
+                    f"{key!r} links to a file outside the store; skipped unread."
+                )
+        size = int(info.get("size") or 0)
+        if size > limit + FRAME_OVERHEAD:
+            raise EnvelopeRejectedError(
+                f"{key!r} is {size} bytes, over the limit of {limit} payload bytes for its "
+                "kind; skipped unread."
+            )
+        return size
+
+    def get(self, key: str, *, max_payload: int | None = None) -> Envelope:
         """Read and parse one envelope; its content must match its key.
+
+        ``max_payload`` is the largest payload the caller expects (default: the kind's, see
+        :meth:`payload_limit`); a bigger file is refused before it is read.
 
         Raises
         ------
         EnvelopeRejectedError
-            If the file is not an envelope or sits under the wrong round, kind, recipient,
-            sender or nonce.
+            If the file is not an envelope, is too big, is not a regular file (or links out
+            of a local store), or sits under the wrong round, kind, recipient, sender or
+            nonce.
         """
         parts = key.split("/")
         match = _NAME.match(parts[-1]) if len(parts) == 4 else None
         if match is None:
             raise EnvelopeRejectedError(f"not an envelope key: {key!r}.")
         path = f"{self._folder(parts[0], parts[1], parts[2])}/{parts[3]}"
+        limit = self.payload_limit(parts[1], max_payload)
+        size = self._readable_size(path, key, limit)
         try:
             with self.fs.open(path, "rb") as fh:
-                env = Envelope.read_from(fh)
+                env = Envelope.read_from(fh, max_payload=min(limit, size))
         except FileNotFoundError:
             raise EnvelopeRejectedError(f"envelope {key!r} is not in the store.") from None
         if self.key_of(env) != key:
@@ -143,18 +210,25 @@ class ExchangeStore:
         return env
 
     def list(
-        self, round_id: str, kind: str, recipient: str, *, sender: str | None = None
+        self,
+        round_id: str,
+        kind: str,
+        recipient: str,
+        *,
+        sender: str | None = None,
+        max_payload: int | None = None,
     ) -> builtins.list[Envelope]:
         """Every well-formed envelope for ``recipient`` of one kind in one round.
 
-        Malformed or misplaced files are logged and skipped (the store is untrusted).
+        Malformed, oversize (see :meth:`get`) or misplaced files are logged and skipped (the
+        store is untrusted).
         """
         out = []
         for key in self.keys(round_id, kind, recipient):
             if sender is not None and not key.rsplit("/", 1)[1].startswith(f"{sender}."):
                 continue
             try:
-                out.append(self.get(key))
+                out.append(self.get(key, max_payload=max_payload))
             except EnvelopeRejectedError as exc:
                 logger.warning("skipping %s in %s: %s", key, self.url, exc.message)
         return out
@@ -168,4 +242,4 @@ class ExchangeStore:
             self.fs.rm(path, recursive=True)
 
 
-__all__ = ["ExchangeStore"]
+__all__ = ["MAX_ENVELOPE_BYTES", "ExchangeStore"]

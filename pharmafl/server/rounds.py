@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 import numpy as np
+from pydantic import ValidationError
 
 from pharmafl.common.errors import AggregateCheckError, FederationError, SecureAggregationError
 from pharmafl.common.io import sha256_bytes
@@ -300,11 +301,44 @@ def partner_reports(ctx: OperatorContext, spec: TrainSpec) -> dict[str, Envelope
     )
 
 
+def _validation_report(partner: str, env: Envelope, spec: TrainSpec) -> PartnerRoundReport | None:
+    """``partner``'s signed round report, or None (logged) when it is malformed, refused by
+    the model (e.g. a NaN score) or about another partner or round."""
+    try:
+        rep = PartnerRoundReport.model_validate_json(env.payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        log.warning(
+            "round %d: ignoring the invalid round report of %s (no validation shared): %s: %s",
+            spec.round_index,
+            partner,
+            ".".join(map(str, first["loc"])) or "report",
+            first["msg"],
+        )
+        return None
+    if rep.partner != partner or rep.round_index != spec.round_index:
+        log.warning(
+            "round %d: ignoring the round report of %s: it names partner %r, round %d",
+            spec.round_index,
+            partner,
+            rep.partner,
+            rep.round_index,
+        )
+        return None
+    return rep
+
+
 def shared_validation(ctx: OperatorContext, spec: TrainSpec) -> dict[str, dict[str, float]]:
-    """The validation scalars each participant signed after the round (also to the ledger)."""
+    """The validation scalars each participant signed after the round (also to the ledger).
+
+    Runs after ``aggregate_applied`` is on the ledger, so it never raises for what a partner
+    sent: a malformed or invalid report counts as no validation shared (logged).
+    """
     validation: dict[str, dict[str, float]] = {}
     for partner, env in sorted(partner_reports(ctx, spec).items()):
-        rep = PartnerRoundReport.model_validate_json(env.payload)
+        rep = _validation_report(partner, env, spec)
+        if rep is None:
+            continue
         validation[partner] = rep.validation
         if rep.validation:
             ctx.record(
