@@ -151,6 +151,41 @@ class _State:
     def pending(self, round_id: str) -> Path:
         return self.pending_dir / f"{round_id}.pt"
 
+    @property
+    def revealed_file(self) -> Path:
+        return self.dir / "revealed.json"
+
+    def revealed(self) -> dict[str, str]:
+        """Round index → the round id in which this partner revealed its shares."""
+        if not self.revealed_file.is_file():
+            return {}
+        return dict(json.loads(self.revealed_file.read_text(encoding="utf-8")))
+
+    def record_reveal(self, spec: TrainSpec) -> None:
+        """Durably note, before revealing, that the operator may now aggregate this round."""
+        doc = self.revealed() | {str(spec.round_index): spec.round_id}
+        atomic_write_text(self.revealed_file, json.dumps(doc, sort_keys=True) + "\n")
+
+    def refuse_a_second_aggregate(self, spec: TrainSpec) -> None:
+        """Never contribute an update to a second aggregate of one round.
+
+        After this partner revealed its shares in one attempt of a round, the operator may
+        hold an aggregate with its update; a retry of the round (or the same round id again,
+        in another store) from the same state would reproduce the same update, and two
+        aggregates of nearly the same partners difference into one partner's update. Honest
+        operators keep an aggregate they computed and never retry such a round (see
+        pharmafl.server.runs.save_aggregate).
+        """
+        earlier = self.revealed().get(str(spec.round_index))
+        if earlier is not None:  # the same round id too: the store is untrusted
+            raise FederationError(
+                f"round {spec.round_index} of run {spec.run_id!r} was already aggregated with "
+                f"this partner's update (attempt {earlier}); it never contributes the same "
+                "update to a second aggregate.",
+                fix="the operator resumes from the aggregate it kept, or starts a new run "
+                "(a new run id).",
+            )
+
     def last_round(self) -> int:
         if not self.meta.is_file():
             return -1
@@ -388,9 +423,17 @@ def partner_round(
     spec = _round_spec(store, who, round_id, timeout_s)
     t0 = time.perf_counter()
     state = _State(pdir, spec.run_id)
+    state.refuse_a_second_aggregate(spec)  # before touching any state
     state.settle(spec)
     global_state = _global_trunk(store, who, spec, timeout_s)
-    client = SecAggClient(who.identity, who.roster, store, round_id, pinned_fingerprint=who.pin)
+    client = SecAggClient(
+        who.identity,
+        who.roster,
+        store,
+        round_id,
+        pinned_fingerprint=who.pin,
+        before_reveal=lambda: state.record_reveal(spec),
+    )
     _share_keys(client, who.identity.id, round_id, timeout_s, poll_s)
     trainer, update, validation = _train(pdir, state, spec, who.identity.id, global_state)
     state.pending_dir.mkdir(parents=True, exist_ok=True)

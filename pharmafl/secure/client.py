@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,6 +87,10 @@ class SecAggClient:
         Lowest threshold this partner accepts (default: a strict majority of the round).
     rng
         Generator for differential-privacy noise (only used when the round has DP).
+    before_reveal
+        Called right before this partner reveals its shares (stage 4), after which the
+        operator may hold an aggregate holding its update: a partner records that durably
+        and never contributes the same update to another attempt of the round.
     """
 
     def __init__(
@@ -98,6 +103,7 @@ class SecAggClient:
         pinned_fingerprint: str | None = None,
         min_threshold: int | None = None,
         rng: np.random.Generator | None = None,
+        before_reveal: Callable[[], None] | None = None,
     ) -> None:
         self.roster = roster.verify(pinned_fingerprint)
         if roster.member(identity.id).role != "partner":
@@ -117,6 +123,7 @@ class SecAggClient:
         self.stage = "advertise"
         self._min_threshold = min_threshold
         self._rng = rng
+        self._before_reveal = before_reveal
         self._skip: set[str] = set()
         self._input: tuple[np.ndarray, int] | None = None
         self.spec: RoundSpec | None = None
@@ -372,6 +379,8 @@ class SecAggClient:
             u: s[0].hex() for u, s in self._shares.items() if u in self.u2 and u not in survivors
         }
         body = UnmaskPayload(b_shares=b_shares, s_shares=s_shares).to_payload()
+        if self._before_reveal is not None:  # e.g. record "revealed" durably first
+            self._before_reveal()
         shared = crypto.x25519_exchange(self._c_sk, bytes.fromhex(spec.operator_key))
         key = masking.derive_key("unmask-key", shared, self.round_id, self.me, self.operator)
         sealed = crypto.aead_encrypt(

@@ -3,7 +3,8 @@ and the ledger. Torch-free and RDKit-free."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -12,7 +13,7 @@ from pharmafl.common.errors import FederationError
 from pharmafl.common.params import load_consortium_parameters
 from pharmafl.contract import FederationPlan
 from pharmafl.layout import OperatorLayout
-from pharmafl.ledger import Ledger, event_of
+from pharmafl.ledger import Ledger, event_of, run_entries, validate_payload
 from pharmafl.secure import ExchangeStore, Identity, Roster, load_identity_dir, load_roster
 
 
@@ -29,14 +30,32 @@ class OperatorContext:
     consortium_hash: str
     run_dir: Path
     members: tuple[str, ...]
+    recorded: set[str] = field(default_factory=set)
 
     @property
     def layout(self) -> OperatorLayout:
         return OperatorLayout(self.operator_dir)
 
     def record(self, payload: BaseModel) -> None:
-        """Sign and append one ledger entry (its event is the payload model's)."""
-        self.ledger.append(self.identity.id, self.identity, event_of(payload), payload)
+        """Sign and append one ledger entry (its event is the payload model's); an entry
+        :meth:`expect_recorded` listed (written before a crash) is not written twice."""
+        event = event_of(payload)
+        if _key(event.value, validate_payload(event, payload)) in self.recorded:
+            return
+        self.ledger.append(self.identity.id, self.identity, event, payload)
+
+    def expect_recorded(self, round_index: int) -> None:
+        """Resuming ``round_index`` of this run: the entries the ledger already holds for it
+        are not written again."""
+        self.recorded = {
+            _key(e.event.value, dict(e.payload))
+            for e in run_entries(self.ledger.entries(), self.plan.run_id)
+            if e.payload.get("round") == round_index
+        }
+
+
+def _key(event: str, doc: dict[str, object]) -> str:
+    return json.dumps([event, doc], sort_keys=True)
 
 
 def _run_plan(layout: OperatorLayout, run_id: str | None) -> FederationPlan:

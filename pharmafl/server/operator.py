@@ -51,14 +51,16 @@ from pharmafl.server.context import OperatorContext, load_operator
 from pharmafl.server.launcher import Launcher
 from pharmafl.server.optimizers import ServerOptimizer, make_server_optimizer
 from pharmafl.server.rounds import (
+    SecureRound,
     check_reported_examples,
     mean_auc_pr,
     partner_reports,
     publish_round,
+    record_participation,
     secure_round,
     shared_validation,
 )
-from pharmafl.server.runs import RoundResult, TrainingState
+from pharmafl.server.runs import RoundResult, TrainingState, drop_aggregates, load_aggregate
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +145,9 @@ def _initial_trunk(ctx: OperatorContext) -> dict[str, np.ndarray]:
 def run_round(run: _Run, launcher: Launcher, poll_s: float) -> RoundResult:
     """Round ``state.next_round``: secure aggregation, server step, ledger, checkpoint."""
     ctx, state, index = run.ctx, run.state, run.state.next_round
-    done = secure_round(ctx, launcher, run.trunk_bytes, index, size=run.layout.size, poll_s=poll_s)
+    done = _kept_round(run) or secure_round(
+        ctx, launcher, run.trunk_bytes, index, size=run.layout.size, poll_s=poll_s
+    )
     check_reported_examples(ctx, done)
     run.dropped[index] = list(done.result.dropped)
     old = flatten_trunk(state.trunk, run.layout)
@@ -178,6 +182,23 @@ def run_round(run: _Run, launcher: Launcher, poll_s: float) -> RoundResult:
     return record
 
 
+def _kept_round(run: _Run) -> SecureRound | None:
+    """The round the operator aggregated before it crashed (kept in ``state/``), if any.
+
+    Never aggregated again: partners refuse a second attempt of a round they revealed shares
+    in (two aggregates of one round would difference into one partner's update). Ledger
+    entries written before the crash are not written twice.
+    """
+    kept = load_aggregate(run.state_dir, run.state.next_round)
+    if kept is None:
+        return None
+    log.info("round %d was aggregated before a restart: using that aggregate", kept[0].round_index)
+    run.ctx.expect_recorded(run.state.next_round)
+    done = SecureRound(kept[0], kept[1], {})
+    record_participation(run.ctx, done)
+    return done
+
+
 def _checkpoint(run: _Run, record: RoundResult, score: float) -> None:
     state = run.state
     state.history.append(record)
@@ -187,6 +208,8 @@ def _checkpoint(run: _Run, record: RoundResult, score: float) -> None:
     state.next_round = record.round + 1
     state.optimizer = run.optimizer.state_dict()
     state.save(run.state_dir)
+    drop_aggregates(run.state_dir)
+    run.ctx.recorded = set()
 
 
 def final_phase(

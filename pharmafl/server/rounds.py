@@ -26,6 +26,7 @@ from pharmafl.contract import (
     TrainSpec,
     format_round_id,
 )
+from pharmafl.layout import STATE_DIR
 from pharmafl.ledger import (
     EvaluationReportedPayload,
     PartnerDroppedPayload,
@@ -36,6 +37,7 @@ from pharmafl.ledger import (
 from pharmafl.secure import BROADCAST, AggregateResult, Envelope, SecAggServer, collect, publish
 from pharmafl.server.context import OperatorContext
 from pharmafl.server.launcher import Launcher
+from pharmafl.server.runs import save_aggregate
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +146,9 @@ def _attempt(
         )
         log.warning("round %d attempt %d aborted: %s", index, spec.attempt, exc.message)
         return None
-    failures = launcher.finish(plan.stage_timeout_s)
     assert server.result is not None
+    save_aggregate(ctx.run_dir / STATE_DIR, spec, server.result)  # before anything can fail
+    failures = launcher.finish(plan.stage_timeout_s)
     return SecureRound(spec, server.result, failures)
 
 
@@ -244,7 +247,7 @@ def secure_round(
         )
         done = _attempt(ctx, launcher, spec, size, poll_s)
         if done is not None:
-            _record_participation(ctx, done)
+            record_participation(ctx, done)
             return done
     raise FederationError(
         f"round {index} aborted {ctx.plan.max_round_attempts} times.",
@@ -252,7 +255,7 @@ def secure_round(
     )
 
 
-def _record_participation(ctx: OperatorContext, done: SecureRound) -> None:
+def record_participation(ctx: OperatorContext, done: SecureRound) -> None:
     """Ledger: each survivor's masked update (by envelope hash) and each dropout's reason."""
     index, round_id = done.spec.round_index, done.spec.round_id
     survivors = done.result.report.survivors
@@ -368,6 +371,7 @@ __all__ = [
     "mean_auc_pr",
     "partner_reports",
     "publish_round",
+    "record_participation",
     "secure_round",
     "shared_validation",
 ]

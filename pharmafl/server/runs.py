@@ -22,9 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pharmafl.common.errors import FederationError
 from pharmafl.common.io import atomic_write_bytes, atomic_write_json, atomic_write_text
-from pharmafl.contract import FederationPlan, format_round_id
+from pharmafl.contract import FederationPlan, TrainSpec, format_round_id
 from pharmafl.layout import CHECKPOINT_FILE, OperatorLayout
-from pharmafl.secure import BROADCAST, ExchangeStore
+from pharmafl.secure import BROADCAST, AggregateResult, ExchangeStore, SecAggRoundReport
 
 
 def run_dir(operator_dir: str | Path, run_id: str | None = None) -> Path:
@@ -61,6 +61,45 @@ def write_run_plan(operator_dir: str | Path, plan: FederationPlan) -> Path:
             )
     atomic_write_text(path, text)
     return path
+
+
+def save_aggregate(state_dir: Path, spec: TrainSpec, result: AggregateResult) -> None:
+    """Keep a round's decoded aggregate until its round is checkpointed.
+
+    Written the moment secure aggregation completes, before anything else: partners refuse
+    to contribute to a second attempt of a round they revealed shares in, so an operator that
+    crashes after aggregating resumes from this file instead of retrying the round.
+    """
+    buf = io.BytesIO()
+    np.savez(
+        buf,
+        mean=result.mean,
+        spec=np.frombuffer(spec.model_dump_json().encode(), dtype=np.uint8),
+        report=np.frombuffer(result.report.model_dump_json().encode(), dtype=np.uint8),
+        max_examples=np.array(result.max_examples, dtype=np.int64),
+    )
+    atomic_write_bytes(state_dir / f"{_AGGREGATE}{spec.round_index:04d}.npz", buf.getvalue())
+
+
+def load_aggregate(state_dir: Path, round_index: int) -> tuple[TrainSpec, AggregateResult] | None:
+    """The aggregate :func:`save_aggregate` kept for ``round_index``, if any."""
+    path = state_dir / f"{_AGGREGATE}{round_index:04d}.npz"
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        spec = TrainSpec.model_validate_json(z["spec"].tobytes())
+        report = SecAggRoundReport.model_validate_json(z["report"].tobytes())
+        result = AggregateResult(z["mean"], report, int(z["max_examples"]))
+    return spec, result
+
+
+def drop_aggregates(state_dir: Path) -> None:
+    """Remove the kept aggregates (their rounds are checkpointed)."""
+    for old in state_dir.glob(f"{_AGGREGATE}*.npz"):
+        old.unlink(missing_ok=True)
+
+
+_AGGREGATE = "aggregate-"
 
 
 def _main_run_id(layout: OperatorLayout) -> str | None:
@@ -219,8 +258,11 @@ def prune_run(operator_dir: str | Path, exchange_url: str, run_id: str) -> int:
 __all__ = [
     "RoundResult",
     "TrainingState",
+    "drop_aggregates",
+    "load_aggregate",
     "prune_run",
     "run_dir",
     "run_round_ids",
+    "save_aggregate",
     "write_run_plan",
 ]

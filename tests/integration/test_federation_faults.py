@@ -338,11 +338,12 @@ def test_resume_after_an_operator_crash_reaches_the_uninterrupted_trunk(
 
     if crash == "mid_round":
         # Round 1's secure aggregation completed (the partners hold pending states of it)
-        # but the operator died before applying it.
+        # but the operator died before applying it: it kept the aggregate.
         launcher = _launcher(cdir, CrashingLauncher, when=lambda rid, _: rid.endswith("r0001-a0"))
         with pytest.raises(OperatorCrash):
             _train(cdir, launcher)
         assert _checkpoint_next_round(cdir) == 1
+        assert (cdir / "operator" / "state" / "aggregate-0001.npz").is_file()
     else:
         with pytest.raises(OperatorCrash):
             _train(cdir, on_round=after_round_1)
@@ -371,9 +372,12 @@ def test_resume_after_an_operator_crash_reaches_the_uninterrupted_trunk(
         assert _last_committed(pdir) == 2
         assert (pdir / "models/federated/model/metrics.json").is_file()
     started = [x["round"] for x in _events(entries, "round_started")]
-    if crash == "mid_round":  # round 1 was redone under a fresh id
-        assert started == [0, 1, 1, 2]
-        assert b.history[1].round_id == "train-r0001-a1"
+    if crash == "mid_round":  # round 1 was not redone: its kept aggregate was applied
+        assert started == [0, 1, 2]
+        assert b.history[1].round_id == "train-r0001-a0"
+        submitted = Counter(u["round"] for u in _events(entries, "update_submitted"))
+        assert submitted == {0: 3, 1: 3, 2: 3}  # written once, after the restart
+        assert not list((cdir / "operator" / "state").glob("aggregate-*"))
     else:  # the final evaluation was redone under a fresh id
         assert started == [0, 1, 2]
         assert (cdir / "exchange" / "train-r0003-final").is_dir()
@@ -419,13 +423,25 @@ def test_a_restarted_partner_never_redoes_a_round_and_a_new_run_starts_fresh(
     steps = _committed_steps(cdir)
     assert all(s > 0 for s in steps.values())
 
-    # A new run in the same partner folders (new operator state, new store) starts from
-    # scratch: its first round reaches the same trunk as the first run's first round.
+    # The same run again in the same partner folders (new operator state, new store): the
+    # partners refuse round 0, whose aggregate the operator already had (a second aggregate
+    # of it would difference into one partner's update).
     shutil.rmtree(cdir / "operator" / "state")
     _new_ledger(cdir)
     (cdir / "operator" / "final_trunk.npz").unlink()
-    again = _train(cdir, store="exchange2", rounds=1)
+    with pytest.raises(FederationError, match="aborted"):
+        _train(cdir, store="exchange2", rounds=1)
+    with pytest.raises(FederationError, match="already aggregated"):
+        partner_round(dirs["alpha"], str(cdir / "exchange2"), "train-r0000-a0", timeout_s=5)
+
+    # A new run (a new run id) in the same partner folders starts from scratch: its first
+    # round reaches the same trunk as the first run's first round.
+    shutil.rmtree(cdir / "operator" / "state")
+    _new_ledger(cdir)
+    plan = json.loads((cdir / "operator" / "plan.json").read_text())
+    (cdir / "operator" / "plan.json").write_text(json.dumps(plan | {"run_id": "train-2"}))
+    again = _train(cdir, store="exchange3", rounds=1)
     assert again.final_trunk_sha256 == a.history[0].trunk_sha256
-    assert _committed_steps(cdir) == {k: v // 3 for k, v in steps.items()}
     for pdir in dirs.values():
-        assert _last_committed(pdir) == 0
+        doc = json.loads((pdir / "models/runs/train-2/state.json").read_text())
+        assert doc["last_committed_round"] == 0

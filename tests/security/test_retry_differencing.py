@@ -1,0 +1,124 @@
+"""Attack: retry differencing (issue 12, finding 2).
+
+A round that actually completed is "retried" (an operator crash and resume, or a deliberate
+retry that leaves partner i out): partners retrain bit-identically from the same state and
+contribute again, and the difference of the two aggregates is i's update. Before the fix the
+operator recovered every partner's exact weighted update this way (the three recovered
+updates add up to the first aggregate). Now a partner records, before revealing its shares,
+that the operator may hold an aggregate of that round, and refuses any later attempt of it:
+the retry aborts with no masked input submitted. An honest operator that crashed after
+aggregating resumes from the aggregate it kept (tests/integration/test_federation_faults.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+import pharmafl.partner.federated as partner_module
+from flows.launchers import EmbeddedLauncher
+from pharmafl.common.errors import FederationError
+from pharmafl.common.io import atomic_write_bytes, atomic_write_text
+from pharmafl.contract import FederationPlan, trunk_to_bytes
+from pharmafl.server import load_operator, run_training, secure_round
+from pharmafl.simulate.federation import initial_trunk
+
+from .conftest import PARTNERS, MiniConsortium, add_prepared
+
+pytestmark = pytest.mark.slow
+
+
+class LibraryLauncher(EmbeddedLauncher):
+    """Partner rounds as library calls in threads (no flow runs)."""
+
+    def _run(self, partner: str, round_id: str, final: bool) -> Any:
+        work = partner_module.partner_finish if final else partner_module.partner_round
+        return work(self.partner_dirs[partner], self.exchange_url, round_id, timeout_s=20)
+
+
+def _trained(make: Callable[..., MiniConsortium]) -> tuple[MiniConsortium, np.ndarray, int]:
+    """A consortium whose round 0 completed: its aggregate (weighted sum) and Σ n_u."""
+    mc = make(rounds=1)
+    op = mc.layout.operator
+    plan = FederationPlan.model_validate_json(op.plan.read_text())
+    n_features = 0
+    for i, p in enumerate(PARTNERS):
+        n_features = add_prepared(mc.partner_dir(p), seed=i)
+    trunk = plan.trunk.model_copy(update={"input_size": n_features})
+    plan = plan.model_copy(update={"trunk": trunk})
+    atomic_write_text(op.plan, plan.model_dump_json())
+    atomic_write_bytes(op.initial_trunk, trunk_to_bytes(initial_trunk(trunk, plan.seed)))
+    with LibraryLauncher(mc.layout.partner_dirs(), mc.url, 20) as launcher:
+        result = run_training(op.root, mc.url, launcher, poll_s=0.05)
+    first = result.history[0]
+    assert first.contributors == list(PARTNERS)
+    total, examples = _AGGREGATES[first.round_id]
+    return mc, total, examples
+
+
+#: Every aggregate the operator decoded in a test: round id → (Σ w_u x_u, Σ n_u).
+_AGGREGATES: dict[str, tuple[np.ndarray, int]] = {}
+
+
+@pytest.fixture(autouse=True)
+def _spy_on_aggregates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep every aggregate the operator decodes, as a curious operator would."""
+    import pharmafl.server.rounds as rounds_module
+
+    real = rounds_module.save_aggregate
+    _AGGREGATES.clear()
+
+    def spy(state_dir: Any, spec: Any, result: Any) -> None:
+        _AGGREGATES[spec.round_id] = (result.weighted_sum.copy(), result.report.total_examples)
+        real(state_dir, spec, result)
+
+    monkeypatch.setattr(rounds_module, "save_aggregate", spy)
+
+
+def _retry_without(mc: MiniConsortium, left_out: str) -> str:
+    """The operator retries round 0 with every partner but ``left_out``; its round id."""
+    ctx = load_operator(mc.layout.operator.root, mc.url)
+    ctx = dataclasses.replace(ctx, members=tuple(p for p in PARTNERS if p != left_out))
+    trunk = ctx.layout.initial_trunk.read_bytes()
+    with LibraryLauncher(mc.layout.partner_dirs(), mc.url, 20) as launcher:
+        size = sum(int(np.prod(v.shape)) for v in _trunk_arrays(trunk))
+        done = secure_round(ctx, launcher, trunk, 0, size=size, poll_s=0.05)
+    return done.spec.round_id
+
+
+def _trunk_arrays(data: bytes) -> list[np.ndarray]:
+    from pharmafl.contract import trunk_from_bytes
+
+    return list(trunk_from_bytes(data).values())
+
+
+def test_before_the_fix_retries_gave_every_partners_exact_update(
+    mini_consortium: Callable[..., MiniConsortium], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(partner_module._State, "refuse_a_second_aggregate", lambda *a: None)
+    mc, total, _ = _trained(mini_consortium)
+    recovered = {}
+    for p in PARTNERS:
+        rest, _ = _AGGREGATES[_retry_without(mc, p)]
+        recovered[p] = total - rest  # p's weighted update w_p·x_p, exactly
+    rebuilt = sum(recovered.values())
+    assert np.linalg.norm(rebuilt - total) <= 1e-4 * np.linalg.norm(total)
+    assert all(np.linalg.norm(v) > 0 for v in recovered.values())
+
+
+def test_a_retried_round_gets_no_second_aggregate(
+    mini_consortium: Callable[..., MiniConsortium],
+) -> None:
+    mc, _, _ = _trained(mini_consortium)
+    before = set(_AGGREGATES)
+    with pytest.raises(FederationError, match="aborted"):
+        _retry_without(mc, "alpha")
+    assert set(_AGGREGATES) == before  # nothing new was aggregated
+    masked = [p for p in mc.layout.exchange.glob("train-r0000-a[1-9]/masked/*/*.env")]
+    assert masked == []  # bravo and charlie submitted nothing to the retries
+    with pytest.raises(FederationError, match="already aggregated"):
+        partner_module.partner_round(mc.partner_dir("bravo"), mc.url, "train-r0000-a1", timeout_s=2)
