@@ -50,12 +50,29 @@ def roster(
     version: Annotated[
         int, typer.Option("--version", min=1, help="Roster version (bump on every change).")
     ] = 1,
+    collusion_bound: Annotated[
+        int,
+        typer.Option(
+            "--collusion-bound", min=0, help="Partners that may collude with the operator (c)."
+        ),
+    ] = 0,
+    min_participants: Annotated[
+        int, typer.Option("--min-participants", min=2, help="Fewest partners in any round.")
+    ] = 2,
 ) -> None:
-    """Sign the consortium roster; print the fingerprint every partner must pin."""
+    """Sign the consortium roster and its security policy; print the fingerprint every
+    partner must pin."""
     from pharmafl.secure.identity import create_roster_file
+    from pharmafl.secure.policy import SecurityPolicy
 
-    doc = create_roster_file(operator_key, members, out, consortium=consortium, version=version)
-    typer.echo(f"roster: {out} ({len(doc.members)} members)")
+    policy = SecurityPolicy(collusion_bound=collusion_bound, min_participants=min_participants)
+    doc = create_roster_file(
+        operator_key, members, out, consortium=consortium, version=version, policy=policy
+    )
+    typer.echo(
+        f"roster: {out} ({len(doc.members)} members; policy: collusion bound "
+        f"{policy.collusion_bound}, at least {policy.fewest_participants()} partners a round)"
+    )
     typer.echo(f"fingerprint (publish out of band; partners pin it): {doc.fingerprint()}")
 
 

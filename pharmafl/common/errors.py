@@ -84,6 +84,10 @@ class SecureAggregationError(PharmaFLError):
     """The secure-aggregation protocol failed or aborted."""
 
 
+class PolicyViolationError(SecureAggregationError):
+    """A round breaks the consortium's signed security policy; a partner refuses it."""
+
+
 class EnvelopeRejectedError(SecureAggregationError):
     """A message envelope was rejected (signature, round, sender, replay, duplicate)."""
 
@@ -116,6 +120,7 @@ __all__ = [
     "LedgerError",
     "ModelError",
     "PharmaFLError",
+    "PolicyViolationError",
     "PreparationError",
     "SecureAggregationError",
 ]

@@ -50,6 +50,7 @@ from pharmafl.secure.messages import (
     default_threshold,
     min_threshold,
 )
+from pharmafl.secure.policy import DEFAULT_POLICY, SecurityPolicy
 from pharmafl.secure.quantize import QuantizationConfig, dequantize, fedavg_mean, quantize
 from pharmafl.secure.server import SERVER_STAGES, AggregateResult, SecAggServer, ServerStats
 from pharmafl.secure.store import ExchangeStore
@@ -68,6 +69,7 @@ SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "secagg_survivors": SurvivorsPayload,
     "secagg_unmask": UnmaskPayload,
     "secagg_unmask_request": UnmaskRequestPayload,
+    "security_policy": SecurityPolicy,
 }
 
 __all__ = [
@@ -76,6 +78,7 @@ __all__ = [
     "BROADCAST",
     "CLIENT_STAGES",
     "ClientStats",
+    "DEFAULT_POLICY",
     "DPConfig",
     "ENVELOPE_KINDS",
     "Envelope",
@@ -95,6 +98,7 @@ __all__ = [
     "SecAggClient",
     "SecAggRoundReport",
     "SecAggServer",
+    "SecurityPolicy",
     "ServerStats",
     "SharePayload",
     "SimulationResult",

@@ -24,7 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from pharmafl.common import crypto
-from pharmafl.common.errors import EnvelopeRejectedError, SecureAggregationError
+from pharmafl.common.errors import (
+    EnvelopeRejectedError,
+    PolicyViolationError,
+    SecureAggregationError,
+)
 from pharmafl.secure import masking, shamir
 from pharmafl.secure._timing import StageStats, now
 from pharmafl.secure.envelope import (
@@ -187,6 +191,17 @@ class SecAggClient:
 
     # --- stages --------------------------------------------------------------------------
 
+    def _check_policy(self, n: int, threshold: int) -> None:
+        """Refuse a round that breaks the consortium's signed security policy."""
+        violation = self.roster.security_policy.violation(n, threshold)
+        if violation is not None:
+            logger.warning("%s refuses round %s: %s", self.me, self.round_id, violation)
+            raise PolicyViolationError(
+                f"{self.me} refuses round {self.round_id}: {violation}.",
+                fix="the operator must follow the policy signed in the roster every partner "
+                "pinned (pharmafl.secure.policy).",
+            )
+
     def advertise(self) -> bool:
         """Stage 0: check the round spec, advertise two fresh signed X25519 public keys."""
         env = self._fetch("round_spec")
@@ -202,6 +217,7 @@ class SecAggClient:
         self._need(self.me in spec.partners, "I am not invited")
         self._need(set(spec.partners) <= set(self.roster.partners), "the spec invites non-partners")
         self._need(spec.threshold >= floor, f"threshold {spec.threshold} is below {floor}")
+        self._check_policy(n, spec.threshold)
         self.spec = spec
         self._c_sk, c_pk = crypto.x25519_generate()
         self._s_sk, s_pk = crypto.x25519_generate()

@@ -27,6 +27,7 @@ from pharmafl.common.io import (
     read_model,
     sha256_bytes,
 )
+from pharmafl.secure.policy import DEFAULT_POLICY, SecurityPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -241,6 +242,9 @@ class Roster(BaseModel):
     version: int = Field(1, ge=1, description="Roster version; bump on every change.")
     operator: str = Field(pattern=PARTY_ID_PATTERN, description="Id of the signing operator.")
     members: tuple[PublicIdentity, ...] = Field(description="Every party, sorted by id.")
+    policy: SecurityPolicy | None = Field(
+        None, description="The consortium's security policy (None: the default policy)."
+    )
     signature: str = Field("", pattern=r"^([0-9a-f]{128})?$", description="Operator Ed25519.")
 
     @field_validator("members")
@@ -255,7 +259,14 @@ class Roster(BaseModel):
 
     def signed_bytes(self) -> bytes:
         """The exact bytes the operator signs (everything except the signature)."""
-        return _ROSTER_DOMAIN + canonical_json(self.model_dump(mode="json", exclude={"signature"}))
+        # A roster without a policy signs exactly what rosters signed before policies existed.
+        skip = {"signature"} | ({"policy"} if self.policy is None else set())
+        return _ROSTER_DOMAIN + canonical_json(self.model_dump(mode="json", exclude=skip))
+
+    @property
+    def security_policy(self) -> SecurityPolicy:
+        """The signed policy, or the default one when the roster names none."""
+        return self.policy or DEFAULT_POLICY
 
     def fingerprint(self) -> str:
         """SHA-256 (hex) of the signed content and signature: the value partners pin."""
@@ -318,8 +329,10 @@ def build_roster(
     *,
     consortium: str,
     version: int = 1,
+    policy: SecurityPolicy | None = None,
 ) -> Roster:
-    """Build and sign a roster; the operator's own identity is added if missing."""
+    """Build and sign a roster (with ``policy``, when given); the operator's own identity is
+    added if missing."""
     if operator.role != "operator":
         raise SecureAggregationError(
             f"identity {operator.id!r} has role {operator.role!r}; only an operator signs.",
@@ -334,6 +347,7 @@ def build_roster(
         version=version,
         operator=operator.id,
         members=tuple(by_id[k] for k in sorted(by_id)),
+        policy=policy,
     )
     sig = operator.sign(unsigned.signed_bytes())
     return unsigned.model_copy(update={"signature": sig.hex()})
@@ -351,6 +365,7 @@ def create_roster_file(
     *,
     consortium: str,
     version: int = 1,
+    policy: SecurityPolicy | None = None,
 ) -> Roster:
     """Sign a roster from the operator's key file and members' ``.pub.json`` files; write it.
 
@@ -370,7 +385,7 @@ def create_roster_file(
         )
     operator = load_identity(operator_key)
     members = [load_public_identity(m) for m in member_files]
-    roster = build_roster(operator, members, consortium=consortium, version=version)
+    roster = build_roster(operator, members, consortium=consortium, version=version, policy=policy)
     write_roster(roster, out)
     logger.info("wrote roster v%d with %d members to %s", version, len(roster.members), out)
     return roster

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +19,7 @@ from pharmafl.common.errors import SecureAggregationError
 from pharmafl.secure.client import CLIENT_STAGES, ClientStats, SecAggClient
 from pharmafl.secure.dp import DPConfig
 from pharmafl.secure.identity import Identity, build_roster
+from pharmafl.secure.policy import SecurityPolicy
 from pharmafl.secure.quantize import QuantizationConfig
 from pharmafl.secure.server import AggregateResult, SecAggServer, ServerStats
 from pharmafl.secure.store import ExchangeStore
@@ -46,6 +47,8 @@ def run_secagg_round(
     dropouts: Mapping[str, str] | None = None,
     store: ExchangeStore | str | None = None,
     seed: int | None = None,
+    policy: SecurityPolicy | None = None,
+    bystanders: Sequence[str] = (),
 ) -> SimulationResult:
     """Run one full round among ``updates``' partners through an exchange store.
 
@@ -66,6 +69,10 @@ def run_secagg_round(
         Store or URL (default: a fresh ``memory://`` store, purged afterwards).
     seed
         Seed of the DP noise generators (partner i uses ``seed + i``).
+    policy
+        The security policy signed into the roster (default: none, the default policy).
+    bystanders
+        Further roster partners not invited to the round.
 
     Raises
     ------
@@ -85,9 +92,12 @@ def run_secagg_round(
     elif isinstance(store, str):
         store = ExchangeStore(store)
     operator = Identity.generate("operator", "operator")
-    identities = {p: Identity.generate(p, "partner") for p in partners}
+    identities = {p: Identity.generate(p, "partner") for p in (*partners, *bystanders)}
     roster = build_roster(
-        operator, [i.public for i in identities.values()], consortium="simulation"
+        operator,
+        [i.public for i in identities.values()],
+        consortium="simulation",
+        policy=policy,
     )
     vector_length = int(np.size(next(iter(updates.values()))))
     server = SecAggServer(
@@ -96,6 +106,7 @@ def run_secagg_round(
         store,
         round_id,
         vector_length=vector_length,
+        partners=partners,
         threshold=threshold,
         quantization=quantization,
         dp=dp,

@@ -41,6 +41,7 @@ from pharmafl.common.io import canonical_json
 from pharmafl.secure.dp import DPConfig
 from pharmafl.secure.envelope import ROUND_ID_PATTERN
 from pharmafl.secure.identity import PARTY_ID_PATTERN
+from pharmafl.secure.policy import SecurityPolicy
 from pharmafl.secure.quantize import QuantizationConfig
 
 _HEX32 = r"^[0-9a-f]{64}$"
@@ -82,6 +83,11 @@ PartyList = Annotated[tuple[PartyId, ...], AfterValidator(_sorted_ids)]
 def default_threshold(n_partners: int) -> int:
     """t = max(⌊n/2⌋ + 1, ⌈2n/3⌉): a majority, tolerating about a third of dropouts."""
     return max(n_partners // 2 + 1, math.ceil(2 * n_partners / 3))
+
+
+def policy_threshold(policy: SecurityPolicy, n_partners: int) -> int:
+    """:func:`default_threshold`, raised to the lowest threshold ``policy`` allows."""
+    return max(default_threshold(n_partners), policy.min_threshold(n_partners))
 
 
 def min_threshold(n_partners: int) -> int:
@@ -241,4 +247,5 @@ __all__ = [
     "aead_context",
     "default_threshold",
     "min_threshold",
+    "policy_threshold",
 ]

@@ -43,7 +43,7 @@ from pharmafl.secure.messages import (
     UnmaskPayload,
     UnmaskRequestPayload,
     aead_context,
-    default_threshold,
+    policy_threshold,
 )
 from pharmafl.secure.quantize import QuantizationConfig, aggregate_violation, dequantize
 from pharmafl.secure.store import ExchangeStore
@@ -101,7 +101,8 @@ class SecAggServer:
     partners
         Invited partners (default: every partner in the roster).
     threshold
-        t (default :func:`~pharmafl.secure.messages.default_threshold`).
+        t (default :func:`~pharmafl.secure.messages.policy_threshold`: the default threshold,
+        raised to what the roster's security policy requires).
     quantization, dp
         Shared fixed-point and optional differential-privacy parameters.
     """
@@ -132,7 +133,9 @@ class SecAggServer:
                 roster_fingerprint=roster.fingerprint(),
                 operator=identity.id,
                 partners=invited,
-                threshold=threshold if threshold is not None else default_threshold(len(invited)),
+                threshold=threshold
+                if threshold is not None
+                else policy_threshold(roster.security_policy, len(invited)),
                 vector_length=vector_length,
                 quantization=quantization or QuantizationConfig(),
                 dp=dp,

@@ -9,12 +9,13 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from pharmafl.common.errors import FederationError
+from pharmafl.common.errors import FederationError, PolicyViolationError
 from pharmafl.common.params import load_consortium_parameters
 from pharmafl.contract import FederationPlan
 from pharmafl.layout import OperatorLayout
 from pharmafl.ledger import Ledger, event_of, run_entries, validate_payload
 from pharmafl.secure import ExchangeStore, Identity, Roster, load_identity_dir, load_roster
+from pharmafl.secure.messages import policy_threshold
 
 
 @dataclass
@@ -72,6 +73,19 @@ def _run_plan(layout: OperatorLayout, run_id: str | None) -> FederationPlan:
     return plan
 
 
+def _check_policy(roster: Roster, plan: FederationPlan, members: tuple[str, ...]) -> None:
+    """Refuse to start a run the partners would refuse: it breaks the signed policy."""
+    policy = roster.security_policy
+    threshold = plan.threshold or policy_threshold(policy, len(members))
+    violation = policy.violation(len(members), threshold)
+    if violation is not None:
+        raise PolicyViolationError(
+            f"plan {plan.run_id!r} breaks the consortium's security policy: {violation}.",
+            fix="invite more partners or raise the threshold (or leave it unset); the policy "
+            "is signed in the roster every partner pinned.",
+        )
+
+
 def load_operator(
     operator_dir: str | Path, exchange_url: str, run_id: str | None = None
 ) -> OperatorContext:
@@ -89,6 +103,8 @@ def load_operator(
     if roster.operator != identity.id:
         raise FederationError("the roster was signed by another operator.", file=layout.root)
     plan = _run_plan(layout, run_id)
+    members = plan.members(roster.partners)
+    _check_policy(roster, plan, members)
     params = load_consortium_parameters(layout.consortium)
     return OperatorContext(
         layout.root,
@@ -99,7 +115,7 @@ def load_operator(
         Ledger(layout.ledger, roster=roster),
         params.parameter_hash(),
         layout.run_dir(run_id),
-        plan.members(roster.partners),
+        members,
     )
 
 

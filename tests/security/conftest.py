@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from pharmafl.common.io import atomic_write_bytes, atomic_write_text
 from pharmafl.common.params import ConsortiumParameters
 from pharmafl.contract import FederationPlan, LocalTrainingSpec, trunk_to_bytes
 from pharmafl.layout import ConsortiumLayout
-from pharmafl.secure import ExchangeStore, Identity, Roster, generate_identity
+from pharmafl.secure import ExchangeStore, Identity, Roster, SecurityPolicy, generate_identity
 from pharmafl.secure.identity import create_roster_file, public_key_path
 
 PARTNERS = ("alpha", "bravo", "charlie")
@@ -44,14 +45,16 @@ class MiniConsortium:
         return self.layout.partner(name).root
 
 
-def build_consortium(root: Path, *, rounds: int = 1) -> MiniConsortium:
+def build_consortium(
+    root: Path, *, rounds: int = 1, policy: SecurityPolicy | None = None
+) -> MiniConsortium:
     layout = ConsortiumLayout(root)
     op = layout.operator
     operator = generate_identity(op.identity, "operator", role="operator")
     partners = {p: generate_identity(layout.partner(p).identity, p) for p in PARTNERS}
     pubs = [public_key_path(layout.partner(p).identity, p) for p in PARTNERS]
     roster = create_roster_file(
-        op.identity / "operator.key.json", pubs, op.roster, consortium="attack-test"
+        op.identity / "operator.key.json", pubs, op.roster, consortium="attack-test", policy=policy
     )
     for p in PARTNERS:
         atomic_write_bytes(layout.partner(p).roster, op.roster.read_bytes())
@@ -88,7 +91,7 @@ def mini_consortium(tmp_path: Path) -> Callable[..., MiniConsortium]:
     """Factory: ``mini_consortium(rounds=1)`` builds a fresh consortium under ``tmp_path``."""
     count = iter(range(1_000))
 
-    def make(**kw: int) -> MiniConsortium:
+    def make(**kw: Any) -> MiniConsortium:
         return build_consortium(tmp_path / f"c{next(count)}", **kw)
 
     return make

@@ -1,0 +1,71 @@
+"""The consortium's security policy: signed with the roster and pinned by every partner.
+
+What partners agree before any round: how many partners may collude with the operator (c),
+and so the fewest participants and the lowest threshold a round may have. A partner refuses
+any round spec that breaks it (:class:`~pharmafl.common.errors.PolicyViolationError`, whose
+name reaches the ledger as the dropout reason); the operator refuses to start such a run.
+
+Why these bounds (n invited, t the threshold, c colluding partners, all of whom may sign
+anything):
+
+- **Survivor-set split.** The operator shows two disjoint groups of honest partners
+  different survivor sets; colluders confirm both. Each group needs t confirmations, so the
+  split needs (t − c) + (t − c) + c ≤ n honest-or-colluding partners: it is impossible when
+  2t > n + c, i.e. **t ≥ ⌊(n + c)/2⌋ + 1**.
+- **Shamir threshold.** c colluders' shares must not rebuild a secret: **t ≥ c + 1**.
+- **Isolating a partner.** The operator learns the sum of a round's inputs; c colluders know
+  their own. One honest partner hides only among others: **n ≥ c + 2** (and at least
+  ``min_participants``).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SecurityPolicy(BaseModel):
+    """Signed with the roster: the collusion bound and the participation floor."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    collusion_bound: int = Field(
+        0,
+        ge=0,
+        le=1000,
+        description="c: partners that may collude with the operator. 0 = an honest-but-"
+        "curious operator with no colluding partner.",
+    )
+    min_participants: int = Field(
+        2, ge=2, le=10_000, description="Fewest partners in any round (at least c + 2 apply)."
+    )
+
+    def fewest_participants(self) -> int:
+        """The fewest partners a round may invite."""
+        return max(self.min_participants, self.collusion_bound + 2)
+
+    def min_threshold(self, n_participants: int) -> int:
+        """The lowest threshold a round of ``n_participants`` may use."""
+        c = self.collusion_bound
+        return max((n_participants + c) // 2 + 1, c + 1)
+
+    def violation(self, n_participants: int, threshold: int) -> str | None:
+        """Why a round of ``n_participants`` with ``threshold`` breaks the policy, or None."""
+        c = self.collusion_bound
+        if n_participants < self.fewest_participants():
+            return (
+                f"{n_participants} participants, the consortium's policy (collusion bound "
+                f"{c}) needs at least {self.fewest_participants()}"
+            )
+        if threshold < self.min_threshold(n_participants):
+            return (
+                f"threshold {threshold} for {n_participants} participants, the consortium's "
+                f"policy (collusion bound {c}) needs at least "
+                f"{self.min_threshold(n_participants)}"
+            )
+        return None
+
+
+#: The policy of a roster that names none (rosters signed before policies existed).
+DEFAULT_POLICY = SecurityPolicy()
+
+__all__ = ["DEFAULT_POLICY", "SecurityPolicy"]
