@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -89,3 +90,26 @@ def test_roster_and_verify(tmp_path) -> None:
         ],
     )
     assert isinstance(res.exception, SecureAggregationError)
+
+
+def test_roster_signs_the_security_policy(tmp_path) -> None:
+    from pharmafl.secure import load_roster
+
+    app = _app()
+    for args in (["--id", "op", "--role", "operator"], ["--id", "alpha"], ["--id", "beta"]):
+        runner.invoke(app, ["keys", "generate", "--out", str(tmp_path), *args])
+    roster = tmp_path / "roster.json"
+    members = ["--member", str(tmp_path / "alpha.pub.json"), "--member"]
+    members += [str(tmp_path / "beta.pub.json")]
+    args = ["keys", "roster", "--operator-key", str(tmp_path / "op.key.json"), *members]
+    res = runner.invoke(app, [*args, "--out", str(roster), "--collusion-bound", "1"])
+    assert res.exit_code == 0, res.output
+    assert "collusion bound 1, at least 3 partners a round" in res.output
+    fingerprint = res.output.strip().rsplit(" ", 1)[-1]
+    doc = load_roster(roster, fingerprint)
+    assert doc.security_policy.collusion_bound == 1
+    # The policy is signed: weakening it breaks the roster's signature.
+    text = roster.read_text().replace('"collusion_bound": 1', '"collusion_bound": 0')
+    roster.write_text(text)
+    with pytest.raises(SecureAggregationError):
+        load_roster(roster)
