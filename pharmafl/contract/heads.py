@@ -96,8 +96,8 @@ def head_contradiction(recorded: Iterable[LedgerHeadRecord], new: LedgerHeadReco
 
     Two heads contradict when they name the same entry with different hashes (the ledger
     was rewritten), or when a spec of one run published later (a later round, attempt, or
-    the final evaluation) shows fewer entries than an earlier spec of that run (the ledger
-    was rolled back). Specs of different runs are not compared by size: a contribution study
+    the final evaluation) shows no more entries than an earlier spec of that run (the ledger
+    was rolled back, or the operator keeps showing an old head to delete what follows it). Specs of different runs are not compared by size: a contribution study
     trains coalitions in parallel, and a partner may fetch their specs in any order; nor is
     a run's earlier spec that a partner fetches late.
     """
@@ -108,15 +108,19 @@ def head_contradiction(recorded: Iterable[LedgerHeadRecord], new: LedgerHeadReco
                 f"{new.head.describe()}, but the spec of round {old.round_id} showed "
                 f"{old.head.describe()}: the operator rewrote its ledger"
             )
-        rolled_back = (
-            old.run_id == new.run_id
-            and new.order >= old.order
-            and new.head.entries < old.head.entries
+        # Between two specs of a run the operator always appends entries (round_started,
+        # then the round's outcome), so a later spec shows strictly more; only repeated final
+        # evaluations (a crash during the final phase) may show the same head.
+        later = new.order > old.order
+        both_final = new.final and old.final
+        rolled_back = old.run_id == new.run_id and (
+            (later and not both_final and new.head.entries <= old.head.entries)
+            or (new.order >= old.order and new.head.entries < old.head.entries)
         )
         if rolled_back:
             return (
                 f"the spec of round {new.round_id} shows a ledger of {new.head.entries} "
-                f"entries, fewer than the {old.head.entries} the earlier spec of round "
+                f"entries, no more than the {old.head.entries} the earlier spec of round "
                 f"{old.round_id} showed: the operator rolled its ledger back"
             )
     return None

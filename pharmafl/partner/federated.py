@@ -65,6 +65,7 @@ from pharmafl.model import (
     save_model_dir,
 )
 from pharmafl.partner.heads import record_ledger_head
+from pharmafl.partner.reveals import RevealRecord
 from pharmafl.secure import (
     EnvelopeGuard,
     ExchangeStore,
@@ -152,39 +153,22 @@ class _State:
         return self.pending_dir / f"{round_id}.pt"
 
     @property
-    def revealed_file(self) -> Path:
-        return self.dir / "revealed.json"
+    def reveals(self) -> RevealRecord:
+        return RevealRecord(self.dir)
 
-    def revealed(self) -> dict[str, str]:
-        """Round index → the round id in which this partner revealed its shares."""
-        if not self.revealed_file.is_file():
-            return {}
-        return dict(json.loads(self.revealed_file.read_text(encoding="utf-8")))
-
-    def record_reveal(self, spec: TrainSpec) -> None:
-        """Durably note, before revealing, that the operator may now aggregate this round."""
-        doc = self.revealed() | {str(spec.round_index): spec.round_id}
-        atomic_write_text(self.revealed_file, json.dumps(doc, sort_keys=True) + "\n")
-
-    def refuse_a_second_aggregate(self, spec: TrainSpec) -> None:
-        """Never contribute an update to a second aggregate of one round.
-
-        After this partner revealed its shares in one attempt of a round, the operator may
-        hold an aggregate with its update; a retry of the round (or the same round id again,
-        in another store) from the same state would reproduce the same update, and two
-        aggregates of nearly the same partners difference into one partner's update. Honest
-        operators keep an aggregate they computed and never retry such a round (see
-        pharmafl.server.runs.save_aggregate).
-        """
-        earlier = self.revealed().get(str(spec.round_index))
-        if earlier is not None:  # the same round id too: the store is untrusted
-            raise FederationError(
-                f"round {spec.round_index} of run {spec.run_id!r} was already aggregated with "
-                f"this partner's update (attempt {earlier}); it never contributes the same "
-                "update to a second aggregate.",
-                fix="the operator resumes from the aggregate it kept, or starts a new run "
-                "(a new run id).",
-            )
+    def base_round(self, spec: TrainSpec) -> int:
+        """The committed round ``spec``'s round trains from once :meth:`settle` ran (−1: a
+        fresh head). Pure: nothing is read but the run's own files."""
+        if spec.round_index == 0:
+            return -1
+        last = self.last_round()
+        previous = round_prefix(spec.run_id, spec.round_index - 1)
+        pending = self.pending_dir.is_dir() and any(
+            p.stem.startswith(previous) for p in self.pending_dir.glob("*.pt")
+        )
+        if spec.previous_round_completed and pending and last < spec.round_index - 1:
+            return spec.round_index - 1
+        return last
 
     def last_round(self) -> int:
         if not self.meta.is_file():
@@ -423,7 +407,8 @@ def partner_round(
     spec = _round_spec(store, who, round_id, timeout_s)
     t0 = time.perf_counter()
     state = _State(pdir, spec.run_id)
-    state.refuse_a_second_aggregate(spec)  # before touching any state
+    base = state.base_round(spec)
+    state.reveals.refuse(base, spec)  # before touching any state
     state.settle(spec)
     global_state = _global_trunk(store, who, spec, timeout_s)
     client = SecAggClient(
@@ -432,7 +417,7 @@ def partner_round(
         store,
         round_id,
         pinned_fingerprint=who.pin,
-        before_reveal=lambda: state.record_reveal(spec),
+        before_reveal=lambda: state.reveals.claim(base, spec),
     )
     _share_keys(client, who.identity.id, round_id, timeout_s, poll_s)
     trainer, update, validation = _train(pdir, state, spec, who.identity.id, global_state)
@@ -468,6 +453,13 @@ def _round_spec(
         raise FederationError("this round is the final evaluation; use partner_finish.")
     if me not in spec.participants:
         raise FederationError(f"{me!r} is not a participant of round {round_id}.")
+    if spec.round_index > 0 and not spec.previous_round_completed:
+        # An operator moves to round r only once round r−1 was aggregated; a spec saying
+        # otherwise would have the partner retrain from an already revealed state.
+        raise FederationError(
+            f"round {spec.round_index} says round {spec.round_index - 1} was not aggregated.",
+            fix="the operator retries a round under its own index, never skips one.",
+        )
     if _already_joined(store, who, round_id):
         # Its round keys lived only in memory: a restarted partner can never rejoin a round
         # it advertised in. Refuse before touching any state (settle would drop newer

@@ -349,6 +349,7 @@ class SecAggClient:
             dtype=vec.dtype.str,
             length=str(vec.size),
             seed_commitment=masking.seed_commitment(self._b, self.round_id, self.me),
+            num_examples=str(num_examples),  # signed: the operator checks the decoded sum
         )
         self._input = None
         self.stage = "confirm"
@@ -367,6 +368,13 @@ class SecAggClient:
         self._need(set(u3) <= set(self.u2), "U3 is not a subset of U2")
         self._need(self.me in u3, "the operator did not accept my masked input")
         self._need(len(u3) >= spec.threshold, f"only {len(u3)} masked inputs arrived")
+        fewest = self.roster.security_policy.fewest_participants()
+        if len(u3) < fewest:  # the aggregate would hold too few inputs to hide mine
+            raise PolicyViolationError(
+                f"{self.me} refuses round {self.round_id}: {len(u3)} contributors, the "
+                f"consortium's policy needs at least {fewest}.",
+                fix="the round needs more surviving partners.",
+            )
         self.u3 = u3
         self._send("confirm", self.operator, SurvivorsPayload(survivors=u3).to_payload())
         self.stage = "unmask"

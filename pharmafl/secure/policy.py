@@ -36,7 +36,11 @@ class SecurityPolicy(BaseModel):
         "curious operator with no colluding partner.",
     )
     min_participants: int = Field(
-        2, ge=2, le=10_000, description="Fewest partners in any round (at least c + 2 apply)."
+        2,
+        ge=2,
+        le=10_000,
+        description="Fewest partners invited to, and contributing to, any round (at least "
+        "c + 2 apply).",
     )
 
     def fewest_participants(self) -> int:

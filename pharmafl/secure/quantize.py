@@ -201,7 +201,11 @@ def dequantize(
 
 
 def aggregate_violation(
-    total: np.ndarray, config: QuantizationConfig, n_partners: int, n_survivors: int
+    total: np.ndarray,
+    config: QuantizationConfig,
+    n_partners: int,
+    n_survivors: int,
+    declared_examples: int | None = None,
 ) -> str | None:
     """Why a ring sum of ``n_survivors`` honest encodings cannot be ``total``, or None.
 
@@ -210,17 +214,25 @@ def aggregate_violation(
     partner that sends anything else (a count that makes Σ n_u tiny and multiplies the mean,
     entries near 2^(b−1) that wrap) moves the sum outside these bounds unless other entries
     cancel it exactly; values inside the bounds cannot be told apart from honest ones (no
-    per-partner range proofs).
+    per-partner range proofs). ``declared_examples`` (the counts the contributors signed in
+    their masked inputs' headers) must equal the decoded count.
     """
     ring = np.ascontiguousarray(total, dtype=config.dtype)
     signed = ring.view(config.signed_dtype)
     count = int(signed[-1])
+    if declared_examples is not None and count != declared_examples:
+        return (
+            f"the aggregate counts {count} examples, the contributors' signed inputs declare "
+            f"{declared_examples}"
+        )
     if not n_survivors <= count <= n_survivors * config.max_examples:
         return (
             f"the total example count {count} is outside {n_survivors}..{n_survivors} × "
             f"max_examples for {n_survivors} contributors"
         )
-    bound = math.floor(n_survivors * (config.clip * config.scale(n_partners) + 0.5))
+    # In integers: each clamped, rounded entry is at most round(C·scale) (a float product
+    # above 2^53 would lose the last units and refuse honest sums on 64-bit rings).
+    bound = n_survivors * int(np.rint(config.clip * config.scale(n_partners)))
     entries = signed[:-1]
     if entries.size and (int(entries.max()) > bound or int(entries.min()) < -bound):
         return (

@@ -160,6 +160,8 @@ class SecAggServer:
         self._adverts: dict[str, tuple[Envelope, AdvertisePayload]] = {}
         self._shares: dict[tuple[str, str], Envelope] = {}
         self._commitments: dict[str, str] = {}
+        self._counts: dict[str, int] = {}
+        self.unmask_requested = False
         self._acc = np.zeros(vector_length + 1, dtype=self.spec.quantization.dtype)
         self._masked_bytes = self._acc.nbytes  # a masked input's exact size: read no more
         self._confirms: dict[str, Envelope] = {}
@@ -297,8 +299,13 @@ class SecAggServer:
         commitment = env.headers.get("seed_commitment", "")
         if len(commitment) != 64:
             raise self.guard.reject(env, "masked input lacks its seed commitment")
+        count = env.headers.get("num_examples", "")
+        q = self.spec.quantization
+        if not count.isdigit() or not 1 <= int(count) <= q.max_examples:
+            raise self.guard.reject(env, f"masked input must declare 1..{q.max_examples} examples")
         np.add(self._acc, np.frombuffer(env.payload, dtype=dtype), out=self._acc)
         self._commitments[env.sender] = commitment
+        self._counts[env.sender] = int(count)
 
     def _take_confirm(self, env: Envelope) -> None:
         if SurvivorsPayload.from_payload(env.payload).survivors != self.u3:
@@ -375,6 +382,7 @@ class SecAggServer:
                 raise self._abort("too few partners confirmed the survivors", len(self.u4))
             confirmations = pack_envelopes([self._confirms[u] for u in self.u4])
             request = UnmaskRequestPayload(survivors=self.u3, confirmations=confirmations)
+            self.unmask_requested = True  # from here partners may reveal their shares
             for u in self.u4:
                 self._send("unmask_request", u, request.to_payload())
             self.stage = "unmask"
@@ -418,7 +426,8 @@ class SecAggServer:
         self.stats.mask_bytes += nbytes
         q = self.spec.quantization
         n = len(self.spec.partners)
-        violation = aggregate_violation(self._acc, q, n, len(self.u3))
+        declared = sum(self._counts[u] for u in self.u3)
+        violation = aggregate_violation(self._acc, q, n, len(self.u3), declared)
         if violation is not None:
             self.stage = "aborted"
             self._acc = np.zeros(0, dtype=self._acc.dtype)

@@ -24,11 +24,15 @@ files whose real path is inside the store (no link leads out).
 from __future__ import annotations
 
 import builtins
+import contextlib
+import errno
 import logging
 import os
 import re
+import stat
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -178,6 +182,37 @@ class ExchangeStore:
             )
         return size
 
+    @contextlib.contextmanager
+    def _open_local(self, path: str, key: str, limit: int) -> Iterator[tuple[BinaryIO, int]]:
+        """Open a local envelope without following a final link and without blocking on a
+        pipe, then check the *open* file: regular, inside the store, within ``limit``."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except FileNotFoundError:
+            raise EnvelopeRejectedError(f"envelope {key!r} is not in the store.") from None
+        except OSError as exc:
+            what = (
+                "a link (links, e.g. to a file outside the store, are never followed)"
+                if exc.errno == errno.ELOOP
+                else "not a regular file"
+            )
+            raise EnvelopeRejectedError(f"{key!r} is {what}; skipped unread.") from None
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise EnvelopeRejectedError(f"{key!r} is not a regular file; skipped unread.")
+            real, root = os.readlink(f"/proc/self/fd/{fd}"), os.path.realpath(self.root)
+            if os.path.commonpath((real, root)) != root:
+                raise EnvelopeRejectedError(
+                    f"{key!r} links to a file outside the store; skipped unread."
+                )
+            if st.st_size > limit + FRAME_OVERHEAD:
+                raise EnvelopeRejectedError(
+                    f"{key!r} is {st.st_size} bytes, over the limit of {limit} payload bytes "
+                    "for its kind; skipped unread."
+                )
+            yield fh, st.st_size
+
     def get(self, key: str, *, max_payload: int | None = None) -> Envelope:
         """Read and parse one envelope; its content must match its key.
 
@@ -197,12 +232,16 @@ class ExchangeStore:
             raise EnvelopeRejectedError(f"not an envelope key: {key!r}.")
         path = f"{self._folder(parts[0], parts[1], parts[2])}/{parts[3]}"
         limit = self.payload_limit(parts[1], max_payload)
-        size = self._readable_size(path, key, limit)
-        try:
-            with self.fs.open(path, "rb") as fh:
+        if self._local:  # checked on the open descriptor: no swap between check and read
+            with self._open_local(path, key, limit) as (fh, size):
                 env = Envelope.read_from(fh, max_payload=min(limit, size))
-        except FileNotFoundError:
-            raise EnvelopeRejectedError(f"envelope {key!r} is not in the store.") from None
+        else:
+            size = self._readable_size(path, key, limit)
+            try:
+                with self.fs.open(path, "rb") as fh:
+                    env = Envelope.read_from(fh, max_payload=min(limit, size))
+            except FileNotFoundError:
+                raise EnvelopeRejectedError(f"envelope {key!r} is not in the store.") from None
         if self.key_of(env) != key:
             raise EnvelopeRejectedError(
                 f"envelope stored under {key!r} does not match its content (moved or injected)."

@@ -41,18 +41,32 @@ class OperatorContext:
         """Sign and append one ledger entry (its event is the payload model's); an entry
         :meth:`expect_recorded` listed (written before a crash) is not written twice."""
         event = event_of(payload)
-        if _key(event.value, validate_payload(event, payload)) in self.recorded:
+        doc = validate_payload(event, payload)
+        if _key(event.value, doc) in self.recorded:
             return
+        once = event.value in _PER_PARTNER and "partner" in doc
+        if once and _key(event.value, {"partner": doc["partner"]}) in self.recorded:
+            return  # one entry per partner and event in a round (a reason may differ now)
         self.ledger.append(self.identity.id, self.identity, event, payload)
 
     def expect_recorded(self, round_index: int) -> None:
         """Resuming ``round_index`` of this run: the entries the ledger already holds for it
         are not written again."""
-        self.recorded = {
-            _key(e.event.value, dict(e.payload))
+        entries = [
+            e
             for e in run_entries(self.ledger.entries(), self.plan.run_id)
             if e.payload.get("round") == round_index
+        ]
+        self.recorded = {_key(e.event.value, dict(e.payload)) for e in entries}
+        self.recorded |= {
+            _key(e.event.value, {"partner": e.payload["partner"]})
+            for e in entries
+            if e.event.value in _PER_PARTNER and "partner" in e.payload
         }
+
+
+#: Events recorded once per partner and round (their other fields may differ after a restart).
+_PER_PARTNER = frozenset({"update_submitted", "partner_dropped"})
 
 
 def _key(event: str, doc: dict[str, object]) -> str:

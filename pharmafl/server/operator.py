@@ -52,7 +52,6 @@ from pharmafl.server.launcher import Launcher
 from pharmafl.server.optimizers import ServerOptimizer, make_server_optimizer
 from pharmafl.server.rounds import (
     SecureRound,
-    check_reported_examples,
     mean_auc_pr,
     partner_reports,
     publish_round,
@@ -148,7 +147,6 @@ def run_round(run: _Run, launcher: Launcher, poll_s: float) -> RoundResult:
     done = _kept_round(run) or secure_round(
         ctx, launcher, run.trunk_bytes, index, size=run.layout.size, poll_s=poll_s
     )
-    check_reported_examples(ctx, done)
     run.dropped[index] = list(done.result.dropped)
     old = flatten_trunk(state.trunk, run.layout)
     new = run.optimizer.step(old, done.result.mean).astype(np.float32)

@@ -137,6 +137,8 @@ def _attempt(
     except AggregateCheckError as exc:
         _refuse_aggregate(ctx, launcher, spec, exc.message)
     except SecureAggregationError as exc:
+        if server.unmask_requested:  # partners may have revealed: never retried
+            _refuse_aggregate(ctx, launcher, spec, f"aborted while revealing: {exc.message}")
         failures = launcher.finish(plan.stage_timeout_s)
         survivors = sorted(set(spec.participants) - set(failures))
         ctx.record(
@@ -155,11 +157,11 @@ def _attempt(
 def _refuse_aggregate(
     ctx: OperatorContext, launcher: Launcher, spec: TrainSpec, reason: str
 ) -> NoReturn:
-    """A decoded aggregate outside the protocol's bounds: record the round as aborted and stop.
+    """A round that failed once partners may have revealed their shares (a decoded aggregate
+    outside the protocol's bounds, or too few or bad reveals): record it as aborted and stop.
 
-    Never retried: the operator has seen this aggregate, and partners would contribute their
-    updates again to a second one (two aggregates of nearly the same partners difference into
-    one update).
+    Never retried: partners refuse to contribute their updates to a second aggregate of the
+    round (two aggregates of nearly the same partners difference into one update).
     """
     launcher.finish(ctx.plan.stage_timeout_s)
     ctx.record(
@@ -172,49 +174,9 @@ def _refuse_aggregate(
     )
     raise FederationError(
         f"round {spec.round_index}: {reason}",
-        fix="a partner sent an update outside the protocol's bounds; the aggregate was not "
-        "applied. Find it (partners' own logs) and exclude it before resuming.",
+        fix="this round cannot be retried (partners never contribute an update twice); start "
+        "a new run (a new run id in plan.json), without the partner at fault if one is named.",
     )
-
-
-def check_reported_examples(ctx: OperatorContext, done: SecureRound) -> None:
-    """The decoded total example count must equal the sum the contributors signed in their
-    round reports (each report names the partner's own count in clear).
-
-    Raises
-    ------
-    FederationError
-        The counts differ (the round is recorded as aborted); checked only when every
-        contributor's report is there and well formed.
-    """
-    reported = 0
-    envs = partner_reports(ctx, done.spec)
-    for partner in done.result.report.survivors:
-        env = envs.get(partner)
-        try:
-            rep = None if env is None else PartnerRoundReport.model_validate_json(env.payload)
-        except ValueError:
-            rep = None
-        if rep is None:
-            return
-        reported += rep.examples
-    total = done.result.report.total_examples
-    if reported != total:
-        reason = (
-            f"aggregate check failed: the aggregate counts {total} examples, the contributors "
-            f"reported {reported}"
-        )
-        log.error("round %d: %s", done.spec.round_index, reason)
-        ctx.record(
-            RoundAbortedPayload(
-                run_id=ctx.plan.run_id, round=done.spec.round_index, reason=reason, survivors=[]
-            )
-        )
-        raise FederationError(
-            f"round {done.spec.round_index}: {reason}.",
-            fix="a partner encoded another example count than it reported; the aggregate was "
-            "not applied. Find it (partners' own logs) and exclude it before resuming.",
-        )
 
 
 def secure_round(
@@ -365,7 +327,6 @@ def mean_auc_pr(validation: dict[str, dict[str, float]]) -> float:
 
 __all__ = [
     "SecureRound",
-    "check_reported_examples",
     "drive_secagg",
     "fresh_attempt",
     "mean_auc_pr",

@@ -87,3 +87,20 @@ def test_the_operator_refuses_to_start_a_run_that_breaks_the_policy(
     mc = mini_consortium(policy=SecurityPolicy(collusion_bound=2))  # 3 partners: c + 2 = 4
     with pytest.raises(PolicyViolationError, match="needs at least 4"):
         load_operator(mc.layout.operator.root, mc.url)
+
+
+def test_too_few_contributors_are_refused_even_when_enough_were_invited() -> None:
+    rng = np.random.default_rng(5)
+    partners = tuple(f"q{i}" for i in range(5))
+    updates = {p: rng.normal(0, 0.01, 16) for p in partners}
+    counts = dict.fromkeys(partners, 10)
+    policy = SecurityPolicy(min_participants=5)
+    # t = 3 of 5 is allowed, but two partners drop before submitting: 3 inputs < 5.
+    with pytest.raises(PolicyViolationError, match="3 contributors"):
+        run_secagg_round(
+            updates,
+            counts,
+            threshold=3,
+            policy=policy,
+            dropouts={"q3": "submit", "q4": "submit"},
+        )

@@ -99,7 +99,10 @@ def _trunk_arrays(data: bytes) -> list[np.ndarray]:
 def test_before_the_fix_retries_gave_every_partners_exact_update(
     mini_consortium: Callable[..., MiniConsortium], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(partner_module._State, "refuse_a_second_aggregate", lambda *a: None)
+    from pharmafl.partner.reveals import RevealRecord
+
+    monkeypatch.setattr(RevealRecord, "refuse", lambda *a: None)
+    monkeypatch.setattr(RevealRecord, "claim", lambda *a: None)
     mc, total, _ = _trained(mini_consortium)
     recovered = {}
     for p in PARTNERS:
@@ -122,3 +125,77 @@ def test_a_retried_round_gets_no_second_aggregate(
     assert masked == []  # bravo and charlie submitted nothing to the retries
     with pytest.raises(FederationError, match="already aggregated"):
         partner_module.partner_round(mc.partner_dir("bravo"), mc.url, "train-r0000-a1", timeout_s=2)
+
+
+# --- the ways round a per-round-number record (review findings) ------------------------------
+
+
+def _spec(round_index: int, attempt: int = 0, *, previous: bool = True) -> Any:
+    from pharmafl.contract import LocalTrainingSpec, TrainSpec, format_round_id
+    from pharmafl.contract.heads import LedgerHead
+
+    return TrainSpec(
+        run_id="train",
+        round_index=round_index,
+        attempt=attempt,
+        round_id=format_round_id("train", round_index, attempt),
+        participants=PARTNERS,
+        global_trunk_sha256="0" * 64,
+        trunk={"kind": "sparse", "input_size": 8, "hidden_sizes": [4]},
+        local=LocalTrainingSpec(),
+        seed=0,
+        previous_round_completed=previous,
+        ledger_head=LedgerHead(entries=1, head_hash="1" * 64),
+    )
+
+
+def _state_after_revealing_round_1(tmp_path: Any) -> Any:
+    """A partner that committed round 0, trained round 1 (pending) and revealed it."""
+    state = partner_module._State(tmp_path, "train")
+    state.pending_dir.mkdir(parents=True)
+    (state.pending_dir / "train-r0001-a0.pt").write_bytes(b"head")
+    atomic_write_text(state.meta, '{"last_committed_round": 0}\n')
+    state.reveals.claim(state.base_round(_spec(1)), _spec(1))
+    return state
+
+
+def test_skipping_a_round_number_cannot_retrain_a_revealed_state(tmp_path: Any) -> None:
+    state = _state_after_revealing_round_1(tmp_path)
+    # Round 3 "after round 2": nothing of round 2 to commit, so it would train from the
+    # state round 1 was revealed from.
+    assert state.base_round(_spec(3)) == 0
+    with pytest.raises(FederationError, match="already aggregated"):
+        state.reveals.refuse(state.base_round(_spec(3)), _spec(3))
+    # Round 2 (round 1 aggregated) trains from round 1's state: allowed.
+    state.reveals.refuse(state.base_round(_spec(2)), _spec(2))
+
+
+def test_two_attempts_at_once_reveal_only_once(tmp_path: Any) -> None:
+    state = partner_module._State(tmp_path, "train")
+    state.dir.mkdir(parents=True)
+    state.reveals.refuse(-1, _spec(0, 0))
+    state.reveals.refuse(-1, _spec(0, 1))  # both passed the check at the start
+    state.reveals.claim(-1, _spec(0, 0))
+    with pytest.raises(FederationError, match="already aggregated"):
+        state.reveals.claim(-1, _spec(0, 1))  # checked again, under the lock, before revealing
+
+
+def test_a_spec_that_skips_an_aggregation_is_refused(
+    mini_consortium: Callable[..., MiniConsortium],
+) -> None:
+    mc, _, _ = _trained(mini_consortium)
+    ctx = load_operator(mc.layout.operator.root, mc.url)
+    from pharmafl.server import publish_round
+
+    trunk = ctx.layout.initial_trunk.read_bytes()
+    spec = publish_round(ctx, trunk, 1, previous_completed=False, final=False)
+    with pytest.raises(FederationError, match="says round 0 was not aggregated"):
+        partner_module.partner_round(mc.partner_dir("alpha"), mc.url, spec.round_id, timeout_s=2)
+
+
+def test_an_unreadable_record_refuses_every_round(tmp_path: Any) -> None:
+    state = partner_module._State(tmp_path, "train")
+    state.dir.mkdir(parents=True)
+    state.reveals.path.write_text("")  # e.g. left empty by a power loss
+    with pytest.raises(FederationError, match="unreadable"):
+        state.reveals.refuse(-1, _spec(0))

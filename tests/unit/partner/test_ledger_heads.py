@@ -144,3 +144,14 @@ def test_a_head_hash_must_fit_the_entry_count() -> None:
         LedgerHead(entries=0, head_hash=_h("x"))
     with pytest.raises(ValidationError):
         LedgerHead(entries=3, head_hash=EMPTY_LEDGER_HASH)
+
+
+def test_a_later_spec_of_a_run_must_show_more_entries(tmp_path: Path) -> None:
+    # An operator that keeps showing an old head could delete what it appended after it.
+    record_ledger_head(tmp_path, _spec(5, index=1))
+    with pytest.raises(FederationError, match="rolled its ledger back"):
+        record_ledger_head(tmp_path, _spec(5, index=2))
+    record_ledger_head(tmp_path, _spec(9, index=2))
+    # Repeated final evaluations (a crash during the final phase) may show the same head.
+    record_ledger_head(tmp_path, _spec(12, index=3, final=True))
+    record_ledger_head(tmp_path, _spec(12, index=3, attempt=1, final=True))

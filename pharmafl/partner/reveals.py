@@ -1,0 +1,96 @@
+"""One aggregate per local state: what a partner records before it reveals its shares.
+
+A partner's round update depends only on the state it trains from (its committed head, the
+global trunk and the seed), not on the round number or attempt. After it revealed its
+shares in a round, the operator may hold an aggregate with that update; if the partner ever
+trained from the same committed state again (a retried attempt, a round number skipped so
+that nothing is committed, two attempts run at once, the same round id in another store) and
+revealed again, two aggregates of nearly the same partners would difference into one
+partner's update. So each committed state of a run is revealed from at most once:
+
+- :meth:`RevealRecord.refuse` checks, before a round touches anything, that the state it
+  would train from was never revealed from;
+- :meth:`RevealRecord.claim` (right before revealing, under an exclusive lock) checks again
+  and durably records it (written and fsynced before the shares leave).
+
+Honest operators never need a second aggregate: they keep the one they decoded
+(:func:`pharmafl.server.runs.save_aggregate`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from pathlib import Path
+
+from pharmafl.common.errors import FederationError
+from pharmafl.contract import TrainSpec
+
+REVEALED_FILE = "revealed.json"
+
+
+class RevealRecord:
+    """``<run dir>/revealed.json``: committed state (its last committed round, −1 for a
+    fresh head) → the round id whose shares were revealed from it."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / REVEALED_FILE
+        self.lock = run_dir / f".{REVEALED_FILE}.lock"
+
+    def _read(self) -> dict[str, str]:
+        if not self.path.is_file():
+            return {}
+        try:
+            doc = json.loads(self.path.read_text(encoding="utf-8"))
+        except ValueError:
+            raise FederationError(
+                "the record of revealed rounds is unreadable; refusing every round of this run.",
+                file=self.path,
+                fix="start a new run (a new run id); never delete or edit this file.",
+            ) from None
+        return {str(k): str(v) for k, v in doc.items()}
+
+    def refuse(self, base: int, spec: TrainSpec) -> None:
+        """Raise when the state a round would train from was revealed from before."""
+        earlier = self._read().get(str(base))
+        if earlier is not None:
+            raise FederationError(
+                f"round {spec.round_index} ({spec.round_id}) of run {spec.run_id!r} would "
+                f"train from a state already aggregated with this partner's update (round "
+                f"{earlier}); it never contributes the same update to a second aggregate.",
+                fix="the operator resumes from the aggregate it kept, or starts a new run "
+                "(a new run id).",
+            )
+
+    def claim(self, base: int, spec: TrainSpec) -> None:
+        """Record, durably and atomically with the check, that ``base`` is revealed from."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self.refuse(base, spec)
+            doc = self._read() | {str(base): spec.round_id}
+            _durable_write(self.path, json.dumps(doc, sort_keys=True).encode() + b"\n")
+        finally:
+            os.close(fd)
+
+
+def _durable_write(path: Path, data: bytes) -> None:
+    """Write to a temporary file, fsync it, rename it into place and fsync the folder."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+__all__ = ["REVEALED_FILE", "RevealRecord"]
