@@ -97,9 +97,10 @@ def head_contradiction(recorded: Iterable[LedgerHeadRecord], new: LedgerHeadReco
     Two heads contradict when they name the same entry with different hashes (the ledger
     was rewritten), or when a spec of one run published later (a later round, attempt, or
     the final evaluation) shows no more entries than an earlier spec of that run (the ledger
-    was rolled back, or the operator keeps showing an old head to delete what follows it). Specs of different runs are not compared by size: a contribution study
-    trains coalitions in parallel, and a partner may fetch their specs in any order; nor is
-    a run's earlier spec that a partner fetches late.
+    was rolled back, or the operator keeps showing an old head to delete what follows it).
+    Specs of different runs are not compared by size: a contribution study trains coalitions
+    in parallel, and a partner may fetch their specs in any order; nor is a run's earlier
+    spec that a partner fetches late.
     """
     for old in recorded:
         if old.head.entries == new.head.entries and old.head.head_hash != new.head.head_hash:
