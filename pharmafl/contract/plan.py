@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pharmafl.common.errors import FederationError
 from pharmafl.contract.runs import MAIN_RUN_ID, RUN_ID_PATTERN
 from pharmafl.contract.trunk_config import TrunkConfig
+from pharmafl.secure.dp import DPConfig
 from pharmafl.secure.quantize import QuantizationConfig
 
 ServerOptimizerName = Literal["fedavg", "fedavgm", "fedadam", "fedyogi"]
@@ -69,6 +70,11 @@ class FederationPlan(BaseModel):
         None, ge=2, description="Secure aggregation t (default: pharmafl.secure default_threshold)."
     )
     quantization: QuantizationConfig = Field(default_factory=QuantizationConfig)
+    dp: DPConfig | None = Field(
+        None,
+        description="Differential privacy of every round (distributed Gaussian noise before "
+        "masking); None: no DP. The consortium's security policy may require it.",
+    )
     stage_timeout_s: float = Field(600.0, gt=0, description="Per secure-aggregation stage.")
     max_round_attempts: int = Field(3, ge=1, le=100, description="Retries of an aborted round.")
     secure_aggregation: Literal[True] = Field(

@@ -417,6 +417,7 @@ def partner_round(
         store,
         round_id,
         pinned_fingerprint=who.pin,
+        rng=np.random.default_rng(),  # DP noise: fresh OS entropy, never a shared seed
         before_reveal=lambda: state.reveals.claim(base, spec),
     )
     _share_keys(client, who.identity.id, round_id, timeout_s, poll_s)

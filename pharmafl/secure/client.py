@@ -31,6 +31,7 @@ from pharmafl.common.errors import (
 )
 from pharmafl.secure import masking, shamir
 from pharmafl.secure._timing import StageStats, now
+from pharmafl.secure.dp import DPConfig
 from pharmafl.secure.envelope import (
     Envelope,
     EnvelopeGuard,
@@ -191,9 +192,10 @@ class SecAggClient:
 
     # --- stages --------------------------------------------------------------------------
 
-    def _check_policy(self, n: int, threshold: int) -> None:
+    def _check_policy(self, n: int, threshold: int, dp: DPConfig | None) -> None:
         """Refuse a round that breaks the consortium's signed security policy."""
-        violation = self.roster.security_policy.violation(n, threshold)
+        policy = self.roster.security_policy
+        violation = policy.violation(n, threshold) or policy.dp_violation(dp)
         if violation is not None:
             logger.warning("%s refuses round %s: %s", self.me, self.round_id, violation)
             raise PolicyViolationError(
@@ -217,7 +219,7 @@ class SecAggClient:
         self._need(self.me in spec.partners, "I am not invited")
         self._need(set(spec.partners) <= set(self.roster.partners), "the spec invites non-partners")
         self._need(spec.threshold >= floor, f"threshold {spec.threshold} is below {floor}")
-        self._check_policy(n, spec.threshold)
+        self._check_policy(n, spec.threshold, spec.dp)
         self.spec = spec
         self._c_sk, c_pk = crypto.x25519_generate()
         self._s_sk, s_pk = crypto.x25519_generate()

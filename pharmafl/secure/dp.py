@@ -4,9 +4,10 @@ Distributed Gaussian mechanism under secure aggregation (DP-FedAvg, McMahan et a
 2018; distributed noise as in Kairouz et al., ICML 2021): each partner clips its update to
 L2 norm C, weights it by w_u ≤ 1 and adds N(0, σ²·I) with σ = z·C / √m. The operator only
 sees the sum, which carries noise of standard deviation ≥ z·C as long as at least m honest
-partners contribute; one partner changes the weighted sum by at most C (add/remove one
-partner). The privacy loss over rounds is computed with the Rényi-DP accountant of
-``dp_accounting`` (Mironov, CSF 2017) and reported as ε for a given δ.
+partners contribute. Participation and Σ n_u are public, so one partner's data changes the
+weighted sum by up to 2C (replace one partner's data): ε is accounted at z / 2. The privacy
+loss over rounds is computed with the Rényi-DP accountant of ``dp_accounting`` (Mironov, CSF
+2017) and reported as ε for a given δ.
 
 Not covered: the total example count (revealed in clear to the operator), and noise from
 partners that collude with the operator (set m to the number of partners you trust).
@@ -47,9 +48,19 @@ class DPConfig(BaseModel):
         """Standard deviation each partner adds per coordinate: z·C/√m."""
         return self.noise_multiplier * self.clip_norm / math.sqrt(self.min_contributors)
 
+    @property
+    def effective_noise_multiplier(self) -> float:
+        """Noise std over sensitivity: z / 2. Who takes part and Σ n_u are public, so the
+        neighbouring relation is *replace* one partner's data (its clipped, weighted update
+        moves by up to 2C), not add/remove (C)."""
+        return self.noise_multiplier / 2
+
     def epsilon(self, rounds: int, *, sampling_rate: float = 1.0) -> float:
-        """ε after ``rounds`` rounds at this config's δ (see :func:`dp_epsilon`)."""
-        return dp_epsilon(self.noise_multiplier, rounds, self.delta, sampling_rate=sampling_rate)
+        """ε after ``rounds`` rounds a partner contributed to, at this config's δ
+        (:func:`dp_epsilon` at the replace-one multiplier z / 2)."""
+        return dp_epsilon(
+            self.effective_noise_multiplier, rounds, self.delta, sampling_rate=sampling_rate
+        )
 
 
 def l2_norm(x: np.ndarray, *, chunk: int = 1 << 20) -> float:

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pharmafl.secure.dp import DPConfig
+
 
 class SecurityPolicy(BaseModel):
     """Signed with the roster: the collusion bound and the participation floor."""
@@ -42,6 +44,28 @@ class SecurityPolicy(BaseModel):
         description="Fewest partners invited to, and contributing to, any round (at least "
         "c + 2 apply).",
     )
+
+    min_noise_multiplier: float = Field(
+        0.0,
+        ge=0,
+        le=1e4,
+        description="Differential privacy every round must use: its noise multiplier z at "
+        "least this (0: DP not required).",
+    )
+
+    def dp_violation(self, dp: DPConfig | None) -> str | None:
+        """Why a round's DP settings break the policy, or None."""
+        need = self.min_noise_multiplier
+        if need <= 0:
+            return None
+        if dp is None:
+            return f"no differential privacy, the consortium's policy requires z >= {need}"
+        if dp.noise_multiplier < need:
+            return (
+                f"noise multiplier {dp.noise_multiplier}, the consortium's policy requires "
+                f"z >= {need}"
+            )
+        return None
 
     def fewest_participants(self) -> int:
         """The fewest partners a round may invite."""

@@ -131,6 +131,7 @@ def _attempt(
         partners=ctx.members,
         threshold=plan.threshold,
         quantization=plan.quantization,
+        dp=plan.dp,
     )
     try:
         drive_secagg(server, launcher, plan.stage_timeout_s, poll_s)

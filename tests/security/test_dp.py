@@ -1,0 +1,87 @@
+"""Finding 9 of issue 12: differential privacy could not be used.
+
+Before: partner rounds built their secure-aggregation client without a random generator, so
+a DP round failed at every partner; the federation plan had no DP field; partners accepted a
+round without DP (or with z = 0) whatever the consortium agreed; and ε was accounted with
+add/remove sensitivity C where participation and Σ n_u are public (replace-one: 2C; see
+tests/unit/secure/test_dp.py for the accountant against an exact one). Now the plan carries
+DP into every round, partners draw the noise from fresh OS entropy, and the consortium's
+signed policy can require a noise multiplier that partners and the operator enforce.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+import pharmafl.partner.federated as partner_module
+from flows.launchers import EmbeddedLauncher
+from pharmafl.common.errors import PolicyViolationError
+from pharmafl.common.io import atomic_write_bytes, atomic_write_text
+from pharmafl.contract import FederationPlan, trunk_to_bytes
+from pharmafl.secure import DPConfig, SecurityPolicy, run_secagg_round
+from pharmafl.server import load_operator, run_training
+from pharmafl.simulate.federation import initial_trunk
+
+from .conftest import PARTNERS, MiniConsortium, add_prepared
+
+DP = DPConfig(clip_norm=0.1, noise_multiplier=1.0, min_contributors=2)
+
+
+class LibraryLauncher(EmbeddedLauncher):
+    def _run(self, partner: str, round_id: str, final: bool) -> Any:
+        work = partner_module.partner_finish if final else partner_module.partner_round
+        return work(self.partner_dirs[partner], self.exchange_url, round_id, timeout_s=20)
+
+
+def _with_data(mc: MiniConsortium, **plan_fields: Any) -> None:
+    op = mc.layout.operator
+    plan = FederationPlan.model_validate_json(op.plan.read_text())
+    n_features = 0
+    for i, p in enumerate(PARTNERS):
+        n_features = add_prepared(mc.partner_dir(p), seed=i)
+    trunk = plan.trunk.model_copy(update={"input_size": n_features})
+    plan = plan.model_copy(update={"trunk": trunk, **plan_fields})
+    atomic_write_text(op.plan, plan.model_dump_json())
+    atomic_write_bytes(op.initial_trunk, trunk_to_bytes(initial_trunk(trunk, plan.seed)))
+
+
+@pytest.mark.slow
+def test_a_federated_round_with_dp_completes_and_its_noise_is_in_the_trunk(
+    mini_consortium: Callable[..., MiniConsortium],
+) -> None:
+    results = []
+    for dp in (None, DP):
+        mc = mini_consortium(rounds=1)
+        _with_data(mc, dp=dp)
+        with LibraryLauncher(mc.layout.partner_dirs(), mc.url, 20) as launcher:
+            result = run_training(mc.layout.operator.root, mc.url, launcher, poll_s=0.05)
+        assert result.history[0].contributors == list(PARTNERS)
+        results.append(result.history[0].trunk_sha256)
+    # Same data, seed and partners: only the DP clipping and noise differ.
+    assert results[0] != results[1]
+
+
+def test_the_policy_makes_partners_refuse_a_round_without_enough_noise() -> None:
+    rng = np.random.default_rng(6)
+    updates = {p: rng.normal(0, 0.01, 16) for p in PARTNERS}
+    counts = dict.fromkeys(PARTNERS, 10)
+    policy = SecurityPolicy(min_noise_multiplier=1.0)
+    with pytest.raises(PolicyViolationError, match="no differential privacy"):
+        run_secagg_round(updates, counts, policy=policy)
+    weak = DP.model_copy(update={"noise_multiplier": 0.5})
+    with pytest.raises(PolicyViolationError, match=r"noise multiplier 0\.5"):
+        run_secagg_round(updates, counts, policy=policy, dp=weak, seed=1)
+    ok = run_secagg_round(updates, counts, policy=policy, dp=DP, seed=1).result
+    assert ok.report.survivors == PARTNERS
+
+
+def test_the_operator_refuses_to_start_a_run_without_the_required_dp(
+    mini_consortium: Callable[..., MiniConsortium],
+) -> None:
+    mc = mini_consortium(policy=SecurityPolicy(min_noise_multiplier=1.0))
+    with pytest.raises(PolicyViolationError, match="no differential privacy"):
+        load_operator(mc.layout.operator.root, mc.url)
