@@ -86,6 +86,14 @@ class DemoConfig(BaseModel):
     )
     study_parallel: int = Field(2, ge=1, le=8, description="Coalitions trained at a time.")
     contribution: bool = Field(True, description="Run the contribution study.")
+    dp_noise_multiplier: float | None = Field(
+        None,
+        ge=0,
+        description="Differential privacy of every federated round (noise multiplier z, clip "
+        "dp_clip_norm, noise split over 2 honest partners); None: off. ε per partner is in the "
+        "report.",
+    )
+    dp_clip_norm: float = Field(0.1, gt=0, description="DP: L2 bound on each weighted update.")
     workers: int = Field(0, ge=0, description="Preparation processes (0 = all cores).")
     eval_fold_min: int = Field(
         5,
@@ -232,6 +240,7 @@ def _federate(layout: ConsortiumLayout, cfg: DemoConfig, trunk: SparseTrunkConfi
     """Set up the federation (identities, roster, plan, initial trunk) and train it."""
     from flows.train import run_train
     from pharmafl.contract import FederationPlan, LocalTrainingSpec
+    from pharmafl.secure import DPConfig
     from pharmafl.server.optimizers import make_server_optimizer
     from pharmafl.simulate.federation import setup_federation
 
@@ -249,6 +258,11 @@ def _federate(layout: ConsortiumLayout, cfg: DemoConfig, trunk: SparseTrunkConfi
         server_optimizer=make_server_optimizer(cfg.server_optimizer).config,
         final_trunk=cfg.final_trunk,
         stage_timeout_s=900,
+        dp=None
+        if cfg.dp_noise_multiplier is None
+        else DPConfig(
+            clip_norm=cfg.dp_clip_norm, noise_multiplier=cfg.dp_noise_multiplier, min_contributors=2
+        ),
     )
     setup_federation(layout.root, plan)
     run_train(layout.root, exchange_url=str(layout.exchange))

@@ -26,6 +26,7 @@ from pharmafl.accounting.coalitions import (
     needed_coalitions,
     study_id,
 )
+from pharmafl.accounting.privacy import PartnerPrivacy, partner_privacy
 from pharmafl.accounting.shapley import (
     CONTRIBUTION_METHODS,
     EXACT_MAX_PLAYERS,
@@ -69,6 +70,7 @@ __all__ = [
     "ContributionResult",
     "DEFAULT_UTILITY",
     "EXACT_MAX_PLAYERS",
+    "PartnerPrivacy",
     "SCHEMA_MODELS",
     "StudyConfig",
     "StudyMethod",
@@ -85,6 +87,7 @@ __all__ = [
     "leave_one_out",
     "mean_gain_utility",
     "needed_coalitions",
+    "partner_privacy",
     "permutation_shapley",
     "study_id",
 ]

@@ -22,6 +22,10 @@ def demo(
     source: Annotated[
         Path | None, typer.Option(help="Rehearse on any file of a supported shape instead.")
     ] = None,
+    dp_noise_multiplier: Annotated[
+        float | None,
+        typer.Option(help="Differential privacy of every federated round: noise multiplier z."),
+    ] = None,
     key: Annotated[
         Path | None,
         typer.Option(
@@ -42,6 +46,7 @@ def demo(
             "seed": seed,
             "source": str(source) if source is not None else None,
             "key_file": str(key) if key is not None else None,
+            "dp_noise_multiplier": dp_noise_multiplier,
         }.items()
         if v is not None
     }

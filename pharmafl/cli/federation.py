@@ -26,9 +26,20 @@ def setup(
         "fedavg"
     ),
     seed: Annotated[int, typer.Option(help="Seed of the initial trunk and local training.")] = 0,
+    dp_noise_multiplier: Annotated[
+        float | None,
+        typer.Option(help="Differential privacy: noise multiplier z (off when not given)."),
+    ] = None,
+    dp_clip_norm: Annotated[
+        float, typer.Option(help="Differential privacy: L2 bound C on each weighted update.")
+    ] = 0.1,
+    dp_min_contributors: Annotated[
+        int, typer.Option(help="Differential privacy: honest partners the noise is split over.")
+    ] = 2,
 ) -> None:
     """Create identities, the signed roster and pins, plan.json and the initial trunk."""
     from pharmafl.contract import FederationPlan, LocalTrainingSpec
+    from pharmafl.secure import DPConfig
     from pharmafl.server.optimizers import make_server_optimizer
     from pharmafl.simulate.federation import setup_federation
 
@@ -39,6 +50,13 @@ def setup(
         trunk={"kind": "sparse", "hidden_sizes": sizes, "dropouts": [dropout] * len(sizes)},
         local=LocalTrainingSpec(epochs=local_epochs, learning_rate=lr, batch_size=batch_size),
         server_optimizer=make_server_optimizer(server_optimizer).config,
+        dp=None
+        if dp_noise_multiplier is None
+        else DPConfig(
+            clip_norm=dp_clip_norm,
+            noise_multiplier=dp_noise_multiplier,
+            min_contributors=dp_min_contributors,
+        ),
     )
     odir = setup_federation(consortium_dir, plan)
     typer.echo(f"operator folder ready: {odir}")

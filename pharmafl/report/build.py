@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
-from pharmafl.accounting import ContributionResult
+from pharmafl.accounting import ContributionResult, partner_privacy
 from pharmafl.common.errors import AccountingError
 from pharmafl.common.io import read_model
 from pharmafl.evaluation.documents import PooledReport
@@ -160,6 +160,7 @@ def build_summary(
         if contribution is None
         else ConsortiumContribution.from_result(contribution),
         ledger=LedgerSummary.from_verification(verification),
+        privacy=partner_privacy(entries),
         notes=[*notes, f"federated stop: {run.stop_reason}", *left_out],
     )
 

@@ -339,10 +339,32 @@ def _gave(summary: ConsortiumSummary) -> list[str]:
     ]
 
 
+def _privacy_section(summary: ConsortiumSummary) -> str:
+    """ε per partner over every aggregate its updates went into (all runs)."""
+    if not summary.privacy:
+        return ""
+    rows = [
+        [
+            _e(r.partner),
+            str(r.aggregates),
+            str(r.runs),
+            "unbounded (no DP)" if r.epsilon is None else f"{r.epsilon:.3g}",
+            "–" if r.delta is None else f"{r.delta:.0e}",
+        ]
+        for r in summary.privacy
+    ]
+    return (
+        "<h2>Privacy loss</h2>"
+        + _table(["partner", "aggregates", "runs", "ε", "δ"], rows)
+        + '<p class="note">Every aggregate a partner\'s update went into (main run, '
+        "contribution-study coalitions, retries), composed at replace-one sensitivity.</p>"
+    )
+
+
 def report_html(summary: ConsortiumSummary) -> str:
     """The report page as a string (see :func:`render_report`)."""
     parts = [*_head(summary), *_got(summary), *_gave(summary)]
-    parts += ["<h2>Ledger</h2>", _ledger_section(summary)]
+    parts += [_privacy_section(summary), "<h2>Ledger</h2>", _ledger_section(summary)]
     if summary.notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_e(n)}</li>" for n in summary.notes))
         parts.append("</ul>")

@@ -18,6 +18,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from pharmafl import __version__
 from pharmafl.accounting import ContributionResult
+from pharmafl.accounting.privacy import PartnerPrivacy
 from pharmafl.evaluation import BenefitSummary
 from pharmafl.ledger import LedgerEntry, VerificationResult, run_entries
 from pharmafl.ledger.events import (
@@ -312,6 +313,11 @@ class ConsortiumSummary(BaseModel):
         default_factory=list, description="Per-round validation scalars partners shared."
     )
     ledger: LedgerSummary | None = None
+    privacy: list[PartnerPrivacy] = Field(
+        default_factory=list,
+        description="Each partner's privacy loss over every aggregate its updates went into "
+        "(all runs: main, coalitions, retries), from the ledger.",
+    )
     gap_capture: float | None = Field(
         None,
         description="Federated share of the pooled-minus-local AUC-PR gain, averaged over "

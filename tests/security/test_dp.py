@@ -19,9 +19,11 @@ import pytest
 
 import pharmafl.partner.federated as partner_module
 from flows.launchers import EmbeddedLauncher
+from pharmafl.accounting import partner_privacy
 from pharmafl.common.errors import PolicyViolationError
 from pharmafl.common.io import atomic_write_bytes, atomic_write_text
 from pharmafl.contract import FederationPlan, trunk_to_bytes
+from pharmafl.ledger import read_entries
 from pharmafl.secure import DPConfig, SecurityPolicy, run_secagg_round
 from pharmafl.server import load_operator, run_training
 from pharmafl.simulate.federation import initial_trunk
@@ -61,6 +63,10 @@ def test_a_federated_round_with_dp_completes_and_its_noise_is_in_the_trunk(
             result = run_training(mc.layout.operator.root, mc.url, launcher, poll_s=0.05)
         assert result.history[0].contributors == list(PARTNERS)
         results.append(result.history[0].trunk_sha256)
+        privacy = partner_privacy(read_entries(mc.layout.operator.ledger))
+        expected = None if dp is None else dp.epsilon(1)
+        assert [(r.partner, r.aggregates) for r in privacy] == [(p, 1) for p in PARTNERS]
+        assert all(r.epsilon == expected for r in privacy)
     # Same data, seed and partners: only the DP clipping and noise differ.
     assert results[0] != results[1]
 

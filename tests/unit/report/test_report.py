@@ -207,3 +207,16 @@ def test_learning_curves_from_ledger(tmp_path: Path) -> None:
     }
     assert curves[2].metrics["valid_auc_pr"] == {"a": 0.52} and curves[2].dropped == ["b"]
     assert learning_curves_from_ledger(read_entries(ledger.path), run_id="other") == []
+
+
+def test_privacy_loss_is_shown_per_partner(summary: ConsortiumSummary) -> None:
+    from pharmafl.accounting import PartnerPrivacy
+    from pharmafl.report.html import report_html
+
+    rows = [
+        PartnerPrivacy(partner="alpha", aggregates=12, runs=3, epsilon=4.25, delta=1e-6),
+        PartnerPrivacy(partner="bravo", aggregates=9, runs=2, epsilon=None, delta=None),
+    ]
+    html = report_html(summary.model_copy(update={"privacy": rows}))
+    assert "Privacy loss" in html and "4.25" in html and "unbounded (no DP)" in html
+    assert "Privacy loss" not in report_html(summary.model_copy(update={"privacy": []}))

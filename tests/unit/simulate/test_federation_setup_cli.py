@@ -1,0 +1,37 @@
+"""``pharmafl federation setup``: the plan it writes, differential privacy included."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from pharmafl.cli.main import app
+from pharmafl.contract import FederationPlan
+from pharmafl.layout import ConsortiumLayout
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst, symlinks=True)
+    for key in dst.glob("partners/*/key.json"):
+        os.chmod(key, 0o600)
+    return dst
+
+
+def test_setup_writes_dp_into_the_plan(small_consortium: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    with_dp = _copy(small_consortium, tmp_path / "dp")
+    args = ["federation", "setup", str(with_dp), "--hidden", "16", "--dp-noise-multiplier", "1.5"]
+    res = runner.invoke(app, [*args, "--dp-clip-norm", "0.2", "--dp-min-contributors", "3"])
+    assert res.exit_code == 0, res.output
+    plan = FederationPlan.model_validate_json(ConsortiumLayout(with_dp).operator.plan.read_text())
+    assert plan.dp is not None
+    assert (plan.dp.noise_multiplier, plan.dp.clip_norm, plan.dp.min_contributors) == (1.5, 0.2, 3)
+
+    without = _copy(small_consortium, tmp_path / "plain")
+    res = runner.invoke(app, ["federation", "setup", str(without), "--hidden", "16"])
+    assert res.exit_code == 0, res.output
+    plan = FederationPlan.model_validate_json(ConsortiumLayout(without).operator.plan.read_text())
+    assert plan.dp is None
