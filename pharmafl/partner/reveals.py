@@ -36,7 +36,7 @@ class RevealRecord:
 
     def __init__(self, run_dir: Path) -> None:
         self.path = run_dir / REVEALED_FILE
-        self.lock = run_dir / f".{REVEALED_FILE}.lock"
+        self.lock = run_dir / "revealed.lock"  # not hidden: it is no partial file
 
     def _read(self) -> dict[str, str]:
         if not self.path.is_file():
