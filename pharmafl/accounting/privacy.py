@@ -1,33 +1,29 @@
 """How much each partner's data the consortium's aggregates have released: ε per partner.
 
-Every aggregate a partner's update went into counts: each completed round of every run it
-contributed to (the main run, every contribution-study coalition, every retry), read from
-the ledger (``update_submitted`` entries), plus every round that failed after partners may
-have revealed their shares (its aggregate may have been decoded; counted for every invited
-partner). Each run's DP settings come from its ``training_started`` entry. Rounds are
+Every aggregate a partner's update went into counts: each applied aggregate of every run it
+contributed to (the main run, every contribution-study coalition; ``aggregate_applied``'s
+contributors), plus every round that failed after partners may have revealed their shares
+(``round_aborted`` with ``released``; counted for every invited partner). Each round's DP
+comes from its ``round_started`` entry (else its run's ``training_started``). Rounds are
 composed with the Rényi-DP accountant at the replace-one multiplier z / 2
 (:meth:`pharmafl.secure.DPConfig.epsilon`); one aggregate without DP makes ε unbounded.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pharmafl.ledger import (
+    AggregateAppliedPayload,
     LedgerEntry,
     LedgerEvent,
     RoundAbortedPayload,
     RoundStartedPayload,
     TrainingStartedPayload,
-    UpdateSubmittedPayload,
 )
 from pharmafl.secure import DPConfig
-
-#: Round-aborted reasons after which an aggregate may have been decoded.
-_RELEASED_ABORTS = ("aggregate check failed", "aborted while revealing")
 
 
 class PartnerPrivacy(BaseModel):
@@ -45,66 +41,85 @@ class PartnerPrivacy(BaseModel):
     delta: float | None = Field(description="δ of ``epsilon`` (the runs' largest).")
 
 
+def _dp(value: object) -> DPConfig | None:
+    try:
+        return None if value is None else DPConfig.model_validate(value)
+    except ValidationError:  # not DP settings we can account: unbounded
+        return None
+
+
 def _run_dp(entries: Sequence[LedgerEntry]) -> dict[str, DPConfig | None]:
+    """Each run's DP as its ``training_started`` entry recorded it (rounds recorded before
+    rounds carried their own DP)."""
     out: dict[str, DPConfig | None] = {}
     for e in entries:
         if e.event is LedgerEvent.TRAINING_STARTED:
             started = TrainingStartedPayload.model_validate(e.payload)
-            dp = started.parameters.get("dp")
-            out[started.run_id] = None if dp is None else DPConfig.model_validate(dp)
+            out[started.run_id] = _dp(started.parameters.get("dp"))
     return out
 
 
-def _released(entries: Sequence[LedgerEntry]) -> dict[str, Counter[str]]:
-    """Partner → run → aggregates its updates went into."""
-    out: dict[str, Counter[str]] = {}
-    invited: dict[tuple[str, int], list[str]] = {}
+def _released(entries: Sequence[LedgerEntry]) -> dict[str, list[tuple[str, DPConfig | None]]]:
+    """Partner → (run, DP) of every aggregate its update went into: each applied aggregate
+    (its contributors, as the operator recorded them) and each round aborted after partners
+    may have revealed (every invited partner), with the DP its round_started entry names."""
+    run_dp = _run_dp(entries)
+    out: dict[str, list[tuple[str, DPConfig | None]]] = {}
+    started: dict[tuple[str, int], RoundStartedPayload] = {}
+    round_dp: dict[tuple[str, int], DPConfig | None] = {}
     for e in entries:
         if e.event is LedgerEvent.ROUND_STARTED:
-            started = RoundStartedPayload.model_validate(e.payload)
-            invited[(started.run_id, started.round)] = list(started.participants)
-        elif e.event is LedgerEvent.UPDATE_SUBMITTED:
-            up = UpdateSubmittedPayload.model_validate(e.payload)
-            out.setdefault(up.partner, Counter())[up.run_id] += 1
+            rs = RoundStartedPayload.model_validate(e.payload)
+            started[(rs.run_id, rs.round)] = rs
+            if "dp" in e.payload:  # entries before rounds recorded their DP fall back to the run
+                round_dp[(rs.run_id, rs.round)] = _dp(e.payload["dp"])
+            continue
+        if e.event is LedgerEvent.AGGREGATE_APPLIED:
+            applied = AggregateAppliedPayload.model_validate(e.payload)
+            key, who = (applied.run_id, applied.round), applied.contributors
         elif e.event is LedgerEvent.ROUND_ABORTED:
             ab = RoundAbortedPayload.model_validate(e.payload)
-            if any(tag in ab.reason for tag in _RELEASED_ABORTS):
-                for p in invited.get((ab.run_id, ab.round), []):
-                    out.setdefault(p, Counter())[ab.run_id] += 1
+            key = (ab.run_id, ab.round)
+            who = list(started[key].participants) if ab.released and key in started else []
+        else:
+            continue
+        dp = round_dp[key] if key in round_dp else run_dp.get(key[0])
+        for p in who:
+            out.setdefault(p, []).append((key[0], dp))
     return out
 
 
 def partner_privacy(entries: Sequence[LedgerEntry]) -> list[PartnerPrivacy]:
     """ε per partner from a (verified) ledger; see the module doc."""
-    dp_of = _run_dp(entries)
     rows = []
-    for partner, by_run in sorted(_released(entries).items()):
-        configs = [dp_of.get(run) for run in by_run]
-        total = sum(by_run.values())
+    for partner, released in sorted(_released(entries).items()):
+        configs = [dp for _, dp in released]
         if any(c is None for c in configs):
             eps, delta = None, None
         else:
-            eps, delta = _compose(
-                [(c, n) for c, n in zip(configs, by_run.values(), strict=True) if c is not None]
-            )
+            eps, delta = _compose([c for c in configs if c is not None])
         rows.append(
             PartnerPrivacy(
-                partner=partner, aggregates=total, runs=len(by_run), epsilon=eps, delta=delta
+                partner=partner,
+                aggregates=len(released),
+                runs=len({run for run, _ in released}),
+                epsilon=eps,
+                delta=delta,
             )
         )
     return rows
 
 
-def _compose(runs: Sequence[tuple[DPConfig, int]]) -> tuple[float | None, float]:
+def _compose(configs: Sequence[DPConfig]) -> tuple[float | None, float]:
     import dp_accounting
     from dp_accounting.rdp import RdpAccountant
 
-    delta = max(c.delta for c, _ in runs)
+    delta = max(c.delta for c in configs)
     accountant = RdpAccountant()
-    for config, count in runs:
+    for config in configs:
         if config.noise_multiplier <= 0:
             return None, delta
-        accountant.compose(dp_accounting.GaussianDpEvent(config.effective_noise_multiplier), count)
+        accountant.compose(dp_accounting.GaussianDpEvent(config.effective_noise_multiplier), 1)
     return float(accountant.get_epsilon(delta)), delta
 
 

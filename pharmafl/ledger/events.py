@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from pharmafl.common.errors import LedgerError
 from pharmafl.layout import MAIN_RUN_ID
+from pharmafl.secure.dp import DPConfig
 from pharmafl.secure.identity import PARTY_ID_PATTERN
 
 #: A SHA-256 digest as 64 lower-case hex digits.
@@ -119,6 +120,9 @@ class RoundStartedPayload(_Payload):
     global_trunk_hash: str = Field(pattern=HEX64, description="Trunk the round starts from.")
     participants: list[str] = Field(description="Partner ids invited to this round.")
     round_spec_hash: str | None = Field(None, pattern=HEX64, description="Signed round spec.")
+    dp: DPConfig | None = Field(
+        None, description="Differential privacy of this round (None: none), for accounting."
+    )
 
 
 class UpdateSubmittedPayload(_StrictPayload):
@@ -158,6 +162,11 @@ class RoundAbortedPayload(_StrictPayload):
     round: int = _ROUND
     reason: str = Field(max_length=500, description="Why the round aborted.")
     survivors: list[str] = Field(default_factory=list, description="Partners still present.")
+    released: bool = Field(
+        False,
+        description="Partners may have revealed their shares: the aggregate may have been "
+        "decoded (counted in every invited partner's privacy loss).",
+    )
 
 
 class EvaluationReportedPayload(_StrictPayload):

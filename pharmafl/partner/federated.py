@@ -65,7 +65,7 @@ from pharmafl.model import (
     save_model_dir,
 )
 from pharmafl.partner.heads import record_ledger_head
-from pharmafl.partner.reveals import RevealRecord
+from pharmafl.partner.reveals import FRESH_STATE, RevealRecord, state_key
 from pharmafl.secure import (
     EnvelopeGuard,
     ExchangeStore,
@@ -144,10 +144,13 @@ class _State:
     """Committed and pending trainer checkpoints of one partner in one run."""
 
     def __init__(self, partner_dir: Path, run_id: str) -> None:
+        self.partner_dir = Path(partner_dir)
         self.dir = federated_run_dir(partner_dir, run_id)
         self.committed = self.dir / "committed.pt"
         self.pending_dir = self.dir / "pending"
         self.meta = self.dir / "state.json"
+        #: What this round's update is trained from (set when the trainer loads the state).
+        self.trained_from = FRESH_STATE
 
     def pending(self, round_id: str) -> Path:
         return self.pending_dir / f"{round_id}.pt"
@@ -156,20 +159,6 @@ class _State:
     def reveals(self) -> RevealRecord:
         return RevealRecord(self.dir)
 
-    def base_round(self, spec: TrainSpec) -> int:
-        """The committed round ``spec``'s round trains from once :meth:`settle` ran (−1: a
-        fresh head). Pure: nothing is read but the run's own files."""
-        if spec.round_index == 0:
-            return -1
-        last = self.last_round()
-        previous = round_prefix(spec.run_id, spec.round_index - 1)
-        pending = self.pending_dir.is_dir() and any(
-            p.stem.startswith(previous) for p in self.pending_dir.glob("*.pt")
-        )
-        if spec.previous_round_completed and pending and last < spec.round_index - 1:
-            return spec.round_index - 1
-        return last
-
     def last_round(self) -> int:
         if not self.meta.is_file():
             return -1
@@ -177,7 +166,7 @@ class _State:
 
     def settle(self, spec: TrainSpec) -> None:
         """Commit the previous round's pending state if it was aggregated; drop the rest."""
-        if spec.round_index == 0:
+        if spec.round_index == 0 and not spec.final:
             # Round 0 starts a run: nothing an earlier run committed here may leak into it
             # (it would also block every commit: last_committed_round is that run's).
             self.meta.unlink(missing_ok=True)
@@ -237,8 +226,11 @@ def _trainer(pdir: Path, state: _State, spec: TrainSpec, partner: str) -> LocalT
         local_model_config(trunk, data.n_cls_tasks, data.n_reg_tasks), seed=config.seed
     )
     trainer = LocalTrainer(model, data, config)
+    state.trained_from = FRESH_STATE
     if state.committed.is_file():
-        _load_local_state(trainer, state.committed)
+        raw = state.committed.read_bytes()  # read once: what is hashed is what is loaded
+        _load_local_state(trainer, io.BytesIO(raw), state.committed)
+        state.trained_from = state_key(raw)
     return trainer
 
 
@@ -259,8 +251,8 @@ def _save_local_state(trainer: LocalTrainer, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _load_local_state(trainer: LocalTrainer, path: Path) -> None:
-    doc = torch.load(path, map_location="cpu", weights_only=True)
+def _load_local_state(trainer: LocalTrainer, source: io.BytesIO, path: Path) -> None:
+    doc = torch.load(source, map_location="cpu", weights_only=True)
     if doc.get("format") != "pharmafl.partner_state/1":
         raise FederationError(
             "not a partner state file.", file=path, fix="delete this run's folder and rejoin."
@@ -405,25 +397,41 @@ def partner_round(
     who = load_partner_identity(pdir)
     store = ExchangeStore(exchange_url)
     spec = _round_spec(store, who, round_id, timeout_s)
-    t0 = time.perf_counter()
     state = _State(pdir, spec.run_id)
-    base = state.base_round(spec)
-    state.reveals.refuse(base, spec)  # before touching any state
+    with state.reveals.exclusive(spec):  # one round of a run at a time at this partner
+        return _take_part(state, who, store, spec, timeout_s, poll_s)
+
+
+def _take_part(
+    state: _State,
+    who: PartnerIdentity,
+    store: ExchangeStore,
+    spec: TrainSpec,
+    timeout_s: float,
+    poll_s: float,
+) -> PartnerRoundReport:
+    """The round itself: keys, training, the masked update, the report."""
+    t0 = time.perf_counter()
+    if spec.round_index == 0:  # settle would drop the state: refuse first if it was revealed
+        state.reveals.refuse(FRESH_STATE, spec)
     state.settle(spec)
     global_state = _global_trunk(store, who, spec, timeout_s)
     client = SecAggClient(
         who.identity,
         who.roster,
         store,
-        round_id,
+        spec.round_id,
         pinned_fingerprint=who.pin,
         rng=np.random.default_rng(),  # DP noise: fresh OS entropy, never a shared seed
-        before_reveal=lambda: state.reveals.claim(base, spec),
+        before_reveal=lambda: state.reveals.claim(state.trained_from, spec),
     )
-    _share_keys(client, who.identity.id, round_id, timeout_s, poll_s)
-    trainer, update, validation = _train(pdir, state, spec, who.identity.id, global_state)
+    _share_keys(client, who.identity.id, spec.round_id, timeout_s, poll_s)
+    trainer, update, validation = _train(
+        state.partner_dir, state, spec, who.identity.id, global_state
+    )
+    state.reveals.refuse(state.trained_from, spec)  # before the masked update leaves
     state.pending_dir.mkdir(parents=True, exist_ok=True)
-    _save_local_state(trainer, state.pending(round_id))
+    _save_local_state(trainer, state.pending(spec.round_id))
     compute = time.perf_counter() - t0
 
     client.run(update, len(trainer.train_rows), timeout_s=timeout_s, poll_s=poll_s)
@@ -434,13 +442,8 @@ def partner_round(
         validation=validation,
         compute_seconds=round(compute, 3),
     )
-    _report_to_operator(store, who, round_id, report)
-    log.info(
-        "%s: round %d submitted (trainer at step %d)",
-        who.identity.id,
-        spec.round_index,
-        trainer.step,
-    )
+    _report_to_operator(store, who, spec.round_id, report)
+    log.info("%s: round %d submitted", who.identity.id, spec.round_index)
     return report
 
 
@@ -527,11 +530,17 @@ def partner_finish(
     if not spec.final:
         raise FederationError(f"round {round_id} is not the final evaluation round.")
     state = _State(pdir, spec.run_id)
+    if spec.round_index <= state.last_round():  # a final evaluation comes after every round
+        raise FederationError(
+            f"final evaluation {round_id} comes before rounds this partner already committed.",
+            fix="the operator publishes the final evaluation after the last round.",
+        )
     local = _local_baseline(pdir) if spec.report_test_gain else None  # fail before training
-    state.settle(spec)
-    global_state = _global_trunk(store, who, spec, timeout_s)
-    with _TORCH_RNG:
-        report = _finish(pdir, state, spec, who.identity.id, global_state)
+    with state.reveals.exclusive(spec):
+        state.settle(spec)
+        global_state = _global_trunk(store, who, spec, timeout_s)
+        with _TORCH_RNG:
+            report = _finish(pdir, state, spec, who.identity.id, global_state)
     if local is not None:
         utility = PartnerUtilityReport(
             partner=who.identity.id, run_id=spec.run_id, gain=_test_gain(local, report, pdir)

@@ -8,8 +8,10 @@ that nothing is committed, two attempts run at once, the same round id in anothe
 revealed again, two aggregates of nearly the same partners would difference into one
 partner's update. So each committed state of a run is revealed from at most once:
 
-- :meth:`RevealRecord.refuse` checks, before a round touches anything, that the state it
-  would train from was never revealed from;
+- :meth:`RevealRecord.exclusive` holds the run for one round at a time;
+- :meth:`RevealRecord.refuse` checks, once the state is loaded and before the masked update
+  leaves, that the state (the hash of the committed head the trainer loaded) was never
+  revealed from;
 - :meth:`RevealRecord.claim` (right before revealing, under an exclusive lock) checks again
   and durably records it (written and fsynced before the shares leave).
 
@@ -19,24 +21,55 @@ Honest operators never need a second aggregate: they keep the one they decoded
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from pharmafl.common.errors import FederationError
+from pharmafl.common.io import sha256_bytes
 from pharmafl.contract import TrainSpec
 
 REVEALED_FILE = "revealed.json"
+#: The key of a fresh head (no committed state): what round 0 trains from.
+FRESH_STATE = "fresh"
+
+
+def state_key(committed: bytes) -> str:
+    """The key of a committed state: the SHA-256 of the bytes the trainer loaded."""
+    return sha256_bytes(committed)
 
 
 class RevealRecord:
-    """``<run dir>/revealed.json``: committed state (its last committed round, −1 for a
-    fresh head) → the round id whose shares were revealed from it."""
+    """``<run dir>/revealed.json``: state key (the hash of the committed head a round's
+    update was trained from, :data:`FRESH_STATE` for none) → the round id whose shares were
+    revealed from it."""
 
     def __init__(self, run_dir: Path) -> None:
         self.path = run_dir / REVEALED_FILE
         self.lock = run_dir / "revealed.lock"  # not hidden: it is no partial file
+        self.run_lock = run_dir / "run.lock"
+
+    @contextlib.contextmanager
+    def exclusive(self, spec: TrainSpec) -> Iterator[None]:
+        """Hold the run for one round or final evaluation; refuse a second one at once (two
+        rounds in flight could load a state before the other replaced it)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.run_lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise FederationError(
+                    f"another round of run {spec.run_id!r} is in progress at this partner; "
+                    f"{spec.round_id} is refused.",
+                    fix="the operator runs one round of a run at a time.",
+                ) from None
+            yield
+        finally:
+            os.close(fd)
 
     def _read(self) -> dict[str, str]:
         if not self.path.is_file():
@@ -51,26 +84,26 @@ class RevealRecord:
             ) from None
         return {str(k): str(v) for k, v in doc.items()}
 
-    def refuse(self, base: int, spec: TrainSpec) -> None:
-        """Raise when the state a round would train from was revealed from before."""
-        earlier = self._read().get(str(base))
+    def refuse(self, key: str, spec: TrainSpec) -> None:
+        """Raise when the state a round trains from was revealed from before."""
+        earlier = self._read().get(key)
         if earlier is not None:
             raise FederationError(
                 f"round {spec.round_index} ({spec.round_id}) of run {spec.run_id!r} would "
                 f"train from a state already aggregated with this partner's update (round "
-                f"{earlier}); it never contributes the same update to a second aggregate.",
+                f"{earlier}); it never contributes an update from one state to two aggregates.",
                 fix="the operator resumes from the aggregate it kept, or starts a new run "
                 "(a new run id).",
             )
 
-    def claim(self, base: int, spec: TrainSpec) -> None:
-        """Record, durably and atomically with the check, that ``base`` is revealed from."""
+    def claim(self, key: str, spec: TrainSpec) -> None:
+        """Record, durably and atomically with the check, that ``key`` is revealed from."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.lock, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            self.refuse(base, spec)
-            doc = self._read() | {str(base): spec.round_id}
+            self.refuse(key, spec)
+            doc = self._read() | {key: spec.round_id}
             _durable_write(self.path, json.dumps(doc, sort_keys=True).encode() + b"\n")
         finally:
             os.close(fd)
@@ -93,4 +126,4 @@ def _durable_write(path: Path, data: bytes) -> None:
         os.close(dfd)
 
 
-__all__ = ["REVEALED_FILE", "RevealRecord"]
+__all__ = ["FRESH_STATE", "REVEALED_FILE", "RevealRecord", "state_key"]

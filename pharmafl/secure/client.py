@@ -195,7 +195,7 @@ class SecAggClient:
     def _check_policy(self, n: int, threshold: int, dp: DPConfig | None) -> None:
         """Refuse a round that breaks the consortium's signed security policy."""
         policy = self.roster.security_policy
-        violation = policy.violation(n, threshold) or policy.dp_violation(dp)
+        violation = policy.violation(n, threshold) or policy.dp_violation(dp, n)
         if violation is not None:
             logger.warning("%s refuses round %s: %s", self.me, self.round_id, violation)
             raise PolicyViolationError(
@@ -370,11 +370,18 @@ class SecAggClient:
         self._need(set(u3) <= set(self.u2), "U3 is not a subset of U2")
         self._need(self.me in u3, "the operator did not accept my masked input")
         self._need(len(u3) >= spec.threshold, f"only {len(u3)} masked inputs arrived")
-        fewest = self.roster.security_policy.fewest_participants()
+        policy = self.roster.security_policy
+        fewest = policy.fewest_participants()
         if len(u3) < fewest:  # the aggregate would hold too few inputs to hide mine
             raise PolicyViolationError(
                 f"{self.me} refuses round {self.round_id}: {len(u3)} contributors, the "
                 f"consortium's policy needs at least {fewest}.",
+                fix="the round needs more surviving partners.",
+            )
+        dp_short = policy.dp_violation(spec.dp, len(u3)) if spec.dp is not None else None
+        if dp_short is not None:  # too few contributors to carry the promised noise
+            raise PolicyViolationError(
+                f"{self.me} refuses round {self.round_id}: {dp_short}.",
                 fix="the round needs more surviving partners.",
             )
         self.u3 = u3

@@ -53,8 +53,21 @@ class SecurityPolicy(BaseModel):
         "least this (0: DP not required).",
     )
 
-    def dp_violation(self, dp: DPConfig | None) -> str | None:
-        """Why a round's DP settings break the policy, or None."""
+    def dp_violation(self, dp: DPConfig | None, n_partners: int | None = None) -> str | None:
+        """Why a round's DP settings break the policy, or None.
+
+        With ``n_partners`` (invited, or contributing): the noise is split over m honest
+        partners, so at least m + c of them must take part, or the sum carries less noise
+        than z·C while ε is accounted at z.
+        """
+        if dp is not None and n_partners is not None:
+            honest = n_partners - self.collusion_bound
+            if dp.min_contributors > honest:
+                return (
+                    f"DP noise split over {dp.min_contributors} partners, but only {honest} "
+                    f"of {n_partners} can be counted on (collusion bound "
+                    f"{self.collusion_bound}): the sum would carry less noise than promised"
+                )
         need = self.min_noise_multiplier
         if need <= 0:
             return None

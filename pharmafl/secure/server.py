@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from dataclasses import dataclass
 
@@ -301,7 +302,7 @@ class SecAggServer:
             raise self.guard.reject(env, "masked input lacks its seed commitment")
         count = env.headers.get("num_examples", "")
         q = self.spec.quantization
-        if not count.isdigit() or not 1 <= int(count) <= q.max_examples:
+        if not re.fullmatch(r"[0-9]{1,10}", count) or not 1 <= int(count) <= q.max_examples:
             raise self.guard.reject(env, f"masked input must declare 1..{q.max_examples} examples")
         np.add(self._acc, np.frombuffer(env.payload, dtype=dtype), out=self._acc)
         self._commitments[env.sender] = commitment

@@ -91,7 +91,9 @@ def _check_policy(roster: Roster, plan: FederationPlan, members: tuple[str, ...]
     """Refuse to start a run the partners would refuse: it breaks the signed policy."""
     policy = roster.security_policy
     threshold = plan.threshold or policy_threshold(policy, len(members))
-    violation = policy.violation(len(members), threshold) or policy.dp_violation(plan.dp)
+    violation = policy.violation(len(members), threshold) or policy.dp_violation(
+        plan.dp, len(members)
+    )
     if violation is not None:
         raise PolicyViolationError(
             f"plan {plan.run_id!r} breaks the consortium's security policy: {violation}.",

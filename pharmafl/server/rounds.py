@@ -164,15 +164,16 @@ def _refuse_aggregate(
     Never retried: partners refuse to contribute their updates to a second aggregate of the
     round (two aggregates of nearly the same partners difference into one update).
     """
-    launcher.finish(ctx.plan.stage_timeout_s)
-    ctx.record(
+    ctx.record(  # first: the release is on the ledger even if waiting below is cut short
         RoundAbortedPayload(
             run_id=ctx.plan.run_id,
             round=spec.round_index,
             reason=reason[:500],
             survivors=[],
+            released=True,
         )
     )
+    launcher.finish(ctx.plan.stage_timeout_s)
     raise FederationError(
         f"round {spec.round_index}: {reason}",
         fix="this round cannot be retried (partners never contribute an update twice); start "
@@ -206,6 +207,7 @@ def secure_round(
                 global_trunk_hash=spec.global_trunk_sha256,
                 participants=list(spec.participants),
                 round_spec_hash=sha256_bytes(spec.model_dump_json().encode()),
+                dp=ctx.plan.dp,
             )
         )
         done = _attempt(ctx, launcher, spec, size, poll_s)

@@ -91,3 +91,27 @@ def test_the_operator_refuses_to_start_a_run_without_the_required_dp(
     mc = mini_consortium(policy=SecurityPolicy(min_noise_multiplier=1.0))
     with pytest.raises(PolicyViolationError, match="no differential privacy"):
         load_operator(mc.layout.operator.root, mc.url)
+
+
+def test_noise_split_over_more_partners_than_can_be_counted_on_is_refused() -> None:
+    # An operator could keep z at the policy's floor but split the noise over m = 10,000
+    # partners: 3 contributors then add 0.017·z·C, while ε is accounted at z.
+    rng = np.random.default_rng(7)
+    updates = {p: rng.normal(0, 0.01, 16) for p in PARTNERS}
+    counts = dict.fromkeys(PARTNERS, 10)
+    policy = SecurityPolicy(min_noise_multiplier=1.0)
+    diluted = DP.model_copy(update={"min_contributors": 10_000})
+    with pytest.raises(PolicyViolationError, match="less noise than promised"):
+        run_secagg_round(updates, counts, policy=policy, dp=diluted, seed=1)
+    # m = 3 of 3 is fine until a partner drops: then 2 contributors cannot carry it.
+    full = DP.model_copy(update={"min_contributors": 3})
+    with pytest.raises(PolicyViolationError, match="only 2 of 2"):
+        run_secagg_round(
+            updates,
+            counts,
+            policy=policy,
+            dp=full,
+            seed=1,
+            dropouts={"charlie": "submit"},
+            threshold=2,
+        )

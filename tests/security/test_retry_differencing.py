@@ -24,6 +24,7 @@ from flows.launchers import EmbeddedLauncher
 from pharmafl.common.errors import FederationError
 from pharmafl.common.io import atomic_write_bytes, atomic_write_text
 from pharmafl.contract import FederationPlan, trunk_to_bytes
+from pharmafl.partner.reveals import FRESH_STATE, state_key
 from pharmafl.server import load_operator, run_training, secure_round
 from pharmafl.simulate.federation import initial_trunk
 
@@ -149,35 +150,51 @@ def _spec(round_index: int, attempt: int = 0, *, previous: bool = True) -> Any:
     )
 
 
-def _state_after_revealing_round_1(tmp_path: Any) -> Any:
-    """A partner that committed round 0, trained round 1 (pending) and revealed it."""
+def test_a_state_is_revealed_from_once_whatever_the_round_number(tmp_path: Any) -> None:
+    # Round 1 revealed from the head committed after round 0; round 3 "after round 2" (nothing
+    # of round 2 to commit) would train from the same bytes: refused, as is any round id.
     state = partner_module._State(tmp_path, "train")
-    state.pending_dir.mkdir(parents=True)
-    (state.pending_dir / "train-r0001-a0.pt").write_bytes(b"head")
-    atomic_write_text(state.meta, '{"last_committed_round": 0}\n')
-    state.reveals.claim(state.base_round(_spec(1)), _spec(1))
-    return state
-
-
-def test_skipping_a_round_number_cannot_retrain_a_revealed_state(tmp_path: Any) -> None:
-    state = _state_after_revealing_round_1(tmp_path)
-    # Round 3 "after round 2": nothing of round 2 to commit, so it would train from the
-    # state round 1 was revealed from.
-    assert state.base_round(_spec(3)) == 0
-    with pytest.raises(FederationError, match="already aggregated"):
-        state.reveals.refuse(state.base_round(_spec(3)), _spec(3))
-    # Round 2 (round 1 aggregated) trains from round 1's state: allowed.
-    state.reveals.refuse(state.base_round(_spec(2)), _spec(2))
+    state.dir.mkdir(parents=True)
+    head = state_key(b"the head committed after round 0")
+    state.reveals.claim(head, _spec(1))
+    for spec in (_spec(3), _spec(1, 1), _spec(1)):
+        with pytest.raises(FederationError, match="already aggregated"):
+            state.reveals.refuse(head, spec)
+    state.reveals.refuse(state_key(b"the head committed after round 1"), _spec(2))
 
 
 def test_two_attempts_at_once_reveal_only_once(tmp_path: Any) -> None:
     state = partner_module._State(tmp_path, "train")
     state.dir.mkdir(parents=True)
-    state.reveals.refuse(-1, _spec(0, 0))
-    state.reveals.refuse(-1, _spec(0, 1))  # both passed the check at the start
-    state.reveals.claim(-1, _spec(0, 0))
+    state.reveals.refuse(FRESH_STATE, _spec(0, 0))
+    state.reveals.refuse(FRESH_STATE, _spec(0, 1))  # both passed the check after training
+    state.reveals.claim(FRESH_STATE, _spec(0, 0))
     with pytest.raises(FederationError, match="already aggregated"):
-        state.reveals.claim(-1, _spec(0, 1))  # checked again, under the lock, before revealing
+        state.reveals.claim(FRESH_STATE, _spec(0, 1))  # checked again, under the lock
+    with (
+        state.reveals.exclusive(_spec(1, 0)),
+        pytest.raises(FederationError, match="another round of run"),
+        state.reveals.exclusive(_spec(1, 1)),  # a second round of the run at the same time
+    ):
+        pass
+
+
+def test_a_final_evaluation_cannot_reset_a_partners_state(
+    mini_consortium: Callable[..., MiniConsortium],
+) -> None:
+    # An operator publishes a "final evaluation" of index 0, hoping it drops the committed
+    # head so that the next round retrains round 0's exact update from a fresh head.
+    mc, _, _ = _trained(mini_consortium)
+    ctx = load_operator(mc.layout.operator.root, mc.url)
+    from pharmafl.server import publish_round
+
+    trunk = ctx.layout.initial_trunk.read_bytes()
+    fin = publish_round(ctx, trunk, 0, previous_completed=True, final=True)
+    state = partner_module._State(mc.partner_dir("alpha"), "train")
+    before = state.committed.read_bytes()
+    with pytest.raises(FederationError, match="comes before rounds this partner already"):
+        partner_module.partner_finish(mc.partner_dir("alpha"), mc.url, fin.round_id, timeout_s=2)
+    assert state.committed.read_bytes() == before
 
 
 def test_a_spec_that_skips_an_aggregation_is_refused(
@@ -198,4 +215,4 @@ def test_an_unreadable_record_refuses_every_round(tmp_path: Any) -> None:
     state.dir.mkdir(parents=True)
     state.reveals.path.write_text("")  # e.g. left empty by a power loss
     with pytest.raises(FederationError, match="unreadable"):
-        state.reveals.refuse(-1, _spec(0))
+        state.reveals.refuse(FRESH_STATE, _spec(0))

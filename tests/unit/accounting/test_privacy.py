@@ -9,11 +9,11 @@ import pytest
 
 from pharmafl.accounting import partner_privacy
 from pharmafl.ledger import (
+    AggregateAppliedPayload,
     Ledger,
     RoundAbortedPayload,
     RoundStartedPayload,
     TrainingStartedPayload,
-    UpdateSubmittedPayload,
     read_entries,
 )
 from pharmafl.secure import DPConfig, Identity, build_roster
@@ -31,11 +31,13 @@ class _Run:
         self.op = Identity.generate("operator", "operator")
         ids = [Identity.generate(p).public for p in PARTNERS]
         self.ledger = Ledger(path, roster=build_roster(self.op, ids, consortium="t"))
+        self.dp: dict[str, DPConfig | None] = {}
 
     def add(self, payload: object, event: str) -> None:
         self.ledger.append("operator", self.op, event, payload)  # type: ignore[arg-type]
 
     def start(self, run: str, dp: DPConfig | None, members: tuple[str, ...]) -> None:
+        self.dp[run] = dp
         params = {"run_id": run, "dp": None if dp is None else dp.model_dump(mode="json")}
         self.add(
             TrainingStartedPayload(
@@ -55,19 +57,27 @@ class _Run:
     ) -> None:
         self.add(
             RoundStartedPayload(
-                run_id=run, round=index, global_trunk_hash=_h("g"), participants=list(members)
+                run_id=run,
+                round=index,
+                global_trunk_hash=_h("g"),
+                participants=list(members),
+                dp=self.dp[run],
             ),
             "round_started",
         )
         if revealed_abort:
-            reason = f"round {run}-r{index:04d}-a0: aggregate check failed: a count"
-            self.add(RoundAbortedPayload(run_id=run, round=index, reason=reason), "round_aborted")
-            return
-        for p in members:
+            reason = "round 3: aborted while revealing: too few partners revealed shares"
             self.add(
-                UpdateSubmittedPayload(run_id=run, round=index, partner=p, envelope_hash=_h(p)),
-                "update_submitted",
+                RoundAbortedPayload(run_id=run, round=index, reason=reason, released=True),
+                "round_aborted",
             )
+            return
+        self.add(
+            AggregateAppliedPayload(
+                run_id=run, round=index, trunk_hash=_h(f"{run}{index}"), contributors=list(members)
+            ),
+            "aggregate_applied",
+        )
 
 
 def test_every_aggregate_of_every_run_is_composed(tmp_path: Path) -> None:
@@ -96,3 +106,25 @@ def test_one_aggregate_without_dp_makes_epsilon_unbounded(tmp_path: Path) -> Non
     rows = {r.partner: r for r in partner_privacy(read_entries(log.ledger.path))}
     assert rows["alpha"].epsilon == pytest.approx(DP.epsilon(1))
     assert rows["bravo"].epsilon is None and rows["bravo"].aggregates == 2
+
+
+def test_a_round_records_its_own_dp_and_a_plain_abort_releases_nothing(tmp_path: Path) -> None:
+    log = _Run(tmp_path / "ledger.jsonl")
+    log.start("train", DP, PARTNERS)  # the plan said DP at the start ...
+    log.add(  # ... but this round ran without it (a plan edited before a resume)
+        RoundStartedPayload(
+            run_id="train", round=0, global_trunk_hash=_h("g"), participants=list(PARTNERS), dp=None
+        ),
+        "round_started",
+    )
+    log.add(
+        AggregateAppliedPayload(
+            run_id="train", round=0, trunk_hash=_h("t0"), contributors=list(PARTNERS)
+        ),
+        "aggregate_applied",
+    )
+    log.add(
+        RoundAbortedPayload(run_id="train", round=1, reason="too few partners"), "round_aborted"
+    )
+    rows = {r.partner: r for r in partner_privacy(read_entries(log.ledger.path))}
+    assert rows["alpha"].aggregates == 1 and rows["alpha"].epsilon is None
