@@ -86,6 +86,36 @@ def add_prepared(partner_dir: Path, *, n_features: int = 16, seed: int = 0) -> i
     return n_features
 
 
+def ready_to_train(mc: MiniConsortium, **plan_fields: Any) -> FederationPlan:
+    """Give every partner synthetic data and the operator a matching plan and initial trunk
+    (``plan_fields`` override the plan, e.g. ``dp``); returns the plan."""
+    from pharmafl.simulate.federation import initial_trunk
+
+    op = mc.layout.operator
+    plan = FederationPlan.model_validate_json(op.plan.read_text())
+    n_features = 0
+    for i, p in enumerate(PARTNERS):
+        n_features = add_prepared(mc.partner_dir(p), seed=i)
+    trunk = plan.trunk.model_copy(update={"input_size": n_features})
+    plan = plan.model_copy(update={"trunk": trunk, **plan_fields})
+    atomic_write_text(op.plan, plan.model_dump_json())
+    atomic_write_bytes(op.initial_trunk, trunk_to_bytes(initial_trunk(trunk, plan.seed)))
+    return plan
+
+
+def library_launcher(mc: MiniConsortium, timeout_s: float = 20) -> Any:
+    """The embedded launcher with partner rounds as library calls in threads (no flow runs)."""
+    import pharmafl.partner.federated as partner_module
+    from flows.launchers import EmbeddedLauncher
+
+    class LibraryLauncher(EmbeddedLauncher):
+        def _run(self, partner: str, round_id: str, final: bool) -> Any:
+            work = partner_module.partner_finish if final else partner_module.partner_round
+            return work(self.partner_dirs[partner], self.exchange_url, round_id, timeout_s=20)
+
+    return LibraryLauncher(mc.layout.partner_dirs(), mc.url, timeout_s)
+
+
 @pytest.fixture
 def mini_consortium(tmp_path: Path) -> Callable[..., MiniConsortium]:
     """Factory: ``mini_consortium(rounds=1)`` builds a fresh consortium under ``tmp_path``."""

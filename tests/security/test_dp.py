@@ -12,43 +12,19 @@ signed policy can require a noise multiplier that partners and the operator enfo
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import pytest
 
-import pharmafl.partner.federated as partner_module
-from flows.launchers import EmbeddedLauncher
 from pharmafl.accounting import partner_privacy
 from pharmafl.common.errors import PolicyViolationError
-from pharmafl.common.io import atomic_write_bytes, atomic_write_text
-from pharmafl.contract import FederationPlan, trunk_to_bytes
 from pharmafl.ledger import read_entries
 from pharmafl.secure import DPConfig, SecurityPolicy, run_secagg_round
 from pharmafl.server import load_operator, run_training
-from pharmafl.simulate.federation import initial_trunk
 
-from .conftest import PARTNERS, MiniConsortium, add_prepared
+from .conftest import PARTNERS, MiniConsortium, library_launcher, ready_to_train
 
 DP = DPConfig(clip_norm=0.1, noise_multiplier=1.0, min_contributors=2)
-
-
-class LibraryLauncher(EmbeddedLauncher):
-    def _run(self, partner: str, round_id: str, final: bool) -> Any:
-        work = partner_module.partner_finish if final else partner_module.partner_round
-        return work(self.partner_dirs[partner], self.exchange_url, round_id, timeout_s=20)
-
-
-def _with_data(mc: MiniConsortium, **plan_fields: Any) -> None:
-    op = mc.layout.operator
-    plan = FederationPlan.model_validate_json(op.plan.read_text())
-    n_features = 0
-    for i, p in enumerate(PARTNERS):
-        n_features = add_prepared(mc.partner_dir(p), seed=i)
-    trunk = plan.trunk.model_copy(update={"input_size": n_features})
-    plan = plan.model_copy(update={"trunk": trunk, **plan_fields})
-    atomic_write_text(op.plan, plan.model_dump_json())
-    atomic_write_bytes(op.initial_trunk, trunk_to_bytes(initial_trunk(trunk, plan.seed)))
 
 
 @pytest.mark.slow
@@ -58,8 +34,8 @@ def test_a_federated_round_with_dp_completes_and_its_noise_is_in_the_trunk(
     results = []
     for dp in (None, DP):
         mc = mini_consortium(rounds=1)
-        _with_data(mc, dp=dp)
-        with LibraryLauncher(mc.layout.partner_dirs(), mc.url, 20) as launcher:
+        ready_to_train(mc, dp=dp)
+        with library_launcher(mc) as launcher:
             result = run_training(mc.layout.operator.root, mc.url, launcher, poll_s=0.05)
         assert result.history[0].contributors == list(PARTNERS)
         results.append(result.history[0].trunk_sha256)

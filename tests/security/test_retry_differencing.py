@@ -20,41 +20,21 @@ import numpy as np
 import pytest
 
 import pharmafl.partner.federated as partner_module
-from flows.launchers import EmbeddedLauncher
 from pharmafl.common.errors import FederationError
-from pharmafl.common.io import atomic_write_bytes, atomic_write_text
-from pharmafl.contract import FederationPlan, trunk_to_bytes
 from pharmafl.partner.reveals import FRESH_STATE, state_key
 from pharmafl.server import load_operator, run_training, secure_round
-from pharmafl.simulate.federation import initial_trunk
 
-from .conftest import PARTNERS, MiniConsortium, add_prepared
+from .conftest import PARTNERS, MiniConsortium, library_launcher, ready_to_train
 
 pytestmark = pytest.mark.slow
-
-
-class LibraryLauncher(EmbeddedLauncher):
-    """Partner rounds as library calls in threads (no flow runs)."""
-
-    def _run(self, partner: str, round_id: str, final: bool) -> Any:
-        work = partner_module.partner_finish if final else partner_module.partner_round
-        return work(self.partner_dirs[partner], self.exchange_url, round_id, timeout_s=20)
 
 
 def _trained(make: Callable[..., MiniConsortium]) -> tuple[MiniConsortium, np.ndarray, int]:
     """A consortium whose round 0 completed: its aggregate (weighted sum) and Σ n_u."""
     mc = make(rounds=1)
-    op = mc.layout.operator
-    plan = FederationPlan.model_validate_json(op.plan.read_text())
-    n_features = 0
-    for i, p in enumerate(PARTNERS):
-        n_features = add_prepared(mc.partner_dir(p), seed=i)
-    trunk = plan.trunk.model_copy(update={"input_size": n_features})
-    plan = plan.model_copy(update={"trunk": trunk})
-    atomic_write_text(op.plan, plan.model_dump_json())
-    atomic_write_bytes(op.initial_trunk, trunk_to_bytes(initial_trunk(trunk, plan.seed)))
-    with LibraryLauncher(mc.layout.partner_dirs(), mc.url, 20) as launcher:
-        result = run_training(op.root, mc.url, launcher, poll_s=0.05)
+    ready_to_train(mc)
+    with library_launcher(mc) as launcher:
+        result = run_training(mc.layout.operator.root, mc.url, launcher, poll_s=0.05)
     first = result.history[0]
     assert first.contributors == list(PARTNERS)
     total, examples = _AGGREGATES[first.round_id]
@@ -85,7 +65,7 @@ def _retry_without(mc: MiniConsortium, left_out: str) -> str:
     ctx = load_operator(mc.layout.operator.root, mc.url)
     ctx = dataclasses.replace(ctx, members=tuple(p for p in PARTNERS if p != left_out))
     trunk = ctx.layout.initial_trunk.read_bytes()
-    with LibraryLauncher(mc.layout.partner_dirs(), mc.url, 20) as launcher:
+    with library_launcher(mc) as launcher:
         size = sum(int(np.prod(v.shape)) for v in _trunk_arrays(trunk))
         done = secure_round(ctx, launcher, trunk, 0, size=size, poll_s=0.05)
     return done.spec.round_id
