@@ -196,3 +196,37 @@ def test_an_unreadable_record_refuses_every_round(tmp_path: Any) -> None:
     state.reveals.path.write_text("")  # e.g. left empty by a power loss
     with pytest.raises(FederationError, match="unreadable"):
         state.reveals.refuse(FRESH_STATE, _spec(0))
+
+
+def test_a_round_that_fails_after_unmask_requests_is_never_retried(
+    mini_consortium: Callable[..., MiniConsortium], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two partners die right before revealing (after the operator asked them to): the round
+    # fails below t reveals. Partners may have revealed, so the operator must not retry it
+    # (they would refuse anyway); the release is on the ledger and in every partner's ε.
+    from pharmafl.accounting import partner_privacy
+    from pharmafl.ledger import read_entries
+    from pharmafl.partner.reveals import RevealRecord
+
+    real_claim = RevealRecord.claim
+
+    def dying_claim(self: RevealRecord, key: str, spec: Any) -> None:
+        if "alpha" not in str(self.path):
+            raise RuntimeError("partner process killed")
+        real_claim(self, key, spec)
+
+    monkeypatch.setattr(RevealRecord, "claim", dying_claim)
+    mc = mini_consortium(rounds=1)
+    ready_to_train(mc)
+    with (
+        library_launcher(mc) as launcher,
+        pytest.raises(FederationError, match="aborted while revealing"),
+    ):
+        run_training(mc.layout.operator.root, mc.url, launcher, poll_s=0.05)
+    entries = read_entries(mc.layout.operator.ledger)
+    events = [e.event.value for e in entries]
+    assert events.count("round_started") == 1  # no second attempt
+    aborted = [e.payload for e in entries if e.event.value == "round_aborted"]
+    assert len(aborted) == 1 and aborted[0]["released"] is True
+    privacy = {r.partner: r.aggregates for r in partner_privacy(entries)}
+    assert privacy == dict.fromkeys(PARTNERS, 1)
