@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import ValidationError
+
 
 class PharmaFLError(Exception):
     """Base class of every error pharmafl raises on purpose."""
@@ -105,6 +107,13 @@ class LedgerError(PharmaFLError):
     """The ledger is malformed or fails verification."""
 
 
+def validation_summary(exc: ValidationError) -> str:
+    """``"<field path>: <message>"`` of a pydantic error's first problem (the path is empty
+    for the whole document)."""
+    first = exc.errors()[0]
+    return f"{'.'.join(map(str, first['loc']))}: {first['msg']}"
+
+
 __all__ = [
     "AccountingError",
     "AggregateCheckError",
@@ -123,4 +132,5 @@ __all__ = [
     "PolicyViolationError",
     "PreparationError",
     "SecureAggregationError",
+    "validation_summary",
 ]

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from pharmafl.common.errors import PharmaFLError
+from pharmafl.common.errors import PharmaFLError, validation_summary
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -165,12 +165,7 @@ def read_model(
     except FileNotFoundError:
         raise error(f"{what} not found.", file=p) from None
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise error(
-            f"{what} is invalid at {'.'.join(map(str, first['loc']))}: {first['msg']}.",
-            file=p,
-            fix=fix,
-        ) from None
+        raise error(f"{what} is invalid at {validation_summary(exc)}.", file=p, fix=fix) from None
 
 
 __all__ = [

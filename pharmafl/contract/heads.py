@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from pharmafl.common.errors import LedgerError
+from pharmafl.common.errors import LedgerError, validation_summary
 from pharmafl.contract.runs import RUN_ID_PATTERN
 
 if TYPE_CHECKING:
@@ -142,9 +142,8 @@ def parse_ledger_heads(data: bytes, path: str | Path) -> list[LedgerHeadRecord]:
         try:
             out.append(LedgerHeadRecord.model_validate_json(raw))
         except ValidationError as exc:
-            first = exc.errors()[0]
             raise LedgerError(
-                f"not a ledger head record ({'.'.join(map(str, first['loc']))}: {first['msg']}).",
+                f"not a ledger head record ({validation_summary(exc)}).",
                 file=path,
                 row=row,
                 fix="pass the partner's own ledger_heads.jsonl, as its partner rounds wrote it.",

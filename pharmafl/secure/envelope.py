@@ -32,7 +32,7 @@ from pydantic import (
 )
 
 from pharmafl.common import crypto
-from pharmafl.common.errors import EnvelopeRejectedError
+from pharmafl.common.errors import EnvelopeRejectedError, validation_summary
 from pharmafl.common.io import canonical_json, sha256_bytes
 from pharmafl.secure.identity import PARTY_ID_PATTERN, Identity, Roster
 
@@ -162,10 +162,7 @@ class Envelope(BaseModel):
 
 
 def _first_error(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        first = exc.errors()[0]
-        return f"{'.'.join(map(str, first['loc']))}: {first['msg']}"
-    return str(exc)
+    return validation_summary(exc) if isinstance(exc, ValidationError) else str(exc)
 
 
 def seal(
