@@ -105,3 +105,29 @@ def test_create_roster_file_from_key_files(tmp_path) -> None:
     assert load_roster(out, roster.fingerprint()).partners == ("alpha",)
     with pytest.raises(SecureAggregationError, match="already exists"):
         create_roster_file(private_key_path(tmp_path, "op"), [], out, consortium="c")
+
+
+def test_an_identity_folder_must_hold_exactly_one_key(tmp_path) -> None:
+    from pharmafl.common.errors import FederationError
+    from pharmafl.secure import generate_identity, load_identity_dir
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FederationError, match="expected one signing key in empty/, found 0"):
+        load_identity_dir(empty, fix="generate one")
+    two = tmp_path / "two"
+    generate_identity(two, "alpha")
+    generate_identity(two, "bravo")
+    with pytest.raises(FederationError, match="found 2"):
+        load_identity_dir(two, fix="keep one")
+    one = tmp_path / "one"
+    generate_identity(one, "alpha")
+    assert load_identity_dir(one, fix="-").id == "alpha"
+
+
+def test_roster_member_ids_are_unique() -> None:
+    from pharmafl.secure import Identity, Roster
+
+    alpha = Identity.generate("alpha").public
+    with pytest.raises(ValueError, match="unique"):
+        Roster(consortium="c", operator="op", members=(alpha, alpha))

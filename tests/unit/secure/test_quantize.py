@@ -63,3 +63,11 @@ def test_invalid_inputs() -> None:
         QuantizationConfig(max_examples=1 << 30).scale(4)
     with pytest.raises(SecureAggregationError, match="no examples"):
         fedavg_mean(np.zeros(2), 0, cfg)
+
+
+def test_dp_noise_needs_a_generator() -> None:
+    from pharmafl.secure import DPConfig
+
+    dp = DPConfig(clip_norm=1.0, noise_multiplier=1.0)
+    with pytest.raises(SecureAggregationError, match="Generator"):
+        quantize(np.zeros(4), 1, QuantizationConfig(), 3, dp=dp, rng=None)
