@@ -131,3 +131,11 @@ def test_roster_member_ids_are_unique() -> None:
     alpha = Identity.generate("alpha").public
     with pytest.raises(ValueError, match="unique"):
         Roster(consortium="c", operator="op", members=(alpha, alpha))
+
+
+def test_roster_members_are_sorted() -> None:
+    from pharmafl.secure import Identity, Roster
+
+    a, b = Identity.generate("alpha").public, Identity.generate("bravo").public
+    with pytest.raises(ValueError, match="sorted"):
+        Roster(consortium="c", operator="op", members=(b, a))

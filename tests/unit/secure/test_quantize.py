@@ -71,3 +71,13 @@ def test_dp_noise_needs_a_generator() -> None:
     dp = DPConfig(clip_norm=1.0, noise_multiplier=1.0)
     with pytest.raises(SecureAggregationError, match="Generator"):
         quantize(np.zeros(4), 1, QuantizationConfig(), 3, dp=dp, rng=None)
+
+
+def test_a_round_with_too_few_reveals_aborts() -> None:
+    from pharmafl.secure import run_secagg_round
+
+    rng = np.random.default_rng(0)
+    updates = {p: rng.normal(0, 0.01, 8) for p in ("a", "b", "c")}
+    counts = dict.fromkeys(updates, 5)
+    with pytest.raises(SecureAggregationError, match="too few partners revealed shares"):
+        run_secagg_round(updates, counts, threshold=2, dropouts={"b": "unmask", "c": "unmask"})

@@ -85,3 +85,16 @@ def test_bad_path_components_are_refused(memory_store, consortium) -> None:
         memory_store.keys("r1", "nonsense", "operator")
     with pytest.raises(SecureAggregationError, match="invalid store path"):
         memory_store.keys("../x", "masked", "operator")
+
+
+def test_purge_refuses_a_round_id_that_is_not_one_name(tmp_path) -> None:
+    import pytest
+
+    from pharmafl.common.errors import SecureAggregationError
+    from pharmafl.secure import ExchangeStore
+
+    (tmp_path / "keep").mkdir()
+    store = ExchangeStore(str(tmp_path / "store"))
+    with pytest.raises(SecureAggregationError, match="invalid round id"):
+        store.purge("../keep")
+    assert (tmp_path / "keep").is_dir()
