@@ -7,6 +7,9 @@ with the consortium key) lives here next to the secure-aggregation primitives:
 - Ed25519 signatures (identities, envelopes, the roster);
 - X25519 key agreement and HKDF-SHA256 key derivation (RFC 7748, RFC 5869);
 - ChaCha20-Poly1305 AEAD (RFC 8439) for Shamir shares relayed through the operator;
+- sealing a message to several recipients' static X25519 keys (:func:`seal_to_recipients`,
+  an ECIES/HPKE-style hybrid: one content key, wrapped per recipient) for what the exchange
+  store must not read (global trunks, round specs, partner reports);
 - ChaCha20 keystreams as the pseudo-random generator that expands mask keys
   (Bonawitz et al., CCS 2017, assume a secure PRG; never a seeded non-cryptographic one).
 
@@ -20,6 +23,8 @@ from __future__ import annotations
 import hashlib
 import hmac as _hmac
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
@@ -184,6 +189,124 @@ def aead_decrypt(key: bytes, sealed: bytes, associated_data: bytes) -> bytes:
         ) from None
 
 
+# --- Static encryption keys and sealing to recipients ------------------------------------
+
+#: HKDF info of the static X25519 key derived from an Ed25519 identity key.
+_STATIC_X25519_INFO = b"pharmafl/x25519-from-ed25519/v1"
+_SEAL_LABEL = b"pharmafl/sealed/v1/"
+
+
+def x25519_from_ed25519(private_key: bytes) -> bytes:
+    """The static X25519 private key of an Ed25519 identity: HKDF-SHA256 of the 32-byte
+    Ed25519 private key with a domain-separated info (no salt).
+
+    The two keys are independent (HKDF is a PRF; the signing scalar is SHA-512 of the same
+    seed), so a party's encryption key needs no key file of its own: whoever holds the
+    signing key file can decrypt, nobody else.
+    """
+    _check_len(private_key, KEY_BYTES, "Ed25519 private key")
+    return hkdf_sha256(private_key, info=_STATIC_X25519_INFO)
+
+
+def _framed(*parts: bytes) -> bytes:
+    """Unambiguous concatenation: each part preceded by its 4-byte length."""
+    return b"".join(len(p).to_bytes(4, "big") + p for p in parts)
+
+
+@dataclass(frozen=True)
+class SealedMessage:
+    """A message sealed to several recipients by :func:`seal_to_recipients`.
+
+    ``ciphertext`` is ``nonce || AEAD(content key, plaintext)``; each recipient's
+    ``wrapped_keys`` entry is ``nonce || AEAD(key-encryption key, content key)``, the
+    key-encryption key derived from X25519(ephemeral key, recipient key).
+    """
+
+    ephemeral_public_key: bytes
+    ciphertext: bytes
+    wrapped_keys: dict[str, bytes]
+
+    def __repr__(self) -> str:
+        return (
+            f"SealedMessage({len(self.ciphertext)} bytes, recipients={sorted(self.wrapped_keys)})"
+        )
+
+
+def _wrap_key(shared: bytes, epk: bytes, recipient_pk: bytes, recipient: str, ctx: bytes) -> bytes:
+    return hkdf_sha256(
+        shared,
+        salt=epk + recipient_pk,
+        info=_SEAL_LABEL + b"wrap" + _framed(recipient.encode(), ctx),
+    )
+
+
+def seal_to_recipients(
+    recipients: Mapping[str, bytes], plaintext: bytes, context: bytes
+) -> SealedMessage:
+    """Encrypt ``plaintext`` so that only the holders of ``recipients``' X25519 private keys
+    (id → raw public key) can read it.
+
+    One fresh random content key encrypts the plaintext (ChaCha20-Poly1305, associated data
+    ``context``); it is wrapped for each recipient under a key derived with HKDF-SHA256 from
+    X25519(fresh ephemeral key, recipient's key), salt = ephemeral ‖ recipient public key and
+    info binding the recipient's id and ``context`` (the wrap's associated data binds both
+    too). ``context`` names what the ciphertext is (protocol, round, kind, sender): a
+    ciphertext or wrap moved into another context does not open.
+
+    Raises
+    ------
+    SecureAggregationError
+        No recipients, or a recipient key that is malformed or of small order.
+    """
+    if not recipients:
+        raise SecureAggregationError(
+            "a sealed message needs at least one recipient.",
+            fix="name the parties that may read it.",
+        )
+    content_key = random_bytes(KEY_BYTES)
+    ciphertext = aead_encrypt(content_key, plaintext, _framed(_SEAL_LABEL + b"payload", context))
+    esk, epk = x25519_generate()
+    wrapped: dict[str, bytes] = {}
+    for rid in sorted(recipients):
+        pk = recipients[rid]
+        kek = _wrap_key(x25519_exchange(esk, pk), epk, pk, rid, context)
+        ad = _framed(_SEAL_LABEL + b"wrap", rid.encode(), context)
+        wrapped[rid] = aead_encrypt(kek, content_key, ad)
+    return SealedMessage(epk, ciphertext, wrapped)
+
+
+def open_sealed(
+    private_key: bytes,
+    recipient: str,
+    *,
+    ephemeral_public_key: bytes,
+    wrapped_key: bytes,
+    ciphertext: bytes,
+    context: bytes,
+) -> bytes:
+    """Decrypt a message from :func:`seal_to_recipients` as ``recipient`` with its X25519
+    ``private_key`` (its ``wrapped_keys[recipient]`` entry).
+
+    Raises
+    ------
+    SecureAggregationError
+        The wrap is not this recipient's, the context differs, or the ephemeral key, the
+        wrap or the ciphertext were altered.
+    """
+    _check_len(ephemeral_public_key, KEY_BYTES, "ephemeral X25519 public key")
+    pk = x25519_public_key(private_key)
+    kek = _wrap_key(
+        x25519_exchange(private_key, ephemeral_public_key),
+        ephemeral_public_key,
+        pk,
+        recipient,
+        context,
+    )
+    ad = _framed(_SEAL_LABEL + b"wrap", recipient.encode(), context)
+    content_key = aead_decrypt(kek, wrapped_key, ad)
+    return aead_decrypt(content_key, ciphertext, _framed(_SEAL_LABEL + b"payload", context))
+
+
 # --- ChaCha20 keystream (mask PRG) -------------------------------------------------------
 
 
@@ -239,6 +362,7 @@ __all__ = [
     "KEY_BYTES",
     "Keystream",
     "SIGNATURE_BYTES",
+    "SealedMessage",
     "aead_decrypt",
     "aead_encrypt",
     "chacha20_keystream",
@@ -249,8 +373,11 @@ __all__ = [
     "ed25519_verify",
     "hkdf_sha256",
     "hmac_sha256",
+    "open_sealed",
     "random_bytes",
+    "seal_to_recipients",
     "x25519_exchange",
+    "x25519_from_ed25519",
     "x25519_generate",
     "x25519_public_key",
 ]

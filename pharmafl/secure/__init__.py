@@ -21,12 +21,20 @@ from pharmafl.secure.envelope import (
     seal,
     unpack_envelopes,
 )
-from pharmafl.secure.exchange import BROADCAST, collect, fetch, publish
+from pharmafl.secure.exchange import (
+    BROADCAST,
+    collect,
+    fetch,
+    open_payload,
+    publish,
+    sealed_recipients,
+)
 from pharmafl.secure.identity import (
     Identity,
     PublicIdentity,
     Roster,
     build_roster,
+    export_public_identity,
     generate_identity,
     load_identity,
     load_identity_dir,
@@ -114,6 +122,7 @@ __all__ = [
     "dequantize",
     "dp_epsilon",
     "expand_mask",
+    "export_public_identity",
     "fedavg_mean",
     "fetch",
     "generate_identity",
@@ -122,6 +131,7 @@ __all__ = [
     "load_public_identity",
     "load_roster",
     "min_threshold",
+    "open_payload",
     "pack_envelopes",
     "pair_mask_key",
     "privatize",
@@ -129,6 +139,7 @@ __all__ = [
     "quantize",
     "run_secagg_round",
     "seal",
+    "sealed_recipients",
     "self_mask_key",
     "unpack_envelopes",
     "write_identity",

@@ -103,3 +103,103 @@ def test_keystream_chunks_continue_one_stream_and_differ_by_key() -> None:
     assert out.tobytes() == whole
     assert crypto.chacha20_keystream(crypto.random_bytes(32), 1000) != whole
     assert "redacted" in repr(ks)
+
+
+def test_static_x25519_key_is_derived_from_the_signing_key_and_independent() -> None:
+    sk, pk = crypto.ed25519_generate()
+    x = crypto.x25519_from_ed25519(sk)
+    assert x == crypto.x25519_from_ed25519(sk) and len(x) == crypto.KEY_BYTES
+    assert x not in (sk, pk) and crypto.x25519_public_key(x) != pk
+    assert crypto.x25519_from_ed25519(crypto.ed25519_generate()[0]) != x
+    with pytest.raises(SecureAggregationError, match="32 bytes"):
+        crypto.x25519_from_ed25519(sk[:31])
+
+
+def _recipients(*names: str) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    keys = {n: crypto.x25519_generate() for n in names}
+    return {n: k[0] for n, k in keys.items()}, {n: k[1] for n, k in keys.items()}
+
+
+def _open(sealed: crypto.SealedMessage, sk: bytes, who: str, ctx: bytes, **over: bytes) -> bytes:
+    args = {
+        "ephemeral_public_key": sealed.ephemeral_public_key,
+        "wrapped_key": sealed.wrapped_keys[who],
+        "ciphertext": sealed.ciphertext,
+        "context": ctx,
+    } | over
+    return crypto.open_sealed(sk, who, **args)
+
+
+def test_a_message_sealed_to_two_recipients_opens_for_each_of_them() -> None:
+    private, public = _recipients("alpha", "bravo")
+    ctx = b"pharmafl/test|r1|global_trunk|operator"
+    sealed = crypto.seal_to_recipients(public, b"trunk bytes" * 100, ctx)
+    assert set(sealed.wrapped_keys) == {"alpha", "bravo"}
+    assert b"trunk bytes" not in sealed.ciphertext
+    assert len(sealed.ciphertext) == 1100 + crypto.AEAD_NONCE_BYTES + 16
+    for who in ("alpha", "bravo"):
+        assert _open(sealed, private[who], who, ctx) == b"trunk bytes" * 100
+    assert "trunk bytes" not in repr(sealed) and "alpha" in repr(sealed)
+    # A fresh content key and ephemeral key every time.
+    again = crypto.seal_to_recipients(public, b"trunk bytes" * 100, ctx)
+    assert again.ciphertext != sealed.ciphertext
+    assert again.ephemeral_public_key != sealed.ephemeral_public_key
+    with pytest.raises(SecureAggregationError, match="at least one recipient"):
+        crypto.seal_to_recipients({}, b"x", ctx)
+
+
+def test_the_wrong_recipient_a_moved_wrap_or_another_context_does_not_open() -> None:
+    private, public = _recipients("alpha", "bravo")
+    ctx = b"pharmafl/test|r1|partner_report|alpha"
+    sealed = crypto.seal_to_recipients({"bravo": public["bravo"]}, b"scores", ctx)
+    # alpha's key, with bravo's wrap presented as its own.
+    with pytest.raises(SecureAggregationError, match="AEAD authentication failed"):
+        crypto.open_sealed(
+            private["alpha"],
+            "alpha",
+            ephemeral_public_key=sealed.ephemeral_public_key,
+            wrapped_key=sealed.wrapped_keys["bravo"],
+            ciphertext=sealed.ciphertext,
+            context=ctx,
+        )
+    # bravo's own key, but the wrap claimed under another id (the id is in the derivation).
+    with pytest.raises(SecureAggregationError, match="AEAD authentication failed"):
+        crypto.open_sealed(
+            private["bravo"],
+            "bravo2",
+            ephemeral_public_key=sealed.ephemeral_public_key,
+            wrapped_key=sealed.wrapped_keys["bravo"],
+            ciphertext=sealed.ciphertext,
+            context=ctx,
+        )
+    # Another round, kind or sender in the associated data.
+    for other in (b"pharmafl/test|r2|partner_report|alpha", b"pharmafl/test|r1|train_spec|alpha"):
+        with pytest.raises(SecureAggregationError, match="AEAD authentication failed"):
+            _open(sealed, private["bravo"], "bravo", other)
+
+
+def test_tampered_wraps_ciphertexts_and_ephemeral_keys_do_not_open() -> None:
+    private, public = _recipients("alpha", "bravo")
+    ctx = b"pharmafl/test|r1|train_spec|operator"
+    sealed = crypto.seal_to_recipients(public, b'{"round_index": 0}', ctx)
+    sk = private["alpha"]
+
+    def flip(b: bytes, i: int = -1) -> bytes:
+        out = bytearray(b)
+        out[i] ^= 1
+        return bytes(out)
+
+    for over in (
+        {"wrapped_key": flip(sealed.wrapped_keys["alpha"])},
+        {"ciphertext": flip(sealed.ciphertext)},
+        {"ciphertext": flip(sealed.ciphertext, 0)},  # the nonce
+        {"ephemeral_public_key": flip(sealed.ephemeral_public_key, 0)},
+        {"ephemeral_public_key": crypto.x25519_generate()[1]},
+    ):
+        with pytest.raises(SecureAggregationError):
+            _open(sealed, sk, "alpha", ctx, **over)
+    # A small-order ephemeral key is refused by the key agreement itself.
+    with pytest.raises(SecureAggregationError, match="small order"):
+        _open(sealed, sk, "alpha", ctx, ephemeral_public_key=bytes(32))
+    # Wraps of two recipients hold the same content key but differ.
+    assert sealed.wrapped_keys["alpha"] != sealed.wrapped_keys["bravo"]

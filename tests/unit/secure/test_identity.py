@@ -9,6 +9,7 @@ import pickle
 import pytest
 
 from pharmafl.common.errors import KeyFileError, SecureAggregationError
+from pharmafl.common.io import canonical_json
 from pharmafl.secure import (
     Identity,
     build_roster,
@@ -139,3 +140,71 @@ def test_roster_members_are_sorted() -> None:
     a, b = Identity.generate("alpha").public, Identity.generate("bravo").public
     with pytest.raises(ValueError, match="sorted"):
         Roster(consortium="c", operator="op", members=(b, a))
+
+
+def test_the_encryption_key_comes_from_the_signing_key_and_is_in_the_public_file(
+    tmp_path,
+) -> None:
+    ident = generate_identity(tmp_path, "alpha")
+    doc = json.loads(public_key_path(tmp_path, "alpha").read_text())
+    assert doc["encryption_key"] == ident.public.encryption_key
+    assert len(ident.public.encryption_key_bytes()) == 32
+    # Reloading the key file gives the same encryption key (no second key file).
+    assert load_identity(private_key_path(tmp_path, "alpha")).public == ident.public
+    assert ident.public.encryption_key != ident.public.public_key
+
+
+def test_old_public_files_and_rosters_without_encryption_keys_still_verify(tmp_path) -> None:
+    op = Identity.generate("op", "operator")
+    alpha = Identity.generate("alpha")
+    # A public identity file written before encryption keys existed.
+    old_pub = tmp_path / "alpha.pub.json"
+    old_doc = alpha.public.model_dump(exclude={"encryption_key"})
+    old_pub.write_text(json.dumps(old_doc))
+    loaded = load_public_identity(old_pub)
+    assert loaded.encryption_key is None
+    with pytest.raises(SecureAggregationError, match="no encryption key"):
+        loaded.encryption_key_bytes()
+    # A roster signed back then: members without the field; the operator's too.
+    old_op = op.public.model_copy(update={"encryption_key": None})
+    roster = build_roster(op, [loaded], consortium="c").model_copy(
+        update={"members": (loaded, old_op)}
+    )
+    legacy = {
+        "consortium": "c",
+        "version": 1,
+        "operator": "op",
+        "members": [old_doc, old_op.model_dump(exclude={"encryption_key"})],
+    }
+    assert roster.signed_bytes() == b"pharmafl/roster/v1\n" + canonical_json(legacy)
+    signed = roster.model_copy(update={"signature": op.sign(roster.signed_bytes()).hex()})
+    path = tmp_path / "roster.json"
+    path.write_text(
+        json.dumps(
+            signed.model_dump(mode="json", exclude={"policy"}) | {"members": legacy["members"]}
+        )
+    )
+    assert load_roster(path, signed.fingerprint()) == signed
+    # Today's rosters sign the encryption keys: changing one breaks the signature.
+    new = build_roster(op, [alpha.public], consortium="c")
+    other = Identity.generate("alpha").public.encryption_key
+    forged_alpha = alpha.public.model_copy(update={"encryption_key": other})
+    forged = new.model_copy(update={"members": (forged_alpha, op.public)})
+    with pytest.raises(SecureAggregationError, match="signature is invalid"):
+        forged.verify()
+    assert new.verify() is new
+
+
+def test_an_old_public_file_is_re_exported_with_its_encryption_key(tmp_path) -> None:
+    from pharmafl.secure import export_public_identity
+
+    ident = generate_identity(tmp_path, "alpha")
+    pub = public_key_path(tmp_path, "alpha")
+    pub.write_text(ident.public.model_dump_json(exclude={"encryption_key"}))
+    assert load_public_identity(pub).encryption_key is None
+    assert export_public_identity(private_key_path(tmp_path, "alpha"), tmp_path) == pub
+    assert load_public_identity(pub) == ident.public
+    other = Identity.generate("alpha").public
+    pub.write_text(other.model_dump_json())
+    with pytest.raises(KeyFileError, match="another signing key"):
+        export_public_identity(private_key_path(tmp_path, "alpha"), tmp_path)

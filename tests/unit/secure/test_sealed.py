@@ -1,0 +1,80 @@
+"""Payloads sealed to their recipients: only they open them, the store reads ciphertext and
+the signed wrap headers only (pharmafl.secure.exchange)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pharmafl.common.errors import EnvelopeRejectedError, FederationError
+from pharmafl.secure import ExchangeStore, fetch, open_payload, publish, sealed_recipients
+from pharmafl.secure.exchange import SEALED_EPK, SEALED_TO, sealed_to
+
+from .conftest import Consortium
+
+RID = "run-r0000-a0"
+
+
+def test_a_sealed_payload_opens_for_its_recipients_only(
+    consortium: Consortium, memory_store: ExchangeStore
+) -> None:
+    op, p = consortium.operator, consortium.partners
+    to = sealed_recipients(consortium.roster, ["p00", "p01", "operator", "p00"])
+    assert [m.id for m in to] == ["operator", "p00", "p01"]
+    publish(
+        memory_store, op, round_id=RID, kind="train_spec", payload=b'{"lead_series":7}', seal_to=to
+    )
+    env = fetch(
+        memory_store, consortium.roster, me="p00", round_id=RID, kind="train_spec", sender=op.id
+    )
+    assert b"lead_series" not in env.to_bytes()
+    assert sealed_to(env) == ("operator", "p00", "p01")
+    assert set(env.headers) == {SEALED_EPK, *(SEALED_TO + r for r in sealed_to(env))}
+    for reader in (op, p["p00"], p["p01"]):
+        assert open_payload(env, reader) == b'{"lead_series":7}'
+    with pytest.raises(EnvelopeRejectedError, match="not sealed to 'p02'"):
+        open_payload(env, p["p02"])
+    # Moved to another round, kind or sender (re-signed by a roster member): does not open.
+    for change in ({"round_id": "run-r0001-a0"}, {"kind": "global_trunk"}, {"sender": "p01"}):
+        moved = env.model_copy(update=change)
+        with pytest.raises(EnvelopeRejectedError, match="cannot be opened by 'p00'"):
+            open_payload(moved, p["p00"])
+    garbled = env.model_copy(update={"headers": {**env.headers, SEALED_EPK: "zz"}})
+    with pytest.raises(EnvelopeRejectedError, match="malformed hex"):
+        open_payload(garbled, p["p00"])
+
+
+def test_an_unsealed_payload_is_refused_by_open_payload(
+    consortium: Consortium, memory_store: ExchangeStore
+) -> None:
+    op = consortium.operator
+    publish(memory_store, op, round_id=RID, kind="train_spec", payload=b"{}")
+    env = fetch(
+        memory_store, consortium.roster, me="p00", round_id=RID, kind="train_spec", sender=op.id
+    )
+    assert sealed_to(env) == ()
+    with pytest.raises(EnvelopeRejectedError, match="is not sealed"):
+        open_payload(env, consortium.partners["p00"])
+
+
+def test_nothing_is_sealed_to_a_member_without_an_encryption_key(consortium: Consortium) -> None:
+    old = consortium.roster.member("p01").model_copy(update={"encryption_key": None})
+    roster = consortium.roster.model_copy(
+        update={"members": tuple(old if m.id == "p01" else m for m in consortium.roster.members)}
+    )
+    with pytest.raises(FederationError, match="'p01' has no encryption key") as err:
+        sealed_recipients(roster, ["p00", "p01"])
+    assert "export_public_identity" in str(err.value.fix)
+    assert "pharmafl keys roster" in str(err.value.fix)
+    with pytest.raises(FederationError, match="not in the roster"):
+        sealed_recipients(roster, ["p00", "mallory"])
+    store = ExchangeStore("memory://sealed-no-key")
+    with pytest.raises(FederationError, match="cannot seal a train_spec message to 'p01'"):
+        publish(
+            store,
+            consortium.operator,
+            round_id=RID,
+            kind="train_spec",
+            payload=b"{}",
+            seal_to=[old],
+        )
+    assert store.keys(RID, "train_spec", "consortium") == []
