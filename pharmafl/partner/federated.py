@@ -67,6 +67,7 @@ from pharmafl.model import (
 from pharmafl.partner.heads import record_ledger_head
 from pharmafl.partner.reveals import FRESH_STATE, RevealRecord, state_key
 from pharmafl.secure import (
+    Envelope,
     EnvelopeGuard,
     ExchangeStore,
     Identity,
@@ -75,7 +76,9 @@ from pharmafl.secure import (
     fetch,
     load_identity_dir,
     load_roster,
+    open_payload,
     publish,
+    sealed_recipients,
 )
 
 log = logging.getLogger(__name__)
@@ -284,7 +287,21 @@ def _global_trunk(
         sender=who.roster.operator,
         timeout_s=timeout_s,
     )
-    return trunk_from_bytes(env.payload, expected_sha256=spec.global_trunk_sha256)
+    return trunk_from_bytes(_opened(env, who), expected_sha256=spec.global_trunk_sha256)
+
+
+def _opened(env: Envelope, who: PartnerIdentity) -> bytes:
+    """The payload of an operator message sealed to this partner (the store reads neither
+    specs nor trunks)."""
+    try:
+        return open_payload(env, who.identity)
+    except EnvelopeRejectedError as exc:
+        raise FederationError(
+            f"{who.identity.id} cannot read the operator's {env.kind} of round "
+            f"{env.round_id}: {exc.message} Nothing was done.",
+            fix="a partner only reads the rounds it is invited to; if it is, the operator must "
+            "seal them to the encryption key of this partner's roster entry.",
+        ) from None
 
 
 def _already_joined(store: ExchangeStore, who: PartnerIdentity, round_id: str) -> bool:
@@ -323,7 +340,7 @@ def fetch_spec(
         sender=who.roster.operator,
         timeout_s=timeout_s,
     )
-    spec = _parse_spec(env.payload, round_id)
+    spec = _parse_spec(_opened(env, who), round_id)
     record_ledger_head(who.partner_dir, spec)
     return spec
 
@@ -366,14 +383,17 @@ def _shared_validation(trainer: LocalTrainer) -> dict[str, float]:
 def _report_to_operator(
     store: ExchangeStore, who: PartnerIdentity, round_id: str, report: BaseModel
 ) -> None:
-    """Sign ``report`` and put it in the store for the operator (kind ``partner_report``)."""
+    """Sign ``report``, seal it to the operator and put it in the store (kind
+    ``partner_report``): scores and study gains are for the operator, not the store."""
+    operator = who.roster.operator
     publish(
         store,
         who.identity,
         round_id=round_id,
         kind="partner_report",
         payload=report.model_dump_json().encode(),
-        recipient=who.roster.operator,
+        recipient=operator,
+        seal_to=sealed_recipients(who.roster, (operator,)),
     )
 
 

@@ -279,6 +279,14 @@ class SecAggClient:
         lo, hi = sorted((self.me, peer))
         return masking.derive_key("share-key", shared, self.round_id, lo, hi)
 
+    def _sealed_count(self, num_examples: int) -> str:
+        """My example count, AEAD-encrypted (hex) to the operator's key of this round."""
+        shared = crypto.x25519_exchange(self._c_sk, bytes.fromhex(self._spec().operator_key))
+        key = masking.derive_key("count-key", shared, self.round_id, self.me, self.operator)
+        body = str(int(num_examples)).encode("ascii")
+        ad = aead_context("count", self.round_id, self.me, self.operator)
+        return crypto.aead_encrypt(key, body, ad).hex()
+
     def provide_input(self, update: np.ndarray, num_examples: int) -> None:
         """Set the trunk update (float, ``vector_length`` entries) and its example count."""
         self._input = (update, int(num_examples))
@@ -351,7 +359,9 @@ class SecAggClient:
             dtype=vec.dtype.str,
             length=str(vec.size),
             seed_commitment=masking.seed_commitment(self._b, self.round_id, self.me),
-            num_examples=str(num_examples),  # signed: the operator checks the decoded sum
+            # Signed, and sealed to the operator's round key: the operator checks the
+            # decoded sum against it; the store never reads a count.
+            sealed_examples=self._sealed_count(num_examples),
         )
         self._input = None
         self.stage = "confirm"

@@ -300,13 +300,34 @@ class SecAggServer:
         commitment = env.headers.get("seed_commitment", "")
         if len(commitment) != 64:
             raise self.guard.reject(env, "masked input lacks its seed commitment")
-        count = env.headers.get("num_examples", "")
+        count = self._declared_count(env)
         q = self.spec.quantization
         if not re.fullmatch(r"[0-9]{1,10}", count) or not 1 <= int(count) <= q.max_examples:
             raise self.guard.reject(env, f"masked input must declare 1..{q.max_examples} examples")
         np.add(self._acc, np.frombuffer(env.payload, dtype=dtype), out=self._acc)
         self._commitments[env.sender] = commitment
         self._counts[env.sender] = int(count)
+
+    def _declared_count(self, env: Envelope) -> str:
+        """The example count a masked input declares in its signed header, sealed to this
+        round's operator key (``sealed_examples``); "" when missing or it does not open."""
+        c_pk = bytes.fromhex(self._adverts[env.sender][1].c_pk)
+        try:
+            key = masking.derive_key(
+                "count-key",
+                crypto.x25519_exchange(self._op_sk, c_pk),
+                self.round_id,
+                env.sender,
+                self.identity.id,
+            )
+            body = crypto.aead_decrypt(
+                key,
+                bytes.fromhex(env.headers.get("sealed_examples", "")),
+                aead_context("count", self.round_id, env.sender, self.identity.id),
+            )
+            return body.decode("ascii")
+        except (ValueError, SecureAggregationError):
+            return ""
 
     def _take_confirm(self, env: Envelope) -> None:
         if SurvivorsPayload.from_payload(env.payload).survivors != self.u3:

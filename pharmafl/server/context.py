@@ -14,7 +14,14 @@ from pharmafl.common.params import load_consortium_parameters
 from pharmafl.contract import FederationPlan
 from pharmafl.layout import OperatorLayout
 from pharmafl.ledger import Ledger, event_of, run_entries, validate_payload
-from pharmafl.secure import ExchangeStore, Identity, Roster, load_identity_dir, load_roster
+from pharmafl.secure import (
+    ExchangeStore,
+    Identity,
+    Roster,
+    load_identity_dir,
+    load_roster,
+    sealed_recipients,
+)
 from pharmafl.secure.messages import policy_threshold
 
 
@@ -102,6 +109,21 @@ def _check_policy(roster: Roster, plan: FederationPlan, members: tuple[str, ...]
         )
 
 
+def _check_encryption_keys(
+    roster: Roster, identity: Identity, members: tuple[str, ...], path: Path
+) -> None:
+    """Refuse to start a run whose trunks, specs or reports could not be sealed: every
+    member of the run and the operator need an encryption key in the roster."""
+    sealed_recipients(roster, (*members, identity.id))  # names every member without one
+    if roster.member(identity.id).encryption_key != identity.public.encryption_key:
+        raise FederationError(
+            "the roster holds another encryption key for the operator than its signing key "
+            "gives: partners' reports would not open.",
+            file=path,
+            fix="re-sign the roster with `pharmafl keys roster` from this operator's key.",
+        )
+
+
 def load_operator(
     operator_dir: str | Path, exchange_url: str, run_id: str | None = None
 ) -> OperatorContext:
@@ -121,6 +143,7 @@ def load_operator(
     plan = _run_plan(layout, run_id)
     members = plan.members(roster.partners)
     _check_policy(roster, plan, members)
+    _check_encryption_keys(roster, identity, members, layout.roster)
     params = load_consortium_parameters(layout.consortium)
     return OperatorContext(
         layout.root,

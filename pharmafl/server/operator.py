@@ -306,9 +306,9 @@ def _utility_reports(
     envs = partner_reports(ctx, spec)
     reports: dict[str, PartnerUtilityReport] = {}
     hashes: dict[str, str] = {}
-    for partner, env in sorted(envs.items()):
+    for partner, (env, payload) in sorted(envs.items()):
         try:
-            rep = PartnerUtilityReport.model_validate_json(env.payload)
+            rep = PartnerUtilityReport.model_validate_json(payload)
         except ValueError:
             log.warning("ignoring a malformed utility report from %s", partner)
             continue

@@ -17,7 +17,12 @@ from typing import NoReturn
 import numpy as np
 from pydantic import ValidationError
 
-from pharmafl.common.errors import AggregateCheckError, FederationError, SecureAggregationError
+from pharmafl.common.errors import (
+    AggregateCheckError,
+    EnvelopeRejectedError,
+    FederationError,
+    SecureAggregationError,
+)
 from pharmafl.common.io import sha256_bytes
 from pharmafl.contract import (
     FederationPlan,
@@ -34,7 +39,16 @@ from pharmafl.ledger import (
     RoundStartedPayload,
     UpdateSubmittedPayload,
 )
-from pharmafl.secure import BROADCAST, AggregateResult, Envelope, SecAggServer, collect, publish
+from pharmafl.secure import (
+    BROADCAST,
+    AggregateResult,
+    Envelope,
+    SecAggServer,
+    collect,
+    open_payload,
+    publish,
+    sealed_recipients,
+)
 from pharmafl.server.context import OperatorContext
 from pharmafl.server.launcher import Launcher
 from pharmafl.server.runs import save_aggregate
@@ -89,13 +103,24 @@ def publish_round(
         report_test_gain=final and ctx.plan.report_test_gain,
         ledger_head=LedgerHead(entries=entries, head_hash=head_hash),
     )
-    publish(ctx.store, ctx.identity, round_id=round_id, kind="global_trunk", payload=trunk_bytes)
+    # Sealed to the participants (and the operator itself): the store reads neither the
+    # trunk (every round's aggregate is the difference of two) nor the spec.
+    readers = sealed_recipients(ctx.roster, (*spec.participants, ctx.identity.id))
+    publish(
+        ctx.store,
+        ctx.identity,
+        round_id=round_id,
+        kind="global_trunk",
+        payload=trunk_bytes,
+        seal_to=readers,
+    )
     publish(
         ctx.store,
         ctx.identity,
         round_id=round_id,
         kind="train_spec",
         payload=spec.model_dump_json().encode(),
+        seal_to=readers,
     )
     return spec
 
@@ -256,9 +281,11 @@ def _drop_reason(detail: str | None, partner: str, index: int) -> str:
     return detail.split(":", 1)[0].strip()[:100]
 
 
-def partner_reports(ctx: OperatorContext, spec: TrainSpec) -> dict[str, Envelope]:
-    """The signed reports the participants of ``spec``'s round sent the operator."""
-    return collect(
+def partner_reports(ctx: OperatorContext, spec: TrainSpec) -> dict[str, tuple[Envelope, bytes]]:
+    """The signed reports the participants of ``spec``'s round sealed to the operator: each
+    envelope with its opened payload. A report that is not sealed to the operator, or does
+    not open, is left out (logged): the store must never have read it."""
+    envs = collect(
         ctx.store,
         ctx.roster,
         me=ctx.identity.id,
@@ -267,13 +294,25 @@ def partner_reports(ctx: OperatorContext, spec: TrainSpec) -> dict[str, Envelope
         senders=spec.participants,
         recipient=ctx.identity.id,
     )
+    out: dict[str, tuple[Envelope, bytes]] = {}
+    for partner, env in sorted(envs.items()):
+        try:
+            out[partner] = (env, open_payload(env, ctx.identity))
+        except EnvelopeRejectedError as exc:
+            log.warning(
+                "round %d: ignoring the report of %s (no validation shared): %s",
+                spec.round_index,
+                partner,
+                exc.message,
+            )
+    return out
 
 
-def _validation_report(partner: str, env: Envelope, spec: TrainSpec) -> PartnerRoundReport | None:
+def _validation_report(partner: str, payload: bytes, spec: TrainSpec) -> PartnerRoundReport | None:
     """``partner``'s signed round report, or None (logged) when it is malformed, refused by
     the model (e.g. a NaN score) or about another partner or round."""
     try:
-        rep = PartnerRoundReport.model_validate_json(env.payload)
+        rep = PartnerRoundReport.model_validate_json(payload)
     except ValidationError as exc:
         first = exc.errors()[0]
         log.warning(
@@ -303,8 +342,8 @@ def shared_validation(ctx: OperatorContext, spec: TrainSpec) -> dict[str, dict[s
     sent: a malformed or invalid report counts as no validation shared (logged).
     """
     validation: dict[str, dict[str, float]] = {}
-    for partner, env in sorted(partner_reports(ctx, spec).items()):
-        rep = _validation_report(partner, env, spec)
+    for partner, (_, payload) in sorted(partner_reports(ctx, spec).items()):
+        rep = _validation_report(partner, payload, spec)
         if rep is None:
             continue
         validation[partner] = rep.validation

@@ -27,7 +27,7 @@ from pharmafl.contract import (
 )
 from pharmafl.layout import PartnerLayout
 from pharmafl.ledger import read_entries, verify_ledger
-from pharmafl.secure import Envelope, load_roster
+from pharmafl.secure import Envelope, load_identity_dir, load_roster, open_payload
 from pharmafl.server import TrainingState
 from pharmafl.simulate.federation import setup_federation
 
@@ -161,16 +161,17 @@ def test_only_envelopes_travel_and_they_hold_the_trunk_only(
         assert len(env.payload) == (layout.size + 1) * 4
         assert env.headers["length"] == str(layout.size + 1)
 
-    # The published global trunks: trunk parameters only.
+    # The published global trunks: trunk parameters only, sealed (the operator opens them).
+    operator = load_identity_dir(cdir / "operator" / "identity", fix="")
     trunks = _envelopes(cdir, "global_trunk")
     assert len(trunks) == ROUNDS + 1  # every round and the final evaluation
     for env in trunks:
-        with np.load(io.BytesIO(env.payload), allow_pickle=False) as z:
+        with np.load(io.BytesIO(open_payload(env, operator)), allow_pickle=False) as z:
             assert z.files and all(k.startswith("trunk.") for k in z.files)
 
-    # What partners chose to share: scalars only.
+    # What partners chose to share: scalars only, sealed to the operator.
     for env in _envelopes(cdir, "partner_report"):
-        doc = json.loads(env.payload)
+        doc = json.loads(open_payload(env, operator))
         assert set(doc) == {"partner", "round_index", "examples", "validation", "compute_seconds"}
         assert all(isinstance(v, float) for v in doc["validation"].values())
 

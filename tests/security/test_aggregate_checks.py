@@ -111,15 +111,29 @@ def test_a_count_other_than_the_signed_declaration_is_refused(
 def test_an_input_without_a_valid_declared_count_is_rejected(
     updates: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The declaration is part of the signed envelope: without it the input never counts.
-    real = client_module.SecAggClient._send
+    # The declaration is part of the signed envelope (sealed to the operator's round key):
+    # without a valid one the input never counts.
+    real = client_module.SecAggClient._sealed_count
 
-    def send(self: Any, kind: str, recipient: str, payload: bytes, **headers: str) -> None:
-        if kind == "masked" and self.me == "delta":
-            headers["num_examples"] = "0"
-        real(self, kind, recipient, payload, **headers)
+    def sealed_count(self: Any, num_examples: int) -> str:
+        return real(self, 0 if self.me == "delta" else num_examples)
 
-    monkeypatch.setattr(client_module.SecAggClient, "_send", send)
+    monkeypatch.setattr(client_module.SecAggClient, "_sealed_count", sealed_count)
     # The operator left delta's input out of U3: delta is never asked to confirm.
+    with pytest.raises(SecureAggregationError, match="delta found no operator message for confirm"):
+        run_secagg_round(updates, COUNTS, quantization=Q)
+
+
+@pytest.mark.parametrize("sealed", ["", "00" * 40, "not hex"], ids=["missing", "junk", "not-hex"])
+def test_a_count_the_operator_cannot_open_is_rejected(
+    updates: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch, sealed: str
+) -> None:
+    # The count travels sealed: a missing, altered or malformed one never counts either.
+    real = client_module.SecAggClient._sealed_count
+
+    def sealed_count(self: Any, num_examples: int) -> str:
+        return sealed if self.me == "delta" else real(self, num_examples)
+
+    monkeypatch.setattr(client_module.SecAggClient, "_sealed_count", sealed_count)
     with pytest.raises(SecureAggregationError, match="delta found no operator message for confirm"):
         run_secagg_round(updates, COUNTS, quantization=Q)

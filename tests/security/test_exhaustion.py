@@ -34,9 +34,11 @@ from pharmafl.secure import (
     ExchangeStore,
     SecAggClient,
     fetch,
+    open_payload,
     publish,
     run_secagg_round,
     seal,
+    sealed_recipients,
 )
 from pharmafl.secure.envelope import MAGIC
 from pharmafl.server import LauncherBase
@@ -76,7 +78,7 @@ class ScriptedPartners(LauncherBase):
                 timeout_s=10,
                 poll_s=0.02,
             )
-            spec = TrainSpec.model_validate_json(env.payload)
+            spec = TrainSpec.model_validate_json(open_payload(env, who))
             client = SecAggClient(who, self.c.roster, store, round_id)
             update = np.full(TrunkLayout.of(TINY_TRUNK).size, 0.01)
             client.run(update, EXAMPLES, timeout_s=20, poll_s=0.02)
@@ -95,6 +97,7 @@ class ScriptedPartners(LauncherBase):
                 kind="partner_report",
                 payload=payload,
                 recipient="operator",
+                seal_to=sealed_recipients(self.c.roster, ("operator",)),
             )
         except Exception as exc:  # a failed partner, as the real launchers report it
             self._errors[partner] = f"{type(exc).__name__}: {exc}"

@@ -27,7 +27,7 @@ import pytest
 from pharmafl.common.errors import ConfigError, FederationError
 from pharmafl.contract import LocalTrainingSpec, SparseTrunkConfig, trunk_to_bytes
 from pharmafl.layout import ConsortiumLayout, OperatorLayout, PartnerLayout
-from pharmafl.secure import ExchangeStore, publish, seal
+from pharmafl.secure import ExchangeStore, publish, seal, sealed_recipients
 
 from .conftest import MiniConsortium, add_prepared
 
@@ -69,12 +69,12 @@ def _spec_doc(
 def _operator_publishes(
     c: MiniConsortium, round_id: str, doc: dict[str, Any], trunk: bytes
 ) -> None:
-    """The operator signs the global trunk and the spec of ``round_id`` into the store."""
-    store = c.store
-    publish(store, c.operator, round_id=round_id, kind="global_trunk", payload=trunk)
-    publish(
-        store, c.operator, round_id=round_id, kind="train_spec", payload=json.dumps(doc).encode()
-    )
+    """The operator signs the global trunk and the spec of ``round_id`` into the store,
+    sealed to every partner (as a real operator does)."""
+    store, to = c.store, sealed_recipients(c.roster, c.roster.partners)
+    publish(store, c.operator, round_id=round_id, kind="global_trunk", payload=trunk, seal_to=to)
+    spec = json.dumps(doc).encode()
+    publish(store, c.operator, round_id=round_id, kind="train_spec", payload=spec, seal_to=to)
 
 
 def test_a_traversal_run_id_cannot_delete_the_partners_training_state(
