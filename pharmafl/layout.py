@@ -46,6 +46,7 @@ CHECKPOINT_FILE = "checkpoint.json"
 BEST_TRUNK_FILE = "best_trunk.npz"
 LEDGER_FILE = "ledger.jsonl"
 LEDGER_HEADS_FILE = "ledger_heads.jsonl"
+AGGREGATED_STARTS_FILE = "aggregated_starts.json"
 FINAL_TRUNK_FILE = "final_trunk.npz"
 RUNS_DIR = "runs"
 POOLED_DIR = "pooled"
@@ -195,6 +196,12 @@ class PartnerLayout(_PartyLayout):
         return _child(self.root, LEDGER_HEADS_FILE)
 
     @property
+    def aggregated_starts(self) -> Path:
+        """Every global trunk this partner revealed an update from, with the contributors
+        of that aggregate (any run; pharmafl.partner.reveals)."""
+        return _child(self.root, AGGREGATED_STARTS_FILE)
+
+    @property
     def key(self) -> Path:
         """The consortium key (owner-only; never leaves the partner)."""
         return _child(self.root, KEY_FILE)
@@ -281,6 +288,7 @@ class ConsortiumLayout:
 
 
 __all__ = [
+    "AGGREGATED_STARTS_FILE",
     "BEST_TRUNK_FILE",
     "CHECKPOINT_FILE",
     "CONSORTIUM_FILE",

@@ -59,13 +59,36 @@ def roster(
     min_participants: Annotated[
         int, typer.Option("--min-participants", min=2, help="Fewest partners in any round.")
     ] = 2,
+    valuation_groups: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--valuation-group",
+            help="Partner ids always aggregated together, comma-separated (repeat; together "
+            "every partner once, each group at least max(3, c + 2)): the contribution "
+            "study's players. Without groups there is no contribution study.",
+        ),
+    ] = None,
 ) -> None:
     """Sign the consortium roster and its security policy; print the fingerprint every
     partner must pin."""
+    from pydantic import ValidationError
+
+    from pharmafl.common.errors import ConfigError, validation_summary
     from pharmafl.secure.identity import create_roster_file
     from pharmafl.secure.policy import SecurityPolicy
 
-    policy = SecurityPolicy(collusion_bound=collusion_bound, min_participants=min_participants)
+    groups = [tuple(p.strip() for p in g.split(",") if p.strip()) for g in valuation_groups or []]
+    try:
+        policy = SecurityPolicy(
+            collusion_bound=collusion_bound,
+            min_participants=min_participants,
+            valuation_groups=tuple(groups) or None,
+        )
+    except ValidationError as exc:
+        raise ConfigError(
+            f"invalid security policy: {validation_summary(exc)}.",
+            fix="list each partner in exactly one --valuation-group, each group large enough.",
+        ) from None
     doc = create_roster_file(
         operator_key, members, out, consortium=consortium, version=version, policy=policy
     )

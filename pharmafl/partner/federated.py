@@ -65,7 +65,7 @@ from pharmafl.model import (
     save_model_dir,
 )
 from pharmafl.partner.heads import record_ledger_head
-from pharmafl.partner.reveals import FRESH_STATE, RevealRecord, state_key
+from pharmafl.partner.reveals import FRESH_STATE, RevealRecord, StartRecord, state_key
 from pharmafl.secure import (
     Envelope,
     EnvelopeGuard,
@@ -443,7 +443,7 @@ def _take_part(
         spec.round_id,
         pinned_fingerprint=who.pin,
         rng=np.random.default_rng(),  # DP noise: fresh OS entropy, never a shared seed
-        before_reveal=lambda: state.reveals.claim(state.trained_from, spec),
+        before_reveal=lambda contributors: _claim(state, who, spec, contributors),
     )
     _share_keys(client, who.identity.id, spec.round_id, timeout_s, poll_s)
     trainer, update, validation = _train(
@@ -465,6 +465,16 @@ def _take_part(
     _report_to_operator(store, who, spec.round_id, report)
     log.info("%s: round %d submitted", who.identity.id, spec.round_index)
     return report
+
+
+def _claim(
+    state: _State, who: PartnerIdentity, spec: TrainSpec, contributors: tuple[str, ...]
+) -> None:
+    """Right before revealing: this state and this trunk never feed a second aggregate
+    that would difference with this one (:mod:`pharmafl.partner.reveals`)."""
+    starts = StartRecord(PartnerLayout(state.partner_dir).aggregated_starts)
+    starts.claim(spec, contributors, who.roster.security_policy)
+    state.reveals.claim(state.trained_from, spec)
 
 
 def _round_spec(

@@ -17,6 +17,14 @@ partner's update. So each committed state of a run is revealed from at most once
 
 Honest operators never need a second aggregate: they keep the one they decoded
 (:func:`pharmafl.server.runs.save_aggregate`).
+
+Across runs, :class:`StartRecord` keeps, for every global trunk a partner revealed an update
+from, the contributors of that aggregate. Two runs from the same trunk (a contribution
+study's coalitions S and S ∖ {i}, or a run where the operator let partner i "drop out")
+would otherwise give two sums that differ by i's update, computed from the same inputs. A
+partner reveals from a trunk again only for the same contributors, or, where the signed
+policy declares valuation groups, when both contributor sets are whole groups (the
+contribution study: any difference is then a sum over whole groups).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from pathlib import Path
 from pharmafl.common.errors import FederationError
 from pharmafl.common.io import sha256_bytes
 from pharmafl.contract import TrainSpec
+from pharmafl.secure import SecurityPolicy
 
 REVEALED_FILE = "revealed.json"
 #: The key of a fresh head (no committed state): what round 0 trains from.
@@ -109,6 +118,64 @@ class RevealRecord:
             os.close(fd)
 
 
+class StartRecord:
+    """``<partner>/aggregated_starts.json``: global trunk SHA-256 → every aggregate this
+    partner revealed an update from that trunk for: its contributors and round id."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock = path.with_suffix(".lock")
+
+    def _read(self) -> dict[str, list[dict[str, object]]]:
+        if not self.path.is_file():
+            return {}
+        try:
+            doc = json.loads(self.path.read_text(encoding="utf-8"))
+            return {str(k): [dict(e) for e in v] for k, v in doc.items()}
+        except (ValueError, TypeError, AttributeError):
+            raise FederationError(
+                "the record of aggregated starting trunks is unreadable; refusing to reveal.",
+                file=self.path,
+                fix="restore it from a backup; never delete or edit this file.",
+            ) from None
+
+    def claim(self, spec: TrainSpec, contributors: tuple[str, ...], policy: SecurityPolicy) -> None:
+        """Refuse (before revealing) a second aggregate from ``spec``'s trunk over other
+        contributors, unless both are whole valuation groups; else record this one."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            doc = self._read()
+            now = sorted(contributors)
+            earlier = doc.setdefault(spec.global_trunk_sha256, [])
+            for entry in earlier:
+                before = [str(p) for p in entry["contributors"]]  # type: ignore[attr-defined]
+                if before != now and not _whole_groups(policy, before, now):
+                    raise FederationError(
+                        f"{spec.round_id} would aggregate this partner's update from global "
+                        f"trunk {spec.global_trunk_sha256[:12]}… with contributors {now}, "
+                        f"already aggregated with {before} ({entry['round_id']}): the two "
+                        "sums would difference into the updates of the partners in one and "
+                        "not the other.",
+                        fix="start every run from its own initial trunk (`pharmafl federation "
+                        "init-trunk` with a new seed); a contribution study needs valuation "
+                        "groups in the signed policy (`pharmafl keys roster --valuation-group`).",
+                    )
+            if all(e["contributors"] != now for e in earlier):
+                earlier.append({"contributors": now, "round_id": spec.round_id})
+                _durable_write(self.path, json.dumps(doc, sort_keys=True).encode() + b"\n")
+        finally:
+            os.close(fd)
+
+
+def _whole_groups(policy: SecurityPolicy, *sets: list[str]) -> bool:
+    """Whether the policy declares valuation groups and every set is a union of them."""
+    return policy.valuation_groups is not None and not any(
+        policy.groups_violation(s, "contributors") for s in sets
+    )
+
+
 def _durable_write(path: Path, data: bytes) -> None:
     """Write to a temporary file, fsync it, rename it into place and fsync the folder."""
     tmp = path.with_name(f".{path.name}.tmp")
@@ -126,4 +193,4 @@ def _durable_write(path: Path, data: bytes) -> None:
         os.close(dfd)
 
 
-__all__ = ["FRESH_STATE", "REVEALED_FILE", "RevealRecord", "state_key"]
+__all__ = ["FRESH_STATE", "REVEALED_FILE", "RevealRecord", "StartRecord", "state_key"]

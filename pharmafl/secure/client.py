@@ -31,7 +31,6 @@ from pharmafl.common.errors import (
 )
 from pharmafl.secure import masking, shamir
 from pharmafl.secure._timing import StageStats, now
-from pharmafl.secure.dp import DPConfig
 from pharmafl.secure.envelope import (
     Envelope,
     EnvelopeGuard,
@@ -93,9 +92,9 @@ class SecAggClient:
     rng
         Generator for differential-privacy noise (only used when the round has DP).
     before_reveal
-        Called right before this partner reveals its shares (stage 4), after which the
-        operator may hold an aggregate holding its update: a partner records that durably
-        and never contributes the same update to another attempt of the round.
+        Called with the confirmed contributors U3 right before this partner reveals its
+        shares (stage 4), after which the operator may hold their aggregate: a partner
+        records that durably and never contributes the same update to another aggregate.
     """
 
     def __init__(
@@ -108,7 +107,7 @@ class SecAggClient:
         pinned_fingerprint: str | None = None,
         min_threshold: int | None = None,
         rng: np.random.Generator | None = None,
-        before_reveal: Callable[[], None] | None = None,
+        before_reveal: Callable[[tuple[str, ...]], None] | None = None,
     ) -> None:
         self.roster = roster.verify(pinned_fingerprint)
         if roster.member(identity.id).role != "partner":
@@ -192,16 +191,26 @@ class SecAggClient:
 
     # --- stages --------------------------------------------------------------------------
 
-    def _check_policy(self, n: int, threshold: int, dp: DPConfig | None) -> None:
+    def _check_policy(self, spec: RoundSpec) -> None:
         """Refuse a round that breaks the consortium's signed security policy."""
         policy = self.roster.security_policy
-        violation = policy.violation(n, threshold) or policy.dp_violation(dp, n)
+        n = len(spec.partners)
+        violation = (
+            policy.violation(n, spec.threshold)
+            or policy.dp_violation(spec.dp, n)
+            or policy.groups_violation(spec.partners, "round's invited partners")
+        )
+        self._refuse_if(
+            violation,
+            "the operator must follow the policy signed in the roster "
+            "every partner pinned (pharmafl.secure.policy).",
+        )
+
+    def _refuse_if(self, violation: str | None, fix: str) -> None:
         if violation is not None:
             logger.warning("%s refuses round %s: %s", self.me, self.round_id, violation)
             raise PolicyViolationError(
-                f"{self.me} refuses round {self.round_id}: {violation}.",
-                fix="the operator must follow the policy signed in the roster every partner "
-                "pinned (pharmafl.secure.policy).",
+                f"{self.me} refuses round {self.round_id}: {violation}.", fix=fix
             )
 
     def advertise(self) -> bool:
@@ -219,7 +228,7 @@ class SecAggClient:
         self._need(self.me in spec.partners, "I am not invited")
         self._need(set(spec.partners) <= set(self.roster.partners), "the spec invites non-partners")
         self._need(spec.threshold >= floor, f"threshold {spec.threshold} is below {floor}")
-        self._check_policy(n, spec.threshold, spec.dp)
+        self._check_policy(spec)
         self.spec = spec
         self._c_sk, c_pk = crypto.x25519_generate()
         self._s_sk, s_pk = crypto.x25519_generate()
@@ -382,18 +391,19 @@ class SecAggClient:
         self._need(len(u3) >= spec.threshold, f"only {len(u3)} masked inputs arrived")
         policy = self.roster.security_policy
         fewest = policy.fewest_participants()
-        if len(u3) < fewest:  # the aggregate would hold too few inputs to hide mine
-            raise PolicyViolationError(
-                f"{self.me} refuses round {self.round_id}: {len(u3)} contributors, the "
-                f"consortium's policy needs at least {fewest}.",
-                fix="the round needs more surviving partners.",
-            )
-        dp_short = policy.dp_violation(spec.dp, len(u3)) if spec.dp is not None else None
-        if dp_short is not None:  # too few contributors to carry the promised noise
-            raise PolicyViolationError(
-                f"{self.me} refuses round {self.round_id}: {dp_short}.",
-                fix="the round needs more surviving partners.",
-            )
+        too_few = (  # the aggregate would hold too few inputs to hide mine
+            f"{len(u3)} contributors, the consortium's policy needs at least {fewest}"
+            if len(u3) < fewest
+            else None
+        )
+        self._refuse_if(
+            too_few
+            # too few contributors to carry the promised noise
+            or (policy.dp_violation(spec.dp, len(u3)) if spec.dp is not None else None)
+            or policy.groups_violation(u3, "round's contributors"),
+            "the round needs more surviving partners (whole valuation groups, where the "
+            "policy declares them).",
+        )
         self.u3 = u3
         self._send("confirm", self.operator, SurvivorsPayload(survivors=u3).to_payload())
         self.stage = "unmask"
@@ -423,7 +433,7 @@ class SecAggClient:
         }
         body = UnmaskPayload(b_shares=b_shares, s_shares=s_shares).to_payload()
         if self._before_reveal is not None:  # e.g. record "revealed" durably first
-            self._before_reveal()
+            self._before_reveal(tuple(self.u3))
         shared = crypto.x25519_exchange(self._c_sk, bytes.fromhex(spec.operator_key))
         key = masking.derive_key("unmask-key", shared, self.round_id, self.me, self.operator)
         sealed = crypto.aead_encrypt(

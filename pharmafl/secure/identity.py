@@ -19,10 +19,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pharmafl.common import crypto
-from pharmafl.common.errors import FederationError, KeyFileError, SecureAggregationError
+from pharmafl.common.errors import (
+    FederationError,
+    KeyFileError,
+    SecureAggregationError,
+    validation_summary,
+)
 from pharmafl.common.io import (
     atomic_write_bytes,
     atomic_write_text,
@@ -332,14 +344,18 @@ class Roster(BaseModel):
 
     def signed_bytes(self) -> bytes:
         """The exact bytes the operator signs (everything except the signature)."""
-        # A roster without a policy signs exactly what rosters signed before policies existed,
-        # and a member without an encryption key what members signed before those existed.
-        skip = {"signature"} | ({"policy"} if self.policy is None else set())
-        doc = self.model_dump(mode="json", exclude=skip)
-        for member in doc["members"]:
-            if member.get("encryption_key") is None:
-                member.pop("encryption_key", None)
+        # Unset optional fields are left out, so a roster signs exactly what rosters signed
+        # before those fields existed (no policy, a policy without valuation groups).
+        doc = self.model_dump(mode="json", exclude={"signature"}, exclude_none=True)
         return _ROSTER_DOMAIN + canonical_json(doc)
+
+    @model_validator(mode="after")
+    def _policy_fits(self) -> Roster:
+        if self.policy is not None:
+            problem = self.policy.check_roster(self.partners)
+            if problem is not None:
+                raise ValueError(problem)
+        return self
 
     @property
     def security_policy(self) -> SecurityPolicy:
@@ -420,13 +436,19 @@ def build_roster(
     if operator.id in by_id and by_id[operator.id].public_key != operator.public.public_key:
         raise SecureAggregationError(f"roster lists a different key for operator {operator.id!r}.")
     by_id[operator.id] = operator.public
-    unsigned = Roster(
-        consortium=consortium,
-        version=version,
-        operator=operator.id,
-        members=tuple(by_id[k] for k in sorted(by_id)),
-        policy=policy,
-    )
+    try:
+        unsigned = Roster(
+            consortium=consortium,
+            version=version,
+            operator=operator.id,
+            members=tuple(by_id[k] for k in sorted(by_id)),
+            policy=policy,
+        )
+    except ValidationError as exc:
+        raise SecureAggregationError(
+            f"invalid roster: {validation_summary(exc)}.",
+            fix="list every partner's public identity once, and a policy that fits them.",
+        ) from None
     sig = operator.sign(unsigned.signed_bytes())
     return unsigned.model_copy(update={"signature": sig.hex()})
 

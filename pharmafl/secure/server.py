@@ -162,6 +162,7 @@ class SecAggServer:
         self._shares: dict[tuple[str, str], Envelope] = {}
         self._commitments: dict[str, str] = {}
         self._counts: dict[str, int] = {}
+        self._masked: dict[str, tuple[str, str]] = {}  # sender → (store key, payload SHA-256)
         self.unmask_requested = False
         self._acc = np.zeros(vector_length + 1, dtype=self.spec.quantization.dtype)
         self._masked_bytes = self._acc.nbytes  # a masked input's exact size: read no more
@@ -305,6 +306,7 @@ class SecAggServer:
         if not re.fullmatch(r"[0-9]{1,10}", count) or not 1 <= int(count) <= q.max_examples:
             raise self.guard.reject(env, f"masked input must declare 1..{q.max_examples} examples")
         np.add(self._acc, np.frombuffer(env.payload, dtype=dtype), out=self._acc)
+        self._masked[env.sender] = (self.store.key_of(env), env.payload_sha256)
         self._commitments[env.sender] = commitment
         self._counts[env.sender] = int(count)
 
@@ -392,7 +394,7 @@ class SecAggServer:
             self._shares.clear()
             self.stage = "masked"
         elif stage == "masked":
-            self.u3 = tuple(sorted(self._commitments))
+            self.u3 = self._whole_groups(tuple(sorted(self._commitments)))
             if len(self.u3) < t:
                 raise self._abort("too few masked inputs arrived", len(self.u3))
             for u in self.u3:
@@ -415,6 +417,27 @@ class SecAggServer:
             self.result = self._finish()
             self.stage = "done"
         self._timed(stage, start)
+
+    def _whole_groups(self, received: tuple[str, ...]) -> tuple[str, ...]:
+        """Where the signed policy declares valuation groups, only whole groups contribute
+        (partners refuse any other survivor set): the masked inputs of a group that lost a
+        member are taken out of the sum again, and their masks later removed as dropouts'."""
+        policy = self.roster.security_policy
+        if policy.valuation_groups is None:
+            return received
+        have = set(received)
+        keep = tuple(u for u in received if set(policy.group_of(u) or (u,)) <= have)
+        for u in sorted(have.difference(keep)):
+            key, digest = self._masked.pop(u)
+            env = self.store.get(key, max_payload=self._masked_bytes)
+            if env.payload_sha256 != digest:
+                raise self._abort(f"the masked input of {u} changed in the store", len(keep))
+            np.subtract(self._acc, np.frombuffer(env.payload, dtype=self._acc.dtype), out=self._acc)
+            del self._commitments[u], self._counts[u]
+            logger.warning(
+                "round %s: %s left out, its valuation group is incomplete", self.round_id, u
+            )
+        return keep
 
     def _reconstruct(self, owner: str, kind: str) -> bytes:
         shares = {

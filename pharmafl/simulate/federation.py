@@ -21,6 +21,7 @@ from pharmafl.layout import ConsortiumLayout
 from pharmafl.model import MultiTaskModel, export_trunk, local_model_config
 from pharmafl.secure import generate_identity
 from pharmafl.secure.identity import create_roster_file, public_key_path
+from pharmafl.secure.policy import SecurityPolicy, even_groups
 
 OPERATOR_ID = "operator"
 
@@ -33,10 +34,16 @@ def initial_trunk(trunk: TrunkConfig, seed: int) -> dict[str, np.ndarray]:
     return {k: v.numpy() for k, v in export_trunk(model).items()}
 
 
-def setup_federation(consortium_dir: str | Path, plan: FederationPlan) -> Path:
-    """Create identities, the signed roster, pins, the plan and the initial trunk.
+def setup_federation(
+    consortium_dir: str | Path, plan: FederationPlan, policy: SecurityPolicy | None = None
+) -> Path:
+    """Create identities, the roster signed with ``policy``, pins, the plan and the initial
+    trunk.
 
-    Returns the operator folder. Refuses a consortium that already has identities.
+    The default policy: collusion bound 0 and, with six partners or more, valuation groups
+    of three consecutive partners (the last takes the remainder), so that a contribution
+    study can run. Returns the operator folder. Refuses a consortium that already has
+    identities.
     """
     layout = ConsortiumLayout(Path(consortium_dir))
     op = layout.operator
@@ -56,8 +63,15 @@ def setup_federation(consortium_dir: str | Path, plan: FederationPlan) -> Path:
     for p in partners:
         generate_identity(p.identity, p.name, role="partner")
         pubs.append(public_key_path(p.identity, p.name))
+    if policy is None:
+        groups = even_groups(p.name for p in partners)
+        policy = None if groups is None else SecurityPolicy(valuation_groups=groups)
     roster = create_roster_file(
-        op.identity / f"{OPERATOR_ID}.key.json", pubs, op.roster, consortium=params.consortium_name
+        op.identity / f"{OPERATOR_ID}.key.json",
+        pubs,
+        op.roster,
+        consortium=params.consortium_name,
+        policy=policy,
     )
     roster_bytes = op.roster.read_bytes()
     for p in partners:

@@ -46,17 +46,21 @@ class MiniConsortium:
 
 
 def build_consortium(
-    root: Path, *, rounds: int = 1, policy: SecurityPolicy | None = None
+    root: Path,
+    *,
+    rounds: int = 1,
+    policy: SecurityPolicy | None = None,
+    names: tuple[str, ...] = PARTNERS,
 ) -> MiniConsortium:
     layout = ConsortiumLayout(root)
     op = layout.operator
     operator = generate_identity(op.identity, "operator", role="operator")
-    partners = {p: generate_identity(layout.partner(p).identity, p) for p in PARTNERS}
-    pubs = [public_key_path(layout.partner(p).identity, p) for p in PARTNERS]
+    partners = {p: generate_identity(layout.partner(p).identity, p) for p in names}
+    pubs = [public_key_path(layout.partner(p).identity, p) for p in names]
     roster = create_roster_file(
         op.identity / "operator.key.json", pubs, op.roster, consortium="attack-test", policy=policy
     )
-    for p in PARTNERS:
+    for p in names:
         atomic_write_bytes(layout.partner(p).roster, op.roster.read_bytes())
         atomic_write_text(layout.partner(p).roster_pin, roster.fingerprint() + "\n")
     atomic_write_text(op.consortium, ConsortiumParameters().model_dump_json() + "\n")
@@ -94,7 +98,7 @@ def ready_to_train(mc: MiniConsortium, **plan_fields: Any) -> FederationPlan:
     op = mc.layout.operator
     plan = FederationPlan.model_validate_json(op.plan.read_text())
     n_features = 0
-    for i, p in enumerate(PARTNERS):
+    for i, p in enumerate(mc.partners):
         n_features = add_prepared(mc.partner_dir(p), seed=i)
     trunk = plan.trunk.model_copy(update={"input_size": n_features})
     plan = plan.model_copy(update={"trunk": trunk, **plan_fields})

@@ -113,3 +113,30 @@ def test_roster_signs_the_security_policy(tmp_path) -> None:
     roster.write_text(text)
     with pytest.raises(SecureAggregationError):
         load_roster(roster)
+
+
+def test_roster_signs_valuation_groups_and_refuses_bad_ones(tmp_path) -> None:
+    from pharmafl.secure import load_roster
+
+    app = _app()
+    names = ["a1", "a2", "a3", "b1", "b2", "b3"]
+    runner.invoke(
+        app, ["keys", "generate", "--out", str(tmp_path), "--id", "op", "--role", "operator"]
+    )
+    members: list[str] = []
+    for name in names:
+        runner.invoke(app, ["keys", "generate", "--out", str(tmp_path), "--id", name])
+        members += ["--member", str(tmp_path / f"{name}.pub.json")]
+    args = ["keys", "roster", "--operator-key", str(tmp_path / "op.key.json"), *members]
+    groups = ["--valuation-group", "a1,a2,a3", "--valuation-group", "b1, b2, b3"]
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "r.json"), *groups])
+    assert res.exit_code == 0, res.output
+    policy = load_roster(tmp_path / "r.json").security_policy
+    assert policy.valuation_groups == (("a1", "a2", "a3"), ("b1", "b2", "b3"))
+    for bad, message in (
+        (["--valuation-group", "a1,a2", "--valuation-group", "a3,b1,b2,b3"], "at least 3"),
+        (["--valuation-group", "a1,a2,a3", "--valuation-group", "b1,b2,zz"], "in no group"),
+    ):
+        res = runner.invoke(app, [*args, "--out", str(tmp_path / "bad.json"), *bad])
+        assert res.exit_code != 0 and message in str(res.exception), res.output
+        assert not (tmp_path / "bad.json").exists()
