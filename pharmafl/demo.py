@@ -4,8 +4,10 @@ Simulates a 4-partner consortium from FS-Mol, prepares every partner (its own fl
 folder), trains each partner's local-only baseline, runs federated training with secure
 aggregation (embedded launcher: partners in threads, only envelopes through
 ``DIR/exchange``), trains the pooled reference (the simulation's upper bound), runs the
-contribution study (every coalition trained federatedly: exact Shapley and leave-one-out
-values), and writes ``DIR/report/summary.json`` + ``report.html`` with the same report
+contribution study when the consortium has two valuation groups or more (six partners or
+more: every coalition of groups trained federatedly, exact Shapley and leave-one-out values
+per group; with fewer, valuing partners would expose their updates, docs/security.md), and
+writes ``DIR/report/summary.json`` + ``report.html`` with the same report
 builder as ``pharmafl report``. Every step is the same code a real consortium runs; only the
 sizes differ between the default and ``--quick``.
 """
@@ -80,12 +82,14 @@ class DemoConfig(BaseModel):
         1,
         ge=1,
         description="Contribution study: federated rounds per coalition (every coalition of "
-        "≥ 2 partners is trained, securely aggregated, for exact Shapley values). A truncated-"
-        "training estimate: 11 coalitions at 2 rounds took 240 s of the 10-minute budget; "
+        "valuation groups is trained, securely aggregated, for exact Shapley values; six "
+        "partners or more make two groups of three). A truncated-training estimate; "
         "`pharmafl contribution --rounds` runs a longer study afterwards.",
     )
     study_parallel: int = Field(2, ge=1, le=8, description="Coalitions trained at a time.")
-    contribution: bool = Field(True, description="Run the contribution study.")
+    contribution: bool = Field(
+        True, description="Run the contribution study (when there are ≥ 2 valuation groups)."
+    )
     dp_noise_multiplier: float | None = Field(
         None,
         ge=0,
@@ -280,6 +284,14 @@ def _study(layout: ConsortiumLayout, cfg: DemoConfig) -> None:
     )
 
 
+def _groups(layout: ConsortiumLayout) -> int:
+    """How many valuation groups the consortium's signed policy declares."""
+    from pharmafl.secure import load_roster
+
+    policy = load_roster(layout.operator.roster).security_policy
+    return len(policy.valuation_groups or ())
+
+
 def _left_out(layout: ConsortiumLayout, summary: ConsortiumSummary) -> list[str]:
     """Partners without a row in the summary (no scorable test task at the demo's size)."""
     rows = {p.name for p in summary.partners}
@@ -324,13 +336,20 @@ def run_demo(
     with clock.step("pooled"):
         partners = list(layout.partner_dirs().values())
         run_pooled(partners, trunk, train, out_dir=layout.operator.pooled)
-    if cfg.contribution:
+    if cfg.contribution and _groups(layout) >= 2:
         say(
-            f"6/7 contribution study: every coalition of ≥ 2 partners trained federatedly "
-            f"({cfg.study_rounds} rounds each, secure aggregation), exact Shapley values"
+            f"6/7 contribution study: every coalition of the {_groups(layout)} valuation groups "
+            f"trained federatedly ({cfg.study_rounds} rounds each, secure aggregation), exact "
+            "Shapley values per group"
         )
         with clock.step("contribution"):
             _study(layout, cfg)
+    elif cfg.contribution:
+        say(
+            "6/7 contribution study skipped: it values groups of at least 3 partners that are "
+            "always aggregated together (valuing single partners would expose their updates, "
+            "docs/security.md); run the demo with --partners 6 or more for one"
+        )
     say("7/7 evaluation and report")
     with clock.step("report"):
         files = write_report(

@@ -24,6 +24,7 @@ from pharmafl.accounting.coalitions import (
     coalition_plan,
     coalition_run_id,
     needed_coalitions,
+    study_groups,
     study_id,
 )
 from pharmafl.accounting.privacy import PartnerPrivacy, partner_privacy
@@ -89,5 +90,6 @@ __all__ = [
     "needed_coalitions",
     "partner_privacy",
     "permutation_shapley",
+    "study_groups",
     "study_id",
 ]

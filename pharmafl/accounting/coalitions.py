@@ -19,7 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pharmafl.accounting.shapley import EXACT_MAX_PLAYERS
 from pharmafl.accounting.utility import Coalition
+from pharmafl.common.errors import AccountingError
 from pharmafl.contract import FederationPlan
+from pharmafl.secure.policy import SecurityPolicy
 
 StudyMethod = Literal["auto", "exact", "permutation", "leave_one_out"]
 
@@ -140,7 +142,8 @@ def study_id(
 
 
 def coalition_run_id(sid: str, players: tuple[str, ...], coalition: Coalition) -> str:
-    """``cs-<study id>-<mask>``: bit i of the hex mask is the i-th partner in sorted order."""
+    """``cs-<study id>-<mask>``: bit i of the hex mask is the i-th player (valuation group)
+    in sorted order."""
     mask = sum(1 << i for i, p in enumerate(players) if p in coalition)
     return f"cs-{sid}-{mask:0{max(1, (len(players) + 3) // 4)}x}"
 
@@ -148,11 +151,8 @@ def coalition_run_id(sid: str, players: tuple[str, ...], coalition: Coalition) -
 def coalition_plan(
     base: FederationPlan, study: StudyConfig, run_id: str, coalition: Coalition
 ) -> FederationPlan:
-    """The main plan, restricted to ``coalition`` under the study's training settings.
-
-    The secure-aggregation threshold is left to its default for the coalition's size
-    (t = 2 for two members), so every coalition of two or more can aggregate.
-    """
+    """The main plan, restricted to the partners ``coalition`` under the study's training
+    settings. The secure-aggregation threshold is left to the policy's for its size."""
     local = base.local.model_copy(
         update={
             k: v
@@ -179,20 +179,50 @@ def coalition_plan(
 
 
 def needed_coalitions(method: str, players: tuple[str, ...]) -> list[Coalition]:
-    """Coalitions of two or more an estimator will ask for, when known in advance (exact:
-    all of them; leave-one-out: N and every N ∖ {i}; permutation sampling: unknown, [])."""
+    """Non-empty coalitions an estimator will ask for, when known in advance (exact: all of
+    them; leave-one-out: N and every N ∖ {i}; permutation sampling: unknown, [])."""
     grand = frozenset(players)
     if method == "exact":
         out = [
             frozenset(c)
-            for k in range(2, len(players) + 1)
+            for k in range(1, len(players) + 1)
             for c in itertools.combinations(players, k)
         ]
     elif method == "leave_one_out":
         out = [grand, *(grand - {p} for p in players)]
     else:
         return []
-    return [c for c in out if len(c) >= 2]
+    return [c for c in out if c]
+
+
+def group_label(members: Iterable[str]) -> str:
+    """A valuation group's name in a study: its partners, sorted, joined by '+'."""
+    return "+".join(sorted(members))
+
+
+def study_groups(policy: SecurityPolicy) -> dict[str, tuple[str, ...]]:
+    """The study's players: label → partners of each valuation group of the signed policy.
+
+    Raises
+    ------
+    AccountingError
+        The policy declares fewer than two groups: training coalitions of single partners
+        would hand the operator and the other members S and S ∖ {i}, whose difference is
+        i's update (docs/security.md), so there is nothing to value.
+    """
+    groups = policy.valuation_groups or ()
+    if len(groups) < 2:
+        raise AccountingError(
+            f"the consortium's signed policy declares {len(groups)} valuation group(s); a "
+            "contribution study values at least two. Coalitions of single partners would let "
+            "the operator and the other members difference one partner's update out of two "
+            "aggregates, so partners refuse them.",
+            fix="sign a roster whose policy declares valuation groups of at least "
+            f"{policy.min_group_size()} partners each (`pharmafl keys roster "
+            "--valuation-group A,B,C --valuation-group D,E,F`); each partner's benefit over "
+            "its local-only model is in the report without any study.",
+        )
+    return {group_label(g): tuple(g) for g in groups}
 
 
 __all__ = [
@@ -202,6 +232,8 @@ __all__ = [
     "coalition_plan",
     "coalition_run_id",
     "file_sha256",
+    "group_label",
     "needed_coalitions",
+    "study_groups",
     "study_id",
 ]

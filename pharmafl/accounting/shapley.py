@@ -68,10 +68,24 @@ class ContributionResult(BaseModel):
     leave_one_out: dict[str, float] = Field(description="v(N) − v(N ∖ {i}) per partner.")
     n_coalitions: int = Field(ge=0, description="Distinct coalitions evaluated.")
     n_permutations: int | None = Field(None, ge=1, description="Orderings sampled.")
+    groups: dict[str, list[str]] | None = Field(
+        None,
+        description="When the players are valuation groups: group → its partners (every "
+        "partner of a group shares the group's values).",
+    )
+
+    def player_of(self, partner: str) -> str:
+        """The player whose values ``partner`` has: its group, or itself."""
+        for label, members in (self.groups or {}).items():
+            if partner in members:
+                return label
+        return partner
 
     @model_validator(mode="after")
     def _consistent(self) -> ContributionResult:
         names = set(self.players)
+        if self.groups is not None and set(self.groups) != names:
+            raise ValueError(f"groups must name exactly the players {sorted(names)}")
         for label, d in (("shapley", self.shapley), ("leave_one_out", self.leave_one_out)):
             if d is not None and set(d) != names:
                 raise ValueError(f"{label} must hold exactly the players {sorted(names)}")

@@ -1,18 +1,25 @@
 """The contribution study: train coalitions federatedly, collect one scalar each, attribute.
 
-For every coalition S the estimator asks about, the operator runs a full federated training
-among the members of S only — the same machinery as the main run (signed round specs, secure
-aggregation through the exchange store, each partner's own private head), as its own run
-``cs-<study id>-<members>`` — and at its final evaluation every member reports one scalar on
-its own tasks: the test AUC-PR of the coalition's model minus its local-only model's. Then
+The players are the consortium's **valuation groups**, signed in its security policy
+(:class:`~pharmafl.secure.SecurityPolicy`): partners that are always aggregated together,
+each group at least max(3, c + 2) strong. Valuing single partners would train coalitions S
+and S ∖ {i}, and the difference of their aggregates is i's update, for the operator and for
+every other member (issue 12); over whole groups, any such difference is a group's sum, and
+partners refuse to take part in anything else (:mod:`pharmafl.partner.reveals`). Without at
+least two groups there is no study (:func:`~pharmafl.accounting.coalitions.study_groups`).
 
-    v(S) = mean over *all* n partners of the members' gains (non-members gain 0),
+For every coalition S of groups the estimator asks about, the operator runs a full federated
+training among the partners of S only — the same machinery as the main run (signed round
+specs, secure aggregation through the exchange store, each partner's own private head), as
+its own run ``cs-<study id>-<groups>`` — and at its final evaluation every member reports
+one scalar on its own tasks: the test AUC-PR of the coalition's model minus its local-only
+model's. Then
 
-so v(∅) = 0, and v({i}) = 0 without a run: a coalition of one is training alone, which *is*
-the local-only model (and secure aggregation needs two). Exact Shapley values (≤ 6 partners,
-2^n − n − 1 trainings), leave-one-out (n + 1 coalitions) or a permutation-sampling estimate
-follow from these utilities (:mod:`pharmafl.accounting.shapley`); no method ever needs an
-individual update in the clear.
+    v(S) = mean over *all* partners of the members' gains (non-members gain 0),
+
+so v(∅) = 0; a single group is a federation and is trained too. Exact Shapley values,
+leave-one-out or a permutation-sampling estimate follow from these utilities
+(:mod:`pharmafl.accounting.shapley`); every member of a group shares its group's values.
 
 Every coalition runs under the same study settings (:class:`StudyConfig`: usually a smaller
 round budget than the main run), the grand coalition included, so the values are consistent
@@ -49,6 +56,7 @@ from pharmafl.accounting.coalitions import (
     coalition_run_id,
     file_sha256,
     needed_coalitions,
+    study_groups,
     study_id,
 )
 from pharmafl.accounting.shapley import ContributionResult, estimate_contributions
@@ -84,9 +92,12 @@ def _train_coalition(
     coalition: Coalition,
     on_coalition: Callable[[CoalitionRun], None] | None,
 ) -> Mapping[str, float]:
-    """Train ``coalition`` as its own run; return each member's reported gain."""
-    players = tuple(sorted(ctx.roster.partners))
-    run_id = coalition_run_id(sid, players, coalition)
+    """Train the partners ``coalition`` (whole valuation groups) as its own run; return each
+    member's reported gain."""
+    groups = study_groups(ctx.roster.security_policy)
+    players = tuple(sorted(groups))
+    labels = frozenset(g for g, m in groups.items() if set(m) <= coalition)
+    run_id = coalition_run_id(sid, players, labels)
     members = tuple(sorted(coalition))
     write_run_plan(ctx.operator_dir, coalition_plan(ctx.plan, study, run_id, coalition))
     logger.info("coalition %s: training as run %s", ",".join(members), run_id)
@@ -105,7 +116,7 @@ def _train_coalition(
     for p, r in result.utility_reports.items():
         if r.gain is None:
             logger.warning("%s has no scorable test task in run %s: gain counted as 0", p, run_id)
-    utility = mean_gain_utility(gains, players)
+    utility = mean_gain_utility(gains, ctx.roster.partners)
     ctx.ledger.append(
         ctx.identity.id,
         ctx.identity,
@@ -131,7 +142,7 @@ def _prune_recorded(
     """Prune the runs of coalitions whose utility is already in the cache (never before: a
     coalition interrupted between its training and the cache keeps its trained model)."""
     for coalition in v.values():
-        if len(coalition) < 2:
+        if not coalition:
             continue
         run_id = coalition_run_id(sid, players, coalition)
         if OperatorLayout(Path(operator_dir)).state_dir(run_id).is_dir():
@@ -238,7 +249,8 @@ def contribution_study(
     cfg = study or StudyConfig()
     odir = Path(operator_dir)
     ctx = load_operator(odir, exchange_url)
-    players = tuple(sorted(ctx.roster.partners))
+    groups = study_groups(ctx.roster.security_policy)
+    players = tuple(sorted(groups))
     sid = study_id(
         players,
         ctx.consortium_hash,
@@ -248,7 +260,7 @@ def contribution_study(
     )
     cache_path = OperatorLayout(odir).contribution_dir / sid / "utilities.json"
     logger.info(
-        "contribution study %s: %d partners, %d rounds per coalition",
+        "contribution study %s: %d valuation groups, %d rounds per coalition",
         sid,
         len(players),
         cfg.rounds,
@@ -262,11 +274,14 @@ def contribution_study(
     else:
         factory = launcher
 
+    def members(labels: Coalition) -> Coalition:
+        return frozenset(p for g in labels for p in groups[g])
+
     def train(coalition: Coalition, chosen: Launcher) -> Mapping[str, float]:
         return _train_coalition(ctx, exchange_url, chosen, cfg, sid, coalition, on_coalition)
 
     def train_and_report(coalition: Coalition) -> Mapping[str, float]:
-        if coalition in ready:  # trained in the parallel phase
+        if coalition in ready:  # trained in the parallel phase (keyed by members)
             return ready.pop(coalition)
         if cfg.prune:
             _prune_recorded(odir, exchange_url, sid, players, v)
@@ -284,7 +299,7 @@ def contribution_study(
 
     v = CachedUtility(
         players,
-        coalition_utility(train_and_report, players),
+        coalition_utility(train_and_report, groups),
         cache_path=cache_path,
         description=DEFAULT_UTILITY,
     )
@@ -306,14 +321,17 @@ def contribution_study(
         if todo:
             logger.info("training %d coalitions, %d at a time", len(todo), cfg.parallel)
 
-            def record(coalition: Coalition, gains: Mapping[str, float]) -> None:
-                ready[coalition] = gains
-                trained.append(coalition)
-                v(coalition)  # into the cache (and its file) right away
+            def record(labels: Coalition, gains: Mapping[str, float]) -> None:
+                ready[members(labels)] = gains
+                trained.append(labels)
+                v(labels)  # into the cache (and its file) right away
                 if cfg.prune:  # keep the store small while the others train
                     _prune_recorded(odir, exchange_url, sid, players, v)
 
-            _train_in_parallel(todo, cfg.parallel, train, factory, record)
+            def train_groups(labels: Coalition, chosen: Launcher) -> Mapping[str, float]:
+                return train(members(labels), chosen)
+
+            _train_in_parallel(todo, cfg.parallel, train_groups, factory, record)
     result = estimate_contributions(
         players,
         v,
@@ -321,7 +339,7 @@ def contribution_study(
         rng=cfg.seed,
         exact_max_players=cfg.exact_max_players,
         **options,
-    )
+    ).model_copy(update={"groups": {g: list(m) for g, m in groups.items()}})
     if cfg.prune:
         _prune_recorded(odir, exchange_url, sid, players, v)
     _record_finished(
@@ -338,6 +356,7 @@ def contribution_study(
             "n_coalitions": result.n_coalitions,
             "shapley_ci": result.shapley_ci,
             "confidence": result.confidence,
+            "groups": result.groups,
         },
     )
     atomic_write_text(OperatorLayout(odir).contribution, result.model_dump_json(indent=2) + "\n")

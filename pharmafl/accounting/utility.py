@@ -238,44 +238,46 @@ def mean_gain_utility(gains: Mapping[str, float], players: Sequence[str]) -> flo
 
 def coalition_utility(
     train_and_report: Callable[[Coalition], Mapping[str, float]],
-    players: Sequence[str],
-    *,
-    singletons_are_local: bool = True,
+    groups: Mapping[str, Sequence[str]] | Sequence[str],
 ) -> UtilityFn:
-    """Build v(S) from a function that trains coalition S and returns the gains it reported.
+    """Build v(S) over valuation groups from a function that trains partners together and
+    returns the gains they reported.
 
     Parameters
     ----------
     train_and_report
-        ``f(S) -> {partner: gain}``: run a securely aggregated federated training among the
-        partners in ``S`` and collect each member's scalar gain over its local-only model.
-        It receives only coalitions of two or more partners (or one, see below) and never
-        the empty one.
-    players
-        All partners.
-    singletons_are_local
-        A federation of one partner *is* local training, so by default v({i}) is the gain 0
-        for everyone, without a run (saves n trainings).
+        ``f(M) -> {partner: gain}``: run a securely aggregated federated training among the
+        partners ``M`` (the members of a coalition's groups) and collect each one's scalar
+        gain over its local-only model. Never called for the empty coalition.
+    groups
+        The players: group label → its partners (the consortium's valuation groups,
+        :class:`~pharmafl.secure.SecurityPolicy`), or partner names, each its own player
+        (games and tests; the study never values single partners). A coalition is a set of
+        players.
 
     Returns
     -------
     callable
-        ``v(S) = mean_gain_utility(f(S), players)``, with v(∅) = 0.
+        ``v(S) = mean_gain_utility(f(members of S), all partners)``, with v(∅) = 0. Every
+        other coalition is trained, a single group too (a group is a federation).
     """
-    names = _players(players)
+    players = groups if isinstance(groups, Mapping) else {p: (p,) for p in groups}
+    _players(players)
+    partners = _players(p for members in players.values() for p in members)
 
     def utility(coalition: Coalition) -> float:
-        if not coalition or (singletons_are_local and len(coalition) == 1):
+        if not coalition:
             return 0.0
-        gains = train_and_report(coalition)
-        outside = set(gains).difference(coalition)
+        members = frozenset(p for g in coalition for p in players[g])
+        gains = train_and_report(members)
+        outside = set(gains).difference(members)
         if outside:
             raise AccountingError(
-                f"partners {sorted(outside)} reported a gain for coalition {sorted(coalition)} "
+                f"partners {sorted(outside)} reported a gain for coalition {sorted(members)} "
                 "they are not part of.",
                 fix="collect reports only from the coalition's members.",
             )
-        return mean_gain_utility(gains, names)
+        return mean_gain_utility(gains, partners)
 
     return utility
 

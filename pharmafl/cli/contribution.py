@@ -31,7 +31,8 @@ def contribution(
     method: Annotated[
         str,
         typer.Option(
-            help="auto (exact Shapley up to 6 partners, else permutation sampling), exact, "
+            help="auto (exact Shapley up to 6 valuation groups, else permutation sampling), "
+            "exact, "
             "permutation, or loo (leave-one-out only)."
         ),
     ] = "auto",
@@ -63,8 +64,9 @@ def contribution(
         ),
     ] = False,
 ) -> None:
-    """Train every coalition the estimator needs (securely aggregated, each member reporting
-    one scalar gain on its own tasks) and write operator/contribution.json. Resumable: run it
+    """Value the consortium's valuation groups (signed in the roster's policy): train every
+    coalition of groups the estimator needs (securely aggregated, each member reporting one
+    scalar gain on its own tasks) and write operator/contribution.json. Resumable: run it
     again after an interruption; recorded coalitions are never retrained."""
     from rich.console import Console
 

@@ -230,6 +230,9 @@ class ContributionStudyFinishedPayload(_Payload):
         None, description="Confidence interval per partner (sampled estimates only)."
     )
     confidence: float | None = Field(None, gt=0, lt=1, description="Level of shapley_ci.")
+    groups: dict[str, list[str]] | None = Field(
+        None, description="The players, when they are valuation groups: group → partners."
+    )
 
 
 class ReportPublishedPayload(_Payload):

@@ -17,18 +17,19 @@ from pharmafl.accounting import ContributionResult, StudyConfig
 
 
 def contribution_rows(result: ContributionResult) -> list[dict[str, str | float | None]]:
-    """One row per partner, in the result's (sorted) order.
+    """One row per player (valuation group), in the result's (sorted) order.
 
     Returns
     -------
     list of dict
-        ``partner``; ``shapley`` (rounded to 6 decimals; None for a leave-one-out-only
-        study); ``shapley interval`` (``"[lo, hi]"``, only when the values were sampled);
+        ``group`` (``partner`` for a study over single partners); ``shapley`` (rounded to
+        6 decimals; None for a leave-one-out-only study); ``shapley interval``
+        (``"[lo, hi]"``, only when the values were sampled);
         ``leave-one-out`` (rounded to 6 decimals).
     """
     rows: list[dict[str, str | float | None]] = []
     for p in result.players:
-        row: dict[str, str | float | None] = {"partner": p}
+        row: dict[str, str | float | None] = {"group" if result.groups else "partner": p}
         row["shapley"] = None if result.shapley is None else round(result.shapley[p], 6)
         if result.shapley_ci is not None:
             lo, hi = result.shapley_ci[p]

@@ -150,7 +150,7 @@ def _contribution_rows(summary: ConsortiumSummary) -> list[list[str]]:
         ci = "–" if c.shapley_ci is None else f"[{c.shapley_ci[0]:.4f}, {c.shapley_ci[1]:.4f}]"
         rows.append(
             [
-                _e(p.name),
+                _e(p.name) + ("" if c.group is None else f"<br><small>group {_e(c.group)}</small>"),
                 _num(c.shapley, 4),
                 ci,
                 _num(c.leave_one_out, 4),
@@ -187,8 +187,15 @@ def _contribution_text(summary: ConsortiumSummary) -> str:
         else "Each coalition was trained as its own federation and every member reported one "
         "scalar on its own tasks (secure aggregation was off in this run)."
     )
+    groups = (
+        " The players are the consortium's valuation groups: partners that are always "
+        "aggregated together, so that no two coalitions differ by one partner (whose update "
+        "their difference would give); each partner shows its group's values."
+        if c.groups is not None
+        else ""
+    )
     return (
-        f"<p>Utility v(S): {_e(c.utility)}. Contributions are {how}; "
+        f"<p>Utility v(S): {_e(c.utility)}.{groups} Contributions are {how}; "
         f"v(N) = {c.grand_coalition_utility:.4f}, v(∅) = {c.empty_coalition_utility:.4f}"
         f"{adds_up}. {secure}</p>"
     )

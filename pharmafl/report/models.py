@@ -91,6 +91,9 @@ class Participation(_Frozen):
 class PartnerContribution(_Frozen):
     """What one partner gave: value attribution, data, participation, compute."""
 
+    group: str | None = Field(
+        None, description="The valuation group whose values these are (shared by its members)."
+    )
     shapley: float | None = Field(None, description="Shapley value of the consortium utility.")
     shapley_ci: tuple[float, float] | None = Field(
         None, description="Confidence interval (sampled estimates only)."
@@ -110,13 +113,16 @@ class PartnerContribution(_Frozen):
         rounds: Participation | None = None,
         compute_seconds: float | None = None,
     ) -> PartnerContribution:
-        """Take one partner's values from a contribution study (or none) plus its counts."""
+        """Take one partner's values (its valuation group's) from a contribution study (or
+        none) plus its counts."""
+        player = name if result is None else result.player_of(name)
         return cls(
-            shapley=None if result is None or result.shapley is None else result.shapley[name],
+            group=None if result is None or result.groups is None else player,
+            shapley=None if result is None or result.shapley is None else result.shapley[player],
             shapley_ci=None
             if result is None or result.shapley_ci is None
-            else result.shapley_ci[name],
-            leave_one_out=None if result is None else result.leave_one_out[name],
+            else result.shapley_ci[player],
+            leave_one_out=None if result is None else result.leave_one_out[player],
             data=data,
             rounds=rounds,
             compute_seconds=compute_seconds,
@@ -241,7 +247,12 @@ class ConsortiumContribution(_Frozen):
     n_permutations: int | None = Field(None, ge=1, description="Orderings sampled.")
     confidence: float | None = Field(None, gt=0, lt=1, description="CI level (sampling).")
     players: list[str] | None = Field(
-        None, description="Partners the values are over (the summary may lack a row for some)."
+        None,
+        description="Players the values are over: valuation groups, or partners in studies "
+        "made before groups (the summary may lack a row for some).",
+    )
+    groups: dict[str, list[str]] | None = Field(
+        None, description="Valuation group → its partners (None: the players are partners)."
     )
 
     @classmethod
@@ -256,6 +267,7 @@ class ConsortiumContribution(_Frozen):
             n_permutations=result.n_permutations,
             confidence=result.confidence,
             players=list(result.players),
+            groups=result.groups,
         )
 
 
@@ -349,14 +361,20 @@ class ConsortiumSummary(BaseModel):
         return self
 
     def _check_efficiency(self, names: Sequence[str]) -> None:
-        """The partners' Shapley values add up to v(N) − v(∅) when every player has a row."""
+        """The players' Shapley values (each valuation group's once) add up to v(N) − v(∅)
+        when every player has a row."""
         c = self.contribution
-        shapley = [p.contribution.shapley if p.contribution else None for p in self.partners]
-        if c is None or any(s is None for s in shapley):
-            return
-        if c.players is not None and sorted(c.players) != sorted(names):
-            return  # a partner was left out: its value is missing from the sum
-        total = math.fsum(s for s in shapley if s is not None)
+        values: dict[str, float] = {}
+        for p in self.partners:
+            pc = p.contribution
+            if c is None or pc is None or pc.shapley is None:
+                return
+            player = pc.group or p.name
+            if values.setdefault(player, pc.shapley) != pc.shapley:
+                raise ValueError(f"members of valuation group {player} show different values")
+        if c is None or (c.players is not None and sorted(c.players) != sorted(values)):
+            return  # a player was left out: its value is missing from the sum
+        total = math.fsum(values.values())
         target = c.grand_coalition_utility - c.empty_coalition_utility
         scale = max(1.0, abs(c.grand_coalition_utility))
         if abs(total - target) > 1e-9 * scale * len(names):

@@ -1,10 +1,11 @@
 """The contribution study through a real Prefect server and one process worker per partner.
 
 Same set-up as ``test_distributed.py`` (``pharmafl partner serve`` processes, each its own
-pool, deployment and folder), with two of the three simulated partners to keep it short: the
-exact study has one coalition to train, the pair. The operator runs
+pool, deployment and folder), with six partners — the three simulated ones and a copy of
+each — in two valuation groups of three (the simulator's default policy): the exact study
+trains three coalitions, each group alone and both. The operator runs
 ``run_contribution_study(..., launcher="distributed", parallel=2)`` in this process, so the
-coalition run goes through a worker thread of the study, a launcher of its own and
+coalition runs go through worker threads of the study, a launcher each and
 ``run_deployment`` on each member's deployment. Everything listens on 127.0.0.1 only.
 """
 
@@ -38,7 +39,8 @@ def test_contribution_study_through_partner_workers(
     prepared: Path = request.getfixturevalue("prepared_consortium")
     cdir = tmp_path / "consortium"
     shutil.copytree(prepared, cdir)
-    shutil.rmtree(sorted((cdir / "partners").iterdir())[-1])  # two partners: one coalition
+    for src, copy in zip(("alpha", "bravo", "charlie"), ("delta", "echo", "foxtrot"), strict=True):
+        shutil.copytree(cdir / "partners" / src, cdir / "partners" / copy)  # six: two groups
     for p in sorted((cdir / "partners").iterdir()):
         run_baseline(
             p,
@@ -71,17 +73,24 @@ def test_contribution_study_through_partner_workers(
     t_studied = time.perf_counter()
 
     assert result.method == "exact" and result.shapley is not None
-    assert result.players == partners and result.n_coalitions == 4
+    groups = {"alpha+bravo+charlie": partners[:3], "delta+echo+foxtrot": partners[3:]}
+    assert result.players == list(groups) and result.n_coalitions == 4
     grand = result.grand_coalition_utility
     assert sum(result.shapley.values()) == pytest.approx(grand, abs=1e-12)  # v(∅) = 0
-    assert result.leave_one_out == {p: grand for p in partners}  # v({i}) = 0
     sid = next((cdir / "operator" / "contribution").iterdir()).name
-    run_id = coalition_run_id(sid, tuple(partners), frozenset(partners))
+    run_ids = {
+        coalition_run_id(sid, tuple(groups), frozenset(c)): [p for g in c for p in groups[g]]
+        for c in (("alpha+bravo+charlie",), ("delta+echo+foxtrot",), tuple(groups))
+    }
+    run_id = coalition_run_id(sid, tuple(groups), frozenset(groups))
 
-    # Each member ran the coalition's round and its final evaluation as completed flow runs
+    # Each member ran each coalition's round and its final evaluation as completed flow runs
     # of its own deployment, on its own pool, in its own folder.
     assert sorted(r.name for r in runs) == sorted(
-        f"{run_id}-r{tail}-{p}" for p in partners for tail in ("0000-a0", "0001-final")
+        f"{rid}-r{tail}-{p}"
+        for rid, members in run_ids.items()
+        for p in members
+        for tail in ("0000-a0", "0001-final")
     )
     for r in runs:
         assert r.state is not None and r.state.is_completed(), (r.name, r.state)
@@ -93,11 +102,15 @@ def test_contribution_study_through_partner_workers(
     check = verify_ledger(odir / "ledger.jsonl", load_roster(odir / "roster.json"))
     assert check.ok and check.signatures_checked, check.message
     entries = read_entries(odir / "ledger.jsonl")
-    (evaluated,) = [e.payload for e in entries if e.event is LedgerEvent.COALITION_EVALUATED]
-    assert evaluated["run_id"] == run_id and evaluated["utility"] == grand
-    assert sorted(evaluated["reports"]) == partners
+    evaluated = {
+        e.payload["run_id"]: e.payload
+        for e in entries
+        if e.event is LedgerEvent.COALITION_EVALUATED
+    }
+    assert sorted(evaluated) == sorted(run_ids) and evaluated[run_id]["utility"] == grand
+    assert sorted(evaluated[run_id]["reports"]) == partners
     aggregates = [e.payload for e in entries if e.event is LedgerEvent.AGGREGATE_APPLIED]
-    assert [(a["run_id"], a["contributors"]) for a in aggregates] == [(run_id, partners)]
+    assert sorted((a["run_id"], a["contributors"]) for a in aggregates) == sorted(run_ids.items())
     prefect_server.drain_client()
     left = processes.stop_all()
     assert not left, f"processes left running: {left}"

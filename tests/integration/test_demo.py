@@ -46,20 +46,15 @@ def test_tiny_demo_writes_summary_report_and_verified_ledger(
             assert 0.0 <= p[model]["roc_auc"] <= 1.0
             assert 0.0 <= p[model]["auc_pr"] <= 1.0
         assert p["contribution"]["rounds"]["submitted"] == 2
-    # Contribution study: the 4 coalitions of >= 2 partners trained federatedly, exact Shapley
-    # values that add up to v(N) - v(empty) (efficiency), leave-one-out from the same values.
-    contrib = summary["contribution"]
-    assert contrib["method"] == "exact" and contrib["n_coalitions"] == 2**3  # with v(∅), v({i})
-    shapley = [p["contribution"]["shapley"] for p in summary["partners"]]
-    assert sum(shapley) == pytest.approx(
-        contrib["grand_coalition_utility"] - contrib["empty_coalition_utility"], abs=1e-9
-    )
-    assert all(p["contribution"]["leave_one_out"] is not None for p in summary["partners"])
+    # No contribution study: three partners make no two valuation groups of three, and
+    # valuing single partners would expose their updates (tests/security).
+    assert summary["contribution"] is None
+    assert any("contribution study skipped" in line for line in lines)
     ledger = [
         json.loads(line)
         for line in (tmp_path / "demo" / "operator" / "ledger.jsonl").read_text().splitlines()
     ]
-    assert sum(e["event"] == "coalition_evaluated" for e in ledger) == 4
+    assert not any(e["event"].startswith(("coalition", "contribution")) for e in ledger)
     # final_trunk="best": the main run's partners evaluated the trunk of its best validation
     # round.
     main = [e["payload"] for e in ledger if e["payload"].get("run_id", "train") == "train"]
@@ -78,13 +73,11 @@ def test_tiny_demo_writes_summary_report_and_verified_ledger(
     ]
     assert finished["final_trunk_round"] == best
     assert finished["final_trunk_hash"] == trunks[best]
-    assert sum(e["event"] == "contribution_study_finished" for e in ledger) == 1
     assert summary["ledger"]["verified"] is True
     html = result.report_path.read_text()
     assert html.count("<img") >= 3 and "alpha" in html
     assert (tmp_path / "demo" / "exchange").is_dir()
     assert "alpha" in result.table and "gap capture" in result.table
-    assert "Shapley" in result.table
     # Each partner's row shows the task-bootstrap interval of its AUC-PR gain.
     for p in result.summary.partners:
         pr = p.benefit.metric("auc_pr")

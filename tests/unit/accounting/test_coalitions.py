@@ -58,12 +58,26 @@ def test_recorded_parameters_leave_out_operational_settings() -> None:
 
 def test_the_coalitions_each_estimator_needs_in_advance() -> None:
     exact = needed_coalitions("exact", PLAYERS)
-    assert len(exact) == len(set(exact)) == 11 and all(len(c) >= 2 for c in exact)
+    assert len(exact) == len(set(exact)) == 15 and all(exact)  # every non-empty one
     loo = needed_coalitions("leave_one_out", PLAYERS)
     grand = frozenset(PLAYERS)
     assert set(loo) == {grand} | {grand - {p} for p in PLAYERS}
-    assert needed_coalitions("leave_one_out", PLAYERS[:2]) == [frozenset(PLAYERS[:2])]
+    two = needed_coalitions("leave_one_out", PLAYERS[:2])
+    assert two == [frozenset(PLAYERS[:2]), frozenset(PLAYERS[1:2]), frozenset(PLAYERS[:1])]
     assert needed_coalitions("permutation", PLAYERS) == []
+
+
+def test_the_study_values_the_policys_groups_only() -> None:
+    from pharmafl.accounting import study_groups
+    from pharmafl.common.errors import AccountingError
+    from pharmafl.secure import SecurityPolicy
+
+    for policy in (SecurityPolicy(), SecurityPolicy(valuation_groups=(("a", "b", "c"),))):
+        with pytest.raises(AccountingError, match="valuation group") as err:
+            study_groups(policy)
+        assert "--valuation-group" in str(err.value.fix)
+    groups = SecurityPolicy(valuation_groups=(("d", "e", "f"), ("a", "b", "c")))
+    assert study_groups(groups) == {"a+b+c": ("a", "b", "c"), "d+e+f": ("d", "e", "f")}
 
 
 def test_every_coalition_gets_its_own_valid_run_id() -> None:

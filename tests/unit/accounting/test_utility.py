@@ -39,23 +39,29 @@ def test_mean_gain_utility_is_over_all_partners() -> None:
         mean_gain_utility({"omega": 0.1}, PARTNERS)
 
 
-def test_coalition_utility_trains_only_real_federations() -> None:
+def test_coalition_utility_trains_every_non_empty_coalition() -> None:
     calls: Counter[frozenset[str]] = Counter()
     v = coalition_utility(fake_study(calls), PARTNERS)
-    assert v(frozenset()) == 0.0 and v(frozenset({"alpha"})) == 0.0
-    assert not calls
+    assert v(frozenset()) == 0.0 and not calls
     pair = frozenset({"alpha", "delta"})
     gains = fake_study(Counter())(pair)
     assert v(pair) == pytest.approx(sum(gains.values()) / 4)
     calls.clear()
     result = exact_shapley(PARTNERS, v)
-    assert len(calls) == 16 - 1 - 4  # no run for ∅ and the four singletons
+    assert len(calls) == 16 - 1  # every coalition but ∅, once
     assert max(calls.values()) == 1
     assert max(result.shapley, key=result.shapley.__getitem__) == "delta"
-    trained_singletons = coalition_utility(
-        fake_study(Counter()), PARTNERS, singletons_are_local=False
-    )
-    assert trained_singletons(frozenset({"alpha"})) == 0.0  # a federation of one gains nothing
+
+
+def test_players_can_be_valuation_groups() -> None:
+    groups = {"g1": ("alpha", "beta"), "g2": ("delta", "gamma")}
+    calls: Counter[frozenset[str]] = Counter()
+    v = coalition_utility(fake_study(calls), groups)
+    gains = fake_study(Counter())(frozenset({"alpha", "beta"}))
+    assert v(frozenset({"g1"})) == pytest.approx(sum(gains.values()) / 4)  # over all partners
+    assert list(calls) == [frozenset({"alpha", "beta"})]  # the group's partners trained
+    v(frozenset({"g1", "g2"}))
+    assert frozenset(PARTNERS) in calls
 
 
 def test_gains_from_outside_the_coalition_are_refused() -> None:
@@ -81,14 +87,14 @@ def test_study_resumes_from_its_cache(tmp_path: Path) -> None:
         exact_shapley(PARTNERS, first)
     saved = UtilityCache.model_validate_json(cache_file.read_bytes())
     assert saved.players == sorted(PARTNERS)
-    assert len(saved.values) == first.evaluated == 1 + 4 + 5  # ∅, singletons, 5 trained
+    assert len(saved.values) == first.evaluated == 1 + 5  # ∅ and the 5 trained
     assert [len(v.coalition) for v in saved.values] == sorted(
         len(v.coalition) for v in saved.values
     )
 
     resumed = CachedUtility.load(cache_file, coalition_utility(study, PARTNERS))
     result = exact_shapley(PARTNERS, resumed)
-    assert max(calls.values()) == 1 and len(calls) == 11  # nothing trained twice
+    assert max(calls.values()) == 1 and len(calls) == 15  # nothing trained twice
     fresh = exact_shapley(PARTNERS, coalition_utility(fake_study(Counter()), PARTNERS))
     assert result == fresh
     # A finished cache answers everything without a utility function.

@@ -1,11 +1,12 @@
 """The contribution study end to end under a real (temporary) Prefect API.
 
-Three simulated FS-Mol partners (≈300 compounds each, an evaluation quorum of 3 actives and
-3 inactives per fold so that every partner has scorable test tasks at this size) with
-local-only baselines and a 1-round main run; then a study (1 round per
-coalition) that is interrupted after two coalitions and resumed: every coalition of two or
-more trained once, federatedly, through secure aggregation, as its own run; exact Shapley
-values that add up to v(N) − v(∅); leave-one-out from the cached utilities; a second call
+Six simulated FS-Mol partners (≈400 compounds each, an evaluation quorum of 3 actives and
+3 inactives per fold so that every partner has scorable test tasks at this size) in two
+valuation groups of three (the simulator's default policy for six partners), with
+local-only baselines and a 1-round main run; then a study (1 round per coalition) that is
+interrupted after two coalitions and resumed: every non-empty coalition of groups trained
+once, federatedly, through secure aggregation, as its own run; exact Shapley values per
+group that add up to v(N) − v(∅); leave-one-out from the cached utilities; a second call
 that retrains nothing and writes nothing new; the main run's files untouched; and the
 Prefect artifacts of the training and study flow runs read back through the API.
 """
@@ -37,8 +38,10 @@ from pharmafl.secure import load_roster
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
-PARTNERS = ("alpha", "bravo", "charlie")
-COALITIONS = [frozenset(c) for k in (2, 3) for c in itertools.combinations(PARTNERS, k)]
+PARTNERS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot")
+GROUPS = {"alpha+bravo+charlie": PARTNERS[:3], "delta+echo+foxtrot": PARTNERS[3:]}
+PLAYERS = tuple(GROUPS)
+COALITIONS = [frozenset(c) for k in (1, 2) for c in itertools.combinations(PLAYERS, k)]
 # What `pharmafl contribution --rounds 1 --parallel 2` asks for (the CLI test runs it without
 # --parallel: the same study, recorded once).
 STUDY = StudyConfig(rounds=1, parallel=2)
@@ -74,7 +77,7 @@ def _artifacts(flow_run_id: UUID) -> dict[str, Any]:
 
 
 def _consortium(cdir: Path, key_file: Path) -> None:
-    """Simulate and prepare the three partners (the shared fixture's quorum of 10 leaves
+    """Simulate and prepare the six partners (the shared fixture's quorum of 10 leaves
     them without any scorable test task, and every gain would be 0)."""
     from pharmafl.common.params import ConsortiumParameters, EvaluationQuorum, TaskParams
     from pharmafl.common.settings import get_settings
@@ -86,7 +89,7 @@ def _consortium(cdir: Path, key_file: Path) -> None:
     quorum = EvaluationQuorum(num_active_fold_min=3, num_inactive_fold_min=3)
     simulate_consortium(
         cdir,
-        SimulationSpec(dataset="fsmol", partners=3, max_compounds=300, seed=7),
+        SimulationSpec(dataset="fsmol", partners=6, max_compounds=400, seed=7),
         workers=1,
         key_file=key_file,
         parameters=ConsortiumParameters(
@@ -181,13 +184,18 @@ def _of(entries: list[LedgerEntry], event: LedgerEvent, run_id: str) -> list[Led
 def _run_ids(studied: dict[str, Any]) -> dict[frozenset[str], str]:
     cache = next((studied["cdir"] / "operator" / "contribution").glob("*/utilities.json"))
     sid = cache.parent.name
-    return {c: coalition_run_id(sid, PARTNERS, c) for c in COALITIONS}
+    return {c: coalition_run_id(sid, PLAYERS, c) for c in COALITIONS}
+
+
+def _members(coalition: frozenset[str]) -> list[str]:
+    return sorted(p for g in coalition for p in GROUPS[g])
 
 
 def test_exact_shapley_is_efficient_and_loo_matches_the_cache(studied: dict[str, Any]) -> None:
     res: ContributionResult = studied["result"]
-    assert res.method == "exact" and res.players == list(PARTNERS)
-    assert res.n_coalitions == 2 ** len(PARTNERS)
+    assert res.method == "exact" and res.players == list(PLAYERS)
+    assert res.groups == {g: list(m) for g, m in GROUPS.items()}
+    assert res.n_coalitions == 2 ** len(PLAYERS)
     assert res.shapley is not None and res.empty_coalition_utility == 0.0
     total = math.fsum(res.shapley.values())
     assert total == pytest.approx(
@@ -197,11 +205,10 @@ def test_exact_shapley_is_efficient_and_loo_matches_the_cache(studied: dict[str,
     cache_file = next((studied["cdir"] / "operator" / "contribution").glob("*/utilities.json"))
     cache = UtilityCache.model_validate_json(cache_file.read_text())
     v = {frozenset(c.coalition): c.value for c in cache.values}
-    assert len(v) == 8
-    assert all(v[frozenset({p})] == 0.0 for p in PARTNERS) and v[frozenset()] == 0.0
-    grand = frozenset(PARTNERS)
+    assert len(v) == 4 and v[frozenset()] == 0.0  # a single group is trained, not 0
+    grand = frozenset(PLAYERS)
     assert res.grand_coalition_utility == v[grand]
-    for p in PARTNERS:
+    for p in PLAYERS:
         assert res.leave_one_out[p] == pytest.approx(v[grand] - v[grand - {p}], abs=1e-15)
     written = ContributionResult.model_validate_json(
         (studied["cdir"] / "operator" / CONTRIBUTION_FILE).read_text()
@@ -224,7 +231,7 @@ def test_utilities_are_the_partners_own_gains_over_local_only(studied: dict[str,
 
     for coalition, run_id in _run_ids(studied).items():
         gains = []
-        for p in sorted(coalition):
+        for p in _members(coalition):
             fed = cdir / "partners" / p / "models" / "runs" / run_id / "metrics.json"
             assert not (fed.parent / "model").exists()  # a measurement keeps no weights
             g = test_auc_pr(fed) - test_auc_pr(cdir / "partners" / p / "models/local/metrics.json")
@@ -235,7 +242,7 @@ def test_utilities_are_the_partners_own_gains_over_local_only(studied: dict[str,
         expected = sum(0.0 if math.isnan(g) else round(g, 6) for g in gains) / len(PARTNERS)
         assert v[coalition] == pytest.approx(expected, abs=1e-12)
         assert v[coalition] != 0.0
-        for p in set(PARTNERS) - coalition:
+        for p in set(PARTNERS) - set(_members(coalition)):
             assert not (cdir / "partners" / p / "models" / "runs" / run_id).exists()
 
 
@@ -249,7 +256,7 @@ def test_every_coalition_trained_once_through_secure_aggregation(studied: dict[s
     interrupted = {r.run_id for r in studied["interrupted"]}
     assert len(interrupted) == 2
     for coalition, run_id in _run_ids(studied).items():
-        members = sorted(coalition)
+        members = _members(coalition)
         (started,) = _of(entries, LedgerEvent.TRAINING_STARTED, run_id)  # never retrained
         assert started.payload["participants"] == members
         assert started.payload["secure_aggregation"] is True
@@ -320,8 +327,8 @@ def test_the_cli_prints_the_study(studied: dict[str, Any]) -> None:
     )
     assert out.exit_code == 0, out.output
     assert (cdir / "operator" / "ledger.jsonl").read_bytes() == studied["ledger_after_study"]
-    for p in PARTNERS:
-        assert p in out.output
+    for g in PLAYERS:
+        assert g in out.output
     assert "v(N)" in out.output and CONTRIBUTION_FILE in out.output
 
 
@@ -337,9 +344,9 @@ def test_artifacts_on_the_operator_runs(studied: dict[str, Any]) -> None:
     assert {"pharmafl-contributions", "pharmafl-contribution-summary"} <= set(study)
     table = json.loads(study["pharmafl-contributions"].data)
     res: ContributionResult = studied["result"]
-    assert [r["partner"] for r in table] == list(PARTNERS)
+    assert [r["group"] for r in table] == list(PLAYERS)
     assert res.shapley is not None
     for r in table:
-        assert r["shapley"] == pytest.approx(res.shapley[r["partner"]], abs=1e-6)
-        assert r["leave-one-out"] == pytest.approx(res.leave_one_out[r["partner"]], abs=1e-6)
+        assert r["shapley"] == pytest.approx(res.shapley[r["group"]], abs=1e-6)
+        assert r["leave-one-out"] == pytest.approx(res.leave_one_out[r["group"]], abs=1e-6)
     assert "exact" in study["pharmafl-contribution-summary"].data
