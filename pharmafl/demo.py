@@ -262,11 +262,12 @@ def _federate(layout: ConsortiumLayout, cfg: DemoConfig, trunk: SparseTrunkConfi
         server_optimizer=make_server_optimizer(cfg.server_optimizer).config,
         final_trunk=cfg.final_trunk,
         stage_timeout_s=900,
-        dp=None
+    ).with_dp(
+        None
         if cfg.dp_noise_multiplier is None
         else DPConfig(
             clip_norm=cfg.dp_clip_norm, noise_multiplier=cfg.dp_noise_multiplier, min_contributors=2
-        ),
+        )
     )
     setup_federation(layout.root, plan)
     run_train(layout.root, exchange_url=str(layout.exchange))

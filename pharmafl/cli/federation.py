@@ -4,13 +4,51 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from pharmafl.secure import DPConfig
 
 federation_app = typer.Typer(
     help="Set up federated training for a simulated consortium.", no_args_is_help=True
 )
+
+
+DpNoise = Annotated[
+    float | None,
+    typer.Option(help="Differential privacy: noise multiplier z (off when not given)."),
+]
+DpClip = Annotated[
+    float, typer.Option(help="Differential privacy: L2 bound C on each weighted update.")
+]
+DpSplit = Annotated[
+    int, typer.Option(help="Differential privacy: honest partners the noise is split over.")
+]
+
+
+def _dp(noise_multiplier: float | None, clip_norm: float, min_contributors: int) -> DPConfig | None:
+    """The DP options as a config (None without a noise multiplier); bad values are one
+    clear error."""
+    from pydantic import ValidationError
+
+    from pharmafl.common.errors import ConfigError, validation_summary
+    from pharmafl.secure import DPConfig
+
+    if noise_multiplier is None:
+        return None
+    try:
+        return DPConfig(
+            clip_norm=clip_norm,
+            noise_multiplier=noise_multiplier,
+            min_contributors=min_contributors,
+        )
+    except ValidationError as exc:
+        raise ConfigError(
+            f"invalid differential privacy option: {validation_summary(exc)}.",
+            fix="--dp-noise-multiplier > 0, --dp-clip-norm > 0, --dp-min-contributors >= 1.",
+        ) from None
 
 
 @federation_app.command("setup")
@@ -26,38 +64,32 @@ def setup(
         "fedavg"
     ),
     seed: Annotated[int, typer.Option(help="Seed of the initial trunk and local training.")] = 0,
-    dp_noise_multiplier: Annotated[
-        float | None,
-        typer.Option(help="Differential privacy: noise multiplier z (off when not given)."),
-    ] = None,
-    dp_clip_norm: Annotated[
-        float, typer.Option(help="Differential privacy: L2 bound C on each weighted update.")
-    ] = 0.1,
-    dp_min_contributors: Annotated[
-        int, typer.Option(help="Differential privacy: honest partners the noise is split over.")
-    ] = 2,
+    dp_noise_multiplier: DpNoise = None,
+    dp_clip_norm: DpClip = 0.1,
+    dp_min_contributors: DpSplit = 2,
 ) -> None:
     """Create identities, the signed roster and pins, plan.json and the initial trunk."""
+    from pydantic import ValidationError
+
+    from pharmafl.common.errors import ConfigError, validation_summary
     from pharmafl.contract import FederationPlan, LocalTrainingSpec
-    from pharmafl.secure import DPConfig
     from pharmafl.server.optimizers import make_server_optimizer
     from pharmafl.simulate.federation import setup_federation
 
     sizes = [int(h) for h in hidden.split(",") if h.strip()]
-    plan = FederationPlan(
-        rounds=rounds,
-        seed=seed,
-        trunk={"kind": "sparse", "hidden_sizes": sizes, "dropouts": [dropout] * len(sizes)},
-        local=LocalTrainingSpec(epochs=local_epochs, learning_rate=lr, batch_size=batch_size),
-        server_optimizer=make_server_optimizer(server_optimizer).config,
-        dp=None
-        if dp_noise_multiplier is None
-        else DPConfig(
-            clip_norm=dp_clip_norm,
-            noise_multiplier=dp_noise_multiplier,
-            min_contributors=dp_min_contributors,
-        ),
-    )
+    try:
+        plan = FederationPlan(
+            rounds=rounds,
+            seed=seed,
+            trunk={"kind": "sparse", "hidden_sizes": sizes, "dropouts": [dropout] * len(sizes)},
+            local=LocalTrainingSpec(epochs=local_epochs, learning_rate=lr, batch_size=batch_size),
+            server_optimizer=make_server_optimizer(server_optimizer).config,
+        ).with_dp(_dp(dp_noise_multiplier, dp_clip_norm, dp_min_contributors))
+    except ValidationError as exc:
+        raise ConfigError(
+            f"invalid federation plan: {validation_summary(exc)}.",
+            fix="check the options against `pharmafl federation setup --help`.",
+        ) from None
     odir = setup_federation(consortium_dir, plan)
     typer.echo(f"operator folder ready: {odir}")
 
@@ -92,13 +124,21 @@ def train(
     ] = "embedded",
     resume: Annotated[bool, typer.Option(help="Continue from the last completed round.")] = False,
     rounds: Annotated[int | None, typer.Option(help="Override the plan's round budget.")] = None,
+    dp_noise_multiplier: DpNoise = None,
+    dp_clip_norm: DpClip = 0.1,
+    dp_min_contributors: DpSplit = 2,
 ) -> None:
-    """Run federated training: rounds of local training and secure aggregation."""
+    """Run federated training: rounds of local training and secure aggregation. With
+    ``--dp-noise-multiplier`` every round from now on uses differential privacy (written
+    into the operator's plan.json; ε per partner is in the report)."""
     from flows.train import run_train
     from pharmafl.common.errors import ConfigError
 
     if launcher not in ("embedded", "distributed"):
         raise ConfigError(f"unknown launcher {launcher!r}.", fix="embedded or distributed.")
+    dp = _dp(dp_noise_multiplier, dp_clip_norm, dp_min_contributors)
+    if dp is not None:
+        _set_plan_dp(consortium_dir, dp)
     result = run_train(
         consortium_dir,
         exchange_url=exchange,
@@ -114,6 +154,34 @@ def train(
         )
     typer.echo(
         json.dumps(result.model_dump(include={"rounds", "stop_reason", "final_trunk_sha256"}))
+    )
+
+
+def _set_plan_dp(consortium_dir: Path, dp: DPConfig) -> None:
+    """Write ``dp`` into the operator's plan (validated as a whole before it is replaced)."""
+    from pydantic import ValidationError
+
+    from pharmafl.common.errors import ConfigError, validation_summary
+    from pharmafl.common.io import atomic_write_text, read_model
+    from pharmafl.contract import FederationPlan
+    from pharmafl.layout import ConsortiumLayout
+
+    path = ConsortiumLayout(consortium_dir).operator.plan
+    fix = "set the plan up with `pharmafl federation setup` (or write plan.json) first."
+    plan = read_model(path, FederationPlan, what="federation plan", error=ConfigError, fix=fix)
+    try:
+        updated = plan.with_dp(dp)
+    except ValidationError as exc:
+        raise ConfigError(
+            f"the plan with this differential privacy is invalid: {validation_summary(exc)}.",
+            file=path,
+            fix="check the DP options against `pharmafl train --help`.",
+        ) from None
+    atomic_write_text(path, updated.model_dump_json(indent=2) + "\n")
+    typer.echo(
+        f"{path}: differential privacy on every round (z = {dp.noise_multiplier}, "
+        f"C = {dp.clip_norm}, noise split over {dp.min_contributors}; quantization clip "
+        f"{updated.quantization.clip})"
     )
 
 

@@ -123,7 +123,24 @@ class FederationPlan(BaseModel):
                 f"threshold {self.threshold} exceeds the {n} participants "
                 "(leave it unset for the default of that many partners)"
             )
+        problem = self.quantization.dp_violation(self.dp)
+        if problem is not None:  # every round would be refused: say so before any starts
+            raise ValueError(problem)
         return self
+
+    def with_dp(self, dp: DPConfig | None) -> FederationPlan:
+        """This plan with ``dp`` on every round, its quantization clip raised (when needed)
+        to C + 6·noise std so that the noise is never clamped."""
+        quantization = self.quantization
+        if dp is not None and quantization.dp_violation(dp) is not None:
+            need = dp.clip_norm + 6 * dp.partner_noise_std
+            quantization = quantization.model_copy(update={"clip": float(f"{need:.3g}") * 1.01})
+        doc = self.model_dump(mode="json")
+        doc |= {
+            "dp": None if dp is None else dp.model_dump(mode="json"),
+            "quantization": quantization.model_dump(mode="json"),
+        }
+        return FederationPlan.model_validate(doc)
 
     def members(self, roster_partners: Sequence[str]) -> tuple[str, ...]:
         """The partners of this run (sorted), checked against the roster's partners.

@@ -131,13 +131,9 @@ class RoundSpec(_Doc):
         if self.operator in self.partners:
             raise ValueError("the operator cannot also be a partner of the round")
         self.quantization.check(n)
-        if self.dp is not None:
-            need = self.dp.clip_norm + 6 * self.dp.partner_noise_std
-            if self.quantization.clip < need:
-                raise ValueError(
-                    f"with DP, quantization.clip must be >= clip_norm + 6·noise std = {need:.4g} "
-                    "so that noise is (almost) never clamped"
-                )
+        problem = self.quantization.dp_violation(self.dp)
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
     def index(self, party: str) -> int:

@@ -84,6 +84,18 @@ class QuantizationConfig(BaseModel):
                 f"clip {self.clip} is too large for {n_partners} partners in the ring."
             )
 
+    def dp_violation(self, dp: DPConfig | None) -> str | None:
+        """Why this clip would clamp ``dp``'s noise, or None: it must hold C + 6·noise std."""
+        if dp is None:
+            return None
+        need = dp.clip_norm + 6 * dp.partner_noise_std
+        if self.clip >= need:
+            return None
+        return (
+            f"with DP, quantization.clip must be >= clip_norm + 6·noise std = {need:.4g} "
+            f"(it is {self.clip}) so that noise is (almost) never clamped"
+        )
+
     def scale(self, n_partners: int) -> float:
         """Largest power-of-two scale that cannot overflow with ``n_partners`` (see module)."""
         self.check(n_partners)

@@ -155,3 +155,42 @@ def test_a_straggler_does_not_starve_the_next_round() -> None:
         assert launcher.finish(10.0) == {}
     finally:
         launcher.close()
+
+
+def test_cli_train_with_dp_runs_every_round_with_it(
+    prefect_harness: None, prepared_consortium: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from pharmafl.accounting import partner_privacy
+    from pharmafl.cli.main import app
+    from pharmafl.common.errors import ConfigError
+    from pharmafl.ledger import LedgerEvent, read_entries
+
+    cdir = _federation(prepared_consortium, tmp_path / "c")
+    plan_file = cdir / "operator" / "plan.json"
+    before = plan_file.read_bytes()
+    train = ["train", str(cdir), "--dp-noise-multiplier"]
+    for bad_args, field in (
+        (["-1"], "noise_multiplier"),
+        (["1", "--dp-min-contributors", "0"], "min_contributors"),
+    ):
+        bad = CliRunner().invoke(app, [*train, *bad_args])
+        assert isinstance(bad.exception, ConfigError) and field in str(bad.exception)
+    assert plan_file.read_bytes() == before  # nothing half-written, nothing trained
+    assert not (cdir / "operator" / "ledger.jsonl").exists()
+
+    args = ["train", str(cdir), "--dp-noise-multiplier", "1.5", "--dp-clip-norm", "0.5"]
+    res = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "differential privacy on every round (z = 1.5" in res.output
+    plan = FederationPlan.model_validate_json(plan_file.read_text())
+    assert plan.dp is not None and plan.dp.noise_multiplier == 1.5 and plan.dp.clip_norm == 0.5
+    # The quantization clip was raised to fit the noise (C + 6·σ = 3.68 > the default 1.0).
+    assert plan.quantization.clip >= 0.5 + 6 * plan.dp.partner_noise_std
+    entries = read_entries(cdir / "operator" / "ledger.jsonl")
+    started = [e.payload for e in entries if e.event is LedgerEvent.ROUND_STARTED]
+    assert started and all(p["dp"]["noise_multiplier"] == 1.5 for p in started)
+    privacy = partner_privacy(entries)
+    assert [r.partner for r in privacy] == list(PARTNERS)
+    assert all(r.epsilon == plan.dp.epsilon(1) for r in privacy)

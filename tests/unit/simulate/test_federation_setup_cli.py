@@ -35,3 +35,27 @@ def test_setup_writes_dp_into_the_plan(small_consortium: Path, tmp_path: Path) -
     assert res.exit_code == 0, res.output
     plan = FederationPlan.model_validate_json(ConsortiumLayout(without).operator.plan.read_text())
     assert plan.dp is None
+
+
+def test_setup_fits_the_quantization_clip_to_the_dp_noise(
+    small_consortium: Path, tmp_path: Path
+) -> None:
+    target = _copy(small_consortium, tmp_path / "wide")
+    args = ["federation", "setup", str(target), "--hidden", "16", "--dp-noise-multiplier", "3"]
+    res = CliRunner().invoke(app, [*args, "--dp-clip-norm", "0.9"])
+    assert res.exit_code == 0, res.output
+    plan = FederationPlan.model_validate_json(ConsortiumLayout(target).operator.plan.read_text())
+    assert plan.dp is not None and plan.quantization.dp_violation(plan.dp) is None
+    assert plan.quantization.clip > 1.0  # raised from the default so the noise is not clamped
+
+
+def test_setup_refuses_bad_dp_in_one_line(small_consortium: Path, tmp_path: Path) -> None:
+    from pharmafl.common.errors import ConfigError
+
+    target = _copy(small_consortium, tmp_path / "bad")
+    args = ["federation", "setup", str(target), "--dp-noise-multiplier", "1"]
+    res = CliRunner().invoke(app, [*args, "--dp-min-contributors", "0"])
+    assert isinstance(res.exception, ConfigError)
+    assert "min_contributors" in str(res.exception)
+    assert not ConsortiumLayout(target).operator.plan.exists()  # nothing was set up
+    assert not ConsortiumLayout(target).operator.identity.exists()
