@@ -35,6 +35,19 @@ def generate(
     typer.echo(f"public key fingerprint: {identity.public.fingerprint()}")
 
 
+@keys_app.command("export-public")
+def export_public(
+    key_file: Annotated[Path, typer.Argument(help="A private <id>.key.json.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for <id>.pub.json.")],
+) -> None:
+    """Write the public identity of an existing key, encryption key included (for public
+    files made before encryption keys existed); send it to the operator."""
+    from pharmafl.secure.identity import export_public_identity
+
+    path = export_public_identity(key_file, out)
+    typer.echo(f"public identity: {path} (send it to the operator)")
+
+
 @keys_app.command("roster")
 def roster(
     operator_key: Annotated[

@@ -54,7 +54,7 @@ _ROSTER_DOMAIN = b"pharmafl/roster/v1\n"
 #: How to give a party written before encryption keys existed its key.
 ENCRYPTION_KEY_FIX = (
     "its public identity predates encryption keys: re-export <id>.pub.json from its existing "
-    "key with `pharmafl.secure.export_public_identity(KEY_FILE, DIR)` (a key made by "
+    "key with `pharmafl keys export-public KEY_FILE --out DIR` (a key made by "
     "`pharmafl keys generate` now has it already), re-sign the roster with `pharmafl keys "
     "roster` (a new version) and publish the new fingerprint."
 )

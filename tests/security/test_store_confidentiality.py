@@ -197,4 +197,24 @@ def test_the_operator_refuses_a_roster_member_without_an_encryption_key(
     write_roster(roster, op.roster)
     with pytest.raises(FederationError, match="'bravo' has no encryption key") as err:
         load_operator(op.root, mc.url)
-    assert "export_public_identity" in str(err.value.fix)
+    assert "keys export-public" in str(err.value.fix)
+
+
+def test_a_partner_refuses_a_roster_without_its_own_encryption_key(tmp_path: Path) -> None:
+    """A roster that lists no (or another) encryption key for a partner would have every
+    sealed spec and trunk fail to open, round after round: the partner says so up front."""
+    from pharmafl.partner.federated import load_partner_identity
+
+    mc = build_consortium(tmp_path / "c")
+    me = mc.partners["alpha"].public
+    others = [mc.partners[p].public for p in ("bravo", "charlie")]
+    stranger = Identity.generate("alpha").public.encryption_key
+    for key, message in ((None, "no encryption key"), (stranger, "another encryption key")):
+        listed = me.model_copy(update={"encryption_key": key})
+        roster = build_roster(mc.operator, [listed, *others], consortium="attack-test", version=2)
+        layout = mc.layout.partner("alpha")
+        write_roster(roster, layout.roster)
+        atomic_write_text(layout.roster_pin, roster.fingerprint() + "\n")
+        with pytest.raises(FederationError, match=message) as err:
+            load_partner_identity(mc.partner_dir("alpha"))
+        assert "export-public" in str(err.value.fix)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -140,3 +141,21 @@ def test_roster_signs_valuation_groups_and_refuses_bad_ones(tmp_path) -> None:
         res = runner.invoke(app, [*args, "--out", str(tmp_path / "bad.json"), *bad])
         assert res.exit_code != 0 and message in str(res.exception), res.output
         assert not (tmp_path / "bad.json").exists()
+
+
+def test_export_public_writes_the_encryption_key_of_an_existing_key(tmp_path) -> None:
+    from pharmafl.secure.identity import load_identity, load_public_identity
+
+    app = _app()
+    runner.invoke(app, ["keys", "generate", "--out", str(tmp_path), "--id", "alpha"])
+    pub = tmp_path / "alpha.pub.json"
+    old = json.loads(pub.read_text())
+    del old["encryption_key"]
+    pub.write_text(json.dumps(old))
+    assert load_public_identity(pub).encryption_key is None  # as written before the keys
+    res = runner.invoke(
+        app, ["keys", "export-public", str(tmp_path / "alpha.key.json"), "--out", str(tmp_path)]
+    )
+    assert res.exit_code == 0, res.output
+    key = load_identity(tmp_path / "alpha.key.json")
+    assert load_public_identity(pub) == key.public and key.public.encryption_key is not None

@@ -63,7 +63,7 @@ def test_nothing_is_sealed_to_a_member_without_an_encryption_key(consortium: Con
     )
     with pytest.raises(FederationError, match="'p01' has no encryption key") as err:
         sealed_recipients(roster, ["p00", "p01"])
-    assert "export_public_identity" in str(err.value.fix)
+    assert "keys export-public" in str(err.value.fix)
     assert "pharmafl keys roster" in str(err.value.fix)
     with pytest.raises(FederationError, match="not in the roster"):
         sealed_recipients(roster, ["p00", "mallory"])
