@@ -15,4 +15,4 @@ schemas: setup
 	.venv/bin/pharmafl schemas generate
 
 lint: setup
-	.venv/bin/ruff check pharmafl flows tests benchmarks && .venv/bin/ruff format --check pharmafl flows tests benchmarks && .venv/bin/mypy
+	.venv/bin/ruff check pharmafl flows tests benchmarks scripts && .venv/bin/ruff format --check pharmafl flows tests benchmarks scripts && .venv/bin/mypy

@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export DO_NOT_TRACK=1 PREFECT_SERVER_ANALYTICS_ENABLED=false
-.venv/bin/ruff check pharmafl flows tests benchmarks
-.venv/bin/ruff format --check pharmafl flows tests benchmarks
+.venv/bin/ruff check pharmafl flows tests benchmarks scripts
+.venv/bin/ruff format --check pharmafl flows tests benchmarks scripts
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"

@@ -11,12 +11,6 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
-def _fsmol_available() -> bool:
-    from pharmafl.common.settings import get_settings
-
-    return (get_settings().data_dir / "fsmol" / "fsmol_chembl27_measurements.csv.gz").is_file()
-
-
 #: The simulated test consortia's key. A fixed key makes their folds, quorums and scores the
 #: same on every run (a fresh random key changed which tiny validation folds held an
 #: evaluable task from run to run); the key's own handling is tested in tests/unit/simulate.
@@ -38,8 +32,6 @@ def consortium_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def small_consortium(tmp_path_factory: pytest.TempPathFactory, consortium_key_file: Path) -> Path:
     """Three simulated FS-Mol partners (≈300 compounds each), not yet prepared."""
-    if not _fsmol_available():
-        pytest.skip("FS-Mol data not found: place ../shared/data or set PHARMAFL_DATA_DIR")
     from pharmafl.simulate import SimulationSpec, simulate_consortium
 
     out = tmp_path_factory.mktemp("consortium") / "sim"

@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 from scipy.sparse import csr_matrix
 
-from pharmafl.common.errors import DataNotFoundError
 from pharmafl.common.params import TaskParams
 from pharmafl.common.settings import data_dir
 from pharmafl.data import activities_to_tasks, dedupe_descriptors
@@ -110,12 +109,7 @@ def test_no_measurements_still_gives_well_formed_empty_matrices(make_t0) -> None
 
 
 def _fsmol(n_measurements: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    try:
-        path = data_dir("fsmol") / "fsmol_chembl27_measurements.csv.gz"
-    except DataNotFoundError as exc:
-        pytest.skip(f"FS-Mol data not available: {exc}")
-    if not path.is_file():
-        pytest.skip(f"FS-Mol data not available at {path}")
+    path = data_dir("fsmol") / "fsmol_chembl27_measurements.csv.gz"
     df = pd.read_csv(path, usecols=["assay_chembl_id", "smiles", "relation", "pXC50", "assay_type"])
     df = df[df["pXC50"].notna()]
     sizes = df.groupby("assay_chembl_id").size()

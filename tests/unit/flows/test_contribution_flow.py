@@ -80,12 +80,9 @@ def _consortium(cdir: Path, key_file: Path) -> None:
     """Simulate and prepare the six partners (the shared fixture's quorum of 10 leaves
     them without any scorable test task, and every gain would be 0)."""
     from pharmafl.common.params import ConsortiumParameters, EvaluationQuorum, TaskParams
-    from pharmafl.common.settings import get_settings
     from pharmafl.partner import PrepareOptions, prepare_partner
     from pharmafl.simulate import SimulationSpec, simulate_consortium
 
-    if not (get_settings().data_dir / "fsmol" / "fsmol_chembl27_measurements.csv.gz").is_file():
-        pytest.skip("FS-Mol data not found: place ../shared/data or set PHARMAFL_DATA_DIR")
     quorum = EvaluationQuorum(num_active_fold_min=3, num_inactive_fold_min=3)
     simulate_consortium(
         cdir,

@@ -66,15 +66,12 @@ def trained_consortium(
 
     from flows.train import run_train
     from pharmafl.common.params import ConsortiumParameters, EvaluationQuorum, TaskParams
-    from pharmafl.common.settings import get_settings
     from pharmafl.contract import FederationPlan, LocalTrainingSpec, SparseTrunkConfig
     from pharmafl.model import TrainConfig, run_baseline
     from pharmafl.partner import PrepareOptions, prepare_partner
     from pharmafl.simulate import SimulationSpec, simulate_consortium
     from pharmafl.simulate.federation import setup_federation
 
-    if not (get_settings().data_dir / "fsmol" / "fsmol_chembl27_measurements.csv.gz").is_file():
-        pytest.skip("FS-Mol data not found: place ../shared/data or set PHARMAFL_DATA_DIR")
     layout = ConsortiumLayout(tmp_path_factory.mktemp("report-e2e") / "c")
     quorum = EvaluationQuorum(num_active_fold_min=3, num_inactive_fold_min=3)
     simulate_consortium(

@@ -13,7 +13,6 @@ from pharmafl.chem import consistency_hash
 from pharmafl.common.errors import ConfigError, PharmaFLError
 from pharmafl.common.params import load_consortium_parameters
 from pharmafl.common.secret import load_consortium_key
-from pharmafl.common.settings import get_settings
 from pharmafl.ingest import find_partner_config, ingest_partner
 from pharmafl.simulate import SimulationManifest, SimulationSpec, build_spec, simulate_consortium
 
@@ -213,15 +212,9 @@ def test_cli_simulate(tmp_path: Path, fsmol_sample: Path) -> None:
 # --- the real public datasets ------------------------------------------------------------
 
 
-def _data_or_skip(sub: str) -> None:
-    if not (get_settings().data_dir / sub).is_dir():
-        pytest.skip(f"public data {sub}/ not found under {get_settings().data_dir}")
-
-
 # Reading the 410k-row FS-Mol file and writing an SDF of 1,500 molecules takes ~5-8 s here.
 @pytest.fixture(scope="module")
 def fsmol_consortium(tmp_path_factory: pytest.TempPathFactory):
-    _data_or_skip("fsmol")
     out = tmp_path_factory.mktemp("fsmol") / "c"
     return simulate_consortium(out, SimulationSpec(partners=3, max_compounds=1500, seed=7))
 
@@ -252,7 +245,6 @@ def test_fsmol_is_deterministic_for_a_seed(fsmol_consortium, tmp_path: Path) -> 
 
 @pytest.mark.slow
 def test_fsmol_family_strategy(tmp_path: Path) -> None:
-    _data_or_skip("fsmol")
     spec = SimulationSpec(partners=2, max_compounds=300, seed=1, strategy="family")
     result = simulate_consortium(tmp_path / "c", spec)
     assert all(p.compounds <= 300 for p in result.manifest.partners)
@@ -260,7 +252,6 @@ def test_fsmol_family_strategy(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("dataset", ["tox21", "adme"])
 def test_builtin_wide_datasets(tmp_path: Path, dataset: str) -> None:
-    _data_or_skip("tox21" if dataset == "tox21" else "adme")
     spec = SimulationSpec(dataset=dataset, partners=2, max_compounds=200, seed=3)
     result = simulate_consortium(tmp_path / "c", spec)
     assert result.manifest.dataset_kind == ("binary" if dataset == "tox21" else "adme")
