@@ -20,27 +20,17 @@ from pharmafl.ingest.tables import (
     SourceTables,
     check_columns,
     id_text,
-    parse_numbers,
     row_note,
 )
-from pharmafl.ingest.units import (
-    Unit,
-    convert_values,
-    normalize_qualifiers,
-    resolve_unit,
-    split_qualified_values,
-    valid_unit_names,
-)
+from pharmafl.ingest.units import Unit, convert_values, resolve_unit, valid_unit_names
+from pharmafl.ingest.values import parse_values, qualifier_column
 
 
 def _long_cells(src: ActivitySource, frame: pd.DataFrame, known: set[str]) -> pd.DataFrame:
     """The long table: ``row, compound_raw, assay_raw, value_raw, qualifier_raw, unit_raw``."""
     display = src.path
     id_col = src.id_column()
-    qual_col: str | None = None
-    if not src.qualifier_in_value:
-        mapped = src.columns.get("standard_qualifier")
-        qual_col = mapped or ("standard_qualifier" if "standard_qualifier" in frame else None)
+    qual_col = qualifier_column(src, frame)
     if src.layout == "long":
         assay_col = None if src.assay_id is not None else src.column("input_assay_id")
         value_col = src.column("standard_value")
@@ -123,6 +113,70 @@ def _long_cells(src: ActivitySource, frame: pd.DataFrame, known: set[str]) -> pd
     )
 
 
+def _map_ids(
+    src: ActivitySource,
+    cells: pd.DataFrame,
+    compound_ids: pd.Series,
+    *,
+    known_assays: set[str],
+    has_defaults: bool,
+) -> tuple[np.ndarray, pd.Series]:
+    """``input_compound_id`` per cell, and the original assay id texts."""
+    display, fmt = src.path, src.file_format
+    rows = cells["row"].to_numpy()
+    note = row_note(fmt)
+    compounds = id_text(
+        cells["compound_raw"], display=display, fmt=fmt, what="compound id", row_of=rows
+    )
+    assays = id_text(cells["assay_raw"], display=display, fmt=fmt, what="assay id", row_of=rows)
+    cid = compounds.map(compound_ids)
+    unknown = cid.isna().to_numpy()
+    if unknown.any():
+        raise IngestError(
+            f"{int(unknown.sum())} measurement(s) refer to a compound id that is in no "
+            f"structure file ({note}).",
+            file=display,
+            row=int(rows[int(np.argmax(unknown))]),
+            fix="add the compounds' structures to a structure file, or fix the compound "
+            "id column mapping.",
+        )
+    if not has_defaults:
+        unlisted = ~assays.isin(known_assays).to_numpy()
+        if unlisted.any():
+            raise IngestError(
+                f"{int(unlisted.sum())} measurement(s) refer to an assay id that is in no "
+                f"assay file ({note}).",
+                file=display,
+                row=int(rows[int(np.argmax(unlisted))]),
+                fix="add the assays to an assay file, give this source assay_defaults, or "
+                "fix the assay id column mapping.",
+            )
+    return cid.to_numpy(dtype=np.int64), assays
+
+
+def _units(src: ActivitySource, cells: pd.DataFrame) -> tuple[pd.Series, dict[str, Unit | None]]:
+    """Each cell's unit text and the :class:`Unit` of every distinct spelling (``""``:
+    none given, for rejection)."""
+    rows = cells["row"].to_numpy()
+    unit_text = (
+        cells["unit_raw"].astype("object").where(cells["unit_raw"].notna(), "").astype(str)
+    ).str.strip()
+    factors: dict[str, Unit | None] = {"": None}
+    for spelling in pd.unique(unit_text[unit_text != ""]):
+        try:
+            factors[spelling] = resolve_unit(spelling)
+        except IngestError:
+            bad = (unit_text == spelling).to_numpy()
+            raise IngestError(
+                f"unknown unit {str(spelling)[:20]!r} in {int(bad.sum())} row(s) "
+                f"(column {src.unit_column!r}; {row_note(src.file_format)}).",
+                file=src.path,
+                row=int(rows[int(np.argmax(bad))]),
+                fix=f"use one of {', '.join(valid_unit_names())}.",
+            ) from None
+    return unit_text, factors
+
+
 def read_activities(
     src: ActivitySource,
     tables: SourceTables,
@@ -157,79 +211,20 @@ def read_activities(
         ``file``, ``row``; and the number of measurements read (accepted or rejected).
     """
     frame = tables.frame(src)
-    display, fmt = src.path, src.file_format
     cells = _long_cells(src, frame, tables.known(src, frame))
     rows = cells["row"].to_numpy()
-    note = row_note(fmt)
-    compounds = id_text(
-        cells["compound_raw"], display=display, fmt=fmt, what="compound id", row_of=rows
+    cid_arr, assays = _map_ids(
+        src, cells, compound_ids, known_assays=known_assays, has_defaults=has_defaults
     )
-    assays = id_text(cells["assay_raw"], display=display, fmt=fmt, what="assay id", row_of=rows)
-    cid = compounds.map(compound_ids)
-    unknown = cid.isna().to_numpy()
-    if unknown.any():
-        raise IngestError(
-            f"{int(unknown.sum())} measurement(s) refer to a compound id that is in no "
-            f"structure file ({note}).",
-            file=display,
-            row=int(rows[int(np.argmax(unknown))]),
-            fix="add the compounds' structures to a structure file, or fix the compound "
-            "id column mapping.",
-        )
-    cid_arr = cid.to_numpy(dtype=np.int64)
-    if not has_defaults:
-        unlisted = ~assays.isin(known_assays).to_numpy()
-        if unlisted.any():
-            raise IngestError(
-                f"{int(unlisted.sum())} measurement(s) refer to an assay id that is in no "
-                f"assay file ({note}).",
-                file=display,
-                row=int(rows[int(np.argmax(unlisted))]),
-                fix="add the assays to an assay file, give this source assay_defaults, or "
-                "fix the assay id column mapping.",
-            )
-
-    # Units: resolve each distinct spelling once; a row without a unit is rejected.
-    unit_text = (
-        cells["unit_raw"].astype("object").where(cells["unit_raw"].notna(), "").astype(str)
-    ).str.strip()
-    no_unit = (unit_text == "").to_numpy()
-    factors: dict[str, Unit | None] = {"": None}
-    for spelling in pd.unique(unit_text[~no_unit]):
-        try:
-            factors[spelling] = resolve_unit(spelling)
-        except IngestError:
-            bad = (unit_text == spelling).to_numpy()
-            raise IngestError(
-                f"unknown unit {str(spelling)[:20]!r} in {int(bad.sum())} row(s) "
-                f"(column {src.unit_column!r}; {note}).",
-                file=display,
-                row=int(rows[int(np.argmax(bad))]),
-                fix=f"use one of {', '.join(valid_unit_names())}.",
-            ) from None
-    units = unit_text.map(factors)
-    kinds = np.array([u.kind if u is not None else "" for u in units], dtype=object)
-
-    # Qualifiers and value texts.
-    if src.qualifier_in_value:
-        qual_raw, value_text = split_qualified_values(cells["value_raw"])
-        value_series: pd.Series = value_text
-    else:
-        qual_raw, value_series = cells["qualifier_raw"], cells["value_raw"]
-    qual_raw = pd.Series(qual_raw.to_numpy(dtype=object), index=pd.RangeIndex(len(cells)))
-    try:
-        qualifier = normalize_qualifiers(qual_raw, mirror=False, file=display).to_numpy(
-            dtype=object
-        )
-    except IngestError as exc:
-        idx = (exc.row or 1) - 1
-        raise IngestError(
-            exc.message.replace("row numbers count data rows from 1, header excluded", note),
-            file=display,
-            row=int(rows[idx]),
-            fix=exc.fix,
-        ) from None
-    values, empty, non_numeric = parse_numbers(value_series.reset_index(drop=True))
+    unit_text, factors = _units(src, cells)
+    kinds = np.array(
+        [u.kind if u is not None else "" for u in unit_text.map(factors)], dtype=object
+    )
+    parsed = parse_values(
+        src, cells, qualifier_column(src, frame), rows=rows, note=row_note(src.file_format)
+    )
+    values, empty, non_numeric = parsed.values, parsed.empty, parsed.non_numeric
+    qualifier = parsed.qualifier
 
     conc = kinds == "concentration"
     binary = kinds == "binary"
@@ -245,36 +240,54 @@ def read_activities(
     qualifier[conc] = [mirror[q] for q in qualifier[conc]]
     qualifier[binary] = "="
     compound_rejected = np.isin(cid_arr, np.fromiter(rejected_compounds, dtype=np.int64))
-
-    column = cells["column"].to_numpy(dtype=object) if "column" in cells else None
-    keep = np.ones(len(cells), dtype=bool)
-    for reason, mask in (
-        ("compound_rejected", compound_rejected),
-        ("empty_unit", no_unit),
-        ("empty_value", empty),
-        ("non_numeric_value", non_numeric),
-        ("non_positive_value", non_positive),
-        ("invalid_binary_value", bad_binary),
-    ):
-        mask = mask & keep
-        if mask.any():
-            message = None
-            if column is not None:
-                text = REJECTION_REASONS[reason]
-                message = np.array([f"{text} (column {c!r})" for c in column[mask]], dtype=object)
-            log.add(display, rows[mask], cid_arr[mask], reason, message)
-            keep &= ~mask
+    keep = _reject(
+        src,
+        cells,
+        log,
+        cid_arr,
+        (
+            ("compound_rejected", compound_rejected),
+            ("empty_unit", (unit_text == "").to_numpy()),
+            ("empty_value", empty),
+            ("non_numeric_value", non_numeric),
+            ("non_positive_value", non_positive),
+            ("invalid_binary_value", bad_binary),
+        ),
+    )
     accepted = pd.DataFrame(
         {
             "input_compound_id": cid_arr[keep],
             "assay": assays.to_numpy(dtype=object)[keep].astype(str),
             "standard_qualifier": pd.Series(qualifier[keep], dtype=str),
             "standard_value": converted[keep],
-            "file": display,
+            "file": src.path,
             "row": rows[keep],
         }
     ).astype({"assay": str, "file": str})
     return accepted, len(cells)
+
+
+def _reject(
+    src: ActivitySource,
+    cells: pd.DataFrame,
+    log: RejectionLog,
+    cid_arr: np.ndarray,
+    reasons: tuple[tuple[str, np.ndarray], ...],
+) -> np.ndarray:
+    """Log one rejection per cell and first reason that applies; returns the kept cells."""
+    rows = cells["row"].to_numpy()
+    column = cells["column"].to_numpy(dtype=object) if "column" in cells else None
+    keep = np.ones(len(cells), dtype=bool)
+    for reason, mask in reasons:
+        mask = mask & keep
+        if mask.any():
+            message = None
+            if column is not None:
+                text = REJECTION_REASONS[reason]
+                message = np.array([f"{text} (column {c!r})" for c in column[mask]], dtype=object)
+            log.add(src.path, rows[mask], cid_arr[mask], reason, message)
+            keep &= ~mask
+    return keep
 
 
 __all__ = ["read_activities"]

@@ -123,7 +123,9 @@ def read_assays(src: AssaySource, tables: SourceTables) -> pd.DataFrame:
     out["use_in_regression"] = regression
     for field in (*EXPERT_THRESHOLD_COLUMNS, "catalog_assay_id"):
         if (s := col(field)) is not None:
-            out[field] = parse_optional_float(s, display=display, fmt=fmt, column=source_of[field])
+            out[field] = parse_optional_float(
+                s, display=display, fmt=fmt, column=source_of[field], decimal=src.decimal
+            )
     if (s := col("direction")) is not None:
         text = _text(s).str.lower()
         bad = ~text.isin(["high", "low", ""]).to_numpy()

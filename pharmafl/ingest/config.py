@@ -28,11 +28,12 @@ and a fix. Example (TOML)::
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import json
 import tomllib
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -99,6 +100,24 @@ class _Source(_Model):
         description="What to do with columns that are neither mapped nor ignored: 'error' "
         "(default, catches a wrong file or mapping) or 'ignore'.",
     )
+    delimiter: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1,
+        description="CSV/TSV field delimiter, e.g. ';' for many Excel exports; default ',' "
+        "for csv and a tab for tsv (or the one other delimiter a header holds when it holds "
+        "none of those).",
+    )
+    encoding: str | None = Field(
+        None,
+        description="Text encoding of a CSV/TSV/SDF file (utf-8, cp1252, latin-1, utf-16…); "
+        "default UTF-8, or what the file's byte-order mark says.",
+    )
+    decimal: Literal[".", ","] = Field(
+        ".",
+        description="Decimal mark of the numbers in this file (',' in many European "
+        "Excel exports, which then use ';' as the delimiter).",
+    )
 
     _targets: ClassVar[tuple[str, ...]] = ()
 
@@ -115,6 +134,7 @@ class _Source(_Model):
                 f"columns maps unknown standard name(s) {unknown}; "
                 f"valid names here: {list(self._targets)}"
             )
+        _check_text_options(self)
         return self
 
     @property
@@ -124,6 +144,10 @@ class _Source(_Model):
         assert fmt is not None  # checked by the validator
         return fmt
 
+    def default_delimiter(self) -> str:
+        """The delimiter of this source's format (``,`` for csv, a tab otherwise)."""
+        return "," if self.file_format == "csv" else "\t"
+
     def column(self, target: str) -> str:
         """The file's column for a standard name (the name itself when unmapped)."""
         return self.columns.get(target, target)
@@ -132,6 +156,34 @@ class _Source(_Model):
         """The source's absolute path."""
         p = Path(self.path)
         return p if p.is_absolute() else partner_dir / p
+
+
+def _known_encoding(encoding: str | None) -> None:
+    if encoding is None:
+        return
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise ValueError(
+            f"unknown encoding {encoding[:20]!r}; use e.g. utf-8, cp1252, latin-1"
+        ) from None
+
+
+def _check_text_options(src: _Source) -> None:
+    fmt = src.file_format
+    if fmt == "parquet":
+        for name in ("delimiter", "encoding"):
+            if getattr(src, name) is not None:
+                raise ValueError(f"parquet files have no {name}: remove it")
+        if src.decimal != ".":
+            raise ValueError("parquet files store numbers, not text: remove decimal")
+    if fmt == "sdf" and src.delimiter is not None:
+        raise ValueError("SDF files have no delimiter: remove it")
+    _known_encoding(src.encoding)
+    if src.delimiter is not None and src.delimiter in '"\r\n':
+        raise ValueError("a quote or line break cannot be the delimiter")
+    if fmt in ("csv", "tsv") and src.decimal == (src.delimiter or src.default_delimiter()):
+        raise ValueError(f"decimal {src.decimal!r} is also the delimiter: set delimiter (e.g. ';')")
 
 
 class StructureSource(_Source):
@@ -205,8 +257,12 @@ class ActivitySource(_Source):
         "qualifiers mirrored), pXC50/pIC50/pKi/… (kept), none (ADME, kept) or binary.",
     )
     unit_column: str | None = Field(None, description="Column giving each row's unit instead.")
-    qualifier_in_value: bool = Field(
-        False, description="Values carry their qualifier, e.g. '<10' or '>= 4.5'."
+    qualifier_in_value: bool | None = Field(
+        None,
+        description="Values carry their qualifier, e.g. '>10000' or '<= 5'. Unset (default): "
+        "split a leading qualifier out of values when no qualifier column is used, and stop "
+        "on such values when one is; true: always split; false: values must be plain "
+        "numbers (a qualified value stops the run).",
     )
     assay_id: str | None = Field(None, description="Fixed assay id for a one-assay long file.")
     assay_columns: list[str] = Field(default_factory=list, description="Wide: assay columns.")
@@ -243,7 +299,7 @@ class ActivitySource(_Source):
                     raise ValueError(f"wide layout: {name} is not a column (remove it)")
         elif self.assay_id is not None and "input_assay_id" in self.columns:
             raise ValueError("give either assay_id or columns.input_assay_id, not both")
-        if self.qualifier_in_value and "standard_qualifier" in self.columns:
+        if self.qualifier_in_value is True and "standard_qualifier" in self.columns:
             raise ValueError("qualifier_in_value and a qualifier column exclude each other")
         return self
 
@@ -265,15 +321,79 @@ class AssaySource(_Source):
     )
 
 
+#: T0 columns of MELLODDY-TUNER year 3 that pharmafl does not use.
+MELLODDY_UNUSED_T0: tuple[str, ...] = ("parent_assay_id",)
+
+
+_PathText = Annotated[str, Field(min_length=1)]
+
+
+def _paths(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+class MelloddyInputs(_Model):
+    """MELLODDY-TUNER year-3 input files (T0 assays, T1 activities, T2 structures), read
+    as TUNER reads them: comma-separated, standard column names, T1 values stored as given
+    (pXC50 with qualifiers already mirrored, ±1 for binary assays), extra columns such as
+    ``parent_assay_id`` ignored, integer ids kept."""
+
+    t0: _PathText | list[_PathText] = Field(
+        min_length=1, description="T0 file (assays), or a list (TUNER year 3 takes several)."
+    )
+    t1: _PathText | list[_PathText] = Field(
+        min_length=1, description="T1 file (activities), or a list of them."
+    )
+    t2: str = Field(min_length=1, description="T2 file (structures).")
+    encoding: str | None = Field(None, description="Text encoding of the files (default UTF-8).")
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, value: str | None) -> str | None:
+        _known_encoding(value)
+        return value
+
+    def structure_sources(self) -> list[StructureSource]:
+        """The T2 file as a structure source."""
+        return [StructureSource(**self._common(self.t2))]
+
+    def activity_sources(self) -> list[ActivitySource]:
+        """The T1 files as activity sources (values kept as stored)."""
+        return [
+            ActivitySource(**self._common(p), unit="none", qualifier_in_value=False)
+            for p in _paths(self.t1)
+        ]
+
+    def assay_sources(self) -> list[AssaySource]:
+        """The T0 files as assay sources."""
+        return [
+            AssaySource(**self._common(p), ignore_columns=list(MELLODDY_UNUSED_T0))
+            for p in _paths(self.t0)
+        ]
+
+    def _common(self, path: str) -> dict[str, Any]:
+        # TUNER reads every file with pandas' defaults and a non-strict schema.
+        return {"path": path, "format": "csv", "encoding": self.encoding, "extra_columns": "ignore"}
+
+
 class PartnerConfig(_Model):
     """Everything pharmafl needs to read one partner's own exports."""
 
     name: str = Field(
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Partner name (no spaces)."
     )
-    structures: list[StructureSource] = Field(min_length=1, description="Structure files.")
-    activities: list[ActivitySource] = Field(min_length=1, description="Activity files.")
-    assays: list[AssaySource] = Field(default_factory=list, description="Assay (T0) files.")
+    melloddy: MelloddyInputs | None = Field(
+        None, description="MELLODDY-TUNER T0/T1/T2 files, taken as they are (a preset)."
+    )
+    structures: list[StructureSource] = Field(
+        default_factory=list, description="Structure files (besides melloddy.t2)."
+    )
+    activities: list[ActivitySource] = Field(
+        default_factory=list, description="Activity files (besides melloddy.t1)."
+    )
+    assays: list[AssaySource] = Field(
+        default_factory=list, description="Assay (T0) files (besides melloddy.t0)."
+    )
     assay_defaults: AssayDefaults | None = Field(
         None, description="T0 values for assays that no assay file lists."
     )
@@ -288,7 +408,13 @@ class PartnerConfig(_Model):
 
     @model_validator(mode="after")
     def _assays_defined(self) -> PartnerConfig:
-        if not self.assays and self.assay_defaults is None:
+        for what, sources in (
+            ("structures", self.structure_sources()),
+            ("activities", self.activity_sources()),
+        ):
+            if not sources:
+                raise ValueError(f"no {what} files: add [[{what}]] sources or a [melloddy] table")
+        if not self.assay_sources() and self.assay_defaults is None:
             missing = [i for i, a in enumerate(self.activities) if a.assay_defaults is None]
             if missing:
                 raise ValueError(
@@ -296,6 +422,21 @@ class PartnerConfig(_Model):
                     "an [assay_defaults] table or assay_defaults on those sources"
                 )
         return self
+
+    def structure_sources(self) -> list[StructureSource]:
+        """Every structure source: the preset's T2 first, then ``structures``."""
+        preset = self.melloddy.structure_sources() if self.melloddy else []
+        return [*preset, *self.structures]
+
+    def activity_sources(self) -> list[ActivitySource]:
+        """Every activity source: the preset's T1 files first, then ``activities``."""
+        preset = self.melloddy.activity_sources() if self.melloddy else []
+        return [*preset, *self.activities]
+
+    def assay_sources(self) -> list[AssaySource]:
+        """Every assay source: the preset's T0 files first, then ``assays``."""
+        preset = self.melloddy.assay_sources() if self.melloddy else []
+        return [*preset, *self.assays]
 
     def parameters_path(self, partner_dir: Path) -> Path:
         """Absolute path of the consortium parameters file."""
@@ -312,7 +453,14 @@ class PartnerConfig(_Model):
 
 def _field_names() -> list[str]:
     names: set[str] = set()
-    for model in (PartnerConfig, StructureSource, ActivitySource, AssaySource, AssayDefaults):
+    for model in (
+        PartnerConfig,
+        StructureSource,
+        ActivitySource,
+        AssaySource,
+        AssayDefaults,
+        MelloddyInputs,
+    ):
         names.update(model.model_fields)
     return sorted(names)
 
@@ -430,6 +578,8 @@ __all__ = [
     "AssayDefaults",
     "AssaySource",
     "FileFormat",
+    "MELLODDY_UNUSED_T0",
+    "MelloddyInputs",
     "PartnerConfig",
     "StructureSource",
     "find_partner_config",

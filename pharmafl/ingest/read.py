@@ -133,7 +133,7 @@ def ingest_partner(
     log = RejectionLog()
 
     structures = combine_structures(
-        [read_structures(s, tables, workers=n_workers) for s in config.structures]
+        [read_structures(s, tables, workers=n_workers) for s in config.structure_sources()]
     )
     cmap = assign_ids(structures["compound"])
     ids = structures["compound"].map(cmap).to_numpy(dtype=np.int64)
@@ -141,13 +141,13 @@ def ingest_partner(
     bad_structure = (structures["problem"] != "").to_numpy()
     rejected = {int(i) for i in ids[bad_structure]}
 
-    listed = combine_assays([read_assays(a, tables) for a in config.assays])
+    listed = combine_assays([read_assays(a, tables) for a in config.assay_sources()])
     known_assays = set(listed["assay"])
     parts: list[pd.DataFrame] = []
     generated: list[pd.DataFrame] = []
     seen = set(known_assays)
     n_cells = 0
-    for src in config.activities:
+    for src in config.activity_sources():
         defaults = src.assay_defaults or config.assay_defaults
         part, n_read = read_activities(
             src, tables, cmap, rejected, log, known_assays=known_assays,

@@ -8,7 +8,6 @@ happens later in :mod:`pharmafl.chem`.
 
 from __future__ import annotations
 
-import gzip
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -18,30 +17,13 @@ import pandas as pd
 
 from pharmafl.common.errors import IngestError
 from pharmafl.common.io import atomic_write_bytes
+from pharmafl.ingest.files import read_text
 
 #: Pseudo-column names of an SDF read as a table.
 SDF_TITLE = "_Name"
 SDF_MOLBLOCK = "_MolBlock"
 
 _DATA_HEADER = re.compile(r"^>.*?<([^>]*)>")
-
-
-def _open_text(path: Path) -> str:
-    raw = path.read_bytes()
-    if path.name.lower().endswith(".gz"):
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError):
-            raise IngestError("file is not valid gzip.", file=path) from None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise IngestError(
-            f"file is not UTF-8 text (first bad byte on line {line}).",
-            file=path,
-            fix="export the file as UTF-8.",
-        ) from None
 
 
 _RECORD_END = re.compile(r"^\$\$\$\$[ \t]*$", re.MULTILINE)
@@ -84,14 +66,24 @@ def _parse_record(rec: str) -> dict[str, str]:
     return out
 
 
-def read_sdf_table(path: str | Path) -> pd.DataFrame:
-    """Read an SD file into a table of strings: one row per record.
+def read_sdf_table(
+    path: str | Path, *, encoding: str | None = None, display: str | None = None
+) -> pd.DataFrame:
+    """Read an SD file (``.gz`` too) into a table of strings: one row per record.
 
     Columns are ``_Name`` (the title line), ``_MolBlock`` and one column per data item name
     (None where a record lacks the item). Row ``i`` (0-based) is record ``i + 1``.
+    ``encoding`` defaults to UTF-8 (or what a byte-order mark says); errors name
+    ``display`` (default: the path).
+
+    Raises
+    ------
+    IngestError
+        If the file is missing, unreadable, truncated, corrupt or not in ``encoding``.
     """
     p = Path(path)
-    records = [_parse_record(rec) for rec in _records(_open_text(p))]
+    text = read_text(p, encoding, display=str(p) if display is None else display)
+    records = [_parse_record(rec) for rec in _records(text)]
     n = len(records)
     # Column by column (wide SDF exports have hundreds of sparse items).
     columns: dict[str, list[str | None]] = {SDF_TITLE: [None] * n, SDF_MOLBLOCK: [None] * n}

@@ -8,8 +8,9 @@ row is the record number. Messages name rows and columns, never raw partner valu
 from __future__ import annotations
 
 import csv
-import gzip
 import io
+import json
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +26,20 @@ from pharmafl.ingest.config import (
     PartnerConfig,
     StructureSource,
 )
+from pharmafl.ingest.files import (
+    check_readable,
+    choose_delimiter,
+    delimiter_hint,
+    delimiter_name,
+    header_line,
+    open_text,
+    read_error,
+    text_encoding,
+)
 from pharmafl.ingest.models import T0_COLUMNS
 from pharmafl.ingest.sdf import SDF_MOLBLOCK, SDF_TITLE, read_sdf_table
+
+logger = logging.getLogger(__name__)
 
 #: Reason codes of rejection rows (value problems in single rows; the run goes on).
 REJECTION_REASONS: dict[str, str] = {
@@ -115,77 +128,92 @@ class RejectionLog:
         return pd.concat(self._parts, ignore_index=True)
 
 
-def _header_fields(path: Path, sep: str) -> list[str]:
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:  # type: ignore[operator]
-        first = fh.readline()
-    return next(csv.reader(io.StringIO(first), delimiter=sep), [])
+def _check_header(header: str, sep: str, *, display: str) -> None:
+    fields = [h.strip() for h in next(csv.reader(io.StringIO(header), delimiter=sep), [])]
+    dupes = sorted({h for h in fields if fields.count(h) > 1})
+    if dupes:
+        raise IngestError(
+            f"header: repeats column name(s) {dupes[:5]}.",
+            file=display,
+            fix="give every column a distinct name.",
+        )
 
 
-def read_table(path: Path, fmt: FileFormat, *, display: str) -> pd.DataFrame:
+def _read_delimited(
+    path: Path, fmt: FileFormat, *, display: str, delimiter: str | None, encoding: str | None
+) -> pd.DataFrame:
+    enc = text_encoding(path, encoding, display=display)
+    header = header_line(path, enc, display=display)
+    default = "," if fmt == "csv" else "\t"
+    sep = choose_delimiter(header, default, delimiter)
+    if sep != (delimiter or default):
+        logger.info(
+            "%s: no %s in the header; reading it as %s-separated (set delimiter to say so)",
+            display, delimiter_name(default), delimiter_name(sep),
+        )  # fmt: skip
+    _check_header(header, sep, display=display)
+    try:
+        with open_text(path, enc, display=display) as text:
+            frame = pd.read_csv(text, sep=sep, dtype=str, na_filter=False, skipinitialspace=False)
+    except pd.errors.ParserError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        raise IngestError(
+            "a row has a different number of fields than the header "
+            f"({_ROW_NOTE[fmt]}; the file is read as {delimiter_name(sep)}-separated).",
+            file=display,
+            row=int(m.group(1)) - 1 if m else None,
+            fix="quote fields that contain the delimiter, or set delimiter for this source "
+            "in the partner config.",
+        ) from None
+    frame.attrs.update(header_line=header, delimiter=sep)
+    return frame
+
+
+def _read_parquet(path: Path, *, display: str) -> pd.DataFrame:
+    check_readable(path, display=display)
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError, EOFError) as exc:  # pyarrow errors derive from these
+        if isinstance(exc, PermissionError):
+            raise read_error(exc, display=display) from None
+        raise IngestError(
+            f"cannot read the file as parquet: it is truncated or corrupt, or not a parquet "
+            f"file ({type(exc).__name__}).",
+            file=display,
+            fix="export it again, or set format for this source if it is not parquet.",
+        ) from None
+
+
+def read_table(
+    path: Path,
+    fmt: FileFormat,
+    *,
+    display: str,
+    delimiter: str | None = None,
+    encoding: str | None = None,
+) -> pd.DataFrame:
     """Read one source file; CSV/TSV/SDF cells are strings ('' when empty).
+
+    CSV/TSV frames carry ``attrs["header_line"]`` and ``attrs["delimiter"]`` (used to
+    suggest a delimiter when columns are missing).
 
     Raises
     ------
     IngestError
-        For a missing, empty, undecodable or malformed file, or duplicate column names.
+        For a missing, empty, unreadable, truncated, undecodable or malformed file, or
+        duplicate column names, naming ``display``.
     """
-    if not path.is_file():
-        raise IngestError(
-            "file not found.",
-            file=display,
-            fix="check the path in the partner config (relative to the partner folder).",
-        )
-    if path.stat().st_size == 0:
-        raise IngestError("file is empty.", file=display, fix="export the data again.")
     try:
         if fmt == "parquet":
-            frame = pd.read_parquet(path)
+            frame = _read_parquet(path, display=display)
         elif fmt == "sdf":
-            frame = read_sdf_table(path)
+            frame = read_sdf_table(path, encoding=encoding, display=display)
         else:
-            sep = "," if fmt == "csv" else "\t"
-            header = [h.strip() for h in _header_fields(path, sep)]
-            dupes = sorted({h for h in header if header.count(h) > 1})
-            if dupes:
-                raise IngestError(
-                    f"header: repeats column name(s) {dupes[:5]}.",
-                    file=display,
-                    fix="give every column a distinct name.",
-                )
-            frame = pd.read_csv(
-                path,
-                sep=sep,
-                dtype=str,
-                na_filter=False,
-                encoding="utf-8-sig",
-                skipinitialspace=False,
+            frame = _read_delimited(
+                path, fmt, display=display, delimiter=delimiter, encoding=encoding
             )
-    except IngestError as exc:
-        raise IngestError(exc.message, file=display, row=exc.row, fix=exc.fix) from None
     except pd.errors.EmptyDataError:
         raise IngestError("file is empty.", file=display, fix="export the data again.") from None
-    except pd.errors.ParserError as exc:
-        m = re.search(r"line (\d+)", str(exc))
-        row = int(m.group(1)) - 1 if m else None
-        raise IngestError(
-            "a row has a different number of fields than the header "
-            f"({_ROW_NOTE[fmt]}; is the delimiter right? {fmt} uses "
-            f"{'commas' if fmt == 'csv' else 'tabs'}).",
-            file=display,
-            row=row,
-            fix="quote fields that contain the delimiter or set the right format.",
-        ) from None
-    except UnicodeDecodeError:
-        raise IngestError(
-            "file is not UTF-8 text.", file=display, fix="export the file as UTF-8."
-        ) from None
-    except (OSError, ValueError, EOFError) as exc:  # pyarrow errors derive from these
-        raise IngestError(
-            f"cannot read the file as {fmt} ({type(exc).__name__}).",
-            file=display,
-            fix="check the format in the partner config.",
-        ) from None
     frame.columns = [str(c).strip() for c in frame.columns]
     if len(frame) == 0:
         raise IngestError("file has no data rows.", file=display, fix="export the data again.")
@@ -226,10 +254,14 @@ class SourceTables:
 
     def __init__(self, partner_dir: Path, config: PartnerConfig) -> None:
         self.partner_dir = partner_dir
-        self._frames: dict[tuple[Path, str], pd.DataFrame] = {}
+        self._frames: dict[tuple[Path, str, str | None, str | None], pd.DataFrame] = {}
         self._known: dict[Path, set[str]] = {}
         self._prefixes: dict[Path, set[str]] = {}
-        sources: list[Source] = [*config.structures, *config.activities, *config.assays]
+        sources: list[Source] = [
+            *config.structure_sources(),
+            *config.activity_sources(),
+            *config.assay_sources(),
+        ]
         for src in sources:
             path = src.resolve(partner_dir)
             cols, prefix = used_columns(src)
@@ -240,9 +272,15 @@ class SourceTables:
     def frame(self, src: Source) -> pd.DataFrame:
         """The source's table (read on first use)."""
         path = src.resolve(self.partner_dir)
-        key = (path, src.file_format)
+        key = (path, src.file_format, src.delimiter, src.encoding)
         if key not in self._frames:
-            self._frames[key] = read_table(path, src.file_format, display=src.path)
+            self._frames[key] = read_table(
+                path,
+                src.file_format,
+                display=src.path,
+                delimiter=src.delimiter,
+                encoding=src.encoding,
+            )
         return self._frames[key]
 
     def known(self, src: Source, frame: pd.DataFrame) -> set[str]:
@@ -267,11 +305,22 @@ def check_columns(
     missing = [c for c in dict.fromkeys(required) if c not in present]
     if missing:
         shown = ", ".join(repr(c) for c in present[:12]) + (" …" if len(present) > 12 else "")
+        fix = (
+            "map the right columns under 'columns' in the partner config, or fix the "
+            "export's header."
+        )
+        used = frame.attrs.get("delimiter")
+        other = delimiter_hint(frame.attrs.get("header_line", ""), used, missing) if used else None
+        if other is not None:
+            fix = (
+                f"the header looks {delimiter_name(other)}-separated, not "
+                f"{delimiter_name(used)}-separated: set delimiter = {json.dumps(other)} for "
+                "this source in the partner config."
+            )
         raise IngestError(
             f"header: missing column(s) {missing} needed for the {what} (it has {shown}).",
             file=display,
-            fix="map the right columns under 'columns' in the partner config, or fix the "
-            "export's header.",
+            fix=fix,
         )
     if extra == "error":
         unknown = [c for c in present if c not in known and c not in (SDF_TITLE, SDF_MOLBLOCK)]
@@ -323,14 +372,21 @@ def id_text(
     return text
 
 
-def parse_numbers(series: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Parse values; returns ``(values, empty, non_numeric)`` (float64, bool, bool)."""
+def parse_numbers(
+    series: pd.Series, *, decimal: str = "."
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Parse values; returns ``(values, empty, non_numeric)`` (float64, bool, bool).
+
+    ``decimal`` is the decimal mark of text values (``","`` for ``"12,5"``).
+    """
     if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
         values = pd.to_numeric(series).to_numpy(dtype=np.float64, na_value=np.nan)
         empty = np.isnan(values)
         non_numeric = ~empty & ~np.isfinite(values)
         return values, empty, non_numeric
     text = series.astype("object").where(series.notna(), "").astype(str).str.strip()
+    if decimal != ".":
+        text = text.str.replace(decimal, ".", regex=False)
     empty = (text == "").to_numpy()
     values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     non_numeric = ~empty & ~np.isfinite(values)
@@ -372,17 +428,18 @@ def parse_bool(
 
 
 def parse_optional_float(
-    series: pd.Series, *, display: str, fmt: FileFormat, column: str
+    series: pd.Series, *, display: str, fmt: FileFormat, column: str, decimal: str = "."
 ) -> np.ndarray:
     """Parse a nullable numeric column (empty → NaN); text raises naming the row."""
-    values, _empty, non_numeric = parse_numbers(series)
+    values, _empty, non_numeric = parse_numbers(series, decimal=decimal)
     if non_numeric.any():
         first = int(np.argmax(non_numeric))
         raise IngestError(
             f"column {column!r} must hold numbers or be empty ({row_note(fmt)}).",
             file=display,
             row=first + 1,
-            fix="write a plain number (decimal point, no unit) or leave the cell empty.",
+            fix=f"write a plain number (decimal mark {decimal!r}, no unit) or leave the cell "
+            "empty; set decimal for this source if the file uses another mark.",
         )
     return values
 

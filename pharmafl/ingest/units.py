@@ -175,20 +175,46 @@ _MIRROR = {"<": ">", ">": "<", "=": "="}
 _QUALIFIED_VALUE = r"^\s*(<<|>>|<=|>=|=<|=>|==|≤|≥|≈|<|>|=|~)?\s*(.*?)\s*$"
 
 
+_MAX_LISTED = 10
+
+
+def _describe_spellings(text: pd.Series, bad: np.ndarray, rows: np.ndarray) -> str:
+    """``'approx' (2 rows, first row 3), 'ca' (row 5)``: every distinct bad spelling."""
+    parts = []
+    spellings = pd.unique(text[bad])
+    for spelling in spellings[:_MAX_LISTED]:
+        hit = bad & (text == spelling).to_numpy()
+        n, first = int(hit.sum()), int(rows[int(np.argmax(hit))])
+        where = f"row {first}" if n == 1 else f"{n} rows, first row {first}"
+        parts.append(f"{str(spelling)[:12]!r} ({where})")
+    if len(spellings) > _MAX_LISTED:
+        parts.append(f"and {len(spellings) - _MAX_LISTED} more")
+    return ", ".join(parts)
+
+
 def normalize_qualifiers(
-    raw: pd.Series, *, mirror: bool, file: str | Path | None = None
+    raw: pd.Series,
+    *,
+    mirror: bool,
+    file: str | Path | None = None,
+    rows: np.ndarray | None = None,
+    column: str | None = None,
+    row_note: str = "row numbers count data rows from 1, header excluded",
 ) -> pd.Series:
     """Map qualifier spellings onto ``<``, ``=``, ``>``; mirror them if asked.
 
     Parameters
     ----------
     raw
-        Qualifier spellings; NaN/None/empty mean ``=``. The index must be the 0-based data
-        row of each value in ``file`` (it is used to name the row in errors).
+        Qualifier spellings; NaN/None/empty mean ``=``.
     mirror
         Swap ``<`` and ``>`` (set when the values are concentrations converted to pXC50).
-    file
-        The file the qualifiers came from, for error messages.
+    file, column
+        Where the qualifiers came from, for error messages.
+    rows
+        The 1-based data row of each entry in ``file`` (default: position + 1).
+    row_note
+        How rows count in ``file``, appended to the message.
 
     Returns
     -------
@@ -198,21 +224,22 @@ def normalize_qualifiers(
     Raises
     ------
     IngestError
-        On an unknown spelling, naming the first such row (1-based data row).
+        On unknown spellings: every distinct one is listed with its count and first row;
+        the error's row is the first bad row.
     """
     text = raw.astype("object").where(raw.notna(), "").astype(str).str.strip()
     mapped = text.map(QUALIFIER_SPELLINGS)
-    bad = mapped.isna()
+    bad = mapped.isna().to_numpy()
     if bad.any():
-        first = bad.idxmax()
-        spelling = text[first]
-        row = int(first) + 1 if isinstance(first, (int, np.integer)) else None
+        at = np.arange(1, len(text) + 1) if rows is None else np.asarray(rows)
+        where = f" in column {column!r}" if column else ""
         raise IngestError(
-            f"unknown qualifier {spelling[:10]!r} in {int(bad.sum())} row(s) "
-            "(row numbers count data rows from 1, header excluded).",
+            f"unknown qualifier(s){where}: {_describe_spellings(text, bad, at)} "
+            f"({int(bad.sum())} row(s) in all; {row_note}).",
             file=file,
-            row=row,
-            fix="use one of < <= << > >= >> = ~ or leave it empty (means =).",
+            row=int(at[int(np.argmax(bad))]),
+            fix="use one of < <= << > >= >> = ~ or leave it empty (means =); fix every "
+            "spelling listed.",
         )
     if mirror:
         mapped = mapped.map(_MIRROR)
@@ -230,6 +257,20 @@ def split_qualified_values(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     return parts[0].fillna("").astype(str), parts[1].fillna("").astype(str)
 
 
+def qualified_values(raw: pd.Series, *, decimal: str = ".") -> np.ndarray:
+    """Which entries are a qualifier followed by a number (``">10000"``, ``"<= 5"``).
+
+    Numeric columns hold no qualifiers (all False).
+    """
+    if pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_bool_dtype(raw):
+        return np.zeros(len(raw), dtype=bool)
+    qualifier, number = split_qualified_values(raw)
+    if decimal != ".":
+        number = number.str.replace(decimal, ".", regex=False)
+    values = pd.to_numeric(number, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return (qualifier != "").to_numpy() & np.isfinite(values)
+
+
 __all__ = [
     "QUALIFIER_SPELLINGS",
     "UNITS",
@@ -237,6 +278,7 @@ __all__ = [
     "UnitKind",
     "convert_values",
     "normalize_qualifiers",
+    "qualified_values",
     "resolve_unit",
     "split_qualified_values",
     "to_pxc50",

@@ -118,11 +118,21 @@ def test_ragged_row_names_the_data_row(partner) -> None:
     assert "number of fields" in err.message
 
 
-def test_non_utf8_file(partner) -> None:
-    partner.write("s.csv", "id,smiles\nc1,CCO\n".encode("utf-16"))
-    partner.write("a.csv", ACTS)
+def test_non_utf8_file_names_the_line_and_the_encoding_to_set(partner) -> None:
+    partner.write("s.csv", STRUCT)
+    partner.write("a.csv", "id,assay,q,value\nc1,A,=,100\nc2,Aé,>,30000\n".encode("cp1252"))
     err = partner.error(BASE)
-    assert err.file == "s.csv" and "UTF-8" in err.message
+    _where(err, "a.csv", None)
+    assert "not UTF-8 text (first bad byte on line 3)" in err.message
+    assert 'encoding = "latin-1"' in (err.fix or "")
+    r = partner.ingest(_doc(activities__encoding="latin-1"))
+    assert r.assay_ids["original_id"].tolist() == ["A", "Aé"]
+
+
+def test_a_byte_order_mark_settles_the_encoding(partner) -> None:
+    partner.write("s.csv", STRUCT.encode("utf-16"))
+    partner.write("a.csv", ACTS.encode("utf-8-sig"))
+    assert len(partner.ingest(BASE).t1) == 3
 
 
 def test_empty_compound_id(partner) -> None:
@@ -198,7 +208,16 @@ def test_unknown_qualifier(partner) -> None:
     _setup(partner, activities="id,assay,q,value\nc1,A,=,100\nc2,A,=,5\nc3,A,approx,5\n")
     err = partner.error(BASE)
     _where(err, "a.csv", 3)
-    assert "unknown qualifier 'approx'" in err.message
+    assert "unknown qualifier(s) in column 'q': 'approx' (row 3)" in err.message
+
+
+def test_unknown_qualifiers_are_all_listed_with_a_row_and_a_count(partner) -> None:
+    acts = "id,assay,q,value\nc1,A,=,100\nc2,A,ca.,5\nc3,A,approx,5\nc1,B,ca.,7\nc2,B,GT,1\n"
+    _setup(partner, activities=acts)
+    err = partner.error(BASE)
+    _where(err, "a.csv", 2)
+    assert "'ca.' (2 rows, first row 2), 'approx' (row 3), 'GT' (row 5)" in err.message
+    assert "4 row(s) in all" in err.message
 
 
 def test_unknown_qualifier_in_a_wide_sdf_names_the_record(partner) -> None:
@@ -275,11 +294,22 @@ def test_numbers_in_the_smiles_column(partner) -> None:
     assert "holds numbers" in err.message
 
 
-def test_wrong_delimiter_reads_as_missing_columns(partner) -> None:
-    _setup(partner, structures="id;smiles\nc1;CCO\n")
-    err = partner.error(BASE)
-    _where(err, "s.csv", None)
+def test_a_header_without_commas_is_read_with_its_one_delimiter(partner) -> None:
+    _setup(partner, structures=STRUCT.replace(",", ";"))
+    assert len(partner.ingest(BASE).t2) == 3
+
+
+def test_missing_columns_under_another_delimiter_name_it_in_the_fix(partner) -> None:
+    # The header holds both a comma (inside a name) and semicolons: nothing is guessed.
+    _setup(partner, activities="id;assay;q;IC50, nM\nc1;A;=;100\nc2;A;>;30000\nc3;B;<;5\n")
+    columns = {**BASE["activities"][0]["columns"], "standard_value": "IC50, nM"}
+    err = partner.error(_doc(activities__columns=columns))
+    _where(err, "a.csv", None)
     assert "missing column(s)" in err.message
+    assert "looks ';' (semicolon)-separated" in (err.fix or "")
+    assert 'set delimiter = ";"' in (err.fix or "")
+    fixed = _doc(activities__columns=columns, activities__delimiter=";")
+    assert len(partner.ingest(fixed).t1) == 3
 
 
 # --- value problems: rejection rows, the run goes on ------------------------------------
@@ -340,7 +370,53 @@ def test_corrupt_compressed_and_parquet_files(partner) -> None:
     partner.write("a.csv", ACTS)
     err = partner.error(_doc(structures__path="s.csv.gz"))
     _where(err, "s.csv.gz", None)
+    assert "truncated" in err.message and "check the format" not in str(err)
     partner.write("s.parquet", b"PAR1 not really parquet")
     err = partner.error(_doc(structures__path="s.parquet"))
     _where(err, "s.parquet", None)
-    assert "cannot read the file as parquet" in err.message
+    assert "cannot read the file as parquet" in err.message and "corrupt" in err.message
+
+
+@pytest.mark.parametrize("name", ["s.csv.gz", "s.sdf.gz"])
+def test_truncated_corrupt_and_fake_gzip_name_the_file(partner, name: str) -> None:
+    import gzip
+
+    if name.endswith(".sdf.gz"):
+        from pharmafl.ingest import format_sdf_record, smiles_to_molblock
+
+        text = (
+            "".join(
+                format_sdf_record(c, smiles_to_molblock(s), {})
+                for c, s in zip(["c1", "c2", "c3"], ["CCO", "CCN", "CCC"], strict=True)
+            )
+            * 20
+        )
+        doc = _doc(structures__path=name, structures__columns={})
+    else:
+        text = STRUCT + "".join(f"x{i},CC\n" for i in range(3000))
+        doc = _doc(structures__path=name, structures__allow_repeated_ids=False)
+    data = gzip.compress(text.encode())
+    partner.write("a.csv", ACTS)
+    cases = {
+        "truncated": data[: len(data) // 2],
+        "corrupt": data[:20] + bytes(b ^ 0x55 for b in data[20:60]) + data[60:],
+        "not gzip-compressed": text.encode(),
+    }
+    for needle, content in cases.items():
+        partner.write(name, content)
+        err = partner.error(doc)
+        _where(err, name, None)
+        assert needle in err.message, (needle, str(err))
+
+
+def test_unreadable_file(partner, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pharmafl.ingest.files as files
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    _setup(partner)
+    monkeypatch.setattr(files, "open", refuse, raising=False)
+    err = partner.error(BASE)
+    _where(err, "s.csv", None)
+    assert "permission denied" in err.message
