@@ -1,4 +1,5 @@
-"""``pharmafl consortium``: set up (simulated) consortia."""
+"""``pharmafl consortium``: create a real consortium, join it, sign and pin its roster; or
+simulate one from public data for demos and rehearsals."""
 
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from pharmafl.cli import federation as fed
+from pharmafl.cli import keys
+
 consortium_app = typer.Typer(
-    help="Set up consortia: simulate one from public data for demos and rehearsals.",
+    help="Create a consortium (operator), join it (partner), sign and pin its roster; or "
+    "simulate one from public data for demos and rehearsals.",
     no_args_is_help=True,
 )
 
@@ -117,6 +122,139 @@ def simulate(
     typer.echo(
         f"compounds at 2+ partners: {result.manifest.compounds_shared}; "
         f"operator folder (no key): {result.operator_dir}"
+    )
+
+
+@consortium_app.command("create")
+def create(
+    operator_dir: Annotated[Path, typer.Argument(help="The operator's folder to create.")],
+    name: Annotated[str, typer.Option("--name", help="Consortium name (signed in the roster).")],
+    parameters: Annotated[
+        Path | None,
+        typer.Option(
+            "--parameters",
+            help="Consortium parameters (JSON/TOML/YAML; default: MELLODDY's). Its name is "
+            "replaced by --name.",
+        ),
+    ] = None,
+    operator_id: Annotated[str, typer.Option("--operator-id", help="Your party id.")] = "operator",
+    rounds: fed.Rounds = 10,
+    hidden: fed.Hidden = "2000",
+    dropout: fed.Dropout = 0.6,
+    local_epochs: fed.LocalEpochs = 1.0,
+    lr: fed.Lr = 1e-3,
+    batch_size: fed.BatchSize = 512,
+    server_optimizer: fed.ServerOpt = "fedavg",
+    seed: fed.Seed = 0,
+) -> None:
+    """Operator: create the consortium: consortium.json (send it to every partner), your
+    signing identity, plan.json and the initial trunk. You never hold the consortium key."""
+    from pharmafl.common.params import ConsortiumParameters, load_consortium_parameters
+    from pharmafl.layout import OperatorLayout
+    from pharmafl.server.create import create_consortium
+
+    params = load_consortium_parameters(parameters) if parameters else ConsortiumParameters()
+    params = params.model_copy(update={"consortium_name": name})
+    plan = fed.build_plan(
+        rounds=rounds,
+        hidden=hidden,
+        dropout=dropout,
+        local_epochs=local_epochs,
+        lr=lr,
+        batch_size=batch_size,
+        server_optimizer=server_optimizer,
+        seed=seed,
+        dp=None,
+    )
+    plan = create_consortium(operator_dir, params, plan, operator_id=operator_id)
+    layout = OperatorLayout(operator_dir)
+    digest = fed.write_initial_trunk(plan, layout.initial_trunk)
+    typer.echo(f"consortium {name!r} created in {operator_dir} (initial trunk sha256 {digest})")
+    typer.echo(
+        f"next: send {layout.consortium} to every partner; one partner joins with "
+        "`pharmafl consortium join DIR --consortium consortium.json --new-key` and "
+        "shares the key file out of band, the others join with --key FILE; collect "
+        "their identity/<id>.pub.json, then run `pharmafl consortium roster`."
+    )
+
+
+@consortium_app.command("join")
+def join(
+    partner_dir: Annotated[Path, typer.Argument(help="Your partner folder to create.")],
+    consortium_file: Annotated[
+        Path, typer.Option("--consortium", help="The operator's consortium.json.")
+    ],
+    party_id: Annotated[
+        str | None, typer.Option("--id", help="Your party id (default: the folder's name).")
+    ] = None,
+    key: Annotated[
+        Path | None,
+        typer.Option("--key", help="The consortium key file the key holder shared with you."),
+    ] = None,
+    new_key: Annotated[
+        bool, typer.Option("--new-key", help="You are the key holder: create the key.")
+    ] = False,
+) -> None:
+    """Partner: join a consortium: its parameters, the consortium key, your signing identity
+    (its public file carries your key check), exports/ and a commented partner.toml.example."""
+    from pharmafl.partner.join import CONFIG_TEMPLATE, EXPORTS_DIR, join_consortium
+
+    res = join_consortium(
+        partner_dir, consortium_file, party_id=party_id, key_file=key, new_key=new_key
+    )
+    typer.echo(f"joined as {res.party_id} in {res.folder}")
+    if res.new_key:
+        typer.echo(
+            f"consortium key: {res.folder / 'key.json'} (mode 600). Share it with every "
+            "other partner out of band (never through the operator or the exchange store)."
+        )
+    typer.echo(f"key check: {res.key_check[:16]}… (every partner must show the same)")
+    typer.echo(f"send to the operator: {res.public_identity} (fingerprint {res.fingerprint})")
+    typer.echo(
+        f"next: put your exports in {res.folder / EXPORTS_DIR}, write partner.toml "
+        f"(`pharmafl partner inspect` or {CONFIG_TEMPLATE}), then `pharmafl prepare`."
+    )
+
+
+@consortium_app.command("roster")
+def roster(
+    operator_dir: Annotated[Path, typer.Argument(help="The operator's folder.")],
+    members: Annotated[
+        list[Path], typer.Option("--member", help="A partner's <id>.pub.json (repeat).")
+    ],
+    version: Annotated[
+        int | None, typer.Option("--version", min=1, help="Roster version (default: next).")
+    ] = None,
+    collusion_bound: keys.CollusionBound = 0,
+    min_participants: keys.MinParticipants = 2,
+    valuation_groups: keys.ValuationGroups = None,
+) -> None:
+    """Operator: sign the roster (partners' identities and key checks, the security policy,
+    the parameters' hash) into OPERATOR_DIR/roster.json; publish its fingerprint out of band."""
+    from pharmafl.layout import OperatorLayout
+    from pharmafl.server.create import sign_consortium_roster
+
+    policy = keys.build_policy(collusion_bound, min_participants, valuation_groups)
+    doc = sign_consortium_roster(operator_dir, members, policy, version=version)
+    keys.echo_roster(doc, OperatorLayout(operator_dir).roster)
+
+
+@consortium_app.command("pin")
+def pin(
+    partner_dir: Annotated[Path, typer.Argument(help="Your partner folder.")],
+    roster_file: Annotated[Path, typer.Option("--roster", help="The operator's roster.json.")],
+    fingerprint: Annotated[
+        str, typer.Option("--fingerprint", help="The fingerprint published out of band.")
+    ],
+) -> None:
+    """Partner: check the operator's roster (signature, fingerprint, your own entry, one
+    consortium key, your parameters) and pin it."""
+    from pharmafl.partner.join import pin_roster
+
+    doc = pin_roster(partner_dir, roster_file, fingerprint)
+    typer.echo(
+        f"pinned roster v{doc.version} of {doc.consortium}: {len(doc.partners)} partners, "
+        "one consortium key, your parameters"
     )
 
 

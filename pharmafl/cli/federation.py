@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    from pharmafl.contract import FederationPlan
     from pharmafl.secure import DPConfig
 
 federation_app = typer.Typer(
@@ -51,45 +52,93 @@ def _dp(noise_multiplier: float | None, clip_norm: float, min_contributors: int)
         ) from None
 
 
-@federation_app.command("setup")
-def setup(
-    consortium_dir: Annotated[Path, typer.Argument(help="Folder from `consortium simulate`.")],
-    rounds: Annotated[int, typer.Option(min=1, help="Round budget.")] = 10,
-    hidden: Annotated[str, typer.Option(help="Trunk hidden sizes, comma-separated.")] = "2000",
-    dropout: Annotated[float, typer.Option(min=0.0, max=0.95, help="Trunk dropout.")] = 0.6,
-    local_epochs: Annotated[float, typer.Option(help="Local epochs per round.")] = 1.0,
-    lr: Annotated[float, typer.Option(help="Partner learning rate.")] = 1e-3,
-    batch_size: Annotated[int, typer.Option(help="Partner batch size.")] = 512,
-    server_optimizer: Annotated[str, typer.Option(help="fedavg, fedavgm, fedadam, fedyogi.")] = (
-        "fedavg"
-    ),
-    seed: Annotated[int, typer.Option(help="Seed of the initial trunk and local training.")] = 0,
-    dp_noise_multiplier: DpNoise = None,
-    dp_clip_norm: DpClip = 0.1,
-    dp_min_contributors: DpSplit = 2,
-) -> None:
-    """Create identities, the signed roster and pins, plan.json and the initial trunk."""
+Rounds = Annotated[int, typer.Option(min=1, help="Round budget.")]
+Hidden = Annotated[str, typer.Option(help="Trunk hidden sizes, comma-separated.")]
+Dropout = Annotated[float, typer.Option(min=0.0, max=0.95, help="Trunk dropout.")]
+LocalEpochs = Annotated[float, typer.Option(help="Local epochs per round.")]
+Lr = Annotated[float, typer.Option(help="Partner learning rate.")]
+BatchSize = Annotated[int, typer.Option(help="Partner batch size.")]
+ServerOpt = Annotated[str, typer.Option(help="fedavg, fedavgm, fedadam, fedyogi.")]
+Seed = Annotated[int, typer.Option(help="Seed of the initial trunk and local training.")]
+
+
+def build_plan(
+    *,
+    rounds: int,
+    hidden: str,
+    dropout: float,
+    local_epochs: float,
+    lr: float,
+    batch_size: int,
+    server_optimizer: str,
+    seed: int,
+    dp: DPConfig | None,
+) -> FederationPlan:
+    """The main run's plan from the command-line options (one clear error when invalid)."""
     from pydantic import ValidationError
 
     from pharmafl.common.errors import ConfigError, validation_summary
     from pharmafl.contract import FederationPlan, LocalTrainingSpec
     from pharmafl.server.optimizers import make_server_optimizer
-    from pharmafl.simulate.federation import setup_federation
 
-    sizes = [int(h) for h in hidden.split(",") if h.strip()]
     try:
-        plan = FederationPlan(
+        sizes = [int(h) for h in hidden.split(",") if h.strip()]
+        return FederationPlan(
             rounds=rounds,
             seed=seed,
             trunk={"kind": "sparse", "hidden_sizes": sizes, "dropouts": [dropout] * len(sizes)},
             local=LocalTrainingSpec(epochs=local_epochs, learning_rate=lr, batch_size=batch_size),
             server_optimizer=make_server_optimizer(server_optimizer).config,
-        ).with_dp(_dp(dp_noise_multiplier, dp_clip_norm, dp_min_contributors))
-    except ValidationError as exc:
+        ).with_dp(dp)
+    except (ValidationError, ValueError) as exc:
+        why = validation_summary(exc) if isinstance(exc, ValidationError) else str(exc)
         raise ConfigError(
-            f"invalid federation plan: {validation_summary(exc)}.",
-            fix="check the options against `pharmafl federation setup --help`.",
+            f"invalid federation plan: {why}.",
+            fix="check the options against the command's --help (e.g. --hidden 2000 or "
+            "--hidden 1000,500).",
         ) from None
+
+
+def write_initial_trunk(plan: FederationPlan, out: Path) -> str:
+    """Write the plan's initial global trunk; return its SHA-256."""
+    from pharmafl.common.io import atomic_write_bytes, sha256_bytes
+    from pharmafl.contract.trunk import trunk_to_bytes
+    from pharmafl.model import initial_trunk
+
+    data = trunk_to_bytes(initial_trunk(plan.trunk, plan.seed))
+    atomic_write_bytes(out, data)
+    return sha256_bytes(data)
+
+
+@federation_app.command("setup")
+def setup(
+    consortium_dir: Annotated[Path, typer.Argument(help="Folder from `consortium simulate`.")],
+    rounds: Rounds = 10,
+    hidden: Hidden = "2000",
+    dropout: Dropout = 0.6,
+    local_epochs: LocalEpochs = 1.0,
+    lr: Lr = 1e-3,
+    batch_size: BatchSize = 512,
+    server_optimizer: ServerOpt = "fedavg",
+    seed: Seed = 0,
+    dp_noise_multiplier: DpNoise = None,
+    dp_clip_norm: DpClip = 0.1,
+    dp_min_contributors: DpSplit = 2,
+) -> None:
+    """Create identities, the signed roster and pins, plan.json and the initial trunk."""
+    from pharmafl.simulate.federation import setup_federation
+
+    plan = build_plan(
+        rounds=rounds,
+        hidden=hidden,
+        dropout=dropout,
+        local_epochs=local_epochs,
+        lr=lr,
+        batch_size=batch_size,
+        server_optimizer=server_optimizer,
+        seed=seed,
+        dp=_dp(dp_noise_multiplier, dp_clip_norm, dp_min_contributors),
+    )
     odir = setup_federation(consortium_dir, plan)
     typer.echo(f"operator folder ready: {odir}")
 
@@ -99,17 +148,12 @@ def init_trunk(
     plan: Annotated[Path, typer.Argument(help="The operator's plan.json (trunk config, seed).")],
     out: Annotated[Path, typer.Option(help="Where to write the initial trunk (.npz).")],
 ) -> None:
-    """Create the initial global trunk from the plan (run once on a partner-side machine:
-    it needs torch; the operator then copies it to operator/initial_trunk.npz)."""
-    from pharmafl.common.io import atomic_write_bytes, sha256_bytes
+    """Create the initial global trunk from the plan (any machine with pharmafl installed;
+    the operator's folder keeps it as operator/initial_trunk.npz)."""
     from pharmafl.contract import FederationPlan
-    from pharmafl.contract.trunk import trunk_to_bytes
-    from pharmafl.simulate.federation import initial_trunk
 
     p = FederationPlan.model_validate_json(plan.read_text(encoding="utf-8"))
-    data = trunk_to_bytes(initial_trunk(p.trunk, p.seed))
-    atomic_write_bytes(out, data)
-    typer.echo(f"{out}: sha256 {sha256_bytes(data)}")
+    typer.echo(f"{out}: sha256 {write_initial_trunk(p, out)}")
 
 
 def train(

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from pharmafl.secure.identity import Roster
+    from pharmafl.secure.policy import SecurityPolicy
 
 keys_app = typer.Typer(
     help="Create Ed25519 signing keys and the operator-signed consortium roster.",
@@ -48,6 +52,59 @@ def export_public(
     typer.echo(f"public identity: {path} (send it to the operator)")
 
 
+CollusionBound = Annotated[
+    int,
+    typer.Option(
+        "--collusion-bound", min=0, help="Partners that may collude with the operator (c)."
+    ),
+]
+MinParticipants = Annotated[
+    int, typer.Option("--min-participants", min=2, help="Fewest partners in any round.")
+]
+ValuationGroups = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--valuation-group",
+        help="Partner ids always aggregated together, comma-separated (repeat; together "
+        "every partner once, each group at least max(3, c + 2)): the contribution "
+        "study's players. Without groups there is no contribution study.",
+    ),
+]
+
+
+def build_policy(
+    collusion_bound: int, min_participants: int, valuation_groups: list[str] | None
+) -> SecurityPolicy:
+    """The security policy from the command-line options (one clear error when invalid)."""
+    from pydantic import ValidationError
+
+    from pharmafl.common.errors import ConfigError, validation_summary
+    from pharmafl.secure.policy import SecurityPolicy
+
+    groups = [tuple(p.strip() for p in g.split(",") if p.strip()) for g in valuation_groups or []]
+    try:
+        return SecurityPolicy(
+            collusion_bound=collusion_bound,
+            min_participants=min_participants,
+            valuation_groups=tuple(groups) or None,
+        )
+    except ValidationError as exc:
+        raise ConfigError(
+            f"invalid security policy: {validation_summary(exc)}.",
+            fix="list each partner in exactly one --valuation-group, each group large enough.",
+        ) from None
+
+
+def echo_roster(doc: Roster, out: Path) -> None:
+    """Print what was signed and the fingerprint to publish."""
+    policy = doc.security_policy
+    typer.echo(
+        f"roster: {out} (v{doc.version}, {len(doc.members)} members; policy: collusion bound "
+        f"{policy.collusion_bound}, at least {policy.fewest_participants()} partners a round)"
+    )
+    typer.echo(f"fingerprint (publish out of band; partners pin it): {doc.fingerprint()}")
+
+
 @keys_app.command("roster")
 def roster(
     operator_key: Annotated[
@@ -63,53 +120,20 @@ def roster(
     version: Annotated[
         int, typer.Option("--version", min=1, help="Roster version (bump on every change).")
     ] = 1,
-    collusion_bound: Annotated[
-        int,
-        typer.Option(
-            "--collusion-bound", min=0, help="Partners that may collude with the operator (c)."
-        ),
-    ] = 0,
-    min_participants: Annotated[
-        int, typer.Option("--min-participants", min=2, help="Fewest partners in any round.")
-    ] = 2,
-    valuation_groups: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--valuation-group",
-            help="Partner ids always aggregated together, comma-separated (repeat; together "
-            "every partner once, each group at least max(3, c + 2)): the contribution "
-            "study's players. Without groups there is no contribution study.",
-        ),
-    ] = None,
+    collusion_bound: CollusionBound = 0,
+    min_participants: MinParticipants = 2,
+    valuation_groups: ValuationGroups = None,
 ) -> None:
     """Sign the consortium roster and its security policy; print the fingerprint every
-    partner must pin."""
-    from pydantic import ValidationError
-
-    from pharmafl.common.errors import ConfigError, validation_summary
+    partner must pin (`pharmafl consortium roster` does the same from an operator folder,
+    binding the consortium parameters too)."""
     from pharmafl.secure.identity import create_roster_file
-    from pharmafl.secure.policy import SecurityPolicy
 
-    groups = [tuple(p.strip() for p in g.split(",") if p.strip()) for g in valuation_groups or []]
-    try:
-        policy = SecurityPolicy(
-            collusion_bound=collusion_bound,
-            min_participants=min_participants,
-            valuation_groups=tuple(groups) or None,
-        )
-    except ValidationError as exc:
-        raise ConfigError(
-            f"invalid security policy: {validation_summary(exc)}.",
-            fix="list each partner in exactly one --valuation-group, each group large enough.",
-        ) from None
+    policy = build_policy(collusion_bound, min_participants, valuation_groups)
     doc = create_roster_file(
         operator_key, members, out, consortium=consortium, version=version, policy=policy
     )
-    typer.echo(
-        f"roster: {out} ({len(doc.members)} members; policy: collusion bound "
-        f"{policy.collusion_bound}, at least {policy.fewest_participants()} partners a round)"
-    )
-    typer.echo(f"fingerprint (publish out of band; partners pin it): {doc.fingerprint()}")
+    echo_roster(doc, out)
 
 
 @keys_app.command("verify-roster")

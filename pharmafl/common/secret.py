@@ -13,6 +13,7 @@ import secrets
 import stat
 from pathlib import Path
 
+from pharmafl.common.crypto import hmac_sha256
 from pharmafl.common.errors import KeyFileError
 from pharmafl.common.io import atomic_write_text
 
@@ -104,10 +105,53 @@ def load_consortium_key(path: str | Path | None = None) -> ConsortiumKey:
     return ConsortiumKey(_parse_key_text(p.read_text(encoding="utf-8"), str(p)))
 
 
+#: Shortest key (in characters of its value) a partner may join a consortium with: the key
+#: check is an HMAC of the key, safe to publish only for a key nobody can guess (a generated
+#: key has 64 hex characters, 256 bits).
+MIN_SHARED_KEY_CHARS = 32
+_KEY_CHECK_DOMAIN = b"pharmafl/consortium-key-check/v1\x00"
+
+
+def consortium_key_check(key: ConsortiumKey, consortium: str) -> str:
+    """The key's check value for ``consortium`` (hex): HMAC-SHA256 of the consortium name
+    under the key. Equal for every partner holding the same key; for a key of
+    :data:`MIN_SHARED_KEY_CHARS` random characters or more it reveals nothing usable about
+    it (finding the key from it means guessing the key). Published in each partner's public
+    identity and signed in the roster, so that every partner checks that all hold one key
+    (docs/operator-guide.md, "The key ceremony")."""
+    return hmac_sha256(key.reveal(), _KEY_CHECK_DOMAIN + consortium.encode("utf-8")).hex()
+
+
+def check_shareable_key(key: ConsortiumKey, source: str | Path) -> None:
+    """Refuse a key too short to publish a check value of.
+
+    Raises
+    ------
+    KeyFileError
+        Naming the key file and how to make a strong key.
+    """
+    if len(key.reveal()) < MIN_SHARED_KEY_CHARS:
+        raise KeyFileError(
+            f"the consortium key is shorter than {MIN_SHARED_KEY_CHARS} characters: its check "
+            "value (published to the operator) would let anyone guess it.",
+            file=source,
+            fix="let one partner create the key with `pharmafl consortium join ... --new-key` "
+            "(64 random hex characters) and share that file.",
+        )
+
+
 def write_new_consortium_key(path: str | Path) -> Path:
     """Create a fresh random consortium key file (32 random bytes, hex) with mode 600."""
     value = secrets.token_hex(32)
     return atomic_write_text(path, json.dumps({"key": value}) + "\n", mode=0o600)
 
 
-__all__ = ["KEY_ENV_VAR", "ConsortiumKey", "load_consortium_key", "write_new_consortium_key"]
+__all__ = [
+    "KEY_ENV_VAR",
+    "MIN_SHARED_KEY_CHARS",
+    "ConsortiumKey",
+    "check_shareable_key",
+    "consortium_key_check",
+    "load_consortium_key",
+    "write_new_consortium_key",
+]

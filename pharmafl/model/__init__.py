@@ -53,6 +53,7 @@ from pharmafl.model.multitask import (
     build_model,
     export_trunk,
     import_trunk,
+    initial_trunk,
     local_model_config,
     trunk_state_names,
 )
@@ -160,6 +161,7 @@ __all__ = [
     "gather_csr_rows",
     "head_name",
     "import_trunk",
+    "initial_trunk",
     "input_batcher",
     "learning_rate",
     "load_checkpoint",

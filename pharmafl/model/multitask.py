@@ -114,6 +114,15 @@ def local_model_config(
     )
 
 
+def initial_trunk(trunk: Any, seed: int) -> dict[str, Any]:
+    """The consortium's initial global trunk (numpy arrays by name): the shared trunk config
+    built with the shared seed, so any party with the plan makes the same one."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = MultiTaskModel.from_config(local_model_config(trunk, 1, 0))
+    return {k: v.numpy() for k, v in export_trunk(model).items()}
+
+
 def trunk_state_names(model: nn.Module) -> list[str]:
     """Names (``trunk.*``) of every trunk parameter and buffer of ``model``."""
     return [k for k in model.state_dict() if k.startswith(TRUNK_PREFIX)]

@@ -65,6 +65,7 @@ from pharmafl.model import (
     save_model_dir,
 )
 from pharmafl.partner.heads import record_ledger_head
+from pharmafl.partner.join import check_roster_entry
 from pharmafl.partner.reveals import FRESH_STATE, RevealRecord, StartRecord, state_key
 from pharmafl.secure import (
     Envelope,
@@ -119,29 +120,8 @@ def load_partner_identity(partner_dir: str | Path) -> PartnerIdentity:
         )
     pin = pin_file.read_text(encoding="utf-8").strip()
     roster = load_roster(layout.roster, pin)
-    _check_own_entry(roster, identity, layout.roster)
+    check_roster_entry(roster, identity, layout, layout.roster)
     return PartnerIdentity(layout.root, identity, roster, pin)
-
-
-def _check_own_entry(roster: Roster, identity: Identity, path: Path) -> None:
-    """The pinned roster lists this partner with its own keys (else nothing sealed to it
-    could be opened, and nothing it signs would verify)."""
-    entry = roster.member(identity.id)
-    if entry.public_key != identity.public.public_key:
-        raise FederationError(
-            f"the roster lists another signing key for {identity.id!r}.",
-            file=path,
-            fix="send the operator this partner's <id>.pub.json and pin the re-signed roster.",
-        )
-    if entry.encryption_key != identity.public.encryption_key:
-        raise FederationError(
-            f"the roster lists {'no' if entry.encryption_key is None else 'another'} "
-            f"encryption key for {identity.id!r}: the operator's messages could not be opened.",
-            file=path,
-            fix="export the public identity again (`pharmafl keys export-public "
-            "PARTNER_DIR/identity/<id>.key.json --out DIR`), send it to the operator and pin "
-            "the re-signed roster.",
-        )
 
 
 def _train_config(spec: TrainSpec, partner: str) -> TrainConfig:

@@ -76,6 +76,16 @@ class PublicIdentity(BaseModel):
         "(re-export with `pharmafl keys generate`).",
     )
 
+    consortium_key_check: str | None = Field(
+        None,
+        pattern=_HEX32,
+        description="A partner's check value of the consortium key it holds (HMAC-SHA256 of "
+        "the consortium name under the key, hex; pharmafl.common.secret.consortium_key_check): "
+        "equal for every partner of a roster, so that each can see all hold one key without "
+        "anyone learning it. None for the operator (it never holds the key) and in files "
+        "written by `pharmafl keys generate`.",
+    )
+
     def key_bytes(self) -> bytes:
         """The raw 32-byte public key."""
         return bytes.fromhex(self.public_key)
@@ -180,8 +190,11 @@ def public_key_path(out_dir: str | Path, party_id: str) -> Path:
     return Path(out_dir) / f"{party_id}.pub.json"
 
 
-def write_identity(identity: Identity, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``identity`` as an owner-only private key file plus a public identity file.
+def write_identity(
+    identity: Identity, out_dir: str | Path, *, key_check: str | None = None
+) -> tuple[Path, Path]:
+    """Write ``identity`` as an owner-only private key file plus a public identity file
+    (with the partner's consortium key check, when given).
 
     Returns ``(private_path, public_path)``.
 
@@ -205,12 +218,19 @@ def write_identity(identity: Identity, out_dir: str | Path) -> tuple[Path, Path]
         "ed25519_private_key": identity._private_bytes().hex(),
     }
     atomic_write_bytes(priv, (json.dumps(doc, indent=2) + "\n").encode(), mode=0o600)
-    atomic_write_text(pub, identity.public.model_dump_json(indent=2) + "\n", mode=0o644)
+    public = identity.public.model_copy(update={"consortium_key_check": key_check})
+    atomic_write_text(pub, _public_json(public), mode=0o644)
     logger.info("wrote identity %s (%s) to %s", identity.id, identity.role, Path(out_dir))
     return priv, pub
 
 
-def export_public_identity(key_file: str | Path, out_dir: str | Path) -> Path:
+def _public_json(public: PublicIdentity) -> str:
+    return public.model_dump_json(indent=2, exclude_none=True) + "\n"
+
+
+def export_public_identity(
+    key_file: str | Path, out_dir: str | Path, *, key_check: str | None = None
+) -> Path:
     """Write the public identity of an existing private key file, encryption key included,
     to ``out_dir/<id>.pub.json`` (for a public file written before encryption keys existed);
     returns its path.
@@ -228,11 +248,14 @@ def export_public_identity(key_file: str | Path, out_dir: str | Path) -> Path:
             file=path,
             fix="export into another folder, or move the old file away first.",
         )
-    atomic_write_text(path, identity.public.model_dump_json(indent=2) + "\n", mode=0o644)
+    public = identity.public.model_copy(update={"consortium_key_check": key_check})
+    atomic_write_text(path, _public_json(public), mode=0o644)
     return path
 
 
-def generate_identity(out_dir: str | Path, party_id: str, role: Role = "partner") -> Identity:
+def generate_identity(
+    out_dir: str | Path, party_id: str, role: Role = "partner", *, key_check: str | None = None
+) -> Identity:
     """Generate a new identity and write it to ``out_dir`` (see :func:`write_identity`)."""
     try:
         identity = Identity.generate(party_id, role)
@@ -241,7 +264,7 @@ def generate_identity(out_dir: str | Path, party_id: str, role: Role = "partner"
             f"invalid party id {party_id!r}.",
             fix="use 1-64 characters: letters, digits, '_', '.', '-' (starting alphanumeric).",
         ) from None
-    write_identity(identity, out_dir)
+    write_identity(identity, out_dir, key_check=key_check)
     return identity
 
 
@@ -314,6 +337,25 @@ def load_public_identity(path: str | Path) -> PublicIdentity:
         ) from None
 
 
+def key_check_problem(members: Sequence[PublicIdentity]) -> str | None:
+    """Why these members do not show one consortium key, or None: every partner publishes
+    the same key check value (or, in rosters from before key checks, none does), and the
+    operator, who never holds the key, publishes none."""
+    checks: dict[str | None, list[str]] = {}
+    for m in members:
+        if m.role == "operator" and m.consortium_key_check is not None:
+            return f"operator {m.id!r} publishes a consortium key check; it must not hold the key"
+        if m.role == "partner":
+            checks.setdefault(m.consortium_key_check, []).append(m.id)
+    if len(checks) <= 1:
+        return None
+    held = "; ".join(
+        f"{', '.join(ids)}: {'no key check' if c is None else c[:12] + '…'}"
+        for c, ids in sorted(checks.items(), key=lambda kv: kv[1])
+    )
+    return f"partners do not hold one consortium key ({held})"
+
+
 class Roster(BaseModel):
     """The consortium roster: every party's public identity, signed by the operator.
 
@@ -329,6 +371,13 @@ class Roster(BaseModel):
     members: tuple[PublicIdentity, ...] = Field(description="Every party, sorted by id.")
     policy: SecurityPolicy | None = Field(
         None, description="The consortium's security policy (None: the default policy)."
+    )
+    parameter_hash: str | None = Field(
+        None,
+        pattern=_HEX32,
+        description="SHA-256 of the consortium parameters every partner prepares with "
+        "(ConsortiumParameters.parameter_hash): a partner pins a roster only when its own "
+        "consortium.json has it. None: not bound (simulated consortia before it existed).",
     )
     signature: str = Field("", pattern=r"^([0-9a-f]{128})?$", description="Operator Ed25519.")
 
@@ -355,6 +404,13 @@ class Roster(BaseModel):
             problem = self.policy.check_roster(self.partners)
             if problem is not None:
                 raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
+    def _one_consortium_key(self) -> Roster:
+        problem = key_check_problem(self.members)
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
     @property
@@ -424,9 +480,10 @@ def build_roster(
     consortium: str,
     version: int = 1,
     policy: SecurityPolicy | None = None,
+    parameter_hash: str | None = None,
 ) -> Roster:
-    """Build and sign a roster (with ``policy``, when given); the operator's own identity is
-    added if missing."""
+    """Build and sign a roster (with ``policy`` and the consortium parameters' hash, when
+    given); the operator's own identity is added if missing."""
     if operator.role != "operator":
         raise SecureAggregationError(
             f"identity {operator.id!r} has role {operator.role!r}; only an operator signs.",
@@ -443,11 +500,14 @@ def build_roster(
             operator=operator.id,
             members=tuple(by_id[k] for k in sorted(by_id)),
             policy=policy,
+            parameter_hash=parameter_hash,
         )
     except ValidationError as exc:
         raise SecureAggregationError(
             f"invalid roster: {validation_summary(exc)}.",
-            fix="list every partner's public identity once, and a policy that fits them.",
+            fix="list every partner's public identity once, and a policy that fits them; "
+            "partners holding different consortium keys re-join with the one key "
+            "(docs/operator-guide.md, the key ceremony).",
         ) from None
     sig = operator.sign(unsigned.signed_bytes())
     return unsigned.model_copy(update={"signature": sig.hex()})
@@ -466,6 +526,7 @@ def create_roster_file(
     consortium: str,
     version: int = 1,
     policy: SecurityPolicy | None = None,
+    parameter_hash: str | None = None,
 ) -> Roster:
     """Sign a roster from the operator's key file and members' ``.pub.json`` files; write it.
 
@@ -485,7 +546,14 @@ def create_roster_file(
         )
     operator = load_identity(operator_key)
     members = [load_public_identity(m) for m in member_files]
-    roster = build_roster(operator, members, consortium=consortium, version=version, policy=policy)
+    roster = build_roster(
+        operator,
+        members,
+        consortium=consortium,
+        version=version,
+        policy=policy,
+        parameter_hash=parameter_hash,
+    )
     write_roster(roster, out)
     logger.info("wrote roster v%d with %d members to %s", version, len(roster.members), out)
     return roster

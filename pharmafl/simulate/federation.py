@@ -10,28 +10,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from pharmafl.common.errors import FederationError
 from pharmafl.common.io import atomic_write_bytes, atomic_write_text
 from pharmafl.common.params import load_consortium_parameters
-from pharmafl.contract import FederationPlan, SparseTrunkConfig, TrunkConfig, trunk_to_bytes
+from pharmafl.common.secret import consortium_key_check, load_consortium_key
+from pharmafl.contract import FederationPlan, trunk_to_bytes
 from pharmafl.layout import ConsortiumLayout
-from pharmafl.model import MultiTaskModel, export_trunk, local_model_config
+from pharmafl.model import initial_trunk
 from pharmafl.secure import generate_identity
 from pharmafl.secure.identity import create_roster_file, public_key_path
 from pharmafl.secure.policy import SecurityPolicy, even_groups
-
-OPERATOR_ID = "operator"
-
-
-def initial_trunk(trunk: TrunkConfig, seed: int) -> dict[str, np.ndarray]:
-    """The initial global trunk: the shared trunk config built with the shared seed."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = MultiTaskModel.from_config(local_model_config(trunk, 1, 0))
-    return {k: v.numpy() for k, v in export_trunk(model).items()}
+from pharmafl.server.create import OPERATOR_ID, fit_plan, write_plan
 
 
 def setup_federation(
@@ -55,13 +44,14 @@ def setup_federation(
             fix="use it as is, or simulate a fresh consortium.",
         )
     params = load_consortium_parameters(op.consortium)
-    if isinstance(plan.trunk, SparseTrunkConfig):
-        trunk = plan.trunk.model_copy(update={"input_size": params.fingerprint.fold_size})
-        plan = plan.model_copy(update={"trunk": trunk})
+    plan = fit_plan(plan, params)
     generate_identity(op.identity, OPERATOR_ID, role="operator")
     pubs = []
     for p in partners:
-        generate_identity(p.identity, p.name, role="partner")
+        check = None
+        if p.key.is_file():
+            check = consortium_key_check(load_consortium_key(p.key), params.consortium_name)
+        generate_identity(p.identity, p.name, role="partner", key_check=check)
         pubs.append(public_key_path(p.identity, p.name))
     if policy is None:
         groups = even_groups(p.name for p in partners)
@@ -72,14 +62,15 @@ def setup_federation(
         op.roster,
         consortium=params.consortium_name,
         policy=policy,
+        parameter_hash=params.parameter_hash(),
     )
     roster_bytes = op.roster.read_bytes()
     for p in partners:
         atomic_write_bytes(p.roster, roster_bytes)
         atomic_write_text(p.roster_pin, roster.fingerprint() + "\n")
-    atomic_write_text(op.plan, plan.model_dump_json(indent=2) + "\n")
+    write_plan(op, plan)
     atomic_write_bytes(op.initial_trunk, trunk_to_bytes(initial_trunk(plan.trunk, plan.seed)))
     return op.root
 
 
-__all__ = ["OPERATOR_ID", "initial_trunk", "setup_federation"]
+__all__ = ["OPERATOR_ID", "initial_trunk", "setup_federation"]  # initial_trunk: pharmafl.model

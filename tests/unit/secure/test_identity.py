@@ -159,7 +159,7 @@ def test_old_public_files_and_rosters_without_encryption_keys_still_verify(tmp_p
     alpha = Identity.generate("alpha")
     # A public identity file written before encryption keys existed.
     old_pub = tmp_path / "alpha.pub.json"
-    old_doc = alpha.public.model_dump(exclude={"encryption_key"})
+    old_doc = alpha.public.model_dump(exclude={"encryption_key", "consortium_key_check"})
     old_pub.write_text(json.dumps(old_doc))
     loaded = load_public_identity(old_pub)
     assert loaded.encryption_key is None
@@ -174,7 +174,7 @@ def test_old_public_files_and_rosters_without_encryption_keys_still_verify(tmp_p
         "consortium": "c",
         "version": 1,
         "operator": "op",
-        "members": [old_doc, old_op.model_dump(exclude={"encryption_key"})],
+        "members": [old_doc, old_op.model_dump(exclude={"encryption_key", "consortium_key_check"})],
     }
     assert roster.signed_bytes() == b"pharmafl/roster/v1\n" + canonical_json(legacy)
     signed = roster.model_copy(update={"signature": op.sign(roster.signed_bytes()).hex()})

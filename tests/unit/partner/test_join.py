@@ -1,0 +1,214 @@
+"""Creating and joining a real consortium: key ceremony, roster signing and pinning.
+
+Attacks written first: a partner (or a party the operator controls) joining with another
+consortium key, an operator publishing a key check of its own, a roster that binds other
+parameters, a roster for another key holder than the one pinned.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pharmafl.cli.main import app
+from pharmafl.common.errors import (
+    ConfigError,
+    FederationError,
+    KeyFileError,
+    SecureAggregationError,
+)
+from pharmafl.common.params import ConsortiumParameters
+from pharmafl.common.secret import consortium_key_check, load_consortium_key
+from pharmafl.contract import FederationPlan
+from pharmafl.layout import OperatorLayout, PartnerLayout
+from pharmafl.partner.federated import load_partner_identity
+from pharmafl.partner.join import join_consortium, pin_roster
+from pharmafl.secure.identity import load_public_identity, public_key_path
+from pharmafl.secure.policy import SecurityPolicy
+from pharmafl.server.create import create_consortium, sign_consortium_roster
+
+PLAN = FederationPlan(rounds=1, trunk={"kind": "sparse", "hidden_sizes": [8], "dropouts": [0.0]})
+
+
+def _create(root: Path, name: str = "acme") -> OperatorLayout:
+    op = OperatorLayout(root / "operator")
+    create_consortium(op.root, ConsortiumParameters(consortium_name=name), PLAN)
+    return op
+
+
+def _join_all(root: Path, op: OperatorLayout, names=("alpha", "bravo", "charlie")):
+    first = join_consortium(root / names[0], op.consortium, new_key=True)
+    rest = [
+        join_consortium(root / n, op.consortium, key_file=first.folder / "key.json")
+        for n in names[1:]
+    ]
+    return [first, *rest]
+
+
+def test_create_writes_parameters_identity_plan_and_fits_the_trunk(tmp_path: Path) -> None:
+    op = _create(tmp_path)
+    assert json.loads(op.consortium.read_text())["consortium_name"] == "acme"
+    plan = FederationPlan.model_validate_json(op.plan.read_text())
+    assert plan.trunk.input_size == ConsortiumParameters().fingerprint.fold_size
+    assert (op.identity / "operator.key.json").is_file()
+    assert not any(p.name == "key.json" for p in op.root.rglob("*")), "operator holds no key"
+    with pytest.raises(ConfigError, match="already holds a consortium"):
+        _create(tmp_path)
+
+
+def test_create_refuses_a_reference_hash_the_operator_cannot_check(tmp_path: Path) -> None:
+    params = ConsortiumParameters(reference_hash="0" * 64)
+    with pytest.raises(ConfigError, match="reference_hash"):
+        create_consortium(tmp_path / "op", params, PLAN)
+    assert not (tmp_path / "op" / "identity").exists()
+
+
+def test_join_shares_one_key_and_publishes_only_its_check(tmp_path: Path) -> None:
+    op = _create(tmp_path)
+    joined = _join_all(tmp_path, op)
+    keys = [PartnerLayout(j.folder).key for j in joined]
+    assert all(stat.S_IMODE(k.stat().st_mode) == 0o600 for k in keys)
+    assert len({k.read_bytes() for k in keys}) == 1
+    secret = load_consortium_key(keys[0]).reveal()
+    pubs = [public_key_path(PartnerLayout(j.folder).identity, j.party_id) for j in joined]
+    checks = {load_public_identity(p).consortium_key_check for p in pubs}
+    assert checks == {joined[0].key_check}
+    for p in pubs:  # the public file never holds the key
+        assert secret.decode() not in p.read_text()
+    # the check is bound to the consortium: the same key elsewhere gives another check
+    key = load_consortium_key(keys[0])
+    assert consortium_key_check(key, "other") != joined[0].key_check
+    assert (joined[1].folder / "partner.toml.example").is_file()
+    assert (joined[1].folder / "exports").is_dir()
+
+
+def test_join_refuses_bad_key_choices_and_leaves_nothing(tmp_path: Path) -> None:
+    op = _create(tmp_path)
+    with pytest.raises(ConfigError, match="either"):
+        join_consortium(tmp_path / "a", op.consortium)
+    weak = tmp_path / "weak.json"
+    weak.write_text('{"key": "melloddy"}')
+    weak.chmod(0o600)
+    with pytest.raises(KeyFileError, match="shorter than 32"):
+        join_consortium(tmp_path / "a", op.consortium, key_file=weak)
+    assert not (tmp_path / "a" / "key.json").exists()
+    assert not (tmp_path / "a" / "identity").exists()
+    open_key = tmp_path / "open.json"
+    open_key.write_text(json.dumps({"key": "k" * 64}))
+    open_key.chmod(0o644)
+    with pytest.raises(KeyFileError, match="group or others"):
+        join_consortium(tmp_path / "a", op.consortium, key_file=open_key)
+    join_consortium(tmp_path / "a", op.consortium, new_key=True)
+    with pytest.raises(ConfigError, match="already holds a partner"):
+        join_consortium(tmp_path / "a", op.consortium, new_key=True)
+
+
+def _roster(tmp_path: Path, op: OperatorLayout, joined) -> str:
+    pubs = [public_key_path(PartnerLayout(j.folder).identity, j.party_id) for j in joined]
+    return sign_consortium_roster(op.root, pubs, SecurityPolicy()).fingerprint()
+
+
+def test_roster_and_pin_then_training_identity_loads(tmp_path: Path) -> None:
+    op = _create(tmp_path)
+    joined = _join_all(tmp_path, op)
+    fp = _roster(tmp_path, op, joined)
+    for j in joined:
+        roster = pin_roster(j.folder, op.roster, fp)
+        assert (
+            roster.parameter_hash == ConsortiumParameters(consortium_name="acme").parameter_hash()
+        )
+        assert load_partner_identity(j.folder).identity.id == j.party_id
+    with pytest.raises(SecureAggregationError, match="pinned fingerprint"):
+        pin_roster(joined[0].folder, op.roster, "0" * 64)
+
+
+def test_roster_refuses_partners_with_another_key(tmp_path: Path) -> None:
+    """Attack: a partner (or an identity the operator controls) joins with its own key."""
+    op = _create(tmp_path)
+    joined = _join_all(tmp_path, op, ("alpha", "bravo"))
+    rogue = join_consortium(tmp_path / "mallory", op.consortium, new_key=True)
+    with pytest.raises(SecureAggregationError, match="do not hold one consortium key"):
+        _roster(tmp_path, op, [*joined, rogue])
+    plain = tmp_path / "plain"  # a public file without a key check
+    from pharmafl.secure.identity import generate_identity
+
+    generate_identity(plain, "plain")
+    with pytest.raises(SecureAggregationError, match="no consortium key check"):
+        sign_consortium_roster(
+            op.root, [public_key_path(plain, "plain"), *[_pub(j) for j in joined]], SecurityPolicy()
+        )
+
+
+def _pub(j) -> Path:
+    return public_key_path(PartnerLayout(j.folder).identity, j.party_id)
+
+
+def test_pin_refuses_a_roster_for_another_key_or_other_parameters(tmp_path: Path) -> None:
+    op = _create(tmp_path)
+    joined = _join_all(tmp_path, op)
+    fp = _roster(tmp_path, op, joined)
+    victim = PartnerLayout(joined[2].folder)
+    good_key = victim.key.read_bytes()
+    victim.key.write_text(json.dumps({"key": "x" * 64}))  # it holds another key than the roster's
+    with pytest.raises(FederationError, match="key check differs"):
+        pin_roster(victim.root, op.roster, fp)
+    victim.key.write_bytes(good_key)
+    params = ConsortiumParameters(consortium_name="acme").model_copy(
+        update={"folding": ConsortiumParameters().folding.model_copy(update={"nfolds": 3})}
+    )
+    victim.consortium.write_text(params.model_dump_json())
+    with pytest.raises(FederationError, match="differs from the consortium parameters"):
+        pin_roster(victim.root, op.roster, fp)
+    assert not victim.roster_pin.exists(), "nothing pinned after a refusal"
+
+
+def test_roster_versions_only_go_up(tmp_path: Path) -> None:
+    op = _create(tmp_path)
+    joined = _join_all(tmp_path, op)
+    pubs = [_pub(j) for j in joined]
+    assert sign_consortium_roster(op.root, pubs, SecurityPolicy()).version == 1
+    assert sign_consortium_roster(op.root, pubs, SecurityPolicy()).version == 2
+    with pytest.raises(SecureAggregationError, match="already at version 2"):
+        sign_consortium_roster(op.root, pubs, SecurityPolicy(), version=2)
+
+
+def test_cli_create_join_roster_pin(tmp_path: Path) -> None:
+    runner = CliRunner()
+    opdir = tmp_path / "operator"
+
+    def ok(*args: str) -> str:
+        res = runner.invoke(app, list(args))
+        assert res.exit_code == 0, res.output
+        return res.output
+
+    out = ok("consortium", "create", str(opdir), "--name", "acme", "--hidden", "16")
+    assert "initial trunk sha256" in out and (opdir / "initial_trunk.npz").is_file()
+    cfile = str(opdir / "consortium.json")
+    out = ok("consortium", "join", str(tmp_path / "alpha"), "--consortium", cfile, "--new-key")
+    assert "out of band" in out
+    key = str(tmp_path / "alpha" / "key.json")
+    ok("consortium", "join", str(tmp_path / "bravo"), "--consortium", cfile, "--key", key)
+    members = [
+        a
+        for n in ("alpha", "bravo")
+        for a in ("--member", str(tmp_path / n / "identity" / f"{n}.pub.json"))
+    ]
+    out = ok("consortium", "roster", str(opdir), *members)
+    fp = out.strip().split()[-1]
+    for n in ("alpha", "bravo"):
+        out = ok(
+            "consortium",
+            "pin",
+            str(tmp_path / n),
+            "--roster",
+            str(opdir / "roster.json"),
+            "--fingerprint",
+            fp,
+        )
+        assert "one consortium key" in out
+    bad = runner.invoke(app, ["consortium", "join", str(tmp_path / "c"), "--consortium", cfile])
+    assert isinstance(bad.exception, ConfigError) and "--new-key" in str(bad.exception)
