@@ -151,6 +151,23 @@ def build_configs(
     return trunk_cfg, train_cfg
 
 
+#: Said once per line where an aggregate metric has no value.
+NOT_SCORABLE = (
+    "n/a: no task of this fold passes the evaluation quorum (too few labels per fold; "
+    "`pharmafl prepare` prints the quorums)"
+)
+
+
+def metrics_line(label: str, split: Any, names: tuple[str, ...]) -> str:
+    """``label: name value ...`` with ``n/a`` and one reason instead of a bare NaN."""
+    import math
+
+    values = {n: split.metric(n) for n in names}
+    text = "  ".join(f"{n} {'n/a' if math.isnan(v) else f'{v:.4f}'}" for n, v in values.items())
+    missing = any(math.isnan(v) for v in values.values())
+    return f"{label}: {text}" + (f"  ({NOT_SCORABLE})" if missing else "")
+
+
 @contextlib.contextmanager
 def _progress(label: str) -> Iterator[Any]:
     with Progress(
@@ -270,10 +287,7 @@ def register(app: typer.Typer) -> None:
             )
         for name, split in (("validation", report.validation), ("test", report.test)):
             if split is not None:
-                typer.echo(
-                    f"{name}: roc_auc {split.metric('roc_auc'):.4f}  "
-                    f"auc_pr {split.metric('auc_pr'):.4f}  rmse {split.metric('rmse'):.4f}"
-                )
+                typer.echo(metrics_line(name, split, ("roc_auc", "auc_pr", "rmse")))
 
     @app.command("pooled")
     @with_model_options
@@ -297,10 +311,7 @@ def register(app: typer.Typer) -> None:
             report = run_pooled(dirs, trunk_cfg, train_cfg, out_dir=out, progress=update)
         for name, rep in report.partners.items():
             if rep.test is not None:
-                typer.echo(
-                    f"{name}: test roc_auc {rep.test.metric('roc_auc'):.4f}  "
-                    f"auc_pr {rep.test.metric('auc_pr'):.4f}"
-                )
+                typer.echo(metrics_line(f"{name}: test", rep.test, ("roc_auc", "auc_pr")))
 
     @app.command("predict")
     def predict(

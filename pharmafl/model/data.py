@@ -351,6 +351,13 @@ def load_prepared(prepared_dir: str | Path, *, with_graphs: bool = False) -> Pre
         graphs=d / PREPARED_FILES["graphs"] if with_graphs else None,
     )
     data.source = d
+    if data.n_cls_tasks + data.n_reg_tasks == 0:
+        raise DataNotFoundError(
+            "the prepared data holds no task: there is nothing to train.",
+            file=d,
+            fix="prepare again (pharmafl prepare PARTNER_DIR says what the quorums need) "
+            "with more measurements per assay.",
+        )
     log.info("loaded %r", data)
     return data
 

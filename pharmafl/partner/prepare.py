@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +38,7 @@ from pharmafl.data.matrices import PreparedMatrices
 from pharmafl.data.tasks import TaskBuildResult
 from pharmafl.ingest import IngestResult, PartnerConfig, find_partner_config, ingest_partner
 from pharmafl.layout import MANIFEST_FILE, PartnerLayout
+from pharmafl.partner.limits import check_trainable
 from pharmafl.partner.manifest import (
     OutputFile,
     PrepareCounts,
@@ -394,6 +396,13 @@ def prepare_partner(
         )
     )
     rejections = _rejections(ingested, batch, t2, id_map, tasks.built.rejections)
+    check_trainable(
+        tasks.built.catalogue,
+        ctx.params.tasks,
+        measurements=int(ingested.counts["measurements_read"]),
+        assays=len(ingested.t0),
+        rejection_counts=Counter(f"{r.step}:{r.reason}" for r in rejections),
+    )
     return _write_prepared(ctx, opts, ingested, batch, tasks, id_map, rejections, steps, t_start)
 
 
