@@ -1,4 +1,5 @@
-"""``pharmafl partner serve``: a partner serves its federated rounds on its own work pool."""
+"""``pharmafl partner``: a partner drafts its config from its exports (``inspect``) and
+serves its federated rounds on its own work pool (``serve``)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,44 @@ from typing import Annotated
 import typer
 
 partner_app = typer.Typer(
-    help="Partner-side commands for distributed federated training.", no_args_is_help=True
+    help="Partner-side commands: draft a config from your exports, serve federated rounds.",
+    no_args_is_help=True,
 )
+
+
+@partner_app.command("inspect")
+def inspect_exports_cmd(
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="Export files: CSV/TSV/parquet/SDF (also .gz), MELLODDY T0/T1/T2."),
+    ],
+    out: Annotated[
+        Path, typer.Option(help="The partner config to write, e.g. PARTNER_DIR/partner.toml.")
+    ],
+    name: Annotated[
+        str | None, typer.Option(help="Partner name (default: the config's folder name).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing config.")] = False,
+    check: Annotated[
+        bool, typer.Option(help="Try the drafted config with the real ingest.")
+    ] = True,
+) -> None:
+    """Detect delimiter, encoding, columns, units, qualifiers and layout of FILES and write
+    a commented partner config to edit (lines marked CHECK are guesses).
+
+    Paths in the config are relative to the config's folder (the partner folder).
+    """
+    from pharmafl.ingest.inspect import inspect_exports
+
+    result = inspect_exports(files, out, name=name, force=force, check=check)
+    for line in result.files:
+        typer.echo(line)
+    typer.echo(f"wrote {result.config_path}: {len(result.checks)} line(s) marked CHECK")
+    for line in result.checks:
+        typer.echo(f"  CHECK {line}")
+    if result.ingest is not None:
+        verdict = "ingest check" if result.ingest_ok else "ingest check FAILED"
+        typer.echo(f"{verdict}: {result.ingest}")
 
 
 @partner_app.command("serve")

@@ -1,8 +1,9 @@
 """Partner exports → validated T0 (assays), T1 (activities), T2 (structures) tables.
 
 A partner config (:class:`PartnerConfig`, ``partner.toml`` or ``partner.yaml``) maps the
-partner's own CSV/TSV/parquet/SDF exports onto the MELLODDY year-3 standard tables;
-:func:`ingest_partner` reads and checks them and converts units to pXC50.
+partner's own CSV/TSV/parquet/SDF exports (or MELLODDY-TUNER's own T0/T1/T2 files) onto the
+MELLODDY year-3 standard tables; :func:`ingest_partner` reads and checks them and converts
+units to pXC50; :func:`inspect_exports` drafts a commented config from export files.
 """
 
 from pharmafl.ingest.config import (
@@ -20,6 +21,12 @@ from pharmafl.ingest.config import (
     partner_config_path,
 )
 from pharmafl.ingest.config import SCHEMA_MODELS as _CONFIG_MODELS
+from pharmafl.ingest.inspect import (
+    Inspection,
+    draft_partner_config,
+    inspect_exports,
+    write_partner_config,
+)
 from pharmafl.ingest.models import (
     EXPERT_THRESHOLD_COLUMNS,
     T0_COLUMNS,
@@ -55,6 +62,7 @@ __all__ = [
     "CONFIG_FILE_NAMES",
     "EXPERT_THRESHOLD_COLUMNS",
     "IngestResult",
+    "Inspection",
     "MelloddyInputs",
     "PartnerConfig",
     "QUALIFIER_SPELLINGS",
@@ -71,10 +79,12 @@ __all__ = [
     "Unit",
     "assign_ids",
     "convert_values",
+    "draft_partner_config",
     "find_partner_config",
     "format_sdf_record",
     "infer_format",
     "ingest_partner",
+    "inspect_exports",
     "load_partner_config",
     "normalize_qualifiers",
     "parse_partner_config",
@@ -86,6 +96,7 @@ __all__ = [
     "split_qualified_values",
     "to_pxc50",
     "valid_unit_names",
+    "write_partner_config",
     "write_sdf",
     "write_standard_tables",
 ]
