@@ -10,23 +10,45 @@ matrices of ``docs/prepared-format.md`` (:func:`build_matrices`, :func:`write_ma
 from pydantic import BaseModel
 
 from pharmafl.data.aggregate import AggregationResult, aggregate_activities
-from pharmafl.data.catalogue import TaskCatalogue, TaskInfo, catalogue_from_tables
+from pharmafl.data.catalogue import (
+    CATALOGUE_FILE,
+    TaskCatalogue,
+    TaskInfo,
+    TaskKind,
+    catalogue_from_tables,
+    load_catalogue,
+    name_tasks,
+    task_label,
+)
 from pharmafl.data.descriptors import dedupe_descriptors
 from pharmafl.data.filters import censored_weight, filter_classification, filter_regression
 from pharmafl.data.matrices import MATRIX_FILES, PreparedMatrices, build_matrices, write_matrices
+from pharmafl.data.tasklist import TaskList, render_task_list, task_list
 from pharmafl.data.tasks import TaskBuildResult, activities_to_tasks
-from pharmafl.data.thresholds import ThresholdResult, class_labels, make_classification_tasks
+from pharmafl.data.thresholds import (
+    ThresholdResult,
+    class_labels,
+    label_modes,
+    make_classification_tasks,
+    threshold_labels,
+)
 
-SCHEMA_MODELS: dict[str, type[BaseModel]] = {"task_catalogue": TaskCatalogue}
+SCHEMA_MODELS: dict[str, type[BaseModel]] = {
+    "task_catalogue": TaskCatalogue,
+    "task_list": TaskList,
+}
 
 __all__ = [
     "AggregationResult",
+    "CATALOGUE_FILE",
     "MATRIX_FILES",
     "PreparedMatrices",
     "SCHEMA_MODELS",
     "TaskBuildResult",
     "TaskCatalogue",
     "TaskInfo",
+    "TaskKind",
+    "TaskList",
     "ThresholdResult",
     "activities_to_tasks",
     "aggregate_activities",
@@ -37,6 +59,13 @@ __all__ = [
     "dedupe_descriptors",
     "filter_classification",
     "filter_regression",
+    "label_modes",
+    "load_catalogue",
     "make_classification_tasks",
+    "name_tasks",
+    "render_task_list",
+    "task_label",
+    "task_list",
+    "threshold_labels",
     "write_matrices",
 ]

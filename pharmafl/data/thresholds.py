@@ -112,6 +112,51 @@ def class_labels(
     return out
 
 
+def label_modes(is_binary: np.ndarray, is_hts: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """How each task turns a value into a label (see :func:`threshold_labels`).
+
+    Parameters
+    ----------
+    is_binary, is_hts : bool arrays, one per task
+        Binary assay; AUX_HTS assay type.
+    direction : object array
+        ``"high"``, ``"low"`` or None (the task's direction as in T3c/T8c).
+    """
+    d = np.asarray(direction, dtype=object)
+    hts = np.asarray(is_hts, dtype=bool)
+    return np.select(
+        [
+            np.asarray(is_binary, dtype=bool),
+            hts & (d == "high"),
+            hts & (d == "low"),
+            hts,
+            d == "low",
+        ],
+        [_BIN, _HTS_HIGH, _HTS_LOW, _HTS_ABS, _LOW],
+        default=_HIGH,
+    )
+
+
+def threshold_labels(
+    values: np.ndarray, qualifiers: np.ndarray, thresholds: np.ndarray, modes: np.ndarray
+) -> np.ndarray:
+    """Labels of aggregated records for their tasks: +1, −1 or NaN (ambiguous).
+
+    Binary tasks take the value's sign, AUX_HTS tasks compare with the global threshold
+    (never ambiguous), the rest are censor-aware (:func:`class_labels`). ``modes`` from
+    :func:`label_modes`; one entry per record in every argument. The same rule labels the
+    preparation's records and a partner's new measurements.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    t = np.asarray(thresholds, dtype=np.float64)
+    m = np.asarray(modes)
+    lab = class_labels(v, np.asarray(qualifiers, dtype=object), t, m == _LOW)
+    lab = np.where(m == _BIN, np.sign(v), lab)
+    lab = np.where(m == _HTS_HIGH, np.where(v >= t, 1.0, -1.0), lab)
+    lab = np.where(m == _HTS_LOW, np.where(v <= t, 1.0, -1.0), lab)
+    return np.where(m == _HTS_ABS, np.where(np.abs(v) >= t, 1.0, -1.0), lab)
+
+
 def _ladder_threshold(t4r: pd.DataFrame, assays: np.ndarray, params: TaskParams) -> pd.DataFrame:
     """Fixed-adaptive ladder, then the shifted median, for dose-response assays without experts."""
     sub = t4r[t4r["input_assay_id"].isin(assays)]
@@ -323,18 +368,9 @@ def make_classification_tasks(
     tasks["use_in_regression"] = tasks["use_in_regression"].astype(bool)
     tasks["catalog_assay_id"] = tasks["input_assay_id"].map(meta["catalog_assay_id"])
     tasks["catalog_task_id"] = np.nan  # no shared catalogue file (T_cat) in pharmafl yet
-    mode = np.select(
-        [
-            tasks["is_binary"].to_numpy(bool),
-            is_hts & (tasks["direction"] == "high").to_numpy(),
-            is_hts & (tasks["direction"] == "low").to_numpy(),
-            is_hts,
-            (tasks["direction"] == "low").to_numpy(),
-        ],
-        [_BIN, _HTS_HIGH, _HTS_LOW, _HTS_ABS, _LOW],
-        default=_HIGH,
+    tasks["_mode"] = label_modes(
+        tasks["is_binary"].to_numpy(bool), is_hts, tasks["direction"].to_numpy(object)
     )
-    tasks["_mode"] = mode
     t3c = tasks[[*T3C_COLUMNS]].reset_index(drop=True)
 
     recs = t4r.merge(
@@ -343,15 +379,12 @@ def make_classification_tasks(
         how="inner",
         sort=False,
     )
-    v = recs["standard_value"].to_numpy(np.float64)
-    t = recs["threshold"].to_numpy(np.float64)
-    m = recs["_mode"].to_numpy()
-    lab = class_labels(v, recs["standard_qualifier"].to_numpy(object), t, m == _LOW)
-    lab = np.where(m == _BIN, np.sign(v), lab)
-    lab = np.where(m == _HTS_HIGH, np.where(v >= t, 1.0, -1.0), lab)
-    lab = np.where(m == _HTS_LOW, np.where(v <= t, 1.0, -1.0), lab)
-    lab = np.where(m == _HTS_ABS, np.where(np.abs(v) >= t, 1.0, -1.0), lab)
-    recs["class_label"] = lab
+    recs["class_label"] = threshold_labels(
+        recs["standard_value"].to_numpy(np.float64),
+        recs["standard_qualifier"].to_numpy(object),
+        recs["threshold"].to_numpy(np.float64),
+        recs["_mode"].to_numpy(),
+    )
     recs = recs.sort_values(["classification_task_id", "descriptor_vector_id"], kind="stable")
     amb = np.isnan(recs["class_label"].to_numpy())
     t4c = recs.loc[~amb, list(T4C_COLUMNS)].reset_index(drop=True)
@@ -371,5 +404,7 @@ __all__ = [
     "T4C_COLUMNS",
     "ThresholdResult",
     "class_labels",
+    "label_modes",
     "make_classification_tasks",
+    "threshold_labels",
 ]
