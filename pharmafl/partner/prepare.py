@@ -38,6 +38,7 @@ from pharmafl.data.matrices import PreparedMatrices
 from pharmafl.data.tasks import TaskBuildResult
 from pharmafl.ingest import IngestResult, PartnerConfig, find_partner_config, ingest_partner
 from pharmafl.layout import MANIFEST_FILE, PartnerLayout
+from pharmafl.partner.ids import rejection_rows, with_partner_ids
 from pharmafl.partner.limits import check_trainable
 from pharmafl.partner.manifest import (
     OutputFile,
@@ -143,53 +144,6 @@ def _describe(ctx: PartnerContext, smiles: Sequence[str], opts: PrepareOptions) 
     )
 
 
-def _rejections(
-    ingested: IngestResult,
-    batch: DescribedBatch,
-    t2: pd.DataFrame,
-    id_map: dict[int, str],
-    task_rej: pd.DataFrame,
-) -> list[RejectionRow]:
-    rows: list[RejectionRow] = []
-    for r in ingested.rejections.itertuples(index=False):
-        rows.append(
-            RejectionRow(
-                step="ingest",
-                file=str(r.file),
-                row=int(r.row) if pd.notna(r.row) else None,
-                input_compound_id=None
-                if pd.isna(r.input_compound_id)
-                else str(r.input_compound_id),
-                reason=str(r.reason),
-                message=str(r.message),
-            )
-        )
-    ids = t2["input_compound_id"].to_numpy()
-    for r in batch.rejections.itertuples(index=False):
-        cid = int(ids[int(r.row)])
-        rows.append(
-            RejectionRow(
-                step="standardize",
-                input_compound_id=id_map.get(cid, str(cid)),
-                reason=str(r.reason),
-                message=str(r.message),
-            )
-        )
-    for r in task_rej.itertuples(index=False):
-        d = r._asdict()
-        rows.append(
-            RejectionRow(
-                step=str(d.get("step", "tasks")),
-                input_assay_id=None
-                if pd.isna(d.get("input_assay_id"))
-                else str(d["input_assay_id"]),
-                reason=str(d.get("reason", "")),
-                message=str(d.get("message", "")),
-            )
-        )
-    return rows
-
-
 class _Steps:
     """The per-step timings and counts of one preparation (the run report's ``steps``)."""
 
@@ -262,6 +216,7 @@ def _tasks(
         ctx.params.tasks,
         ctx.params.folding.nfolds,
     )
+    built = with_partner_ids(built, ingested)
     m = built.matrices
     steps.done(
         "tasks_and_matrices",
@@ -395,7 +350,7 @@ def prepare_partner(
             strict=True,
         )
     )
-    rejections = _rejections(ingested, batch, t2, id_map, tasks.built.rejections)
+    rejections = rejection_rows(ingested, batch, t2, tasks.t5, tasks.built.rejections)
     check_trainable(
         tasks.built.catalogue,
         ctx.params.tasks,
