@@ -31,10 +31,12 @@ def inspect_exports_cmd(
         bool, typer.Option(help="Try the drafted config with the real ingest.")
     ] = True,
 ) -> None:
-    """Detect delimiter, encoding, columns, units, qualifiers and layout of FILES and write
-    a commented partner config to edit (lines marked CHECK are guesses).
+    """Draft a commented partner config from your export FILES.
 
-    Paths in the config are relative to the config's folder (the partner folder).
+    Detects delimiter, encoding, columns, units, qualifiers inside values, long or wide
+    layout, SDF tags and MELLODDY T0/T1/T2 files; lines marked CHECK are guesses to confirm.
+    Paths in the config are relative to its folder (the partner folder). See
+    docs/partner-guide.md.
     """
     from pharmafl.ingest.inspect import inspect_exports
 
