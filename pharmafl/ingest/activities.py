@@ -23,7 +23,7 @@ from pharmafl.ingest.tables import (
     row_note,
 )
 from pharmafl.ingest.units import Unit, convert_values, resolve_unit, valid_unit_names
-from pharmafl.ingest.values import parse_values, qualifier_column
+from pharmafl.ingest.values import ParsedValues, parse_values, qualifier_column
 
 
 def _long_cells(src: ActivitySource, frame: pd.DataFrame, known: set[str]) -> pd.DataFrame:
@@ -55,7 +55,12 @@ def _long_cells(src: ActivitySource, frame: pd.DataFrame, known: set[str]) -> pd
                 "unit_raw": frame[src.unit_column] if src.unit_column else src.unit,
             }
         )
-    # wide: one column per assay
+    return _wide_cells(src, frame, known)
+
+
+def _wide_cells(src: ActivitySource, frame: pd.DataFrame, known: set[str]) -> pd.DataFrame:
+    """The filled cells of a wide table (one column per assay), in row-major order."""
+    display, id_col = src.path, src.id_column()
     if src.assay_column_prefix is not None:
         prefix = src.assay_column_prefix
         assay_cols = [c for c in frame.columns if str(c).startswith(prefix)]
@@ -217,43 +222,12 @@ def read_activities(
         src, cells, compound_ids, known_assays=known_assays, has_defaults=has_defaults
     )
     unit_text, factors = _units(src, cells)
-    kinds = np.array(
-        [u.kind if u is not None else "" for u in unit_text.map(factors)], dtype=object
-    )
     parsed = parse_values(
         src, cells, qualifier_column(src, frame), rows=rows, note=row_note(src.file_format)
     )
-    values, empty, non_numeric = parsed.values, parsed.empty, parsed.non_numeric
-    qualifier = parsed.qualifier
-
-    conc = kinds == "concentration"
-    binary = kinds == "binary"
-    non_positive = conc & ~empty & ~non_numeric & (values <= 0)
-    bad_binary = binary & ~empty & ~non_numeric & ~np.isin(values, (0.0, 1.0, -1.0))
-    converted = np.full(len(cells), np.nan)
-    for spelling, unit in factors.items():
-        m = (unit_text == spelling).to_numpy()
-        if unit is not None and m.any():
-            converted[m] = convert_values(values[m], unit)
-    # Concentrations turn into pXC50: "> 30000 nM" means "pXC50 < 4.52".
-    mirror = {"<": ">", ">": "<", "=": "="}
-    qualifier[conc] = [mirror[q] for q in qualifier[conc]]
-    qualifier[binary] = "="
+    converted, qualifier, problems = _convert(parsed, unit_text, factors)
     compound_rejected = np.isin(cid_arr, np.fromiter(rejected_compounds, dtype=np.int64))
-    keep = _reject(
-        src,
-        cells,
-        log,
-        cid_arr,
-        (
-            ("compound_rejected", compound_rejected),
-            ("empty_unit", (unit_text == "").to_numpy()),
-            ("empty_value", empty),
-            ("non_numeric_value", non_numeric),
-            ("non_positive_value", non_positive),
-            ("invalid_binary_value", bad_binary),
-        ),
-    )
+    keep = _reject(src, cells, log, cid_arr, (("compound_rejected", compound_rejected), *problems))
     accepted = pd.DataFrame(
         {
             "input_compound_id": cid_arr[keep],
@@ -265,6 +239,37 @@ def read_activities(
         }
     ).astype({"assay": str, "file": str})
     return accepted, len(cells)
+
+
+def _convert(
+    parsed: ParsedValues, unit_text: pd.Series, factors: dict[str, Unit | None]
+) -> tuple[np.ndarray, np.ndarray, tuple[tuple[str, np.ndarray], ...]]:
+    """Values in their stored unit, qualifiers as stored, and each rejection reason's
+    cells (in the order they are checked)."""
+    values, empty, non_numeric = parsed.values, parsed.empty, parsed.non_numeric
+    kinds = np.array(
+        [u.kind if u is not None else "" for u in unit_text.map(factors)], dtype=object
+    )
+    conc, binary = kinds == "concentration", kinds == "binary"
+    converted = np.full(len(values), np.nan)
+    for spelling, unit in factors.items():
+        m = (unit_text == spelling).to_numpy()
+        if unit is not None and m.any():
+            converted[m] = convert_values(values[m], unit)
+    # Concentrations turn into pXC50: "> 30000 nM" means "pXC50 < 4.52".
+    qualifier = parsed.qualifier.copy()
+    mirror = {"<": ">", ">": "<", "=": "="}
+    qualifier[conc] = [mirror[q] for q in qualifier[conc]]
+    qualifier[binary] = "="
+    numeric = ~empty & ~non_numeric
+    problems = (
+        ("empty_unit", (unit_text == "").to_numpy()),
+        ("empty_value", empty),
+        ("non_numeric_value", non_numeric),
+        ("non_positive_value", conc & numeric & (values <= 0)),
+        ("invalid_binary_value", binary & numeric & ~np.isin(values, (0.0, 1.0, -1.0))),
+    )
+    return converted, qualifier, problems
 
 
 def _reject(
