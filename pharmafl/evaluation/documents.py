@@ -1,8 +1,10 @@
 """The metrics documents a trained model leaves (``models/<name>/metrics.json``).
 
-``metrics.json`` stays with the partner (per-task rows are indexed by task id only: no assay
-names, no compounds), but its aggregate numbers are what the consortium compares, so its
-shape is a schema (``schemas/model_metrics.schema.json``). Torch-free: the report builder
+``metrics.json`` stays with the partner: its per-task rows name each task by the partner's own
+assay id, threshold and task label (``task``, ``assay_id``, ``threshold``; see
+:func:`pharmafl.data.task_label`) when the prepared folder has a task catalogue. Its aggregate
+numbers are what the consortium compares, so its shape is a schema
+(``schemas/model_metrics.schema.json``). Torch-free: the report builder
 (operator side) reads these documents where a partner shares them.
 """
 
@@ -25,8 +27,10 @@ class TaskTypeMetrics(_Doc):
     aggregate: dict[str, float | None] = Field(
         ..., description="Mean over tasks with aggregation_weight > 0 (roc_auc, auc_pr, …)."
     )
-    per_task: list[dict[str, float | int | None]] = Field(
-        ..., description="One record per task: task_id, aggregation_weight, metrics, counts."
+    per_task: list[dict[str, float | int | str | None]] = Field(
+        ...,
+        description="One record per task: task_id, the partner's names (task, assay_id, "
+        "threshold) when known, aggregation_weight, metrics, counts.",
     )
 
 

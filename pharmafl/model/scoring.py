@@ -16,7 +16,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from pharmafl.data.catalogue import (
+    CATALOGUE_FILE,
+    TaskCatalogue,
+    TaskInfo,
+    TaskKind,
+    load_catalogue,
+)
 from pharmafl.evaluation.documents import SplitMetrics, TaskTypeMetrics
+from pharmafl.evaluation.tasks import EvaluationResult
 from pharmafl.model.data import PreparedData
 from pharmafl.model.multitask import MultiTaskModel
 
@@ -133,11 +141,43 @@ def predict_rows(
     )
 
 
+def _catalogue(data: PreparedData) -> TaskCatalogue | None:
+    """The prepared folder's task catalogue when it matches the data (read once per data)."""
+    if "catalogue" not in data._extra:
+        cat = None
+        if data.source is not None and (data.source / CATALOGUE_FILE).is_file():
+            cat = load_catalogue(data.source)
+            if (cat.n_classification_tasks, cat.n_regression_tasks) != (
+                data.n_cls_tasks,
+                data.n_reg_tasks,
+            ):
+                cat = None
+        data._extra["catalogue"] = cat
+    out = data._extra["catalogue"]
+    return out if isinstance(out, TaskCatalogue) else None
+
+
+def _named(result: EvaluationResult, data: PreparedData, kind: TaskKind) -> TaskTypeMetrics:
+    """Per-task rows led by the partner's names of the tasks (when the catalogue is known)."""
+    doc = result.to_json()
+    cat = _catalogue(data)
+    tasks: list[TaskInfo] = cat.of_kind(kind) if cat is not None else []
+    if tasks:
+        doc["per_task"] = [
+            {"task_id": rec["task_id"], "task": t.label, "assay_id": t.assay_id}
+            | ({"threshold": t.threshold} if kind == "classification" else {})
+            | rec
+            for rec, t in zip(doc["per_task"], tasks, strict=True)
+        ]
+    return TaskTypeMetrics.model_validate(doc)
+
+
 def evaluate_predictions(data: PreparedData, rows: np.ndarray, preds: Predictions) -> SplitMetrics:
     """Per-task and aggregated metrics of ``preds`` (for ``rows``) against ``data``'s labels.
 
     Uses :func:`pharmafl.evaluation.evaluate_tasks` with the tasks' ``aggregation_weight``
-    (the evaluation quorum).
+    (the evaluation quorum). Per-task rows carry the partner's task names (``task``,
+    ``assay_id``, ``threshold``) when the data came with a matching task catalogue.
     """
     from pharmafl.evaluation import evaluate_tasks
 
@@ -150,7 +190,7 @@ def evaluate_predictions(data: PreparedData, rows: np.ndarray, preds: Prediction
             "classification",
             aggregation_weight=data.cls_weights["aggregation_weight"].to_numpy(np.float64),
         )
-        cls = TaskTypeMetrics.model_validate(res.to_json())
+        cls = _named(res, data, "classification")
     if preds.reg_value is not None and data.n_reg_tasks:
         res = evaluate_tasks(
             data.y_reg[rows],
@@ -159,7 +199,7 @@ def evaluate_predictions(data: PreparedData, rows: np.ndarray, preds: Prediction
             aggregation_weight=data.reg_weights["aggregation_weight"].to_numpy(np.float64),
             censor=data.censor[rows],
         )
-        reg = TaskTypeMetrics.model_validate(res.to_json())
+        reg = _named(res, data, "regression")
     folds = sorted({int(f) for f in np.unique(data.folds[rows])}) if len(rows) else []
     return SplitMetrics(folds=folds, n_rows=len(rows), classification=cls, regression=reg)
 
