@@ -132,11 +132,28 @@ def sniff_encoding(head: bytes) -> str | None:
     return None
 
 
+_WORKBOOKS = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0")  # xlsx (zip), xls (OLE)
+
+
 def text_encoding(path: Path, encoding: str | None, *, display: str) -> str:
-    """The encoding to read with: the configured one, else a BOM's, else UTF-8."""
+    """The encoding to read with: the configured one, else a BOM's, else UTF-8.
+
+    Raises
+    ------
+    IngestError
+        If the file is an Excel workbook (or another zip/OLE file), not text.
+    """
+    head = read_head(path, display=display, size=8)
+    if head.startswith(_WORKBOOKS):
+        raise IngestError(
+            "the file is an Excel workbook (or another zip/OLE file), not text.",
+            file=display,
+            fix="save the sheet as CSV (File > Save As > CSV UTF-8) and point the partner "
+            "config at that file.",
+        )
     if encoding is not None:
         return encoding
-    return sniff_encoding(read_head(path, display=display, size=4)) or "utf-8-sig"
+    return sniff_encoding(head) or "utf-8-sig"
 
 
 def guess_legacy_encoding(data: bytes) -> str:

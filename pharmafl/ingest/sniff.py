@@ -23,6 +23,7 @@ from pharmafl.ingest.files import (
     guess_legacy_encoding,
     open_bytes,
     sniff_encoding,
+    text_encoding,
 )
 from pharmafl.ingest.sources import FileFormat, infer_format
 from pharmafl.ingest.tables import read_table
@@ -71,6 +72,7 @@ class InspectedFile:
 def detect_encoding(path: Path, *, display: str) -> tuple[str | None, str]:
     """``(encoding or None for UTF-8, note)``: a BOM, else UTF-8 if every byte decodes,
     else cp1252 / latin-1."""
+    text_encoding(path, None, display=display)  # refuses workbooks
     with open_bytes(path, display=display) as fh:
         head = fh.read(4)
         bom = sniff_encoding(head)

@@ -420,3 +420,11 @@ def test_unreadable_file(partner, monkeypatch: pytest.MonkeyPatch) -> None:
     err = partner.error(BASE)
     _where(err, "s.csv", None)
     assert "permission denied" in err.message
+
+
+def test_an_excel_workbook_named_csv_says_to_save_it_as_csv(partner) -> None:
+    partner.write("s.csv", STRUCT)
+    partner.write("a.csv", b"PK\x03\x04" + bytes(200))
+    err = partner.error(BASE)
+    _where(err, "a.csv", None)
+    assert "Excel workbook" in err.message and "CSV" in (err.fix or "")

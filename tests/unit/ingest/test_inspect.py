@@ -182,6 +182,7 @@ def test_an_existing_config_is_kept_unless_forced(tmp_path: Path) -> None:
     ("name", "content", "needle"),
     [
         ("a.xlsx", b"PK\x03\x04", "cannot tell the file's format"),
+        ("a.csv", b"PK\x03\x04" + bytes(100), "Excel workbook"),
         ("a.csv", b"", "file is empty"),
         ("a.csv", b"id,mw\nc1,46\n", "found no structures"),
         ("a.csv.gz", b"\x1f\x8b\x08\x00trunc", "truncated"),
