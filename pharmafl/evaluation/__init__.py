@@ -10,6 +10,8 @@ so the aggregator side and the accounting can use it (STYLE.md §2).
 - :func:`delta_metrics`, :func:`ecdf_difference`, :func:`significant_improvement_share`,
   :func:`benefit_summary`: what model b (federated) gained over a (local-only), MELLODDY's
   benefit accounting (§3.5).
+- :func:`score_new_data`: a partner's models on newly measured compounds, by its own task
+  names, with bootstrap intervals over tasks and over compounds (:func:`compound_bootstrap`).
 """
 
 from pydantic import BaseModel
@@ -30,6 +32,12 @@ from pharmafl.evaluation.benefit import (
     improve_to_perfect,
     relative_improve,
 )
+from pharmafl.evaluation.bootstrap import (
+    COMPOUND_RESAMPLES,
+    CompoundBootstrapResult,
+    compound_bootstrap,
+    fast_task_metric,
+)
 from pharmafl.evaluation.documents import (
     EpochRecord,
     MetricsReport,
@@ -47,6 +55,19 @@ from pharmafl.evaluation.metrics import (
     classification_task_metrics,
     expected_calibration_error,
     regression_task_metrics,
+)
+from pharmafl.evaluation.newdata import (
+    AggregateScores,
+    CompoundInterval,
+    LabelQuorum,
+    ModelComparison,
+    ModelPredictions,
+    ModelScores,
+    NewDataScores,
+    NewLabels,
+    TaskRef,
+    TaskScores,
+    score_new_data,
 )
 from pharmafl.evaluation.significance import (
     SignificanceResult,
@@ -67,16 +88,26 @@ from pharmafl.evaluation.tasks import (
 SCHEMA_MODELS: dict[str, type[BaseModel]] = {"benefit_summary": BenefitSummary}
 
 __all__ = [
+    "AggregateScores",
     "BOOTSTRAP_RESAMPLES",
     "BenefitSummary",
     "CLASSIFICATION_COUNTS",
     "CLASSIFICATION_METRICS",
+    "COMPOUND_RESAMPLES",
+    "CompoundBootstrapResult",
+    "CompoundInterval",
     "DEFAULT_BENEFIT_METRICS",
     "EpochRecord",
     "EvaluationError",
     "EvaluationResult",
+    "LabelQuorum",
     "MetricBenefit",
     "MetricsReport",
+    "ModelComparison",
+    "ModelPredictions",
+    "ModelScores",
+    "NewDataScores",
+    "NewLabels",
     "PERFECT_VALUE",
     "PooledReport",
     "REGRESSION_COUNTS",
@@ -85,6 +116,8 @@ __all__ = [
     "SignificanceResult",
     "SignificanceSummary",
     "SplitMetrics",
+    "TaskRef",
+    "TaskScores",
     "TaskType",
     "TaskTypeMetrics",
     "aggregate_task_metrics",
@@ -94,6 +127,7 @@ __all__ = [
     "calibrated_precision",
     "censored_squared_error",
     "classification_task_metrics",
+    "compound_bootstrap",
     "count_names",
     "delong_paired_test",
     "delta_metrics",
@@ -101,9 +135,11 @@ __all__ = [
     "ecdf_difference",
     "evaluate_tasks",
     "expected_calibration_error",
+    "fast_task_metric",
     "improve_to_perfect",
     "metric_names",
     "regression_task_metrics",
     "relative_improve",
+    "score_new_data",
     "significant_improvement_share",
 ]

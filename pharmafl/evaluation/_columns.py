@@ -28,6 +28,8 @@ class TaskColumns:
     labels: np.ndarray
     preds: tuple[np.ndarray, ...]
     censor: np.ndarray | None
+    rows: np.ndarray | None = None
+    """Row of each measured entry (same order as ``labels``)."""
 
     def task(self, j: int) -> slice:
         """The slice of task ``j`` into ``labels``, ``preds`` and ``censor``."""
@@ -129,7 +131,9 @@ def gather_task_columns(
             pos = np.minimum(np.searchsorted(c_key, key), c_key.size - 1)
             found = c_key[pos] == key
             cens[found] = c_data[pos[found]]
-    return TaskColumns(n_tasks=n_tasks, indptr=indptr, labels=data, preds=gathered, censor=cens)
+    return TaskColumns(
+        n_tasks=n_tasks, indptr=indptr, labels=data, preds=gathered, censor=cens, rows=row
+    )
 
 
 def check_weights(aggregation_weight: npt.ArrayLike | None, n_tasks: int) -> np.ndarray:
