@@ -1,5 +1,5 @@
-"""``pharmafl baseline``, ``pharmafl pooled`` and ``pharmafl predict``: thin wrappers around
-:mod:`pharmafl.model`.
+"""``pharmafl baseline`` and ``pharmafl pooled``: thin wrappers around :mod:`pharmafl.model`
+(``predict``, ``tasks`` and ``evaluate`` are in :mod:`pharmafl.cli.results`).
 
 Every training option defaults to "not given": values come from ``--config FILE`` (YAML or
 JSON with ``trunk`` and ``train`` sections, the fields of ``SparseTrunkConfig`` /
@@ -254,7 +254,8 @@ def with_model_options(command: Callable[..., None]) -> Callable[..., None]:
 
 
 def register(app: typer.Typer) -> None:
-    """Attach ``baseline``, ``pooled`` and ``predict`` to ``app``."""
+    """Attach ``baseline``, ``pooled``, and ``predict``, ``tasks``, ``evaluate``
+    (:mod:`pharmafl.cli.results`) to ``app``."""
 
     @app.command("baseline")
     @with_model_options
@@ -313,46 +314,6 @@ def register(app: typer.Typer) -> None:
             if rep.test is not None:
                 typer.echo(metrics_line(f"{name}: test", rep.test, ("roc_auc", "auc_pr")))
 
-    @app.command("predict")
-    def predict(
-        partner_dir: Annotated[
-            Path, typer.Argument(help="Partner folder (consortium parameters, key, model).")
-        ],
-        input_file: Annotated[
-            Path, typer.Option("--input", help="CSV/TSV with a smiles column (+ id), or an SDF.")
-        ],
-        out_file: Annotated[Path, typer.Option("--out", help="Output CSV (matrices beside it).")],
-        model_dir: Annotated[
-            Path | None,
-            typer.Option("--model", help="Saved model folder (default PARTNER_DIR/models/local)."),
-        ] = None,
-        mc_samples: Annotated[
-            int, typer.Option("--mc-samples", min=0, help="MC-dropout passes (0 = off).")
-        ] = 0,
-        embeddings: Annotated[
-            bool, typer.Option("--embeddings", help="Also write trunk embeddings.")
-        ] = False,
-        workers: Annotated[
-            int, typer.Option("--workers", min=0, help="Processes for descriptors (0 = all).")
-        ] = 1,
-        head: Annotated[
-            str, typer.Option("--head", help="Which head's tasks to predict.")
-        ] = "local",
-    ) -> None:
-        """Predict new structures with a partner's model; bad structures are reported per row."""
-        from pharmafl.model import predict_structures
+    from pharmafl.cli import results
 
-        result = predict_structures(
-            partner_dir,
-            input_file,
-            out_file,
-            model_dir=model_dir,
-            head=head,
-            mc_samples=mc_samples,
-            embeddings=embeddings,
-            workers=workers,
-        )
-        typer.echo(
-            f"predicted {result.n_ok} of {result.n_input} structures "
-            f"({result.n_failed} failed, see status/message): {', '.join(map(str, result.files))}"
-        )
+    results.register(app)  # predict, tasks, evaluate: a partner's results by its own ids

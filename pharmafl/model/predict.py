@@ -3,11 +3,20 @@
 New structures go through exactly the preparation's standardization and descriptors with the
 consortium parameters and key (:func:`pharmafl.chem.describe_structures`), so the scrambled
 fingerprint columns match the model's. A structure that fails is reported in its row
-(``status = error``, ``message``) and never stops the run. Outputs:
+(``status = error``, ``message``) and never stops the run. The model is the federated one when
+the partner has it, else the local-only one (:mod:`pharmafl.model.select`); the result says
+which. Outputs:
 
-- ``OUT`` (CSV): ``row, id, input_smiles, canonical_smiles, status, message`` and one column
-  per private task: ``cls_<task>`` (probability of active) and ``reg_<task>`` (value in the
-  task's units), plus ``…_std`` columns with MC-dropout;
+- ``OUT`` (CSV): ``row``, the input's id columns under their own names
+  (:mod:`pharmafl.model.inputs`), ``input_smiles, canonical_smiles, status, message`` and one
+  column per task, named by its label (``CHEMBL123 >=6.5 (cls)``: probability of active;
+  ``CHEMBL123 (reg)``: value in the task's units; :func:`pharmafl.data.task_label`), plus
+  ``<label> std`` columns with MC-dropout. Without a task catalogue in ``prepared/`` the
+  columns are ``cls_<j>`` / ``reg_<j>``. With ``long=True`` one row per compound and task
+  instead: ``row``, ids, ``status, message, task, assay_id, kind, threshold, direction,
+  prediction`` (+ ``std``);
+- ``<OUT stem>-tasks.csv``: one row per task column (label, kind, column index, the partner's
+  assay id, threshold, direction, assay type, auxiliary, evaluated);
 - ``<OUT stem>-class.npz`` / ``-regr.npz`` (+ ``-class-std.npz`` / ``-regr-std.npz``):
   SparseChem-style ``scipy.sparse`` CSR matrices, input rows × tasks, failed rows empty;
 - ``<OUT stem>-hidden.npy`` with ``embeddings``: trunk outputs (NaN rows for failures), as
@@ -18,79 +27,85 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from pharmafl.common.errors import ConfigError, DataNotFoundError, ModelError
+from pharmafl.common.errors import ConfigError, ModelError
 from pharmafl.common.io import atomic_path, atomic_write_bytes
 from pharmafl.common.params import ConsortiumParameters, load_consortium_parameters
 from pharmafl.common.secret import ConsortiumKey, load_consortium_key
+from pharmafl.data.catalogue import CATALOGUE_FILE, TaskCatalogue, TaskInfo, load_catalogue
 from pharmafl.layout import PartnerLayout
-from pharmafl.model.baseline import LOCAL_MODEL_DIR
 from pharmafl.model.batching import GraphInputBatcher, SparseInputBatcher
 from pharmafl.model.config import SparseTrunkConfig
+from pharmafl.model.hyperparameters import ModelHyperparameters
+from pharmafl.model.inputs import ID_COLUMNS, SMILES_COLUMNS, StructureInput, read_structures
+from pharmafl.model.multitask import MultiTaskModel
 from pharmafl.model.persist import load_model_dir
-from pharmafl.model.scoring import predict_rows
+from pharmafl.model.scoring import Predictions, predict_rows
+from pharmafl.model.select import ModelChoice, resolve_model
 
 log = logging.getLogger(__name__)
 
-SMILES_COLUMNS = ("smiles", "canonical_smiles", "input_smiles", "structure")
-ID_COLUMNS = ("id", "input_compound_id", "compound_id", "name", "_name")
+#: Columns every wide prediction table starts with (after ``row`` and the id columns).
+STATUS_COLUMNS = ("input_smiles", "canonical_smiles", "status", "message")
 
 
 @dataclass
 class PredictResult:
-    """What :func:`predict_structures` wrote."""
+    """What :func:`predict_structures` wrote, and with which model."""
 
     n_input: int
     n_ok: int
     n_failed: int
     files: list[Path] = field(default_factory=list)
+    model: ModelChoice | None = None
+    named_tasks: bool = False
+    """True when the columns carry the partner's task labels (a task catalogue was found)."""
 
 
-def read_structures(path: str | Path) -> pd.DataFrame:
-    """Read input structures: CSV/TSV (a SMILES column, optional id) or SDF.
+@dataclass(frozen=True)
+class TaskNames:
+    """The column name of every task a head predicts (its label, or ``cls_<j>``)."""
 
-    Returns
-    -------
-    DataFrame
-        Columns ``id`` and ``input_smiles`` (``""`` where an SDF record could not be read).
+    cls: list[str]
+    reg: list[str]
+    catalogue: TaskCatalogue | None = None
+
+
+def task_names(partner_dir: str | Path, n_cls: int, n_reg: int) -> TaskNames:
+    """Names of a head's tasks from ``prepared/task_catalogue.json``.
+
+    Without a catalogue (SparseChem files from elsewhere) the names are ``cls_<j>`` and
+    ``reg_<j>``.
+
+    Raises
+    ------
+    ModelError
+        The catalogue lists other task counts than the head predicts: the model was trained
+        on another preparation, so its columns would be mislabelled.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise DataNotFoundError("input structure file not found.", file=p)
-    name = p.name.lower().removesuffix(".gz")
-    if name.endswith((".sdf", ".sd", ".mol")):
-        from pharmafl.ingest.sdf import SDF_MOLBLOCK, SDF_TITLE, molblocks_to_smiles, read_sdf_table
-
-        table = read_sdf_table(p)
-        smiles = molblocks_to_smiles(table[SDF_MOLBLOCK]) if len(table) else []
-        ids = table["id"] if "id" in table.columns else table[SDF_TITLE]
-        return pd.DataFrame({"id": list(ids), "input_smiles": list(smiles)})
-    sep = "\t" if name.endswith((".tsv", ".tab")) else ","
-    try:
-        table = pd.read_csv(p, sep=sep, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+    prepared = PartnerLayout(Path(partner_dir)).prepared
+    if not (prepared / CATALOGUE_FILE).is_file():
+        log.warning("no %s in %s: task columns are numbered", CATALOGUE_FILE, prepared)
+        return TaskNames([f"cls_{j}" for j in range(n_cls)], [f"reg_{j}" for j in range(n_reg)])
+    cat = load_catalogue(prepared)
+    if (cat.n_classification_tasks, cat.n_regression_tasks) != (n_cls, n_reg):
         raise ModelError(
-            f"cannot read input CSV ({type(exc).__name__}).",
-            file=p,
-            fix="give a UTF-8 CSV with a header and a 'smiles' column, or an SDF.",
-        ) from None
-    lower = {c.lower(): c for c in table.columns}
-    smi_col = next((lower[c] for c in SMILES_COLUMNS if c in lower), None)
-    if smi_col is None:
-        raise ModelError(
-            f"no SMILES column in the input (columns: {list(table.columns)[:10]}).",
-            file=p,
-            fix=f"name the structure column one of {', '.join(SMILES_COLUMNS)}.",
+            f"the model predicts {n_cls} classification and {n_reg} regression tasks, but this "
+            f"preparation has {cat.n_classification_tasks} and {cat.n_regression_tasks}: it was "
+            "trained on another preparation.",
+            file=prepared / CATALOGUE_FILE,
+            fix="use a model trained on this preparation (`pharmafl baseline PARTNER_DIR`), or "
+            "prepare again the data the model was trained on.",
         )
-    id_col = next((lower[c] for c in ID_COLUMNS if c in lower and lower[c] != smi_col), None)
-    ids = table[id_col] if id_col else pd.Series([str(i) for i in range(len(table))])
-    return pd.DataFrame({"id": list(ids), "input_smiles": list(table[smi_col])})
+    return TaskNames(cat.labels("classification"), cat.labels("regression"), cat)
 
 
 def _csr_rows(values: np.ndarray, rows: np.ndarray, n_rows: int) -> sp.csr_matrix:
@@ -129,35 +144,203 @@ def resolve_consortium_files(partner_dir: Path) -> tuple[Path, Path | None]:
     return layout.consortium, layout.key if layout.key.is_file() else None
 
 
+def load_predictor(
+    choice: ModelChoice, params: ConsortiumParameters, params_file: Path | None = None
+) -> tuple[MultiTaskModel, ModelHyperparameters]:
+    """Load a chosen model and check it reads this consortium's fingerprints."""
+    model, hp = load_model_dir(choice.path)
+    trunk_cfg = hp.model.trunk
+    if isinstance(trunk_cfg, SparseTrunkConfig) and (
+        trunk_cfg.input_size != params.fingerprint.fold_size
+    ):
+        raise ModelError(
+            f"the model expects {trunk_cfg.input_size} features but the consortium "
+            f"fingerprint has fold_size {params.fingerprint.fold_size}.",
+            file=params_file,
+            fix="use the consortium parameters the model was trained with.",
+        )
+    return model, hp
+
+
+def predict_described(
+    model: MultiTaskModel,
+    hp: ModelHyperparameters,
+    x: sp.csr_matrix,
+    graphs: Any,
+    head: str,
+    **kwargs: Any,
+) -> Predictions:
+    """Predict every row of described structures (``x``; ``graphs`` for a graph trunk) with
+    one head; ``kwargs`` go to :func:`pharmafl.model.scoring.predict_rows`."""
+    trunk_cfg = hp.model.trunk
+    batcher = (
+        GraphInputBatcher(graphs)
+        if trunk_cfg.kind == "graph"
+        else SparseInputBatcher(
+            x, trunk_cfg.input_transform if isinstance(trunk_cfg, SparseTrunkConfig) else "none"
+        )
+    )
+    return predict_rows(model, batcher, np.arange(x.shape[0]), head=head, **kwargs)
+
+
+def _id_frame(structures: StructureInput) -> pd.DataFrame:
+    """``row`` and the id columns, renamed where they clash with an output column."""
+    taken = {"row", *STATUS_COLUMNS}
+    ids = structures.ids.rename(columns=lambda c: f"{c} (input)" if c in taken else c)
+    return pd.concat([pd.DataFrame({"row": np.arange(len(structures))}), ids], axis=1)
+
+
+def _status(described: Any, n: int) -> pd.DataFrame:
+    ok = np.asarray(described.row_ids, dtype=np.int64)
+    canon = np.full(n, "", dtype=object)
+    canon[ok] = described.canonical_smiles
+    status = np.full(n, "error", dtype=object)
+    status[ok] = "ok"
+    message = np.full(n, "", dtype=object)
+    for r in described.rejections.itertuples(index=False):
+        message[int(r.row)] = f"{r.reason}: {r.message}"
+    return pd.DataFrame({"canonical_smiles": canon, "status": status, "message": message})
+
+
+def _blocks(preds: Predictions, names: TaskNames) -> list[tuple[str, list[str], np.ndarray, Any]]:
+    """(SparseChem file tag, column names, values, std) per task kind with outputs."""
+    out = []
+    for tag, cols, values, std in (
+        ("class", names.cls, preds.cls_prob, preds.cls_std),
+        ("regr", names.reg, preds.reg_value, preds.reg_std),
+    ):
+        if values is not None:
+            out.append((tag, cols, values, std))
+    return out
+
+
+def _full(values: np.ndarray, ok: np.ndarray, n: int) -> np.ndarray:
+    full = np.full((n, values.shape[1]), np.nan, dtype=np.float32)
+    full[ok] = values
+    return full
+
+
+def _wide(
+    head: pd.DataFrame, preds: Predictions, names: TaskNames, ok: np.ndarray, n: int
+) -> pd.DataFrame:
+    columns: dict[str, np.ndarray] = {}
+    for _, cols, values, std in _blocks(preds, names):
+        full = _full(values, ok, n)
+        columns |= {c: full[:, j] for j, c in enumerate(cols)}
+        if std is not None:
+            sfull = _full(std, ok, n)
+            columns |= {f"{c} std": sfull[:, j] for j, c in enumerate(cols)}
+    return pd.concat([head, pd.DataFrame(columns)], axis=1)
+
+
+def _task_rows(names: TaskNames) -> pd.DataFrame:
+    """One row per task column: the sidecar ``-tasks.csv`` and the long format's task part."""
+    tasks: list[TaskInfo] = names.catalogue.tasks if names.catalogue is not None else []
+    if tasks:
+        return pd.DataFrame(
+            {
+                "task": [t.label for t in tasks],
+                "kind": [t.kind for t in tasks],
+                "task_id": [t.task_id for t in tasks],
+                "assay_id": [t.assay_id for t in tasks],
+                "threshold": [t.threshold for t in tasks],
+                "direction": [t.direction for t in tasks],
+                "assay_type": [t.assay_type for t in tasks],
+                "is_auxiliary": [t.is_auxiliary for t in tasks],
+                "evaluated": [t.aggregation_weight > 0 for t in tasks],
+            }
+        )
+    kinds = ["classification"] * len(names.cls) + ["regression"] * len(names.reg)
+    ids = [*range(len(names.cls)), *range(len(names.reg))]
+    return pd.DataFrame({"task": [*names.cls, *names.reg], "kind": kinds, "task_id": ids})
+
+
+def _long(
+    head: pd.DataFrame, preds: Predictions, names: TaskNames, ok: np.ndarray, n: int
+) -> pd.DataFrame:
+    tasks = _task_rows(names)
+    keep = [c for c in ("task", "assay_id", "kind", "threshold", "direction") if c in tasks]
+    values = [_full(v, ok, n) for _, _, v, _ in _blocks(preds, names)]
+    stds = [None if s is None else _full(s, ok, n) for *_, s in _blocks(preds, names)]
+    good = head[head["status"] == "ok"]
+    rows = good.loc[good.index.repeat(len(tasks))].reset_index(drop=True)
+    task_part = pd.concat([tasks[keep]] * len(good), ignore_index=True)
+    out = pd.concat([rows, task_part], axis=1)
+    pos = good.index.to_numpy()
+    out["prediction"] = np.hstack(values)[pos].reshape(-1) if values else []
+    if stds and all(s is not None for s in stds):
+        out["std"] = np.hstack([s for s in stds if s is not None])[pos].reshape(-1)
+    failed = head[head["status"] != "ok"]
+    return pd.concat([out, failed], ignore_index=True).sort_values("row", kind="stable")
+
+
+def _write(
+    dest: Path, table: pd.DataFrame, preds: Predictions, names: TaskNames, ok: np.ndarray, n: int
+) -> list[Path]:
+    files = [dest]
+    with atomic_path(dest) as tmp:
+        table.to_csv(tmp, index=False)
+    stem = dest.with_suffix("") if dest.suffix else dest
+    sidecar = Path(f"{stem}-tasks.csv")
+    with atomic_path(sidecar) as tmp:
+        _task_rows(names).to_csv(tmp, index=False)
+    files.append(sidecar)
+    for tag, _, values, std in _blocks(preds, names):
+        for suffix, mat in ((tag, values), (f"{tag}-std", std)):
+            if mat is not None:
+                path = Path(f"{stem}-{suffix}.npz")
+                atomic_write_bytes(path, _npz_bytes(_csr_rows(mat, ok, n)))
+                files.append(path)
+    if preds.embeddings is not None:
+        path = Path(f"{stem}-hidden.npy")
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, _full(preds.embeddings, ok, n))
+        files.append(path)
+    return files
+
+
 def predict_structures(
     partner_dir: str | Path,
     input_path: str | Path,
     out_path: str | Path,
     *,
+    model: str | None = None,
     model_dir: str | Path | None = None,
     params: ConsortiumParameters | None = None,
     key: ConsortiumKey | None = None,
-    head: str = "local",
+    head: str | None = None,
+    id_columns: Sequence[str] | None = None,
+    long: bool = False,
     mc_samples: int = 0,
     embeddings: bool = False,
     workers: int = 1,
     batch_size: int = 4000,
     seed: int = 0,
 ) -> PredictResult:
-    """Predict every private task of ``head`` for the structures in ``input_path``.
+    """Predict every private task of the partner's head for the structures in ``input_path``.
 
     Parameters
     ----------
     partner_dir : path
-        Partner folder (consortium parameters and key; default model ``models/local``).
+        Partner folder (consortium parameters and key, ``prepared/task_catalogue.json``,
+        ``models/``).
     input_path : path
-        CSV/TSV with a SMILES column (and optionally an id column) or an SDF.
+        CSV/TSV with a SMILES column (and id columns) or an SDF (:mod:`pharmafl.model.inputs`).
     out_path : path
-        CSV to write; the sparse matrices go beside it (module docstring).
+        CSV to write; the sidecar and sparse matrices go beside it (module docstring).
+    model : str, optional
+        ``local``, ``federated``, ``pooled`` or a saved model folder; default: federated when
+        trained, else local (:func:`pharmafl.model.select.resolve_model`).
     model_dir : path, optional
-        A saved model folder (default ``PARTNER_DIR/models/local``).
+        A saved model folder (same as passing it as ``model``).
     params, key : optional
         Consortium parameters and key (default: read from the partner folder).
+    head : str, optional
+        The head to predict with (default: the partner's own head of the model).
+    id_columns : sequence of str, optional
+        Input columns to copy to the output (default: the recognised id columns).
+    long : bool
+        One row per compound and task instead of one column per task.
     mc_samples : int
         MC-dropout passes (0 = deterministic).
     embeddings : bool
@@ -168,108 +351,53 @@ def predict_structures(
     pdir = Path(partner_dir)
     if mc_samples < 0:
         raise ConfigError(f"mc_samples must be >= 0, got {mc_samples}.")
-    mdir = Path(model_dir) if model_dir is not None else pdir / LOCAL_MODEL_DIR
-    model, hp = load_model_dir(mdir)
+    choice = resolve_model(pdir, str(model_dir) if model_dir is not None else model, head)
     cfile, kfile = resolve_consortium_files(pdir)
     params = params or load_consortium_parameters(cfile)
     key = key or load_consortium_key(kfile)
-    trunk_cfg = hp.model.trunk
-    graph = trunk_cfg.kind == "graph"
-    if isinstance(trunk_cfg, SparseTrunkConfig) and (
-        trunk_cfg.input_size != params.fingerprint.fold_size
-    ):
-        raise ModelError(
-            f"the model expects {trunk_cfg.input_size} features but the consortium "
-            f"fingerprint has fold_size {params.fingerprint.fold_size}.",
-            file=cfile,
-            fix="use the consortium parameters the model was trained with.",
-        )
-    structures = read_structures(input_path)
+    net, hp = load_predictor(choice, params, cfile)
+    head_cfg = hp.model.heads[choice.head]
+    names = task_names(pdir, head_cfg.n_cls_tasks, head_cfg.n_reg_tasks)
+    structures = read_structures(input_path, id_columns)
     n = len(structures)
     from pharmafl.chem import describe_structures
 
+    graph = hp.model.trunk.kind == "graph"
     described = describe_structures(
-        list(structures["input_smiles"]),
-        params,
-        key,
-        workers=workers,
-        with_graphs=graph,
-        with_folds=False,
+        structures.smiles, params, key, workers=workers, with_graphs=graph, with_folds=False
     )
-    ok_rows = np.asarray(described.row_ids, dtype=np.int64)
-    batcher = (
-        GraphInputBatcher(described.graphs)
-        if graph
-        else SparseInputBatcher(
-            described.x,
-            trunk_cfg.input_transform if isinstance(trunk_cfg, SparseTrunkConfig) else "none",
-        )
+    preds = predict_described(
+        net, hp, described.x, described.graphs, choice.head,
+        batch_size=batch_size, mc_samples=mc_samples, seed=seed, embeddings=embeddings,
+    )  # fmt: skip
+    ok = np.asarray(described.row_ids, dtype=np.int64)
+    head_frame = pd.concat(
+        [_id_frame(structures), pd.DataFrame({"input_smiles": structures.smiles})], axis=1
     )
-    preds = predict_rows(
-        model,
-        batcher,
-        np.arange(len(ok_rows)),
-        head=head,
-        batch_size=batch_size,
-        mc_samples=mc_samples,
-        seed=seed,
-        embeddings=embeddings,
+    head_frame = pd.concat([head_frame, _status(described, n)], axis=1)
+    table = (_long if long else _wide)(head_frame, preds, names, ok, n)
+    files = _write(Path(out_path), table, preds, names, ok, n)
+    log.info("predicted %d of %d structures with %s", len(ok), n, choice.describe())
+    return PredictResult(
+        n_input=n,
+        n_ok=len(ok),
+        n_failed=n - len(ok),
+        files=files,
+        model=choice,
+        named_tasks=names.catalogue is not None,
     )
-    out = structures.copy()
-    out.insert(0, "row", np.arange(n))
-    canon = np.full(n, "", dtype=object)
-    canon[ok_rows] = described.canonical_smiles
-    status = np.full(n, "error", dtype=object)
-    status[ok_rows] = "ok"
-    message = np.full(n, "", dtype=object)
-    for r in described.rejections.itertuples(index=False):
-        message[int(r.row)] = f"{r.reason}: {r.message}"
-    out["canonical_smiles"] = canon
-    out["status"] = status
-    out["message"] = message
-    columns: dict[str, np.ndarray] = {}
-    mats: dict[str, np.ndarray] = {}
-    for tag, values, std in (
-        ("cls", preds.cls_prob, preds.cls_std),
-        ("reg", preds.reg_value, preds.reg_std),
-    ):
-        if values is None:
-            continue
-        full = np.full((n, values.shape[1]), np.nan, dtype=np.float32)
-        full[ok_rows] = values
-        columns |= {f"{tag}_{j}": full[:, j] for j in range(values.shape[1])}
-        mats["class" if tag == "cls" else "regr"] = values
-        if std is not None:
-            sfull = np.full((n, std.shape[1]), np.nan, dtype=np.float32)
-            sfull[ok_rows] = std
-            columns |= {f"{tag}_{j}_std": sfull[:, j] for j in range(std.shape[1])}
-            mats[("class" if tag == "cls" else "regr") + "-std"] = std
-    out = pd.concat([out, pd.DataFrame(columns)], axis=1)
-    dest = Path(out_path)
-    files = [dest]
-    with atomic_path(dest) as tmp:
-        out.to_csv(tmp, index=False)
-    stem = dest.with_suffix("") if dest.suffix else dest
-    for suffix, values in mats.items():
-        path = Path(f"{stem}-{suffix}.npz")
-        atomic_write_bytes(path, _npz_bytes(_csr_rows(values, ok_rows, n)))
-        files.append(path)
-    if embeddings and preds.embeddings is not None:
-        emb = np.full((n, preds.embeddings.shape[1]), np.nan, dtype=np.float32)
-        emb[ok_rows] = preds.embeddings
-        path = Path(f"{stem}-hidden.npy")
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, emb)
-        files.append(path)
-    n_ok = len(ok_rows)
-    log.info("predicted %d of %d structures (%d failed) → %s", n_ok, n, n - n_ok, dest)
-    return PredictResult(n_input=n, n_ok=n_ok, n_failed=n - n_ok, files=files)
 
 
 __all__ = [
     "ID_COLUMNS",
     "SMILES_COLUMNS",
+    "STATUS_COLUMNS",
     "PredictResult",
+    "TaskNames",
+    "load_predictor",
+    "predict_described",
     "predict_structures",
     "read_structures",
+    "resolve_consortium_files",
+    "task_names",
 ]

@@ -107,8 +107,11 @@ def test_predict_reports_bad_structures_per_row(trained_partner, tmp_path) -> No
         ],
     )
     assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "model: local" in result.output  # the only model trained: said, not guessed
     table = pd.read_csv(out, keep_default_na=False, na_values=[""])
-    assert table["id"].tolist() == ["good1", "bad_syntax", "empty", "good2", "bad_ring"]
+    # The input's id column comes back under its own name, first after the row number.
+    assert list(table.columns[:3]) == ["row", "compound_id", "input_smiles"]
+    assert table["compound_id"].tolist() == ["good1", "bad_syntax", "empty", "good2", "bad_ring"]
     assert table["status"].tolist() == ["ok", "error", "error", "ok", "error"]
     bad = table["status"] == "error"
     assert table.loc[bad, "message"].str.len().gt(0).all()
@@ -116,7 +119,7 @@ def test_predict_reports_bad_structures_per_row(trained_partner, tmp_path) -> No
     probs = table[[f"cls_{j}" for j in range(8)]].to_numpy()
     assert np.all((probs[~bad] >= 0) & (probs[~bad] <= 1))
     assert np.isnan(probs[bad]).all()
-    assert np.all(table.loc[~bad, [f"cls_{j}_std" for j in range(8)]].to_numpy() >= 0)
+    assert np.all(table.loc[~bad, [f"cls_{j} std" for j in range(8)]].to_numpy() >= 0)
     assert np.isfinite(table.loc[~bad, [f"reg_{j}" for j in range(3)]].to_numpy()).all()
     cls = sp.load_npz(tmp_path / "pred-class.npz")
     assert cls.shape == (5, 8)

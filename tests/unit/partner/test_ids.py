@@ -8,7 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from typer.testing import CliRunner
 
+from pharmafl.cli.main import app
 from pharmafl.data import load_catalogue, task_list
 from pharmafl.ingest import ingest_partner
 from pharmafl.partner.ids import COMPOUND_SEPARATOR
@@ -80,3 +82,17 @@ def test_the_task_list_counts_every_label_per_fold(prepared_consortium: Path) ->
     untrained = [t for t in everything.tasks if not t.trained]
     assert len(untrained) == everything.n_candidates_untrained > 0
     assert all(t.note and "training quorum" in t.note and not t.per_fold for t in untrained)
+
+
+def test_pharmafl_tasks_prints_a_table_and_json(prepared_consortium: Path) -> None:
+    partner = _partners(prepared_consortium)[0]
+    runner = CliRunner()
+    table = runner.invoke(app, ["tasks", str(partner)])
+    assert table.exit_code == 0, table.output
+    first = load_catalogue(partner / "prepared").tasks[0]
+    assert first.label in table.output and "per fold" in table.output
+    doc = runner.invoke(app, ["tasks", str(partner), "--json", "--all"])
+    assert doc.exit_code == 0, doc.output
+    parsed = json.loads(doc.output)
+    assert parsed["format"] == "pharmafl.task_list/1"
+    assert sum(not t["trained"] for t in parsed["tasks"]) == parsed["n_candidates_untrained"]
