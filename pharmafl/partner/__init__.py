@@ -1,5 +1,6 @@
 """Partner-side orchestration: the library functions behind a partner's flows."""
 
+from pharmafl.partner.evaluation_report import NewDataEvaluation
 from pharmafl.partner.heads import record_ledger_head
 from pharmafl.partner.manifest import (
     OutputFile,
@@ -19,10 +20,15 @@ from pharmafl.partner.prepare import (
     render_summary,
 )
 
-SCHEMA_MODELS = {"prepare_manifest": PrepareManifest, "prepare_run_report": RunReport}
+SCHEMA_MODELS = {
+    "new_data_evaluation": NewDataEvaluation,
+    "prepare_manifest": PrepareManifest,
+    "prepare_run_report": RunReport,
+}
 
 __all__ = [
     "Describer",
+    "NewDataEvaluation",
     "OutputFile",
     "PartnerContext",
     "PrepareCounts",

@@ -88,8 +88,9 @@ def _standardize_rows(
     ]
 
 
-def _vector_compounds(t5: pd.DataFrame, compounds: Mapping[int, str]) -> dict[int, str]:
-    """Descriptor vector → its compounds' own ids (sorted, joined)."""
+def vector_compounds(t5: pd.DataFrame, compounds: Mapping[int, str]) -> dict[int, str]:
+    """Descriptor vector → its compounds' own ids (sorted, joined by
+    :data:`COMPOUND_SEPARATOR`)."""
     own = t5["input_compound_id"].map(lambda c: compounds.get(int(c), str(c)))
     grouped = own.groupby(t5["descriptor_vector_id"].to_numpy()).agg(
         lambda s: COMPOUND_SEPARATOR.join(sorted(s))
@@ -103,7 +104,7 @@ def _task_rows(
     assays: Mapping[int, str],
     compounds: Mapping[int, str],
 ) -> list[RejectionRow]:
-    vectors = _vector_compounds(t5, compounds) if "descriptor_vector_id" in task_rej else {}
+    vectors = vector_compounds(t5, compounds) if "descriptor_vector_id" in task_rej else {}
     rows = []
     for r in task_rej.to_dict("records"):
         compound = _own(r.get("input_compound_id"), compounds)
@@ -147,5 +148,6 @@ __all__ = [
     "assay_id_map",
     "compound_id_map",
     "rejection_rows",
+    "vector_compounds",
     "with_partner_ids",
 ]
