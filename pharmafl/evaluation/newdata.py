@@ -288,6 +288,18 @@ def _task_docs(k: _Kind, tables: dict[str, pd.DataFrame]) -> list[TaskScores]:
     return out
 
 
+#: Fewer scored tasks than this make the interval over tasks rough (said in a note).
+FEW_TASKS = 5
+
+
+def _few_tasks_note(n: int) -> str | None:
+    if n < 2:
+        return "fewer than 2 scored tasks: no interval"
+    if n < FEW_TASKS:
+        return f"only {n} scored tasks: the interval over tasks is rough"
+    return None
+
+
 def _compare(
     k: _Kind,
     base: ModelPredictions,
@@ -321,7 +333,7 @@ def _compare(
         )
         for i, m in enumerate(metrics)
     ]  # fmt: skip
-    note = None if over_tasks.n_tasks >= 2 else "fewer than 2 scored tasks: no interval"
+    note = _few_tasks_note(over_tasks.n_tasks)
     return ModelComparison(
         task_type=k.kind, baseline=base.name, compared=other.name,
         over_tasks=over_tasks, over_compounds=over_compounds, note=note,

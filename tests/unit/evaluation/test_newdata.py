@@ -93,6 +93,7 @@ def test_federated_minus_local_has_intervals_over_tasks_and_compounds() -> None:
     assert comp.ci95 is not None and comp.ci95[0] > 0
     assert comp.mean_delta == pytest.approx(roc.mean_delta)  # one difference, two intervals
     assert c.over_tasks.significance is not None  # DeLong per task, BY-corrected
+    assert c.note == "only 2 scored tasks: the interval over tasks is rough"
     reg = kinds["regression"]
     assert reg.over_tasks.n_tasks == 1 and reg.note == "fewer than 2 scored tasks: no interval"
 
