@@ -1,0 +1,81 @@
+"""Ctrl-C: a command stops within seconds, says so in one line and exits with status 130.
+
+The first SIGINT raises :class:`KeyboardInterrupt` in the main thread, as Python does; what
+runs while it unwinds — temporary folders removed (:func:`pharmafl.common.io.atomic_directory`),
+worker processes stopped (:mod:`pharmafl.chem.pool`), Prefect recording the run as crashed on
+its local API server (``flows/_api.py`` keeps that server out of the terminal's Ctrl-C), then
+stopping it — must not be cut short, so later SIGINTs are ignored. A command says what it left
+untouched with :func:`interruptible`; :func:`pharmafl.cli.main.main` prints the line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Callable, Iterator
+from types import FrameType
+
+#: The exit status of a command stopped by Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
+
+
+class CommandInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a command, with what the user should know about its outputs."""
+
+    def __init__(self, note: str) -> None:
+        super().__init__(note)
+        self.note = note
+
+
+def _stop_once(signum: int, frame: FrameType | None) -> None:
+    del signum, frame
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the clean-up runs to its end
+    raise KeyboardInterrupt
+
+
+def install() -> None:
+    """Handle SIGINT in this (main) thread: the first one stops the command, later ones are
+    ignored while it cleans up."""
+    signal.signal(signal.SIGINT, _stop_once)
+
+
+@contextlib.contextmanager
+def interruptible(note: str | Callable[[], str]) -> Iterator[None]:
+    """Ctrl-C inside the block ends the command with ``interrupted: <note>`` (``note`` may be
+    a function, called then: what was written may depend on when the Ctrl-C came)."""
+    try:
+        yield
+    except CommandInterrupted:
+        raise
+    except KeyboardInterrupt as exc:
+        raise CommandInterrupted(note() if callable(note) else note) from exc
+
+
+def interruption(exc: BaseException) -> KeyboardInterrupt | None:
+    """The :class:`KeyboardInterrupt` behind ``exc`` (typer turns one into ``Exit(130)``),
+    following the chain of causes; ``None`` when ``exc`` did not come from a Ctrl-C."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def message(stop: KeyboardInterrupt) -> str:
+    """The one line a Ctrl-C leaves."""
+    if isinstance(stop, CommandInterrupted):
+        return f"interrupted: {stop.note}"
+    return "interrupted"
+
+
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "CommandInterrupted",
+    "install",
+    "interruptible",
+    "interruption",
+    "message",
+]
