@@ -16,6 +16,7 @@ from typing import Any, ParamSpec, TypeVar
 from prefect import get_run_logger
 from prefect.states import Failed, State
 
+from flows._api import shield_local_api
 from pharmafl.common.errors import ConfigError, PharmaFLError
 
 P = ParamSpec("P")
@@ -42,7 +43,11 @@ def fails_cleanly(what: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
 
 
 def result_or_raise(run: Callable[..., State[Any]], *args: Any, **kwargs: Any) -> Any:
-    """Run a flow with ``return_state=True``; return its result or raise its pharmafl error."""
+    """Run a flow with ``return_state=True``; return its result or raise its pharmafl error.
+
+    A Ctrl-C propagates as :class:`KeyboardInterrupt` once Prefect has recorded the crashed
+    run (:func:`~flows._api.shield_local_api` keeps its local API alive for that)."""
+    shield_local_api()
     state = run(*args, return_state=True, **kwargs)
     if state.is_failed() or state.is_crashed():
         err = state.result(raise_on_failure=False)

@@ -71,7 +71,9 @@ class _TaskRunnerDescriber:
 
 @contextlib.contextmanager
 def _progress_bar(enabled: bool, total_hint: str) -> Iterator[Any]:
-    if not enabled:
+    from rich import get_console
+
+    if not enabled or not get_console().is_interactive:  # a bar is for a terminal, not a log
         yield None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -83,7 +85,12 @@ def _progress_bar(enabled: bool, total_hint: str) -> Iterator[Any]:
         TimeElapsedColumn(),
         transient=False,
     ) as bar:
-        yield bar, bar.add_task(total_hint, total=None)
+        tid = bar.add_task(total_hint, total=None)
+        try:
+            yield bar, tid
+        except BaseException:
+            bar.live.transient = True  # a failed or interrupted run leaves no bar behind
+            raise
 
 
 @flow(name="pharmafl-prepare", persist_result=False, log_prints=False)

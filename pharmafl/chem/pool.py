@@ -6,13 +6,19 @@ consortium key and parameters arrive there, never per task) and then one task pe
 In-flight tasks are bounded, so memory is too. Chunking is guided: the chunks shrink towards
 the end and no process idles while another finishes a big one. Nothing here knows about
 molecules: :mod:`pharmafl.chem.batch` passes its task and initializer.
+
+Ctrl-C: a terminal sends SIGINT to every process of the command. Workers never act on it
+(they start with SIGINT blocked and ignore it); the parent's :class:`KeyboardInterrupt` stops
+them at once (pending chunks cancelled, running ones terminated) instead of waiting for them.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Callable, Sequence
+import signal
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 R = TypeVar("R")
@@ -25,6 +31,8 @@ _PRELOAD = ["pharmafl.chem.batch"]
 _CHUNKS_PER_WORKER = 4
 #: Smallest chunk handed to a process (a few hundred milliseconds of work).
 _MIN_CHUNK = 25
+#: How often the parent wakes up while waiting for chunks, to act on a Ctrl-C.
+_WAKE_SECONDS = 0.2
 #: With ``workers=0`` (every core), fewer molecules than this run in this process: starting
 #: processes would cost more than they save.
 MIN_PARALLEL = 200
@@ -62,18 +70,50 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
+@contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Block SIGINT in this thread; processes started meanwhile inherit the blocked mask."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def prestart_workers() -> None:
     """Start the server that pool workers fork from, without waiting for it.
 
     The server imports RDKit and pharmafl (about a second) in its own process; calling this
     before other work (reading the partner's files) takes that out of the critical path of
     the first :func:`~pharmafl.chem.describe_structures` with several processes. Safe to call
-    repeatedly.
+    repeatedly. The server, and so every worker forked from it, starts with SIGINT blocked.
     """
     if _pool_context().get_start_method() == "forkserver":
-        from multiprocessing import forkserver
+        from multiprocessing import forkserver, resource_tracker
 
-        forkserver.ensure_running()
+        resource_tracker.ensure_running()  # started later, it would unblock SIGINT behind it
+        with _sigint_blocked():
+            forkserver.ensure_running()
+
+
+def _init_worker(initializer: Callable[..., None], *initargs: Any) -> None:
+    # Where workers do not fork from the (SIGINT-blocked) forkserver: ignore it from here on.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    initializer(*initargs)
+
+
+def _stop_now(pool: ProcessPoolExecutor) -> None:
+    """Cancel pending chunks and terminate the workers without waiting for running ones."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
+    if terminate is not None:
+        terminate()
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=5)
 
 
 def map_chunks(
@@ -90,25 +130,43 @@ def map_chunks(
     At most ``2 * workers`` chunks are in flight; ``on_done`` is called in this process as
     each result arrives (in completion order).
     """
-    results: list[R | None] = [None] * len(chunks)
-    with ProcessPoolExecutor(
+    prestart_workers()
+    pool = ProcessPoolExecutor(
         max_workers=workers,
         mp_context=_pool_context(),
-        initializer=initializer,
-        initargs=initargs,
-    ) as pool:
-        pending: dict[Future[R], int] = {}
-        next_k = 0
-        window = 2 * workers  # bounded in-flight tasks: bounded memory
-        while next_k < len(chunks) or pending:
-            while next_k < len(chunks) and len(pending) < window:
-                pending[pool.submit(task, chunks[next_k])] = next_k
-                next_k += 1
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                res = results[pending.pop(fut)] = fut.result()
-                if on_done is not None:
-                    on_done(res)
+        initializer=_init_worker,
+        initargs=(initializer, *initargs),
+    )
+    try:
+        results = _run_window(pool, task, chunks, 2 * workers, on_done)
+    except BaseException:  # Ctrl-C or a failed chunk: nothing more to wait for
+        _stop_now(pool)
+        raise
+    pool.shutdown()
+    return results
+
+
+def _run_window(
+    pool: ProcessPoolExecutor,
+    task: Callable[[Any], R],
+    chunks: Sequence[Any],
+    window: int,
+    on_done: Callable[[R], None] | None,
+) -> list[R]:
+    """Keep at most ``window`` chunks in flight (bounded memory); results in chunk order."""
+    results: list[R | None] = [None] * len(chunks)
+    pending: dict[Future[R], int] = {}
+    next_k = 0
+    while next_k < len(chunks) or pending:
+        while next_k < len(chunks) and len(pending) < window:
+            pending[pool.submit(task, chunks[next_k])] = next_k
+            next_k += 1
+        # A timed wait: a wait without timeout is not interrupted by Ctrl-C (CPython).
+        done, _ = wait(pending, timeout=_WAKE_SECONDS, return_when=FIRST_COMPLETED)
+        for fut in done:
+            res = results[pending.pop(fut)] = fut.result()
+            if on_done is not None:
+                on_done(res)
     return [r for r in results if r is not None]
 
 

@@ -22,6 +22,7 @@ from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+from pharmafl.cli.interrupt import interruptible
 from pharmafl.common.errors import ConfigError
 
 console = Console(stderr=True)
@@ -177,6 +178,7 @@ def _progress(label: str) -> Iterator[Any]:
         TimeRemainingColumn(),
         console=console,
         transient=True,
+        disable=not console.is_interactive,  # a bar is for a terminal, not a log
     ) as bar:
         task = bar.add_task(label, total=None)
 
@@ -253,6 +255,23 @@ def with_model_options(command: Callable[..., None]) -> Callable[..., None]:
     return run
 
 
+def _baseline_interrupted(partner_dir: Path, out: Path | None) -> Callable[[], str]:
+    """What a Ctrl-C during ``baseline`` left: no model; the last epoch's checkpoint, if any."""
+    from pharmafl.model.baseline import CHECKPOINT_FILE, LOCAL_MODEL_DIR
+
+    dest = out if out is not None else partner_dir / LOCAL_MODEL_DIR
+
+    def note() -> str:
+        if not (partner_dir / CHECKPOINT_FILE).is_file():
+            return f"nothing written to {dest}"
+        return (
+            f"nothing written to {dest}; `pharmafl baseline {partner_dir} --resume` continues "
+            "from the last finished epoch"
+        )
+
+    return note
+
+
 def register(app: typer.Typer) -> None:
     """Attach ``baseline``, ``pooled``, and ``predict``, ``tasks``, ``evaluate``
     (:mod:`pharmafl.cli.results`) to ``app``."""
@@ -276,7 +295,10 @@ def register(app: typer.Typer) -> None:
         from pharmafl.model import run_baseline
 
         trunk_cfg, train_cfg = configs
-        with _progress("training") as update:
+        with (
+            interruptible(_baseline_interrupted(partner_dir, out)),
+            _progress("training") as update,
+        ):
             report = run_baseline(
                 partner_dir,
                 trunk_cfg,

@@ -3,10 +3,29 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 import typer
+
+from pharmafl.cli.interrupt import interruptible
+from pharmafl.layout import MANIFEST_FILE, PartnerLayout
+
+
+def _interrupted_note(prepared: Path) -> Callable[[], str]:
+    """What a Ctrl-C left in ``prepared/``: the folder is swapped in whole or not at all."""
+
+    def stamp() -> tuple[int, int] | None:
+        manifest = prepared / MANIFEST_FILE
+        return (manifest.stat().st_ino, manifest.stat().st_mtime_ns) if manifest.is_file() else None
+
+    before = stamp()
+    return lambda: (
+        f"nothing written to {prepared}"
+        if stamp() == before
+        else f"the preparation had just finished: {prepared} is complete"
+    )
 
 
 def prepare(
@@ -24,20 +43,21 @@ def prepare(
     """Validate, standardize, describe, fold and build tasks into PARTNER_DIR/prepared/."""
     from flows.prepare import run_prepare
     from pharmafl.common.errors import ConfigError
-    from pharmafl.layout import PartnerLayout
 
     if engine not in ("processes", "dask"):
         raise ConfigError(f"unknown engine {engine!r}.", fix="use --engine processes or dask.")
     eng: Literal["processes", "dask"] = "dask" if engine == "dask" else "processes"
-    manifest = run_prepare(
-        partner_dir,
-        workers=workers,
-        chunk_size=chunk_size,
-        engine=eng,
-        dask_address=dask_address,
-        show_progress=not quiet,
-    )
-    summary = (PartnerLayout(partner_dir).prepared / "summary.txt").read_text(encoding="utf-8")
+    prepared = PartnerLayout(partner_dir).prepared
+    with interruptible(_interrupted_note(prepared)):
+        manifest = run_prepare(
+            partner_dir,
+            workers=workers,
+            chunk_size=chunk_size,
+            engine=eng,
+            dask_address=dask_address,
+            show_progress=not quiet,
+        )
+    summary = (prepared / "summary.txt").read_text(encoding="utf-8")
     typer.echo(summary)
     typer.echo(json.dumps(manifest["counts"]))
 

@@ -1,0 +1,44 @@
+"""Prefect's temporary local API server, kept out of the terminal's Ctrl-C.
+
+Without ``PREFECT_API_URL``, Prefect starts a temporary API server (a uvicorn subprocess) for
+the flows of one command. A terminal sends Ctrl-C to every process of the command, so that
+server died at once while the flow engine, unwinding the interrupt, still had the crashed run
+to record and its logs to flush: it retried against the dead server for over a minute. The
+server started here never receives that SIGINT (it starts with SIGINT blocked); pharmafl
+handles the interrupt, Prefect records the run, and the server is stopped at exit as always.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from typing import Any
+
+from prefect.server.api.server import SubprocessASGIServer
+from prefect.settings import PREFECT_API_URL
+
+
+class _ShieldedServer(SubprocessASGIServer):
+    """Prefect's temporary server, started with SIGINT blocked (children inherit the mask)."""
+
+    def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            return super()._run_uvicorn_command()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def shield_local_api() -> None:
+    """Make the temporary server Prefect starts for this process (when no API is configured)
+    one that ignores the terminal's Ctrl-C. Call before the first flow run; idempotent.
+
+    Prefect keeps one temporary server per port (``None``: any free port) and reuses the
+    instance registered for it; registering ours is all it takes.
+    """
+    if PREFECT_API_URL.value() or None in SubprocessASGIServer._instances:
+        return
+    _ShieldedServer()
+
+
+__all__ = ["shield_local_api"]
