@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from pharmafl.common.errors import ConfigError
+from pharmafl.common.io import atomic_write_text
 from pharmafl.layout import ConsortiumLayout
 
 if TYPE_CHECKING:
@@ -299,18 +300,44 @@ def _left_out(layout: ConsortiumLayout, summary: ConsortiumSummary) -> list[str]
     return [name for name in layout.partner_dirs() if name not in rows]
 
 
+def check_demo_out(out_dir: str | Path, *, force: bool = False) -> None:
+    """Refuse an output folder the demo would wrongly replace: one that exists, is not empty
+    and is not a previous demo output (no ``demo.json``), unless ``force``."""
+    layout = ConsortiumLayout(Path(out_dir))
+    root = layout.root
+    if force or not root.is_dir() or not any(root.iterdir()) or layout.demo_marker.is_file():
+        return
+    raise ConfigError(
+        f"the output folder is not empty and is not a previous demo output (it has no "
+        f"{layout.demo_marker.name}); the demo replaces its output folder.",
+        file=root,
+        fix="choose another --out (a new or empty folder), or pass --force to replace it.",
+    )
+
+
+def _mark_demo_out(layout: ConsortiumLayout, cfg: DemoConfig) -> None:
+    """Mark the (freshly simulated) folder as a demo output that a later demo may replace."""
+    from pharmafl import __version__
+
+    doc = {"pharmafl_version": __version__, "config": cfg.model_dump(mode="json")}
+    atomic_write_text(layout.demo_marker, json.dumps(doc, indent=2) + "\n")
+
+
 def run_demo(
     out_dir: str | Path,
     config: DemoConfig | None = None,
     *,
     say: Callable[[str], None] = print,
+    force: bool = False,
 ) -> DemoResult:
-    """Run the whole demo into ``out_dir`` (see the module docstring)."""
+    """Run the whole demo into ``out_dir`` (see the module docstring), which it replaces:
+    a non-empty folder that is not a previous demo output only with ``force``."""
     from pharmafl.common.secret import load_consortium_key
     from pharmafl.model import run_baseline, run_pooled
     from pharmafl.report import partner_table, write_report
 
     cfg = config or DemoConfig()
+    check_demo_out(out_dir, force=force)
     if cfg.key_file is not None:
         load_consortium_key(cfg.key_file)  # a bad key file stops the demo before any work
     layout = ConsortiumLayout(Path(out_dir))
@@ -322,6 +349,7 @@ def run_demo(
     )
     with clock.step("simulate"):
         _simulate(layout.root, cfg, family)
+        _mark_demo_out(layout, cfg)
     say("2/7 preparing each partner locally (standardize, describe, fold, tasks)")
     with clock.step("prepare"):
         _prepare(layout, cfg, say)
@@ -372,4 +400,4 @@ def run_demo(
     return DemoResult(layout.root, files.summary_path, files.report_path, files.summary, table)
 
 
-__all__ = ["DemoConfig", "DemoResult", "run_demo"]
+__all__ = ["DemoConfig", "DemoResult", "check_demo_out", "run_demo"]

@@ -9,6 +9,7 @@ its partners agree to lay out on one machine) holds::
                        the ledger heads it saw
       exchange/        the exchange store of the embedded default
       report/          summary.json + report.html
+      demo.json        only in a ``pharmafl demo`` output: the demo's settings
 
 Across organisations each party has only its own folder (an operator folder, or one partner
 folder); the same layouts name what is inside. Nothing else in pharmafl spells these names.
@@ -32,6 +33,8 @@ OPERATOR_DIR = "operator"
 PARTNERS_DIR = "partners"
 EXCHANGE_DIR = "exchange"
 REPORT_DIR = "report"
+#: Written by ``pharmafl demo`` into its output folder: a folder ``demo --out`` may replace.
+DEMO_FILE = "demo.json"
 
 IDENTITY_DIR = "identity"
 ROSTER_FILE = "roster.json"
@@ -272,6 +275,11 @@ class ConsortiumLayout:
     def report(self) -> Path:
         return _child(self.root, REPORT_DIR)
 
+    @property
+    def demo_marker(self) -> Path:
+        """``demo.json``: the folder is a ``pharmafl demo`` output (with the demo's settings)."""
+        return _child(self.root, DEMO_FILE)
+
     def partner(self, name: str) -> PartnerLayout:
         """``partners/<name>/``; ``name`` (from a roster, a ledger, a plan) must be one plain
         name (:class:`~pharmafl.common.errors.ConfigError` otherwise)."""
@@ -295,6 +303,7 @@ __all__ = [
     "CONTRIBUTION_DIR",
     "CONTRIBUTION_FILE",
     "ConsortiumLayout",
+    "DEMO_FILE",
     "EXCHANGE_DIR",
     "FEDERATED_MODEL",
     "FINAL_TRUNK_FILE",

@@ -9,9 +9,16 @@ import typer
 
 
 def demo(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (replaced).")] = Path(
-        "demo-out"
-    ),
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="Output folder: new, empty or a previous demo's (replaced)."
+        ),
+    ] = Path("demo-out"),
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace --out even if it is not a previous demo's output."),
+    ] = False,
     quick: Annotated[
         bool, typer.Option(help="Smaller consortium, fewer rounds (≤ 5 min); same code paths.")
     ] = False,
@@ -51,7 +58,7 @@ def demo(
         if v is not None
     }
     config = DemoConfig.quick(**overrides) if quick else DemoConfig(**overrides)
-    result = run_demo(out, config, say=typer.echo)
+    result = run_demo(out, config, say=typer.echo, force=force)
     typer.echo(f"summary: {result.summary_path}")
     typer.echo(f"report:  {result.report_path}")
 
