@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pharmafl.cli.main import app
+from pharmafl.data import load_catalogue
 from pharmafl.model import MetricsReport
 
 pytestmark = [
@@ -51,7 +52,9 @@ def test_graph_baseline_and_predict_on_a_prepared_fsmol_partner(
     assert res.exit_code == 0, res.output + repr(res.exception)
     table = pd.read_csv(pred, keep_default_na=False, na_values=[""])
     assert table["status"].tolist() == ["ok", "error", "ok"]
-    probs = table[[f"cls_{j}" for j in range(n_cls)]].to_numpy()
+    labels = load_catalogue(pdir / "prepared").labels("classification")
+    assert len(labels) == n_cls and table["id"].tolist() == ["a", "b", "c"]
+    probs = table[labels].to_numpy()  # one column per task, named by the partner's assay id
     assert np.all((probs[[0, 2]] > 0) & (probs[[0, 2]] < 1)) and np.isnan(probs[1]).all()
     assert not np.allclose(probs[0], probs[2])  # different molecules, different graphs
     hidden = np.load(tmp_path / "pred-hidden.npy")
