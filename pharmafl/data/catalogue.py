@@ -109,6 +109,11 @@ class TaskCatalogue(BaseModel):
 
     n_classification_tasks: int = Field(ge=0)
     n_regression_tasks: int = Field(ge=0)
+    partner_ids: bool = Field(
+        False,
+        description="The tasks carry the partner's own assay ids; false in catalogues written "
+        "before they were kept (their assay_id is MELLODDY's integer).",
+    )
     tasks: list[TaskInfo] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -245,7 +250,12 @@ def catalogue_from_tables(t8c: pd.DataFrame, t8r: pd.DataFrame) -> TaskCatalogue
                 num_uncensored=int(r["num_uncensored_total"]),
             )
         )
-    return TaskCatalogue(n_classification_tasks=len(cls), n_regression_tasks=len(reg), tasks=tasks)
+    return TaskCatalogue(
+        n_classification_tasks=len(cls),
+        n_regression_tasks=len(reg),
+        partner_ids=all(c in t8c.columns and c in t8r.columns for c in ("assay_id", "task")),
+        tasks=tasks,
+    )
 
 
 def load_catalogue(prepared_dir: str | Path) -> TaskCatalogue:

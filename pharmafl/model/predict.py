@@ -105,6 +105,8 @@ def task_names(partner_dir: str | Path, n_cls: int, n_reg: int) -> TaskNames:
             fix="use a model trained on this preparation (`pharmafl baseline PARTNER_DIR`), or "
             "prepare again the data the model was trained on.",
         )
+    if not cat.partner_ids:
+        log.warning("%s predates your assay ids in task names: prepare again", prepared)
     return TaskNames(cat.labels("classification"), cat.labels("regression"), cat)
 
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pharmafl import __version__
+from pharmafl.common.errors import PreparationError
 from pharmafl.common.io import atomic_write_text
 from pharmafl.data.catalogue import load_catalogue
 from pharmafl.evaluation.bootstrap import COMPOUND_RESAMPLES
@@ -103,6 +104,14 @@ def evaluate_new_measurements(
     """
     ctx = load_partner_context(partner_dir)
     catalogue = load_catalogue(PartnerLayout(ctx.partner_dir).prepared)
+    if not catalogue.partner_ids:
+        raise PreparationError(
+            "prepared/ was written before tasks carried your assay ids, so new measurements "
+            "cannot be matched to them.",
+            file=PartnerLayout(ctx.partner_dir).prepared,
+            fix="run `pharmafl prepare PARTNER_DIR` again: the same data give the same "
+            "matrices, so your trained models stay valid.",
+        )
     choices = _choices(ctx.partner_dir, models)
     cfg, base = new_data_config(ctx, inputs, config)
     new = read_new_measurements(

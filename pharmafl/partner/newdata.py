@@ -183,7 +183,8 @@ def _records(
     tasks = ctx.params.tasks.model_copy(update={"std_min": -1.0})  # no variance filter
     agg = aggregate_activities(ingested.t0, t1, t5.assign(fold_id=0), tasks, 1)
     own = assay_id_map(ingested)
-    t4r = agg.t4r.assign(assay_id=agg.t4r["input_assay_id"].map(lambda i: own[int(i)]))
+    ids = agg.t4r["input_assay_id"].map(lambda i: own[int(i)]).astype(object)
+    t4r = agg.t4r.assign(assay_id=ids)
     return t4r, agg.rejections
 
 

@@ -103,6 +103,7 @@ def test_the_catalogue_carries_names_and_round_trips(tmp_path) -> None:
         "HTS-007 (cls)",
     ]
     assert cat.labels("regression") == ["CHEMBL3 (reg)"]
+    assert cat.partner_ids
     binary = cat.of_kind("classification")[2]
     assert binary.is_binary and binary.assay_id == "HTS-007" and binary.input_assay_id == 7
     (tmp_path / CATALOGUE_FILE).write_text(cat.model_dump_json())
@@ -113,8 +114,10 @@ def test_an_older_catalogue_without_names_still_reads() -> None:
     doc = json.loads(catalogue_from_tables(_t8c(), _t8r()).model_dump_json())
     for task in doc["tasks"]:
         del task["assay_id"], task["label"]
+    del doc["partner_ids"]
     cat = TaskCatalogue.model_validate(doc)
     assert cat.tasks[0].assay_id == "3" and cat.tasks[0].label == "3 >=6 (cls)"
+    assert not cat.partner_ids  # commands that match by assay id ask to prepare again
 
 
 def test_load_catalogue_says_what_to_do(tmp_path) -> None:

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from typer.testing import CliRunner
 
 from pharmafl.cli.main import app
-from pharmafl.common.errors import ConfigError
+from pharmafl.common.errors import ConfigError, PreparationError
 from pharmafl.data import load_catalogue
 from pharmafl.partner import PrepareOptions, load_partner_context, prepare_partner
 from pharmafl.partner.evaluate import evaluate_new_measurements
@@ -136,3 +136,12 @@ def test_the_new_files_replace_the_configs_exports(charlie: Path, tmp_path: Path
         new_data_config(ctx, [f"raw/other.csv={tmp_path / 'x.csv'}"])
     with pytest.raises(ConfigError, match="no new measurements"):
         evaluate_new_measurements(charlie, [])
+
+
+def test_a_preparation_without_the_partners_ids_is_refused(charlie: Path, tmp_path: Path) -> None:
+    old = tmp_path / "charlie"
+    shutil.copytree(charlie, old)
+    path = old / "prepared" / "task_catalogue.json"
+    path.write_text(path.read_text().replace('"partner_ids": true', '"partner_ids": false'))
+    with pytest.raises(PreparationError, match="prepare PARTNER_DIR` again"):
+        evaluate_new_measurements(old, _inputs(charlie))
