@@ -13,12 +13,14 @@ never imports them.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Literal
 
 from flows._states import result_or_raise
@@ -40,19 +42,48 @@ class EmbeddedLauncher(LauncherBase):
         self.timeout_s = timeout_s
         self._pools: list[ThreadPoolExecutor] = []
         self._runs: dict[str, Future[Any]] = {}
+        self._threads: dict[str, int] = {}  # partner -> ident of the thread running its round
         self._lock = threading.Lock()
 
     def _run(self, partner: str, round_id: str, final: bool) -> Any:
         from flows.partner_round import partner_round_flow
 
-        return result_or_raise(
-            partner_round_flow,
-            str(self.partner_dirs[partner]),
-            self.exchange_url,
-            round_id,
-            final=final,
-            timeout_s=self.timeout_s,
-        )
+        with self._lock:
+            self._threads[partner] = threading.get_ident()
+        try:
+            return result_or_raise(
+                partner_round_flow,
+                str(self.partner_dirs[partner]),
+                self.exchange_url,
+                round_id,
+                final=final,
+                timeout_s=self.timeout_s,
+            )
+        finally:
+            with self._lock:
+                self._threads.pop(partner, None)
+
+    def _interrupt_rounds(self) -> None:
+        """Raise :class:`KeyboardInterrupt` in every running partner round too: Ctrl-C reaches
+        only the main thread, and a round left alone waits for the operator until its stage
+        timeout. Interrupted, each unwinds as the main thread does (temporary files removed,
+        its flow run recorded as crashed) within a poll interval."""
+        with self._lock:
+            idents = list(self._threads.values())
+        for ident in idents:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt)
+            )
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            self._interrupt_rounds()
+        self.close()
 
     def start(self, partner: str, round_id: str, *, final: bool) -> None:
         # Never a shared, bounded pool: a straggler still running after finish() gave up on

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from pharmafl.cli.interrupt import interruptible
+
 
 def demo(
     out: Annotated[
@@ -58,7 +60,8 @@ def demo(
         if v is not None
     }
     config = DemoConfig.quick(**overrides) if quick else DemoConfig(**overrides)
-    result = run_demo(out, config, say=typer.echo, force=force)
+    with interruptible(f"{out} may hold a partial demo; `pharmafl demo --out {out}` starts over"):
+        result = run_demo(out, config, say=typer.echo, force=force)
     typer.echo(f"summary: {result.summary_path}")
     typer.echo(f"report:  {result.report_path}")
 

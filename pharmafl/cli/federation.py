@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from pharmafl.cli.interrupt import interruptible
+
 if TYPE_CHECKING:
     from pharmafl.contract import FederationPlan
     from pharmafl.secure import DPConfig
@@ -183,13 +185,15 @@ def train(
     dp = _dp(dp_noise_multiplier, dp_clip_norm, dp_min_contributors)
     if dp is not None:
         _set_plan_dp(consortium_dir, dp)
-    result = run_train(
-        consortium_dir,
-        exchange_url=exchange,
-        launcher="distributed" if launcher == "distributed" else "embedded",
-        resume=resume,
-        rounds=rounds,
-    )
+    resumable = f"completed rounds are kept: `pharmafl train {consortium_dir} --resume` goes on"
+    with interruptible(resumable):
+        result = run_train(
+            consortium_dir,
+            exchange_url=exchange,
+            launcher="distributed" if launcher == "distributed" else "embedded",
+            resume=resume,
+            rounds=rounds,
+        )
     for rec in result.history:
         typer.echo(
             f"round {rec.round}: contributors {','.join(rec.contributors)}"

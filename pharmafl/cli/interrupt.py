@@ -1,19 +1,25 @@
 """Ctrl-C: a command stops within seconds, says so in one line and exits with status 130.
 
-The first SIGINT raises :class:`KeyboardInterrupt` in the main thread, as Python does; what
-runs while it unwinds — temporary folders removed (:func:`pharmafl.common.io.atomic_directory`),
-worker processes stopped (:mod:`pharmafl.chem.pool`), Prefect recording the run as crashed on
-its local API server (``flows/_api.py`` keeps that server out of the terminal's Ctrl-C), then
-stopping it — must not be cut short, so later SIGINTs are ignored. A command says what it left
-untouched with :func:`interruptible`; :func:`pharmafl.cli.main.main` prints the line.
+The first SIGINT raises :class:`KeyboardInterrupt` in the main thread, as Python does, and
+the command unwinds: temporary folders removed (:func:`pharmafl.common.io.atomic_directory`),
+worker processes stopped (:mod:`pharmafl.chem.pool`), partner rounds in threads interrupted
+too (``flows/launchers.py``), Prefect recording the run as crashed on its local API server
+(``flows/_api.py`` keeps that server out of the terminal's Ctrl-C), then stopping it. A second
+SIGINT during that clean-up stops the command at once (its child processes terminated; a
+temporary file may remain). A command says what it left untouched with :func:`interruptible`;
+:func:`pharmafl.cli.main.main` prints the line.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 from collections.abc import Callable, Iterator
 from types import FrameType
+
+import psutil
 
 #: The exit status of a command stopped by Ctrl-C (128 + SIGINT, as shells report it).
 EXIT_INTERRUPTED = 130
@@ -27,16 +33,25 @@ class CommandInterrupted(KeyboardInterrupt):
         self.note = note
 
 
-def _stop_once(signum: int, frame: FrameType | None) -> None:
+def _stop(signum: int, frame: FrameType | None) -> None:
     del signum, frame
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the clean-up runs to its end
+    signal.signal(signal.SIGINT, _stop_at_once)
     raise KeyboardInterrupt
 
 
+def _stop_at_once(signum: int, frame: FrameType | None) -> None:
+    del signum, frame
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            child.terminate()
+    sys.stderr.write("interrupted again: stopped at once (a temporary file may remain)\n")
+    os._exit(EXIT_INTERRUPTED)
+
+
 def install() -> None:
-    """Handle SIGINT in this (main) thread: the first one stops the command, later ones are
-    ignored while it cleans up."""
-    signal.signal(signal.SIGINT, _stop_once)
+    """Handle SIGINT in this (main) thread: the first one stops the command cleanly, a
+    second one during that clean-up at once."""
+    signal.signal(signal.SIGINT, _stop)
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ half-written and no process behind."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -143,3 +144,29 @@ def test_ctrl_c_during_baseline(tmp_path: Path) -> None:
     assert "--resume" in after[0]  # an epoch finished: its checkpoint is kept, whole
     assert not local.exists()
     assert _leftovers(partner) == []
+
+
+def test_ctrl_c_during_federated_training(prepared_consortium: Path, tmp_path: Path) -> None:
+    """The partner rounds run in threads, which Ctrl-C does not reach by itself: they are
+    interrupted too, instead of waiting for the operator until their stage timeout."""
+    consortium = shutil.copytree(prepared_consortium, tmp_path / "c")
+    setup = subprocess.run(
+        [PHARMAFL, "federation", "setup", str(consortium), "--rounds", "50"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert setup.returncode == 0, setup.stderr
+    command = _Command("train", str(consortium))
+    command.wait_for("epoch 1:")  # partners are training in their threads
+    time.sleep(1.0)
+    status, elapsed, after, children = command.ctrl_c()
+    assert status == 130, after
+    assert elapsed < STOP_WITHIN_S, after
+    assert after[-1] == (
+        f"interrupted: completed rounds are kept: `pharmafl train {consortium} --resume` goes on"
+    )
+    assert not any("Traceback" in line or "interrupted" in line for line in after[:-1]), after
+    assert _leftovers(consortium) == []
+    assert _alive(children) == []
