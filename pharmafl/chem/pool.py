@@ -161,7 +161,7 @@ def _run_window(
         while next_k < len(chunks) and len(pending) < window:
             pending[pool.submit(task, chunks[next_k])] = next_k
             next_k += 1
-        # A timed wait: a wait without timeout is not interrupted by Ctrl-C (CPython).
+        # Timed: an untimed wait here let a Ctrl-C wait for the next chunk (seconds) to finish.
         done, _ = wait(pending, timeout=_WAKE_SECONDS, return_when=FIRST_COMPLETED)
         for fut in done:
             res = results[pending.pop(fut)] = fut.result()
