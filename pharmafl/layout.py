@@ -170,6 +170,14 @@ class OperatorLayout(_PartyLayout):
             return self.root
         return _named(_child(self.root, RUNS_DIR), run_id, "run id")
 
+    def run_initial_trunk(self, run_id: str | None = None) -> Path:
+        """A run's own initial trunk (a run with its own seed), else the consortium's."""
+        if run_id is not None and run_id != MAIN_RUN_ID:
+            own = _child(self.run_dir(run_id), INITIAL_TRUNK_FILE)
+            if own.is_file():
+                return own
+        return self.initial_trunk
+
     def run_plan(self, run_id: str | None = None) -> Path:
         return _child(self.run_dir(run_id), PLAN_FILE)
 

@@ -244,7 +244,7 @@ def seal_to_recipients(
     recipients: Mapping[str, bytes], plaintext: bytes, context: bytes
 ) -> SealedMessage:
     """Encrypt ``plaintext`` so that only the holders of ``recipients``' X25519 private keys
-    (id → raw public key) can read it.
+    (id → raw public key) can read it; its length is padded (:data:`SEAL_PAD_BLOCK`).
 
     One fresh random content key encrypts the plaintext (ChaCha20-Poly1305, associated data
     ``context``); it is wrapped for each recipient under a key derived with HKDF-SHA256 from
@@ -264,7 +264,8 @@ def seal_to_recipients(
             fix="name the parties that may read it.",
         )
     content_key = random_bytes(KEY_BYTES)
-    ciphertext = aead_encrypt(content_key, plaintext, _framed(_SEAL_LABEL + b"payload", context))
+    padded = _pad(plaintext)
+    ciphertext = aead_encrypt(content_key, padded, _framed(_SEAL_LABEL + b"payload", context))
     esk, epk = x25519_generate()
     wrapped: dict[str, bytes] = {}
     for rid in sorted(recipients):
@@ -304,7 +305,25 @@ def open_sealed(
     )
     ad = _framed(_SEAL_LABEL + b"wrap", recipient.encode(), context)
     content_key = aead_decrypt(kek, wrapped_key, ad)
-    return aead_decrypt(content_key, ciphertext, _framed(_SEAL_LABEL + b"payload", context))
+    return _unpad(aead_decrypt(content_key, ciphertext, _framed(_SEAL_LABEL + b"payload", context)))
+
+
+#: Sealed plaintexts are padded to a multiple of this many bytes (ISO/IEC 7816-4: 0x80 then
+#: zeros), so a small message's length (a report's gain sign, an example count's digits)
+#: tells the store nothing; a large one's only to within a kibibyte.
+SEAL_PAD_BLOCK = 1024
+
+
+def _pad(plaintext: bytes) -> bytes:
+    fill = SEAL_PAD_BLOCK - (len(plaintext) + 1) % SEAL_PAD_BLOCK
+    return b"".join((plaintext, b"\x80", bytes(fill % SEAL_PAD_BLOCK)))
+
+
+def _unpad(padded: bytes) -> bytes:
+    end = padded.rstrip(b"\x00")
+    if not end.endswith(b"\x80") or len(padded) % SEAL_PAD_BLOCK:
+        raise SecureAggregationError("a sealed message's padding is malformed.")
+    return end[:-1]
 
 
 # --- ChaCha20 keystream (mask PRG) -------------------------------------------------------

@@ -7,6 +7,7 @@ logged, never part of a repr, and never written into outputs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -105,21 +106,37 @@ def load_consortium_key(path: str | Path | None = None) -> ConsortiumKey:
     return ConsortiumKey(_parse_key_text(p.read_text(encoding="utf-8"), str(p)))
 
 
-#: Shortest key (in characters of its value) a partner may join a consortium with: the key
-#: check is an HMAC of the key, safe to publish only for a key nobody can guess (a generated
-#: key has 64 hex characters, 256 bits).
+#: Shortest key (in characters of its value) a partner may join a consortium with: key checks
+#: are derived from the key, so a key that can be guessed could be found from them (a
+#: generated key has 64 hex characters, 256 bits).
 MIN_SHARED_KEY_CHARS = 32
-_KEY_CHECK_DOMAIN = b"pharmafl/consortium-key-check/v1\x00"
+_KEY_CHECK_DOMAIN = b"pharmafl/consortium-key-check/v2\x00"
 
 
-def consortium_key_check(key: ConsortiumKey, consortium: str) -> str:
-    """The key's check value for ``consortium`` (hex): HMAC-SHA256 of the consortium name
-    under the key. Equal for every partner holding the same key; for a key of
-    :data:`MIN_SHARED_KEY_CHARS` random characters or more it reveals nothing usable about
-    it (finding the key from it means guessing the key). Published in each partner's public
-    identity and signed in the roster, so that every partner checks that all hold one key
-    (docs/operator-guide.md, "The key ceremony")."""
-    return hmac_sha256(key.reveal(), _KEY_CHECK_DOMAIN + consortium.encode("utf-8")).hex()
+def key_check_key(key: ConsortiumKey, consortium: str) -> bytes:
+    """The key that key checks are computed with: scrypt of the consortium key (salted
+    with the consortium name; 16 MiB, so that guessing a key from a published check costs
+    a memory-hard derivation per guess)."""
+    return hashlib.scrypt(
+        key.reveal(),
+        salt=_KEY_CHECK_DOMAIN + consortium.encode("utf-8"),
+        n=2**14,
+        r=8,
+        p=1,
+        dklen=32,
+    )
+
+
+def consortium_key_check(
+    check_key: bytes, party_id: str, public_key: str, encryption_key: str | None
+) -> str:
+    """One partner's key check (hex): HMAC-SHA256, under :func:`key_check_key`, of the
+    partner's id and public keys. Only a holder of the consortium key can compute it, and it
+    is bound to that identity: copied into another identity's public file it is wrong. Every
+    partner recomputes every partner's check in the roster with its own key before it pins
+    (so all hold one key) and before every round (docs/operator-guide.md, the key ceremony)."""
+    message = "\x00".join((party_id, public_key, encryption_key or "")).encode("utf-8")
+    return hmac_sha256(check_key, _KEY_CHECK_DOMAIN + message).hex()
 
 
 def check_shareable_key(key: ConsortiumKey, source: str | Path) -> None:
@@ -152,6 +169,7 @@ __all__ = [
     "ConsortiumKey",
     "check_shareable_key",
     "consortium_key_check",
+    "key_check_key",
     "load_consortium_key",
     "write_new_consortium_key",
 ]

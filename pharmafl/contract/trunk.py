@@ -87,6 +87,16 @@ def trunk_from_bytes(data: bytes, *, expected_sha256: str | None = None) -> dict
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
         state = {n: z[n] for n in z.files}
     TrunkLayout.of(state)
+    if any(a.dtype != np.float32 for a in state.values()) or trunk_to_bytes(state) != data:
+        # One trunk, one encoding: a partner's records of the trunks it revealed updates
+        # from are keyed on these bytes' hash, so a trunk re-encoded (float64, compressed,
+        # reordered) must not pass for a new one (docs/security.md, differencing).
+        raise FederationError(
+            "the global trunk is not in its canonical encoding (float32 arrays, np.savez, "
+            "sorted names).",
+            fix="the operator writes trunks with pharmafl.contract.trunk_to_bytes; report "
+            "an operator that sends anything else.",
+        )
     return state
 
 

@@ -25,6 +25,7 @@ only ``metrics.json`` is kept for such a run (no weights: the model was a measur
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -37,18 +38,25 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from pharmafl.common.errors import EnvelopeRejectedError, FederationError
-from pharmafl.common.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from pharmafl.common.io import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    sha256_bytes,
+)
 from pharmafl.contract import (
     PartnerRoundReport,
     PartnerUtilityReport,
     TrainSpec,
+    TrunkConfig,
     TrunkLayout,
     flatten_trunk,
     round_prefix,
     trunk_from_bytes,
+    trunk_to_bytes,
 )
 from pharmafl.layout import PartnerLayout
 from pharmafl.model import (
@@ -60,6 +68,7 @@ from pharmafl.model import (
     export_trunk,
     final_report,
     fit_trunk_to_data,
+    initial_trunk,
     load_prepared,
     local_model_config,
     save_model_dir,
@@ -121,6 +130,7 @@ def load_partner_identity(partner_dir: str | Path) -> PartnerIdentity:
     pin = pin_file.read_text(encoding="utf-8").strip()
     roster = load_roster(layout.roster, pin)
     check_roster_entry(roster, identity, layout, layout.roster)
+    StartRecord(layout.aggregated_starts).check(identity.public.fingerprint())
     return PartnerIdentity(layout.root, identity, roster, pin)
 
 
@@ -292,6 +302,28 @@ def _global_trunk(
     return trunk_from_bytes(_opened(env, who), expected_sha256=spec.global_trunk_sha256)
 
 
+@functools.lru_cache(maxsize=8)
+def _initial_trunk_sha256(trunk_json: str, seed: int) -> str:
+    trunk = TypeAdapter(TrunkConfig).validate_json(trunk_json)
+    return sha256_bytes(trunk_to_bytes(initial_trunk(trunk, seed)))
+
+
+def check_initial_trunk(spec: TrainSpec) -> None:
+    """Refuse a round 0 whose global trunk is not the initial trunk of its own trunk config
+    and seed (this partner rebuilds it). Else an operator could start a second run from a
+    copy of another run's trunk, nudged, and difference the two runs' sums
+    (docs/security.md, "Differencing across runs")."""
+    expected = _initial_trunk_sha256(spec.trunk.model_dump_json(), spec.seed)
+    if expected != spec.global_trunk_sha256:
+        raise FederationError(
+            f"round 0 of run {spec.run_id!r} does not start from the initial trunk of its "
+            f"seed {spec.seed} (expected {expected[:12]}…, got "
+            f"{spec.global_trunk_sha256[:12]}…); refusing to train.",
+            fix="the operator starts every run from `pharmafl federation init-trunk` of the "
+            "run's own plan; report an operator that sends another trunk.",
+        )
+
+
 def _opened(env: Envelope, who: PartnerIdentity) -> bytes:
     """The payload of an operator message sealed to this partner (the store reads neither
     specs nor trunks)."""
@@ -436,6 +468,7 @@ def _take_part(
     t0 = time.perf_counter()
     if spec.round_index == 0:  # settle would drop the state: refuse first if it was revealed
         state.reveals.refuse(FRESH_STATE, spec)
+        check_initial_trunk(spec)
     state.settle(spec)
     global_state = _global_trunk(store, who, spec, timeout_s)
     client = SecAggClient(
@@ -475,7 +508,7 @@ def _claim(
     """Right before revealing: this state and this trunk never feed a second aggregate
     that would difference with this one (:mod:`pharmafl.partner.reveals`)."""
     starts = StartRecord(PartnerLayout(state.partner_dir).aggregated_starts)
-    starts.claim(spec, contributors, who.roster.security_policy)
+    starts.claim(spec, contributors, who.roster.security_policy, who.identity.public.fingerprint())
     state.reveals.claim(state.trained_from, spec)
 
 

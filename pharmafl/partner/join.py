@@ -8,14 +8,17 @@ The path (docs/partner-guide.md, docs/operator-guide.md):
    It shares the key file with every other partner out of band (its own secure channel;
    never through the operator or the exchange store), and they join with ``key_file``.
 3. Each partner sends ``identity/<id>.pub.json`` to the operator: its signing and encryption
-   keys and its **key check** (:func:`pharmafl.common.secret.consortium_key_check`, an HMAC
-   of the consortium name under the key: equal for all who hold the key, useless to anyone
-   who does not).
+   keys and its **key check** (:func:`pharmafl.common.secret.consortium_key_check`: an HMAC
+   of its id and public keys under a scrypt of the consortium key — only a key holder can
+   compute it, and it is wrong for any other identity).
 4. The operator signs the roster (every public identity, the security policy, the parameters'
-   hash) and publishes its fingerprint out of band; the roster refuses partners whose key
-   checks differ. Each partner pins it (:func:`pin_roster`) only after checking the
-   signature, the fingerprint, its own entry, the key check of its own key, and the
-   parameters' hash of its own ``consortium.json``.
+   hash) and publishes its fingerprint out of band. Each partner pins it
+   (:func:`pin_roster`) only after checking the signature, the fingerprint, its own entry,
+   every partner's key check recomputed with its own key (so all hold one key, and no
+   identity joined with a copied check), and the parameters' hash of its own
+   ``consortium.json``; the same checks run before every round. Pinning also creates the
+   partner's record of aggregated starting trunks (:class:`~pharmafl.partner.reveals.
+   StartRecord`), which must exist from then on.
 """
 
 from __future__ import annotations
@@ -25,23 +28,27 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from pharmafl.common.crypto import constant_time_equal
 from pharmafl.common.errors import ConfigError, FederationError
 from pharmafl.common.io import atomic_write_bytes, atomic_write_text
 from pharmafl.common.params import ConsortiumParameters, load_consortium_parameters
 from pharmafl.common.secret import (
     check_shareable_key,
     consortium_key_check,
+    key_check_key,
     load_consortium_key,
     write_new_consortium_key,
 )
 from pharmafl.layout import PartnerLayout
+from pharmafl.partner.reveals import StartRecord
 from pharmafl.secure.identity import (
     Identity,
+    PublicIdentity,
     Roster,
-    generate_identity,
     load_identity_dir,
     load_roster,
     public_key_path,
+    write_identity,
 )
 
 logger = logging.getLogger(__name__)
@@ -149,8 +156,12 @@ def join_consortium(
         assert key_file is not None
         _copy_key(Path(key_file), layout.key)
     try:
-        check = consortium_key_check(load_consortium_key(layout.key), params.consortium_name)
-        identity = generate_identity(layout.identity, name, "partner", key_check=check)
+        identity = Identity.generate(name, "partner")
+        check = key_check_of(
+            key_check_key(load_consortium_key(layout.key), params.consortium_name),
+            identity.public,
+        )
+        write_identity(identity, layout.identity, key_check=check)
     except Exception:
         _undo(layout)
         raise
@@ -170,6 +181,12 @@ def join_consortium(
     )
 
 
+def key_check_of(check_key: bytes, member: PublicIdentity) -> str:
+    """The key check of ``member`` under the consortium key (see
+    :func:`pharmafl.common.secret.consortium_key_check`)."""
+    return consortium_key_check(check_key, member.id, member.public_key, member.encryption_key)
+
+
 def _undo(layout: PartnerLayout) -> None:
     """Remove what a failed join wrote (nothing of the partner's existed before)."""
     layout.key.unlink(missing_ok=True)
@@ -179,9 +196,9 @@ def _undo(layout: PartnerLayout) -> None:
 def check_roster_entry(
     roster: Roster, identity: Identity, layout: PartnerLayout, path: Path
 ) -> None:
-    """The roster lists this partner with its own signing and encryption keys, the check of
-    the consortium key it holds (so every partner holds it: the roster admits only one), and
-    the hash of its own consortium parameters.
+    """The roster lists this partner with its own signing and encryption keys, every partner
+    with a key check that the consortium key this partner holds gives for its identity (so
+    all hold that key), and the hash of this partner's consortium parameters.
 
     Raises
     ------
@@ -204,27 +221,49 @@ def check_roster_entry(
             "PARTNER_DIR/identity/<id>.key.json --out DIR`), send it to the operator and pin "
             "the re-signed roster.",
         )
-    _check_key(roster, entry.consortium_key_check, layout, path)
+    _check_key(roster, layout, path)
     _check_parameters(roster, layout, path)
 
 
-def _check_key(roster: Roster, published: str | None, layout: PartnerLayout, path: Path) -> None:
-    if published is None or not layout.key.is_file():
-        return  # a roster from before key checks, or a partner that keeps its key elsewhere
-    mine = consortium_key_check(load_consortium_key(layout.key), roster.consortium)
-    if mine != published:
+def _check_key(roster: Roster, layout: PartnerLayout, path: Path) -> None:
+    """Every partner of the roster holds the consortium key this partner holds: each one's
+    key check is recomputed with it (a check copied from another identity, or made with
+    another key, is wrong)."""
+    if not layout.key.is_file():
+        return  # a partner that keeps its key elsewhere (PHARMAFL_CONSORTIUM_KEY)
+    check_key = key_check_key(load_consortium_key(layout.key), roster.consortium)
+    members = [m for m in roster.members if m.role == "partner"]
+    wrong = [
+        m.id
+        for m in members
+        if m.consortium_key_check is None
+        or not constant_time_equal(
+            key_check_of(check_key, m).encode(), m.consortium_key_check.encode()
+        )
+    ]
+    if wrong:
         raise FederationError(
-            "the roster's consortium key check differs from the key this partner holds: "
-            "the partners do not all hold this key.",
+            f"partner(s) {', '.join(wrong)} of the roster do not show the consortium key this "
+            "partner holds (no key check, or one that this key does not give for their "
+            "identity): they hold another key, or are not who they claim.",
             file=path,
-            fix="get the key file from the consortium's key holder out of band, re-join with "
-            "--key, and send the operator the new public identity.",
+            fix="pin no roster until they re-join with the key holder's key file (pharmafl "
+            "consortium join --key) and the operator re-signs; if this partner holds the "
+            "wrong key, get the key file from the key holder and re-join.",
         )
 
 
 def _check_parameters(roster: Roster, layout: PartnerLayout, path: Path) -> None:
+    if not layout.consortium.is_file():
+        return  # a partner whose parameters live elsewhere (partner.toml's consortium_file)
     if roster.parameter_hash is None:
-        return
+        raise FederationError(
+            "the roster binds no consortium parameters: partners could be preparing with "
+            "different ones.",
+            file=path,
+            fix="ask the operator for a roster signed with `pharmafl consortium roster` (it "
+            "binds the hash of consortium.json).",
+        )
     params: ConsortiumParameters = load_consortium_parameters(layout.consortium)
     if params.parameter_hash() != roster.parameter_hash:
         raise FederationError(
@@ -254,6 +293,7 @@ def pin_roster(partner_dir: str | Path, roster_file: str | Path, fingerprint: st
     )
     roster = load_roster(roster_file, pinned_fingerprint=fingerprint.strip())
     check_roster_entry(roster, identity, layout, Path(roster_file))
+    StartRecord(layout.aggregated_starts).create(identity.public.fingerprint())
     atomic_write_bytes(layout.roster, Path(roster_file).read_bytes())
     atomic_write_text(layout.roster_pin, roster.fingerprint() + "\n")
     return roster
@@ -265,5 +305,6 @@ __all__ = [
     "JoinResult",
     "check_roster_entry",
     "join_consortium",
+    "key_check_of",
     "pin_roster",
 ]

@@ -22,9 +22,14 @@ Across runs, :class:`StartRecord` keeps, for every global trunk a partner reveal
 from, the contributors of that aggregate. Two runs from the same trunk (a contribution
 study's coalitions S and S ∖ {i}, or a run where the operator let partner i "drop out")
 would otherwise give two sums that differ by i's update, computed from the same inputs. A
-partner reveals from a trunk again only for the same contributors, or, where the signed
-policy declares valuation groups, when both contributor sets are whole groups (the
-contribution study: any difference is then a sum over whole groups).
+partner reveals from a trunk again only in the same run for the same contributors (a
+resumed round), or, where the signed policy declares valuation groups, when both
+contributor sets are whole groups (the contribution study: any difference is then a sum over
+whole groups). Trunks are keyed by the SHA-256 of their one canonical encoding
+(:func:`pharmafl.contract.trunk_from_bytes` refuses any other), and a round 0 must start
+from the initial trunk of the run's own seed (:func:`pharmafl.partner.federated.
+check_initial_trunk`), so a second run cannot start from a copy of another run's trunk,
+re-encoded or nudged.
 """
 
 from __future__ import annotations
@@ -118,20 +123,65 @@ class RevealRecord:
             os.close(fd)
 
 
+#: Format tag of ``aggregated_starts.json``.
+STARTS_FORMAT = "pharmafl.aggregated_starts/2"
+
+
 class StartRecord:
     """``<partner>/aggregated_starts.json``: global trunk SHA-256 → every aggregate this
-    partner revealed an update from that trunk for: its contributors and round id."""
+    partner revealed an update from that trunk for: its run, contributors and round id.
+
+    The record is created empty when the partner pins its roster (:meth:`create`, bound to
+    the partner's identity) and must exist from then on: a partner whose record was lost (a
+    wiped volume) would otherwise reveal again from trunks it already revealed from, which
+    is exactly what differencing needs. It is refused when missing or when it belongs to
+    another identity."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.lock = path.with_suffix(".lock")
 
-    def _read(self) -> dict[str, list[dict[str, object]]]:
+    def create(self, identity_fingerprint: str) -> None:
+        """Write an empty record for this identity, unless one exists (never reset)."""
+        if self.path.exists():
+            self.check(identity_fingerprint)
+            return
+        doc = {"format": STARTS_FORMAT, "identity": identity_fingerprint, "starts": {}}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _durable_write(self.path, json.dumps(doc, sort_keys=True).encode() + b"\n")
+
+    def check(self, identity_fingerprint: str) -> None:
+        """Refuse a missing record, or one of another identity.
+
+        Raises
+        ------
+        FederationError
+            With the fix: restore it, or join again under a new identity.
+        """
+        owner = self._doc().get("identity")
+        if owner != identity_fingerprint:
+            raise FederationError(
+                "the record of aggregated starting trunks belongs to another identity; "
+                "refusing to take part.",
+                file=self.path,
+                fix="restore this partner's own record from its backup.",
+            )
+
+    def _doc(self) -> dict[str, object]:
         if not self.path.is_file():
-            return {}
+            raise FederationError(
+                "the record of aggregated starting trunks is missing: this partner cannot "
+                "tell which trunks it already revealed updates from; refusing to take part.",
+                file=self.path,
+                fix="restore it from a backup (keep it on persistent storage, beside the "
+                "identity); if it is lost, join again under a new identity "
+                "(pharmafl consortium join) and have the operator re-sign the roster.",
+            )
         try:
             doc = json.loads(self.path.read_text(encoding="utf-8"))
-            return {str(k): [dict(e) for e in v] for k, v in doc.items()}
+            if doc.get("format") != STARTS_FORMAT or not isinstance(doc.get("starts"), dict):
+                raise ValueError("not a start record")
+            return dict(doc)
         except (ValueError, TypeError, AttributeError):
             raise FederationError(
                 "the record of aggregated starting trunks is unreadable; refusing to reveal.",
@@ -139,34 +189,50 @@ class StartRecord:
                 fix="restore it from a backup; never delete or edit this file.",
             ) from None
 
-    def claim(self, spec: TrainSpec, contributors: tuple[str, ...], policy: SecurityPolicy) -> None:
-        """Refuse (before revealing) a second aggregate from ``spec``'s trunk over other
-        contributors, unless both are whole valuation groups; else record this one."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def claim(
+        self,
+        spec: TrainSpec,
+        contributors: tuple[str, ...],
+        policy: SecurityPolicy,
+        identity_fingerprint: str,
+    ) -> None:
+        """Refuse (before revealing) a second aggregate from ``spec``'s trunk in another run
+        or over other contributors, unless both are whole valuation groups; else record
+        this one."""
         fd = os.open(self.lock, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            doc = self._read()
-            now = sorted(contributors)
-            earlier = doc.setdefault(spec.global_trunk_sha256, [])
+            self.check(identity_fingerprint)
+            doc = self._doc()
+            starts: dict[str, list[dict[str, object]]] = doc["starts"]  # type: ignore[assignment]
+            now: dict[str, object] = {"contributors": sorted(contributors), "run_id": spec.run_id}
+            earlier = starts.setdefault(spec.global_trunk_sha256, [])
             for entry in earlier:
-                before = [str(p) for p in entry["contributors"]]  # type: ignore[attr-defined]
-                if before != now and not _whole_groups(policy, before, now):
-                    raise FederationError(
-                        f"{spec.round_id} would aggregate this partner's update from global "
-                        f"trunk {spec.global_trunk_sha256[:12]}… with contributors {now}, "
-                        f"already aggregated with {before} ({entry['round_id']}): the two "
-                        "sums would difference into the updates of the partners in one and "
-                        "not the other.",
-                        fix="start every run from its own initial trunk (`pharmafl federation "
-                        "init-trunk` with a new seed); a contribution study needs valuation "
-                        "groups in the signed policy (`pharmafl keys roster --valuation-group`).",
-                    )
-            if all(e["contributors"] != now for e in earlier):
-                earlier.append({"contributors": now, "round_id": spec.round_id})
+                _refuse_conflict(spec, entry, now, policy)
+            if all({k: e.get(k) for k in now} != now for e in earlier):
+                earlier.append({**now, "round_id": spec.round_id})
                 _durable_write(self.path, json.dumps(doc, sort_keys=True).encode() + b"\n")
         finally:
             os.close(fd)
+
+
+def _refuse_conflict(
+    spec: TrainSpec, entry: dict[str, object], now: dict[str, object], policy: SecurityPolicy
+) -> None:
+    before = [str(p) for p in entry["contributors"]]  # type: ignore[attr-defined]
+    same = before == now["contributors"] and entry.get("run_id") == now["run_id"]
+    if same or _whole_groups(policy, before, [str(p) for p in now["contributors"]]):  # type: ignore[attr-defined]
+        return
+    raise FederationError(
+        f"{spec.round_id} would aggregate this partner's update from global trunk "
+        f"{spec.global_trunk_sha256[:12]}… with contributors {now['contributors']} in run "
+        f"{now['run_id']!r}, already aggregated with {before} in run {entry.get('run_id')!r} "
+        f"({entry['round_id']}): the two sums would difference into the updates of the "
+        "partners in one and not the other.",
+        fix="start every run from its own initial trunk (a new seed in its plan); a "
+        "contribution study needs valuation groups in the signed policy (`pharmafl "
+        "consortium roster --valuation-group`).",
+    )
 
 
 def _whole_groups(policy: SecurityPolicy, *sets: list[str]) -> bool:
@@ -193,4 +259,11 @@ def _durable_write(path: Path, data: bytes) -> None:
         os.close(dfd)
 
 
-__all__ = ["FRESH_STATE", "REVEALED_FILE", "RevealRecord", "StartRecord", "state_key"]
+__all__ = [
+    "FRESH_STATE",
+    "REVEALED_FILE",
+    "STARTS_FORMAT",
+    "RevealRecord",
+    "StartRecord",
+    "state_key",
+]

@@ -292,7 +292,8 @@ class SecAggClient:
         """My example count, AEAD-encrypted (hex) to the operator's key of this round."""
         shared = crypto.x25519_exchange(self._c_sk, bytes.fromhex(self._spec().operator_key))
         key = masking.derive_key("count-key", shared, self.round_id, self.me, self.operator)
-        body = str(int(num_examples)).encode("ascii")
+        body = f"{int(num_examples):020d}".encode("ascii")  # fixed width: its size says nothing
+        # (the operator accepts exactly 20 digits, pharmafl.secure.server._take_masked)
         ad = aead_context("count", self.round_id, self.me, self.operator)
         return crypto.aead_encrypt(key, body, ad).hex()
 

@@ -79,11 +79,12 @@ class PublicIdentity(BaseModel):
     consortium_key_check: str | None = Field(
         None,
         pattern=_HEX32,
-        description="A partner's check value of the consortium key it holds (HMAC-SHA256 of "
-        "the consortium name under the key, hex; pharmafl.common.secret.consortium_key_check): "
-        "equal for every partner of a roster, so that each can see all hold one key without "
-        "anyone learning it. None for the operator (it never holds the key) and in files "
-        "written by `pharmafl keys generate`.",
+        description="A partner's check of the consortium key it holds, bound to this identity "
+        "(HMAC-SHA256 of its id and public keys under a scrypt of the key, hex; "
+        "pharmafl.common.secret.consortium_key_check): every partner recomputes every "
+        "partner's check with its own key, so each sees that all hold one key without anyone "
+        "learning it. None for the operator (it never holds the key) and in files written by "
+        "`pharmafl keys generate`.",
     )
 
     def key_bytes(self) -> bytes:
@@ -338,22 +339,18 @@ def load_public_identity(path: str | Path) -> PublicIdentity:
 
 
 def key_check_problem(members: Sequence[PublicIdentity]) -> str | None:
-    """Why these members do not show one consortium key, or None: every partner publishes
-    the same key check value (or, in rosters from before key checks, none does), and the
-    operator, who never holds the key, publishes none."""
-    checks: dict[str | None, list[str]] = {}
+    """Why these members' key checks cannot be right, or None: the operator, who never holds
+    the consortium key, publishes none, and either every partner publishes one or none does
+    (rosters from before key checks). Whether each check is right only a key holder can
+    tell: every partner verifies them all (:func:`pharmafl.partner.join.check_roster_entry`)."""
     for m in members:
         if m.role == "operator" and m.consortium_key_check is not None:
             return f"operator {m.id!r} publishes a consortium key check; it must not hold the key"
-        if m.role == "partner":
-            checks.setdefault(m.consortium_key_check, []).append(m.id)
-    if len(checks) <= 1:
-        return None
-    held = "; ".join(
-        f"{', '.join(ids)}: {'no key check' if c is None else c[:12] + '…'}"
-        for c, ids in sorted(checks.items(), key=lambda kv: kv[1])
-    )
-    return f"partners do not hold one consortium key ({held})"
+    partners = [m for m in members if m.role == "partner"]
+    missing = [m.id for m in partners if m.consortium_key_check is None]
+    if missing and len(missing) < len(partners):
+        return f"partner(s) {', '.join(missing)} publish no consortium key check"
+    return None
 
 
 class Roster(BaseModel):

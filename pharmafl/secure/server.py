@@ -303,7 +303,7 @@ class SecAggServer:
             raise self.guard.reject(env, "masked input lacks its seed commitment")
         count = self._declared_count(env)
         q = self.spec.quantization
-        if not re.fullmatch(r"[0-9]{1,10}", count) or not 1 <= int(count) <= q.max_examples:
+        if not re.fullmatch(r"[0-9]{20}", count) or not 1 <= int(count) <= q.max_examples:
             raise self.guard.reject(env, f"masked input must declare 1..{q.max_examples} examples")
         np.add(self._acc, np.frombuffer(env.payload, dtype=dtype), out=self._acc)
         self._masked[env.sender] = (self.store.key_of(env), env.payload_sha256)

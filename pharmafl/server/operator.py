@@ -130,7 +130,10 @@ def _start(ctx: OperatorContext, plan: FederationPlan, resume: bool) -> _Run:
 
 
 def _initial_trunk(ctx: OperatorContext) -> dict[str, np.ndarray]:
-    init = ctx.layout.initial_trunk
+    """The run's own initial trunk (``runs/<run id>/initial_trunk.npz``, for a run with its
+    own seed) or the consortium's; partners refuse a round 0 from any trunk but the initial
+    trunk of the run's plan (pharmafl.partner.federated.check_initial_trunk)."""
+    init = ctx.layout.run_initial_trunk(ctx.plan.run_id)
     if not init.is_file():
         raise FederationError(
             "no initial trunk.",

@@ -13,12 +13,14 @@ from pathlib import Path
 from pharmafl.common.errors import FederationError
 from pharmafl.common.io import atomic_write_bytes, atomic_write_text
 from pharmafl.common.params import load_consortium_parameters
-from pharmafl.common.secret import consortium_key_check, load_consortium_key
+from pharmafl.common.secret import key_check_key, load_consortium_key
 from pharmafl.contract import FederationPlan, trunk_to_bytes
 from pharmafl.layout import ConsortiumLayout
 from pharmafl.model import initial_trunk
+from pharmafl.partner.join import key_check_of
+from pharmafl.partner.reveals import StartRecord
 from pharmafl.secure import generate_identity
-from pharmafl.secure.identity import create_roster_file, public_key_path
+from pharmafl.secure.identity import Identity, create_roster_file, public_key_path, write_identity
 from pharmafl.secure.policy import SecurityPolicy, even_groups
 from pharmafl.server.create import OPERATOR_ID, fit_plan, write_plan
 
@@ -46,13 +48,16 @@ def setup_federation(
     params = load_consortium_parameters(op.consortium)
     plan = fit_plan(plan, params)
     generate_identity(op.identity, OPERATOR_ID, role="operator")
-    pubs = []
+    pubs, fingerprints = [], {}
     for p in partners:
+        identity = Identity.generate(p.name, "partner")
         check = None
         if p.key.is_file():
-            check = consortium_key_check(load_consortium_key(p.key), params.consortium_name)
-        generate_identity(p.identity, p.name, role="partner", key_check=check)
+            check_key = key_check_key(load_consortium_key(p.key), params.consortium_name)
+            check = key_check_of(check_key, identity.public)
+        write_identity(identity, p.identity, key_check=check)
         pubs.append(public_key_path(p.identity, p.name))
+        fingerprints[p.name] = identity.public.fingerprint()
     if policy is None:
         groups = even_groups(p.name for p in partners)
         policy = None if groups is None else SecurityPolicy(valuation_groups=groups)
@@ -68,6 +73,7 @@ def setup_federation(
     for p in partners:
         atomic_write_bytes(p.roster, roster_bytes)
         atomic_write_text(p.roster_pin, roster.fingerprint() + "\n")
+        StartRecord(p.aggregated_starts).create(fingerprints[p.name])
     write_plan(op, plan)
     atomic_write_bytes(op.initial_trunk, trunk_to_bytes(initial_trunk(plan.trunk, plan.seed)))
     return op.root

@@ -34,14 +34,17 @@ def _cli() -> typer.Typer:
 
 def _partners(base: Path, names: tuple[str, ...]) -> dict[str, Path]:
     """Partner folders with a signing key, the signed roster and its pin, and prepared/."""
+    from pharmafl.layout import PartnerLayout
+    from pharmafl.partner.reveals import StartRecord
     from pharmafl.secure import generate_identity
     from pharmafl.secure.identity import create_roster_file, public_key_path
 
     odir = base / "operator"
     generate_identity(odir / "identity", "operator", role="operator")
     dirs = {n: base / "partners" / n for n in names}
+    fingerprints = {}
     for n, pdir in dirs.items():
-        generate_identity(pdir / "identity", n)
+        fingerprints[n] = generate_identity(pdir / "identity", n).public.fingerprint()
         (pdir / "prepared").mkdir()
     roster = create_roster_file(
         odir / "identity" / "operator.key.json",
@@ -49,9 +52,10 @@ def _partners(base: Path, names: tuple[str, ...]) -> dict[str, Path]:
         odir / "roster.json",
         consortium="serve-test",
     )
-    for pdir in dirs.values():
+    for n, pdir in dirs.items():
         shutil.copyfile(odir / "roster.json", pdir / "roster.json")
         (pdir / "roster.pin").write_text(roster.fingerprint() + "\n")
+        StartRecord(PartnerLayout(pdir).aggregated_starts).create(fingerprints[n])
     return dirs
 
 

@@ -16,6 +16,7 @@ from pharmafl.common.io import atomic_write_bytes, atomic_write_text
 from pharmafl.common.params import ConsortiumParameters
 from pharmafl.contract import FederationPlan, LocalTrainingSpec, trunk_to_bytes
 from pharmafl.layout import ConsortiumLayout
+from pharmafl.partner.reveals import StartRecord
 from pharmafl.secure import ExchangeStore, Identity, Roster, SecurityPolicy, generate_identity
 from pharmafl.secure.identity import create_roster_file, public_key_path
 
@@ -63,6 +64,7 @@ def build_consortium(
     for p in names:
         atomic_write_bytes(layout.partner(p).roster, op.roster.read_bytes())
         atomic_write_text(layout.partner(p).roster_pin, roster.fingerprint() + "\n")
+        StartRecord(layout.partner(p).aggregated_starts).create(partners[p].public.fingerprint())
     atomic_write_text(op.consortium, ConsortiumParameters().model_dump_json() + "\n")
     plan = FederationPlan(
         rounds=rounds,

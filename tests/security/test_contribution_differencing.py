@@ -137,40 +137,58 @@ SIX = ("a1", "a2", "a3", "b1", "b2", "b3")
 GROUPS = SecurityPolicy(valuation_groups=(("a1", "a2", "a3"), ("b1", "b2", "b3")))
 
 
-def test_the_record_allows_the_same_contributors_and_other_trunks(tmp_path: Path) -> None:
+FP = "f" * 64  # the partner's identity fingerprint the record is bound to
+
+
+def _record(path: Path) -> Any:
     from pharmafl.partner.reveals import StartRecord
 
-    record = StartRecord(tmp_path / "aggregated_starts.json")
-    record.claim(_spec("one"), PARTNERS, SecurityPolicy())
-    record.claim(_spec("two"), PARTNERS, SecurityPolicy())  # the same sum again: no news
-    record.claim(_spec("three", "2" * 64), ("alpha", "bravo"), SecurityPolicy())
+    record = StartRecord(path)
+    record.create(FP)
+    return record
+
+
+def test_the_record_allows_a_resumed_run_and_other_trunks_only(tmp_path: Path) -> None:
+    record = _record(tmp_path / "aggregated_starts.json")
+    record.claim(_spec("one"), PARTNERS, SecurityPolicy(), FP)
+    record.claim(_spec("one"), PARTNERS, SecurityPolicy(), FP)  # the run resumed: no news
+    record.claim(_spec("three", "2" * 64), ("alpha", "bravo"), SecurityPolicy(), FP)
     with pytest.raises(FederationError, match="difference"):
-        record.claim(_spec("four"), ("alpha", "bravo"), SecurityPolicy())
+        record.claim(_spec("four"), ("alpha", "bravo"), SecurityPolicy(), FP)
     with pytest.raises(FederationError, match="difference"):  # a superset too
-        record.claim(_spec("five", "2" * 64), PARTNERS, SecurityPolicy())
+        record.claim(_spec("five", "2" * 64), PARTNERS, SecurityPolicy(), FP)
+    # The same contributors in another run: its heads would match this run's, so a later,
+    # nudged round could difference (adversarial review of issue 12, "replay then nudge").
+    with pytest.raises(FederationError, match="difference"):
+        record.claim(_spec("two"), PARTNERS, SecurityPolicy(), FP)
 
 
 def test_the_record_allows_whole_valuation_groups_only(tmp_path: Path) -> None:
-    from pharmafl.partner.reveals import StartRecord
-
-    record = StartRecord(tmp_path / "aggregated_starts.json")
-    record.claim(_spec("all"), SIX, GROUPS)
-    record.claim(_spec("a"), SIX[:3], GROUPS)  # a study's coalitions: whole groups
-    record.claim(_spec("b"), SIX[3:], GROUPS)
+    record = _record(tmp_path / "aggregated_starts.json")
+    record.claim(_spec("all"), SIX, GROUPS, FP)
+    record.claim(_spec("a"), SIX[:3], GROUPS, FP)  # a study's coalitions: whole groups
+    record.claim(_spec("b"), SIX[3:], GROUPS, FP)
     with pytest.raises(FederationError, match="difference"):
-        record.claim(_spec("split"), SIX[:5], GROUPS)
+        record.claim(_spec("split"), SIX[:5], GROUPS, FP)
+    other = _record(tmp_path / "other.json")
     with pytest.raises(FederationError, match="difference"):  # groups are not declared
-        StartRecord(tmp_path / "other.json").claim(_spec("x"), SIX[:3], SecurityPolicy())
-        StartRecord(tmp_path / "other.json").claim(_spec("y"), SIX, SecurityPolicy())
+        other.claim(_spec("x"), SIX[:3], SecurityPolicy(), FP)
+        other.claim(_spec("y"), SIX, SecurityPolicy(), FP)
 
 
-def test_an_unreadable_record_refuses_to_reveal(tmp_path: Path) -> None:
+def test_an_unreadable_missing_or_foreign_record_refuses_to_reveal(tmp_path: Path) -> None:
     from pharmafl.partner.reveals import StartRecord
 
     path = tmp_path / "aggregated_starts.json"
+    with pytest.raises(FederationError, match="missing"):
+        StartRecord(path).claim(_spec("one"), PARTNERS, SecurityPolicy(), FP)
     path.write_text("{not json")
     with pytest.raises(FederationError, match="unreadable"):
-        StartRecord(path).claim(_spec("one"), PARTNERS, SecurityPolicy())
+        StartRecord(path).claim(_spec("one"), PARTNERS, SecurityPolicy(), FP)
+    path.unlink()
+    _record(path)
+    with pytest.raises(FederationError, match="another identity"):
+        StartRecord(path).claim(_spec("one"), PARTNERS, SecurityPolicy(), "e" * 64)
 
 
 # --- valuation groups: the policy, and rounds under it ---------------------------------------

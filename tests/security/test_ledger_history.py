@@ -46,6 +46,7 @@ from pharmafl.partner.federated import (
     partner_finish,
     partner_round,
 )
+from pharmafl.partner.reveals import StartRecord
 from pharmafl.secure import ExchangeStore, Identity
 from pharmafl.secure.identity import Roster, build_roster, write_identity, write_roster
 from pharmafl.server.context import OperatorContext
@@ -126,6 +127,7 @@ def _federation(root: Path, ids: dict[str, Identity], roster: Roster) -> Federat
         write_identity(ids[p], layout.identity)
         write_roster(roster, layout.roster)
         layout.roster_pin.write_text(roster.fingerprint() + "\n")
+        StartRecord(layout.aggregated_starts).create(ids[p].public.fingerprint())
     op = root / "operator"
     url = str(root / "exchange")
     ctx = OperatorContext(

@@ -22,12 +22,21 @@ from pharmafl.common.errors import (
     SecureAggregationError,
 )
 from pharmafl.common.params import ConsortiumParameters
-from pharmafl.common.secret import consortium_key_check, load_consortium_key
+from pharmafl.common.secret import key_check_key, load_consortium_key
 from pharmafl.contract import FederationPlan
 from pharmafl.layout import OperatorLayout, PartnerLayout
 from pharmafl.partner.federated import load_partner_identity
-from pharmafl.partner.join import join_consortium, pin_roster
-from pharmafl.secure.identity import load_public_identity, public_key_path
+from pharmafl.partner.join import join_consortium, key_check_of, pin_roster
+from pharmafl.secure.identity import (
+    Identity,
+    build_roster,
+    generate_identity,
+    load_identity_dir,
+    load_public_identity,
+    public_key_path,
+    write_identity,
+    write_roster,
+)
 from pharmafl.secure.policy import SecurityPolicy
 from pharmafl.server.create import create_consortium, sign_consortium_roster
 
@@ -67,21 +76,21 @@ def test_create_refuses_a_reference_hash_the_operator_cannot_check(tmp_path: Pat
     assert not (tmp_path / "op" / "identity").exists()
 
 
-def test_join_shares_one_key_and_publishes_only_its_check(tmp_path: Path) -> None:
+def test_join_shares_one_key_and_publishes_only_identity_bound_checks(tmp_path: Path) -> None:
     op = _create(tmp_path)
     joined = _join_all(tmp_path, op)
     keys = [PartnerLayout(j.folder).key for j in joined]
     assert all(stat.S_IMODE(k.stat().st_mode) == 0o600 for k in keys)
     assert len({k.read_bytes() for k in keys}) == 1
-    secret = load_consortium_key(keys[0]).reveal()
-    pubs = [public_key_path(PartnerLayout(j.folder).identity, j.party_id) for j in joined]
-    checks = {load_public_identity(p).consortium_key_check for p in pubs}
-    assert checks == {joined[0].key_check}
-    for p in pubs:  # the public file never holds the key
-        assert secret.decode() not in p.read_text()
-    # the check is bound to the consortium: the same key elsewhere gives another check
     key = load_consortium_key(keys[0])
-    assert consortium_key_check(key, "other") != joined[0].key_check
+    pubs = [load_public_identity(_pub(j)) for j in joined]
+    for j, pub in zip(joined, pubs, strict=True):
+        assert key.reveal().decode() not in _pub(j).read_text()  # never the key itself
+        assert pub.consortium_key_check == j.key_check
+        assert key_check_of(key_check_key(key, "acme"), pub) == j.key_check
+    assert len({p.consortium_key_check for p in pubs}) == 3, "each check names its identity"
+    # bound to the consortium too: the same key and identity elsewhere give another check
+    assert key_check_of(key_check_key(key, "other"), pubs[0]) != joined[0].key_check
     assert (joined[1].folder / "partner.toml.example").is_file()
     assert (joined[1].folder / "exports").is_dir()
 
@@ -126,21 +135,81 @@ def test_roster_and_pin_then_training_identity_loads(tmp_path: Path) -> None:
         pin_roster(joined[0].folder, op.roster, "0" * 64)
 
 
-def test_roster_refuses_partners_with_another_key(tmp_path: Path) -> None:
+def _pin_refused(joined, op: OperatorLayout, fp: str, who: str) -> None:
+    for j in joined:
+        with pytest.raises(FederationError, match=f"{who}.*do not show the consortium key"):
+            pin_roster(j.folder, op.roster, fp)
+        assert not PartnerLayout(j.folder).roster_pin.exists()
+
+
+def test_no_partner_pins_a_roster_with_a_partner_of_another_key(tmp_path: Path) -> None:
     """Attack: a partner (or an identity the operator controls) joins with its own key."""
     op = _create(tmp_path)
     joined = _join_all(tmp_path, op, ("alpha", "bravo"))
     rogue = join_consortium(tmp_path / "mallory", op.consortium, new_key=True)
-    with pytest.raises(SecureAggregationError, match="do not hold one consortium key"):
-        _roster(tmp_path, op, [*joined, rogue])
-    plain = tmp_path / "plain"  # a public file without a key check
-    from pharmafl.secure.identity import generate_identity
+    fp = _roster(tmp_path, op, [*joined, rogue])
+    _pin_refused(joined, op, fp, "mallory")
 
+
+def test_no_partner_pins_a_roster_with_a_sybil_that_copied_a_check(tmp_path: Path) -> None:
+    """Attack (adversarial review of issue 12): the operator makes identities of its own and
+    copies an honest partner's published key check into their public files."""
+    op = _create(tmp_path)
+    joined = _join_all(tmp_path, op)
+    sybil = Identity.generate("delta", "partner")
+    copied = load_public_identity(_pub(joined[0])).consortium_key_check
+    write_identity(sybil, tmp_path / "sybil", key_check=copied)
+    pubs = [*[_pub(j) for j in joined], public_key_path(tmp_path / "sybil", "delta")]
+    fp = sign_consortium_roster(op.root, pubs, SecurityPolicy()).fingerprint()
+    _pin_refused(joined, op, fp, "delta")
+
+
+def test_no_partner_pins_a_roster_without_checks_or_parameters(tmp_path: Path) -> None:
+    """Attack (adversarial review): the operator drops every key check and the parameters'
+    hash, hoping partners then check nothing."""
+    op = _create(tmp_path)
+    joined = _join_all(tmp_path, op)
+    operator = load_identity_dir(op.identity, fix="")
+    bare = [
+        load_public_identity(_pub(j)).model_copy(update={"consortium_key_check": None})
+        for j in joined
+    ]
+    roster = build_roster(operator, bare, consortium="acme")
+    write_roster(roster, tmp_path / "bare.json")
+    for j in joined:
+        with pytest.raises(FederationError, match="do not show the consortium key"):
+            pin_roster(j.folder, tmp_path / "bare.json", roster.fingerprint())
+    pubs = [_pub(j) for j in joined]
+    no_params = build_roster(
+        operator, [load_public_identity(p) for p in pubs], consortium="acme", version=2
+    )
+    write_roster(no_params, tmp_path / "noparams.json")
+    with pytest.raises(FederationError, match="binds no consortium parameters"):
+        pin_roster(joined[0].folder, tmp_path / "noparams.json", no_params.fingerprint())
+    plain = tmp_path / "plain"  # a public file without a key check is refused at signing
     generate_identity(plain, "plain")
     with pytest.raises(SecureAggregationError, match="no consortium key check"):
-        sign_consortium_roster(
-            op.root, [public_key_path(plain, "plain"), *[_pub(j) for j in joined]], SecurityPolicy()
-        )
+        sign_consortium_roster(op.root, [public_key_path(plain, "plain"), *pubs], SecurityPolicy())
+
+
+def test_pinning_creates_the_start_record_and_rounds_need_it(tmp_path: Path) -> None:
+    """A partner whose record of aggregated starts was lost (a wiped volume) must not take
+    part again under the same identity (adversarial review of issue 12)."""
+    op = _create(tmp_path)
+    joined = _join_all(tmp_path, op)
+    fp = _roster(tmp_path, op, joined)
+    for j in joined:
+        pin_roster(j.folder, op.roster, fp)
+    layout = PartnerLayout(joined[0].folder)
+    assert layout.aggregated_starts.is_file()
+    load_partner_identity(layout.root)
+    layout.aggregated_starts.unlink()
+    with pytest.raises(FederationError, match="record of aggregated starting trunks is missing"):
+        load_partner_identity(layout.root)
+    other = PartnerLayout(joined[1].folder).aggregated_starts.read_bytes()
+    layout.aggregated_starts.write_bytes(other)  # another partner's record
+    with pytest.raises(FederationError, match="belongs to another identity"):
+        load_partner_identity(layout.root)
 
 
 def _pub(j) -> Path:
@@ -154,7 +223,7 @@ def test_pin_refuses_a_roster_for_another_key_or_other_parameters(tmp_path: Path
     victim = PartnerLayout(joined[2].folder)
     good_key = victim.key.read_bytes()
     victim.key.write_text(json.dumps({"key": "x" * 64}))  # it holds another key than the roster's
-    with pytest.raises(FederationError, match="key check differs"):
+    with pytest.raises(FederationError, match="do not show the consortium key"):
         pin_roster(victim.root, op.roster, fp)
     victim.key.write_bytes(good_key)
     params = ConsortiumParameters(consortium_name="acme").model_copy(

@@ -78,3 +78,28 @@ def test_nothing_is_sealed_to_a_member_without_an_encryption_key(consortium: Con
             seal_to=[old],
         )
     assert store.keys(RID, "train_spec", "consortium") == []
+
+
+def test_sealed_lengths_hide_small_differences() -> None:
+    """Attack (adversarial review of issue 12): a study report's gain sign (+0.012345 vs
+    −0.012345) and a count's digits were readable from ciphertext lengths."""
+    from pharmafl.common import crypto
+
+    _, pk = crypto.x25519_generate()
+    sizes = {
+        len(crypto.seal_to_recipients({"op": pk}, body, b"ctx").ciphertext)
+        for body in (b'{"gain": 0.012345}', b'{"gain": -0.012345}', b"x" * 1000, b"")
+    }
+    assert len(sizes) == 1
+    sk, pk = crypto.x25519_generate()
+    for body in (b"", b"\x00\x80\x00", b"y" * 1023, b"z" * 5000):
+        sealed = crypto.seal_to_recipients({"op": pk}, body, b"ctx")
+        opened = crypto.open_sealed(
+            sk,
+            "op",
+            ephemeral_public_key=sealed.ephemeral_public_key,
+            wrapped_key=sealed.wrapped_keys["op"],
+            ciphertext=sealed.ciphertext,
+            context=b"ctx",
+        )
+        assert opened == body
