@@ -53,6 +53,14 @@ def predict(
             "ID, Sample ID, compound_id, Name, Compound).",
         ),
     ] = None,
+    smiles_column: Annotated[
+        str | None,
+        typer.Option("--smiles-column", help="The structure column (default: smiles, …)."),
+    ] = None,
+    encoding: Annotated[
+        str | None,
+        typer.Option("--encoding", help="Text encoding of the input (default UTF-8)."),
+    ] = None,
     long: Annotated[
         bool, typer.Option("--long", help="One row per compound and task instead.")
     ] = False,
@@ -79,6 +87,8 @@ def predict(
         model=model,
         head=head,
         id_columns=id_column or None,
+        smiles_column=smiles_column,
+        encoding=encoding,
         long=long,
         mc_samples=mc_samples,
         embeddings=embeddings,

@@ -103,27 +103,62 @@ def _sdf(path: Path, id_columns: Sequence[str] | None) -> StructureInput:
     return StructureInput(ids=table[cols].astype(str).reset_index(drop=True), smiles=smiles)
 
 
-def _delimiter(path: Path, default: str) -> str:
+def _delimiter(path: Path, default: str, encoding: str) -> str:
     opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8-sig", errors="replace") as fh:  # type: ignore[operator]
+    with opener(path, "rt", encoding=encoding, errors="replace") as fh:  # type: ignore[operator]
         header = fh.readline()
     others = [d for d in _DELIMITERS if d != default and d in header]
     return others[0] if default not in header and len(others) == 1 else default
 
 
-def _table(path: Path, name: str) -> pd.DataFrame:
-    sep = _delimiter(path, "\t" if name.endswith((".tsv", ".tab")) else ",")
+def _table(path: Path, name: str, encoding: str | None) -> pd.DataFrame:
+    enc = encoding or "utf-8-sig"
+    sep = _delimiter(path, "\t" if name.endswith((".tsv", ".tab")) else ",", enc)
     try:
-        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding=enc)
+    except UnicodeDecodeError:
         raise ModelError(
-            f"cannot read input CSV ({type(exc).__name__}).",
+            f"the input is not {enc} text.",
             file=path,
-            fix="give a UTF-8 CSV with a header and a 'smiles' column, or an SDF.",
+            fix="pass --encoding with the file's encoding (e.g. latin-1 or cp1252 for an "
+            "Excel export).",
+        ) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, LookupError) as exc:
+        raise ModelError(
+            f"cannot read input CSV ({type(exc).__name__}: {exc}).",
+            file=path,
+            fix="give a CSV with a header and a SMILES column (--smiles-column), or an SDF.",
         ) from None
 
 
-def read_structures(path: str | Path, id_columns: Sequence[str] | None = None) -> StructureInput:
+def _smiles_column(table: pd.DataFrame, wanted: str | None, path: Path) -> str:
+    if wanted is not None:
+        if wanted not in table.columns:
+            raise ConfigError(
+                f"SMILES column {wanted!r} not in the input (columns: {list(table.columns)[:12]}).",
+                file=path,
+                fix="pass --smiles-column with the column name as the file spells it.",
+            )
+        return wanted
+    lower = {c.lower(): c for c in table.columns}
+    found = next((lower[c] for c in SMILES_COLUMNS if c in lower), None)
+    if found is None:
+        raise ModelError(
+            f"no SMILES column in the input (columns: {list(table.columns)[:10]}).",
+            file=path,
+            fix=f"pass --smiles-column, or name the structure column one of "
+            f"{', '.join(SMILES_COLUMNS)}.",
+        )
+    return found
+
+
+def read_structures(
+    path: str | Path,
+    id_columns: Sequence[str] | None = None,
+    *,
+    smiles_column: str | None = None,
+    encoding: str | None = None,
+) -> StructureInput:
     """Read input structures: CSV/TSV (a SMILES column and id columns) or SDF.
 
     Parameters
@@ -132,6 +167,10 @@ def read_structures(path: str | Path, id_columns: Sequence[str] | None = None) -
         ``.csv``/``.tsv`` (optionally ``.gz``) or ``.sdf``/``.sd``/``.mol``.
     id_columns : sequence of str, optional
         Columns (or SDF tags) to keep as ids; default: every recognised id column.
+    smiles_column : str, optional
+        The structure column (default: one named like :data:`SMILES_COLUMNS`).
+    encoding : str, optional
+        The text encoding (default: UTF-8, with or without a byte-order mark).
 
     Raises
     ------
@@ -148,15 +187,8 @@ def read_structures(path: str | Path, id_columns: Sequence[str] | None = None) -
     name = p.name.lower().removesuffix(".gz")
     if name.endswith((".sdf", ".sd", ".mol")):
         return _sdf(p, id_columns)
-    table = _table(p, name)
-    lower = {c.lower(): c for c in table.columns}
-    smi_col = next((lower[c] for c in SMILES_COLUMNS if c in lower), None)
-    if smi_col is None:
-        raise ModelError(
-            f"no SMILES column in the input (columns: {list(table.columns)[:10]}).",
-            file=p,
-            fix=f"name the structure column one of {', '.join(SMILES_COLUMNS)}.",
-        )
+    table = _table(p, name, encoding)
+    smi_col = _smiles_column(table, smiles_column, p)
     cols = _id_columns(list(table.columns), {smi_col}, id_columns, p)
     return StructureInput(ids=table[cols].reset_index(drop=True), smiles=list(table[smi_col]))
 

@@ -312,6 +312,8 @@ def predict_structures(
     key: ConsortiumKey | None = None,
     head: str | None = None,
     id_columns: Sequence[str] | None = None,
+    smiles_column: str | None = None,
+    encoding: str | None = None,
     long: bool = False,
     mc_samples: int = 0,
     embeddings: bool = False,
@@ -341,6 +343,9 @@ def predict_structures(
         The head to predict with (default: the partner's own head of the model).
     id_columns : sequence of str, optional
         Input columns to copy to the output (default: the recognised id columns).
+    smiles_column, encoding : str, optional
+        The input's structure column and text encoding (see
+        :func:`pharmafl.model.inputs.read_structures`).
     long : bool
         One row per compound and task instead of one column per task.
     mc_samples : int
@@ -360,7 +365,9 @@ def predict_structures(
     net, hp = load_predictor(choice, params, cfile)
     head_cfg = hp.model.heads[choice.head]
     names = task_names(pdir, head_cfg.n_cls_tasks, head_cfg.n_reg_tasks)
-    structures = read_structures(input_path, id_columns)
+    structures = read_structures(
+        input_path, id_columns, smiles_column=smiles_column, encoding=encoding
+    )
     n = len(structures)
     from pharmafl.chem import describe_structures
 

@@ -91,7 +91,7 @@ def _swap(src: object, path: str) -> object:
 
 def _replacements(config: PartnerConfig, inputs: Sequence[str]) -> dict[str, str]:
     """``config path`` → new file, from ``NEW`` (one export file) or ``OLD=NEW`` entries."""
-    used = sorted({s.path for s in (*config.structures, *config.activities)})
+    used = sorted({s.path for s in (*config.structure_sources(), *config.activity_sources())})
     pairs: list[tuple[str | None, str]] = [
         (i.split("=", 1)[0], i.split("=", 1)[1]) if "=" in i else (None, i) for i in inputs
     ]
@@ -131,9 +131,19 @@ def new_data_config(
         update={
             "structures": [_swap(s, swap.get(s.path, s.path)) for s in ctx.config.structures],
             "activities": [_swap(a, swap.get(a.path, a.path)) for a in ctx.config.activities],
+            "melloddy": _swap_melloddy(ctx.config, swap),
         }
     )
     return cfg, ctx.partner_dir
+
+
+def _swap_melloddy(config: PartnerConfig, swap: dict[str, str]) -> object:
+    """The MELLODDY preset with its T1 and T2 files replaced (T0: the same assays)."""
+    m = config.melloddy
+    if m is None:
+        return None
+    t1 = [swap.get(p, p) for p in ([m.t1] if isinstance(m.t1, str) else m.t1)]
+    return m.model_copy(update={"t1": t1, "t2": swap.get(m.t2, m.t2)})
 
 
 def _training_digests(partner_dir: Path) -> set[bytes]:

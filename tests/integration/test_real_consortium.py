@@ -271,7 +271,86 @@ def test_three_partners_from_their_own_exports(tmp_path: Path) -> None:
         _check_partner(cli, partners / p, data[p])
 
 
+#: Each partner's ``--input`` for `pharmafl evaluate`: the new files in place of the export's.
+EVALUATE_INPUTS = {
+    "alpha": (
+        "exports/train_compounds.csv=exports/new_compounds.csv",
+        "exports/train_ic50.csv=exports/new_ic50.csv",
+    ),
+    "bravo": ("exports/new.csv",),
+    "charlie": (
+        "exports/train_T1.csv=exports/new_T1.csv",
+        "exports/train_T2.csv=exports/new_T2.csv",
+    ),
+}
+#: The new compounds to predict (a SMILES column and the partner's own id column).
+PREDICT_INPUTS: dict[str, tuple[str, ...]] = {
+    "alpha": ("exports/new_compounds.csv", "--id-column", "Compound ID"),
+    "bravo": (
+        "exports/new.csv",
+        "--id-column",
+        "Verbindung",
+        "--smiles-column",
+        "Struktur",
+        "--encoding",
+        "latin-1",
+    ),
+    "charlie": ("exports/new_T2.csv", "--id-column", "input_compound_id"),
+}
+
+
 def _check_partner(cli: Cli, folder: Path, data: dict[str, pd.DataFrame]) -> None:
-    """Predictions and task names carry the partner's own ids."""
+    """Tasks, predictions and the evaluation of new measurements carry the partner's own
+    assay and compound ids; federated − local comes with intervals."""
+    own_assays = _own_assay_ids(folder.name, data["train"])
     catalogue = json.loads((folder / "prepared" / "task_catalogue.json").read_text())
-    assert catalogue["tasks"], folder.name
+    assert catalogue["tasks"] and {t["assay_id"] for t in catalogue["tasks"]} <= own_assays
+    listed = json.loads(cli("tasks", folder, "--json"))
+    assert listed and all(str(t["assay_id"]) in own_assays for t in _rows(listed))
+
+    new, *options = PREDICT_INPUTS[folder.name]
+    id_column = options[1]
+    out = folder / "predictions.csv"
+    said = cli("predict", folder, "--input", folder / new, "--out", out, *options)
+    assert "federated" in said  # the default when a federated model exists, and it says so
+    preds = pd.read_csv(out, sep=None, engine="python", encoding="latin-1")
+    assert id_column in preds.columns
+    assert not any(c.startswith(("cls_", "reg_")) for c in preds.columns)
+    task_columns = [c for c in preds.columns if c.endswith(("(cls)", "(reg)"))]
+    assert task_columns and all(c.split(" ")[0] in own_assays for c in task_columns)
+    assert preds[id_column].notna().all()
+
+    report = folder / "evaluation.json"
+    args = [a for i in EVALUATE_INPUTS[folder.name] for a in ("--input", _here(folder, i))]
+    printed = cli("evaluate", folder, *args, "--out", report)
+    assert "nan" not in printed.lower()
+    doc = json.loads(report.read_text())
+    scores = doc["scores"]
+    assert {m["name"] for m in scores["models"]} >= {"local", "federated"}
+    scored = [t for t in scores["tasks"] if t["status"] == "scored"]
+    assert scored and {str(t["assay_id"]) for t in scored} <= own_assays
+    comparisons = [c for c in scores["comparisons"] if c["compared"] == "federated"]
+    assert comparisons, scores["comparisons"]
+    for c in comparisons:
+        for interval in c["over_compounds"]:
+            lo, hi = interval["ci95"]
+            assert lo <= interval["mean_delta"] <= hi
+
+
+def _here(folder: Path, spec: str) -> str:
+    """``OLD=NEW`` (OLD as the config names it) with NEW as a path from here."""
+    old, _, new = spec.rpartition("=")
+    return f"{old}={folder / new}" if old else str(folder / new)
+
+
+def _rows(listed: object) -> list[dict[str, object]]:
+    return listed if isinstance(listed, list) else list(listed["tasks"])  # type: ignore[index]
+
+
+def _own_assay_ids(partner: str, train: pd.DataFrame) -> set[str]:
+    """The partner's own assay ids: ChEMBL ids at alpha and bravo, its integers at charlie."""
+    assays = sorted(train["assay_chembl_id"].unique())
+    if partner != "charlie":
+        return set(assays)
+    every = sorted(set(assays))
+    return {str(1000 + i) for i in range(len(every) + 20)}
