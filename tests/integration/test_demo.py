@@ -15,9 +15,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def test_tiny_demo_writes_summary_report_and_verified_ledger(
-    small_consortium: Path, consortium_key_file: Path, tmp_path: Path
+    consortium_key_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    del small_consortium  # only for its skip when FS-Mol is missing
+    # As on a fresh clone: no ../shared/data, no PHARMAFL_DATA_DIR: the shipped extract.
+    from pharmafl.common import settings
+
+    monkeypatch.setattr(settings, "SHARED_DATA_DIR", tmp_path / "no-shared" / "data")
+    monkeypatch.delenv("PHARMAFL_DATA_DIR", raising=False)
+    assert settings.data_dir() == settings.EXTRACT_DATA_DIR
     cfg = DemoConfig(
         partners=3,
         max_compounds=400,
