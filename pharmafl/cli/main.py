@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "keys",
     "ledger",
     "model",
+    "results",
     "partner",
     "federation",
     "contribution",

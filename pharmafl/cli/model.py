@@ -1,5 +1,6 @@
 """``pharmafl baseline`` and ``pharmafl pooled``: thin wrappers around :mod:`pharmafl.model`
-(``predict``, ``tasks`` and ``evaluate`` are in :mod:`pharmafl.cli.results`).
+(``predict``, ``tasks`` and ``evaluate`` are in :mod:`pharmafl.cli.results`, registered from
+:data:`pharmafl.cli.main.COMMAND_MODULES`).
 
 Every training option defaults to "not given": values come from ``--config FILE`` (YAML or
 JSON with ``trunk`` and ``train`` sections, the fields of ``SparseTrunkConfig`` /
@@ -273,8 +274,7 @@ def _baseline_interrupted(partner_dir: Path, out: Path | None) -> Callable[[], s
 
 
 def register(app: typer.Typer) -> None:
-    """Attach ``baseline``, ``pooled``, and ``predict``, ``tasks``, ``evaluate``
-    (:mod:`pharmafl.cli.results`) to ``app``."""
+    """Attach ``baseline`` and ``pooled`` to ``app``."""
 
     @app.command("baseline")
     @with_model_options
@@ -335,7 +335,3 @@ def register(app: typer.Typer) -> None:
         for name, rep in report.partners.items():
             if rep.test is not None:
                 typer.echo(metrics_line(f"{name}: test", rep.test, ("roc_auc", "auc_pr")))
-
-    from pharmafl.cli import results
-
-    results.register(app)  # predict, tasks, evaluate: a partner's results by its own ids
