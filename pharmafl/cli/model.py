@@ -273,6 +273,27 @@ def _baseline_interrupted(partner_dir: Path, out: Path | None) -> Callable[[], s
     return note
 
 
+def _tree_baseline(partner_dir: Path, kind: str, train_cfg: Any, out: Path | None) -> None:
+    """``baseline --model rf|gbm``: the same folds and seed as the network."""
+    from pharmafl.common.errors import ConfigError
+    from pharmafl.model.trees import TreeConfig, run_tree_baseline
+
+    if kind not in ("rf", "gbm"):
+        raise ConfigError(f"unknown --model {kind!r}.", fix="use net, rf or gbm.")
+    cfg = TreeConfig(
+        kind="rf" if kind == "rf" else "gbm",
+        seed=train_cfg.seed % 2**32,
+        fold_va=train_cfg.fold_va,
+        fold_te=train_cfg.fold_te,
+        n_jobs=train_cfg.num_threads or 1,
+    )
+    with _progress(f"{kind} per task") as update:
+        report = run_tree_baseline(partner_dir, cfg, out_dir=out, progress=update)
+    for name, split in (("validation", report.validation), ("test", report.test)):
+        if split is not None:
+            typer.echo(metrics_line(name, split, ("roc_auc", "auc_pr", "rmse")))
+
+
 def register(app: typer.Typer) -> None:
     """Attach ``baseline`` and ``pooled`` to ``app``."""
 
@@ -289,12 +310,25 @@ def register(app: typer.Typer) -> None:
         checkpoint: Annotated[
             bool, typer.Option("--checkpoint/--no-checkpoint", help="Checkpoint every epoch.")
         ] = True,
+        model: Annotated[
+            str,
+            typer.Option(
+                "--model",
+                help="net: the multi-task network (models/local); rf: a random forest per "
+                "task (models/local_rf); gbm: gradient boosting per task (models/local_gbm).",
+            ),
+        ] = "net",
         configs: Configs = (None, None),
     ) -> None:
-        """Train the local-only (single-partner) model; write PARTNER_DIR/models/local/."""
+        """Train a local-only (single-partner) reference: the network (PARTNER_DIR/models/
+        local/), or per-task random forests or gradient boosting (--model rf|gbm); the report
+        compares federated with the best of them on validation."""
         from pharmafl.model import run_baseline
 
         trunk_cfg, train_cfg = configs
+        if model != "net":
+            _tree_baseline(partner_dir, model, train_cfg, out)
+            return
         with (
             interruptible(_baseline_interrupted(partner_dir, out)),
             _progress("training") as update,

@@ -41,6 +41,28 @@ def _row(p: PartnerSummary) -> str:
     )
 
 
+def _best_local_lines(summary: ConsortiumSummary) -> list[str]:
+    """Federated against each partner's best local reference (chosen on validation), where
+    the partner trained more than the network (`pharmafl baseline --model rf|gbm`)."""
+    lines = []
+    for p in summary.partners:
+        b = p.best_local
+        if b is None or set(b.candidates) == {"local"}:
+            continue
+        pr = None if b.benefit is None else b.benefit.metric("auc_pr")
+        ci = (
+            "n/a"
+            if pr is None or pr.mean_delta_ci95 is None
+            else (f"{pr.mean_delta_ci95[0]:+.4f}…{pr.mean_delta_ci95[1]:+.4f}")
+        )
+        lines.append(
+            f"{p.name}: best local reference {b.model} (of {', '.join(sorted(b.candidates))}, "
+            f"by {b.selected_by}): test PR {_score(b.scores.auc_pr)}, federated − best "
+            f"{p.federated.auc_pr - b.scores.auc_pr:+.4f} (95% CI {ci})"
+        )
+    return lines
+
+
 def partner_table(summary: ConsortiumSummary) -> str:
     """Per-partner local / federated / pooled scores, AUC-PR gain with its interval, Shapley
     and leave-one-out values, then one line on the run and one on the contribution study."""
@@ -52,6 +74,7 @@ def partner_table(summary: ConsortiumSummary) -> str:
         f"CI: 95 % bootstrap over the partner's tasks, "
         f"wall {summary.wall_seconds:.0f} s"
     )
+    lines.extend(_best_local_lines(summary))
     if summary.contribution is not None:
         c = summary.contribution
         lines.append(

@@ -157,6 +157,19 @@ class EcdfDifference(_Frozen):
         )
 
 
+class BestLocal(_Frozen):
+    """The partner's best local reference, chosen on its validation fold: what it would run
+    without the consortium (issue 18: a chemist compares with its best in-house model)."""
+
+    model: str = Field(description="local (the network), local_rf or local_gbm.")
+    selected_by: str = Field(description="The validation metric it was chosen by.")
+    candidates: dict[str, float] = Field(
+        description="Every local reference trained, with its validation score."
+    )
+    scores: ModelMetrics = Field(description="Its test scores.")
+    benefit: BenefitSummary | None = Field(None, description="Federated vs this reference.")
+
+
 class PartnerSummary(_Frozen):
     """One partner: local-only, federated and pooled scores, benefit, contribution."""
 
@@ -167,6 +180,9 @@ class PartnerSummary(_Frozen):
         None, description="Reference trained on pooled data (simulations only)."
     )
     benefit: BenefitSummary | None = Field(None, description="Federated vs local aggregates.")
+    best_local: BestLocal | None = Field(
+        None, description="The best local reference on validation (network, forest, GBM)."
+    )
     contribution: PartnerContribution | None = None
     ecdf: list[EcdfDifference] = Field(default_factory=list, description="Shared ECDF curves.")
 

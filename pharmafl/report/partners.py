@@ -24,9 +24,10 @@ from pharmafl.accounting import ContributionResult
 from pharmafl.common.errors import AccountingError, EvaluationError
 from pharmafl.evaluation import BenefitSummary, benefit_summary, ecdf_difference
 from pharmafl.evaluation.documents import MetricsReport, PooledReport, SplitMetrics
-from pharmafl.layout import PartnerLayout
+from pharmafl.layout import METRICS_FILE, PartnerLayout
 from pharmafl.report.models import (
     HEADLINE_METRICS,
+    BestLocal,
     DataContribution,
     EcdfDifference,
     ModelMetrics,
@@ -116,6 +117,42 @@ def benefit(
         return None, curves
 
 
+#: Local references a partner may train (``models/<name>/metrics.json``): the network and
+#: the per-task tree models of :mod:`pharmafl.model.trees`.
+LOCAL_REFERENCES: tuple[str, ...] = ("local", "local_rf", "local_gbm")
+_SELECTION = "auc_pr"
+
+
+def best_local(partner: PartnerLayout, federated: MetricsReport) -> BestLocal | None:
+    """The local reference with the best validation mean AUC-PR (per partner: one model for
+    all its tasks, as a partner would deploy one), its test scores and the federated model's
+    benefit over it; None when fewer than one reference has validation and test scores."""
+    scored: dict[str, tuple[float, MetricsReport, ModelMetrics]] = {}
+    for name in LOCAL_REFERENCES:
+        path = partner.models / name / METRICS_FILE
+        if not path.is_file():
+            continue
+        try:
+            report = MetricsReport.model_validate_json(path.read_bytes())
+        except ValidationError:
+            continue
+        metrics, valid = model_metrics(report), _aggregates(report.validation).get(_SELECTION)
+        if metrics is not None and valid is not None:
+            scored[name] = (valid, report, metrics)
+    if not scored:
+        return None
+    name = max(scored, key=lambda n: (scored[n][0], n == "local"))
+    _, report, metrics = scored[name]
+    gain, _ = benefit(report, federated)
+    return BestLocal(
+        model=name,
+        selected_by=f"validation mean {_SELECTION}",
+        candidates={n: round(v[0], 6) for n, v in scored.items()},
+        scores=metrics,
+        benefit=gain,
+    )
+
+
 def _read_metrics(path: Path, what: str, fix: str) -> MetricsReport:
     try:
         return MetricsReport.model_validate_json(path.read_bytes())
@@ -186,6 +223,7 @@ def partner_summary(
         federated=fed_scores,
         pooled=None if pooled_doc is None else model_metrics(pooled_doc),
         benefit=gain,
+        best_local=best_local(partner, fed),
         ecdf=curves,
         contribution=PartnerContribution.from_result(
             study, partner.name, data=data_counts(partner), rounds=rounds
@@ -218,8 +256,10 @@ def partner_rows(
 
 
 __all__ = [
+    "LOCAL_REFERENCES",
     "PartnerLeftOutError",
     "benefit",
+    "best_local",
     "data_counts",
     "model_metrics",
     "partner_rows",
