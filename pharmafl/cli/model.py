@@ -57,7 +57,14 @@ LrSteps = Annotated[_Str, typer.Option("--lr-steps", help="Epochs of LR drops, c
 LrAlpha = Annotated[_Float, typer.Option("--lr-alpha", help="LR factor at each drop (0.3).")]
 FoldVa = Annotated[_Int, typer.Option("--fold-va", help="Validation fold (1; -1 = none).")]
 FoldTe = Annotated[_Int, typer.Option("--fold-te", help="Test fold (0; -1 = none).")]
-Patience = Annotated[_Int, typer.Option("--patience", help="Early-stopping patience (epochs).")]
+Patience = Annotated[
+    _Int,
+    typer.Option(
+        "--patience",
+        help="Early stopping: epochs without validation improvement before stopping, the "
+        "best epoch restored (3; 0 = off, keep the last epoch).",
+    ),
+]
 RegressionWeight = Annotated[
     _Float, typer.Option("--regression-weight", help="Hybrid cls/reg balance (0.5).")
 ]
@@ -136,6 +143,8 @@ def build_configs(
     for k, v in train_opts.items():
         if v is not None:
             train[k] = v
+    if train.get("early_stopping_patience") == 0:  # --patience 0: early stopping off
+        train["early_stopping_patience"] = None
     for fold in ("fold_va", "fold_te"):  # -1: no such fold (None means "not given" above)
         if isinstance(train.get(fold), int) and train[fold] < 0:
             train[fold] = None

@@ -86,7 +86,11 @@ class TrainConfig(_Config):
     fold_te: int | None = Field(0, ge=0, description="Test fold, never trained on or used.")
     eval_every: int = Field(1, ge=0, description="Evaluate every N epochs (0: only at the end).")
     early_stopping_patience: int | None = Field(
-        None, ge=1, description="Stop after this many evaluations without improvement."
+        3,
+        ge=1,
+        description="Stop after this many evaluations without validation improvement and "
+        "restore the best epoch (None: train every epoch and keep the last). On by default: "
+        "small partners' validation peaks after a few epochs.",
     )
     selection_metric: Literal["auto", "roc_auc", "auc_pr", "rmse", "loss"] = Field(
         "auto", description="Validation metric for model selection (auto: roc_auc, else rmse)."
