@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -59,7 +59,19 @@ Hidden = Annotated[str, typer.Option(help="Trunk hidden sizes, comma-separated."
 Dropout = Annotated[float, typer.Option(min=0.0, max=0.95, help="Trunk dropout.")]
 LocalEpochs = Annotated[float, typer.Option(help="Local epochs per round.")]
 Lr = Annotated[float, typer.Option(help="Partner learning rate.")]
-BatchSize = Annotated[int, typer.Option(help="Partner batch size.")]
+BatchSize = Annotated[
+    int | None, typer.Option(help="Partner batch size (default: --batch-ratio of its rows).")
+]
+BatchRatio = Annotated[
+    float, typer.Option(min=0.0001, max=1.0, help="Batch size as a fraction of a partner's rows.")
+]
+MinSteps = Annotated[int, typer.Option(min=1, help="At least this many local steps a round.")]
+WeightDecay = Annotated[float, typer.Option(min=0.0, help="Partner weight decay.")]
+ProxMu = Annotated[float, typer.Option(min=0.0, help="FedProx μ (0 = FedAvg).")]
+HeadFinetune = Annotated[
+    int,
+    typer.Option(min=0, max=100, help="Epochs fine-tuning each private head on the final trunk."),
+]
 ServerOpt = Annotated[str, typer.Option(help="fedavg, fedavgm, fedadam, fedyogi.")]
 Seed = Annotated[int, typer.Option(help="Seed of the initial trunk and local training.")]
 
@@ -69,9 +81,7 @@ def build_plan(
     rounds: int,
     hidden: str,
     dropout: float,
-    local_epochs: float,
-    lr: float,
-    batch_size: int,
+    local: dict[str, Any],
     server_optimizer: str,
     seed: int,
     dp: DPConfig | None,
@@ -89,7 +99,7 @@ def build_plan(
             rounds=rounds,
             seed=seed,
             trunk={"kind": "sparse", "hidden_sizes": sizes, "dropouts": [dropout] * len(sizes)},
-            local=LocalTrainingSpec(epochs=local_epochs, learning_rate=lr, batch_size=batch_size),
+            local=LocalTrainingSpec(**local),
             server_optimizer=make_server_optimizer(server_optimizer).config,
         ).with_dp(dp)
     except (ValidationError, ValueError) as exc:
@@ -99,6 +109,30 @@ def build_plan(
             fix="check the options against the command's --help (e.g. --hidden 2000 or "
             "--hidden 1000,500).",
         ) from None
+
+
+def local_spec(
+    *,
+    local_epochs: float,
+    lr: float,
+    batch_size: int | None,
+    batch_ratio: float,
+    min_steps: int,
+    weight_decay: float,
+    prox_mu: float,
+    head_finetune_epochs: int,
+) -> dict[str, Any]:
+    """The partners' local recipe (LocalTrainingSpec fields) from the command-line options."""
+    return {
+        "epochs": local_epochs,
+        "learning_rate": lr,
+        "batch_size": batch_size,
+        "batch_ratio": batch_ratio,
+        "min_steps": min_steps,
+        "weight_decay": weight_decay,
+        "prox_mu": prox_mu,
+        "head_finetune_epochs": head_finetune_epochs,
+    }
 
 
 def write_initial_trunk(plan: FederationPlan, out: Path) -> str:
@@ -120,7 +154,12 @@ def setup(
     dropout: Dropout = 0.6,
     local_epochs: LocalEpochs = 1.0,
     lr: Lr = 1e-3,
-    batch_size: BatchSize = 512,
+    batch_size: BatchSize = None,
+    batch_ratio: BatchRatio = 0.02,
+    min_steps: MinSteps = 10,
+    weight_decay: WeightDecay = 0.0,
+    prox_mu: ProxMu = 0.0,
+    head_finetune_epochs: HeadFinetune = 3,
     server_optimizer: ServerOpt = "fedavg",
     seed: Seed = 0,
     dp_noise_multiplier: DpNoise = None,
@@ -134,9 +173,16 @@ def setup(
         rounds=rounds,
         hidden=hidden,
         dropout=dropout,
-        local_epochs=local_epochs,
-        lr=lr,
-        batch_size=batch_size,
+        local=local_spec(
+            local_epochs=local_epochs,
+            lr=lr,
+            batch_size=batch_size,
+            batch_ratio=batch_ratio,
+            min_steps=min_steps,
+            weight_decay=weight_decay,
+            prox_mu=prox_mu,
+            head_finetune_epochs=head_finetune_epochs,
+        ),
         server_optimizer=server_optimizer,
         seed=seed,
         dp=_dp(dp_noise_multiplier, dp_clip_norm, dp_min_contributors),

@@ -37,7 +37,23 @@ class LocalTrainingSpec(BaseModel):
 
     epochs: float = Field(1.0, gt=0, le=100, description="Local epochs per round.")
     learning_rate: float = Field(1e-3, gt=0, le=10, description="Partner optimizer lr.")
-    batch_size: int = Field(512, ge=1, le=1 << 20)
+    batch_size: int | None = Field(
+        None,
+        ge=1,
+        le=1 << 20,
+        description="Fixed batch size (None: batch_ratio of the partner's training rows, as "
+        "the local baseline, so a small partner takes as many steps per epoch as a large one).",
+    )
+    batch_ratio: float = Field(
+        0.02, gt=0, le=1, description="Batch size as a fraction of training rows (SparseChem)."
+    )
+    min_steps: int = Field(
+        10,
+        ge=1,
+        le=1_000_000,
+        description="At least this many optimizer steps per round (a small partner's round "
+        "is never a handful of steps).",
+    )
     weight_decay: float = Field(0.0, ge=0)
     prox_mu: float = Field(0.0, ge=0, description="FedProx proximal term (0 = FedAvg).")
     head_finetune_epochs: int = Field(

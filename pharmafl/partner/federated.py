@@ -140,6 +140,7 @@ def _train_config(spec: TrainSpec, partner: str) -> TrainConfig:
         seed=seed,
         epochs=10_000,
         batch_size=spec.local.batch_size,
+        batch_ratio=spec.local.batch_ratio,
         lr=spec.local.learning_rate,
         weight_decay=spec.local.weight_decay,
         lr_steps=(),
@@ -562,7 +563,7 @@ def _train(
     reference = {k: torch.from_numpy(v.copy()) for k, v in global_state.items()}
     with _TORCH_RNG:
         trainer = _trainer(pdir, state, spec, me)
-        steps = max(1, round(spec.local.epochs * trainer.steps_per_epoch))
+        steps = max(spec.local.min_steps, round(spec.local.epochs * trainer.steps_per_epoch))
         trainer.train(
             steps=steps, global_trunk=reference, prox_mu=spec.local.prox_mu, evaluate=False
         )

@@ -61,13 +61,29 @@ def _partner_runs(cdir: Path) -> list[Any]:
 
 
 def test_train_flow_runs_one_embedded_round(
-    prefect_harness: None, prepared_consortium: Path, tmp_path: Path
+    prefect_harness: None,
+    prepared_consortium: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from flows.train import train_flow
+    from pharmafl.model import LocalTrainer
 
+    steps: list[int] = []
+    real_train = LocalTrainer.train
+
+    def spy(self: LocalTrainer, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("steps") is not None:
+            steps.append(int(kwargs["steps"]))
+        return real_train(self, *args, **kwargs)
+
+    monkeypatch.setattr(LocalTrainer, "train", spy)
     cdir = _federation(prepared_consortium, tmp_path / "c")
     state = train_flow(str(cdir), return_state=True)
     assert state.is_completed(), state.message
+    # ~120 training rows and batch 128 make one step an epoch: a round still takes the
+    # plan's minimum of local steps (issue 18: 4 steps a round on small partners).
+    assert len(steps) >= 3 and min(steps) >= LocalTrainingSpec().min_steps
     result = state.result()
     assert result.rounds == 1 and result.stop_reason == "round budget"
     assert result.history[0].contributors == list(PARTNERS)
