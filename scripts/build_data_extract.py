@@ -36,11 +36,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from pharmafl.demo import DemoConfig
 from pharmafl.simulate import SimulationSpec
-from pharmafl.simulate.assign import split_by_assay, split_by_compound
+from pharmafl.simulate.consortium import split_partners
 from pharmafl.simulate.datasets import BUILTIN_DATASETS, PublicDataset, read_public_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,26 +116,6 @@ def write_lines(path: Path, header: bytes, lines: Sequence[bytes]) -> None:
             gz.write(data)
         data = buf.getvalue()
     path.write_bytes(data)
-
-
-def split(data: PublicDataset, spec: SimulationSpec) -> list[pd.DataFrame]:
-    """Each partner's measurements, as ``pharmafl consortium simulate`` splits them."""
-    if data.layout == "long":
-        return split_by_assay(
-            data,
-            spec.partners,
-            strategy=spec.strategy,
-            max_compounds=spec.max_compounds,
-            seed=spec.seed,
-        )
-    return split_by_compound(
-        data,
-        spec.partners,
-        strategy=spec.strategy,
-        max_compounds=spec.max_compounds,
-        seed=spec.seed,
-        overlap=spec.overlap,
-    )
 
 
 def _key_column(name: str, columns: list[str]) -> str:
@@ -235,9 +213,14 @@ def build(source: Path, out: Path, *, verify: bool = True) -> list[Path]:
             if name == "fsmol":
                 keep = _family_assays(read_lines(source / folder / FSMOL_METADATA), family)
                 for spec in specs:
-                    keep |= {a for part in split(data, spec) for a in part["assay"]}
+                    keep |= {a for part in split_partners(data, spec) for a in part["assay"]}
             else:
-                keep = {s for spec in specs for part in split(data, spec) for s in part["smiles"]}
+                keep = {
+                    s
+                    for spec in specs
+                    for part in split_partners(data, spec)
+                    for s in part["smiles"]
+                }
             keys = lines.column(_key_column(name, lines.columns))
             kept = [ln for ln, k in zip(lines.lines, keys, strict=True) if k in keep]
             write_lines(tmp / folder / file, lines.header, kept)
@@ -274,7 +257,9 @@ def _verify(full: dict[str, PublicDataset], extract: Path) -> None:
     for who, spec in CONSORTIA:
         folder, file = BUILTIN_DATASETS[spec.dataset]
         small = read_public_file(extract / folder / file)
-        pairs = zip(split(full[spec.dataset], spec), split(small, spec), strict=True)
+        pairs = zip(
+            split_partners(full[spec.dataset], spec), split_partners(small, spec), strict=True
+        )
         for i, (a, b) in enumerate(pairs):
             if not a.reset_index(drop=True).equals(b.reset_index(drop=True)):
                 raise RuntimeError(f"{spec} ({who}): partner {i} differs in the extract")

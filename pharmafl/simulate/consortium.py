@@ -151,7 +151,8 @@ def _partner_export(
     )
 
 
-def _split(data: PublicDataset, spec: SimulationSpec) -> list[pd.DataFrame]:
+def split_partners(data: PublicDataset, spec: SimulationSpec) -> list[pd.DataFrame]:
+    """Each partner's measurements of ``data``, as ``spec`` splits them."""
     if data.layout == "long":
         return split_by_assay(
             data,
@@ -225,7 +226,7 @@ def simulate_consortium(
     n_workers = n_workers if n_workers > 0 else (os.cpu_count() or 1)
     data = read_public_file(spec.source) if spec.source else load_dataset(spec.dataset)
     say(f"read {data.name}: {len(data.measurements)} measurements")
-    parts = _split(data, spec)
+    parts = split_partners(data, spec)
     names = PARTNER_NAMES[: spec.partners]
     for name, part in zip(names, parts, strict=True):
         if part.empty:
@@ -310,4 +311,5 @@ __all__ = [
     "SimulationSpec",
     "build_spec",
     "simulate_consortium",
+    "split_partners",
 ]

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from pharmafl.cli.main import app
 from pharmafl.common.settings import data_dir
+from pharmafl.ingest import T0_COLUMNS
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -37,20 +38,7 @@ PARAMETERS = {
         }
     }
 }
-T0_HEADER = [
-    "input_assay_id",
-    "assay_type",
-    "use_in_regression",
-    "is_binary",
-    "expert_threshold_1",
-    "expert_threshold_2",
-    "expert_threshold_3",
-    "expert_threshold_4",
-    "expert_threshold_5",
-    "direction",
-    "catalog_assay_id",
-    "parent_assay_id",
-]
+T0_HEADER = [*T0_COLUMNS, "parent_assay_id"]  # TUNER year 3 writes parent_assay_id
 
 
 def _kinase_partners(seed: int = 0) -> dict[str, pd.DataFrame]:
