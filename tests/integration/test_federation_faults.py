@@ -434,14 +434,29 @@ def test_a_restarted_partner_never_redoes_a_round_and_a_new_run_starts_fresh(
     with pytest.raises(FederationError, match="already aggregated"):
         partner_round(dirs["alpha"], str(cdir / "exchange2"), "train-r0000-a0", timeout_s=5)
 
-    # A new run (a new run id) in the same partner folders starts from scratch: its first
-    # round reaches the same trunk as the first run's first round.
+    # A new run id from the same initial trunk and seed would replay round 0 and give every
+    # partner the same heads again (a nudged later round could then difference): refused.
     shutil.rmtree(cdir / "operator" / "state")
     _new_ledger(cdir)
     plan = json.loads((cdir / "operator" / "plan.json").read_text())
     (cdir / "operator" / "plan.json").write_text(json.dumps(plan | {"run_id": "train-2"}))
-    again = _train(cdir, store="exchange3", rounds=1)
-    assert again.final_trunk_sha256 == a.history[0].trunk_sha256
+    with pytest.raises(FederationError, match="aborted"):
+        _train(cdir, store="exchange3", rounds=1)
+
+    # A new run with its own seed, and so its own initial trunk, starts from scratch.
+    from pharmafl.contract import FederationPlan, trunk_to_bytes
+    from pharmafl.model import initial_trunk
+
+    shutil.rmtree(cdir / "operator" / "state")
+    _new_ledger(cdir)
+    fresh = plan | {"run_id": "train-3", "seed": plan["seed"] + 1}
+    (cdir / "operator" / "plan.json").write_text(json.dumps(fresh))
+    own = FederationPlan.model_validate(fresh)
+    run_dir = cdir / "operator" / "runs" / "train-3"
+    run_dir.mkdir(parents=True)
+    (run_dir / "initial_trunk.npz").write_bytes(trunk_to_bytes(initial_trunk(own.trunk, own.seed)))
+    again = _train(cdir, store="exchange4", rounds=1)
+    assert again.rounds == 1 and again.final_trunk_sha256 != a.history[0].trunk_sha256
     for pdir in dirs.values():
-        doc = json.loads((pdir / "models/runs/train-2/state.json").read_text())
+        doc = json.loads((pdir / "models/runs/train-3/state.json").read_text())
         assert doc["last_committed_round"] == 0
