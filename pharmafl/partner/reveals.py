@@ -94,7 +94,7 @@ class RevealRecord:
             raise FederationError(
                 "the record of revealed rounds is unreadable; refusing every round of this run.",
                 file=self.path,
-                fix="start a new run (a new run id); never delete or edit this file.",
+                fix="start a new run (a new run id and seed); never delete or edit this file.",
             ) from None
         return {str(k): str(v) for k, v in doc.items()}
 
@@ -107,7 +107,7 @@ class RevealRecord:
                 f"train from a state already aggregated with this partner's update (round "
                 f"{earlier}); it never contributes an update from one state to two aggregates.",
                 fix="the operator resumes from the aggregate it kept, or starts a new run "
-                "(a new run id).",
+                "(a new run id and seed).",
             )
 
     def claim(self, key: str, spec: TrainSpec) -> None:

@@ -202,7 +202,8 @@ def _refuse_aggregate(
     raise FederationError(
         f"round {spec.round_index}: {reason}",
         fix="this round cannot be retried (partners never contribute an update twice); start "
-        "a new run (a new run id in plan.json), without the partner at fault if one is named.",
+        "a new run (a new run id and seed in plan.json, and its initial trunk: `pharmafl "
+        "federation init-trunk`), without the partner at fault if one is named.",
     )
 
 
