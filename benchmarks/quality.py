@@ -43,9 +43,9 @@ CONSORTIA: dict[str, dict[str, Any]] = {
 QUICK = {"max_compounds": 1000, "hidden": 250, "rounds": 6, "local_epochs": 10}
 
 
-def _config(name: str, seed: int, quick: bool) -> DemoConfig:
+def _config(name: str, seed: int, quick: bool, overrides: dict[str, Any]) -> DemoConfig:
     base = {**CONSORTIA[name], "seed": seed, "contribution": False, "workers": 0}
-    return DemoConfig.model_validate(base | (QUICK if quick else {}))
+    return DemoConfig.model_validate(base | (QUICK if quick else {}) | overrides)
 
 
 def _partner_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -80,10 +80,12 @@ def _partner_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def run_one(name: str, seed: int, quick: bool, work: Path) -> dict[str, Any]:
+def run_one(
+    name: str, seed: int, quick: bool, work: Path, overrides: dict[str, Any]
+) -> dict[str, Any]:
     out = work / f"{name}-{seed}"
     t0 = time.perf_counter()
-    run_demo(out, _config(name, seed, quick), say=lambda _: None, force=True)
+    run_demo(out, _config(name, seed, quick, overrides), say=lambda _: None, force=True)
     layout = ConsortiumLayout(out)
     for partner in layout.partners():
         for kind in ("rf", "gbm"):
@@ -94,6 +96,7 @@ def run_one(name: str, seed: int, quick: bool, work: Path) -> dict[str, Any]:
         "consortium": name,
         "seed": seed,
         "quick": quick,
+        "overrides": overrides,
         "wall_s": round(time.perf_counter() - t0, 1),
         "partners": _partner_rows(summary),
     }
@@ -156,13 +159,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller partners, fewer rounds")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/quality.json"))
     parser.add_argument("--keep", action="store_true", help="keep the consortium folders")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=JSON",
+        help="override a DemoConfig field (e.g. batch_size=null, hidden=1000); repeatable",
+    )
     args = parser.parse_args(argv)
+    overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
     work = Path(tempfile.mkdtemp(prefix="pharmafl-quality-"))
     runs = []
     try:
         for name in args.consortia:
             for seed in range(args.seeds):
-                run = run_one(name, seed, args.quick, work)
+                run = run_one(name, seed, args.quick, work, overrides)
                 print(json.dumps(run), flush=True)
                 runs.append(run)
     finally:

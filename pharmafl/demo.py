@@ -65,7 +65,9 @@ class DemoConfig(BaseModel):
     strategy: str = Field("hash", description="Assay assignment: hash or family.")
     hidden: int = Field(500, ge=8, description="Trunk width (one sparse hidden layer).")
     dropout: float = Field(0.5, ge=0, lt=1)
-    batch_size: int = Field(128, ge=1)
+    batch_size: int | None = Field(
+        128, ge=1, description="Batch size (None: 2 % of each partner's training rows)."
+    )
     lr: float = Field(1e-3, gt=0)
     local_epochs: int = Field(25, ge=1, description="Baseline/pooled epoch budget.")
     patience: int = Field(4, ge=1, description="Early-stopping patience (epochs).")
