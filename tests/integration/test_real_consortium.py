@@ -12,6 +12,7 @@ compound ids. Every step is a ``pharmafl`` command, as a user types it.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -238,7 +239,8 @@ def test_three_partners_from_their_own_exports(tmp_path: Path) -> None:
     members = [
         a for p in PARTNERS for a in ("--member", partners / p / "identity" / f"{p}.pub.json")
     ]
-    fingerprint = cli("consortium", "roster", op, *members).strip().split()[-1]
+    signed = cli("consortium", "roster", op, *members)
+    fingerprint = re.search(r"partners pin it\): ([0-9a-f]{64})", signed).group(1)  # type: ignore[union-attr]
     for p in PARTNERS:
         cli(
             "consortium",

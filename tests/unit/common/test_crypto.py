@@ -136,7 +136,8 @@ def test_a_message_sealed_to_two_recipients_opens_for_each_of_them() -> None:
     sealed = crypto.seal_to_recipients(public, b"trunk bytes" * 100, ctx)
     assert set(sealed.wrapped_keys) == {"alpha", "bravo"}
     assert b"trunk bytes" not in sealed.ciphertext
-    assert len(sealed.ciphertext) == 1100 + crypto.AEAD_NONCE_BYTES + 16
+    # padded to a multiple of SEAL_PAD_BLOCK (0x80 and zeros after the 1,100 bytes)
+    assert len(sealed.ciphertext) == 2 * crypto.SEAL_PAD_BLOCK + crypto.AEAD_NONCE_BYTES + 16
     for who in ("alpha", "bravo"):
         assert _open(sealed, private[who], who, ctx) == b"trunk bytes" * 100
     assert "trunk bytes" not in repr(sealed) and "alpha" in repr(sealed)

@@ -8,6 +8,7 @@ parameters, a roster for another key holder than the one pinned.
 from __future__ import annotations
 
 import json
+import re
 import stat
 from pathlib import Path
 
@@ -267,7 +268,7 @@ def test_cli_create_join_roster_pin(tmp_path: Path) -> None:
         for a in ("--member", str(tmp_path / n / "identity" / f"{n}.pub.json"))
     ]
     out = ok("consortium", "roster", str(opdir), *members)
-    fp = out.strip().split()[-1]
+    fp = re.search(r"partners pin it\): ([0-9a-f]{64})", out).group(1)  # type: ignore[union-attr]
     for n in ("alpha", "bravo"):
         out = ok(
             "consortium",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 import typer
@@ -14,6 +15,13 @@ from pharmafl.common.errors import KeyFileError, SecureAggregationError
 from pharmafl.secure import load_identity
 
 runner = CliRunner()
+
+
+def _fingerprint(output: str) -> str:
+    """The fingerprint line's value (other output, e.g. log lines, may follow it)."""
+    found = re.search(r"partners pin it\): ([0-9a-f]{64})", output)
+    assert found, output
+    return found.group(1)
 
 
 def _app() -> typer.Typer:
@@ -71,7 +79,7 @@ def test_roster_and_verify(tmp_path) -> None:
         ],
     )
     assert res.exit_code == 0, res.output
-    fingerprint = res.output.strip().rsplit(" ", 1)[-1]
+    fingerprint = _fingerprint(res.output)
     ok = runner.invoke(app, ["keys", "verify-roster", str(roster), "--pin", fingerprint])
     assert ok.exit_code == 0 and "roster OK" in ok.output and "alpha" in ok.output
     wrong = runner.invoke(app, ["keys", "verify-roster", str(roster), "--pin", "0" * 64])
@@ -106,7 +114,7 @@ def test_roster_signs_the_security_policy(tmp_path) -> None:
     res = runner.invoke(app, [*args, "--out", str(roster), "--collusion-bound", "1"])
     assert res.exit_code == 0, res.output
     assert "collusion bound 1, at least 3 partners a round" in res.output
-    fingerprint = res.output.strip().rsplit(" ", 1)[-1]
+    fingerprint = _fingerprint(res.output)
     doc = load_roster(roster, fingerprint)
     assert doc.security_policy.collusion_bound == 1
     # The policy is signed: weakening it breaks the roster's signature.
