@@ -115,17 +115,24 @@ def prepare_flow(
             key_file, chunk_size, with_graphs=True, workers=max(1, workers or os.cpu_count() or 1)
         )
     with _progress_bar(show_progress and engine == "processes", "molecules") as pb:
-        progress = None
+        progress = total = None
         if pb is not None:
             bar, tid = pb
 
             def progress(n: int) -> None:
                 bar.advance(tid, n)
 
+            def total(n: int) -> None:
+                bar.update(tid, total=n)
+
         result = prepare_partner(
             partner_dir,
             PrepareOptions(
-                workers=workers, chunk_size=chunk_size, describer=describer, progress=progress
+                workers=workers,
+                chunk_size=chunk_size,
+                describer=describer,
+                progress=progress,
+                total=total,
             ),
         )
     c = result.manifest.counts

@@ -66,6 +66,8 @@ class PrepareOptions:
     """Replace the built-in process pool (the Prefect flow passes its task runner here)."""
     progress: Callable[[int], None] | None = None
     """Called with the number of molecules finished since the last call."""
+    total: Callable[[int], None] | None = None
+    """Called once with the number of molecules to describe (a progress bar's total)."""
     with_graphs: bool = True
 
 
@@ -131,6 +133,8 @@ def _workers(n: int) -> int:
 
 
 def _describe(ctx: PartnerContext, smiles: Sequence[str], opts: PrepareOptions) -> DescribedBatch:
+    if opts.total is not None:
+        opts.total(len(smiles))
     if opts.describer is not None:
         return opts.describer(smiles, ctx.params, ctx.key)
     return describe_structures(

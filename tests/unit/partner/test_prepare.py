@@ -163,3 +163,16 @@ def test_bad_smiles_become_rejection_rows(small_consortium: Path, tmp_path: Path
     rows = [r for r in report["rejections"] if r["step"] == "standardize"]
     assert rows and rows[0]["reason"] == "parse"
     assert "standardize:parse" in (partner / "prepared" / "summary.txt").read_text()
+
+
+def test_progress_has_a_total_and_reaches_it(small_consortium: Path, tmp_path: Path) -> None:
+    """A progress bar with a total (issue 13, item 7): told once how many molecules, then
+    advanced until it reaches them."""
+    partner = _copy_partner(_partners(small_consortium)[0], tmp_path / "p")
+    totals: list[int] = []
+    done: list[int] = []
+    result = prepare_partner(
+        partner, PrepareOptions(workers=1, total=totals.append, progress=done.append)
+    )
+    assert totals == [result.manifest.counts.compounds_input]
+    assert sum(done) == totals[0]
