@@ -1,7 +1,8 @@
 """Model quality against strong local references (issue 18, item 4).
 
 For each benchmark consortium (FS-Mol kinase assays split by assay; Tox21 split by compound)
-and each seed (a fresh consortium key: other scaffold folds), runs the demo pipeline (simulate,
+and each seed (its own consortium key, derived from the seed: other scaffold folds, the same
+for every setting compared — ``--set`` — so comparisons are paired), runs the demo pipeline (simulate,
 prepare, local network, federated with secure aggregation, pooled), trains each partner's
 per-task random forest and gradient boosting (`pharmafl baseline --model rf|gbm`), and reads
 the report's per-partner scores on the test fold: every local reference, the best one on
@@ -19,6 +20,7 @@ least the random forest's 0.716 mean ROC-AUC of the issue's measurement.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import shutil
@@ -43,8 +45,25 @@ CONSORTIA: dict[str, dict[str, Any]] = {
 QUICK = {"max_compounds": 1000, "hidden": 250, "rounds": 6, "local_epochs": 10}
 
 
-def _config(name: str, seed: int, quick: bool, overrides: dict[str, Any]) -> DemoConfig:
-    base = {**CONSORTIA[name], "seed": seed, "contribution": False, "workers": 0}
+def _key_file(work: Path, seed: int) -> str:
+    """One consortium key per seed (so folds are the same for every setting compared on that
+    seed: a paired comparison), derived from the seed; mode 600 as every key file."""
+    path = work / f"key-{seed}.json"
+    if not path.exists():
+        value = hashlib.sha256(f"pharmafl quality benchmark key {seed}".encode()).hexdigest()
+        path.write_text(json.dumps({"key": value}) + "\n")
+        path.chmod(0o600)
+    return str(path)
+
+
+def _config(name: str, seed: int, quick: bool, overrides: dict[str, Any], work: Path) -> DemoConfig:
+    base = {
+        **CONSORTIA[name],
+        "seed": seed,
+        "key_file": _key_file(work, seed),
+        "contribution": False,
+        "workers": 0,
+    }
     return DemoConfig.model_validate(base | (QUICK if quick else {}) | overrides)
 
 
@@ -85,7 +104,8 @@ def run_one(
 ) -> dict[str, Any]:
     out = work / f"{name}-{seed}"
     t0 = time.perf_counter()
-    run_demo(out, _config(name, seed, quick, overrides), say=lambda _: None, force=True)
+    cfg = _config(name, seed, quick, overrides, work)
+    run_demo(out, cfg, say=lambda _: None, force=True)
     layout = ConsortiumLayout(out)
     for partner in layout.partners():
         for kind in ("rf", "gbm"):
