@@ -2,8 +2,8 @@
 
 For each benchmark consortium (FS-Mol kinase assays split by assay; Tox21 split by compound)
 and each seed (its own consortium key, derived from the seed: other scaffold folds, the same
-for every setting compared — ``--set`` — so comparisons are paired), runs the demo pipeline (simulate,
-prepare, local network, federated with secure aggregation, pooled), trains each partner's
+for every setting compared — ``--set`` — so comparisons are paired), runs the demo pipeline
+(simulate, prepare, local network, federated with secure aggregation, pooled), trains each partner's
 per-task random forest and gradient boosting (`pharmafl baseline --model rf|gbm`), and reads
 the report's per-partner scores on the test fold: every local reference, the best one on
 validation, federated and pooled, and federated − best local with its 95 % bootstrap interval
