@@ -135,6 +135,24 @@ def local_spec(
     }
 
 
+#: The command-line options that make the partners' local recipe (see :func:`local_spec`).
+LOCAL_OPTIONS: tuple[str, ...] = (
+    "local_epochs",
+    "lr",
+    "batch_size",
+    "batch_ratio",
+    "min_steps",
+    "weight_decay",
+    "prox_mu",
+    "head_finetune_epochs",
+)
+
+
+def local_spec_of(options: dict[str, Any]) -> dict[str, Any]:
+    """:func:`local_spec` from a command's options (its ``locals()``)."""
+    return local_spec(**{k: options[k] for k in LOCAL_OPTIONS})
+
+
 def write_initial_trunk(plan: FederationPlan, out: Path) -> str:
     """Write the plan's initial global trunk; return its SHA-256."""
     from pharmafl.common.io import atomic_write_bytes, sha256_bytes
@@ -173,16 +191,7 @@ def setup(
         rounds=rounds,
         hidden=hidden,
         dropout=dropout,
-        local=local_spec(
-            local_epochs=local_epochs,
-            lr=lr,
-            batch_size=batch_size,
-            batch_ratio=batch_ratio,
-            min_steps=min_steps,
-            weight_decay=weight_decay,
-            prox_mu=prox_mu,
-            head_finetune_epochs=head_finetune_epochs,
-        ),
+        local=local_spec_of(locals()),
         server_optimizer=server_optimizer,
         seed=seed,
         dp=_dp(dp_noise_multiplier, dp_clip_norm, dp_min_contributors),
