@@ -7,4 +7,4 @@ export DO_NOT_TRACK=1 PREFECT_SERVER_ANALYTICS_ENABLED=false
 .venv/bin/ruff check pharmafl flows tests benchmarks scripts
 .venv/bin/ruff format --check pharmafl flows tests benchmarks scripts
 .venv/bin/mypy
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest --durations=20 "$@"
