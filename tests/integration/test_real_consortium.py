@@ -43,7 +43,7 @@ T0_HEADER = [*T0_COLUMNS, "parent_assay_id"]  # TUNER year 3 writes parent_assay
 
 
 def _kinase_partners(seed: int = 0) -> dict[str, pd.DataFrame]:
-    """Thirty FS-Mol kinase assays (150-300 measurements each), ten per partner."""
+    """Twenty-four FS-Mol kinase assays (150-300 measurements each), eight per partner."""
     fsmol = data_dir("fsmol")
     meta = pd.read_csv(fsmol / "fsmol_assay_metadata.csv")
     kinase = set(meta.loc[meta["protein_super_family"] == "kinase", "assay_chembl_id"])
@@ -52,7 +52,7 @@ def _kinase_partners(seed: int = 0) -> dict[str, pd.DataFrame]:
     df = df[df["assay_chembl_id"].isin(kinase) & df["pXC50"].notna()]
     sizes = df.groupby("assay_chembl_id").size()
     pool = np.sort(sizes[(sizes >= 150) & (sizes <= 300)].index.to_numpy())
-    chosen = np.random.default_rng(seed).permutation(pool)[: 10 * len(PARTNERS)]
+    chosen = np.random.default_rng(seed).permutation(pool)[: 8 * len(PARTNERS)]
     return {
         p: df[df["assay_chembl_id"].isin(chosen[i::3])].reset_index(drop=True)
         for i, p in enumerate(PARTNERS)
@@ -227,7 +227,7 @@ def test_three_partners_from_their_own_exports(tmp_path: Path) -> None:
         "--dropout",
         "0.2",
         "--rounds",
-        "3",
+        "2",
         "--batch-size",
         "128",
     )
@@ -255,7 +255,7 @@ def test_three_partners_from_their_own_exports(tmp_path: Path) -> None:
     with prefect_test_harness():
         for p in PARTNERS:
             cli("prepare", partners / p, "--workers", "1")
-            cli("baseline", partners / p, "--epochs", "4", "--batch-size", "128")
+            cli("baseline", partners / p, "--epochs", "3", "--batch-size", "128")
         cli("train", root)
     for p in PARTNERS:
         _check_partner(cli, partners / p, data[p])
