@@ -83,7 +83,7 @@ class EmbeddedLauncher(LauncherBase):
     ) -> None:
         if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
             self._interrupt_rounds()
-        self.close()
+        super().__exit__(exc_type, exc, tb)
 
     def start(self, partner: str, round_id: str, *, final: bool) -> None:
         # Never a shared, bounded pool: a straggler still running after finish() gave up on

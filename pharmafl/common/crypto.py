@@ -320,10 +320,12 @@ def _pad(plaintext: bytes) -> bytes:
 
 
 def _unpad(padded: bytes) -> bytes:
-    end = padded.rstrip(b"\x00")
-    if not end.endswith(b"\x80") or len(padded) % SEAL_PAD_BLOCK:
+    # The marker lies in the last block; only that block is scanned, and the message copied
+    # once (sealed trunks are hundreds of MB).
+    marker = padded.rfind(b"\x80", max(0, len(padded) - SEAL_PAD_BLOCK))
+    if marker < 0 or len(padded) % SEAL_PAD_BLOCK or padded[marker + 1 :].strip(b"\x00"):
         raise SecureAggregationError("a sealed message's padding is malformed.")
-    return end[:-1]
+    return padded[:marker]
 
 
 # --- ChaCha20 keystream (mask PRG) -------------------------------------------------------

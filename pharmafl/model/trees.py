@@ -126,7 +126,7 @@ def _estimator(cfg: TreeConfig, classification: bool) -> Any:
 
 def _fit_one(cfg: TreeConfig, x: sp.csr_matrix, y: np.ndarray, classification: bool) -> Any:
     if classification and len(np.unique(y)) < 2:
-        return _Constant(float(y[0] > 0))
+        return _Constant(float(y[0] > 0) if len(y) else 0.5)
     if not classification and len(y) < 2:
         return _Constant(float(y.mean()) if len(y) else 0.0)
     target = (y > 0).astype(np.int64) if classification else y
@@ -165,10 +165,7 @@ def fit_trees(
     ):
         for task in range(n):
             rows, values = _task_rows(y, task, train_rows)
-            if kind == "classification" and len(values) == 0:
-                models[kind].append(_Constant(0.5))
-            else:
-                models[kind].append(_fit_one(cfg, data.x[rows], values, kind == "classification"))
+            models[kind].append(_fit_one(cfg, data.x[rows], values, kind == "classification"))
             done += 1
             if progress is not None:
                 progress(done, total)

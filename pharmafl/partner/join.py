@@ -156,12 +156,8 @@ def join_consortium(
         assert key_file is not None
         _copy_key(Path(key_file), layout.key)
     try:
-        identity = Identity.generate(name, "partner")
-        check = key_check_of(
-            key_check_key(load_consortium_key(layout.key), params.consortium_name),
-            identity.public,
-        )
-        write_identity(identity, layout.identity, key_check=check)
+        identity, check = write_partner_identity(layout, name, params.consortium_name)
+        assert check is not None  # the key file was written above
     except Exception:
         _undo(layout)
         raise
@@ -179,6 +175,21 @@ def join_consortium(
         key_check=check,
         new_key=new_key,
     )
+
+
+def write_partner_identity(
+    layout: PartnerLayout, name: str, consortium: str
+) -> tuple[Identity, str | None]:
+    """Generate the partner's signing identity into ``identity/``; its public file carries
+    the key check of the consortium key in ``key.json`` (none without a key file). Returns
+    the identity and its key check."""
+    identity = Identity.generate(name, "partner")
+    check = None
+    if layout.key.is_file():
+        check_key = key_check_key(load_consortium_key(layout.key), consortium)
+        check = key_check_of(check_key, identity.public)
+    write_identity(identity, layout.identity, key_check=check)
+    return identity, check
 
 
 def key_check_of(check_key: bytes, member: PublicIdentity) -> str:
@@ -306,5 +317,6 @@ __all__ = [
     "check_roster_entry",
     "join_consortium",
     "key_check_of",
+    "write_partner_identity",
     "pin_roster",
 ]

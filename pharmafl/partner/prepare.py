@@ -303,17 +303,18 @@ def _manifest(
     )
 
 
+def rejection_counts(rejections: Sequence[RejectionRow]) -> dict[str, int]:
+    """``step:reason`` → rejected rows, sorted by key (the run report's counts)."""
+    return dict(sorted(Counter(f"{r.step}:{r.reason}" for r in rejections).items()))
+
+
 def _run_report(
     manifest: PrepareManifest, steps: _Steps, rejections: list[RejectionRow]
 ) -> RunReport:
-    rej_counts: dict[str, int] = {}
-    for r in rejections:
-        k = f"{r.step}:{r.reason}"
-        rej_counts[k] = rej_counts.get(k, 0) + 1
     return RunReport(
         manifest=manifest,
         steps=steps.reports,
-        rejection_counts=dict(sorted(rej_counts.items())),
+        rejection_counts=rejection_counts(rejections),
         rejections=rejections,
     )
 
@@ -360,7 +361,7 @@ def prepare_partner(
         ctx.params.tasks,
         measurements=int(ingested.counts["measurements_read"]),
         assays=len(ingested.t0),
-        rejection_counts=Counter(f"{r.step}:{r.reason}" for r in rejections),
+        rejection_counts=rejection_counts(rejections),
     )
     return _write_prepared(ctx, opts, ingested, batch, tasks, id_map, rejections, steps, t_start)
 

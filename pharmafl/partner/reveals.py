@@ -158,14 +158,19 @@ class StartRecord:
         FederationError
             With the fix: restore it, or join again under a new identity.
         """
-        owner = self._doc().get("identity")
-        if owner != identity_fingerprint:
+        self._owned_doc(identity_fingerprint)
+
+    def _owned_doc(self, identity_fingerprint: str) -> dict[str, object]:
+        """The record, refused when missing, unreadable or another identity's."""
+        doc = self._doc()
+        if doc.get("identity") != identity_fingerprint:
             raise FederationError(
                 "the record of aggregated starting trunks belongs to another identity; "
                 "refusing to take part.",
                 file=self.path,
                 fix="restore this partner's own record from its backup.",
             )
+        return doc
 
     def _doc(self) -> dict[str, object]:
         if not self.path.is_file():
@@ -202,8 +207,7 @@ class StartRecord:
         fd = os.open(self.lock, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            self.check(identity_fingerprint)
-            doc = self._doc()
+            doc = self._owned_doc(identity_fingerprint)
             starts: dict[str, list[dict[str, object]]] = doc["starts"]  # type: ignore[assignment]
             now: dict[str, object] = {"contributors": sorted(contributors), "run_id": spec.run_id}
             earlier = starts.setdefault(spec.global_trunk_sha256, [])

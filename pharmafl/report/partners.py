@@ -123,19 +123,26 @@ LOCAL_REFERENCES: tuple[str, ...] = ("local", "local_rf", "local_gbm")
 _SELECTION = "auc_pr"
 
 
-def best_local(partner: PartnerLayout, federated: MetricsReport) -> BestLocal | None:
+def _references(partner: PartnerLayout, local: MetricsReport | None) -> dict[str, MetricsReport]:
+    """Every local reference's metrics (the network's as already read; None: none)."""
+    found = {} if local is None else {"local": local}
+    for name in LOCAL_REFERENCES[1:]:
+        path = partner.models / name / METRICS_FILE
+        try:
+            found[name] = MetricsReport.model_validate_json(path.read_bytes())
+        except (FileNotFoundError, ValidationError):
+            continue
+    return found
+
+
+def best_local(
+    partner: PartnerLayout, federated: MetricsReport, local: MetricsReport | None
+) -> BestLocal | None:
     """The local reference with the best validation mean AUC-PR (per partner: one model for
     all its tasks, as a partner would deploy one), its test scores and the federated model's
-    benefit over it; None when fewer than one reference has validation and test scores."""
+    benefit over it; None when no reference has validation and test scores."""
     scored: dict[str, tuple[float, MetricsReport, ModelMetrics]] = {}
-    for name in LOCAL_REFERENCES:
-        path = partner.models / name / METRICS_FILE
-        if not path.is_file():
-            continue
-        try:
-            report = MetricsReport.model_validate_json(path.read_bytes())
-        except ValidationError:
-            continue
+    for name, report in _references(partner, local).items():
         metrics, valid = model_metrics(report), _aggregates(report.validation).get(_SELECTION)
         if metrics is not None and valid is not None:
             scored[name] = (valid, report, metrics)
@@ -223,7 +230,7 @@ def partner_summary(
         federated=fed_scores,
         pooled=None if pooled_doc is None else model_metrics(pooled_doc),
         benefit=gain,
-        best_local=best_local(partner, fed),
+        best_local=best_local(partner, fed, local),
         ecdf=curves,
         contribution=PartnerContribution.from_result(
             study, partner.name, data=data_counts(partner), rounds=rounds

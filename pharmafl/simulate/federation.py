@@ -13,14 +13,13 @@ from pathlib import Path
 from pharmafl.common.errors import FederationError
 from pharmafl.common.io import atomic_write_bytes, atomic_write_text
 from pharmafl.common.params import load_consortium_parameters
-from pharmafl.common.secret import key_check_key, load_consortium_key
 from pharmafl.contract import FederationPlan, trunk_to_bytes
 from pharmafl.layout import ConsortiumLayout
 from pharmafl.model import initial_trunk
-from pharmafl.partner.join import key_check_of
+from pharmafl.partner.join import write_partner_identity
 from pharmafl.partner.reveals import StartRecord
 from pharmafl.secure import generate_identity
-from pharmafl.secure.identity import Identity, create_roster_file, public_key_path, write_identity
+from pharmafl.secure.identity import create_roster_file, public_key_path
 from pharmafl.secure.policy import SecurityPolicy, even_groups
 from pharmafl.server.create import OPERATOR_ID, fit_plan, write_plan
 
@@ -50,12 +49,7 @@ def setup_federation(
     generate_identity(op.identity, OPERATOR_ID, role="operator")
     pubs, fingerprints = [], {}
     for p in partners:
-        identity = Identity.generate(p.name, "partner")
-        check = None
-        if p.key.is_file():
-            check_key = key_check_key(load_consortium_key(p.key), params.consortium_name)
-            check = key_check_of(check_key, identity.public)
-        write_identity(identity, p.identity, key_check=check)
+        identity, _ = write_partner_identity(p, p.name, params.consortium_name)
         pubs.append(public_key_path(p.identity, p.name))
         fingerprints[p.name] = identity.public.fingerprint()
     if policy is None:

@@ -104,7 +104,7 @@ def test_the_report_compares_federated_with_the_best_local_reference(partner: Pa
     }
     valid = {f"local_{k}": r.validation.metric("auc_pr") for k, r in reports.items()}  # type: ignore[union-attr]
     federated = reports["gbm"]  # any metrics document of the same tasks stands in here
-    chosen = best_local(PartnerLayout(partner), federated)
+    chosen = best_local(PartnerLayout(partner), federated, None)
     assert chosen is not None
     assert chosen.model == max(valid, key=lambda n: valid[n])
     assert set(chosen.candidates) >= set(valid)
