@@ -362,3 +362,9 @@ def test_a_round_id_is_never_reused(consortium, memory_store) -> None:
     )
     with pytest.raises(SecureAggregationError, match="already used"):
         again.open()
+
+
+def test_a_round_opens_once(consortium, memory_store) -> None:
+    r = Round(consortium, memory_store)  # opened by the helper
+    with pytest.raises(SecureAggregationError, match="already open"):
+        r.server.open()
