@@ -103,3 +103,15 @@ def test_sealed_lengths_hide_small_differences() -> None:
             context=b"ctx",
         )
         assert opened == body
+
+
+def test_malformed_padding_is_refused() -> None:
+    """A sender that pads wrongly (its AEAD still verifies) is refused, never misread."""
+    from pharmafl.common import crypto
+    from pharmafl.common.errors import SecureAggregationError
+
+    block = crypto.SEAL_PAD_BLOCK
+    for bad in (b"x" * block, b"x" * (block - 2) + b"\x80y", b"\x80" * (block - 1)):
+        with pytest.raises(SecureAggregationError, match="padding"):
+            crypto._unpad(bad)
+    assert crypto._unpad(b"ab\x80" + bytes(block - 3)) == b"ab"

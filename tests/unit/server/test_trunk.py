@@ -116,3 +116,18 @@ def test_bytes_holding_a_head_are_refused() -> None:
     data = buf.getvalue()
     with pytest.raises(FederationError, match="outside the trunk"):
         trunk_from_bytes(data, expected_sha256=sha256_bytes(data))
+
+
+@pytest.mark.parametrize("how", ["float64", "compressed"])
+def test_a_trunk_has_one_encoding(how: str) -> None:
+    """The same values re-encoded must not pass for another trunk (issue 12: partners key
+    their record of revealed starts on the bytes' hash)."""
+    state = {"trunk.0.weight": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    assert trunk_from_bytes(trunk_to_bytes(state))["trunk.0.weight"].dtype == np.float32
+    buf = io.BytesIO()
+    if how == "float64":
+        np.savez(buf, **{k: v.astype(np.float64) for k, v in state.items()})  # type: ignore[arg-type]
+    else:
+        np.savez_compressed(buf, **state)  # type: ignore[arg-type]
+    with pytest.raises(FederationError, match="canonical encoding"):
+        trunk_from_bytes(buf.getvalue())
