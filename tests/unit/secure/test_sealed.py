@@ -115,3 +115,19 @@ def test_malformed_padding_is_refused() -> None:
         with pytest.raises(SecureAggregationError, match="padding"):
             crypto._unpad(bad)
     assert crypto._unpad(b"ab\x80" + bytes(block - 3)) == b"ab"
+
+
+def test_fetch_gives_up_after_its_timeout(
+    consortium: Consortium, memory_store: ExchangeStore
+) -> None:
+    with pytest.raises(FederationError, match="no valid train_spec message"):
+        fetch(
+            memory_store,
+            consortium.roster,
+            me="p00",
+            round_id=RID,
+            kind="train_spec",
+            sender=consortium.operator.id,
+            timeout_s=0.05,
+            poll_s=0.01,
+        )
