@@ -166,7 +166,7 @@ def join_consortium(
     template = folder / CONFIG_TEMPLATE
     if not template.exists():
         atomic_write_text(template, _TEMPLATE.format(name=name, exports=EXPORTS_DIR))
-    logger.info("partner %s joined %s in %s", name, params.consortium_name, folder)
+    logger.debug("partner %s joined %s in %s", name, params.consortium_name, folder)
     return JoinResult(
         folder=folder,
         party_id=name,

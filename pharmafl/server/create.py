@@ -87,7 +87,7 @@ def create_consortium(
     generate_identity(layout.identity, operator_id, role="operator")
     atomic_write_text(layout.consortium, params.model_dump_json(indent=2) + "\n")
     write_plan(layout, plan)
-    logger.info("created consortium %s in %s", params.consortium_name, layout.root)
+    logger.debug("created consortium %s in %s", params.consortium_name, layout.root)
     return plan
 
 
@@ -145,7 +145,7 @@ def sign_consortium_roster(
         parameter_hash=params.parameter_hash(),
     )
     write_roster(roster, layout.roster)
-    logger.info("signed roster v%d with %d members", roster.version, len(roster.members))
+    logger.debug("signed roster v%d with %d members", roster.version, len(roster.members))
     return roster
 
 
