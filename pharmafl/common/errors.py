@@ -107,6 +107,11 @@ class LedgerError(PharmaFLError):
     """The ledger is malformed or fails verification."""
 
 
+class ServiceUnavailableError(PharmaFLError):
+    """A service a run depends on (the exchange store, the Prefect API) stayed unreachable
+    past its retry window (``PHARMAFL_RETRY_WINDOW_S``); a resumable run can be resumed."""
+
+
 def validation_summary(exc: ValidationError) -> str:
     """``"<field path>: <message>"`` of a pydantic error's first problem (the path is empty
     for the whole document)."""
@@ -132,5 +137,6 @@ __all__ = [
     "PolicyViolationError",
     "PreparationError",
     "SecureAggregationError",
+    "ServiceUnavailableError",
     "validation_summary",
 ]

@@ -41,6 +41,13 @@ class RuntimeSettings(BaseSettings):
         "data/extract/.",
     )
     workers: int = Field(default=0, ge=0, le=512, description="Worker processes; 0 = all cores.")
+    retry_window_s: float = Field(
+        default=120.0,
+        ge=0.0,
+        le=3600.0,
+        description="How long an unreachable exchange store or Prefect API is retried (with "
+        "backoff) before the run fails with a resumable error.",
+    )
 
     @field_validator("data_dir", mode="before")
     @classmethod

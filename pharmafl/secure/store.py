@@ -19,6 +19,11 @@ Reads are bounded: a file's size is checked before it is opened (small kinds at 
 what their reader expects, everything at most the store's ``max_envelope_bytes``), and the
 read itself stops past that limit. Only regular files are read, and in a local store only
 files whose real path is inside the store (no link leads out).
+
+A store that is briefly unreachable (an unmounted share, a permission or network fault: any
+``OSError`` but a missing envelope) is retried with backoff for ``PHARMAFL_RETRY_WINDOW_S``
+(:class:`~pharmafl.common.retry.Outage`: one log line when it goes, one when it is back);
+past that window an operation fails with :class:`~pharmafl.common.errors.ServiceUnavailableError`.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from pharmafl.common.errors import EnvelopeRejectedError, SecureAggregationError
 from pharmafl.common.io import atomic_write_bytes
+from pharmafl.common.retry import Outage
 from pharmafl.secure.envelope import (
     ENVELOPE_KINDS,
     FRAME_OVERHEAD,
@@ -87,6 +93,12 @@ class ExchangeStore:
         self.root = root.rstrip("/") or "/"
         self.max_envelope_bytes = max_envelope_bytes
         self._local = isinstance(fs, LocalFileSystem)
+        self.outage = Outage(
+            f"exchange store {self.url}",
+            fix="make the store reachable, readable and writable again (its mount, "
+            "permissions or credentials); a stopped training continues with `pharmafl train "
+            "--resume`.",
+        )
 
     def __repr__(self) -> str:
         return f"ExchangeStore({self.url!r})"
@@ -123,33 +135,39 @@ class ExchangeStore:
             )
         key = self.key_of(env)
         path = f"{self._folder(env.round_id, env.kind, env.recipient)}/{key.rsplit('/', 1)[1]}"
+        data = env.to_bytes()
+        self.outage.call(lambda: self._put(env, path, data), _transient_write)
+        logger.debug("stored %s", key)
+        return key
+
+    def _put(self, env: Envelope, path: str, data: bytes) -> None:
         if self.fs.exists(path):
             raise EnvelopeRejectedError(
                 f"{env.kind} envelope from {env.sender!r} is already in the store (duplicate).",
                 fix="send each message once; a new message needs a new nonce.",
             )
-        data = env.to_bytes()
         if self._local:
             atomic_write_bytes(path, data)
         else:
             self.fs.mkdirs(path.rsplit("/", 1)[0], exist_ok=True)
             self.fs.pipe_file(path, data)
-        logger.debug("stored %s", key)
-        return key
 
     def keys(self, round_id: str, kind: str, recipient: str) -> builtins.list[str]:
         """Keys of the envelopes for ``recipient`` of one kind in one round, sorted."""
         folder = self._folder(round_id, kind, recipient)
-        try:
-            names = self.fs.ls(folder, detail=False)
-        except FileNotFoundError:
-            return []
+        names = self.outage.call(lambda: self._ls(folder), _transient_read)
         out = []
         for full in names:
             name = str(full).rstrip("/").rsplit("/", 1)[-1]
             if _NAME.match(name):  # hidden temporaries and foreign files are skipped
                 out.append(f"{round_id}/{kind}/{recipient}/{name}")
         return sorted(out)
+
+    def _ls(self, folder: str) -> builtins.list[str]:
+        try:
+            return builtins.list(self.fs.ls(folder, detail=False))
+        except FileNotFoundError:
+            return []
 
     def payload_limit(self, kind: str, max_payload: int | None = None) -> int:
         """Largest payload this store reads for an envelope of ``kind``: ``max_payload``
@@ -191,6 +209,8 @@ class ExchangeStore:
         except FileNotFoundError:
             raise EnvelopeRejectedError(f"envelope {key!r} is not in the store.") from None
         except OSError as exc:
+            if exc.errno not in _NOT_A_FILE:
+                raise  # the store itself is at fault (permissions, I/O): retried
             what = (
                 "a link (links, e.g. to a file outside the store, are never followed)"
                 if exc.errno == errno.ELOOP
@@ -232,6 +252,9 @@ class ExchangeStore:
             raise EnvelopeRejectedError(f"not an envelope key: {key!r}.")
         path = f"{self._folder(parts[0], parts[1], parts[2])}/{parts[3]}"
         limit = self.payload_limit(parts[1], max_payload)
+        return self.outage.call(lambda: self._get(key, path, limit), _transient_read)
+
+    def _get(self, key: str, path: str, limit: int) -> Envelope:
         if self._local:  # checked on the open descriptor: no swap between check and read
             with self._open_local(path, key, limit) as (fh, size):
                 env = Envelope.read_from(fh, max_payload=min(limit, size))
@@ -277,8 +300,26 @@ class ExchangeStore:
         if not _PART.match(round_id):
             raise SecureAggregationError(f"invalid round id {round_id!r}.")
         path = f"{self.root}/{round_id}"
+        self.outage.call(lambda: self._rm(path), _transient_read)
+
+    def _rm(self, path: str) -> None:
         if self.fs.exists(path):
             self.fs.rm(path, recursive=True)
+
+
+#: Errors of opening an envelope that say the file is not one (a link, a pipe, a folder):
+#: skipped, never retried.
+_NOT_A_FILE = frozenset({errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.EWOULDBLOCK})
+
+
+def _transient_read(exc: BaseException) -> bool:
+    """A read that failed because the store is unreachable (a missing file is an answer)."""
+    return isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError)
+
+
+def _transient_write(exc: BaseException) -> bool:
+    """A write that failed because the store is unreachable (its folders vanished too)."""
+    return isinstance(exc, OSError)
 
 
 __all__ = ["MAX_ENVELOPE_BYTES", "ExchangeStore"]

@@ -98,3 +98,77 @@ def test_purge_refuses_a_round_id_that_is_not_one_name(tmp_path) -> None:
     with pytest.raises(SecureAggregationError, match="invalid round id"):
         store.purge("../keep")
     assert (tmp_path / "keep").is_dir()
+
+
+def _unreachable(root, seconds: float):
+    """Make a local store unreachable for ``seconds``: its folder is swapped for a file
+    (which even root cannot write through), then put back."""
+    import threading
+    import time
+
+    aside = root.with_name(root.name + ".aside")
+    root.rename(aside)
+    root.write_bytes(b"not a folder")
+
+    def restore() -> None:
+        time.sleep(seconds)
+        root.unlink()
+        aside.rename(root)
+
+    thread = threading.Thread(target=restore)
+    thread.start()
+    return thread
+
+
+def test_a_short_outage_is_ridden_out_with_two_log_lines(
+    tmp_path, consortium, caplog, monkeypatch
+) -> None:
+    import time
+
+    monkeypatch.setenv("PHARMAFL_RETRY_WINDOW_S", "30")
+    store = ExchangeStore(tmp_path / "exchange")
+    first = _env(consortium, "p00")
+    store.put(first)
+    caplog.set_level("INFO")
+    thread = _unreachable(tmp_path / "exchange", 1.5)
+    t0 = time.monotonic()
+    later = _env(consortium, "p01")
+    store.put(later)  # waits for the store, then writes
+    waited = time.monotonic() - t0
+    thread.join()
+    assert 1.4 <= waited <= 6.0
+    assert store.list("r1", "masked", "operator") == sorted([first, later], key=lambda e: e.sender)
+    lines = [r.getMessage() for r in caplog.records if "exchange store" in r.getMessage()]
+    assert len(lines) == 2, lines
+    assert "unreachable (NotADirectoryError" in lines[0] and "retrying" in lines[0]
+    assert "reachable again after" in lines[1]
+
+    # reads ride it out too
+    thread = _unreachable(tmp_path / "exchange", 1.0)
+    assert store.keys("r1", "masked", "operator") == [store.key_of(first), store.key_of(later)]
+    thread.join()
+
+
+def test_a_lasting_outage_fails_with_one_clear_error(tmp_path, consortium, monkeypatch) -> None:
+    import time
+
+    from pharmafl.common.errors import ServiceUnavailableError
+
+    monkeypatch.setenv("PHARMAFL_RETRY_WINDOW_S", "1")
+    store = ExchangeStore(tmp_path / "exchange")
+    store.put(_env(consortium, "p00"))
+    thread = _unreachable(tmp_path / "exchange", 3.0)
+    t0 = time.monotonic()
+    with pytest.raises(ServiceUnavailableError) as err:
+        store.put(_env(consortium, "p01"))
+    assert time.monotonic() - t0 < 2.5
+    thread.join()
+    text = str(err.value)
+    assert text.startswith(f"exchange store {tmp_path / 'exchange'} unreachable for 1 s")
+    assert "pharmafl train --resume" in text
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+    # a missing envelope is an answer, not an outage: no retry
+    t0 = time.monotonic()
+    with pytest.raises(EnvelopeRejectedError, match="not in the store"):
+        store.get("r1/masked/operator/p09." + "0" * 32 + ".env")
+    assert time.monotonic() - t0 < 0.5
