@@ -35,7 +35,10 @@ def fails_cleanly(what: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
                 return fn(*args, **kwargs)
             except PharmaFLError as exc:
                 get_run_logger().error("%s failed: %s", what, exc)
-                return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
+                # The error's kind leads the message: a launcher that reads the state from
+                # the server names the cause of a dropout from it (refused by policy…).
+                message = f"{type(exc).__name__}: {exc}"
+                return Failed(message=message, data=exc)  # type: ignore[return-value]
 
         return body
 

@@ -57,11 +57,11 @@ def contribution_flow(
     layout = ConsortiumLayout(Path(consortium_dir))
     url = exchange_url or str(layout.exchange)
     cfg = study or StudyConfig()
-    plan = load_operator(layout.operator.root, url).plan
-    timeout = cfg.stage_timeout_s or plan.stage_timeout_s
+    ctx = load_operator(layout.operator.root, url)
+    timeout = cfg.stage_timeout_s or ctx.plan.stage_timeout_s
 
     def new_launcher() -> Launcher:  # one per coalition (closed after it)
-        return make_launcher(launcher, layout.root, url, timeout)
+        return make_launcher(launcher, layout.root, url, timeout, ctx.consortium_hash[:12])
 
     def on_coalition(run: CoalitionRun) -> None:
         logger.info(

@@ -18,15 +18,26 @@ import logging
 import math
 import threading
 import time
+import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from flows._prefect_api import PrefectApi, WorkerLiveness
 from flows._states import result_or_raise
-from pharmafl.contract import partner_deployment
+from pharmafl.common.errors import PharmaFLError, PolicyViolationError
+from pharmafl.contract import partner_deployment, run_id_of
 from pharmafl.layout import ConsortiumLayout
-from pharmafl.server import LauncherBase
+from pharmafl.server import LauncherBase, exception_failure, failure
+from pharmafl.server.launcher import (
+    CANCELLED,
+    DEADLINE,
+    NOT_DEPLOYED,
+    REFUSED_BY_POLICY,
+    RUN_CRASHED,
+    RUN_FAILED,
+)
 
 LauncherKind = Literal["embedded", "distributed"]
 
@@ -99,8 +110,9 @@ class EmbeddedLauncher(LauncherBase):
             runs = dict(self._runs)
         out = {}
         for partner, fut in runs.items():
-            if fut.done() and fut.exception() is not None:
-                out[partner] = f"{type(fut.exception()).__name__}: {fut.exception()}"[:300]
+            exc = fut.exception() if fut.done() else None
+            if exc is not None:
+                out[partner] = exception_failure(exc)
         return out
 
     def finish(self, timeout_s: float) -> dict[str, str]:
@@ -114,9 +126,9 @@ class EmbeddedLauncher(LauncherBase):
                 fut.result(timeout=max(0.0, deadline - time.monotonic()))
             except Exception as exc:  # the partner's failure is a dropout, not ours
                 out[partner] = (
-                    f"{type(exc).__name__}: {exc}"[:300]
+                    exception_failure(exc)
                     if fut.done()
-                    else f"still running after {timeout_s:.0f} s"
+                    else failure(DEADLINE, f"still running after {timeout_s:.0f} s")
                 )
         return out
 
@@ -131,19 +143,37 @@ class DeploymentLauncher(LauncherBase):
     """Partner rounds through ``run_deployment`` on each partner's own work pool.
 
     Sends only the exchange URL, the round id, ``final`` and the timeout; the partner folder
-    is the deployment's own default, set by the partner (``pharmafl partner serve``). A
-    partner whose deployment cannot be started counts as failed (a dropout), like one whose
-    flow run fails or crashes. Runs still not finished at the deadline, and round runs not
-    even started when the round is over, are cancelled, so a worker that comes back late
-    never starts a stale round.
+    is the deployment's own default, set by the partner (``pharmafl partner serve``).
+
+    - **No reuse**: every flow run's idempotency key holds this launcher's own random id, so
+      a retried request never starts a second run, and a run id used before on the same
+      server (a re-run of a plan) never gets the earlier run's flow runs back. Runs are
+      tagged ``pharmafl-run:<scope>:<run id>`` (:func:`run_tag`), which
+      :meth:`cancel_stale` uses on ``--resume``.
+    - **Liveness**: a partner whose pool has no live worker (:class:`WorkerLiveness`) counts
+      as failed (``worker offline``) at once, in this round and every later one while it
+      stays away; its unstarted run is cancelled when the round is over, so a worker that
+      comes back never starts a stale round, and it rejoins at the next round.
+    - **Faults**: a partner whose deployment does not exist, or whose run fails, crashes or
+      is cancelled, counts as failed (a dropout); an unreachable Prefect API is ridden out
+      (:class:`PrefectApi`). Runs still not finished at the deadline are cancelled, and so
+      is every run started here when the operator stops (Ctrl-C, SIGTERM).
     """
 
-    def __init__(self, exchange_url: str, timeout_s: float, poll_s: float = 1.0) -> None:
+    def __init__(
+        self, exchange_url: str, timeout_s: float, poll_s: float = 1.0, scope: str = ""
+    ) -> None:
         self.exchange_url = exchange_url
         self.timeout_s = timeout_s
         self.poll_s = poll_s
+        self.scope = scope
+        self.api = PrefectApi()
+        self.liveness = WorkerLiveness(self.api, check_s=max(poll_s, 1.0))
+        self._key = uuid.uuid4().hex[:12]  # this launcher's own idempotency keys
         self._runs: dict[str, Any] = {}  # partner -> flow run id
+        self._pools: dict[str, str] = {}  # partner -> its work pool
         self._start_errors: dict[str, str] = {}
+        self._failed: dict[str, str] = {}  # sticky for the round
         self._states: dict[str, Any] = {}
         self._polled_at = -math.inf
         self._final = False
@@ -154,8 +184,9 @@ class DeploymentLauncher(LauncherBase):
 
         name = partner_deployment(partner)
         self._final = final
-        try:
-            run = run_deployment(
+
+        def submit(_: Any) -> Any:
+            return run_deployment(
                 name,
                 parameters={
                     "exchange_url": self.exchange_url,
@@ -164,19 +195,28 @@ class DeploymentLauncher(LauncherBase):
                     "timeout_s": self.timeout_s,
                 },
                 flow_run_name=f"{round_id}-{partner}",
-                idempotency_key=f"{round_id}/{partner}",  # a retried request starts no 2nd run
+                idempotency_key=f"{round_id}/{partner}/{self._key}",
+                tags=[run_tag(self.scope, run_id_of(round_id))],
                 timeout=0,  # do not wait: rounds of all partners run at the same time
                 as_subflow=False,
             )
+
+        try:
+            run = self.api.call(submit)
         except ObjectNotFound:
-            self._start_errors[partner] = (
+            self._start_errors[partner] = failure(
+                NOT_DEPLOYED,
                 f"no deployment {name} on the Prefect server "
-                "(the partner runs `pharmafl partner serve PARTNER_DIR --pool POOL`)"
+                "(the partner runs `pharmafl partner serve PARTNER_DIR --pool POOL`)",
             )
-        except Exception as exc:  # an unreachable partner deployment is a dropout
-            self._start_errors[partner] = f"could not start {name}: {type(exc).__name__}"
+        except PharmaFLError:
+            raise  # the API stayed away: the run stops, resumable
+        except Exception as exc:  # a refused request is this partner's dropout
+            self._start_errors[partner] = failure(NOT_DEPLOYED, f"{name}: {type(exc).__name__}")
         else:
-            self._runs[partner] = run.id  # type: ignore[union-attr]
+            self._runs[partner] = run.id
+            if run.work_pool_name:
+                self._pools[partner] = run.work_pool_name
             self._polled_at = -math.inf
             return
         log.warning("partner %s not started: %s", partner, self._start_errors[partner])
@@ -187,85 +227,179 @@ class DeploymentLauncher(LauncherBase):
             return {}
         if not force and time.monotonic() - self._polled_at < self.poll_s:
             return self._states
-        from prefect.client.orchestration import get_client
         from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
         ids = list(self._runs.values())
-        with get_client(sync_client=True) as client:
-            runs = client.read_flow_runs(
+        runs = self.api.try_call(
+            lambda c: c.read_flow_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), limit=len(ids)
             )
+        )
+        self._polled_at = time.monotonic()
+        if runs is None:  # the API is away: the last states stand
+            return self._states
         by_id = {r.id: r.state for r in runs}
         self._states = {p: by_id.get(fid) for p, fid in self._runs.items()}
-        self._polled_at = time.monotonic()
         return self._states
 
-    @staticmethod
-    def _reason(state: Any) -> str:
-        if state is None:
-            return "flow run not found on the Prefect server"
-        return f"flow run {state.name}: {state.message or ''}".strip()[:300]
-
     def failed(self) -> dict[str, str]:
-        out = dict(self._start_errors)
         for p, st in self._poll().items():
-            if st is not None and (st.is_failed() or st.is_crashed() or st.is_cancelled()):
-                out[p] = self._reason(st)
-        return out
+            if p not in self._failed and st is not None and _ended_badly(st):
+                self._failed[p] = _reason(st)
+        pools = {p: pool for p, pool in self._pools.items() if p in self._runs}
+        for p, why in self.liveness.offline(pools).items():
+            st = self._states.get(p)
+            if p not in self._failed and not (st is not None and st.is_completed()):
+                self._failed[p] = why
+        return {**self._start_errors, **self._failed}
 
-    def _cancel(self, partner: str, state: Any) -> None:
-        from prefect.client.orchestration import get_client
+    def _cancel(self, partner: str, state: Any, why: str) -> None:
         from prefect.states import Cancelled, Cancelling
 
-        running = state is not None and state.is_running()
-        new = Cancelling if running else Cancelled
-        try:
-            with get_client(sync_client=True) as client:
-                client.set_flow_run_state(
-                    self._runs[partner], new(message="round deadline passed"), force=True
-                )
-        except Exception as exc:  # best effort: the run is already counted as failed
-            log.warning("could not cancel the run of %s: %s", partner, type(exc).__name__)
+        new = Cancelling if state is not None and state.is_running() else Cancelled
+        run_id = self._runs[partner]
+        done: Any = self.api.try_call(
+            lambda c: c.set_flow_run_state(run_id, new(message=why), force=True)
+        )
+        if done is None:  # best effort: the run is already counted as failed
+            log.warning("could not cancel the run of %s: the Prefect API is away", partner)
 
     def finish(self, timeout_s: float) -> dict[str, str]:
         deadline = time.monotonic() + timeout_s
         while True:
-            states = self._poll(force=True)
+            states, gone = self._poll(force=True), self.failed()
             # After a round's secure aggregation, a run that has not even started cannot
-            # contribute any more (its partner was dropped): no reason to wait for it.
+            # contribute any more (its partner was dropped): no reason to wait for it. Nor
+            # for a partner whose worker is offline.
             if all(
-                st is not None and (st.is_final() or (not self._final and _unstarted(st)))
-                for st in states.values()
+                p in gone or (st is not None and (st.is_final() or self._may_skip(st)))
+                for p, st in states.items()
             ):
                 break
             if time.monotonic() > deadline:
                 break
             time.sleep(self.poll_s)
-        out = dict(self._start_errors)
+        out = {**self._start_errors, **gone}
         for p, st in states.items():
-            if st is None or not st.is_completed():
-                out[p] = self._reason(st)
+            if p not in out and (st is None or not st.is_completed()):
+                out[p] = _reason(st, deadline=True)
             if st is not None and not st.is_final():
-                self._cancel(p, st)
+                self._cancel(p, st, "round over" if p in gone else "round deadline passed")
+        self._clear()
+        return out
+
+    def _may_skip(self, state: Any) -> bool:
+        return not self._final and _unstarted(state)
+
+    def _clear(self) -> None:
         self._runs.clear()
         self._start_errors.clear()
+        self._failed.clear()
         self._states = {}
         self._final = False
-        return out
+
+    def close(self) -> None:
+        """Cancel the runs still going (the operator stops: Ctrl-C, SIGTERM, an error)."""
+        if not self._runs:
+            return
+        for p, st in self._poll(force=True).items():
+            if st is None or not st.is_final():
+                self._cancel(p, st, "the operator stopped")
+        self._clear()
+
+    def claim(self, run_id: str, *, resume: bool) -> int:
+        """Tag the operator's current flow run with the run's tag; on ``resume``, cancel
+        the stale flow runs of the same run (a dead operator's, its partners'). Returns how
+        many were cancelled."""
+        tag = run_tag(self.scope, run_id)
+        me = _current_flow_run()
+        if me is not None:
+            self.api.call(lambda c: c.update_flow_run(me.id, tags=sorted({*me.tags, tag})))
+        return self.cancel_stale(tag, keep=me.id if me is not None else None) if resume else 0
+
+    def cancel_stale(self, tag: str, keep: Any = None) -> int:
+        """Cancel every unfinished flow run tagged ``tag`` except ``keep``."""
+        from prefect.client.schemas.filters import (
+            FlowRunFilter,
+            FlowRunFilterState,
+            FlowRunFilterStateType,
+            FlowRunFilterTags,
+        )
+        from prefect.client.schemas.objects import StateType
+        from prefect.states import Cancelled, Cancelling
+
+        live = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED]
+        live.append(StateType.CANCELLING)
+        flt = FlowRunFilter(
+            tags=FlowRunFilterTags(all_=[tag]),
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=live)),
+        )
+        stale = [r for r in self.api.call(lambda c: c.read_flow_runs(flow_run_filter=flt))]
+        stale = [r for r in stale if r.id != keep]
+        for r in stale:
+            # A partner's running run is told to stop by its worker (Cancelling); anything
+            # else has no process left to stop (the dead operator's own run) or has not
+            # started: Cancelled at once.
+            running = r.deployment_id is not None and r.state is not None and r.state.is_running()
+            new = Cancelling if running else Cancelled
+            self._set_state(r.id, new(message="stale: the run was resumed"))
+        if stale:
+            log.info("cancelled %d stale flow run(s) of %s", len(stale), tag)
+        return len(stale)
+
+    def _set_state(self, run_id: Any, state: Any) -> None:
+        self.api.call(lambda c: c.set_flow_run_state(run_id, state, force=True))
+
+
+def run_tag(scope: str, run_id: str) -> str:
+    """The tag of a training run's flow runs (the operator's and its partners')."""
+    return f"pharmafl-run:{scope}:{run_id}" if scope else f"pharmafl-run:{run_id}"
+
+
+def _current_flow_run() -> Any:
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    return None if ctx is None else ctx.flow_run
 
 
 def _unstarted(state: Any) -> bool:
     return bool(state.is_scheduled() or state.is_pending())
 
 
+def _ended_badly(state: Any) -> bool:
+    return bool(state.is_failed() or state.is_crashed() or state.is_cancelled())
+
+
+def _reason(state: Any, deadline: bool = False) -> str:
+    """A launcher's reason for a partner run in ``state`` (see pharmafl.server.launcher)."""
+    if state is None:
+        return failure(RUN_CRASHED, "flow run not found on the Prefect server")
+    detail = f"flow run {state.name}: {state.message or ''}".strip().rstrip(":")
+    if state.is_crashed():
+        return failure(RUN_CRASHED, detail)
+    if state.is_failed():
+        policy = (state.message or "").startswith(PolicyViolationError.__name__)
+        return failure(REFUSED_BY_POLICY if policy else RUN_FAILED, detail)
+    if state.is_cancelled():
+        return failure(CANCELLED, detail)
+    return failure(DEADLINE, detail if deadline else f"{detail} (not finished)")
+
+
 def make_launcher(
-    kind: LauncherKind, consortium_dir: str | Path, exchange_url: str, timeout_s: float
+    kind: LauncherKind,
+    consortium_dir: str | Path,
+    exchange_url: str,
+    timeout_s: float,
+    scope: str = "",
 ) -> EmbeddedLauncher | DeploymentLauncher:
-    """The launcher of ``kind`` for a consortium folder (embedded: its ``partners/``)."""
+    """The launcher of ``kind`` for a consortium folder (embedded: its ``partners/``);
+    ``scope`` (the consortium's parameter hash, shortened) keeps run tags of consortia that
+    share a Prefect server apart."""
     if kind == "distributed":
-        return DeploymentLauncher(exchange_url, timeout_s)
+        return DeploymentLauncher(exchange_url, timeout_s, scope=scope)
     partners = ConsortiumLayout(Path(consortium_dir)).partner_dirs()
     return EmbeddedLauncher(partners, exchange_url, timeout_s)
 
 
-__all__ = ["DeploymentLauncher", "EmbeddedLauncher", "LauncherKind", "make_launcher"]
+__all__ = ["DeploymentLauncher", "EmbeddedLauncher", "LauncherKind", "make_launcher", "run_tag"]

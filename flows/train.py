@@ -22,7 +22,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows._states import fails_cleanly, operator_environment, result_or_raise
-from flows.launchers import LauncherKind, make_launcher
+from flows.launchers import DeploymentLauncher, LauncherKind, make_launcher
 from pharmafl.layout import ConsortiumLayout
 from pharmafl.server import RoundResult, TrainingResult, load_operator, run_training
 
@@ -110,8 +110,11 @@ def train_flow(
             rec.mean_validation_auc_pr,
         )
 
-    plan = load_operator(layout.operator.root, url).plan
-    with make_launcher(launcher, layout.root, url, plan.stage_timeout_s) as chosen:
+    ctx = load_operator(layout.operator.root, url)
+    plan, scope = ctx.plan, ctx.consortium_hash[:12]
+    with make_launcher(launcher, layout.root, url, plan.stage_timeout_s, scope) as chosen:
+        if isinstance(chosen, DeploymentLauncher):  # tag this run; resumed: clear stale runs
+            chosen.claim(plan.run_id, resume=resume)
         result = run_training(
             layout.operator.root, url, chosen, resume=resume, rounds=rounds, on_round=on_round
         )

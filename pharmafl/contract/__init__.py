@@ -37,6 +37,7 @@ from pharmafl.contract.runs import (
     RUN_ID_PATTERN,
     format_round_id,
     round_prefix,
+    run_id_of,
 )
 from pharmafl.contract.spec import TrainSpec
 from pharmafl.contract.trunk import (
@@ -85,6 +86,7 @@ __all__ = [
     "partner_deployment",
     "read_ledger_heads",
     "round_prefix",
+    "run_id_of",
     "trunk_from_bytes",
     "trunk_to_bytes",
     "unflatten_trunk",

@@ -6,6 +6,8 @@ so runs never share a round. The consortium's main run is :data:`MAIN_RUN_ID`.
 
 from __future__ import annotations
 
+import re
+
 from pharmafl.layout import MAIN_RUN_ID
 
 #: Allowed run ids (they start every round id of the run, and name the run's folders): one
@@ -31,4 +33,17 @@ def format_round_id(run_id: str, index: int, attempt: int, final: bool = False) 
     return f"{round_prefix(run_id, index)}-a{attempt}"
 
 
-__all__ = ["MAIN_RUN_ID", "ROUND_ID_PATTERN", "RUN_ID_PATTERN", "format_round_id", "round_prefix"]
+def run_id_of(round_id: str) -> str:
+    """The run id a round id (as :func:`format_round_id` spells it) starts with."""
+    match = re.match(r"^(.+)-r[0-9]{4,5}-(a[0-9]|final)", round_id)
+    return match.group(1) if match else round_id
+
+
+__all__ = [
+    "MAIN_RUN_ID",
+    "ROUND_ID_PATTERN",
+    "RUN_ID_PATTERN",
+    "format_round_id",
+    "round_prefix",
+    "run_id_of",
+]

@@ -5,7 +5,14 @@ What the operator shares with partners (plan, specs, reports, the trunk format) 
 """
 
 from pharmafl.server.context import OperatorContext, load_operator
-from pharmafl.server.launcher import Launcher, LauncherBase
+from pharmafl.server.launcher import (
+    DROPOUT_CAUSES,
+    Launcher,
+    LauncherBase,
+    cause_of,
+    exception_failure,
+    failure,
+)
 from pharmafl.server.operator import TrainingResult, final_phase, run_round, run_training
 from pharmafl.server.optimizers import ServerOptimizer, make_server_optimizer
 from pharmafl.server.rounds import SecureRound, publish_round, secure_round
@@ -19,6 +26,7 @@ from pharmafl.server.runs import (
 )
 
 __all__ = [
+    "DROPOUT_CAUSES",
     "Launcher",
     "LauncherBase",
     "OperatorContext",
@@ -27,6 +35,9 @@ __all__ = [
     "ServerOptimizer",
     "TrainingResult",
     "TrainingState",
+    "cause_of",
+    "exception_failure",
+    "failure",
     "final_phase",
     "load_operator",
     "make_server_optimizer",

@@ -37,6 +37,7 @@ from pharmafl.contract import (
     TrainSpec,
     TrunkLayout,
     flatten_trunk,
+    format_round_id,
     trunk_from_bytes,
     trunk_to_bytes,
     unflatten_trunk,
@@ -47,11 +48,13 @@ from pharmafl.ledger import (
     TrainingFinishedPayload,
     TrainingStartedPayload,
 )
+from pharmafl.secure import BROADCAST
 from pharmafl.server.context import OperatorContext, load_operator
 from pharmafl.server.launcher import Launcher
 from pharmafl.server.optimizers import ServerOptimizer, make_server_optimizer
 from pharmafl.server.rounds import (
     SecureRound,
+    dropout_causes,
     mean_auc_pr,
     partner_reports,
     publish_round,
@@ -102,10 +105,13 @@ def _start(ctx: OperatorContext, plan: FederationPlan, resume: bool) -> _Run:
     state = TrainingState.load(state_dir)
     if state is not None and not resume:
         raise FederationError(
-            "this operator folder already holds a training run.",
+            f"this operator folder already holds training run {plan.run_id!r}.",
             file=state_dir / CHECKPOINT_FILE,
-            fix="pass --resume to continue it, or use a fresh operator folder.",
+            fix="pass --resume to continue it, or start a new run: a new run_id and seed in "
+            "plan.json, with its own initial trunk (`pharmafl federation init-trunk`).",
         )
+    if state is None:
+        _refuse_reused_run(ctx, plan, resume)
     if resume and ctx.ledger.path.exists():
         ctx.ledger.recover()
     optimizer = make_server_optimizer(plan.server_optimizer)
@@ -127,6 +133,27 @@ def _start(ctx: OperatorContext, plan: FederationPlan, resume: bool) -> _Run:
     )
     run.state.save(run.state_dir)
     return run
+
+
+def _refuse_reused_run(ctx: OperatorContext, plan: FederationPlan, resume: bool) -> None:
+    """A run starting from scratch must not find its own rounds in the exchange store: they
+    belong to an earlier run with the same id (another operator folder, or state that was
+    lost), whose partners refuse to redo them and whose envelopes would be mixed with ours."""
+    first = format_round_id(plan.run_id, 0, 0)
+    if not ctx.store.keys(first, "train_spec", BROADCAST):
+        return
+    fix = (
+        "restore this operator folder's state/ of that run, or start a new run"
+        if resume
+        else "pass --resume from the operator folder that holds that run, or start a new run"
+    )
+    raise FederationError(
+        f"run {plan.run_id!r} already has rounds in the exchange store {ctx.store.url} "
+        "but no state in this operator folder: it was started before.",
+        file=ctx.run_dir / STATE_DIR,
+        fix=f"{fix} (a new run_id and seed in plan.json, with its own initial trunk: "
+        "`pharmafl federation init-trunk`).",
+    )
 
 
 def _initial_trunk(ctx: OperatorContext) -> dict[str, np.ndarray]:
@@ -174,6 +201,7 @@ def run_round(run: _Run, launcher: Launcher, poll_s: float) -> RoundResult:
         round_id=done.spec.round_id,
         contributors=contributors,
         dropped=list(done.result.dropped),
+        dropout_causes=dropout_causes(done),
         trunk_sha256=new_hash,
         mean_validation_auc_pr=None if math.isnan(score) else score,
         validation=validation,

@@ -50,7 +50,7 @@ from pharmafl.secure import (
     sealed_recipients,
 )
 from pharmafl.server.context import OperatorContext
-from pharmafl.server.launcher import Launcher
+from pharmafl.server.launcher import Launcher, cause_of
 from pharmafl.server.runs import save_aggregate
 
 log = logging.getLogger(__name__)
@@ -262,24 +262,34 @@ def record_participation(ctx: OperatorContext, done: SecureRound) -> None:
                     n_bytes=len(env.payload),
                 )
             )
-    for partner in done.result.dropped:
+    for partner, cause in dropout_causes(done).items():
+        log.warning(
+            "partner %s dropped in round %d: %s",
+            partner,
+            index,
+            done.failures.get(partner) or cause,
+        )
         ctx.record(
             PartnerDroppedPayload(
-                run_id=ctx.plan.run_id,
-                round=index,
-                partner=partner,
-                reason=_drop_reason(done.failures.get(partner), partner, index),
+                run_id=ctx.plan.run_id, round=index, partner=partner, reason=cause
             )
         )
 
 
-def _drop_reason(detail: str | None, partner: str, index: int) -> str:
-    """Only the error's kind reaches the ledger every partner reads: exception texts can hold
-    a partner's file paths. The full text stays in the operator's local log."""
-    if not detail:
-        return "did not complete the secure-aggregation stages"
-    log.warning("partner %s dropped in round %d: %s", partner, index, detail)
-    return detail.split(":", 1)[0].strip()[:100]
+def dropout_causes(done: SecureRound) -> dict[str, str]:
+    """Partner → why it dropped out of the round (``"worker offline"``, ``"run crashed"``…).
+
+    Only the cause reaches the ledger every partner reads: a failure's detail can hold a
+    partner's file paths. The full text stays in the operator's local log.
+    """
+    return {
+        p: cause_of(done.failures[p]) if done.failures.get(p) else _NO_FAILURE
+        for p in done.result.dropped
+    }
+
+
+#: A partner whose run did not fail but whose messages did not all arrive in time.
+_NO_FAILURE = "did not complete the secure-aggregation stages"
 
 
 def partner_reports(ctx: OperatorContext, spec: TrainSpec) -> dict[str, tuple[Envelope, bytes]]:
@@ -371,6 +381,7 @@ def mean_auc_pr(validation: dict[str, dict[str, float]]) -> float:
 __all__ = [
     "SecureRound",
     "drive_secagg",
+    "dropout_causes",
     "fresh_attempt",
     "mean_auc_pr",
     "partner_reports",

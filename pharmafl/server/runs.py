@@ -118,6 +118,11 @@ class RoundResult(BaseModel):
     round_id: str = Field(description="Secure-aggregation round id of the attempt that completed.")
     contributors: list[str] = Field(description="Partners whose updates are in the aggregate.")
     dropped: list[str] = Field(description="Partners that dropped out of that attempt.")
+    dropout_causes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Dropped partner → why (worker offline, run crashed, run failed, deadline, "
+        "refused by policy…), as on the ledger.",
+    )
     trunk_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="The new global trunk.")
     mean_validation_auc_pr: float | None = Field(
         description="Mean of the validation AUC-PRs partners shared (None: none shared)."

@@ -208,7 +208,9 @@ def test_launcher_counts_unstartable_and_unclaimed_partners_as_failed(
     with temporary_settings(updates={PREFECT_API_URL: url}):
         launcher = DeploymentLauncher("/tmp/exchange", timeout_s=5.0, poll_s=0.2)
         launcher.start("echo", "run-r0000-a0", final=False)
+        launcher_first_run = launcher._runs["echo"]
         launcher.start("echo", "run-r0000-a0", final=False)  # a repeated request: same run
+        assert launcher._runs["echo"] == launcher_first_run
         launcher.start("ghost", "run-r0000-a0", final=False)  # no such deployment
         failed = launcher.failed()
         assert set(failed) == {"ghost"}
@@ -220,7 +222,10 @@ def test_launcher_counts_unstartable_and_unclaimed_partners_as_failed(
         out = launcher.finish(timeout_s=120.0)
         assert time.monotonic() - t0 < 30
         assert set(out) == {"echo", "ghost"}
-        assert "Scheduled" in out["echo"] or "Pending" in out["echo"]
+        assert out["echo"].startswith("deadline: flow run Scheduled") or out["echo"].startswith(
+            "deadline: flow run Pending"
+        )
+        assert out["ghost"].startswith("not deployed: ")
         assert launcher.failed() == {}
         # The final evaluation is waited for until the deadline, then cancelled too.
         launcher.start("echo", "run-r0001-final", final=True)
@@ -228,13 +233,21 @@ def test_launcher_counts_unstartable_and_unclaimed_partners_as_failed(
         out = launcher.finish(timeout_s=2.0)
         assert time.monotonic() - t0 >= 2.0
         assert set(out) == {"echo"}
+        # The same round id again from another launcher (a plan re-run on this server, with
+        # the same run id) gets a new flow run, never the earlier run's.
+        again = DeploymentLauncher("/tmp/exchange", timeout_s=5.0, poll_s=0.2)
+        again.start("echo", "run-r0000-a0", final=False)
+        assert again.failed() == {}
+        assert again._runs["echo"] != launcher_first_run
+        again.close()  # the operator stops: its runs are cancelled
         with _client(url) as client:
             runs = client.read_flow_runs(
                 deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["echo"])),
                 sort=FlowRunSort.NAME_ASC,
             )
-    assert [r.name for r in runs] == ["run-r0000-a0-echo", "run-r0001-final-echo"]
+    assert [r.name for r in runs] == ["run-r0000-a0-echo"] * 2 + ["run-r0001-final-echo"]
     assert all(r.state is not None and r.state.is_cancelled() for r in runs)
+    assert all("pharmafl-run:run" in r.tags for r in runs)
     assert runs[0].parameters == {
         "partner_dir": str(pdir.resolve()),  # the partner's default; the operator sent none
         "exchange_url": "/tmp/exchange",

@@ -165,7 +165,7 @@ def test_a_straggler_does_not_starve_the_next_round() -> None:
     try:
         for p in ("a", "b", "slow"):
             launcher.start(p, "r0", final=False)
-        assert launcher.finish(0.2) == {"slow": "still running after 0 s"}
+        assert launcher.finish(0.2) == {"slow": "deadline: still running after 0 s"}
         for p in ("a", "b", "slow"):
             launcher.start(p, "r1", final=False)
         assert launcher.finish(10.0) == {}

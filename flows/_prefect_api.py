@@ -1,0 +1,170 @@
+"""The operator's calls to the consortium's Prefect API, and what they say about partners.
+
+- :class:`PrefectApi`: every call on a fresh client; a call that must succeed (starting a
+  partner's round) rides out an unreachable or restarting server for the retry window
+  (:class:`pharmafl.common.retry.Outage`: one log line when it goes, one when it is back),
+  then fails with a resumable :class:`~pharmafl.common.errors.ServiceUnavailableError`; a
+  call that may be skipped (polling states) skips while the server is away.
+- :class:`WorkerLiveness`: which partners' workers are alive, from the heartbeats Prefect
+  keeps for the workers of each work pool. A partner whose pool has had no heartbeat for
+  three heartbeat intervals (at least :data:`MIN_GRACE_S`) is offline; the operator does not
+  wait for it. No partner is judged while the API itself was away within that time: its
+  workers could not send heartbeats either.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pharmafl.common.retry import Outage
+from pharmafl.server.launcher import WORKER_OFFLINE, failure
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import SyncPrefectClient
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: The shortest silence that makes a worker offline (Prefect workers of ``pharmafl partner
+#: serve`` send a heartbeat every 5 s; plain ``prefect worker start``, every 30 s).
+MIN_GRACE_S = 12.0
+#: Heartbeat intervals a worker may miss before it counts as offline.
+MISSED_HEARTBEATS = 3
+#: What to do when the Prefect API stays away.
+API_FIX = (
+    "bring the Prefect server back (or correct PREFECT_API_URL and its credentials), then "
+    "run `pharmafl train --resume` (a contribution study: run it again)."
+)
+
+
+def api_transient(exc: BaseException) -> bool:
+    """Whether a failed API call is worth retrying: the server is unreachable, restarting
+    or overloaded (not: the object does not exist, the request is invalid)."""
+    import httpx
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    if isinstance(exc, PrefectHTTPStatusError):
+        code = exc.response.status_code
+        return code >= 500 or code in (408, 429)
+    return isinstance(exc, httpx.TransportError | OSError)
+
+
+class PrefectApi:
+    """Calls to the Prefect API of ``PREFECT_API_URL``, each on its own short-lived client."""
+
+    def __init__(self) -> None:
+        from prefect.settings import PREFECT_API_URL
+
+        self.outage = Outage(f"Prefect API {PREFECT_API_URL.value()}", fix=API_FIX)
+        self.back_at = -float("inf")  # monotonic time the API last came back
+
+    def _once(self, fn: Callable[[SyncPrefectClient], T]) -> T:
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            return fn(client)
+
+    def call(self, fn: Callable[[SyncPrefectClient], T]) -> T:
+        """``fn(client)``, retried while the API is unreachable (up to the retry window)."""
+        was_down = self.outage.down_since is not None
+        out = self.outage.call(lambda: self._once(fn), api_transient)
+        if was_down:
+            self.back_at = time.monotonic()
+        return out
+
+    def try_call(self, fn: Callable[[SyncPrefectClient], T]) -> T | None:
+        """``fn(client)`` once; None (the outage noted) when the API is unreachable."""
+        try:
+            out = self._once(fn)
+        except Exception as exc:
+            if not api_transient(exc):
+                raise
+            self.outage.failed(exc)
+            return None
+        if self.outage.down_since is not None:
+            self.outage.succeeded()
+            self.back_at = time.monotonic()
+        return out
+
+    def quiet_for(self) -> float:
+        """Seconds the API has been reachable without a break (0 while it is away)."""
+        if self.outage.down_since is not None:
+            return 0.0
+        return time.monotonic() - self.back_at
+
+
+class WorkerLiveness:
+    """Which partners' work pools have a live worker (Prefect's worker heartbeats).
+
+    Parameters
+    ----------
+    api
+        The operator's :class:`PrefectApi`.
+    check_s
+        How often the pools are read again (one API call per pool).
+    """
+
+    def __init__(self, api: PrefectApi, check_s: float = 2.0) -> None:
+        self.api = api
+        self.check_s = check_s
+        self._checked_at = -float("inf")
+        self._offline: dict[str, str] = {}  # pool -> reason
+        self._empty_since: dict[str, float] = {}  # pool -> when first seen without a worker
+
+    def offline(self, pools: dict[str, str]) -> dict[str, str]:
+        """Partner → reason, for the partners (→ their pool) whose worker is offline."""
+        if time.monotonic() - self._checked_at >= self.check_s:
+            self._check(set(pools.values()))
+        return {p: self._offline[pool] for p, pool in pools.items() if pool in self._offline}
+
+    def _check(self, pools: set[str]) -> None:
+        self._checked_at = time.monotonic()
+        found = self.api.try_call(lambda c: {p: c.read_workers_for_work_pool(p) for p in pools})
+        if found is None:
+            return  # the API is away: the last verdicts stand
+        offline = {}
+        for pool, workers in found.items():
+            reason = self._verdict(pool, workers)
+            if reason is not None:
+                offline[pool] = reason
+        for pool in set(offline) - set(self._offline):
+            log.warning("partner pool %s: %s", pool, offline[pool])
+        for pool in set(self._offline) & pools - set(offline):
+            log.info("partner pool %s: a worker is back online", pool)
+        self._offline = offline
+
+    def _verdict(self, pool: str, workers: list[Any]) -> str | None:
+        """Why no worker of ``pool`` is alive; None when one is, or it is too early to say
+        (a pool seen without any worker for less than :data:`MIN_GRACE_S`: its worker may
+        be starting)."""
+        beats = [w for w in workers if w.last_heartbeat_time is not None]
+        if not beats:
+            first = self._empty_since.setdefault(pool, time.monotonic())
+            if time.monotonic() - first < MIN_GRACE_S:
+                return None
+            return failure(WORKER_OFFLINE, f"no worker polls pool {pool}")
+        self._empty_since.pop(pool, None)
+        now = datetime.now(UTC)
+        age, grace = min((_age(w, now), _grace(w)) for w in beats)
+        if age <= grace or self.api.quiet_for() < grace:  # alive, or its beats were blocked
+            return None
+        return failure(WORKER_OFFLINE, f"no heartbeat from pool {pool} for {age:.0f} s")
+
+
+def _age(worker: Any, now: datetime) -> float:
+    return float((now - worker.last_heartbeat_time).total_seconds())
+
+
+def _grace(worker: Any) -> float:
+    """How long ``worker`` may stay silent: three of its heartbeat intervals, at least
+    :data:`MIN_GRACE_S`."""
+    interval = float(worker.heartbeat_interval_seconds or 30)
+    return max(MIN_GRACE_S, MISSED_HEARTBEATS * interval)
+
+
+__all__ = ["API_FIX", "MIN_GRACE_S", "PrefectApi", "WorkerLiveness", "api_transient"]
