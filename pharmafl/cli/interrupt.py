@@ -1,4 +1,4 @@
-"""Ctrl-C: a command stops within seconds, says so in one line and exits with status 130.
+"""Ctrl-C or SIGTERM: a command stops within seconds, says so in one line, exits with 130.
 
 The first SIGINT raises :class:`KeyboardInterrupt` in the main thread, as Python does, and
 the command unwinds: temporary folders removed (:func:`pharmafl.common.io.atomic_directory`),
@@ -36,6 +36,7 @@ class CommandInterrupted(KeyboardInterrupt):
 def _stop(signum: int, frame: FrameType | None) -> None:
     del signum, frame
     signal.signal(signal.SIGINT, _stop_at_once)
+    signal.signal(signal.SIGTERM, _stop_at_once)
     raise KeyboardInterrupt
 
 
@@ -49,9 +50,10 @@ def _stop_at_once(signum: int, frame: FrameType | None) -> None:
 
 
 def install() -> None:
-    """Handle SIGINT in this (main) thread: the first one stops the command cleanly, a
-    second one during that clean-up at once."""
+    """Handle SIGINT and SIGTERM (a service manager's stop) in this (main) thread: the first
+    one stops the command cleanly, a second one during that clean-up at once."""
     signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
 
 
 @contextlib.contextmanager

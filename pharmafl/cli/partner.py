@@ -77,7 +77,7 @@ def serve(
 
     The worker polls the API (outbound only); each round runs as a subprocess on PARTNER_DIR.
 
-    It runs in the foreground; stop it with Ctrl-C.
+    It runs in the foreground; Ctrl-C or SIGTERM stops it, and its rounds, within seconds.
     """
     from pydantic import ValidationError
 
@@ -103,7 +103,9 @@ def serve(
         dep = deploy_partner_round(config, partner_round_flow)
         typer.echo(f"deployment {dep.deployment_name} registered on work pool {dep.pool}")
         return
-    serve_partner(config, partner_round_flow)
+    code = serve_partner(config, partner_round_flow)
+    if code:
+        raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:

@@ -19,7 +19,10 @@ What the deployment carries, and why:
 
 Without pull steps, a Prefect process worker copies *its current folder* into a fresh
 workspace for every flow run, so the worker is started in an empty folder of its own (never
-in the partner folder, which would be copied for every round).
+in the partner folder, which would be copied for every round), removed when it stops. The
+worker is a child process that SIGTERM or Ctrl-C stops within seconds, flow runs included
+(:mod:`pharmafl.partner.worker`); it sends a heartbeat every 5 s, by which the operator
+knows it is alive.
 
 Telemetry is switched off for the worker and its flow runs (``DO_NOT_TRACK=1``,
 ``PREFECT_SERVER_ANALYTICS_ENABLED=false``) and result persistence is kept off.
@@ -29,13 +32,14 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,6 +47,7 @@ from pharmafl import __version__
 from pharmafl.common.errors import ConfigError, FederationError
 from pharmafl.contract import partner_deployment
 from pharmafl.layout import PartnerLayout
+from pharmafl.partner.worker import run_worker
 
 if TYPE_CHECKING:
     from prefect import Flow
@@ -52,6 +57,8 @@ log = logging.getLogger(__name__)
 #: The partner flow as a Prefect *module-path* entrypoint (dotted, no colon: Prefect reads
 #: ``a.b:c`` as a file path); ``flows`` is an installed package.
 PARTNER_ENTRYPOINT = "flows.partner_round.partner_round_flow"
+#: Seconds between the worker's heartbeats (Prefect's default: 30).
+HEARTBEAT_S = 5
 #: Environment of the worker (and so of every flow run it starts).
 WORKER_ENV = {
     "DO_NOT_TRACK": "1",
@@ -248,9 +255,12 @@ def worker_command(config: PartnerServeConfig, partner: str) -> list[str]:
 
 
 def worker_env(config: PartnerServeConfig, api_url: str) -> dict[str, str]:
-    """The worker's environment: this one, plus the API URL, telemetry off, no results."""
+    """The worker's environment: this one, plus the API URL, telemetry off, no results, and
+    a heartbeat every :data:`HEARTBEAT_S` unless one is set (the operator counts a worker
+    silent for three heartbeats as offline)."""
     env = dict(os.environ)
     env.update(WORKER_ENV)
+    env.setdefault("PREFECT_WORKER_HEARTBEAT_SECONDS", str(HEARTBEAT_S))
     env["PREFECT_API_URL"] = api_url
     if not config.logs_to_api:
         env["PREFECT_LOGGING_TO_API_ENABLED"] = "false"
@@ -262,24 +272,27 @@ def worker_dir(partner: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"pharmafl-worker-{partner}-"))
 
 
-def serve_partner(config: PartnerServeConfig, flow: Flow[..., Any]) -> NoReturn:
-    """Register the partner's deployment of ``flow``, then replace this process with its worker.
+def serve_partner(config: PartnerServeConfig, flow: Flow[..., Any]) -> int:
+    """Register the partner's deployment of ``flow``, then run its worker until stopped.
 
-    The worker runs in the foreground until stopped (Ctrl-C or SIGTERM); it polls the
-    partner's pool outbound, so the partner machine needs no inbound port.
+    The worker runs as a child process in its own empty folder, in the foreground, until
+    stopped (Ctrl-C or SIGTERM: the worker and its flow runs stop within a few seconds,
+    :mod:`pharmafl.partner.worker`) or until it exits; the folder is removed either way. It
+    polls the partner's pool outbound, so the partner machine needs no inbound port.
+    Returns the exit status (0 after a requested stop).
     """
     dep = deploy_partner_round(config, flow)
     cmd = worker_command(config, dep.partner)
     log.info("starting worker: %s", " ".join(cmd[1:]))
-    for handler in logging.getLogger().handlers:
-        handler.flush()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.chdir(worker_dir(dep.partner))
-    os.execve(cmd[0], cmd, worker_env(config, dep.api_url))
+    wdir = worker_dir(dep.partner)
+    try:
+        return run_worker(cmd, wdir, worker_env(config, dep.api_url))
+    finally:
+        shutil.rmtree(wdir, ignore_errors=True)
 
 
 __all__ = [
+    "HEARTBEAT_S",
     "PARTNER_ENTRYPOINT",
     "PartnerDeployment",
     "PartnerServeConfig",
