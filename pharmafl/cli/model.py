@@ -34,9 +34,19 @@ _Float = float | None
 TrunkKind = Annotated[
     _Str, typer.Option("--trunk", help="Trunk family: sparse (default) or graph.")
 ]
-Hidden = Annotated[_Str, typer.Option("--hidden", help="Hidden sizes, comma-separated (2000).")]
+Hidden = Annotated[
+    _Str,
+    typer.Option(
+        "--hidden",
+        help="Hidden sizes, comma-separated (baseline: chosen by data size unless --hidden, "
+        "--dropout or --weight-decay is given; pooled: 2000).",
+    ),
+]
 Dropout = Annotated[
-    _Str, typer.Option("--dropout", help="Dropout per hidden layer, comma-separated (0.6).")
+    _Str,
+    typer.Option(
+        "--dropout", help="Dropout per hidden layer, comma-separated (baseline: by data size; 0.6)."
+    ),
 ]
 NonLinearity = Annotated[_Str, typer.Option("--non-linearity", help="relu or tanh.")]
 InputTransform = Annotated[
@@ -236,7 +246,26 @@ def _train_opts(opts: dict[str, Any]) -> dict[str, Any]:
     return out | {"lr_steps": None if steps is None else [int(s) for s in steps]}
 
 
-Configs = tuple[Any, Any]
+Configs = tuple[Any, Any, bool]
+
+
+def sized_by_data(
+    config_file: Path | None, trunk_opts: dict[str, Any], train: dict[str, Any]
+) -> bool:
+    """True when neither the options nor ``--config`` set the trunk's width and dropout or the
+    weight decay of a sparse trunk: ``baseline`` then chooses them by data size."""
+    doc = _read_config_file(config_file)
+    given_trunk = {k for k, v in (doc.get("trunk") or {}).items() if v is not None}
+    given_train = {k for k, v in (doc.get("train") or {}).items() if v is not None}
+    sparse = (trunk_opts.get("trunk") or (doc.get("trunk") or {}).get("kind", "sparse")) == "sparse"
+    return (
+        sparse
+        and trunk_opts.get("hidden") is None
+        and trunk_opts.get("dropout") is None
+        and train.get("weight_decay") is None
+        and not given_trunk & {"hidden_sizes", "dropouts"}
+        and "weight_decay" not in given_train
+    )
 
 
 def with_model_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -244,7 +273,8 @@ def with_model_options(command: Callable[..., None]) -> Callable[..., None]:
 
     The command declares ``configs: Configs`` instead of the ~20 options; it receives the
     (trunk config, TrainConfig) pair built by :func:`build_configs` from ``--config`` and
-    the options given. One declaration of the options for ``baseline`` and ``pooled``.
+    the options given, and whether none of them set the regularisation (:func:`sized_by_data`).
+    One declaration of the options for ``baseline`` and ``pooled``.
     """
     signature = inspect.signature(command, eval_str=True)
     own = [p for p in signature.parameters.values() if p.name != "configs"]
@@ -258,7 +288,9 @@ def with_model_options(command: Callable[..., None]) -> Callable[..., None]:
         config = kwargs.pop("config")
         trunk = {k: kwargs.pop(k) for k in _TRUNK_OPTIONS}
         train = {k: kwargs.pop(k) for k in _TRAIN_OPTIONS}
-        command(**kwargs, configs=build_configs(config, trunk, _train_opts(train)))
+        trunk_cfg, train_cfg = build_configs(config, trunk, _train_opts(train))
+        by_size = sized_by_data(config, trunk, train)
+        command(**kwargs, configs=(trunk_cfg, train_cfg, by_size))
 
     run.__signature__ = signature.replace(parameters=own + shared)  # type: ignore[attr-defined]
     del run.__wrapped__  # typer reads the signature above, not the command's
@@ -327,14 +359,14 @@ def register(app: typer.Typer) -> None:
                 "task (models/local_rf); gbm: gradient boosting per task (models/local_gbm).",
             ),
         ] = "net",
-        configs: Configs = (None, None),
+        configs: Configs = (None, None, False),
     ) -> None:
         """Train a local-only (single-partner) reference: the network (PARTNER_DIR/models/
         local/), or per-task random forests or gradient boosting (--model rf|gbm); the report
         compares federated with the best of them on validation."""
         from pharmafl.model import run_baseline
 
-        trunk_cfg, train_cfg = configs
+        trunk_cfg, train_cfg, by_size = configs
         if model != "net":
             _tree_baseline(partner_dir, model, train_cfg, out)
             return
@@ -350,6 +382,7 @@ def register(app: typer.Typer) -> None:
                 resume=resume,
                 checkpoint=checkpoint,
                 progress=update,
+                by_size=by_size,
             )
         for name, split in (("validation", report.validation), ("test", report.test)):
             if split is not None:
@@ -367,12 +400,12 @@ def register(app: typer.Typer) -> None:
         out: Annotated[
             Path | None, typer.Option("--out", help="Default DIR/models/pooled.")
         ] = None,
-        configs: Configs = (None, None),
+        configs: Configs = (None, None, False),
     ) -> None:
         """Train one model on all simulated partners (one head each): the upper bound."""
         from pharmafl.model import run_pooled
 
-        trunk_cfg, train_cfg = configs
+        trunk_cfg, train_cfg, _ = configs
         with _progress("pooled training") as update:
             report = run_pooled(dirs, trunk_cfg, train_cfg, out_dir=out, progress=update)
         for name, rep in report.partners.items():

@@ -18,6 +18,7 @@ from pharmafl.model.config import GraphTrunkConfig, SparseTrunkConfig, TrainConf
 from pharmafl.model.data import PreparedData, load_prepared
 from pharmafl.model.multitask import MultiTaskModel, local_model_config
 from pharmafl.model.persist import save_model_dir
+from pharmafl.model.regularisation import regularise
 from pharmafl.model.training import LocalTrainer, ProgressCallback, load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ def run_baseline(
     resume: bool = False,
     checkpoint: bool = True,
     progress: ProgressCallback | None = None,
+    by_size: bool = False,
 ) -> MetricsReport:
     """Train the local-only model of one partner and write ``models/local/``.
 
@@ -88,6 +90,10 @@ def run_baseline(
         Write that checkpoint at every epoch end (deleted after success).
     progress : callable, optional
         ``progress(done_steps, total_steps)``.
+    by_size : bool
+        Choose a sparse trunk's width and dropout and the weight decay from the number of
+        training rows (:mod:`pharmafl.model.regularisation`), recorded in
+        ``hyperparameters.json`` under ``extra.regularisation``.
 
     Returns
     -------
@@ -97,6 +103,17 @@ def run_baseline(
     pdir = Path(partner_dir)
     data = load_prepared(PartnerLayout(pdir).prepared, with_graphs=trunk.kind == "graph")
     trunk = fit_trunk_to_data(trunk, data)
+    chosen: dict[str, Any] | None = None
+    if by_size and isinstance(trunk, SparseTrunkConfig):
+        n_train = len(data.rows_not_in_folds([train.fold_va, train.fold_te]))
+        trunk, train, chosen = regularise(trunk, train, n_train)
+        log.info(
+            "%s training rows: hidden %s, dropout %s, weight decay %s (chosen by data size)",
+            n_train,
+            chosen["hidden_sizes"],
+            chosen["dropouts"],
+            chosen["weight_decay"],
+        )
     model_cfg = local_model_config(trunk, data.n_cls_tasks, data.n_reg_tasks)
     ckpt = pdir / CHECKPOINT_FILE
     if resume and ckpt.is_file():
@@ -122,6 +139,8 @@ def run_baseline(
         "cls_tasks": data.n_cls_tasks,
         "reg_tasks": data.n_reg_tasks,
     }
+    if chosen is not None:
+        extra["regularisation"] = chosen
     dest = Path(out_dir) if out_dir is not None else pdir / LOCAL_MODEL_DIR
     save_model_dir(dest, trainer.model, train, metrics=report, extra=extra)
     if checkpoint:

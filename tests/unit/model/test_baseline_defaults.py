@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import pytest
 
 from pharmafl.cli.model import build_configs
 from pharmafl.model import (
@@ -14,6 +17,7 @@ from pharmafl.model import (
     run_baseline,
     write_synthetic_prepared,
 )
+from pharmafl.model.regularisation import rule_for
 
 
 def test_a_small_partners_baseline_stops_early_and_keeps_its_best_epoch(tmp_path: Path) -> None:
@@ -48,3 +52,33 @@ def test_patience_zero_turns_early_stopping_off() -> None:
     assert train.early_stopping_patience is None
     _, default = build_configs(None, {}, {})
     assert default.early_stopping_patience == 3
+
+
+@pytest.mark.parametrize(
+    ("rows", "hidden", "dropout"),
+    [(400, 2000, 0.8), (10_000, 2000, 0.8), (10_001, 2000, 0.6), (10**6, 4000, 0.4)],
+)
+def test_the_size_rule_regularises_small_partners_more(rows: int, hidden: int, dropout: float):
+    rule = rule_for(rows)
+    assert (rule.hidden, rule.dropout) == (hidden, dropout)
+
+
+def test_a_baseline_sized_by_data_records_its_choice(tmp_path: Path) -> None:
+    partner = tmp_path / "alpha"
+    write_synthetic_prepared(
+        partner / "prepared", n_rows=300, n_features=128, n_cls_tasks=2, n_reg_tasks=0, seed=2
+    )
+    trunk = SparseTrunkConfig(hidden_sizes=(64,), dropouts=(0.1,))
+    train = TrainConfig(epochs=1, batch_size=64, weight_decay=0.5)
+    run_baseline(partner, trunk, train, checkpoint=False, by_size=True)
+    hp = json.loads((partner / "models" / "local" / "hyperparameters.json").read_text())
+    chosen = hp["extra"]["regularisation"]
+    n_train = len(load_prepared(partner / "prepared").rows_not_in_folds([1, 0]))
+    assert chosen["chosen_by"] == "data size" and chosen["train_rows"] == n_train
+    assert hp["model"]["trunk"]["hidden_sizes"] == chosen["hidden_sizes"] == [2000]
+    assert hp["model"]["trunk"]["dropouts"] == chosen["dropouts"] == [0.8]
+    assert hp["train"]["weight_decay"] == chosen["weight_decay"] == 0.0
+    run_baseline(partner, trunk, train, checkpoint=False)  # not by size: the given settings
+    hp = json.loads((partner / "models" / "local" / "hyperparameters.json").read_text())
+    assert "regularisation" not in hp["extra"]
+    assert hp["model"]["trunk"]["hidden_sizes"] == [64] and hp["train"]["weight_decay"] == 0.5

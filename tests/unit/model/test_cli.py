@@ -197,17 +197,62 @@ def test_shared_model_options_reach_the_configs() -> None:
 
     @cmd_app.command()
     @with_model_options
-    def cmd(name: str, configs: Configs = (None, None)) -> None:
+    def cmd(name: str, configs: Configs = (None, None, False)) -> None:
         seen.append(configs)
 
     args = ["x", "--hidden", "32,16", "--dropout", "0.2", "--fold-va", "-1", "--patience", "3"]
     args += ["--lr-steps", "5,9", "--threads", "2", "--epochs", "7"]
     res = CliRunner().invoke(cmd_app, args)
     assert res.exit_code == 0, res.output
-    trunk, train = seen[0]
+    trunk, train, by_size = seen[0]
+    assert not by_size, "--hidden and --dropout given: the data size chooses nothing"
     assert trunk.hidden_sizes == (32, 16) and trunk.dropouts == (0.2, 0.2)
     assert train.fold_va is None and train.fold_te == 0
     assert train.early_stopping_patience == 3 and train.num_threads == 2
     assert train.lr_steps == (5, 9) and train.epochs == 7
     bad = CliRunner().invoke(cmd_app, ["x", "--lr-steps", "a,b"])
     assert bad.exit_code != 0 and not seen[1:]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], True),
+        (["--epochs", "3", "--lr", "0.01"], True),
+        (["--hidden", "64"], False),
+        (["--dropout", "0.3"], False),
+        (["--weight-decay", "0.001"], False),
+        (["--trunk", "graph"], False),
+    ],
+)
+def test_regularisation_is_chosen_by_data_size_only_when_none_is_given(
+    args: list[str], expected: bool
+) -> None:
+    seen: list[Configs] = []
+    cmd_app = typer.Typer()
+
+    @cmd_app.command()
+    @with_model_options
+    def cmd(name: str, configs: Configs = (None, None, False)) -> None:
+        seen.append(configs)
+
+    res = CliRunner().invoke(cmd_app, ["x", *args])
+    assert res.exit_code == 0, res.output
+    assert seen[0][2] is expected
+
+
+def test_a_config_file_that_sets_the_dropout_is_kept(tmp_path) -> None:
+    seen: list[Configs] = []
+    cmd_app = typer.Typer()
+
+    @cmd_app.command()
+    @with_model_options
+    def cmd(name: str, configs: Configs = (None, None, False)) -> None:
+        seen.append(configs)
+
+    cfg = tmp_path / "model.json"
+    cfg.write_text(json.dumps({"trunk": {"dropouts": [0.25]}}))
+    res = CliRunner().invoke(cmd_app, ["x", "--config", str(cfg)])
+    assert res.exit_code == 0, res.output
+    trunk, _, by_size = seen[0]
+    assert trunk.dropouts == (0.25,) and by_size is False
