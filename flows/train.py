@@ -29,13 +29,20 @@ from pharmafl.server import RoundResult, TrainingResult, load_operator, run_trai
 log = logging.getLogger(__name__)
 
 
+def dropped_text(rec: RoundResult) -> str:
+    """``"charlie (worker offline), delta (run crashed)"``: who dropped out and why."""
+    return ", ".join(
+        f"{p} ({rec.dropout_causes[p]})" if p in rec.dropout_causes else p for p in rec.dropped
+    )
+
+
 def rounds_table(history: list[RoundResult]) -> list[dict[str, Any]]:
     """One row per completed round: contributors, dropped partners, mean validation AUC-PR."""
     return [
         {
             "round": rec.round,
             "contributors": ", ".join(rec.contributors),
-            "dropped": ", ".join(rec.dropped) or "-",
+            "dropped": dropped_text(rec) or "-",
             "mean validation AUC-PR": "n/a"
             if rec.mean_validation_auc_pr is None
             else round(rec.mean_validation_auc_pr, 4),
@@ -103,10 +110,11 @@ def train_flow(
 
     def on_round(rec: RoundResult) -> None:
         logger.info(
-            "round %s: %d contributors, %d dropped, mean validation AUC-PR %s",
+            "round %s: %d contributors, %d dropped%s, mean validation AUC-PR %s",
             rec.round,
             len(rec.contributors),
             len(rec.dropped),
+            f" ({dropped_text(rec)})" if rec.dropped else "",
             rec.mean_validation_auc_pr,
         )
 
@@ -147,6 +155,7 @@ def run_train(
 
 
 __all__ = [
+    "dropped_text",
     "publish_training_artifacts",
     "rounds_table",
     "run_train",

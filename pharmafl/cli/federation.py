@@ -232,7 +232,7 @@ def train(
     """Run federated training: rounds of local training and secure aggregation. With
     ``--dp-noise-multiplier`` every round from now on uses differential privacy (written
     into the operator's plan.json; ε per partner is in the report)."""
-    from flows.train import run_train
+    from flows.train import dropped_text, run_train
     from pharmafl.common.errors import ConfigError
 
     if launcher not in ("embedded", "distributed"):
@@ -252,7 +252,7 @@ def train(
     for rec in result.history:
         typer.echo(
             f"round {rec.round}: contributors {','.join(rec.contributors)}"
-            f"{' dropped ' + ','.join(rec.dropped) if rec.dropped else ''}, "
+            f"{' dropped ' + dropped_text(rec) if rec.dropped else ''}, "
             f"mean validation AUC-PR {rec.mean_validation_auc_pr}"
         )
     typer.echo(

@@ -1,8 +1,8 @@
 """Riding out a service that is briefly unreachable: the exchange store, the Prefect API.
 
-A call that fails with a *transient* error is retried with exponential backoff (0.5 s, 1 s,
-2 s, … capped at :data:`MAX_BACKOFF_S`, so a service that comes back is noticed within
-seconds) for up to the retry window (``PHARMAFL_RETRY_WINDOW_S``, 120 s by default). An
+A call that fails with a *transient* error is retried with backoff (0.5 s, 1 s, then every
+:data:`MAX_BACKOFF_S`, so a service that comes back is noticed within seconds) for up to the
+retry window (``PHARMAFL_RETRY_WINDOW_S``, 120 s by default). An
 outage leaves two log lines, not one per attempt: a warning when it starts and a line when
 the service is back. Past the window the call fails with one
 :class:`~pharmafl.common.errors.ServiceUnavailableError` naming the service and the fix.
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: The longest wait between two attempts.
-MAX_BACKOFF_S = 4.0
+MAX_BACKOFF_S = 2.0
 
 
 class Outage:
