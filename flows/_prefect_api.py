@@ -42,6 +42,12 @@ API_FIX = (
 )
 
 
+#: A call slower than this means the API was (nearly) away: no liveness verdict for a while.
+SLOW_CALL_S = 5.0
+#: Settings that make ``get_client`` build a client of its own (and bound each request).
+_OWN_CLIENT: dict[str, Any] = {"timeout": 15.0}
+
+
 def api_transient(exc: BaseException) -> bool:
     """Whether a failed API call is worth retrying: the server is unreachable, restarting
     or overloaded (not: the object does not exist, the request is invalid)."""
@@ -64,10 +70,18 @@ class PrefectApi:
         self.back_at = -float("inf")  # monotonic time the API last came back
 
     def _once(self, fn: Callable[[SyncPrefectClient], T]) -> T:
+        """``fn`` on a client of its own. Not the flow run's shared client, which retries a
+        refused connection for a minute, silently: an outage must be seen (logged, and no
+        worker judged by the heartbeats it held up). A call that still took long (the
+        client's own retries of other errors) counts as the API having been away."""
         from prefect.client.orchestration import get_client
 
-        with get_client(sync_client=True) as client:
-            return fn(client)
+        t0 = time.monotonic()
+        with get_client(sync_client=True, httpx_settings=dict(_OWN_CLIENT)) as client:
+            out = fn(client)
+        if time.monotonic() - t0 > SLOW_CALL_S:
+            self.back_at = time.monotonic()
+        return out
 
     def call(self, fn: Callable[[SyncPrefectClient], T]) -> T:
         """``fn(client)``, retried while the API is unreachable (up to the retry window)."""

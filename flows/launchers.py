@@ -251,16 +251,13 @@ class DeploymentLauncher(LauncherBase):
             st = self._states.get(p)
             if p not in self._failed and not (st is not None and st.is_completed()):
                 self._failed[p] = why
+                if st is not None and _unstarted(st):  # never started late by a worker back
+                    self._cancel(p, st, "the partner's worker is offline")
         return {**self._start_errors, **self._failed}
 
     def _cancel(self, partner: str, state: Any, why: str) -> None:
-        from prefect.states import Cancelled, Cancelling
-
-        new = Cancelling if state is not None and state.is_running() else Cancelled
-        run_id = self._runs[partner]
-        done: Any = self.api.try_call(
-            lambda c: c.set_flow_run_state(run_id, new(message=why), force=True)
-        )
+        run_id, new = self._runs[partner], _cancellation(state, why)
+        done: Any = self.api.try_call(lambda c: c.set_flow_run_state(run_id, new, force=True))
         if done is None:  # best effort: the run is already counted as failed
             log.warning("could not cancel the run of %s: the Prefect API is away", partner)
 
@@ -326,7 +323,7 @@ class DeploymentLauncher(LauncherBase):
             FlowRunFilterTags,
         )
         from prefect.client.schemas.objects import StateType
-        from prefect.states import Cancelled, Cancelling
+        from prefect.states import Cancelled
 
         live = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED]
         live.append(StateType.CANCELLING)
@@ -336,14 +333,12 @@ class DeploymentLauncher(LauncherBase):
         )
         stale = [r for r in self.api.call(lambda c: c.read_flow_runs(flow_run_filter=flt))]
         stale = [r for r in stale if r.id != keep]
+        why = "stale: the run was resumed"
         for r in stale:
-            # A partner's running run is told to stop by its worker (Cancelling); anything
-            # else has no process left to stop (the dead operator's own run) or has not
-            # started: Cancelled at once.
-            running = r.deployment_id is not None and r.state is not None and r.state.is_running()
-            new = Cancelling if running else Cancelled
-            self._set_state(r.id, new(message="stale: the run was resumed"))
-        if stale:
+            # The dead operator's own run has no process left to stop: Cancelled at once.
+            new = _cancellation(r.state, why) if r.deployment_id else Cancelled(message=why)
+            self._set_state(r.id, new)
+        if stale:  # partners' workers stop the processes within a second or two
             log.info("cancelled %d stale flow run(s) of %s", len(stale), tag)
         return len(stale)
 
@@ -361,6 +356,15 @@ def _current_flow_run() -> Any:
 
     ctx = FlowRunContext.get()
     return None if ctx is None else ctx.flow_run
+
+
+def _cancellation(state: Any, why: str) -> Any:
+    """The state that cancels a partner run in ``state``: Cancelled when no process was
+    started for it yet, else Cancelling (its worker stops the process, then cancels it)."""
+    from prefect.states import Cancelled, Cancelling
+
+    launched = state is not None and (state.is_pending() or state.is_running() or state.is_paused())
+    return Cancelling(message=why) if launched else Cancelled(message=why)
 
 
 def _unstarted(state: Any) -> bool:
