@@ -113,20 +113,40 @@ class Processes:
         return [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
 
+#: Every :class:`Processes` not yet stopped (a session's server may be restarted by a test
+#: while a narrower set of processes is open).
+_OPEN: list[Processes] = []
+
+
+def _owned_by(others: list[Processes]) -> set[int]:
+    """The pids started by ``others`` and their descendants."""
+    pids: set[int] = set()
+    for procs in others:
+        for s in procs.started:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                root = psutil.Process(s.popen.pid)
+                pids |= {root.pid, *(c.pid for c in root.children(recursive=True))}
+    return pids
+
+
 @contextlib.contextmanager
 def tracked_processes(log_dir: Path) -> Iterator[Processes]:
     """Processes stopped (with every descendant) on exit, pass or fail; fails if any remain."""
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     log_dir.mkdir(parents=True, exist_ok=True)
     procs = Processes(log_dir)
+    _OPEN.append(procs)
     try:
         yield procs
     finally:
+        _OPEN.remove(procs)
         left = procs.stop_all()
+        elsewhere = _owned_by(_OPEN)
         children = []
         for p in psutil.Process().children(recursive=True):
             with contextlib.suppress(psutil.NoSuchProcess):
-                if p.pid not in before and p.status() != psutil.STATUS_ZOMBIE:
+                ours = p.pid not in before and p.pid not in elsewhere
+                if ours and p.status() != psutil.STATUS_ZOMBIE:
                     children.append(p)
         assert not left, f"processes left running: {left}"
         assert not children, f"child processes left running: {children}"
@@ -146,6 +166,25 @@ class PrefectServer:
     url: str
     home: Path
     process: Started
+    processes: Processes | None = None
+
+    def restart(self, down_s: float = 0.0) -> float:
+        """Stop the server, wait ``down_s``, start it again on the same port and database;
+        return how long the API was away (wait until it is healthy again)."""
+        assert self.processes is not None
+        t0 = time.monotonic()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.popen.pid, signal.SIGTERM)
+        try:
+            self.process.popen.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.popen.pid, signal.SIGKILL)
+            self.process.popen.wait(timeout=5)
+        time.sleep(down_s)
+        port = int(self.url.rsplit(":", 1)[1].split("/", 1)[0])
+        self.process = _server_process(self.processes, self.home, port)
+        self.wait_ready()
+        return time.monotonic() - t0
 
     def env(self, **extra: str) -> dict[str, str]:
         """Environment for a client process of this server."""
@@ -173,24 +212,32 @@ class PrefectServer:
             time.sleep(0.5)
         pytest.fail(f"prefect server not healthy after {timeout_s:.0f} s:\n{self.process.tail()}")
 
+    def serve_partner(self, processes: Processes, pdir: Path, machines: Path) -> Started:
+        """Start ``pharmafl partner serve`` for one partner in its own working folder
+        (``machines/machine-<name>``, its own PREFECT_HOME and TMPDIR) with its own pool
+        ``pool-<name>``; do not wait for it."""
+        url = self.wait_ready()
+        cwd = machines / f"machine-{pdir.name}"  # each partner's own machine, as it were
+        (cwd / "tmp").mkdir(parents=True, exist_ok=True)
+        env = self.env(
+            PREFECT_HOME=str(cwd / ".prefect"),
+            PREFECT_WORKER_QUERY_SECONDS="1",  # default 10 s: 3 waits per round
+            TMPDIR=str(cwd / "tmp"),
+        )
+        cmd = [sys.executable, "-c", "from pharmafl.cli.main import main; main()"]
+        cmd += ["partner", "serve", str(pdir), "--pool", f"pool-{pdir.name}"]
+        cmd += ["--api-url", url]
+        n = sum(s.name.startswith(f"partner-{pdir.name}") for s in processes.started)
+        name = f"partner-{pdir.name}" + (f"-{n}" if n else "")
+        return processes.start(name, cmd, env=env, cwd=cwd)
+
     def serve_partners(
         self, processes: Processes, partner_dirs: list[Path], machines: Path
     ) -> dict[str, Any]:
-        """Run ``pharmafl partner serve`` for each partner, each in its own working folder
-        (``machines/machine-<name>``, its own PREFECT_HOME) with its own pool ``pool-<name>``;
-        wait until every deployment is registered and return them by partner name."""
-        url = self.wait_ready()
+        """Run ``pharmafl partner serve`` for each partner (:meth:`serve_partner`); wait
+        until every deployment is registered and return them by partner name."""
         for pdir in partner_dirs:
-            cwd = machines / f"machine-{pdir.name}"  # each partner's own machine, as it were
-            cwd.mkdir()
-            env = self.env(
-                PREFECT_HOME=str(cwd / ".prefect"),
-                PREFECT_WORKER_QUERY_SECONDS="1",  # default 10 s: 3 waits per round
-            )
-            cmd = [sys.executable, "-c", "from pharmafl.cli.main import main; main()"]
-            cmd += ["partner", "serve", str(pdir), "--pool", f"pool-{pdir.name}"]
-            cmd += ["--api-url", url]
-            processes.start(f"partner-{pdir.name}", cmd, env=env, cwd=cwd)
+            self.serve_partner(processes, pdir, machines)
         names = [p.name for p in partner_dirs]
         deadline = time.monotonic() + 120
         while len(deps := self.read_partner_deployments(names)) < len(names):
@@ -238,12 +285,16 @@ def start_prefect_server(processes: Processes, home: Path) -> PrefectServer:
     """Start a Prefect server with its own PREFECT_HOME (SQLite); do not wait for it."""
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
+    started = _server_process(processes, home, port)
+    return PrefectServer(f"http://127.0.0.1:{port}/api", home, started, processes)
+
+
+def _server_process(processes: Processes, home: Path, port: int) -> Started:
     env = {**os.environ, **QUIET_ENV, "PREFECT_HOME": str(home)}
     env.pop("PREFECT_API_URL", None)
     cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
     cmd += ["--port", str(port), "--no-ui", "--no-scheduler", "--no-late-runs", "--analytics-off"]
-    started = processes.start("prefect-server", cmd, env=env, cwd=home)
-    return PrefectServer(f"http://127.0.0.1:{port}/api", home, started)
+    return processes.start("prefect-server", cmd, env=env, cwd=home)
 
 
 def drain_prefect_client(timeout_s: float = 15.0) -> None:
@@ -269,14 +320,123 @@ def prefect_server(processes: Processes, tmp_path: Path) -> Iterator[PrefectServ
         drain_prefect_client()
 
 
-@pytest.fixture(scope="module")
-def module_prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
-    """A ready server shared by the tests of one module."""
+@pytest.fixture(scope="session")
+def session_prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    """A ready server shared by every test that does not restart or stop it (starting one
+    takes ~10 s on 2 cores)."""
     base = tmp_path_factory.mktemp("prefect")
     with tracked_processes(base / "logs") as procs:
         server = start_prefect_server(procs, base / "home")
         server.wait_ready()
         try:
             yield server
+        finally:
+            drain_prefect_client()
+
+
+@pytest.fixture
+def module_prefect_server(session_prefect_server: PrefectServer) -> PrefectServer:
+    """The shared server (the name the registration tests use)."""
+    return session_prefect_server
+
+
+@dataclass
+class Fleet:
+    """Three simulated partners each serving rounds with ``pharmafl partner serve`` on a
+    real Prefect server, and their consortium folder (identities, roster, a 2-round plan).
+
+    Tests on the fleet run their own runs (:meth:`new_run`) and leave every partner
+    serving (:meth:`ensure_serving`), so the next test reuses the processes.
+    """
+
+    server: PrefectServer
+    processes: Processes
+    cdir: Path
+    machines: Path
+    deployments: dict[str, Any]
+    serving: dict[str, Started]
+
+    @property
+    def partner_dirs(self) -> dict[str, Path]:
+        return {p.name: p for p in sorted((self.cdir / "partners").iterdir()) if p.is_dir()}
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one partner's serve, its worker and its flow runs (the machine died)."""
+        root = psutil.Process(self.serving.pop(name).popen.pid)
+        tree = [root, *root.children(recursive=True)]
+        for p in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+        psutil.wait_procs(tree, timeout=10)
+
+    def serve(self, name: str) -> Started:
+        """(Re)start one partner's serve; do not wait for its worker."""
+        started = self.server.serve_partner(self.processes, self.partner_dirs[name], self.machines)
+        self.serving[name] = started
+        return started
+
+    def ensure_serving(self) -> None:
+        for name in self.partner_dirs:
+            if name not in self.serving or self.serving[name].popen.poll() is not None:
+                self.serve(name)
+
+    def new_run(self, run_id: str, rounds: int, **plan: Any) -> None:
+        """Make ``run_id`` the operator's run: its plan (its own seed) and initial trunk."""
+        import json
+
+        from pharmafl.contract import FederationPlan, trunk_to_bytes
+        from pharmafl.model import initial_trunk
+
+        path = self.cdir / "operator" / "plan.json"
+        doc = json.loads(path.read_text())
+        seed = doc["seed"] + sum(map(ord, run_id))
+        new = FederationPlan.model_validate(
+            doc | {"run_id": run_id, "seed": seed, "rounds": rounds} | plan
+        )
+        run_dir = self.cdir / "operator" / "runs" / run_id
+        run_dir.mkdir(parents=True)
+        trunk = initial_trunk(new.trunk, new.seed)
+        (run_dir / "initial_trunk.npz").write_bytes(trunk_to_bytes(trunk))
+        for old in ("state", "final_trunk.npz"):
+            target = self.cdir / "operator" / old
+            if target.is_dir():
+                import shutil
+
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
+        path.write_text(new.model_dump_json(indent=2))
+
+
+@pytest.fixture(scope="session")
+def fleet(
+    session_prefect_server: PrefectServer,
+    prepared_consortium: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Fleet]:
+    """Three partners serving on the shared server (see :class:`Fleet`)."""
+    import shutil
+
+    from pharmafl.contract import FederationPlan, LocalTrainingSpec
+    from pharmafl.simulate.federation import setup_federation
+
+    base = tmp_path_factory.mktemp("fleet")
+    cdir = base / "consortium"
+    shutil.copytree(prepared_consortium, cdir)
+    setup_federation(
+        cdir,
+        FederationPlan(
+            rounds=2,
+            trunk={"kind": "sparse", "hidden_sizes": [64], "dropouts": [0.1]},
+            local=LocalTrainingSpec(epochs=1, batch_size=128),
+            stage_timeout_s=120,
+        ),
+    )
+    dirs = sorted(p for p in (cdir / "partners").iterdir() if p.is_dir())
+    with tracked_processes(base / "logs") as procs:
+        deps = session_prefect_server.serve_partners(procs, dirs, base)
+        serving = {s.name.removeprefix("partner-"): s for s in procs.started}
+        try:
+            yield Fleet(session_prefect_server, procs, cdir, base, deps, serving)
         finally:
             drain_prefect_client()
