@@ -60,8 +60,10 @@ def contribution_flow(
     ctx = load_operator(layout.operator.root, url)
     timeout = cfg.stage_timeout_s or ctx.plan.stage_timeout_s
 
-    def new_launcher() -> Launcher:  # one per coalition (closed after it)
-        return make_launcher(launcher, layout.root, url, timeout, ctx.consortium_hash[:12])
+    def new_launcher() -> Launcher:  # one per coalition (closed after it); a coalition run
+        # interrupted with the study (its operator dead) has its stale flow runs cancelled
+        scope = ctx.consortium_hash[:12]
+        return make_launcher(launcher, layout.root, url, timeout, scope, clear_stale=True)
 
     def on_coalition(run: CoalitionRun) -> None:
         logger.info(

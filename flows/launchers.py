@@ -161,12 +161,21 @@ class DeploymentLauncher(LauncherBase):
     """
 
     def __init__(
-        self, exchange_url: str, timeout_s: float, poll_s: float = 1.0, scope: str = ""
+        self,
+        exchange_url: str,
+        timeout_s: float,
+        poll_s: float = 1.0,
+        scope: str = "",
+        clear_stale: bool = False,
     ) -> None:
         self.exchange_url = exchange_url
         self.timeout_s = timeout_s
         self.poll_s = poll_s
         self.scope = scope
+        #: Cancel a run's unfinished flow runs (a dead operator's) before its first start
+        #: here: for runs that are always resumed (a contribution study's coalitions).
+        self.clear_stale = clear_stale
+        self._cleared: set[str] = set()
         self.api = PrefectApi()
         self.liveness = WorkerLiveness(self.api, check_s=max(poll_s, 1.0))
         self._key = uuid.uuid4().hex[:12]  # this launcher's own idempotency keys
@@ -184,6 +193,10 @@ class DeploymentLauncher(LauncherBase):
 
         name = partner_deployment(partner)
         self._final = final
+        run_id = run_id_of(round_id)
+        if self.clear_stale and run_id not in self._cleared:
+            self._cleared.add(run_id)
+            self.cancel_stale(run_tag(self.scope, run_id))
 
         def submit(_: Any) -> Any:
             return run_deployment(
@@ -196,7 +209,7 @@ class DeploymentLauncher(LauncherBase):
                 },
                 flow_run_name=f"{round_id}-{partner}",
                 idempotency_key=f"{round_id}/{partner}/{self._key}",
-                tags=[run_tag(self.scope, run_id_of(round_id))],
+                tags=[run_tag(self.scope, run_id)],
                 timeout=0,  # do not wait: rounds of all partners run at the same time
                 as_subflow=False,
             )
@@ -396,12 +409,13 @@ def make_launcher(
     exchange_url: str,
     timeout_s: float,
     scope: str = "",
+    clear_stale: bool = False,
 ) -> EmbeddedLauncher | DeploymentLauncher:
     """The launcher of ``kind`` for a consortium folder (embedded: its ``partners/``);
     ``scope`` (the consortium's parameter hash, shortened) keeps run tags of consortia that
-    share a Prefect server apart."""
+    share a Prefect server apart; ``clear_stale``: see :class:`DeploymentLauncher`."""
     if kind == "distributed":
-        return DeploymentLauncher(exchange_url, timeout_s, scope=scope)
+        return DeploymentLauncher(exchange_url, timeout_s, scope=scope, clear_stale=clear_stale)
     partners = ConsortiumLayout(Path(consortium_dir)).partner_dirs()
     return EmbeddedLauncher(partners, exchange_url, timeout_s)
 

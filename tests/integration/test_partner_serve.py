@@ -241,11 +241,23 @@ def test_launcher_counts_unstartable_and_unclaimed_partners_as_failed(
         assert again.failed() == {}
         assert again._runs["echo"] != launcher_first_run
         again.close()  # the operator stops: its runs are cancelled
+        # A launcher that clears stale runs (a contribution study's coalitions, always
+        # resumed) cancels the unfinished runs of a run it starts (a dead operator's) first.
+        dead = DeploymentLauncher("/tmp/exchange", timeout_s=5.0, poll_s=0.2)
+        dead.start("echo", "cs-r0000-a0", final=False)  # its operator dies: never finished
+        stale_id = dead._runs["echo"]
+        back = DeploymentLauncher("/tmp/exchange", timeout_s=5.0, poll_s=0.2, clear_stale=True)
+        back.start("echo", "cs-r0000-a1", final=False)
+        with _client(url) as client:
+            assert client.read_flow_run(stale_id).state.is_cancelled()
+            assert not client.read_flow_run(back._runs["echo"]).state.is_final()
+        back.close()
         with _client(url) as client:
             runs = client.read_flow_runs(
                 deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["echo"])),
                 sort=FlowRunSort.NAME_ASC,
             )
+    runs = [r for r in runs if r.name.startswith("run-")]
     assert [r.name for r in runs] == ["run-r0000-a0-echo"] * 2 + ["run-r0001-final-echo"]
     assert all(r.state is not None and r.state.is_cancelled() for r in runs)
     assert all("pharmafl-run:run" in r.tags for r in runs)
