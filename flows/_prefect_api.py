@@ -7,9 +7,10 @@
   call that may be skipped (polling states) skips while the server is away.
 - :class:`WorkerLiveness`: which partners' workers are alive, from the heartbeats Prefect
   keeps for the workers of each work pool. A partner whose pool has had no heartbeat for
-  three heartbeat intervals (at least :data:`MIN_GRACE_S`) is offline; the operator does not
-  wait for it. No partner is judged while the API itself was away within that time: its
-  workers could not send heartbeats either.
+  four heartbeat intervals (at least :data:`MIN_GRACE_S`) is offline; the operator does not
+  wait for it. No partner is judged while the API itself was away within that time (its
+  workers could not send heartbeats either), nor while no pool at all has a fresh heartbeat
+  (the server is not recording them: overloaded, its SQLite database locked).
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: The shortest silence that makes a worker offline (Prefect workers of ``pharmafl partner
-#: serve`` send a heartbeat every 5 s; plain ``prefect worker start``, every 30 s).
-MIN_GRACE_S = 12.0
+#: serve`` send a heartbeat every 5 s; plain ``prefect worker start``, every 30 s). A busy
+#: server (SQLite locked by many clients) was seen to record heartbeats 15 s late.
+MIN_GRACE_S = 20.0
 #: Heartbeat intervals a worker may miss before it counts as offline.
-MISSED_HEARTBEATS = 3
+MISSED_HEARTBEATS = 4
 #: What to do when the Prefect API stays away.
 API_FIX = (
     "bring the Prefect server back (or correct PREFECT_API_URL and its credentials), then "
@@ -141,6 +143,8 @@ class WorkerLiveness:
         found = self.api.try_call(lambda c: {p: c.read_workers_for_work_pool(p) for p in pools})
         if found is None:
             return  # the API is away: the last verdicts stand
+        if not _any_fresh(found):  # no heartbeat gets through: the server is at fault
+            return
         offline = {}
         for pool, workers in found.items():
             reason = self._verdict(pool, workers)
@@ -170,13 +174,22 @@ class WorkerLiveness:
         return failure(WORKER_OFFLINE, f"no heartbeat from pool {pool} for {age:.0f} s")
 
 
+def _any_fresh(found: dict[str, list[Any]]) -> bool:
+    """Whether any worker of these pools has a fresh heartbeat: when none has, the server
+    is not recording heartbeats (overloaded, its database locked), which says nothing about
+    any one partner."""
+    now = datetime.now(UTC)
+    beats = [w for workers in found.values() for w in workers if w.last_heartbeat_time]
+    return any(_age(w, now) <= _grace(w) for w in beats)
+
+
 def _age(worker: Any, now: datetime) -> float:
     return float((now - worker.last_heartbeat_time).total_seconds())
 
 
 def _grace(worker: Any) -> float:
-    """How long ``worker`` may stay silent: three of its heartbeat intervals, at least
-    :data:`MIN_GRACE_S`."""
+    """How long ``worker`` may stay silent: four of its heartbeat intervals, at least
+    :data:`MIN_GRACE_S` (a loaded server records heartbeats late)."""
     interval = float(worker.heartbeat_interval_seconds or 30)
     return max(MIN_GRACE_S, MISSED_HEARTBEATS * interval)
 

@@ -55,35 +55,45 @@ def test_a_silent_pool_is_offline_a_beating_one_alive() -> None:
     assert cause_of(out["bravo"]) == "worker offline"
 
 
-def test_three_missed_heartbeats_and_at_least_12_s() -> None:
-    slow = _FakeApi({"p": [_worker(80.0, interval=30)]})  # a plain worker: 30 s heartbeats
-    assert _liveness(slow).offline({"x": "p"}) == {}
-    slow.workers["p"] = [_worker(95.0, interval=30)]
-    assert _liveness(slow).offline({"x": "p"})
-    fast = _FakeApi({"p": [_worker(10.0, interval=1)]})  # 3 s would be too eager
-    assert _liveness(fast).offline({"x": "p"}) == {}
+def test_four_missed_heartbeats_and_at_least_20_s() -> None:
+    fresh = [_worker(1.0)]  # another partner's worker: the server records heartbeats
+    slow = _FakeApi({"p": [_worker(110.0, interval=30)], "q": fresh})  # plain worker: 30 s
+    assert _liveness(slow).offline({"x": "p", "y": "q"}) == {}
+    slow.workers["p"] = [_worker(125.0, interval=30)]
+    assert list(_liveness(slow).offline({"x": "p", "y": "q"})) == ["x"]
+    fast = _FakeApi({"p": [_worker(18.0, interval=1)], "q": fresh})  # 4 s would be too eager
+    assert _liveness(fast).offline({"x": "p", "y": "q"}) == {}
+
+
+def test_no_verdict_when_no_heartbeat_gets_through() -> None:
+    """A loaded server (its SQLite locked) records every worker's heartbeats late."""
+    api = _FakeApi({"p": [_worker(40.0)], "q": [_worker(35.0)]})
+    assert _liveness(api).offline({"x": "p", "y": "q"}) == {}
+    api.workers["q"] = [_worker(1.0)]
+    assert list(_liveness(api).offline({"x": "p", "y": "q"})) == ["x"]
 
 
 def test_a_pool_without_workers_gets_time_to_start_one(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_prefect_api, "MIN_GRACE_S", 0.3)
-    api = _FakeApi({"p": []})
+    api = _FakeApi({"p": [], "q": [_worker(0.1)]})
     live = _liveness(api)
-    assert live.offline({"x": "p"}) == {}  # its worker may be starting
+    assert live.offline({"x": "p", "y": "q"}) == {}  # its worker may be starting
     time.sleep(0.35)
-    assert live.offline({"x": "p"})["x"] == "worker offline: no worker polls pool p"
-    api.workers["p"] = [_worker(1.0)]  # it came back
-    assert live.offline({"x": "p"}) == {}
+    assert live.offline({"x": "p", "y": "q"}) == {"x": "worker offline: no worker polls pool p"}
+    api.workers["p"] = [_worker(0.1)]  # it came back
+    assert live.offline({"x": "p", "y": "q"}) == {}
 
 
 def test_no_verdict_while_the_api_itself_was_away() -> None:
-    api = _FakeApi({"p": [_worker(40.0)]})
+    api = _FakeApi({"p": [_worker(40.0)], "q": [_worker(1.0)]})
     live = _liveness(api)
+    pools = {"x": "p", "y": "q"}
     api.quiet = 5.0  # back 5 s ago: the worker's heartbeats may not have got through yet
-    assert live.offline({"x": "p"}) == {}
+    assert live.offline(pools) == {}
     api.away = True  # away: the last verdict stands, nothing new
-    assert live.offline({"x": "p"}) == {}
+    assert live.offline(pools) == {}
     api.away, api.quiet = False, 60.0
-    assert live.offline({"x": "p"})
+    assert list(live.offline(pools)) == ["x"]
 
 
 def test_an_unreachable_api_is_retried_then_one_clear_error(
