@@ -16,13 +16,16 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows._states import fails_cleanly, operator_environment, result_or_raise
-from flows.launchers import LauncherKind, make_launcher
+from flows.launchers import DeploymentLauncher, LauncherKind, make_launcher
 from pharmafl.accounting import CoalitionRun, ContributionResult, StudyConfig, contribution_study
 from pharmafl.layout import ConsortiumLayout
 from pharmafl.report import contribution_rows, contribution_study_markdown
 from pharmafl.server import Launcher, load_operator
 
 log = logging.getLogger(__name__)
+
+#: The tag name of the study's own flow runs (``pharmafl-run:<consortium>:contribution``).
+STUDY_RUN = "contribution"
 
 
 def publish_contribution_artifacts(result: ContributionResult, study: StudyConfig) -> None:
@@ -74,11 +77,20 @@ def contribution_flow(
             run.wall_seconds,
         )
 
+    if launcher == "distributed":
+        _claim_study(url, timeout, ctx.consortium_hash[:12])
     result = contribution_study(
         layout.operator.root, url, new_launcher, cfg, on_coalition=on_coalition
     )
     publish_contribution_artifacts(result, cfg)
     return result.model_dump(mode="json")
+
+
+def _claim_study(exchange_url: str, timeout_s: float, scope: str) -> None:
+    """Tag the study's own flow run, and cancel an earlier study's that its dead operator
+    left running (studies of a consortium run one at a time; a rerun resumes it)."""
+    with DeploymentLauncher(exchange_url, timeout_s, scope=scope) as claimer:
+        claimer.claim(STUDY_RUN, resume=True)
 
 
 def run_contribution_study(

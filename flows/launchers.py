@@ -149,11 +149,12 @@ class DeploymentLauncher(LauncherBase):
       a retried request never starts a second run, and a run id used before on the same
       server (a re-run of a plan) never gets the earlier run's flow runs back. Runs are
       tagged ``pharmafl-run:<scope>:<run id>`` (:func:`run_tag`), which
-      :meth:`cancel_stale` uses on ``--resume``.
+      :meth:`cancel_stale` uses on ``--resume`` (and, with ``clear_stale``, before a run's
+      first start here).
     - **Liveness**: a partner whose pool has no live worker (:class:`WorkerLiveness`) counts
       as failed (``worker offline``) at once, in this round and every later one while it
-      stays away; its unstarted run is cancelled when the round is over, so a worker that
-      comes back never starts a stale round, and it rejoins at the next round.
+      stays away; its unstarted run is cancelled at once, so a worker that comes back never
+      starts a stale round, and it rejoins at the next round.
     - **Faults**: a partner whose deployment does not exist, or whose run fails, crashes or
       is cancelled, counts as failed (a dropout); an unreachable Prefect API is ridden out
       (:class:`PrefectApi`). Runs still not finished at the deadline are cancelled, and so

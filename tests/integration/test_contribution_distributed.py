@@ -24,10 +24,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 def test_contribution_study_through_partner_workers(
     prefect_server: Any, processes: Any, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.contribution import run_contribution_study
+    from flows.launchers import run_tag
     from pharmafl.accounting import StudyConfig, coalition_run_id
+    from pharmafl.common.params import load_consortium_parameters
     from pharmafl.contract import FederationPlan, LocalTrainingSpec
     from pharmafl.ledger import LedgerEvent, read_entries, verify_ledger
     from pharmafl.model import TrainConfig, run_baseline
@@ -69,6 +73,14 @@ def test_contribution_study_through_partner_workers(
         except BaseException:
             print(processes.tails())
             raise
+        # the study's own flow run carries its tag (a rerun cancels it if left running)
+        scope = load_consortium_parameters(cdir / "operator" / "consortium.json")
+        tag = run_tag(scope.parameter_hash()[:12], "contribution")
+        with get_client(sync_client=True) as client:
+            own = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag]))
+            )
+        assert [r.state.is_completed() for r in own if r.state] == [True]
     runs = prefect_server.deployment_runs(deps)
     t_studied = time.perf_counter()
 
