@@ -15,7 +15,12 @@ from pathlib import Path
 from pharmafl.common.io import atomic_write_text
 from pharmafl.layout import REPORT_FILE
 from pharmafl.report import plots
-from pharmafl.report.models import ConsortiumSummary, ModelMetrics, PartnerSummary
+from pharmafl.report.models import (
+    ConsortiumSummary,
+    ModelMetrics,
+    Participation,
+    PartnerSummary,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -157,11 +162,18 @@ def _contribution_rows(summary: ConsortiumSummary) -> list[list[str]]:
                 "–" if c.data is None else f"{c.data.compounds:,}",
                 "–" if c.data is None else f"{c.data.tasks:,}",
                 "–" if c.data is None else f"{c.data.measurements:,}",
-                "–" if c.rounds is None else f"{c.rounds.submitted} / {c.rounds.dropped}",
+                "–"
+                if c.rounds is None
+                else f"{c.rounds.submitted} / {_e(c.rounds.dropped_text())}",
                 _num(c.compute_seconds, 1),
             ]
         )
     return rows
+
+
+def _rounds_cell(rounds: Participation | None) -> str:
+    """``submitted / dropped (causes)``."""
+    return "–" if rounds is None else f"{rounds.submitted} / {_e(rounds.dropped_text())}"
 
 
 def _contribution_text(summary: ConsortiumSummary) -> str:

@@ -56,18 +56,26 @@ class MainRun:
 
 def _rounds_by_partner(
     entries: Sequence[LedgerEntry], run_id: str
-) -> tuple[dict[str, set[int]], dict[str, set[int]]]:
-    """Partner → rounds it submitted an update in, and rounds it dropped out of."""
+) -> tuple[dict[str, set[int]], dict[str, dict[int, str]]]:
+    """Partner → rounds it submitted an update in, and round → cause of each round it
+    dropped out of (the last cause the ledger gives for that round)."""
     submitted: dict[str, set[int]] = {}
-    dropped: dict[str, set[int]] = {}
+    dropped: dict[str, dict[int, str]] = {}
     for e in run_entries(entries, run_id):
         if e.event is LedgerEvent.UPDATE_SUBMITTED:
             up = UpdateSubmittedPayload.model_validate(e.payload)
             submitted.setdefault(up.partner, set()).add(up.round)
         elif e.event is LedgerEvent.PARTNER_DROPPED:
             dr = PartnerDroppedPayload.model_validate(e.payload)
-            dropped.setdefault(dr.partner, set()).add(dr.round)
+            dropped.setdefault(dr.partner, {})[dr.round] = dr.reason
     return submitted, dropped
+
+
+def _participation(submitted: set[int], dropped: dict[int, str]) -> Participation:
+    causes: dict[str, int] = {}
+    for cause in dropped.values():
+        causes[cause] = causes.get(cause, 0) + 1
+    return Participation(submitted=len(submitted), dropped=len(dropped), dropout_causes=causes)
 
 
 def main_run_from_ledger(
@@ -104,10 +112,7 @@ def main_run_from_ledger(
         secure_aggregation=all(s.secure_aggregation for s in started),
         wall_seconds=round(max(0.0, (ends[-1].timestamp - starts[0].timestamp).total_seconds()), 1),
         participation={
-            p: Participation(
-                submitted=len(submitted.get(p, set())), dropped=len(dropped.get(p, set()))
-            )
-            for p in sorted(names)
+            p: _participation(submitted.get(p, set()), dropped.get(p, {})) for p in sorted(names)
         },
     )
 

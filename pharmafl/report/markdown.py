@@ -74,7 +74,7 @@ def contribution_markdown(summary: ConsortiumSummary) -> str:
                 "–" if c is None or c.data is None else c.data.tasks,
                 "–" if c is None or c.data is None else c.data.measurements,
                 "–" if c is None or c.rounds is None else c.rounds.submitted,
-                "–" if c is None or c.rounds is None else c.rounds.dropped,
+                "–" if c is None or c.rounds is None else c.rounds.dropped_text(),
                 _f(c.compute_seconds if c else None, 1),
             ]
         )

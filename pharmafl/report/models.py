@@ -86,6 +86,17 @@ class Participation(_Frozen):
 
     submitted: int = Field(ge=0, description="Rounds with a submitted update.")
     dropped: int = Field(ge=0, description="Rounds it dropped out of.")
+    dropout_causes: dict[str, int] = Field(
+        default_factory=dict,
+        description="Why it dropped out (the ledger's cause, e.g. 'worker offline') → rounds.",
+    )
+
+    def dropped_text(self) -> str:
+        """``"2 (worker offline ×2)"``, or the bare count when there were no dropouts."""
+        if not self.dropout_causes:
+            return str(self.dropped)
+        causes = ", ".join(f"{c} ×{n}" for c, n in sorted(self.dropout_causes.items()))
+        return f"{self.dropped} ({causes})"
 
 
 class PartnerContribution(_Frozen):

@@ -287,7 +287,7 @@ def _main_run_ledger(
                 report = {"partner": p, "round": r, "model": "federated", "split": "valid"}
                 ledger.append(p, ids[p], "evaluation_reported", report | {"metrics": valid})
             if r in DROPPED.get(p, set()):
-                drop = {"round": r, "partner": p, "reason": "timeout after 60 s"}
+                drop = {"round": r, "partner": p, "reason": "worker offline"}
                 ledger.append("operator", op, "partner_dropped", drop)
         contributors = [p for p in names if r in SUBMITTED[p]]
         applied = {"round": r, "trunk_hash": _hex(f"t{r}"), "contributors": contributors}

@@ -22,6 +22,7 @@ from pharmafl.report import (
     partner_table,
     write_report,
 )
+from pharmafl.report.html import report_html
 from pharmafl.report.partners import _ManifestCounts
 
 from .conftest import (
@@ -94,6 +95,17 @@ def test_participation_is_counted_from_the_main_run_on_the_ledger(
     assert counted == _ledger_participation(consortium_folder) == expected
     # alpha's update in a coalition run is on the ledger too, but not in the main run.
     assert counted["alpha"] == (2, 0)
+    # Each dropout's cause, from the ledger, reaches the summary and the rendered report.
+    causes = {
+        p.name: p.contribution.rounds.dropout_causes
+        for p in summary.partners
+        if p.contribution is not None and p.contribution.rounds is not None
+    }
+    assert causes == {
+        p: ({"worker offline": len(DROPPED[p])} if DROPPED.get(p) else {}) for p in FOLDER_PARTNERS
+    }
+    html = report_html(summary)
+    assert f"{len(DROPPED['charlie'])} (worker offline ×{len(DROPPED['charlie'])})" in html
     # Learning curves: round 1 has no score of charlie, who dropped out of it.
     curves = {c.round: c for c in summary.learning_curves}
     assert curves[1].dropped == ["charlie"]

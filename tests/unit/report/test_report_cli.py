@@ -121,7 +121,8 @@ def test_report_after_a_real_run_without_the_demo(trained_consortium: Consortium
         submitted = {
             e["round"] for e in main if e.get("partner") == p["name"] and "envelope_hash" in e
         }
-        assert p["contribution"]["rounds"] == {"submitted": len(submitted), "dropped": 0}
+        rounds = {"submitted": len(submitted), "dropped": 0, "dropout_causes": {}}
+        assert p["contribution"]["rounds"] == rounds
         assert len(submitted) == 1
         assert p["contribution"]["data"]["compounds"] > 0
         assert 0.0 <= p["federated"]["auc_pr"] <= 1.0 and 0.0 <= p["local"]["auc_pr"] <= 1.0
