@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -191,7 +192,9 @@ def test_predict_reads_sdf_and_reports_unreadable_records(trained_partner, tmp_p
     assert table.loc[1, "message"] != ""
 
 
-def test_shared_model_options_reach_the_configs() -> None:
+def _invoke_with_model_options(args: list[str]) -> tuple[Any, list[Configs]]:
+    """Run a throwaway command decorated with ``with_model_options``: its result and the
+    configs it received."""
     seen: list[Configs] = []
     cmd_app = typer.Typer()
 
@@ -200,9 +203,13 @@ def test_shared_model_options_reach_the_configs() -> None:
     def cmd(name: str, configs: Configs = (None, None, False)) -> None:
         seen.append(configs)
 
-    args = ["x", "--hidden", "32,16", "--dropout", "0.2", "--fold-va", "-1", "--patience", "3"]
+    return CliRunner().invoke(cmd_app, ["x", *args]), seen
+
+
+def test_shared_model_options_reach_the_configs() -> None:
+    args = ["--hidden", "32,16", "--dropout", "0.2", "--fold-va", "-1", "--patience", "3"]
     args += ["--lr-steps", "5,9", "--threads", "2", "--epochs", "7"]
-    res = CliRunner().invoke(cmd_app, args)
+    res, seen = _invoke_with_model_options(args)
     assert res.exit_code == 0, res.output
     trunk, train, by_size = seen[0]
     assert not by_size, "--hidden and --dropout given: the data size chooses nothing"
@@ -210,8 +217,8 @@ def test_shared_model_options_reach_the_configs() -> None:
     assert train.fold_va is None and train.fold_te == 0
     assert train.early_stopping_patience == 3 and train.num_threads == 2
     assert train.lr_steps == (5, 9) and train.epochs == 7
-    bad = CliRunner().invoke(cmd_app, ["x", "--lr-steps", "a,b"])
-    assert bad.exit_code != 0 and not seen[1:]
+    bad, seen = _invoke_with_model_options(["--lr-steps", "a,b"])
+    assert bad.exit_code != 0 and not seen
 
 
 @pytest.mark.parametrize(
@@ -228,31 +235,15 @@ def test_shared_model_options_reach_the_configs() -> None:
 def test_regularisation_is_chosen_by_data_size_only_when_none_is_given(
     args: list[str], expected: bool
 ) -> None:
-    seen: list[Configs] = []
-    cmd_app = typer.Typer()
-
-    @cmd_app.command()
-    @with_model_options
-    def cmd(name: str, configs: Configs = (None, None, False)) -> None:
-        seen.append(configs)
-
-    res = CliRunner().invoke(cmd_app, ["x", *args])
+    res, seen = _invoke_with_model_options(args)
     assert res.exit_code == 0, res.output
     assert seen[0][2] is expected
 
 
 def test_a_config_file_that_sets_the_dropout_is_kept(tmp_path) -> None:
-    seen: list[Configs] = []
-    cmd_app = typer.Typer()
-
-    @cmd_app.command()
-    @with_model_options
-    def cmd(name: str, configs: Configs = (None, None, False)) -> None:
-        seen.append(configs)
-
     cfg = tmp_path / "model.json"
     cfg.write_text(json.dumps({"trunk": {"dropouts": [0.25]}}))
-    res = CliRunner().invoke(cmd_app, ["x", "--config", str(cfg)])
+    res, seen = _invoke_with_model_options(["--config", str(cfg)])
     assert res.exit_code == 0, res.output
     trunk, _, by_size = seen[0]
     assert trunk.dropouts == (0.25,) and by_size is False
