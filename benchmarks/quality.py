@@ -158,21 +158,27 @@ _COLUMNS = (
 )
 
 
-def _line(cons: str, partner: str, rows: list[dict[str, Any]]) -> str:
-    cells = " ".join(f"{_mean_ci([get(p) for p in rows])[0]:>8.4f}" for _, get in _COLUMNS)
-    best = "/".join(sorted({str(p["best_local"]) for p in rows}))
-    m, lo, hi = _mean_ci([p["fed_minus_best_auc_pr"] for p in rows])
-    roc = _mean_ci(
-        [
-            p["federated"]["roc_auc"] - p["best_local_scores"]["roc_auc"]
-            for p in rows
-            if p["best_local_scores"]
-        ]
-    )[0]
+def _roc_delta(p: dict[str, Any]) -> float | None:
+    """Federated − best local test ROC-AUC of one partner in one run."""
+    best = p["best_local_scores"]
+    return None if not best else p["federated"]["roc_auc"] - best["roc_auc"]
+
+
+def _text(cons: str, label: str, n: int, best: str, values: Any) -> str:
+    """One table row; ``values(get)`` gives the numbers a column's mean is taken over."""
+    cells = " ".join(f"{_mean_ci(values(get))[0]:>8.4f}" for _, get in _COLUMNS)
+    roc = _mean_ci(values(_roc_delta))[0]
+    m, lo, hi = _mean_ci(values(lambda p: p["fed_minus_best_auc_pr"]))
     return (
-        f"{cons:<13} {partner:<8} {len(rows):>5} {best:>15} {cells} "
+        f"{cons:<13} {label:<8} {n:>5} {best:>15} {cells} "
         f"{roc:>+8.4f} {m:>+8.4f} [{lo:+.4f}, {hi:+.4f}]"
     )
+
+
+def _line(cons: str, partner: str, rows: list[dict[str, Any]]) -> str:
+    """One partner: its numbers over seeds."""
+    best = "/".join(sorted({str(p["best_local"]) for p in rows}))
+    return _text(cons, partner, len(rows), best, lambda get: [get(p) for p in rows])
 
 
 def table(runs: list[dict[str, Any]]) -> str:
@@ -207,21 +213,7 @@ def _average(cons: str, runs: list[dict[str, Any]]) -> str:
             for r in runs
         ]
 
-    cells = " ".join(f"{_mean_ci(per_seed(get))[0]:>8.4f}" for _, get in _COLUMNS)
-    roc = _mean_ci(
-        per_seed(
-            lambda p: (
-                None
-                if not p["best_local_scores"]
-                else p["federated"]["roc_auc"] - p["best_local_scores"]["roc_auc"]
-            )
-        )
-    )[0]
-    m, lo, hi = _mean_ci(per_seed(lambda p: p["fed_minus_best_auc_pr"]))
-    return (
-        f"{cons:<13} {'mean':<8} {len(runs):>5} {'':>15} {cells} "
-        f"{roc:>+8.4f} {m:>+8.4f} [{lo:+.4f}, {hi:+.4f}]"
-    )
+    return _text(cons, "mean", len(runs), "", per_seed)
 
 
 def main(argv: list[str] | None = None) -> int:
