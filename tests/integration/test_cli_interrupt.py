@@ -134,7 +134,10 @@ def test_ctrl_c_during_baseline(tmp_path: Path) -> None:
 
     partner = tmp_path / "p"
     write_synthetic_prepared(partner / "prepared", n_rows=2000, seed=1)
-    command = _Command("baseline", str(partner), "--epochs", "500", "--threads", "1")
+    command = _Command(  # a small trunk: the checkpoint of the default one takes 1 GB
+        "baseline", str(partner), "--epochs", "500", "--patience", "0", "--hidden", "256",
+        "--threads", "1",
+    )  # fmt: skip
     command.wait_for("epoch 2:")  # epoch 1's checkpoint is written
     status, elapsed, after, _ = command.ctrl_c()
     assert status == 130, after
@@ -151,7 +154,7 @@ def test_ctrl_c_during_federated_training(prepared_consortium: Path, tmp_path: P
     interrupted too, instead of waiting for the operator until their stage timeout."""
     consortium = shutil.copytree(prepared_consortium, tmp_path / "c")
     setup = subprocess.run(
-        [PHARMAFL, "federation", "setup", str(consortium), "--rounds", "50"],
+        [PHARMAFL, "federation", "setup", str(consortium), "--rounds", "50", "--hidden", "256"],
         capture_output=True,
         text=True,
         timeout=300,

@@ -255,7 +255,10 @@ def test_three_partners_from_their_own_exports(tmp_path: Path) -> None:
     with prefect_test_harness():
         for p in PARTNERS:
             cli("prepare", partners / p, "--workers", "1")
-            cli("baseline", partners / p, "--epochs", "3", "--batch-size", "128")
+            cli(  # the trunk of `consortium create` (sized by data it would be 2000 wide)
+                "baseline", partners / p, "--epochs", "3", "--batch-size", "128",
+                "--hidden", "64", "--dropout", "0.2",
+            )  # fmt: skip
         cli("train", root)
     for p in PARTNERS:
         _check_partner(cli, partners / p, data[p])
