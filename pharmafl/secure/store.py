@@ -31,11 +31,12 @@ from __future__ import annotations
 import builtins
 import contextlib
 import errno
+import functools
 import logging
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -295,12 +296,20 @@ class ExchangeStore:
                 logger.warning("skipping %s in %s: %s", key, self.url, exc.message)
         return out
 
-    def purge(self, round_id: str) -> None:
-        """Delete every envelope of ``round_id`` (after the round's report is kept)."""
+    def purge(self, round_id: str, kinds: Iterable[str] | None = None) -> None:
+        """Delete every envelope of ``round_id`` (after the round's report is kept), or only
+        those of ``kinds`` (e.g. the bulky :data:`VECTOR_KINDS` of a checkpointed round)."""
         if not _PART.match(round_id):
             raise SecureAggregationError(f"invalid round id {round_id!r}.")
-        path = f"{self.root}/{round_id}"
-        self.outage.call(lambda: self._rm(path), _transient_read)
+        if kinds is None:
+            paths = [f"{self.root}/{round_id}"]
+        else:
+            unknown = set(kinds) - set(ENVELOPE_KINDS)
+            if unknown:
+                raise SecureAggregationError(f"unknown envelope kinds {sorted(unknown)}.")
+            paths = [f"{self.root}/{round_id}/{kind}" for kind in sorted(kinds)]
+        for path in paths:
+            self.outage.call(functools.partial(self._rm, path), _transient_read)
 
     def _rm(self, path: str) -> None:
         if self.fs.exists(path):

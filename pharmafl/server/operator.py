@@ -62,7 +62,13 @@ from pharmafl.server.rounds import (
     secure_round,
     shared_validation,
 )
-from pharmafl.server.runs import RoundResult, TrainingState, drop_aggregates, load_aggregate
+from pharmafl.server.runs import (
+    RoundResult,
+    TrainingState,
+    drop_aggregates,
+    load_aggregate,
+    release_vectors,
+)
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +124,8 @@ def _start(ctx: OperatorContext, plan: FederationPlan, resume: bool) -> _Run:
     if state is not None:
         optimizer.load_state_dict(state.optimizer)
         log.info("resuming run %s at round %d", plan.run_id, state.next_round)
+        for index in range(state.next_round - 1):  # a crash may have come before a release
+            release_vectors(ctx.store, plan.run_id, index)
         return _Run(ctx, plan, state, optimizer)
     run = _Run(ctx, plan, TrainingState(trunk=_initial_trunk(ctx)), optimizer)
     ctx.record(
@@ -239,6 +247,8 @@ def _checkpoint(run: _Run, record: RoundResult, score: float) -> None:
     state.save(run.state_dir)
     drop_aggregates(run.state_dir)
     run.ctx.recorded = set()
+    if record.round > 0:  # a bounded store: the previous round's trunk and updates go
+        release_vectors(run.ctx.store, run.plan.run_id, record.round - 1)
 
 
 def final_phase(

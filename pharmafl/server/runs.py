@@ -14,6 +14,7 @@ import io
 import json
 import math
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from pharmafl.common.io import atomic_write_bytes, atomic_write_json, atomic_wri
 from pharmafl.contract import FederationPlan, TrainSpec, format_round_id
 from pharmafl.layout import CHECKPOINT_FILE, OperatorLayout
 from pharmafl.secure import BROADCAST, AggregateResult, ExchangeStore, SecAggRoundReport
+from pharmafl.secure.envelope import VECTOR_KINDS
 
 
 def run_dir(operator_dir: str | Path, run_id: str | None = None) -> Path:
@@ -210,26 +212,43 @@ class TrainingState:
         )
 
 
-def run_round_ids(store: ExchangeStore, run_id: str) -> list[str]:
-    """Every round id (attempts and final evaluations included) a run used in ``store``.
+def _attempts(store: ExchangeStore, run_id: str, index: int, final: bool) -> Iterator[str]:
+    """The round ids of round ``index``'s attempts in ``store`` (numbered without gaps, see
+    ``fresh_attempt``: the walk stops at the first attempt with no signed spec)."""
+    for attempt in range(10_000):
+        rid = format_round_id(run_id, index, attempt, final)
+        if not store.keys(rid, "train_spec", BROADCAST):
+            return
+        yield rid
 
-    Attempts are numbered without gaps (see ``_fresh_attempt``), so this walks round indices
-    and attempts until no signed spec is found.
-    """
+
+def run_round_ids(store: ExchangeStore, run_id: str) -> list[str]:
+    """Every round id (attempts and final evaluations included) a run used in ``store``."""
     out: list[str] = []
     index = 0
     while True:
-        found = False
-        for final in (False, True):
-            for attempt in range(10_000):
-                rid = format_round_id(run_id, index, attempt, final)
-                if not store.keys(rid, "train_spec", BROADCAST):
-                    break
-                out.append(rid)
-                found = True
+        found = [rid for final in (False, True) for rid in _attempts(store, run_id, index, final)]
         if not found:
             return out
+        out.extend(found)
         index += 1
+
+
+def release_vectors(store: ExchangeStore, run_id: str, index: int) -> int:
+    """Delete the masked updates and global trunk of every attempt of round ``index``.
+
+    Called once a later round is checkpointed: nothing reads them again (a resumed run starts
+    from its checkpoint, partners from the next round's trunk), and the ledger keeps the hash
+    of every envelope and trunk. The small signed envelopes (specs, keys, shares, survivor
+    lists, reports) stay, so attempt numbering and ``run_round_ids`` still see the round.
+    This keeps a run's store at about two rounds of trunks and updates, whatever its length.
+    Returns the number of attempts released.
+    """
+    released = 0
+    for rid in _attempts(store, run_id, index, final=False):
+        store.purge(rid, VECTOR_KINDS)
+        released += 1
+    return released
 
 
 def prune_run(operator_dir: str | Path, exchange_url: str, run_id: str) -> int:
@@ -266,6 +285,7 @@ __all__ = [
     "drop_aggregates",
     "load_aggregate",
     "prune_run",
+    "release_vectors",
     "run_dir",
     "run_round_ids",
     "save_aggregate",

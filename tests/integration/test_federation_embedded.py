@@ -155,7 +155,7 @@ def test_only_envelopes_travel_and_they_hold_the_trunk_only(
     # there is no room for a head parameter.
     layout = _layout(cdir)
     masked = _envelopes(cdir, "masked")
-    assert len(masked) == ROUNDS * len(PARTNERS)
+    assert len(masked) == len(PARTNERS)  # the last round's: the store is bounded (below)
     assert {m.sender for m in masked} == set(PARTNERS)
     for env in masked:
         assert len(env.payload) == (layout.size + 1) * 4
@@ -164,7 +164,7 @@ def test_only_envelopes_travel_and_they_hold_the_trunk_only(
     # The published global trunks: trunk parameters only, sealed (the operator opens them).
     operator = load_identity_dir(cdir / "operator" / "identity", fix="")
     trunks = _envelopes(cdir, "global_trunk")
-    assert len(trunks) == ROUNDS + 1  # every round and the final evaluation
+    assert len(trunks) == 2  # the last round's and the final evaluation's
     for env in trunks:
         with np.load(io.BytesIO(open_payload(env, operator)), allow_pickle=False) as z:
             assert z.files and all(k.startswith("trunk.") for k in z.files)
@@ -174,6 +174,27 @@ def test_only_envelopes_travel_and_they_hold_the_trunk_only(
         doc = json.loads(open_payload(env, operator))
         assert set(doc) == {"partner", "round_index", "examples", "validation", "compute_seconds"}
         assert all(isinstance(v, float) for v in doc["validation"].values())
+
+
+def test_the_store_keeps_two_rounds_of_trunks_and_updates(
+    trained: tuple[Path, dict[str, Any]],
+) -> None:
+    """Once a round is checkpointed, the round before it loses its masked updates and global
+    trunk (the ledger holds their hashes); its small signed envelopes stay."""
+    cdir, _ = trained
+    by_round: dict[str, set[str]] = {}
+    for path in _store_files(cdir):
+        rid, kind = path.relative_to(cdir / "exchange").parts[:2]
+        by_round.setdefault(rid, set()).add(kind)
+    rounds = sorted(r for r in by_round if not r.endswith("final"))
+    assert len(rounds) == ROUNDS
+    first, last = rounds[0], rounds[-1]
+    assert "train_spec" in by_round[first] and "keys" in by_round[first]
+    assert not {"masked", "global_trunk"} & by_round[first]
+    assert {"masked", "global_trunk"} <= by_round[last]
+    entries = read_entries(cdir / "operator" / "ledger.jsonl")
+    hashes = [e.payload["envelope_hash"] for e in entries if e.event.value == "update_submitted"]
+    assert len(set(hashes)) == ROUNDS * len(PARTNERS)
 
 
 def test_the_operator_holds_no_key_and_no_partner_data(

@@ -87,6 +87,22 @@ def test_bad_path_components_are_refused(memory_store, consortium) -> None:
         memory_store.keys("../x", "masked", "operator")
 
 
+def test_purge_of_some_kinds_keeps_the_others(store, consortium) -> None:
+    for env in (
+        _env(consortium),
+        _env(consortium, kind="confirm"),
+        _env(consortium, round_id="r2"),
+    ):
+        store.put(env)
+    store.purge("r1", ["masked", "global_trunk"])  # global_trunk: none there, no error
+    assert store.list("r1", "masked", "operator") == []
+    assert len(store.list("r1", "confirm", "operator")) == 1
+    assert len(store.list("r2", "masked", "operator")) == 1
+    with pytest.raises(SecureAggregationError, match="unknown envelope kinds"):
+        store.purge("r1", ["../r2"])
+    assert len(store.list("r2", "masked", "operator")) == 1
+
+
 def test_purge_refuses_a_round_id_that_is_not_one_name(tmp_path) -> None:
     import pytest
 
