@@ -14,19 +14,24 @@ import signal
 import subprocess
 from typing import Any
 
-from prefect.server.api.server import SubprocessASGIServer
 from prefect.settings import PREFECT_API_URL
 
 
-class _ShieldedServer(SubprocessASGIServer):
-    """Prefect's temporary server, started with SIGINT blocked (children inherit the mask)."""
+def _shielded_server() -> Any:
+    """Prefect's temporary server class, started with SIGINT blocked (children inherit the
+    mask). Imported here: Prefect's server modules take 1.5 s to import, and a process that
+    talks to a configured API (a partner worker's flow run) never needs them."""
+    from prefect.server.api.server import SubprocessASGIServer
 
-    def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
-            return super()._run_uvicorn_command()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    class _ShieldedServer(SubprocessASGIServer):
+        def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
+            old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            try:
+                return super()._run_uvicorn_command()
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+    return _ShieldedServer
 
 
 def shield_local_api() -> None:
@@ -36,9 +41,11 @@ def shield_local_api() -> None:
     Prefect keeps one temporary server per port (``None``: any free port) and reuses the
     instance registered for it; registering ours is all it takes.
     """
-    if PREFECT_API_URL.value() or None in SubprocessASGIServer._instances:
+    if PREFECT_API_URL.value():
         return
-    _ShieldedServer()
+    server = _shielded_server()
+    if None not in server._instances:
+        server()
 
 
 __all__ = ["shield_local_api"]
