@@ -21,7 +21,8 @@ read itself stops past that limit. Only regular files are read, and in a local s
 files whose real path is inside the store (no link leads out).
 
 A store that is briefly unreachable (an unmounted share, a permission or network fault: any
-``OSError`` but a missing envelope) is retried with backoff for ``PHARMAFL_RETRY_WINDOW_S``
+``OSError`` but a missing envelope, or one file that cannot be opened in a folder that can be
+listed: that file was planted so, and is skipped like any bad envelope) is retried with backoff for ``PHARMAFL_RETRY_WINDOW_S``
 (:class:`~pharmafl.common.retry.Outage`: one log line when it goes, one when it is back);
 past that window an operation fails with :class:`~pharmafl.common.errors.ServiceUnavailableError`.
 """
@@ -209,9 +210,12 @@ class ExchangeStore:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
             raise EnvelopeRejectedError(f"envelope {key!r} is not in the store.") from None
+        except PermissionError:
+            self._refuse_if_only_this_file(path, key)
+            raise  # the store itself is at fault (its folder cannot be read): retried
         except OSError as exc:
             if exc.errno not in _NOT_A_FILE:
-                raise  # the store itself is at fault (permissions, I/O): retried
+                raise  # the store itself is at fault (I/O): retried
             what = (
                 "a link (links, e.g. to a file outside the store, are never followed)"
                 if exc.errno == errno.ELOOP
@@ -233,6 +237,21 @@ class ExchangeStore:
                     "for its kind; skipped unread."
                 )
             yield fh, st.st_size
+
+    def _refuse_if_only_this_file(self, path: str, key: str) -> None:
+        """A file that cannot be opened while its folder can be listed was planted so (by
+        whoever else writes to the store): it is skipped like any bad envelope. Retrying it
+        would let one such file stall every reader for the retry window and then fail the
+        run. Returns (and the caller re-raises, to retry) when the folder is unreadable too:
+        then the store itself is at fault."""
+        folder = path.rsplit("/", 1)[0]
+        try:
+            self.fs.ls(folder, detail=False)
+        except OSError:
+            return
+        raise EnvelopeRejectedError(
+            f"{key!r} cannot be read (permission denied) although its folder can; skipped unread."
+        )
 
     def get(self, key: str, *, max_payload: int | None = None) -> Envelope:
         """Read and parse one envelope; its content must match its key.
@@ -266,6 +285,9 @@ class ExchangeStore:
                     env = Envelope.read_from(fh, max_payload=min(limit, size))
             except FileNotFoundError:
                 raise EnvelopeRejectedError(f"envelope {key!r} is not in the store.") from None
+            except PermissionError:
+                self._refuse_if_only_this_file(path, key)
+                raise
         if self.key_of(env) != key:
             raise EnvelopeRejectedError(
                 f"envelope stored under {key!r} does not match its content (moved or injected)."

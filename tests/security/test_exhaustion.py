@@ -10,6 +10,11 @@
     checked before reading (per kind: small JSON kinds have a fixed cap, masked inputs the
     exact size the operator expects), and the read itself is bounded. A named pipe planted
     in the store hung a reader forever; now only regular files are read.
+(c) Whoever else writes to the store plants an envelope-named file the reader may not open
+    (mode 000, another owner). Since the store retries unreadable files as outages (issue
+    17), that one file stalled every reader for the retry window (120 s) and then failed the
+    run; now a file that cannot be opened while its folder can be listed is skipped like any
+    bad envelope, and only an unreadable folder counts as an outage.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from pharmafl.common.errors import EnvelopeRejectedError
+from pharmafl.common.errors import EnvelopeRejectedError, ServiceUnavailableError
 from pharmafl.contract import PartnerRoundReport, TrainSpec, TrunkLayout
 from pharmafl.secure import (
     Envelope,
@@ -284,3 +289,47 @@ def test_a_named_pipe_in_the_store_does_not_hang_a_reader(
         reader.join(5)
     assert not hung, "the reader blocked on a named pipe planted in the store"
     assert got == [1]
+
+
+def test_an_unreadable_planted_file_is_skipped_not_retried(
+    mini_consortium: Callable[..., MiniConsortium],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import time
+
+    from pharmafl.secure import store as store_module
+
+    monkeypatch.setenv("PHARMAFL_RETRY_WINDOW_S", "30")
+    c = mini_consortium()
+    store = ExchangeStore(c.layout.exchange)  # reads the retry window set above
+    rid = "train-r0000-a0"
+    folder = c.layout.exchange / rid / "train_spec" / "consortium"
+    folder.mkdir(parents=True)
+    planted = folder / f"operator.{'b' * 32}.env"
+    planted.write_bytes(b"unreadable")
+    planted.chmod(0)
+    if os.geteuid() == 0:  # root opens a mode-000 file: have the kernel's answer given here
+        real_open = os.open
+
+        def refuse(path: str, *args: object, **kwargs: object) -> int:
+            if os.path.basename(path) == planted.name:
+                raise PermissionError(13, "Permission denied", path)
+            return real_open(path, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(store_module.os, "open", refuse)
+    publish(store, c.operator, round_id=rid, kind="train_spec", payload=b'{"genuine": 1}')
+
+    t0 = time.monotonic()
+    with caplog.at_level(logging.WARNING):
+        env = fetch(store, c.roster, me="alpha", round_id=rid, kind="train_spec", sender="operator")
+    assert env.payload == b'{"genuine": 1}'
+    assert time.monotonic() - t0 < 2.0, "the reader waited on the planted file"
+    assert "permission denied" in caplog.text and "unreachable" not in caplog.text
+
+    # An unreadable folder is still the store at fault: retried, then one clear error.
+    monkeypatch.setenv("PHARMAFL_RETRY_WINDOW_S", "1")
+    store = ExchangeStore(c.layout.exchange)
+    monkeypatch.setattr(store, "_refuse_if_only_this_file", lambda path, key: None)
+    with pytest.raises(ServiceUnavailableError):
+        store.get(f"{rid}/train_spec/consortium/{planted.name}")
