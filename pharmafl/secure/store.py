@@ -22,9 +22,10 @@ files whose real path is inside the store (no link leads out).
 
 A store that is briefly unreachable (an unmounted share, a permission or network fault: any
 ``OSError`` but a missing envelope, or one file that cannot be opened in a folder that can be
-listed: that file was planted so, and is skipped like any bad envelope) is retried with backoff for ``PHARMAFL_RETRY_WINDOW_S``
-(:class:`~pharmafl.common.retry.Outage`: one log line when it goes, one when it is back);
-past that window an operation fails with :class:`~pharmafl.common.errors.ServiceUnavailableError`.
+listed: that file was planted so, and is skipped like any bad envelope) is retried with
+backoff for ``PHARMAFL_RETRY_WINDOW_S`` (:class:`~pharmafl.common.retry.Outage`: one log line
+when it goes, one when it is back); past that window an operation fails with
+:class:`~pharmafl.common.errors.ServiceUnavailableError`.
 """
 
 from __future__ import annotations
