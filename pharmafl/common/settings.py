@@ -49,6 +49,15 @@ class RuntimeSettings(BaseSettings):
         "backoff) before the run fails with a resumable error.",
     )
 
+    parallel_partners: int = Field(
+        default=0,
+        ge=0,
+        le=1024,
+        description="Embedded launcher: how many partners train at once in the operator's "
+        "process (0 = all; 1 = one after another). Each training partner holds its model "
+        "and optimizer in memory; the result is the same for any value.",
+    )
+
     @field_validator("data_dir", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:

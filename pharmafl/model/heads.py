@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as nnf
 from torch import nn
 
+from pharmafl.model.dropout import SeededDropout
+
 
 @dataclass
 class HeadOutput:
@@ -70,7 +72,7 @@ class TaskHead(nn.Module):
         self.in_features = int(in_features)
         self.n_cls_tasks = int(n_cls_tasks)
         self.n_reg_tasks = int(n_reg_tasks)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = SeededDropout(dropout)
         self.classification = (
             nn.Linear(self.in_features, self.n_cls_tasks) if self.n_cls_tasks else None
         )

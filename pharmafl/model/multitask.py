@@ -15,6 +15,7 @@ from torch import nn
 
 from pharmafl.common.errors import ModelError
 from pharmafl.model.config import HeadConfig, ModelConfig
+from pharmafl.model.dropout import GLOBAL_RNG_LOCK
 from pharmafl.model.heads import HeadOutput, TaskHead
 from pharmafl.model.trunks import build_trunk
 
@@ -57,7 +58,7 @@ class MultiTaskModel(nn.Module):
         global RNG is left untouched), so the same seed gives the same model.
         """
         if seed is not None:
-            with torch.random.fork_rng(devices=[]):
+            with GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 return cls.from_config(config)
         trunk = build_trunk(config.trunk)
@@ -117,7 +118,7 @@ def local_model_config(
 def initial_trunk(trunk: Any, seed: int) -> dict[str, Any]:
     """The consortium's initial global trunk (numpy arrays by name): the shared trunk config
     built with the shared seed, so any party with the plan makes the same one."""
-    with torch.random.fork_rng(devices=[]):
+    with GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = MultiTaskModel.from_config(local_model_config(trunk, 1, 0))
     return {k: v.numpy() for k, v in export_trunk(model).items()}

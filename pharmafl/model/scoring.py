@@ -26,6 +26,7 @@ from pharmafl.data.catalogue import (
 from pharmafl.evaluation.documents import SplitMetrics, TaskTypeMetrics
 from pharmafl.evaluation.tasks import EvaluationResult
 from pharmafl.model.data import PreparedData
+from pharmafl.model.dropout import seeded_randomness
 from pharmafl.model.multitask import MultiTaskModel
 
 
@@ -107,8 +108,7 @@ def predict_rows(
                     continue
                 _enable_dropout(model)
                 samples_c, samples_r = [], []
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(seed * 1_000_003 + start)
+                with seeded_randomness(model, seed * 1_000_003 + start):
                     for _ in range(mc_samples):
                         o = h(model.embed(inputs))
                         if o.cls_logits is not None:

@@ -8,9 +8,10 @@ a number of steps or epochs (optionally with the FedProx term, Li et al., MLSys 
 exports the trunk (:func:`export_trunk`).
 
 Determinism: the batch order of epoch ``e`` is a permutation drawn from ``(seed, e)`` and the
-dropout masks of step ``s`` from ``(seed, s)`` inside a forked torch RNG, so nothing global is
-touched and a run resumed from a checkpoint (even mid-epoch) continues exactly as an
-uninterrupted one.
+dropout masks of step ``s`` from a generator seeded with ``(seed, s)``
+(:func:`pharmafl.model.dropout.seeded_randomness`), so nothing global is touched, trainers in
+threads of one process do not disturb each other, and a run resumed from a checkpoint (even
+mid-epoch) continues exactly as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from pharmafl.model.batching import (
 )
 from pharmafl.model.config import ModelConfig, SparseTrunkConfig, TrainConfig
 from pharmafl.model.data import PreparedData
+from pharmafl.model.dropout import seeded_randomness
 from pharmafl.model.heads import HeadOutput, censored_mse_loss, classification_loss
 from pharmafl.model.multitask import TRUNK_PREFIX, MultiTaskModel, export_trunk, import_trunk
 from pharmafl.model.optim import build_optimizer, learning_rate, set_learning_rate
@@ -295,8 +297,7 @@ class LocalTrainer:
         inputs = self.inputs(rows)
         labels = self.labels(rows)
         self.model.train()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self._step_seed(self.step))
+        with seeded_randomness(self.model, self._step_seed(self.step)):
             out = self.model(inputs, head=self.head_name)
             loss = self.batch_loss(out, labels, len(rows))
             loss.backward()

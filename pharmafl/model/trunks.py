@@ -18,6 +18,7 @@ from torch import nn
 from pharmafl.common.errors import ConfigError
 from pharmafl.model.batching import SparseBatch
 from pharmafl.model.config import GraphTrunkConfig, SparseTrunkConfig
+from pharmafl.model.dropout import SeededDropout
 from pharmafl.model.sparse_linear import SparseLinear
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -70,7 +71,7 @@ class SparseInputTrunk(nn.Module):
         self.layers = nn.ModuleList(
             nn.Sequential(
                 _ACTIVATIONS[non_linearity](),
-                nn.Dropout(self.dropouts[i - 1]),
+                SeededDropout(self.dropouts[i - 1]),
                 nn.Linear(self.hidden_sizes[i - 1], self.hidden_sizes[i]),
             )
             for i in range(1, len(self.hidden_sizes))
@@ -230,7 +231,7 @@ class GraphTrunk(nn.Module):
         h = self.hidden_size
         self.atom_embedding = _CategoricalEmbedding(self.atom_cardinalities, h)
         self.bond_embedding = _CategoricalEmbedding(self.bond_cardinalities, h)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = SeededDropout(dropout)
         self.convs = nn.ModuleList()
         self.norms = nn.ModuleList()
         self.attentivefp: nn.Module | None = None

@@ -25,6 +25,7 @@ only ``metrics.json`` is kept for such a run (no weights: the model was a measur
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import json
@@ -47,6 +48,7 @@ from pharmafl.common.io import (
     atomic_write_text,
     sha256_bytes,
 )
+from pharmafl.common.settings import get_settings
 from pharmafl.contract import (
     PartnerRoundReport,
     PartnerUtilityReport,
@@ -95,12 +97,23 @@ log = logging.getLogger(__name__)
 
 SHARED_VALIDATION_METRICS = ("roc_auc", "auc_pr")
 
-# torch's CPU generator is process-global and the trainer seeds it per step (fork_rng +
-# manual_seed); partners training in threads of one process (the embedded launcher) would
-# otherwise draw each other's dropout masks and initial head weights, and a run would not be
-# reproducible (nor would --resume reach the uninterrupted run's trunk). Only model building
-# and training hold it; the secure-aggregation stages run concurrently.
-_TORCH_RNG = threading.Lock()
+
+_SLOTS: dict[int, threading.Semaphore] = {}
+_SLOTS_LOCK = threading.Lock()
+
+
+def training_slot() -> contextlib.AbstractContextManager[object]:
+    """A place among the partners training at once in this process (``PHARMAFL_PARALLEL_
+    PARTNERS``; 0, the default, admits all). Partners in threads of one process (the embedded
+    launcher) train concurrently: each trainer draws its randomness from generators of its
+    own (:mod:`pharmafl.model.dropout`), so the result is the same as one after another.
+    Only training is limited; the secure-aggregation stages, which wait for every partner,
+    never hold a slot."""
+    n = get_settings().parallel_partners
+    if n == 0:
+        return contextlib.nullcontext()
+    with _SLOTS_LOCK:
+        return _SLOTS.setdefault(n, threading.Semaphore(n))
 
 
 @dataclass
@@ -561,7 +574,7 @@ def _train(
     validation scalars the partner shares."""
     layout = TrunkLayout.of(global_state)
     reference = {k: torch.from_numpy(v.copy()) for k, v in global_state.items()}
-    with _TORCH_RNG:
+    with training_slot():
         trainer = _trainer(pdir, state, spec, me)
         steps = max(spec.local.min_steps, round(spec.local.epochs * trainer.steps_per_epoch))
         trainer.train(
@@ -605,7 +618,7 @@ def partner_finish(
     with state.reveals.exclusive(spec):
         state.settle(spec)
         global_state = _global_trunk(store, who, spec, timeout_s)
-        with _TORCH_RNG:
+        with training_slot():
             report = _finish(pdir, state, spec, who.identity.id, global_state)
     if local is not None:
         utility = PartnerUtilityReport(

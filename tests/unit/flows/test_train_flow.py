@@ -3,6 +3,7 @@ and pharmafl errors that come back as clean failures (no traceback in what Prefe
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 from flows.launchers import EmbeddedLauncher
 from pharmafl.common.errors import FederationError
 from pharmafl.contract import FederationPlan, LocalTrainingSpec
+from pharmafl.layout import PartnerLayout
 from pharmafl.simulate.federation import setup_federation
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -100,6 +102,58 @@ def test_train_flow_runs_one_embedded_round(
     assert flow_run_id is not None
     messages = [log.message for log in _logs(flow_run_id)]
     assert any("round 0: 3 contributors, 0 dropped" in m for m in messages), messages
+
+
+def _overlap(spans: list[tuple[float, float]]) -> int:
+    """The most spans open at one moment."""
+    events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
+    most = now = 0
+    for _, step in events:
+        now += step
+        most = max(most, now)
+    return most
+
+
+def test_partners_train_at_once_with_the_one_after_another_result(
+    prefect_harness: None,
+    prepared_consortium: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Embedded partners train concurrently (issue 16): same trunk and same private models as
+    with PHARMAFL_PARALLEL_PARTNERS=1, which trains them one after another."""
+    from flows.train import train_flow
+    from pharmafl.model import LocalTrainer
+
+    spans: list[tuple[float, float]] = []
+    real_train = LocalTrainer.train
+
+    def timed(self: LocalTrainer, *args: Any, **kwargs: Any) -> Any:
+        t0 = time.monotonic()
+        try:
+            return real_train(self, *args, **kwargs)
+        finally:
+            spans.append((t0, time.monotonic()))
+
+    monkeypatch.setattr(LocalTrainer, "train", timed)
+    out = {}
+    for slots in ("1", "0"):
+        monkeypatch.setenv("PHARMAFL_PARALLEL_PARTNERS", slots)
+        spans.clear()
+        cdir = _federation(prepared_consortium, tmp_path / f"c{slots}")
+        state = train_flow(str(cdir), return_state=True)
+        assert state.is_completed(), state.message
+        models = {
+            p: json.loads(PartnerLayout(cdir / "partners" / p).federated_metrics.read_text())
+            for p in PARTNERS
+        }
+        out[slots] = (state.result().final_trunk_sha256, models, _overlap(spans))
+    (serial_trunk, serial_models, serial_most), (trunk, models, most) = out["1"], out["0"]
+    assert serial_most == 1 and most >= 2
+    assert trunk == serial_trunk
+    for p in PARTNERS:  # the private heads' scores, to the last digit
+        for split in ("validation", "test"):
+            assert models[p][split] == serial_models[p][split]
 
 
 def test_a_pharmafl_error_is_a_clean_failure(
