@@ -59,6 +59,10 @@ log = logging.getLogger(__name__)
 PARTNER_ENTRYPOINT = "flows.partner_round.partner_round_flow"
 #: Seconds between the worker's heartbeats (Prefect's default: 30).
 HEARTBEAT_S = 5
+#: Seconds between the worker's polls for runs to start (Prefect's default: 10, which a
+#: round pays up to twice: its partner round and its final evaluation, each a flow run the
+#: operator waits for). One poll a second per partner is no load for the API.
+QUERY_S = 1
 #: Environment of the worker (and so of every flow run it starts).
 WORKER_ENV = {
     "DO_NOT_TRACK": "1",
@@ -256,11 +260,12 @@ def worker_command(config: PartnerServeConfig, partner: str) -> list[str]:
 
 def worker_env(config: PartnerServeConfig, api_url: str) -> dict[str, str]:
     """The worker's environment: this one, plus the API URL, telemetry off, no results, and
-    a heartbeat every :data:`HEARTBEAT_S` unless one is set (the operator counts a worker
-    silent for three heartbeats as offline)."""
+    a heartbeat every :data:`HEARTBEAT_S` and a poll for runs every :data:`QUERY_S` unless
+    they are set (the operator counts a worker silent for four heartbeats as offline)."""
     env = dict(os.environ)
     env.update(WORKER_ENV)
     env.setdefault("PREFECT_WORKER_HEARTBEAT_SECONDS", str(HEARTBEAT_S))
+    env.setdefault("PREFECT_WORKER_QUERY_SECONDS", str(QUERY_S))
     env["PREFECT_API_URL"] = api_url
     if not config.logs_to_api:
         env["PREFECT_LOGGING_TO_API_ENABLED"] = "false"

@@ -221,7 +221,6 @@ class PrefectServer:
         (cwd / "tmp").mkdir(parents=True, exist_ok=True)
         env = self.env(
             PREFECT_HOME=str(cwd / ".prefect"),
-            PREFECT_WORKER_QUERY_SECONDS="1",  # default 10 s: 3 waits per round
             TMPDIR=str(cwd / "tmp"),
         )
         cmd = [sys.executable, "-c", "from pharmafl.cli.main import main; main()"]

@@ -182,6 +182,7 @@ def test_worker_command_and_environment(tmp_path: Path) -> None:
     assert env["PREFECT_LOGGING_TO_API_ENABLED"] == "false"
     assert env["PREFECT_API_URL"] == "http://127.0.0.1:1/api"
     assert env["PREFECT_WORKER_HEARTBEAT_SECONDS"] == "5"  # the operator's sign of life
+    assert env["PREFECT_WORKER_QUERY_SECONDS"] == "1"  # a round waits ≤ 1 s for its pick-up
     wdir = worker_dir("x")
     try:
         assert wdir.is_dir() and not any(wdir.iterdir())  # nothing to copy into flow runs
