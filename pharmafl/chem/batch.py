@@ -43,6 +43,9 @@ from pharmafl.common.secret import ConsortiumKey
 logger = logging.getLogger(__name__)
 
 REJECTION_COLUMNS: tuple[str, ...] = ("row", "reason", "message")
+#: How the message of a failure that no stage anticipated starts (``unexpected KeyError during
+#: scaffold.``): such a rejection may be transient, so :mod:`pharmafl.chem.cache` never keeps it.
+UNEXPECTED_PREFIX = "unexpected "
 
 
 def _empty_rejections() -> pd.DataFrame:
@@ -113,6 +116,32 @@ class DescribedBatch:
             rejections=_empty_rejections(),
         )
 
+    def take(self, items: Sequence[int] | np.ndarray) -> DescribedBatch:
+        """A batch whose input ``i`` is this batch's input ``items[i]`` (repeats allowed).
+
+        For a batch that describes inputs ``0 … n-1`` completely (each one a row or a
+        rejection, as :func:`describe_structures` returns): successes and rejections alike are
+        carried over, in the order of ``items``.
+        """
+        src = np.asarray(items, dtype=np.int64).reshape(-1)
+        position = np.full(len(self.row_ids) + len(self.rejections), -1, dtype=np.int64)
+        position[self.row_ids] = np.arange(len(self.row_ids), dtype=np.int64)
+        pos = position[src]
+        ok = pos >= 0
+        out = self.select(pos[ok])
+        out.row_ids = np.flatnonzero(ok).astype(np.int64)
+        bad_rows = np.flatnonzero(~ok)
+        if len(bad_rows):
+            picked = self.rejections.set_index("row").loc[src[bad_rows]]
+            out.rejections = pd.DataFrame(
+                {
+                    "row": bad_rows.astype(np.int64),
+                    "reason": picked["reason"].to_numpy(dtype=object),
+                    "message": picked["message"].to_numpy(dtype=object),
+                }
+            )
+        return out
+
 
 class _Worker:
     """Everything one process needs, built once: standardizer, permutation, fold cache."""
@@ -160,7 +189,9 @@ class _Worker:
                 continue
             except Exception as exc:  # never raise for one molecule
                 logger.debug("unexpected %s at stage %s, row %d", type(exc).__name__, stage, i)
-                rejected.append((i, stage, f"unexpected {type(exc).__name__} during {stage}."))
+                rejected.append(
+                    (i, stage, f"{UNEXPECTED_PREFIX}{type(exc).__name__} during {stage}.")
+                )
                 continue
             rows.append(i)
             canon.append(can)
@@ -355,7 +386,7 @@ def describe_structures(
     if workers < 0:
         raise ChemistryError(f"workers must be >= 0, got {workers}.")
     items = list(smiles)
-    unique, inverse = _unique_smiles(items)
+    unique, inverse = unique_smiles(items)
     if len(unique) == len(items):
         return _describe_all(
             items, params, key, workers, chunk_size, progress, with_graphs, with_folds
@@ -369,10 +400,10 @@ def describe_structures(
     )
     if progress is not None:
         progress(len(items) - len(unique))
-    return _expand_repeats(done, inverse)
+    return done.take(inverse)
 
 
-def _unique_smiles(items: list[Any]) -> tuple[list[Any], np.ndarray]:
+def unique_smiles(items: list[Any]) -> tuple[list[Any], np.ndarray]:
     """First occurrences of each SMILES text (non-text values are never merged) and, for every
     input position, its index among them."""
     first: dict[str, int] = {}
@@ -389,27 +420,6 @@ def _unique_smiles(items: list[Any]) -> tuple[list[Any], np.ndarray]:
             unique.append(s)
         inverse[i] = j
     return unique, inverse
-
-
-def _expand_repeats(done: DescribedBatch, inverse: np.ndarray) -> DescribedBatch:
-    position = np.full(int(inverse.max()) + 1 if len(inverse) else 0, -1, dtype=np.int64)
-    position[done.row_ids] = np.arange(len(done.row_ids), dtype=np.int64)
-    pos = position[inverse]
-    ok = pos >= 0
-    out = done.select(pos[ok])
-    out.row_ids = np.flatnonzero(ok).astype(np.int64)
-    bad_rows = np.flatnonzero(~ok)
-    if len(bad_rows):
-        by_unique = done.rejections.set_index("row")
-        picked = by_unique.loc[inverse[bad_rows]]
-        out.rejections = pd.DataFrame(
-            {
-                "row": bad_rows.astype(np.int64),
-                "reason": picked["reason"].to_numpy(dtype=object),
-                "message": picked["message"].to_numpy(dtype=object),
-            }
-        )
-    return out
 
 
 def _describe_all(
@@ -483,8 +493,10 @@ def _pool_task(smiles: list[Any], with_graphs: bool, with_folds: bool) -> Descri
 
 __all__ = [
     "REJECTION_COLUMNS",
+    "UNEXPECTED_PREFIX",
     "DescribedBatch",
     "describe_chunk",
     "describe_structures",
     "merge_batches",
+    "unique_smiles",
 ]
