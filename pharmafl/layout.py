@@ -5,8 +5,8 @@ its partners agree to lay out on one machine) holds::
 
     CONSORTIUM_DIR/
       operator/        OperatorLayout: identity, roster, plan, state, ledger, runs, study
-      partners/<id>/   PartnerLayout: exports, key, prepared/, models/, identity, roster pin,
-                       the ledger heads it saw
+      partners/<id>/   PartnerLayout: exports, key, prepared/, cache/, models/, identity,
+                       roster pin, the ledger heads it saw
       exchange/        the exchange store of the embedded default
       report/          summary.json + report.html
       demo.json        only in a ``pharmafl demo`` output: the demo's settings
@@ -58,6 +58,10 @@ CONTRIBUTION_FILE = "contribution.json"
 
 PREPARED_DIR = "prepared"
 MANIFEST_FILE = "manifest.json"
+#: A partner's private caches (never shared, safe to delete: they only save time).
+CACHE_DIR = "cache"
+PREPARE_CACHE_DIR = "prepare"
+DESCRIBE_CACHE_FILE = "describe.npz"
 MODELS_DIR = "models"
 LOCAL_MODEL = "local"
 FEDERATED_MODEL = "federated"
@@ -227,6 +231,16 @@ class PartnerLayout(_PartyLayout):
         return _child(self.root, PREPARED_DIR, MANIFEST_FILE)
 
     @property
+    def prepare_cache(self) -> Path:
+        """``cache/prepare/``: what ``prepare`` keeps between runs (private, disposable)."""
+        return _child(self.root, CACHE_DIR, PREPARE_CACHE_DIR)
+
+    @property
+    def describe_cache(self) -> Path:
+        """The per-molecule results of the last ``prepare`` (pharmafl.chem.cache)."""
+        return _child(self.prepare_cache, DESCRIBE_CACHE_FILE)
+
+    @property
     def models(self) -> Path:
         return _child(self.root, MODELS_DIR)
 
@@ -306,12 +320,14 @@ class ConsortiumLayout:
 __all__ = [
     "AGGREGATED_STARTS_FILE",
     "BEST_TRUNK_FILE",
+    "CACHE_DIR",
     "CHECKPOINT_FILE",
     "CONSORTIUM_FILE",
     "CONTRIBUTION_DIR",
     "CONTRIBUTION_FILE",
     "ConsortiumLayout",
     "DEMO_FILE",
+    "DESCRIBE_CACHE_FILE",
     "EXCHANGE_DIR",
     "FEDERATED_MODEL",
     "FINAL_TRUNK_FILE",
@@ -334,6 +350,7 @@ __all__ = [
     "POOLED_DIR",
     "POOLED_MODEL",
     "PREPARED_DIR",
+    "PREPARE_CACHE_DIR",
     "PartnerLayout",
     "REPORT_DIR",
     "REPORT_FILE",
