@@ -13,6 +13,12 @@ from pharmafl.chem.batch import (
     describe_structures,
     merge_batches,
 )
+from pharmafl.chem.cache import (
+    CacheReport,
+    DescribeCache,
+    cache_scope,
+    describe_with_cache,
+)
 from pharmafl.chem.consistency import (
     REFERENCE_SET,
     ReferenceMolecule,
@@ -54,7 +60,9 @@ __all__ = [
     "ACYCLIC_FOLD_TEXT",
     "ATOM_FEATURES",
     "BOND_FEATURES",
+    "CacheReport",
     "DEFAULT_GRAPH_VOCABULARY",
+    "DescribeCache",
     "DescribedBatch",
     "FoldAssigner",
     "GraphVocabulary",
@@ -69,11 +77,13 @@ __all__ = [
     "SCHEMA_MODELS",
     "Standardizer",
     "assign_fold",
+    "cache_scope",
     "chunk_bounds",
     "consistency_components",
     "consistency_hash",
     "describe_chunk",
     "describe_structures",
+    "describe_with_cache",
     "encode_graph",
     "fold_scaffold",
     "get_standardizer",
