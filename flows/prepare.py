@@ -101,8 +101,13 @@ def prepare_flow(
     chunk_size: int = 2000,
     engine: Literal["processes", "dask"] = "processes",
     show_progress: bool = False,
+    cache: bool = True,
 ) -> dict[str, Any]:
-    """Prepare one partner's data; returns the manifest (counts and hashes only)."""
+    """Prepare one partner's data; returns the manifest (counts and hashes only).
+
+    ``cache``: reuse the per-molecule results of earlier runs (the partner's private
+    ``cache/prepare/``); only the new structures are described, on either engine.
+    """
     logger = get_run_logger()
     logger.info("prepare: partner folder %s", Path(partner_dir).name)
     describer = None
@@ -133,12 +138,16 @@ def prepare_flow(
                 describer=describer,
                 progress=progress,
                 total=total,
+                cache=cache,
             ),
         )
     c = result.manifest.counts
+    cached = sum(int(s.counts.get("cached", 0)) for s in result.steps)
     logger.info(
-        "prepare: %d compounds → %d rows, %d classification + %d regression tasks in %.1f s",
+        "prepare: %d compounds (%d from the cache) → %d rows, %d classification + %d "
+        "regression tasks in %.1f s",
         c.compounds_input,
+        cached,
         c.descriptor_vectors,
         c.classification_tasks,
         c.regression_tasks,
@@ -155,6 +164,7 @@ def run_prepare(
     engine: Literal["processes", "dask"] = "processes",
     dask_address: str | None = None,
     show_progress: bool = False,
+    cache: bool = True,
 ) -> dict[str, Any]:
     """Run :func:`prepare_flow` with the task runner the engine needs."""
     os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -188,6 +198,7 @@ def run_prepare(
         chunk_size=chunk_size,
         engine=engine,
         show_progress=show_progress,
+        cache=cache,
     )
 
 

@@ -39,6 +39,13 @@ def prepare(
         None, help="Address of a running Dask scheduler (engine=dask); default: local cluster."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    cache: bool = typer.Option(
+        True,
+        "--cache/--no-cache",
+        help="Reuse each unchanged structure's standardization, descriptors and fold from "
+        "earlier runs (PARTNER_DIR/cache/prepare/, invalid once the parameters, key or "
+        "versions change); --no-cache describes every structure and leaves the cache alone.",
+    ),
 ) -> None:
     """Validate, standardize, describe, fold and build tasks into PARTNER_DIR/prepared/."""
     from flows.prepare import run_prepare
@@ -56,6 +63,7 @@ def prepare(
             engine=eng,
             dask_address=dask_address,
             show_progress=not quiet,
+            cache=cache,
         )
     summary = (prepared / "summary.txt").read_text(encoding="utf-8")
     typer.echo(summary)

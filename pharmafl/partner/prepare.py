@@ -5,10 +5,18 @@ describe, fold, aggregate, threshold, filter, matrices) with the per-molecule wo
 one pass per molecule, in parallel chunks (:func:`pharmafl.chem.describe_structures`), or on
 any executor the caller provides (the Prefect flow passes its task runner).
 Everything is written into a temporary folder that replaces ``prepared/`` only when complete.
+
+Incremental: each structure's per-molecule result is kept in the partner's private cache
+(:mod:`pharmafl.chem.cache`, ``PARTNER_DIR/cache/prepare/``), scoped by the parameters, the
+key, the versions and the code, so a rerun after adding compounds describes only the new ones
+and writes the same bytes as a full run. The run report's describe step counts them
+(``cached``); ``PrepareOptions(cache=False)`` (``pharmafl prepare --no-cache``) neither reads
+nor writes it.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -24,11 +32,15 @@ import rdkit
 
 from pharmafl import __version__
 from pharmafl.chem import (
+    DescribeCache,
     DescribedBatch,
+    cache_scope,
     consistency_hash,
     describe_structures,
+    describe_with_cache,
     prestart_workers,
 )
+from pharmafl.chem.pool import MIN_PARALLEL
 from pharmafl.common.errors import ConsistencyError, PreparationError
 from pharmafl.common.io import atomic_directory, atomic_write_json, atomic_write_text, sha256_file
 from pharmafl.common.params import ConsortiumParameters, load_consortium_parameters
@@ -60,7 +72,9 @@ class PrepareOptions:
     """How to run one preparation (machine-local choices, not consortium parameters)."""
 
     workers: int = 0
-    """Worker processes for the per-molecule work; 0 = all cores."""
+    """Worker processes for the per-molecule work; 0 = all cores. Fewer than
+    :data:`~pharmafl.chem.pool.MIN_PARALLEL` structures to describe (a small partner, a
+    refresh) run in this process: starting processes would cost more than they save."""
     chunk_size: int = 2000
     describer: Describer | None = None
     """Replace the built-in process pool (the Prefect flow passes its task runner here)."""
@@ -69,6 +83,9 @@ class PrepareOptions:
     total: Callable[[int], None] | None = None
     """Called once with the number of molecules to describe (a progress bar's total)."""
     with_graphs: bool = True
+    cache: bool = True
+    """Reuse the per-molecule results of earlier runs (``PARTNER_DIR/cache/prepare/``) and
+    keep this run's; False neither reads nor writes the cache."""
 
 
 @dataclass
@@ -132,20 +149,42 @@ def _workers(n: int) -> int:
     return n if n > 0 else max(1, os.cpu_count() or 1)
 
 
-def _describe(ctx: PartnerContext, smiles: Sequence[str], opts: PrepareOptions) -> DescribedBatch:
-    if opts.total is not None:
-        opts.total(len(smiles))
+def _describe_fresh(
+    ctx: PartnerContext, opts: PrepareOptions, smiles: Sequence[str]
+) -> DescribedBatch:
     if opts.describer is not None:
         return opts.describer(smiles, ctx.params, ctx.key)
     return describe_structures(
         smiles,
         ctx.params,
         ctx.key,
-        workers=_workers(opts.workers),
+        workers=_workers(opts.workers) if len(smiles) >= MIN_PARALLEL else 1,
         chunk_size=opts.chunk_size,
         progress=opts.progress,
         with_graphs=opts.with_graphs,
     )
+
+
+def _describe(
+    ctx: PartnerContext, smiles: Sequence[str], opts: PrepareOptions
+) -> tuple[DescribedBatch, int]:
+    """Describe every structure; also return how many input rows came from the cache."""
+    if opts.total is not None:
+        opts.total(len(smiles))
+    fresh = functools.partial(_describe_fresh, ctx, opts)
+    if not opts.cache:
+        return fresh(smiles), 0
+    scope = cache_scope(ctx.params, ctx.key, with_graphs=opts.with_graphs, with_folds=True)
+    cache = DescribeCache(PartnerLayout(ctx.partner_dir).describe_cache, scope)
+    batch, report = describe_with_cache(smiles, fresh, cache, progress=opts.progress)
+    log.info(
+        "prepare: %d of %d structures from the cache (%s), %d described",
+        report.cached,
+        len(smiles),
+        report.state,
+        report.described,
+    )
+    return batch, report.cached
 
 
 class _Steps:
@@ -180,9 +219,12 @@ def _ingest(ctx: PartnerContext, steps: _Steps) -> IngestResult:
 def _describe_all(
     ctx: PartnerContext, t2: pd.DataFrame, opts: PrepareOptions, steps: _Steps
 ) -> DescribedBatch:
-    batch = _describe(ctx, t2["smiles"].tolist(), opts)
+    batch, cached = _describe(ctx, t2["smiles"].tolist(), opts)
     steps.done(
-        "standardize_describe_fold", succeeded=len(batch.row_ids), rejected=len(batch.rejections)
+        "standardize_describe_fold",
+        succeeded=len(batch.row_ids),
+        rejected=len(batch.rejections),
+        cached=cached,
     )
     if len(batch.row_ids) == 0:
         raise PreparationError(
@@ -422,6 +464,7 @@ def render_summary(report: RunReport) -> str:
         f"tasks: {c.classification_tasks} classification ({c.classification_labels} labels), "
         f"{c.regression_tasks} regression ({c.regression_values} values)",
         f"rows per fold: {c.rows_per_fold}",
+        *_cache_line(report),
         "",
         "rejections (details in run_report.json):",
     ]
@@ -430,6 +473,16 @@ def render_summary(report: RunReport) -> str:
     for k, v in report.rejection_counts.items():
         lines.append(f"  {k:<40} {v}")
     return "\n".join(lines) + "\n"
+
+
+def _cache_line(report: RunReport) -> list[str]:
+    cached = sum(int(s.counts.get("cached", 0)) for s in report.steps)
+    if not cached:
+        return []
+    return [
+        f"cache: {cached} of {report.manifest.counts.compounds_input} structures' "
+        "standardization, descriptors and folds reused from an earlier run"
+    ]
 
 
 __all__ = [

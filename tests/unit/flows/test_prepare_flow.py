@@ -16,7 +16,8 @@ MATRICES = ("cls_T11_x.npz", "cls_T10_y.npz", "reg_T10_y.npz", "cls_T11_fold_vec
 
 
 def _copy(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("prepared"))
+    # Without the source's per-molecule cache, so that each engine describes every structure.
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("prepared", "cache"))
     os.chmod(dst / "key.json", 0o600)
     return dst
 
@@ -29,8 +30,10 @@ def test_flow_gives_the_library_result(
 
     src = sorted((prepared_consortium / "partners").iterdir())[0]
     partner = _copy(src, tmp_path / "p")
-    manifest = run_prepare(partner, workers=2, chunk_size=100, engine=engine)  # type: ignore[arg-type]
+    cache = engine == "dask"  # --no-cache on one engine: nothing read or written
+    manifest = run_prepare(partner, workers=2, chunk_size=100, engine=engine, cache=cache)  # type: ignore[arg-type]
     assert manifest["partner_name"] == src.name
+    assert (partner / "cache" / "prepare" / "describe.npz").is_file() == cache
     for name in MATRICES:
         assert (partner / "prepared" / name).read_bytes() == (src / "prepared" / name).read_bytes()
 
