@@ -22,17 +22,34 @@ ingest passes on to chemistry) go through TUNER's literal per-compound chemistry
 - a *calibrated TUNER end-to-end estimate*, the literal chemistry seconds × 180/169 (169 s
   of TUNER's 180 s were its chemistry steps), and pharmafl's ratio against that.
 
+``--refresh`` measures incremental preparation instead (issue 16, item 5): a full ``prepare``
+of ``--compounds`` compounds (the cache cold), then the same export plus ``--added`` (5 %) new
+compounds with their measurements, prepared again with the cache warm; it prints both times,
+their ratio (target ≤ 0.10), and whether every output equals a from-scratch ``--no-cache`` run
+on the final export in a fresh copy of the partner (byte for byte; ``manifest.json``,
+``run_report.json`` and ``summary.txt`` compared without their run-specific fields: times,
+durations and the ``cached`` count).
+
+Input: FS-Mol from ``pharmafl.common.settings.data_dir`` (``PHARMAFL_DATA_DIR``, else
+``../shared/data``, else the shipped extract ``data/extract/``, whose 34,819 structures
+suffice for 21,000).
+
 Usage::
 
     .venv/bin/python benchmarks/prepare.py --compounds 20000 --workers 1 2 [--all] [--json]
         [--no-tuner-reference]
+    .venv/bin/python benchmarks/prepare.py --refresh [--compounds 20000] [--added 0.05]
+        [--workers 2] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import filecmp
 import json
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,10 +68,12 @@ TUNER_CHEMISTRY_SECONDS = 169.0
 _CHILD = """
 import json, sys, time
 from pharmafl.partner.prepare import PrepareOptions, prepare_partner
+cache = sys.argv[3:] != ["no-cache"]
 t = time.perf_counter()
-r = prepare_partner(sys.argv[1], PrepareOptions(workers=int(sys.argv[2])))
+r = prepare_partner(sys.argv[1], PrepareOptions(workers=int(sys.argv[2]), cache=cache))
 print(json.dumps({"seconds": time.perf_counter() - t,
                   "steps": {s.name: s.seconds for s in r.steps},
+                  "cached": sum(int(s.counts.get("cached", 0)) for s in r.steps),
                   "compounds": r.manifest.counts.compounds_input,
                   "rows": r.manifest.counts.descriptor_vectors,
                   "cls_tasks": r.manifest.counts.classification_tasks,
@@ -97,10 +116,12 @@ def _tree_rss(proc: psutil.Process) -> int:
     return total
 
 
-def _run_child(code: str, partner_dir: Path, workers: int) -> tuple[dict[str, Any], int]:
+def _run_child(
+    code: str, partner_dir: Path, workers: int, *extra: str
+) -> tuple[dict[str, Any], int]:
     """Run ``code`` in a fresh interpreter; return its last JSON line and the peak tree RSS."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", code, str(partner_dir), str(workers)],
+        [sys.executable, "-c", code, str(partner_dir), str(workers), *extra],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -116,9 +137,13 @@ def _run_child(code: str, partner_dir: Path, workers: int) -> tuple[dict[str, An
     return res, peak
 
 
-def run_one(partner_dir: Path, workers: int) -> dict[str, Any]:
-    """Run one preparation in a subprocess; return its timings and peak tree RSS."""
-    res, peak = _run_child(_CHILD, partner_dir, workers)
+def run_one(partner_dir: Path, workers: int, *, cache: bool = False) -> dict[str, Any]:
+    """Run one preparation in a subprocess; return its timings and peak tree RSS.
+
+    Without ``cache`` every structure is described (the throughput runs prepare one folder at
+    several worker counts: a warm cache would time the second from the first's results).
+    """
+    res, peak = _run_child(_CHILD, partner_dir, workers, *([] if cache else ["no-cache"]))
     res["workers"] = workers
     res["peak_rss_gib"] = round(peak / 2**30, 3)
     res["compounds_per_s"] = round(res["compounds"] / res["seconds"], 1)
@@ -202,6 +227,110 @@ def make_partner(root: Path, compounds: int | None, seed: int) -> Path:
     return out
 
 
+#: What may differ between two preparations of the same input: when and how long they ran,
+#: and how much came from the cache. Everything else must be byte-identical.
+_RUN_SPECIFIC = ("created_at", "wall_seconds")
+
+
+def _comparable(name: str, text: str) -> Any:
+    """A run document without its run-specific fields."""
+    if name == "summary.txt":  # the header's date and seconds, each step's seconds, the cache
+        lines = text.splitlines()[1:]
+        return [
+            re.sub(r"(, )?cached=\d+|\s+[0-9.]+ s\b", "", ln)
+            for ln in lines
+            if not ln.startswith("cache: ")
+        ]
+    doc = json.loads(text)
+    manifest = doc.get("manifest", doc)
+    for k in _RUN_SPECIFIC:
+        manifest.pop(k, None)
+    for step in doc.get("steps", []):
+        step.pop("seconds", None)
+        step["counts"].pop("cached", None)
+    return doc
+
+
+def differing_outputs(a: Path, b: Path) -> list[str]:
+    """Files of ``prepared/`` folders ``a`` and ``b`` that differ (beyond run-specific fields)."""
+    names = sorted({p.name for p in a.iterdir()} | {p.name for p in b.iterdir()})
+    out = []
+    for name in names:
+        fa, fb = a / name, b / name
+        if not (fa.is_file() and fb.is_file()):
+            out.append(name)
+        elif name in ("manifest.json", "run_report.json", "summary.txt"):
+            ta, tb = fa.read_text(encoding="utf-8"), fb.read_text(encoding="utf-8")
+            if _comparable(name, ta) != _comparable(name, tb):
+                out.append(name)
+        elif not filecmp.cmp(fa, fb, shallow=False):
+            out.append(name)
+    return out
+
+
+def run_refresh(
+    root: Path, compounds: int, added: float, workers: int, seed: int
+) -> dict[str, Any]:
+    """Full prepare of ``compounds`` compounds, then a refresh with ``added`` × more; compare
+    the refresh's outputs with a from-scratch run on the final export."""
+    import numpy as np
+    import pandas as pd
+
+    n_new = round(compounds * added)
+    partner = make_partner(root, compounds + n_new, seed)
+    export = partner / "raw" / "export.csv"
+    final = pd.read_csv(export, dtype=str, keep_default_na=False)
+    ids = final["compound_id"].drop_duplicates().to_numpy()
+    new = np.random.default_rng(seed + 1).choice(ids, size=n_new, replace=False)
+    final.to_csv(root / "final.csv", index=False)
+    final[~final["compound_id"].isin(new)].to_csv(export, index=False)
+    full = run_one(partner, workers, cache=True)  # cold: every structure is described
+    shutil.copyfile(root / "final.csv", export)  # the same export plus the new compounds
+    refresh = run_one(partner, workers, cache=True)
+    scratch = root / "scratch"
+    shutil.copytree(partner, scratch, ignore=shutil.ignore_patterns("prepared", "cache"))
+    (scratch / "key.json").chmod(0o600)
+    reference = run_one(scratch, workers, cache=False)
+    differing = differing_outputs(partner / "prepared", scratch / "prepared")
+    return {
+        "workers": workers,
+        "compounds": full["compounds"],
+        "compounds_final": refresh["compounds"],
+        "added": refresh["compounds"] - full["compounds"],
+        "full_seconds": round(full["seconds"], 2),
+        "refresh_seconds": round(refresh["seconds"], 2),
+        "refresh_cached": refresh["cached"],
+        "ratio": round(refresh["seconds"] / full["seconds"], 3),
+        "scratch_seconds": round(reference["seconds"], 2),
+        "ratio_vs_scratch": round(refresh["seconds"] / reference["seconds"], 3),
+        "identical": not differing,
+        "differing_files": differing,
+        "full_steps": full["steps"],
+        "refresh_steps": refresh["steps"],
+        "peak_rss_gib": round(max(full["peak_rss_gib"], refresh["peak_rss_gib"]), 3),
+    }
+
+
+def _refresh_lines(r: dict[str, Any]) -> str:
+    same = (
+        "IDENTICAL to a from-scratch --no-cache run on the final export (every file byte "
+        "for byte; manifest, run report and summary without their times and cached count)"
+        if r["identical"]
+        else f"DIFFERENT from a from-scratch run: {r['differing_files']}"
+    )
+    return (
+        f"full prepare, {r['compounds']} compounds, cache cold, {r['workers']} worker(s): "
+        f"{r['full_seconds']:7.1f} s; steps {r['full_steps']}\n"
+        f"refresh, {r['compounds_final']} compounds (+{r['added']} new, "
+        f"{r['refresh_cached']} from the cache): {r['refresh_seconds']:7.1f} s; "
+        f"steps {r['refresh_steps']}\n"
+        f"refresh / full = {r['ratio']:.3f} (target <= 0.10); from-scratch run on the final "
+        f"export {r['scratch_seconds']:.1f} s, refresh / that = {r['ratio_vs_scratch']:.3f}; "
+        f"peak RSS {r['peak_rss_gib']:.2f} GiB\n"
+        f"outputs: {same}"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--compounds", type=int, default=20000)
@@ -218,7 +347,24 @@ def main() -> None:
         "with the same workers (default on; not for --all).",
     )
     ap.add_argument("--json", action="store_true", help="One JSON line per run.")
+    ap.add_argument(
+        "--refresh",
+        action="store_true",
+        help="Measure incremental preparation: a full run, then a refresh with --added more "
+        "compounds and the cache warm (largest --workers); outputs checked against a "
+        "from-scratch run.",
+    )
+    ap.add_argument(
+        "--added", type=float, default=0.05, help="--refresh: new compounds, as a fraction."
+    )
     args = ap.parse_args()
+    if args.refresh:
+        with tempfile.TemporaryDirectory(prefix="pharmafl-bench-") as tmp:
+            r = run_refresh(Path(tmp), args.compounds, args.added, max(args.workers), args.seed)
+        print(json.dumps(r) if args.json else _refresh_lines(r))
+        if not r["identical"]:
+            raise SystemExit(1)
+        return
     results = []
     with tempfile.TemporaryDirectory(prefix="pharmafl-bench-") as tmp:
         partner = make_partner(Path(tmp), args.compounds, args.seed)
