@@ -11,10 +11,17 @@ of ``prepare`` is byte-identical to a full run (tested).
 Scope
     One digest (:func:`cache_scope`) of everything that can change a molecule's result: the
     consortium parameters' canonical hash, a keyed digest of the key (HMAC-SHA256 of
-    ``"pharmafl/prepare-cache/v1"``: neither the key nor anything it could be recovered from
-    is stored), the RDKit and pharmafl versions, a digest of the chemistry source code, the
-    graph vocabulary and the describe options. A file of another scope is never used, and the
-    next save replaces it: there is one cache file, never more.
+    ``"pharmafl/prepare-cache/v1"``: the key itself is not stored, but the digest is a check
+    value against which a short key could be guessed offline, and the file pairs input texts
+    with scrambled fingerprints, as ``prepared/`` does: keep it as private as ``prepared/``),
+    the RDKit and pharmafl versions, a digest of the chemistry source code, the graph
+    vocabulary and the describe options. A file of another scope is never used, and the next
+    save replaces it: there is one cache file, never more.
+
+Integrity
+    The file is trusted as much as ``prepared/`` beside it: whoever can write the partner's
+    folder can change either. Accidental damage is caught (the zip CRC, shape checks); a
+    deliberate edit by someone with write access to the folder is not.
 
 File
     ``describe.npz``, read with ``allow_pickle=False``: the input texts, each success
@@ -90,7 +97,8 @@ def cache_scope(
     params: ConsortiumParameters, key: ConsortiumKey, *, with_graphs: bool, with_folds: bool
 ) -> str:
     """The digest a cache file must carry to be used: hex SHA-256 of everything that changes
-    a molecule's result (see the module docstring). It reveals nothing about the key."""
+    a molecule's result (see the module docstring). It holds a keyed digest of the key, not
+    the key (a check value: keep it private)."""
     doc = {
         "format": CACHE_FORMAT,
         "parameters": params.parameter_hash(),

@@ -49,13 +49,14 @@ class RuntimeSettings(BaseSettings):
         "backoff) before the run fails with a resumable error.",
     )
 
-    parallel_partners: int = Field(
-        default=0,
+    parallel_partners: int | None = Field(
+        default=None,
         ge=0,
         le=1024,
         description="Embedded launcher: how many partners train at once in the operator's "
-        "process (0 = all; 1 = one after another). Each training partner holds its model "
-        "and optimizer in memory; the result is the same for any value.",
+        "process (unset: half the cores, at least 1; 0 = all; 1 = one after another). Each "
+        "training partner holds its model and optimizer in memory, and on 2 cores training "
+        "at once gained little (benchmarks/rounds.py); the result is the same for any value.",
     )
 
     @field_validator("data_dir", mode="before")

@@ -31,6 +31,7 @@ import io
 import json
 import logging
 import math
+import os
 import shutil
 import threading
 import time
@@ -104,12 +105,14 @@ _SLOTS_LOCK = threading.Lock()
 
 def training_slot() -> contextlib.AbstractContextManager[object]:
     """A place among the partners training at once in this process (``PHARMAFL_PARALLEL_
-    PARTNERS``; 0, the default, admits all). Partners in threads of one process (the embedded
-    launcher) train concurrently: each trainer draws its randomness from generators of its
-    own (:mod:`pharmafl.model.dropout`), so the result is the same as one after another.
-    Only training is limited; the secure-aggregation stages, which wait for every partner,
-    never hold a slot."""
+    PARTNERS``; unset: half the cores, at least one; 0 admits all). Partners in threads of
+    one process (the embedded launcher) may train concurrently: each trainer draws its
+    randomness from generators of its own (:mod:`pharmafl.model.dropout`), so the result is
+    the same as one after another. Only training is limited; the secure-aggregation stages,
+    which wait for every partner, never hold a slot."""
     n = get_settings().parallel_partners
+    if n is None:
+        n = max(1, (os.cpu_count() or 2) // 2)
     if n == 0:
         return contextlib.nullcontext()
     with _SLOTS_LOCK:

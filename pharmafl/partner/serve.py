@@ -61,7 +61,8 @@ PARTNER_ENTRYPOINT = "flows.partner_round.partner_round_flow"
 HEARTBEAT_S = 5
 #: Seconds between the worker's polls for runs to start (Prefect's default: 10, which a
 #: round pays up to twice: its partner round and its final evaluation, each a flow run the
-#: operator waits for). One poll a second per partner is no load for the API.
+#: operator waits for). One poll a second per partner is no load for a self-hosted API;
+#: against Prefect Cloud, whose plans rate-limit an account's calls, Prefect's default stays.
 QUERY_S = 1
 #: Environment of the worker (and so of every flow run it starts).
 WORKER_ENV = {
@@ -265,7 +266,8 @@ def worker_env(config: PartnerServeConfig, api_url: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(WORKER_ENV)
     env.setdefault("PREFECT_WORKER_HEARTBEAT_SECONDS", str(HEARTBEAT_S))
-    env.setdefault("PREFECT_WORKER_QUERY_SECONDS", str(QUERY_S))
+    if "api.prefect.cloud" not in api_url:  # Cloud rate-limits an account's API calls
+        env.setdefault("PREFECT_WORKER_QUERY_SECONDS", str(QUERY_S))
     env["PREFECT_API_URL"] = api_url
     if not config.logs_to_api:
         env["PREFECT_LOGGING_TO_API_ENABLED"] = "false"

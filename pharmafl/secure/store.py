@@ -38,6 +38,8 @@ import logging
 import os
 import re
 import stat
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -63,6 +65,9 @@ _NAME = re.compile(r"^(?P<sender>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})\.(?P<nonce>[0-
 #: Default limit on one envelope's payload (2 GiB: a 64-bit masked update of 268 M
 #: parameters; the 64 M-parameter trunk of docs/security.md takes 256 MB in a 32-bit ring).
 MAX_ENVELOPE_BYTES = 1 << 31
+#: How long one envelope may refuse to open (permission denied) in a readable folder before
+#: it is taken for a planted file and skipped (retried with backoff meanwhile).
+PLANTED_GRACE_S = 10.0
 
 
 class ExchangeStore:
@@ -96,6 +101,8 @@ class ExchangeStore:
         self.root = root.rstrip("/") or "/"
         self.max_envelope_bytes = max_envelope_bytes
         self._local = isinstance(fs, LocalFileSystem)
+        self._denied: dict[str, float] = {}  # path -> when it was first refused to us
+        self._denied_lock = threading.Lock()
         self.outage = Outage(
             f"exchange store {self.url}",
             fix="make the store reachable, readable and writable again (its mount, "
@@ -240,18 +247,27 @@ class ExchangeStore:
             yield fh, st.st_size
 
     def _refuse_if_only_this_file(self, path: str, key: str) -> None:
-        """A file that cannot be opened while its folder can be listed was planted so (by
-        whoever else writes to the store): it is skipped like any bad envelope. Retrying it
-        would let one such file stall every reader for the retry window and then fail the
-        run. Returns (and the caller re-raises, to retry) when the folder is unreadable too:
-        then the store itself is at fault."""
+        """A file that stays unopenable while its folder can be listed was planted so (by
+        whoever else writes to the store): after :data:`PLANTED_GRACE_S` of retries it is
+        skipped like any bad envelope. Retrying it for the whole retry window would let one
+        such file stall every reader and then fail the run; skipping it at once would drop
+        a genuine envelope on a brief permission fault (an expiring NFS ticket, a chmod
+        sweeping the tree, an object store serving its listing from a cache). Returns (and
+        the caller re-raises, to retry) while in grace, or when the folder is unreadable
+        too: then the store itself is at fault."""
         folder = path.rsplit("/", 1)[0]
         try:
             self.fs.ls(folder, detail=False)
         except OSError:
             return
+        now = time.monotonic()
+        with self._denied_lock:
+            first = self._denied.setdefault(path, now)
+        if now - first < min(PLANTED_GRACE_S, self.outage.window_s / 2):
+            return
         raise EnvelopeRejectedError(
-            f"{key!r} cannot be read (permission denied) although its folder can; skipped unread."
+            f"{key!r} cannot be read (permission denied for {now - first:.0f} s) although "
+            "its folder can; skipped unread."
         )
 
     def get(self, key: str, *, max_payload: int | None = None) -> Envelope:

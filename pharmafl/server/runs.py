@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 import shutil
 from collections.abc import Iterator
@@ -21,12 +22,14 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from pharmafl.common.errors import FederationError
+from pharmafl.common.errors import FederationError, PharmaFLError
 from pharmafl.common.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from pharmafl.contract import FederationPlan, TrainSpec, format_round_id
 from pharmafl.layout import CHECKPOINT_FILE, OperatorLayout
 from pharmafl.secure import BROADCAST, AggregateResult, ExchangeStore, SecAggRoundReport
 from pharmafl.secure.envelope import VECTOR_KINDS
+
+log = logging.getLogger(__name__)
 
 
 def run_dir(operator_dir: str | Path, run_id: str | None = None) -> Path:
@@ -242,12 +245,17 @@ def release_vectors(store: ExchangeStore, run_id: str, index: int) -> int:
     of every envelope and trunk. The small signed envelopes (specs, keys, shares, survivor
     lists, reports) stay, so attempt numbering and ``run_round_ids`` still see the round.
     This keeps a run's store at about two rounds of trunks and updates, whatever its length.
-    Returns the number of attempts released.
+    Best effort: a store that refuses deletes (write-once buckets, an operator without
+    delete rights) keeps them, with one warning, and the run goes on. Returns the number of
+    attempts released.
     """
     released = 0
-    for rid in _attempts(store, run_id, index, final=False):
-        store.purge(rid, VECTOR_KINDS)
-        released += 1
+    try:
+        for rid in _attempts(store, run_id, index, final=False):
+            store.purge(rid, VECTOR_KINDS)
+            released += 1
+    except PharmaFLError as exc:  # best effort: a store that refuses deletes keeps them
+        log.warning("round %d's updates and trunk stay in the store: %s", index, exc.message)
     return released
 
 

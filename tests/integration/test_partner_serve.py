@@ -183,6 +183,8 @@ def test_worker_command_and_environment(tmp_path: Path) -> None:
     assert env["PREFECT_API_URL"] == "http://127.0.0.1:1/api"
     assert env["PREFECT_WORKER_HEARTBEAT_SECONDS"] == "5"  # the operator's sign of life
     assert env["PREFECT_WORKER_QUERY_SECONDS"] == "1"  # a round waits ≤ 1 s for its pick-up
+    cloud = worker_env(cfg, "https://api.prefect.cloud/api/accounts/a/workspaces/w")
+    assert "PREFECT_WORKER_QUERY_SECONDS" not in cloud  # Cloud's rate limits: its default
     wdir = worker_dir("x")
     try:
         assert wdir.is_dir() and not any(wdir.iterdir())  # nothing to copy into flow runs

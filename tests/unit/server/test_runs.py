@@ -13,6 +13,7 @@ from pharmafl.contract import MAIN_RUN_ID, FederationPlan, format_round_id
 from pharmafl.layout import FINAL_TRUNK_FILE, PLAN_FILE, STATE_DIR
 from pharmafl.secure import ExchangeStore, Identity, publish
 from pharmafl.server import TrainingState, prune_run, run_dir, run_round_ids, write_run_plan
+from pharmafl.server.runs import release_vectors
 
 TRUNK = {"kind": "sparse", "hidden_sizes": [8], "dropouts": [0.1]}
 ROSTER = ("alpha", "bravo", "charlie", "delta")
@@ -121,3 +122,36 @@ def test_prune_run_deletes_only_that_runs_rounds_and_trunks(tmp_path: Path) -> N
     assert sorted(p.name for p in rdir.iterdir()) == [PLAN_FILE]
     with pytest.raises(FederationError, match="never pruned"):
         prune_run(odir, str(tmp_path / "exchange"), "train")
+
+
+def test_release_vectors_drops_every_attempts_trunk_and_keeps_the_specs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    operator = Identity.generate("operator", "operator")
+    store = ExchangeStore(tmp_path / "exchange")
+    for rid in ("cs-1-r0000-a0", "cs-1-r0000-a1", "cs-1-r0001-a0", "cs-1-r0001-final"):
+        _spec(store, operator, rid)
+    assert release_vectors(store, "cs-1", 0) == 2
+    for rid in ("cs-1-r0000-a0", "cs-1-r0000-a1"):
+        assert store.keys(rid, "global_trunk", "consortium") == []
+        assert len(store.keys(rid, "train_spec", "consortium")) == 1
+    assert len(store.keys("cs-1-r0001-a0", "global_trunk", "consortium")) == 1
+    assert release_vectors(store, "cs-1", 1) == 1
+    assert len(store.keys("cs-1-r0001-final", "global_trunk", "consortium")) == 1  # never
+    assert run_round_ids(store, "cs-1") == [
+        "cs-1-r0000-a0", "cs-1-r0000-a1", "cs-1-r0001-a0", "cs-1-r0001-final"
+    ]  # fmt: skip
+
+    # A store that refuses deletes keeps them: one warning, and training goes on.
+    _spec(store, operator, "cs-2-r0000-a0")
+
+    def refuse(path: str) -> None:
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setenv("PHARMAFL_RETRY_WINDOW_S", "0.2")
+    refusing = ExchangeStore(tmp_path / "exchange")
+    monkeypatch.setattr(refusing, "_rm", refuse)
+    with caplog.at_level("WARNING"):
+        assert release_vectors(refusing, "cs-2", 0) == 0
+    assert "stay in the store" in caplog.text
+    assert len(store.keys("cs-2-r0000-a0", "global_trunk", "consortium")) == 1
