@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from pharmafl.chem import tuner_reference
+from pharmafl.chem import DescribedBatch, tuner_reference
 from pharmafl.common.params import ConsortiumParameters
 from pharmafl.common.secret import ConsortiumKey
 
@@ -74,3 +76,21 @@ def hmac_sha256_independent() -> Callable[[bytes, bytes], bytes]:
 @pytest.fixture(scope="session")
 def tuner_fold() -> Callable[[str | None, bytes, int], int]:
     return tuner_reference.tuner_fold
+
+
+#: Rejected inputs: texts are cached with their reason and message, other values never.
+BAD_INPUTS = [None, "", "C1CC", "Nc1ncnc2c1ncn2CCOC[PH](=O)(=O)O", "C" * 100, math.nan]
+
+
+def assert_same_batch(a: DescribedBatch, b: DescribedBatch) -> None:
+    """Equal down to the dtypes that decide the bytes ``prepare`` writes."""
+    assert np.array_equal(a.row_ids, b.row_ids) and a.row_ids.dtype == b.row_ids.dtype
+    assert a.canonical_smiles == b.canonical_smiles
+    for part in ("data", "indices", "indptr"):
+        pa, pb = getattr(a.x, part), getattr(b.x, part)
+        assert pa.dtype == pb.dtype and np.array_equal(pa, pb), part
+    assert a.x.shape == b.x.shape
+    assert a.scaffolds == b.scaffolds
+    assert np.array_equal(a.fold_ids, b.fold_ids) and a.fold_ids.dtype == b.fold_ids.dtype
+    assert a.graphs == b.graphs
+    pd.testing.assert_frame_equal(a.rejections, b.rejections)

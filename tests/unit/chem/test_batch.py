@@ -6,13 +6,11 @@ import itertools
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 from rdkit import Chem
 
 from pharmafl.chem import (
     REJECTION_COLUMNS,
-    DescribedBatch,
     KeyedPermutation,
     assign_fold,
     chunk_bounds,
@@ -26,19 +24,7 @@ from pharmafl.chem import (
 )
 from pharmafl.common.errors import ChemistryError
 from pharmafl.common.params import ConsortiumParameters, FingerprintParams
-
-BAD = [None, "", "C1CC", "Nc1ncnc2c1ncn2CCOC[PH](=O)(=O)O", "C" * 100, math.nan]
-
-
-def _assert_same(a: DescribedBatch, b: DescribedBatch) -> None:
-    assert np.array_equal(a.row_ids, b.row_ids)
-    assert a.canonical_smiles == b.canonical_smiles
-    assert a.x.shape == b.x.shape and (a.x != b.x).nnz == 0
-    assert np.array_equal(a.x.indptr, b.x.indptr) and np.array_equal(a.x.indices, b.x.indices)
-    assert a.scaffolds == b.scaffolds
-    assert np.array_equal(a.fold_ids, b.fold_ids)
-    assert a.graphs == b.graphs
-    pd.testing.assert_frame_equal(a.rejections, b.rejections)
+from tests.unit.chem.conftest import BAD_INPUTS, assert_same_batch
 
 
 def test_chunk_matches_single_molecule_functions(params, key, golden) -> None:
@@ -63,7 +49,7 @@ def test_chunk_matches_single_molecule_functions(params, key, golden) -> None:
 
 
 def test_bad_molecules_become_rejection_rows(params, key) -> None:
-    smiles = ["CCO", *BAD, "c1ccccc1"]
+    smiles = ["CCO", *BAD_INPUTS, "c1ccccc1"]
     batch = describe_chunk(smiles, params, key)
     assert batch.row_ids.tolist() == [0, 7]
     assert list(batch.rejections.columns) == list(REJECTION_COLUMNS)
@@ -102,22 +88,24 @@ def test_empty_input(params, key) -> None:
 
 
 def test_same_results_for_any_chunk_size(params, key, fsmol_sample) -> None:
-    smiles = fsmol_sample[:40] + BAD
+    smiles = fsmol_sample[:40] + BAD_INPUTS
     ref = describe_structures(smiles, params, key, chunk_size=2000)
     seen: list[int] = []
     other = describe_structures(smiles, params, key, chunk_size=7, progress=seen.append)
-    _assert_same(ref, other)
+    assert_same_batch(ref, other)
     assert sum(seen) == len(smiles) and len(seen) == math.ceil(len(smiles) / 7)
     assert len(ref) + len(ref.rejections) == len(smiles)
-    assert ref.rejections["row"].tolist()[-len(BAD) :] == list(range(40, 40 + len(BAD)))
+    assert ref.rejections["row"].tolist()[-len(BAD_INPUTS) :] == list(
+        range(40, 40 + len(BAD_INPUTS))
+    )
 
 
 def test_same_results_with_two_processes(params, key, fsmol_sample) -> None:
-    smiles = fsmol_sample[:60] + BAD
+    smiles = fsmol_sample[:60] + BAD_INPUTS
     ref = describe_structures(smiles, params, key, workers=1)
     seen: list[int] = []
     par = describe_structures(smiles, params, key, workers=2, chunk_size=11, progress=seen.append)
-    _assert_same(ref, par)
+    assert_same_batch(ref, par)
     assert sum(seen) == len(smiles)
 
 
@@ -144,7 +132,7 @@ def test_merge_batches(params, key) -> None:
     a = describe_chunk(["CCO", "C1CC"], params, key)
     b = describe_chunk(["c1ccccc1", None], params, key)
     merged = merge_batches([a, b], [0, 2])
-    _assert_same(merged, describe_chunk(["CCO", "C1CC", "c1ccccc1", None], params, key))
+    assert_same_batch(merged, describe_chunk(["CCO", "C1CC", "c1ccccc1", None], params, key))
     with pytest.raises(ChemistryError, match="ascending"):
         merge_batches([b, a], [2, 0])
     with pytest.raises(ChemistryError):
@@ -183,7 +171,7 @@ def test_repeated_smiles_are_described_once_with_identical_rows(params, key) -> 
     smiles = ["CCO", "C1CC", "CCO", None, "c1ccccc1", "C1CC", None, "CCO"]
     seen: list[int] = []
     got = describe_structures(smiles, params, key, chunk_size=2, progress=seen.append)
-    _assert_same(got, describe_chunk(smiles, params, key))
+    assert_same_batch(got, describe_chunk(smiles, params, key))
     assert sum(seen) == len(smiles)
     assert got.row_ids.tolist() == [0, 2, 4, 7]
     assert got.rejections["row"].tolist() == [1, 3, 5, 6]
@@ -197,7 +185,7 @@ def test_threads_get_identical_results(params, key, fsmol_sample) -> None:
     with ThreadPoolExecutor(max_workers=2) as pool:
         threaded = list(pool.map(lambda c: describe_chunk(c, params, key), chunks))
     for a, b in zip(serial, threaded, strict=True):
-        _assert_same(a, b)
+        assert_same_batch(a, b)
 
 
 def test_prestart_workers_is_idempotent_and_pools_still_work(params, key, fsmol_sample) -> None:
@@ -206,7 +194,7 @@ def test_prestart_workers_is_idempotent_and_pools_still_work(params, key, fsmol_
     prestart_workers()
     prestart_workers()
     smiles = fsmol_sample[:30]
-    _assert_same(
+    assert_same_batch(
         describe_structures(smiles, params, key, workers=1),
         describe_structures(smiles, params, key, workers=2, chunk_size=10),
     )

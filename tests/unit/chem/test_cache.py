@@ -3,14 +3,12 @@ file means describing afresh, never a wrong result or a failed run."""
 
 from __future__ import annotations
 
-import math
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
 import rdkit
 
@@ -26,23 +24,7 @@ from pharmafl.chem import (
 from pharmafl.chem import cache as cache_module
 from pharmafl.common.params import ConsortiumParameters, FingerprintParams
 from pharmafl.common.secret import ConsortiumKey
-
-#: Rejected inputs: texts are cached with their reason and message, other values never.
-BAD = [None, "", "C1CC", "Nc1ncnc2c1ncn2CCOC[PH](=O)(=O)O", "C" * 100, math.nan]
-
-
-def _assert_same(a: DescribedBatch, b: DescribedBatch) -> None:
-    """Equal down to the dtypes that decide the bytes ``prepare`` writes."""
-    assert np.array_equal(a.row_ids, b.row_ids) and a.row_ids.dtype == b.row_ids.dtype
-    assert a.canonical_smiles == b.canonical_smiles
-    for part in ("data", "indices", "indptr"):
-        pa, pb = getattr(a.x, part), getattr(b.x, part)
-        assert pa.dtype == pb.dtype and np.array_equal(pa, pb), part
-    assert a.x.shape == b.x.shape
-    assert a.scaffolds == b.scaffolds
-    assert np.array_equal(a.fold_ids, b.fold_ids) and a.fold_ids.dtype == b.fold_ids.dtype
-    assert a.graphs == b.graphs
-    pd.testing.assert_frame_equal(a.rejections, b.rejections)
+from tests.unit.chem.conftest import BAD_INPUTS, assert_same_batch
 
 
 class _Describer:
@@ -75,18 +57,18 @@ def test_a_refresh_equals_a_full_description(
     fsmol_sample: list[str], params: ConsortiumParameters, key: ConsortiumKey, cache_file: Path
 ) -> None:
     describe = _Describer(params, key)
-    base = fsmol_sample[:40] + BAD[:4]
+    base = fsmol_sample[:40] + BAD_INPUTS[:4]
     batch, report = describe_with_cache(base, describe, _cache(cache_file, params, key))
-    _assert_same(batch, describe_structures(base, params, key))
+    assert_same_batch(batch, describe_structures(base, params, key))
     assert report == CacheReport("missing", 0, len(describe.calls[0]), True)
     # Reordered, some rows gone, repeats, new structures, new and known rejections.
-    final = fsmol_sample[5:40][::-1] + fsmol_sample[40:50] + fsmol_sample[5:8] + BAD
+    final = fsmol_sample[5:40][::-1] + fsmol_sample[40:50] + fsmol_sample[5:8] + BAD_INPUTS
     done: list[int] = []
     describe.progress = done.append
     batch, report = describe_with_cache(
         final, describe, _cache(cache_file, params, key), progress=done.append
     )
-    _assert_same(batch, describe_structures(final, params, key))
+    assert_same_batch(batch, describe_structures(final, params, key))
     known = {s for s in base if isinstance(s, str)}
     new = list(dict.fromkeys(s for s in final if not (isinstance(s, str) and s in known)))
     assert [str(s) for s in describe.calls[1]] == [str(s) for s in new]
@@ -103,7 +85,7 @@ def test_a_rerun_without_changes_describes_and_writes_nothing(
     describe_with_cache(smiles, describe, _cache(cache_file, params, key))
     before = cache_file.stat().st_mtime_ns, cache_file.read_bytes()
     batch, report = describe_with_cache(smiles, describe, _cache(cache_file, params, key))
-    _assert_same(batch, describe_structures(smiles, params, key))
+    assert_same_batch(batch, describe_structures(smiles, params, key))
     assert report == CacheReport("used", len(smiles), 0, False)
     assert len(describe.calls) == 1
     assert (cache_file.stat().st_mtime_ns, cache_file.read_bytes()) == before
@@ -157,14 +139,14 @@ def test_another_key_or_parameters_never_reuse_the_file(
     other_key = ConsortiumKey(b"another consortium key")
     describe = _Describer(params, other_key)
     batch, report = describe_with_cache(smiles, describe, _cache(cache_file, params, other_key))
-    _assert_same(batch, describe_structures(smiles, params, other_key))
+    assert_same_batch(batch, describe_structures(smiles, params, other_key))
     assert report == CacheReport("other_scope", 0, len(smiles), True)
     # The file now belongs to the new key: the old scope no longer finds its results.
     assert _cache(cache_file, params, key).load() == (None, "other_scope")
     radius2 = params.model_copy(update={"fingerprint": FingerprintParams(radius=2)})
     describe = _Describer(radius2, other_key)
     batch, report = describe_with_cache(smiles, describe, _cache(cache_file, radius2, other_key))
-    _assert_same(batch, describe_structures(smiles, radius2, other_key))
+    assert_same_batch(batch, describe_structures(smiles, radius2, other_key))
     assert report.state == "other_scope" and report.cached == 0 and describe.calls == [smiles]
 
 
@@ -224,7 +206,7 @@ def test_a_damaged_file_is_ignored_and_replaced(
     damage(cache_file)
     describe = _Describer(params, key)
     batch, report = describe_with_cache(smiles, describe, _cache(cache_file, params, key))
-    _assert_same(batch, describe_structures(smiles, params, key))
+    assert_same_batch(batch, describe_structures(smiles, params, key))
     assert report == CacheReport("unreadable", 0, len(smiles), True)
     assert _cache(cache_file, params, key).load()[1] == "used"  # rewritten whole
 
@@ -244,7 +226,7 @@ def test_unexpected_failures_are_described_again(
     describe = _Describer(params, key)
     batch, report = describe_with_cache(smiles, describe, _cache(cache_file, params, key))
     assert describe.calls == [["C1CC"]] and report.cached == 10
-    _assert_same(batch, describe_structures(smiles, params, key))
+    assert_same_batch(batch, describe_structures(smiles, params, key))
 
 
 def test_an_interrupted_save_leaves_the_previous_file(
@@ -276,7 +258,7 @@ def test_an_interrupted_save_leaves_the_previous_file(
         fsmol_sample[:20], _Describer(params, key), _cache(cache_file, params, key)
     )
     assert report.state == "used" and report.cached == 10
-    _assert_same(batch, describe_structures(fsmol_sample[:20], params, key))
+    assert_same_batch(batch, describe_structures(fsmol_sample[:20], params, key))
 
 
 def test_an_unwritable_cache_costs_time_not_the_run(
@@ -285,7 +267,7 @@ def test_an_unwritable_cache_costs_time_not_the_run(
     (tmp_path / "cache").write_text("a file where the cache folder should be")
     cache = _cache(tmp_path / "cache" / "describe.npz", params, key)
     batch, report = describe_with_cache(fsmol_sample[:20], _Describer(params, key), cache)
-    _assert_same(batch, describe_structures(fsmol_sample[:20], params, key))
+    assert_same_batch(batch, describe_structures(fsmol_sample[:20], params, key))
     assert report == CacheReport("missing", 0, 20, False)
 
 
@@ -299,6 +281,6 @@ def test_without_graphs_or_inputs(
 
     for smiles in (fsmol_sample[:20], [*fsmol_sample[10:30], ""]):
         batch, _ = describe_with_cache(smiles, describe, cache)
-        _assert_same(batch, describe(smiles))
+        assert_same_batch(batch, describe(smiles))
     batch, report = describe_with_cache([], describe, cache)
     assert len(batch) == 0 and len(batch.rejections) == 0 and report.cached == 0
