@@ -351,6 +351,11 @@ class ExchangeStore:
             self.outage.call(functools.partial(self._rm, path), _transient_read)
 
     def _rm(self, path: str) -> None:
+        if self._local:  # a link planted on the way (a round folder) must not lead out
+            real, root = os.path.realpath(path), os.path.realpath(self.root)
+            if os.path.commonpath((real, root)) != root or real == root:
+                logger.warning("not deleting %s: it leads out of the store (%s)", path, real)
+                return
         if self.fs.exists(path):
             self.fs.rm(path, recursive=True)
 

@@ -188,3 +188,21 @@ def test_a_lasting_outage_fails_with_one_clear_error(tmp_path, consortium, monke
     with pytest.raises(EnvelopeRejectedError, match="not in the store"):
         store.get("r1/masked/operator/p09." + "0" * 32 + ".env")
     assert time.monotonic() - t0 < 0.5
+
+
+def test_purge_never_follows_a_link_out_of_the_store(tmp_path, consortium, caplog) -> None:
+    """Whoever else writes to the store plants a round folder that links elsewhere: the
+    operator's purge of that round must not delete the link's target."""
+    victim = tmp_path / "victim"
+    (victim / "masked").mkdir(parents=True)
+    (victim / "masked" / "keep.txt").write_text("precious")
+    store = ExchangeStore(tmp_path / "exchange")
+    store.put(_env(consortium))  # the store exists
+    (tmp_path / "exchange" / "r9").symlink_to(victim)
+    with caplog.at_level("WARNING"):
+        store.purge("r9", ["masked"])
+        store.purge("r9")
+    assert (victim / "masked" / "keep.txt").read_text() == "precious"
+    assert "leads out of the store" in caplog.text
+    store.purge("r1", ["masked"])  # a genuine round still goes
+    assert store.list("r1", "masked", "operator") == []
