@@ -234,17 +234,39 @@ class PrefectServer:
         self, processes: Processes, partner_dirs: list[Path], machines: Path
     ) -> dict[str, Any]:
         """Run ``pharmafl partner serve`` for each partner (:meth:`serve_partner`); wait
-        until every deployment is registered and return them by partner name."""
+        until every deployment is registered and every pool's worker has sent a heartbeat
+        (on a loaded machine a worker can take longer to start than the operator's grace
+        for a pool without any worker), and return the deployments by partner name."""
         for pdir in partner_dirs:
             self.serve_partner(processes, pdir, machines)
         names = [p.name for p in partner_dirs]
-        deadline = time.monotonic() + 120
-        while len(deps := self.read_partner_deployments(names)) < len(names):
+        deadline = time.monotonic() + 180
+        while len(deps := self.read_partner_deployments(names)) < len(names) or (
+            not self.workers_beating([f"pool-{n}" for n in names])
+        ):
             dead = [s for s in processes.started if s.popen.poll() is not None]
             if dead or time.monotonic() > deadline:
-                pytest.fail(f"partner deployments not registered:\n{processes.tails()}")
+                pytest.fail(f"partner workers not ready:\n{processes.tails()}")
             time.sleep(1)
         return deps
+
+    def workers_beating(self, pools: list[str]) -> bool:
+        """Whether every pool has a worker that has sent a heartbeat."""
+        from prefect.client.orchestration import get_client
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with (
+            temporary_settings(updates={PREFECT_API_URL: self.url}),
+            get_client(sync_client=True) as c,
+        ):
+            for pool in pools:
+                try:
+                    workers = c.read_workers_for_work_pool(pool)
+                except Exception:
+                    return False
+                if not any(w.last_heartbeat_time is not None for w in workers):
+                    return False
+        return True
 
     def deployment_runs(self, deployments: dict[str, Any]) -> list[Any]:
         """Every flow run of the given deployments (as from :meth:`serve_partners`)."""
