@@ -196,12 +196,10 @@ class ExchangeStore:
             raise EnvelopeRejectedError(f"envelope {key!r} is not in the store.") from None
         if info.get("type") != "file":
             raise EnvelopeRejectedError(f"{key!r} is not a regular file; skipped unread.")
-        if self._local:
-            real, root = os.path.realpath(path), os.path.realpath(self.root)
-            if os.path.commonpath((real, root)) != root:
-                raise EnvelopeRejectedError(
-                    f"{key!r} links to a file outside the store; skipped unread."
-                )
+        if self._local and not self._inside(os.path.realpath(path)):
+            raise EnvelopeRejectedError(
+                f"{key!r} links to a file outside the store; skipped unread."
+            )
         size = int(info.get("size") or 0)
         if size > limit + FRAME_OVERHEAD:
             raise EnvelopeRejectedError(
@@ -234,8 +232,7 @@ class ExchangeStore:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise EnvelopeRejectedError(f"{key!r} is not a regular file; skipped unread.")
-            real, root = os.readlink(f"/proc/self/fd/{fd}"), os.path.realpath(self.root)
-            if os.path.commonpath((real, root)) != root:
+            if not self._inside(os.readlink(f"/proc/self/fd/{fd}")):
                 raise EnvelopeRejectedError(
                     f"{key!r} links to a file outside the store; skipped unread."
                 )
@@ -350,10 +347,15 @@ class ExchangeStore:
         for path in paths:
             self.outage.call(functools.partial(self._rm, path), _transient_read)
 
+    def _inside(self, real: str) -> bool:
+        """Whether the resolved local path ``real`` lies in the store (links resolved)."""
+        root = os.path.realpath(self.root)
+        return os.path.commonpath((real, root)) == root
+
     def _rm(self, path: str) -> None:
         if self._local:  # a link planted on the way (a round folder) must not lead out
-            real, root = os.path.realpath(path), os.path.realpath(self.root)
-            if os.path.commonpath((real, root)) != root or real == root:
+            real = os.path.realpath(path)
+            if not self._inside(real) or real == os.path.realpath(self.root):
                 logger.warning("not deleting %s: it leads out of the store (%s)", path, real)
                 return
         if self.fs.exists(path):
