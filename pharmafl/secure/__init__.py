@@ -59,7 +59,13 @@ from pharmafl.secure.messages import (
     min_threshold,
 )
 from pharmafl.secure.policy import DEFAULT_POLICY, SecurityPolicy
-from pharmafl.secure.quantize import QuantizationConfig, dequantize, fedavg_mean, quantize
+from pharmafl.secure.quantize import (
+    QuantizationConfig,
+    dequantize,
+    fedavg_mean,
+    next_clip,
+    quantize,
+)
 from pharmafl.secure.server import SERVER_STAGES, AggregateResult, SecAggServer, ServerStats
 from pharmafl.secure.store import ExchangeStore
 
@@ -120,6 +126,7 @@ __all__ = [
     "collect",
     "default_threshold",
     "dequantize",
+    "next_clip",
     "dp_epsilon",
     "expand_mask",
     "export_public_identity",

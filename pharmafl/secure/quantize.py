@@ -25,13 +25,36 @@ sum error ≤ 3.7e-8.
 
 Clamping is a bias, not noise: choose C above the largest expected update entry (the
 number of clamped entries is logged, never their values).
+
+**Compressed rings (b = 8 or 16; issue 16).** A message of b bits per parameter is b/32 of the
+float32 update (8 bits: 0.25×). Every parameter is still sent, so no sparsity pattern says
+anything about a partner, and the ring sum is exact; only the encoding is coarser:
+
+    q_u[i] = SR(s · clamp(x_u[i], −C, C)),   s = L / C,   L = ⌊(2^(b−1) − 1) / n⌋
+
+with SR stochastic rounding (⌊v + U⌋, U uniform on [0, 1) from the partner's own generator:
+unbiased, E[SR(v)] = v). Partners are weighted equally (the mean is Σ_u q_u / (s·|U3|)):
+with FedAvg weights n_u / W the entries of a small partner would fall below one step of so
+short a ring. Each partner's local work per round is set in epochs, so a partner with more
+data still moves the trunk further.
+
+- *No wrap:* |s·clamp(x)| ≤ L and L is an integer, so |q_u[i]| ≤ L and the signed sum of n
+  partners lies within ±n·L ≤ 2^(b−1) − 1.
+- *Error:* |SR(v) − v| < 1, so each decoded mean entry is within 1/s = C/L of the mean of
+  the clamped updates (its standard deviation at most 1/(2s·√|U3|)); the bias is clamping
+  only. Example (b = 8, n = 4): L = 31, error < C/31.
+- *Count:* n_u is sent in k base-B digits after the P entries, B = ⌊(2^b − 1)/n⌋ + 1 and
+  B^k > W, so the n digit sums never wrap (n·(B − 1) ≤ 2^b − 1) and decode to Σ n_u exactly.
+- *Scale:* C is public and the same for every partner of a round. The plan's clip is round
+  0's; from round 1 the operator sets each round's C from the previous round's decoded mean
+  (:func:`next_clip`), which it learns anyway, so C says nothing new about any partner.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -56,22 +79,63 @@ class QuantizationConfig(BaseModel):
         le=1 << 40,
         description="Public bound W on one partner's example count; weights are n_u / W.",
     )
-    ring_bits: Literal[32, 64] = Field(
-        32, description="Ring Z_{2^b}: 32 bits keeps a masked update the size of float32."
+    ring_bits: Literal[8, 16, 32, 64] = Field(
+        32,
+        description="Ring Z_{2^b}: 32 bits keeps a masked update the size of float32; 8 or 16 "
+        "compress it to 0.25× or 0.5× (stochastic rounding, partners weighted equally, the "
+        "operator adapts clip per round; see pharmafl.secure.quantize).",
     )
+
+    @property
+    def compressed(self) -> bool:
+        """A ring narrower than float32: stochastic rounding, equal weights, digit count."""
+        return self.ring_bits < 32
+
+    def levels(self, n_partners: int) -> int:
+        """Compressed rings: each partner's entries lie in ±L, n·L ≤ 2^(b−1) − 1."""
+        return ((1 << (self.ring_bits - 1)) - 1) // max(n_partners, 1)
+
+    def count_base(self, n_partners: int) -> int:
+        """Compressed rings: base B of the count digits, n·(B − 1) ≤ 2^b − 1."""
+        return ((1 << self.ring_bits) - 1) // max(n_partners, 1) + 1
+
+    def count_entries(self, n_partners: int) -> int:
+        """Ring entries after the P update entries that carry the example count."""
+        if not self.compressed:
+            return 1
+        base, k = self.count_base(n_partners), 1
+        while base**k <= self.max_examples:
+            k += 1
+        return k
 
     @property
     def dtype(self) -> np.dtype[np.unsignedinteger]:
         """Unsigned dtype of the ring (little-endian on the wire)."""
-        return np.dtype("<u4") if self.ring_bits == 32 else np.dtype("<u8")
+        return np.dtype(f"<u{self.ring_bits // 8}")
 
     @property
     def signed_dtype(self) -> np.dtype[np.signedinteger]:
         """Signed dtype of the same width, to decode a sum."""
-        return np.dtype("<i4") if self.ring_bits == 32 else np.dtype("<i8")
+        return np.dtype(f"<i{self.ring_bits // 8}")
+
+    @classmethod
+    def for_ring(cls, ring_bits: int, clip: float | None = None, **kw: Any) -> QuantizationConfig:
+        """The config of a ring with its default clip: 1 on weighted entries for 32/64 bits,
+        :data:`COMPRESSED_CLIP` on update entries (round 0's) for a compressed ring."""
+        if clip is None:
+            clip = COMPRESSED_CLIP if ring_bits < 32 else 1.0
+        return cls(ring_bits=ring_bits, clip=clip, **kw)  # type: ignore[arg-type]
 
     def check(self, n_partners: int) -> None:
         """Raise :class:`SecureAggregationError` if ``n_partners`` would overflow the ring."""
+        if self.compressed:
+            if n_partners < 1 or self.levels(n_partners) < 1:
+                raise SecureAggregationError(
+                    f"{n_partners} partners leave no level of the {self.ring_bits}-bit ring "
+                    "to each partner.",
+                    fix="use a wider ring (ring_bits 16 or 32).",
+                )
+            return
         limit = (1 << (self.ring_bits - 1)) - 1
         if n_partners < 1 or n_partners * self.max_examples > limit:
             raise SecureAggregationError(
@@ -97,8 +161,11 @@ class QuantizationConfig(BaseModel):
         )
 
     def scale(self, n_partners: int) -> float:
-        """Largest power-of-two scale that cannot overflow with ``n_partners`` (see module)."""
+        """Largest power-of-two scale that cannot overflow with ``n_partners`` (see module);
+        L / C on a compressed ring."""
         self.check(n_partners)
+        if self.compressed:
+            return self.levels(n_partners) / self.clip
         limit = (1 << (self.ring_bits - 1)) - 1
         bound = (limit / n_partners - 0.5) / self.clip
         exp = min(math.floor(math.log2(bound)), math.floor(math.log2(2.0**52 / self.clip)))
@@ -107,13 +174,31 @@ class QuantizationConfig(BaseModel):
         return scale
 
     def sum_error_bound(self, n_partners: int) -> float:
-        """Max absolute error per coordinate of the decoded weighted sum."""
-        return n_partners / (2.0 * self.scale(n_partners))
+        """Max absolute error per coordinate of the decoded weighted sum (the sum of the
+        clamped updates on a compressed ring)."""
+        per_partner = 1.0 if self.compressed else 0.5  # stochastic vs nearest rounding
+        return n_partners * per_partner / self.scale(n_partners)
 
     def mean_error_bound(self, n_partners: int, total_examples: int) -> float:
-        """Max absolute error per coordinate of the decoded FedAvg mean."""
+        """Max absolute error per coordinate of the decoded mean (FedAvg; the equal-weight
+        mean of the clamped updates on a compressed ring)."""
+        if self.compressed:
+            return 1.0 / self.scale(n_partners)
         return self.sum_error_bound(n_partners) * self.max_examples / total_examples
 
+    def mean_factor(self, total_examples: int, n_survivors: int) -> float:
+        """The decoded sum times this is the mean: Σ w_u / W → FedAvg, or 1 / |U3|."""
+        if total_examples <= 0 or n_survivors <= 0:
+            raise SecureAggregationError("the aggregate holds no examples; cannot average.")
+        if self.compressed:
+            return 1.0 / n_survivors
+        return self.max_examples / total_examples
+
+
+#: Round 0's clip on a compressed ring, before any aggregate sets it: local Adam steps move
+#: an entry by about the learning rate (1e-3 by default), so tens of steps a round stay
+#: well inside ±0.05 (measured on the demo consortium: see docs/benchmarks.md).
+COMPRESSED_CLIP = 0.05
 
 #: Elements per step: a float64 chunk of 512 KiB stays in cache through every operation.
 _CHUNK = 1 << 16
@@ -136,7 +221,8 @@ def quantize(
     dp: DPConfig | None = None,
     rng: np.random.Generator | None = None,
 ) -> np.ndarray:
-    """Encode one partner's update; return a ring vector of length ``update.size + 1``.
+    """Encode one partner's update; return a ring vector of ``update.size`` entries and the
+    count's (:meth:`QuantizationConfig.count_entries`: one on a 32/64-bit ring).
 
     Works chunk by chunk in float64 (exact products, cache-resident temporaries), reading
     the float update once and writing the ring vector once.
@@ -154,7 +240,8 @@ def quantize(
     dp, rng
         Optional differential privacy: L2-clip the update to ``dp.clip_norm`` and add
         Gaussian noise of std ``dp.partner_noise_std`` to the weighted update, drawn from
-        ``rng`` (see :mod:`pharmafl.secure.dp`).
+        ``rng`` (see :mod:`pharmafl.secure.dp`). On a compressed ring ``rng`` also draws the
+        stochastic rounding (fresh OS entropy when None and no DP).
 
     Raises
     ------
@@ -166,50 +253,106 @@ def quantize(
             f"num_examples {num_examples} is outside 1..{config.max_examples}.",
             fix="raise the consortium's max_examples (a public bound) or check the count.",
         )
+    if dp is not None and rng is None:
+        raise SecureAggregationError("differential privacy needs a numpy Generator (rng).")
     flat = np.ascontiguousarray(update).reshape(-1)
     scale = config.scale(n_partners)
-    factor = scale * (num_examples / config.max_examples)
+    factor = scale if config.compressed else scale * (num_examples / config.max_examples)
     noise_std = 0.0
     if dp is not None:
-        if rng is None:
-            raise SecureAggregationError("differential privacy needs a numpy Generator (rng).")
         norm = l2_norm(flat)
         _finite_or_raise(math.isfinite(norm))
         factor *= clip_factor(norm, dp.clip_norm)
         noise_std = dp.partner_noise_std * scale
-    limit = config.clip * scale
-    out = np.empty(flat.size + 1, dtype=config.dtype)
-    signed = out[:-1].view(config.signed_dtype)
-    buf = np.empty(min(_CHUNK, max(flat.size, 1)), dtype=np.float64)
-    clipped = 0
+    out = np.empty(flat.size + config.count_entries(n_partners), dtype=config.dtype)
+    encode = _Encoder(config, n_partners, factor, noise_std, rng)
+    signed = out[: flat.size].view(config.signed_dtype)
     for lo in range(0, flat.size, _CHUNK):
         hi = min(flat.size, lo + _CHUNK)
-        b = buf[: hi - lo]
-        b[...] = flat[lo:hi]  # to float64 first: a float32 product would lose the integer
-        b *= factor
-        if noise_std > 0:
-            b += rng.normal(0.0, noise_std, size=b.size)  # type: ignore[union-attr]
-        hi_val, lo_val = float(b.max()), float(b.min())
-        _finite_or_raise(math.isfinite(hi_val) and math.isfinite(lo_val))
-        if hi_val > limit or lo_val < -limit:
-            clipped += int(np.count_nonzero(np.abs(b) > limit))
-            np.clip(b, -limit, limit, out=b)
-        np.rint(b, out=b)
-        np.copyto(signed[lo:hi], b, casting="unsafe")
-    out[-1] = num_examples
-    if clipped:
-        logger.info("clamped %d of %d weighted entries to ±%g", clipped, flat.size, config.clip)
+        np.copyto(signed[lo:hi], encode(flat[lo:hi]), casting="unsafe")
+    out[flat.size :] = _count_digits(num_examples, config, n_partners)
+    if encode.clipped:
+        logger.info(
+            "clamped %d of %d weighted entries to ±%g", encode.clipped, flat.size, config.clip
+        )
     return out
+
+
+class _Encoder:
+    """Scale, (noise,) clamp and round one chunk into a reused float64 buffer."""
+
+    def __init__(
+        self,
+        config: QuantizationConfig,
+        n_partners: int,
+        factor: float,
+        noise_std: float,
+        rng: np.random.Generator | None,
+    ) -> None:
+        self.factor, self.noise_std, self.clipped = factor, noise_std, 0
+        self.stochastic = config.compressed
+        scale = config.scale(n_partners)
+        # Compressed: clamp to the integer L itself (clip·(L/clip) may round above L).
+        self.limit = float(config.levels(n_partners)) if self.stochastic else config.clip * scale
+        self.rng = rng if rng is not None or not self.stochastic else np.random.default_rng()
+        self.buf = np.empty(_CHUNK, dtype=np.float64)
+
+    def __call__(self, chunk: np.ndarray) -> np.ndarray:
+        b = self.buf[: chunk.size]
+        b[...] = chunk  # to float64 first: a float32 product would lose the integer
+        b *= self.factor
+        if self.noise_std > 0:
+            b += self.rng.normal(0.0, self.noise_std, size=b.size)  # type: ignore[union-attr]
+        if b.size:
+            hi_val, lo_val = float(b.max()), float(b.min())
+            _finite_or_raise(math.isfinite(hi_val) and math.isfinite(lo_val))
+            if hi_val > self.limit or lo_val < -self.limit:
+                self.clipped += int(np.count_nonzero(np.abs(b) > self.limit))
+                np.clip(b, -self.limit, self.limit, out=b)
+        if self.stochastic:  # ⌊v + U⌋: v's ceiling with probability frac(v), never past ±L
+            b += self.rng.random(b.size)  # type: ignore[union-attr]
+            np.floor(b, out=b)
+        else:
+            np.rint(b, out=b)
+        return b
+
+
+def _count_digits(num_examples: int, config: QuantizationConfig, n_partners: int) -> list[int]:
+    """n_u as the ring's count entries: itself, or its base-B digits (least first)."""
+    if not config.compressed:
+        return [num_examples]
+    base, digits, rest = config.count_base(n_partners), [], num_examples
+    for _ in range(config.count_entries(n_partners)):
+        rest, d = divmod(rest, base)
+        digits.append(d)
+    return digits
+
+
+def _split(
+    total: np.ndarray, config: QuantizationConfig, n_partners: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A ring vector's signed update entries and its unsigned count entries."""
+    ring = np.ascontiguousarray(total, dtype=config.dtype)
+    k = config.count_entries(n_partners)
+    return ring[:-k].view(config.signed_dtype), ring[-k:]
+
+
+def _count(digits: np.ndarray, config: QuantizationConfig, n_partners: int) -> int:
+    if not config.compressed:
+        return int(digits.view(config.signed_dtype)[0])
+    base = config.count_base(n_partners)
+    return sum(int(d) * base**j for j, d in enumerate(digits))
 
 
 def dequantize(
     total: np.ndarray, config: QuantizationConfig, n_partners: int
 ) -> tuple[np.ndarray, int]:
-    """Decode a ring sum of ``n_partners`` encodings: ``(weighted_sum, total_examples)``."""
-    ring = np.ascontiguousarray(total, dtype=config.dtype)
-    weighted = ring[:-1].view(config.signed_dtype).astype(np.float64)
-    weighted *= 1.0 / config.scale(n_partners)  # a power of two: exact
-    return weighted, int(ring[-1])
+    """Decode a ring sum of ``n_partners`` encodings: ``(weighted_sum, total_examples)``
+    (on a compressed ring: the sum of the clamped, unweighted updates)."""
+    entries, digits = _split(total, config, n_partners)
+    weighted = entries.astype(np.float64)
+    weighted *= 1.0 / config.scale(n_partners)  # a power of two (exact) on 32/64-bit rings
+    return weighted, _count(digits, config, n_partners)
 
 
 def aggregate_violation(
@@ -221,17 +364,18 @@ def aggregate_violation(
 ) -> str | None:
     """Why a ring sum of ``n_survivors`` honest encodings cannot be ``total``, or None.
 
-    Honest partners encode each entry within ±(C·scale + ½) and a count in 1..W, so the sum
-    of s survivors lies within ±s·(C·scale + ½) per entry and its count within s..s·W. A
-    partner that sends anything else (a count that makes Σ n_u tiny and multiplies the mean,
-    entries near 2^(b−1) that wrap) moves the sum outside these bounds unless other entries
-    cancel it exactly; values inside the bounds cannot be told apart from honest ones (no
-    per-partner range proofs). ``declared_examples`` (the counts the contributors signed in
-    their masked inputs' headers) must equal the decoded count.
+    Honest partners encode each entry within ±(C·scale + ½) (±L on a compressed ring) and a
+    count in 1..W, so the sum of s survivors lies within ±s·(C·scale + ½) per entry and its
+    count within s..s·W. A partner that sends anything else (a count that makes Σ n_u tiny
+    and multiplies the mean, entries near 2^(b−1) that wrap) moves the sum outside these
+    bounds unless other entries cancel it exactly; values inside the bounds cannot be told
+    apart from honest ones (no per-partner range proofs). ``declared_examples`` (the counts
+    the contributors signed in their masked inputs' headers) must equal the decoded count.
     """
-    ring = np.ascontiguousarray(total, dtype=config.dtype)
-    signed = ring.view(config.signed_dtype)
-    count = int(signed[-1])
+    entries, digits = _split(total, config, n_partners)
+    if config.compressed and int(digits.max()) > n_survivors * (config.count_base(n_partners) - 1):
+        return f"a count digit of the aggregate exceeds what {n_survivors} contributors can sum to"
+    count = _count(digits, config, n_partners)
     if declared_examples is not None and count != declared_examples:
         return (
             f"the aggregate counts {count} examples, the contributors' signed inputs declare "
@@ -244,8 +388,12 @@ def aggregate_violation(
         )
     # In integers: each clamped, rounded entry is at most round(C·scale) (a float product
     # above 2^53 would lose the last units and refuse honest sums on 64-bit rings).
-    bound = n_survivors * int(np.rint(config.clip * config.scale(n_partners)))
-    entries = signed[:-1]
+    per_partner = (
+        config.levels(n_partners)
+        if config.compressed
+        else int(np.rint(config.clip * config.scale(n_partners)))
+    )
+    bound = n_survivors * per_partner
     if entries.size and (int(entries.max()) > bound or int(entries.min()) < -bound):
         return (
             f"an aggregate entry is outside ±{n_survivors} × clip ({config.clip}) for "
@@ -255,12 +403,38 @@ def aggregate_violation(
 
 
 def fedavg_mean(
-    weighted_sum: np.ndarray, total_examples: int, config: QuantizationConfig
+    weighted_sum: np.ndarray,
+    total_examples: int,
+    config: QuantizationConfig,
+    n_survivors: int | None = None,
 ) -> np.ndarray:
-    """FedAvg mean Σ w_u x_u / Σ w_u from a decoded weighted sum and example total."""
-    if total_examples <= 0:
-        raise SecureAggregationError("the aggregate holds no examples; cannot average.")
-    return weighted_sum * (config.max_examples / total_examples)
+    """The mean from a decoded sum: FedAvg Σ w_u x_u / Σ w_u, or the equal-weight mean of
+    ``n_survivors`` clamped updates on a compressed ring."""
+    survivors = 1 if n_survivors is None and not config.compressed else n_survivors or 0
+    return weighted_sum * config.mean_factor(total_examples, survivors)
+
+
+def next_clip(mean: np.ndarray, config: QuantizationConfig) -> float:
+    """A compressed ring's clip for the next round, from this round's decoded mean Δ̄.
+
+    Set so that one step of the ring, C / L, is a fixed share of Δ̄'s typical large entry:
+    C = NEXT_CLIP_FACTOR · q where q is the 99.9th percentile of Δ̄'s nonzero |entries|. Partners'
+    own entries may exceed C and are clamped (their count is logged at the partner); a
+    tighter C makes every other entry finer. Never below the previous clip / 4 and never 0.
+    """
+    moved = np.abs(mean[mean != 0])  # entries no partner moved say nothing about the scale
+    if moved.size == 0:
+        return config.clip
+    q = float(np.quantile(moved, NEXT_CLIP_QUANTILE))
+    c = NEXT_CLIP_FACTOR * q
+    if not math.isfinite(c) or c <= 0:
+        return config.clip
+    return float(f"{max(c, config.clip / 4):.6g}")
+
+
+#: The percentile of |Δ̄| and its multiple that set the next round's clip (see next_clip).
+NEXT_CLIP_QUANTILE = 0.999
+NEXT_CLIP_FACTOR = 4.0
 
 
 __all__ = [
@@ -268,5 +442,6 @@ __all__ = [
     "aggregate_violation",
     "dequantize",
     "fedavg_mean",
+    "next_clip",
     "quantize",
 ]

@@ -75,7 +75,10 @@ class AggregateResult:
 
     @property
     def weighted_sum(self) -> np.ndarray:
-        """Σ_u w_u·x_u with w_u = n_u / max_examples (computed from the mean on demand)."""
+        """Σ_u w_u·x_u with w_u = n_u / max_examples (computed from the mean on demand); on a
+        compressed ring, equal weights: Σ_u clamp(x_u)."""
+        if self.report.ring_bits < 32:
+            return self.mean * len(self.report.survivors)
         return self.mean * (self.report.total_examples / self.max_examples)
 
     @property
@@ -164,7 +167,8 @@ class SecAggServer:
         self._counts: dict[str, int] = {}
         self._masked: dict[str, tuple[str, str]] = {}  # sender → (store key, payload SHA-256)
         self.unmask_requested = False
-        self._acc = np.zeros(vector_length + 1, dtype=self.spec.quantization.dtype)
+        q, n = self.spec.quantization, len(self.spec.partners)
+        self._acc = np.zeros(vector_length + q.count_entries(n), dtype=q.dtype)
         self._masked_bytes = self._acc.nbytes  # a masked input's exact size: read no more
         self._confirms: dict[str, Envelope] = {}
         self._unmasks: dict[str, UnmaskPayload] = {}
@@ -487,7 +491,7 @@ class SecAggServer:
         self._acc = np.zeros(0, dtype=self._acc.dtype)
         if total_examples <= 0:
             raise self._abort("the aggregate holds no examples", 0)
-        mean *= q.max_examples / total_examples  # FedAvg, in place (no second full copy)
+        mean *= q.mean_factor(total_examples, len(self.u3))  # in place (no second full copy)
         report = SecAggRoundReport(
             round_id=rid,
             operator=self.identity.id,

@@ -368,3 +368,21 @@ def test_a_round_opens_once(consortium, memory_store) -> None:
     r = Round(consortium, memory_store)  # opened by the helper
     with pytest.raises(SecureAggregationError, match="already open"):
         r.server.open()
+
+
+@pytest.mark.parametrize("ring_bits", [8, 16])
+def test_compressed_ring_round_with_a_dropout(ring_bits: int) -> None:
+    """A whole round on a narrow ring: the dropout's masks are removed exactly (a mask left
+    over would be uniform noise over the ring), and the mean is the equal-weight mean of the
+    survivors' clamped updates within one step of the ring."""
+    updates, counts = _inputs(5, seed=ring_bits)
+    cfg = QuantizationConfig(clip=0.1, max_examples=8192, ring_bits=ring_bits)
+    sim = run_secagg_round(updates, counts, quantization=cfg, dropouts={"p04": "submit"})
+    survivors = ["p00", "p01", "p02", "p03"]
+    assert sim.result.report.survivors == tuple(survivors)
+    assert sim.result.report.total_examples == sum(counts[p] for p in survivors)
+    assert sim.result.report.ring_bits == ring_bits
+    clamped = [np.clip(updates[p].astype(np.float64), -cfg.clip, cfg.clip) for p in survivors]
+    err = np.max(np.abs(sim.result.mean - sum(clamped) / len(survivors)))
+    assert err < cfg.mean_error_bound(5, sim.result.report.total_examples)
+    assert sim.result.report.mean_error_bound == cfg.mean_error_bound(5, 1)

@@ -7,6 +7,7 @@ import pytest
 
 from pharmafl.common.errors import SecureAggregationError
 from pharmafl.secure import QuantizationConfig, dequantize, fedavg_mean, quantize
+from pharmafl.secure.quantize import aggregate_violation
 
 
 def _ring_sum(vectors: list[np.ndarray]) -> np.ndarray:
@@ -81,3 +82,95 @@ def test_a_round_with_too_few_reveals_aborts() -> None:
     counts = dict.fromkeys(updates, 5)
     with pytest.raises(SecureAggregationError, match="too few partners revealed shares"):
         run_secagg_round(updates, counts, threshold=2, dropouts={"b": "unmask", "c": "unmask"})
+
+
+# --- compressed rings (issue 16) --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ring_bits", [8, 16])
+@pytest.mark.parametrize("n", [2, 3, 4, 10, 50, 127])
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_compressed_worst_case_never_wraps(ring_bits: int, n: int, sign: float) -> None:
+    cfg = QuantizationConfig(clip=0.5, max_examples=1 << 20, ring_bits=ring_bits)
+    if ring_bits == 8 and n > 127:
+        return
+    x = np.full(8, sign * 10.0)  # clamped to ±clip: every partner at ±L
+    enc = [quantize(x, cfg.max_examples, cfg, n) for _ in range(n)]
+    assert enc[0].dtype == np.dtype(f"<u{ring_bits // 8}")
+    assert enc[0].size == 8 + cfg.count_entries(n)
+    total = _ring_sum(enc)
+    assert aggregate_violation(total, cfg, n, n, n * cfg.max_examples) is None
+    weighted, count = dequantize(total, cfg, n)
+    assert count == n * cfg.max_examples  # every digit at its largest sum, none wrapped
+    assert np.allclose(weighted, sign * cfg.clip * n, rtol=1e-12)
+    assert n * cfg.levels(n) <= 2 ** (ring_bits - 1) - 1
+    assert (n + 1) * cfg.levels(n) > 2 ** (ring_bits - 1) - 1 or cfg.levels(n) == cfg.levels(n + 1)
+
+
+def test_compressed_ring_refuses_more_partners_than_levels() -> None:
+    cfg = QuantizationConfig(ring_bits=8)
+    assert cfg.levels(127) == 1
+    with pytest.raises(SecureAggregationError, match="no level"):
+        cfg.check(128)
+
+
+@pytest.mark.parametrize("ring_bits", [8, 16])
+def test_compressed_error_within_documented_bound_and_unbiased(ring_bits: int) -> None:
+    rng = np.random.default_rng(2)
+    n, size = 4, 4000
+    cfg = QuantizationConfig(clip=0.1, max_examples=5000, ring_bits=ring_bits)
+    xs = [rng.normal(0, 0.03, size).astype(np.float32) for _ in range(n)]
+    counts = [int(c) for c in rng.integers(1, 5000, n)]
+    clamped = sum(np.clip(x.astype(np.float64), -cfg.clip, cfg.clip) for x in xs)
+    errors = []
+    for rep in range(20):
+        gen = np.random.default_rng(rep)
+        enc = [quantize(x, c, cfg, n, rng=gen) for x, c in zip(xs, counts, strict=True)]
+        total = _ring_sum(enc)
+        assert aggregate_violation(total, cfg, n, n, sum(counts)) is None
+        weighted, count = dequantize(total, cfg, n)
+        assert count == sum(counts)
+        assert np.max(np.abs(weighted - clamped)) < cfg.sum_error_bound(n)
+        mean = fedavg_mean(weighted, count, cfg, n_survivors=n)
+        assert np.max(np.abs(mean - clamped / n)) < cfg.mean_error_bound(n, count)
+        errors.append(weighted - clamped)
+    # Stochastic rounding is unbiased: the mean error over 20 × 4,000 entries is ~0, far
+    # below one step (nearest rounding of these small entries would be biased towards 0).
+    step = 1.0 / cfg.scale(n)
+    assert abs(float(np.mean(errors))) < 0.01 * step
+    assert abs(float(np.mean(np.mean(errors, axis=0) * np.sign(clamped)))) < 0.02 * step
+
+
+def test_compressed_message_is_a_quarter_of_float32() -> None:
+    cfg = QuantizationConfig(ring_bits=8, max_examples=1 << 20)
+    update = np.zeros(100_000, dtype=np.float32)
+    enc = quantize(update, 10, cfg, 10)
+    assert enc.nbytes <= 0.25 * update.nbytes + 16
+    assert QuantizationConfig(ring_bits=16).count_entries(10) == 2  # B = 6,554: 2 digits
+
+
+def test_compressed_aggregate_checks_catch_a_wrapping_partner() -> None:
+    cfg = QuantizationConfig(clip=1.0, ring_bits=8, max_examples=1000)
+    n = 4
+    honest = [quantize(np.zeros(5), 10, cfg, n) for _ in range(3)]
+    evil = quantize(np.zeros(5), 10, cfg, n)
+    evil[0] = np.uint8(127)  # outside ±L; the sum is outside ±n·L = ±124 (as on wide rings,
+    # a sum that wraps back inside the honest range cannot be told from an honest one)
+    assert aggregate_violation(_ring_sum([*honest, evil]), cfg, n, n, 40) is not None
+    digit = quantize(np.zeros(5), 10, cfg, n)
+    digit[6] = np.uint8(255)  # a count digit whose sum exceeds n·(B − 1) = 252
+    assert "count digit" in str(aggregate_violation(_ring_sum([*honest, digit]), cfg, n, n, 40))
+
+
+def test_next_clip_follows_the_aggregate() -> None:
+    from pharmafl.secure import next_clip
+
+    cfg = QuantizationConfig(clip=1.0, ring_bits=8)
+    rng = np.random.default_rng(0)
+    mean = np.zeros(100_000)
+    mean[:20_000] = rng.normal(0, 0.01, 20_000)  # most entries never moved (absent features)
+    c = next_clip(mean, cfg)
+    assert c >= 0.25  # shrinks at most fourfold a round
+    c2 = next_clip(mean, cfg.model_copy(update={"clip": c / 100}))
+    assert 0.02 < c2 < 0.2  # ≈ 4 × the 99.9th percentile of the moved entries (≈ 0.033)
+    assert next_clip(np.zeros(10), cfg) == cfg.clip
