@@ -48,7 +48,7 @@ from pharmafl.ledger import (
     TrainingFinishedPayload,
     TrainingStartedPayload,
 )
-from pharmafl.secure import BROADCAST
+from pharmafl.secure import BROADCAST, QuantizationConfig, next_clip
 from pharmafl.server.context import OperatorContext, load_operator
 from pharmafl.server.launcher import Launcher
 from pharmafl.server.optimizers import ServerOptimizer, make_server_optimizer
@@ -182,10 +182,20 @@ def _initial_trunk(ctx: OperatorContext) -> dict[str, np.ndarray]:
 def run_round(run: _Run, launcher: Launcher, poll_s: float) -> RoundResult:
     """Round ``state.next_round``: secure aggregation, server step, ledger, checkpoint."""
     ctx, state, index = run.ctx, run.state, run.state.next_round
+    quantization = _round_quantization(run)
     done = _kept_round(run) or secure_round(
-        ctx, launcher, run.trunk_bytes, index, size=run.layout.size, poll_s=poll_s
+        ctx,
+        launcher,
+        run.trunk_bytes,
+        index,
+        size=run.layout.size,
+        poll_s=poll_s,
+        quantization=quantization,
     )
     run.dropped[index] = list(done.result.dropped)
+    if quantization.compressed:
+        state.clip = next_clip(done.result.mean, quantization)
+        log.info("round %d: clip %g, next round's %g", index, quantization.clip, state.clip)
     old = flatten_trunk(state.trunk, run.layout)
     new = run.optimizer.step(old, done.result.mean).astype(np.float32)
     state.trunk = unflatten_trunk(new, run.layout)
@@ -217,6 +227,17 @@ def run_round(run: _Run, launcher: Launcher, poll_s: float) -> RoundResult:
     _checkpoint(run, record, score)
     log.info("round %d done: mean validation AUC-PR %.4f", index, score)
     return record
+
+
+def _round_quantization(run: _Run) -> QuantizationConfig:
+    """The plan's encoding, with a compressed ring's clip as the last round set it."""
+    q = run.plan.quantization
+    if not q.compressed or run.state.clip is None:
+        return q
+    clip = run.state.clip
+    if run.plan.dp is not None:  # never below what the DP noise needs (plan validation)
+        clip = max(clip, run.plan.dp.clip_norm + 6 * run.plan.dp.partner_noise_std)
+    return q.model_copy(update={"clip": clip})
 
 
 def _kept_round(run: _Run) -> SecureRound | None:

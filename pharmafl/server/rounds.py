@@ -43,6 +43,7 @@ from pharmafl.secure import (
     BROADCAST,
     AggregateResult,
     Envelope,
+    QuantizationConfig,
     SecAggServer,
     collect,
     open_payload,
@@ -140,7 +141,12 @@ def drive_secagg(server: SecAggServer, launcher: Launcher, timeout_s: float, pol
 
 
 def _attempt(
-    ctx: OperatorContext, launcher: Launcher, spec: TrainSpec, size: int, poll_s: float
+    ctx: OperatorContext,
+    launcher: Launcher,
+    spec: TrainSpec,
+    size: int,
+    poll_s: float,
+    quantization: QuantizationConfig,
 ) -> SecureRound | None:
     """Start every participant of a published round and drive its secure aggregation; None
     when it aborted (recorded on the ledger)."""
@@ -155,7 +161,7 @@ def _attempt(
         vector_length=size,
         partners=ctx.members,
         threshold=plan.threshold,
-        quantization=plan.quantization,
+        quantization=quantization,
         dp=plan.dp,
     )
     try:
@@ -215,9 +221,12 @@ def secure_round(
     *,
     size: int,
     poll_s: float,
+    quantization: QuantizationConfig | None = None,
 ) -> SecureRound:
     """Round ``index`` until an attempt completes (at most ``max_round_attempts``), each
     attempt under a fresh round id; its contributions and dropouts are on the ledger.
+    ``quantization``: this round's encoding (default the plan's; a compressed ring's clip
+    changes from round to round, :func:`pharmafl.secure.next_clip`).
 
     Raises
     ------
@@ -236,7 +245,7 @@ def secure_round(
                 dp=ctx.plan.dp,
             )
         )
-        done = _attempt(ctx, launcher, spec, size, poll_s)
+        done = _attempt(ctx, launcher, spec, size, poll_s, quantization or ctx.plan.quantization)
         if done is not None:
             record_participation(ctx, done)
             return done

@@ -150,6 +150,8 @@ class TrainingState:
     history: list[RoundResult] = field(default_factory=list)
     finished: bool = False
     stop_reason: str = ""
+    #: A compressed ring's clip for the next round (set from the last decoded mean).
+    clip: float | None = None
 
     def save(self, state_dir: Path) -> None:
         """Write the checkpoint atomically (arrays first, then the JSON that names them)."""
@@ -168,6 +170,7 @@ class TrainingState:
             "history": [r.model_dump(mode="json") for r in self.history],
             "finished": self.finished,
             "stop_reason": self.stop_reason,
+            "clip": self.clip,
         }
         atomic_write_json(state_dir / CHECKPOINT_FILE, doc)
         for old in state_dir.glob("checkpoint-*.npz"):
@@ -212,6 +215,7 @@ class TrainingState:
             history=[RoundResult.model_validate(r) for r in doc["history"]],
             finished=bool(doc["finished"]),
             stop_reason=str(doc["stop_reason"]),
+            clip=doc.get("clip"),
         )
 
 

@@ -32,6 +32,7 @@ def _state(next_round: int) -> TrainingState:
         optimizer=opt.state_dict(),
         best_auc_pr=0.625,
         rounds_without_improvement=1,
+        clip=0.0123,
         history=[
             RoundResult(
                 round=0,
@@ -55,6 +56,7 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     assert back.best_auc_pr == 0.625 and back.rounds_without_improvement == 1
     assert back.history == state.history
     assert not back.finished and back.stop_reason == ""
+    assert back.clip == 0.0123  # a compressed ring's next clip survives a restart
     assert set(back.trunk) == set(state.trunk) and set(back.optimizer) == set(state.optimizer)
     for k, v in state.trunk.items():
         np.testing.assert_array_equal(back.trunk[k], v)

@@ -1,0 +1,70 @@
+"""Issue 16, item 1: compressed updates keep secure aggregation exact.
+
+A federated run on an 8-bit ring sends one byte per trunk parameter (0.25× the float32
+update) and nothing else about a partner: every parameter is masked, there is no sparsity
+pattern, and the only per-round public number that changes is the clip, which the operator
+derives from the aggregate it already learned and signs into the round spec for everyone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from pharmafl.contract import trunk_from_bytes
+from pharmafl.layout import FINAL_TRUNK_FILE, STATE_DIR
+from pharmafl.ledger import verify_ledger
+from pharmafl.secure import QuantizationConfig, RoundSpec
+from pharmafl.server import TrainingState, load_operator, run_training
+from pharmafl.server.runs import run_round_ids
+
+from .conftest import PARTNERS, MiniConsortium, library_launcher, ready_to_train
+
+ROUNDS = 3
+
+
+@pytest.mark.slow
+def test_an_8_bit_run_sends_a_quarter_and_adapts_its_public_clip(
+    mini_consortium: Callable[..., MiniConsortium],
+) -> None:
+    mc = mini_consortium(rounds=ROUNDS)
+    q = QuantizationConfig.for_ring(8)
+    plan = ready_to_train(mc, quantization=q, patience=ROUNDS)
+    with library_launcher(mc) as launcher:
+        result = run_training(mc.layout.operator.root, mc.url, launcher, poll_s=0.05)
+    assert [r.contributors for r in result.history] == [list(PARTNERS)] * ROUNDS
+
+    store, op = mc.store, load_operator(mc.layout.operator.root, mc.url)
+    specs = [  # every training round's secure-aggregation spec, in order (final: none)
+        RoundSpec.from_payload(store.get(keys[0]).payload)
+        for rid in run_round_ids(store, plan.run_id)
+        if (keys := store.keys(rid, "round_spec", PARTNERS[0]))
+    ]
+    assert len(specs) == ROUNDS
+    clips = [s.quantization.clip for s in specs]
+    assert clips[0] == q.clip  # round 0: the plan's
+    assert all(c != q.clip and c > 0 for c in clips[1:])  # then set from each aggregate
+    assert all(s.quantization.ring_bits == 8 for s in specs)
+    state = TrainingState.load(op.run_dir / STATE_DIR)
+    assert state is not None and state.clip is not None and state.clip > 0
+
+    # One byte per parameter (plus the count's digits) in every masked update still stored.
+    size = sum(
+        v.size for v in trunk_from_bytes(mc.layout.operator.initial_trunk.read_bytes()).values()
+    )
+    masked = [
+        store.get(k)
+        for rid in run_round_ids(store, plan.run_id)
+        for k in store.keys(rid, "masked", mc.operator.id)
+    ]
+    assert masked, "the last round's masked updates are kept"
+    for env in masked:
+        assert env.headers["dtype"] == "|u1"
+        assert len(env.payload) == size + q.count_entries(len(PARTNERS))
+        assert len(env.payload) <= 0.25 * 4 * size + 8
+
+    trunk = trunk_from_bytes((op.run_dir / FINAL_TRUNK_FILE).read_bytes())
+    assert all(np.isfinite(v).all() for v in trunk.values())
+    verify_ledger(mc.layout.operator.ledger)
