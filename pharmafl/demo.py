@@ -75,6 +75,9 @@ class DemoConfig(BaseModel):
     round_epochs: float = Field(2.0, gt=0, description="Local epochs per federated round.")
     fed_patience: int = Field(3, ge=1, description="Rounds without validation improvement.")
     server_optimizer: str = Field("fedavg")
+    ring_bits: Literal[8, 16, 32, 64] = Field(
+        32, description="Bits per trunk parameter in a masked update (8: 0.25× the bytes)."
+    )
     final_trunk: Literal["best", "last"] = Field(
         "last",
         description="Trunk the partners fine-tune their heads on after the last round (see "
@@ -247,7 +250,7 @@ def _federate(layout: ConsortiumLayout, cfg: DemoConfig, trunk: SparseTrunkConfi
     """Set up the federation (identities, roster, plan, initial trunk) and train it."""
     from flows.train import run_train
     from pharmafl.contract import FederationPlan, LocalTrainingSpec
-    from pharmafl.secure import DPConfig
+    from pharmafl.secure import DPConfig, QuantizationConfig
     from pharmafl.server.optimizers import make_server_optimizer
     from pharmafl.simulate.federation import setup_federation
 
@@ -265,6 +268,7 @@ def _federate(layout: ConsortiumLayout, cfg: DemoConfig, trunk: SparseTrunkConfi
         server_optimizer=make_server_optimizer(cfg.server_optimizer).config,
         final_trunk=cfg.final_trunk,
         stage_timeout_s=900,
+        quantization=QuantizationConfig.for_ring(cfg.ring_bits),
     ).with_dp(
         None
         if cfg.dp_noise_multiplier is None

@@ -151,6 +151,7 @@ def create(
     head_finetune_epochs: fed.HeadFinetune = 3,
     server_optimizer: fed.ServerOpt = "fedavg",
     seed: fed.Seed = 0,
+    ring_bits: fed.RingBits = 32,
 ) -> None:
     """Operator: create the consortium: consortium.json (send it to every partner), your
     signing identity, plan.json and the initial trunk. You never hold the consortium key."""
@@ -168,6 +169,7 @@ def create(
         server_optimizer=server_optimizer,
         seed=seed,
         dp=None,
+        ring_bits=ring_bits,
     )
     plan = create_consortium(operator_dir, params, plan, operator_id=operator_id)
     layout = OperatorLayout(operator_dir)

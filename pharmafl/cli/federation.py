@@ -74,6 +74,13 @@ HeadFinetune = Annotated[
 ]
 ServerOpt = Annotated[str, typer.Option(help="fedavg, fedavgm, fedadam, fedyogi.")]
 Seed = Annotated[int, typer.Option(help="Seed of the initial trunk and local training.")]
+RingBits = Annotated[
+    int,
+    typer.Option(
+        help="Bits per trunk parameter in a masked update: 32 (exact FedAvg), or 16 / 8 "
+        "(0.5× / 0.25× the bytes: stochastic rounding, partners weighted equally)."
+    ),
+]
 
 
 def build_plan(
@@ -85,12 +92,14 @@ def build_plan(
     server_optimizer: str,
     seed: int,
     dp: DPConfig | None,
+    ring_bits: int = 32,
 ) -> FederationPlan:
     """The main run's plan from the command-line options (one clear error when invalid)."""
     from pydantic import ValidationError
 
     from pharmafl.common.errors import ConfigError, validation_summary
     from pharmafl.contract import FederationPlan, LocalTrainingSpec
+    from pharmafl.secure import QuantizationConfig
     from pharmafl.server.optimizers import make_server_optimizer
 
     try:
@@ -101,6 +110,7 @@ def build_plan(
             trunk={"kind": "sparse", "hidden_sizes": sizes, "dropouts": [dropout] * len(sizes)},
             local=LocalTrainingSpec(**local),
             server_optimizer=make_server_optimizer(server_optimizer).config,
+            quantization=QuantizationConfig.for_ring(ring_bits),
         ).with_dp(dp)
     except (ValidationError, ValueError) as exc:
         why = validation_summary(exc) if isinstance(exc, ValidationError) else str(exc)
@@ -180,6 +190,7 @@ def setup(
     head_finetune_epochs: HeadFinetune = 3,
     server_optimizer: ServerOpt = "fedavg",
     seed: Seed = 0,
+    ring_bits: RingBits = 32,
     dp_noise_multiplier: DpNoise = None,
     dp_clip_norm: DpClip = 0.1,
     dp_min_contributors: DpSplit = 2,
@@ -195,6 +206,7 @@ def setup(
         server_optimizer=server_optimizer,
         seed=seed,
         dp=_dp(dp_noise_multiplier, dp_clip_norm, dp_min_contributors),
+        ring_bits=ring_bits,
     )
     odir = setup_federation(consortium_dir, plan)
     typer.echo(f"operator folder ready: {odir}")

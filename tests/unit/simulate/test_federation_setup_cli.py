@@ -78,3 +78,22 @@ def test_setup_writes_the_local_recipe(small_consortium: Path, tmp_path: Path) -
     ).local
     assert (local.head_finetune_epochs, local.min_steps, local.batch_ratio) == (5, 25, 0.05)
     assert (local.weight_decay, local.prox_mu, local.batch_size) == (1e-5, 0.01, None)
+
+
+def test_setup_compresses_updates_on_request(small_consortium: Path, tmp_path: Path) -> None:
+    from pharmafl.common.errors import ConfigError
+    from pharmafl.secure.quantize import COMPRESSED_CLIP
+
+    target = _copy(small_consortium, tmp_path / "ring8")
+    args = ["federation", "setup", str(target), "--hidden", "16", "--ring-bits", "8"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    plan = FederationPlan.model_validate_json(ConsortiumLayout(target).operator.plan.read_text())
+    assert plan.quantization.ring_bits == 8 and plan.quantization.compressed
+    assert plan.quantization.clip == COMPRESSED_CLIP  # round 0's clip on update entries
+
+    bad = _copy(small_consortium, tmp_path / "ring12")
+    res = CliRunner().invoke(app, ["federation", "setup", str(bad), "--ring-bits", "12"])
+    assert isinstance(res.exception, ConfigError)
+    assert "ring_bits" in str(res.exception)
+    assert not ConsortiumLayout(bad).operator.plan.exists()
