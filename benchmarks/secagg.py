@@ -12,7 +12,8 @@ Prints one JSON line:
   seconds of the one thread doing it (per core; median and min over partners, and the
   wall-clock rate, which other processes on a shared machine can lower);
 - ``unmask_seconds``: operator CPU time to rebuild and remove masks and decode;
-- ``size_overhead``: bytes of a stored masked envelope ÷ bytes of the float32 update;
+- ``size_overhead``: bytes of a stored masked envelope ÷ bytes of the float32 update (≈ 0.25
+  with ``--ring-bits 8``: the message ratio of issue 16);
 - ``partner_seconds_*`` / ``server_seconds``: protocol CPU time per party (no waiting),
   ``*_wall`` the same in wall-clock time;
 - ``protocol_fraction_of_epoch``: (slowest partner + all operator work, as if nothing
@@ -52,6 +53,13 @@ def _parse() -> argparse.Namespace:
         help="Reference duration of one local epoch of the same trunk (SparseChem ~70 s).",
     )
     ap.add_argument("--seed", type=int, default=0, help="Seed of the synthetic updates.")
+    ap.add_argument(
+        "--ring-bits",
+        type=int,
+        default=32,
+        choices=(8, 16, 32, 64),
+        help="Bits per parameter in a masked update (8 and 16: compressed, clip 0.05).",
+    )
     ap.add_argument("--json", action="store_true", help="Print only the JSON line.")
     return ap.parse_args()
 
@@ -63,7 +71,7 @@ def main() -> None:
     updates = {p: rng.normal(0.0, 0.01, args.params).astype(np.float32) for p in ids}
     counts = {p: int(rng.integers(10_000, 1_000_000)) for p in ids}
     dropped = ids[len(ids) - args.dropouts :] if args.dropouts else []
-    cfg = QuantizationConfig(clip=1.0, max_examples=1 << 20)
+    cfg = QuantizationConfig.for_ring(args.ring_bits, max_examples=1 << 20)
 
     wall = time.perf_counter()
     sim = run_secagg_round(
@@ -79,7 +87,8 @@ def main() -> None:
     survivors = [p for p in ids if p not in dropped]
     expected = np.zeros(args.params)
     for p in survivors:
-        expected += np.clip(counts[p] / cfg.max_examples * updates[p].astype(np.float64), -1, 1)
+        weight = 1.0 if cfg.compressed else counts[p] / cfg.max_examples
+        expected += np.clip(weight * updates[p].astype(np.float64), -cfg.clip, cfg.clip)
     err = float(np.max(np.abs(sim.result.weighted_sum - expected)))
     bound = cfg.sum_error_bound(args.partners)
     exact = err <= bound
@@ -99,6 +108,7 @@ def main() -> None:
     out = {
         "partners": args.partners,
         "params": args.params,
+        "ring_bits": args.ring_bits,
         "dropouts": args.dropouts,
         "threshold": sim.result.report.threshold,
         "exact": exact,
