@@ -18,6 +18,7 @@ from pharmafl.common.errors import LedgerError
 from pharmafl.layout import MAIN_RUN_ID
 from pharmafl.secure.dp import DPConfig
 from pharmafl.secure.identity import PARTY_ID_PATTERN
+from pharmafl.secure.quantize import QuantizationConfig
 
 #: A SHA-256 digest as 64 lower-case hex digits.
 HEX64 = r"^[0-9a-f]{64}$"
@@ -122,6 +123,11 @@ class RoundStartedPayload(_Payload):
     round_spec_hash: str | None = Field(None, pattern=HEX64, description="Signed round spec.")
     dp: DPConfig | None = Field(
         None, description="Differential privacy of this round (None: none), for accounting."
+    )
+    quantization: QuantizationConfig | None = Field(
+        None,
+        description="The encoding partners were sent for this round (a compressed ring's "
+        "clip changes every round); None in ledgers written before it was recorded.",
     )
 
 

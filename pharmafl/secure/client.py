@@ -51,7 +51,7 @@ from pharmafl.secure.messages import (
     aead_context,
     min_threshold,
 )
-from pharmafl.secure.quantize import quantize
+from pharmafl.secure.quantize import MAX_CLAMPED_FRACTION, quantize
 from pharmafl.secure.store import ExchangeStore
 
 logger = logging.getLogger(__name__)
@@ -198,6 +198,7 @@ class SecAggClient:
         violation = (
             policy.violation(n, spec.threshold)
             or policy.dp_violation(spec.dp, n)
+            or policy.ring_violation(spec.quantization.ring_bits)
             or policy.groups_violation(spec.partners, "round's invited partners")
         )
         self._refuse_if(
@@ -232,7 +233,9 @@ class SecAggClient:
         self.spec = spec
         self._c_sk, c_pk = crypto.x25519_generate()
         self._s_sk, s_pk = crypto.x25519_generate()
-        self._my_advert = AdvertisePayload(c_pk=c_pk.hex(), s_pk=s_pk.hex())
+        self._my_advert = AdvertisePayload(
+            c_pk=c_pk.hex(), s_pk=s_pk.hex(), spec_sha256=spec.digest()
+        )
         self._send("advertise", self.operator, self._my_advert.to_payload())
         self.stage = "share_keys"
         self._timed("advertise", start)
@@ -255,6 +258,12 @@ class SecAggClient:
         u1 = tuple(sorted(adverts))
         self._need(u1 == doc.advertised, "the key list does not match its signed adverts")
         self._need(adverts.get(self.me) == self._my_advert, "my advertised keys were altered")
+        # An operator that sent one partner another clip, ring or DP than the rest would
+        # decode that partner's own update from the "sum": every spec must be the same.
+        self._need(
+            all(a.spec_sha256 == spec.digest() for a in adverts.values()),
+            "partners were sent different round specs",
+        )
         self._need(len(u1) >= spec.threshold, f"only {len(u1)} partners advertised keys")
         self._need(
             len({a.c_pk for a in adverts.values()} | {a.s_pk for a in adverts.values()})
@@ -350,6 +359,7 @@ class SecAggClient:
             len(spec.partners),
             dp=spec.dp,
             rng=self._rng,
+            max_clamped=MAX_CLAMPED_FRACTION,
         )
         masks = [(masking.self_mask_key(self._b, self.round_id, self.me), 1)]
         for v in u2:

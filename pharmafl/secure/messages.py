@@ -22,6 +22,7 @@ Every payload here is canonical JSON; every envelope is signed (:mod:`.envelope`
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from typing import Annotated, Any
@@ -136,16 +137,26 @@ class RoundSpec(_Doc):
             raise ValueError(problem)
         return self
 
+    def digest(self) -> str:
+        """SHA-256 (hex) of this spec's canonical payload."""
+        return hashlib.sha256(self.to_payload()).hexdigest()
+
     def index(self, party: str) -> int:
         """1-based position of ``party``: its Shamir share index."""
         return self.partners.index(party) + 1
 
 
 class AdvertisePayload(_Doc):
-    """A partner's fresh per-round X25519 public keys."""
+    """A partner's fresh per-round X25519 public keys, and the round spec it was sent."""
 
     c_pk: str = Field(pattern=_HEX32, description="Key agreement for share encryption.")
     s_pk: str = Field(pattern=_HEX32, description="Key agreement for pairwise masks.")
+    spec_sha256: str = Field(
+        pattern=_HEX32,
+        description="SHA-256 of the round spec this partner was sent (RoundSpec.digest): "
+        "every partner checks that all were sent the same spec (clip, ring, DP, partners) "
+        "before any share leaves.",
+    )
 
 
 class KeysPayload(_Doc):

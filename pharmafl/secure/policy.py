@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Collection, Iterable
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -69,6 +69,12 @@ class SecurityPolicy(BaseModel):
         le=1e4,
         description="Differential privacy every round must use: its noise multiplier z at "
         "least this (0: DP not required).",
+    )
+
+    min_ring_bits: Literal[8, 16, 32, 64] | None = Field(
+        None,
+        description="Narrowest ring a round may encode updates in (32: no compressed rings, "
+        "so exact FedAvg weights; None: any). Partners refuse a round spec below it.",
     )
 
     valuation_groups: tuple[tuple[Annotated[str, Field(pattern=_PARTY_ID)], ...], ...] | None = (
@@ -141,6 +147,15 @@ class SecurityPolicy(BaseModel):
                 f"(not partners: {extra}; in no group: {missing})"
             )
         return None
+
+    def ring_violation(self, ring_bits: int) -> str | None:
+        """Why a round's ring breaks the policy (narrower than ``min_ring_bits``), or None."""
+        if self.min_ring_bits is None or ring_bits >= self.min_ring_bits:
+            return None
+        return (
+            f"a {ring_bits}-bit ring, the consortium's policy requires at least "
+            f"{self.min_ring_bits} bits"
+        )
 
     def dp_violation(self, dp: DPConfig | None, n_partners: int | None = None) -> str | None:
         """Why a round's DP settings break the policy, or None.

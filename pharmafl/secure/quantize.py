@@ -59,7 +59,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from pharmafl.common.errors import SecureAggregationError
+from pharmafl.common.errors import PolicyViolationError, SecureAggregationError
 from pharmafl.secure.dp import DPConfig, clip_factor, l2_norm
 
 logger = logging.getLogger(__name__)
@@ -195,6 +195,12 @@ class QuantizationConfig(BaseModel):
         return self.max_examples / total_examples
 
 
+#: The largest share of a partner's nonzero update entries a round's clip may clamp before
+#: the partner refuses to send (:func:`quantize`'s ``max_clamped``). Honest clips clamp far
+#: fewer (the 32-bit ring's clip 1 on weighted entries none; the adaptive compressed clip
+#: well under 1 %, measured on the demo consortium: docs/benchmarks.md).
+MAX_CLAMPED_FRACTION = 0.05
+
 #: Round 0's clip on a compressed ring, before any aggregate sets it: local Adam steps move
 #: an entry by about the learning rate (1e-3 by default), so tens of steps a round stay
 #: well inside ±0.05 (measured on the demo consortium: see docs/benchmarks.md).
@@ -220,6 +226,7 @@ def quantize(
     *,
     dp: DPConfig | None = None,
     rng: np.random.Generator | None = None,
+    max_clamped: float | None = None,
 ) -> np.ndarray:
     """Encode one partner's update; return a ring vector of ``update.size`` entries and the
     count's (:meth:`QuantizationConfig.count_entries`: one on a 32/64-bit ring).
@@ -242,11 +249,17 @@ def quantize(
         Gaussian noise of std ``dp.partner_noise_std`` to the weighted update, drawn from
         ``rng`` (see :mod:`pharmafl.secure.dp`). On a compressed ring ``rng`` also draws the
         stochastic rounding (fresh OS entropy when None and no DP).
+    max_clamped
+        Refuse (:class:`PolicyViolationError`) when more than this share of the update's
+        nonzero entries would be clamped: a clip far below a partner's entries turns the sum
+        into per-partner sign votes (partners pass :data:`MAX_CLAMPED_FRACTION`).
 
     Raises
     ------
     SecureAggregationError
         If the update holds NaN or infinity, or ``num_examples`` is outside 1..max_examples.
+    PolicyViolationError
+        If more than ``max_clamped`` of the nonzero entries would be clamped.
     """
     if not 1 <= num_examples <= config.max_examples:
         raise SecureAggregationError(
@@ -273,7 +286,19 @@ def quantize(
     out[flat.size :] = _count_digits(num_examples, config, n_partners)
     if encode.clipped:
         logger.info(
-            "clamped %d of %d weighted entries to ±%g", encode.clipped, flat.size, config.clip
+            "clamped %d of %d weighted entries (%d nonzero) to ±%g",
+            encode.clipped,
+            flat.size,
+            encode.moved,
+            config.clip,
+        )
+    if max_clamped is not None and encode.clipped > max_clamped * max(encode.moved, 1):
+        raise PolicyViolationError(
+            f"the round's clip {config.clip:g} would clamp {encode.clipped} of this "
+            f"partner's {encode.moved} nonzero update entries (more than {max_clamped:.0%}): "
+            "so low a clip reveals which way each partner moved, not only the sum.",
+            fix="the operator sets clips from the plan (quantization.clip) and the last "
+            "aggregate; raise the plan's clip, or find why the operator sent this one.",
         )
     return out
 
@@ -289,7 +314,7 @@ class _Encoder:
         noise_std: float,
         rng: np.random.Generator | None,
     ) -> None:
-        self.factor, self.noise_std, self.clipped = factor, noise_std, 0
+        self.factor, self.noise_std, self.clipped, self.moved = factor, noise_std, 0, 0
         self.stochastic = config.compressed
         scale = config.scale(n_partners)
         # Compressed: clamp to the integer L itself (clip·(L/clip) may round above L).
@@ -300,6 +325,7 @@ class _Encoder:
     def __call__(self, chunk: np.ndarray) -> np.ndarray:
         b = self.buf[: chunk.size]
         b[...] = chunk  # to float64 first: a float32 product would lose the integer
+        self.moved += int(np.count_nonzero(b))
         b *= self.factor
         if self.noise_std > 0:
             b += self.rng.normal(0.0, self.noise_std, size=b.size)  # type: ignore[union-attr]
@@ -312,6 +338,9 @@ class _Encoder:
         if self.stochastic:  # ⌊v + U⌋: v's ceiling with probability frac(v), never past ±L
             b += self.rng.random(b.size)  # type: ignore[union-attr]
             np.floor(b, out=b)
+            # v + U may round up to L + 1 in float64 when v = L (probability ~L·2^-53):
+            # clamp again so the no-wrap bound holds for every draw.
+            np.clip(b, -self.limit, self.limit, out=b)
         else:
             np.rint(b, out=b)
         return b
@@ -414,22 +443,25 @@ def fedavg_mean(
     return weighted_sum * config.mean_factor(total_examples, survivors)
 
 
-def next_clip(mean: np.ndarray, config: QuantizationConfig) -> float:
+def next_clip(mean: np.ndarray, config: QuantizationConfig, ceiling: float) -> float:
     """A compressed ring's clip for the next round, from this round's decoded mean Δ̄.
 
     Set so that one step of the ring, C / L, is a fixed share of Δ̄'s typical large entry:
-    C = NEXT_CLIP_FACTOR · q where q is the 99.9th percentile of Δ̄'s nonzero |entries|. Partners'
-    own entries may exceed C and are clamped (their count is logged at the partner); a
-    tighter C makes every other entry finer. Never below the previous clip / 4 and never 0.
+    C = NEXT_CLIP_FACTOR · q where q is the 99.9th percentile of Δ̄'s nonzero |entries|.
+    Partners' own entries may exceed C and are clamped (each partner counts them and refuses
+    to send when too many are, :data:`MAX_CLAMPED_FRACTION`). Bounded so that no partner
+    can pump it with in-range values (which the aggregate check cannot see): at most twice
+    the previous clip and at most ``ceiling`` (the operator passes 4 × the plan's clip), at
+    least a quarter of the previous clip.
     """
     moved = np.abs(mean[mean != 0])  # entries no partner moved say nothing about the scale
     if moved.size == 0:
         return config.clip
-    q = float(np.quantile(moved, NEXT_CLIP_QUANTILE))
-    c = NEXT_CLIP_FACTOR * q
+    c = NEXT_CLIP_FACTOR * float(np.quantile(moved, NEXT_CLIP_QUANTILE))
     if not math.isfinite(c) or c <= 0:
         return config.clip
-    return float(f"{max(c, config.clip / 4):.6g}")
+    c = min(max(c, config.clip / 4), 2 * config.clip, ceiling)
+    return float(f"{c:.6g}")
 
 
 #: The percentile of |Δ̄| and its multiple that set the next round's clip (see next_clip).

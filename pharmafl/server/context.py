@@ -98,8 +98,10 @@ def _check_policy(roster: Roster, plan: FederationPlan, members: tuple[str, ...]
     """Refuse to start a run the partners would refuse: it breaks the signed policy."""
     policy = roster.security_policy
     threshold = plan.threshold or policy_threshold(policy, len(members))
-    violation = policy.violation(len(members), threshold) or policy.dp_violation(
-        plan.dp, len(members)
+    violation = (
+        policy.violation(len(members), threshold)
+        or policy.dp_violation(plan.dp, len(members))
+        or policy.ring_violation(plan.quantization.ring_bits)
     )
     if violation is not None:
         raise PolicyViolationError(

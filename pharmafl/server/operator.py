@@ -194,7 +194,7 @@ def run_round(run: _Run, launcher: Launcher, poll_s: float) -> RoundResult:
     )
     run.dropped[index] = list(done.result.dropped)
     if quantization.compressed:
-        state.clip = next_clip(done.result.mean, quantization)
+        state.clip = next_clip(done.result.mean, quantization, 4 * run.plan.quantization.clip)
         log.info("round %d: clip %g, next round's %g", index, quantization.clip, state.clip)
     old = flatten_trunk(state.trunk, run.layout)
     new = run.optimizer.step(old, done.result.mean).astype(np.float32)
@@ -237,7 +237,7 @@ def _round_quantization(run: _Run) -> QuantizationConfig:
     clip = run.state.clip
     if run.plan.dp is not None:  # never below what the DP noise needs (plan validation)
         clip = max(clip, run.plan.dp.clip_norm + 6 * run.plan.dp.partner_noise_std)
-    return q.model_copy(update={"clip": clip})
+    return QuantizationConfig.model_validate(q.model_dump() | {"clip": clip})
 
 
 def _kept_round(run: _Run) -> SecureRound | None:

@@ -243,6 +243,7 @@ def secure_round(
                 participants=list(spec.participants),
                 round_spec_hash=sha256_bytes(spec.model_dump_json().encode()),
                 dp=ctx.plan.dp,
+                quantization=quantization or ctx.plan.quantization,
             )
         )
         done = _attempt(ctx, launcher, spec, size, poll_s, quantization or ctx.plan.quantization)

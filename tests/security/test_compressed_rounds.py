@@ -15,7 +15,7 @@ import pytest
 
 from pharmafl.contract import trunk_from_bytes
 from pharmafl.layout import FINAL_TRUNK_FILE, STATE_DIR
-from pharmafl.ledger import verify_ledger
+from pharmafl.ledger import LedgerEvent, read_entries, verify_ledger
 from pharmafl.secure import QuantizationConfig, RoundSpec
 from pharmafl.server import TrainingState, load_operator, run_training
 from pharmafl.server.runs import run_round_ids
@@ -68,3 +68,57 @@ def test_an_8_bit_run_sends_a_quarter_and_adapts_its_public_clip(
     trunk = trunk_from_bytes((op.run_dir / FINAL_TRUNK_FILE).read_bytes())
     assert all(np.isfinite(v).all() for v in trunk.values())
     verify_ledger(mc.layout.operator.ledger)
+    started = [  # the ledger records the clip every round used
+        e.payload["quantization"]["clip"]  # type: ignore[index]
+        for e in read_entries(mc.layout.operator.ledger)
+        if e.event is LedgerEvent.ROUND_STARTED
+    ]
+    assert started == clips
+
+
+def test_a_partner_refuses_a_clip_that_turns_its_update_into_signs() -> None:
+    """Review of issue 16: with a clip far below the entries every partner sends ±L, and the
+    operator reads each partner's sign wherever they agree (52 % of coordinates in the
+    review's run). A partner now refuses to send when the clip clamps more than 5 % of its
+    nonzero entries; the honest adaptive clip clamps far fewer."""
+    from pharmafl.common.errors import PolicyViolationError
+    from pharmafl.secure import run_secagg_round
+    from pharmafl.secure.quantize import MAX_CLAMPED_FRACTION, quantize
+
+    rng = np.random.default_rng(0)
+    updates = {p: rng.normal(0, 0.01, 2000) for p in PARTNERS}
+    counts = dict.fromkeys(PARTNERS, 100)
+    tiny = QuantizationConfig(clip=1e-9, ring_bits=8)
+    with pytest.raises(PolicyViolationError, match="reveals which way each partner moved"):
+        run_secagg_round(updates, counts, quantization=tiny)  # before any masked input leaves
+    with pytest.raises(PolicyViolationError, match="would clamp 2000 of this partner's 2000"):
+        quantize(updates[PARTNERS[0]], 100, tiny, 3, max_clamped=MAX_CLAMPED_FRACTION)
+    fair = QuantizationConfig(clip=0.04, ring_bits=8)  # 4 σ: clamps ~0.006 %
+    assert run_secagg_round(updates, counts, quantization=fair).result.report.survivors == PARTNERS
+
+
+def test_a_consortium_can_forbid_compressed_rings(
+    mini_consortium: Callable[..., MiniConsortium],
+) -> None:
+    """Review of issue 16: the operator could move a consortium that agreed on exact FedAvg
+    (32 bits, example weights) to an 8-bit ring (equal weights) for any round. A policy with
+    ``min_ring_bits`` makes partners refuse such a round spec, and the operator such a plan."""
+    from pharmafl.common.errors import PolicyViolationError
+    from pharmafl.secure import SecurityPolicy, run_secagg_round
+
+    rng = np.random.default_rng(1)
+    updates = {p: rng.normal(0, 0.01, 100) for p in PARTNERS}
+    counts = dict.fromkeys(PARTNERS, 100)
+    policy = SecurityPolicy(min_ring_bits=32)
+    with pytest.raises(PolicyViolationError, match="requires at least 32 bits"):
+        run_secagg_round(
+            updates, counts, quantization=QuantizationConfig.for_ring(8), policy=policy
+        )
+    wide = QuantizationConfig.for_ring(32)
+    assert run_secagg_round(updates, counts, quantization=wide, policy=policy).result is not None
+    assert SecurityPolicy().ring_violation(8) is None  # unset: any ring
+
+    mc = mini_consortium(policy=policy)
+    ready_to_train(mc, quantization=QuantizationConfig.for_ring(8))
+    with pytest.raises(PolicyViolationError, match="requires at least 32 bits"):
+        load_operator(mc.layout.operator.root, mc.url)  # the operator refuses to start it

@@ -376,7 +376,7 @@ def test_compressed_ring_round_with_a_dropout(ring_bits: int) -> None:
     over would be uniform noise over the ring), and the mean is the equal-weight mean of the
     survivors' clamped updates within one step of the ring."""
     updates, counts = _inputs(5, seed=ring_bits)
-    cfg = QuantizationConfig(clip=0.1, max_examples=8192, ring_bits=ring_bits)
+    cfg = QuantizationConfig(clip=0.15, max_examples=8192, ring_bits=ring_bits)
     sim = run_secagg_round(updates, counts, quantization=cfg, dropouts={"p04": "submit"})
     survivors = ["p00", "p01", "p02", "p03"]
     assert sim.result.report.survivors == tuple(survivors)

@@ -169,8 +169,34 @@ def test_next_clip_follows_the_aggregate() -> None:
     rng = np.random.default_rng(0)
     mean = np.zeros(100_000)
     mean[:20_000] = rng.normal(0, 0.01, 20_000)  # most entries never moved (absent features)
-    c = next_clip(mean, cfg)
-    assert c >= 0.25  # shrinks at most fourfold a round
-    c2 = next_clip(mean, cfg.model_copy(update={"clip": c / 100}))
-    assert 0.02 < c2 < 0.2  # ≈ 4 × the 99.9th percentile of the moved entries (≈ 0.033)
-    assert next_clip(np.zeros(10), cfg) == cfg.clip
+    c = next_clip(mean, cfg, ceiling=4.0)
+    assert c == 0.25  # shrinks at most fourfold a round
+    c2 = next_clip(mean, cfg.model_copy(update={"clip": 0.1}), ceiling=4.0)
+    assert 0.08 < c2 < 0.2  # ≈ 4 × the 99.9th percentile of the moved entries (≈ 0.13)
+    assert next_clip(np.zeros(10), cfg, ceiling=4.0) == cfg.clip
+
+
+def test_one_partner_cannot_pump_the_clip() -> None:
+    """Review finding: in-range values on 0.2 % of coordinates (the aggregate check cannot
+    see them) tripled the clip every round until partners refused every spec. Now the clip
+    grows at most twofold a round and never past the ceiling."""
+    from pharmafl.secure import next_clip
+
+    n, size = 4, 50_000
+    cfg = QuantizationConfig(clip=0.05, ring_bits=8)
+    rng = np.random.default_rng(3)
+    clips = []
+    for _ in range(20):
+        honest = [rng.normal(0, 0.003, size) for _ in range(n - 1)]
+        enc = [quantize(x, 10, cfg, n) for x in honest]
+        evil = quantize(np.zeros(size), 10, cfg, n)
+        evil.view(cfg.signed_dtype)[: size // 500] = 3 * cfg.levels(n)  # 3L: within ±n·L
+        total = _ring_sum([*enc, evil])
+        assert aggregate_violation(total, cfg, n, n, 40) is None  # invisible to the check
+        weighted, count = dequantize(total, cfg, n)
+        c = next_clip(fedavg_mean(weighted, count, cfg, n), cfg, ceiling=4 * 0.05)
+        assert c <= 2 * cfg.clip
+        clips.append(c)
+        cfg = cfg.model_copy(update={"clip": c})
+    assert max(clips) <= 0.2  # the ceiling: 4 × round 0's clip
+    assert clips[-1] == 0.2  # (without the bounds it reached 1e6 and the run died)
