@@ -38,6 +38,8 @@ def _prepared(work: Path, partners: int, compounds: int) -> Path:
     from pharmafl.simulate import SimulationSpec, simulate_consortium
 
     cdir = work / "prepared"
+    if (cdir / "partners").is_dir():  # --work of an earlier run: compare on the same data
+        return cdir
     spec = SimulationSpec(dataset="fsmol", partners=partners, max_compounds=compounds, seed=3)
     simulate_consortium(cdir, spec, workers=1)
     for p in sorted((cdir / "partners").iterdir()):
@@ -50,6 +52,7 @@ def _setup(prepared: Path, dst: Path, args: argparse.Namespace) -> Path:
     from pharmafl.secure import QuantizationConfig
     from pharmafl.simulate.federation import setup_federation
 
+    shutil.rmtree(dst, ignore_errors=True)
     shutil.copytree(prepared, dst)
     for key in dst.glob("partners/*/key.json"):
         os.chmod(key, 0o600)
@@ -129,8 +132,9 @@ def _table(runs: list[dict[str, Any]]) -> str:
             f"{r['mode']:<18} {med['wall_s']:>12.1f} {med['slowest_training_s']:>15.1f} "
             f"{med['sum_training_s']:>12.1f} {med['overhead_s']:>11.1f}"
         )
-    serial, parallel = (statistics.median(x["wall_s"] for x in r["rounds"]) for r in runs)
-    lines.append(f"round wall time, all at once / one after another: {parallel / serial:.2f}")
+    if len(runs) == 2:
+        serial, parallel = (statistics.median(x["wall_s"] for x in r["rounds"]) for r in runs)
+        lines.append(f"round wall time, all at once / one after another: {parallel / serial:.2f}")
     return "\n".join(lines)
 
 

@@ -1,18 +1,20 @@
 """Launchers: how the operator's flows start partner work (:class:`pharmafl.server.Launcher`).
 
-- :class:`EmbeddedLauncher`: every partner on this machine, each partner round a Prefect flow
-  run in its own thread reading only its own folder (the embedded default).
+- :class:`EmbeddedLauncher`: every partner on this machine, each partner round a Prefect task
+  run of the operator's flow, in its own thread, reading only its own folder (the embedded
+  default).
 - :class:`DeploymentLauncher`: ``run_deployment`` on each partner's deployment
   (``pharmafl-partner-round/<partner>``) on its own work pool; the round runs on the
   partner's machine.
 
 Both are context managers (``with make_launcher(...) as launcher:``); ``close()`` releases the
-embedded launcher's threads. They live with the flows (they start flow runs); the library
+embedded launcher's threads. They live with the flows (they start flow and task runs); the library
 never imports them.
 """
 
 from __future__ import annotations
 
+import contextvars
 import ctypes
 import logging
 import math
@@ -40,12 +42,16 @@ from pharmafl.server.launcher import (
 )
 
 LauncherKind = Literal["embedded", "distributed"]
+#: How often embedded partners and the operator look for the next protocol message: the store
+#: is a local folder, so listing it at 20 Hz costs nothing, and a round has six stage
+#: hand-overs (the Prefect default of 0.2 s cost about a second a round).
+EMBEDDED_POLL_S = 0.05
 
 log = logging.getLogger(__name__)
 
 
 class EmbeddedLauncher(LauncherBase):
-    """Partner rounds as flow runs in threads of this process (a thread per run)."""
+    """Partner rounds as task runs in threads of this process (a thread per run)."""
 
     def __init__(self, partner_dirs: dict[str, Path], exchange_url: str, timeout_s: float):
         self.partner_dirs = partner_dirs
@@ -57,18 +63,19 @@ class EmbeddedLauncher(LauncherBase):
         self._lock = threading.Lock()
 
     def _run(self, partner: str, round_id: str, final: bool) -> Any:
-        from flows.partner_round import partner_round_flow
+        from flows.partner_round import partner_round_task
 
         with self._lock:
             self._threads[partner] = threading.get_ident()
         try:
             return result_or_raise(
-                partner_round_flow,
+                partner_round_task,
                 str(self.partner_dirs[partner]),
                 self.exchange_url,
                 round_id,
                 final=final,
                 timeout_s=self.timeout_s,
+                poll_s=EMBEDDED_POLL_S,
             )
         finally:
             with self._lock:
@@ -78,7 +85,7 @@ class EmbeddedLauncher(LauncherBase):
         """Raise :class:`KeyboardInterrupt` in every running partner round too: Ctrl-C reaches
         only the main thread, and a round left alone waits for the operator until its stage
         timeout. Interrupted, each unwinds as the main thread does (temporary files removed,
-        its flow run recorded as crashed) within a poll interval."""
+        its task run recorded as crashed) within a poll interval."""
         with self._lock:
             idents = list(self._threads.values())
         for ident in idents:
@@ -100,8 +107,10 @@ class EmbeddedLauncher(LauncherBase):
         # Never a shared, bounded pool: a straggler still running after finish() gave up on
         # it would hold a thread that the next round's partners need at the same time.
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pharmafl-{partner}")
+        # The caller's context (the operator's flow run): each round is a task run of it.
+        context = contextvars.copy_context()
         with self._lock:
-            self._runs[partner] = pool.submit(self._run, partner, round_id, final)
+            self._runs[partner] = pool.submit(context.run, self._run, partner, round_id, final)
             self._pools.append(pool)
         pool.shutdown(wait=False)  # its thread ends with the run
 

@@ -22,7 +22,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows._states import fails_cleanly, operator_environment, result_or_raise
-from flows.launchers import DeploymentLauncher, LauncherKind, make_launcher
+from flows.launchers import EMBEDDED_POLL_S, DeploymentLauncher, LauncherKind, make_launcher
 from pharmafl.layout import ConsortiumLayout
 from pharmafl.server import RoundResult, TrainingResult, load_operator, run_training
 
@@ -124,7 +124,13 @@ def train_flow(
         if isinstance(chosen, DeploymentLauncher):  # tag this run; resumed: clear stale runs
             chosen.claim(plan.run_id, resume=resume)
         result = run_training(
-            layout.operator.root, url, chosen, resume=resume, rounds=rounds, on_round=on_round
+            layout.operator.root,
+            url,
+            chosen,
+            resume=resume,
+            rounds=rounds,
+            on_round=on_round,
+            poll_s=0.2 if isinstance(chosen, DeploymentLauncher) else EMBEDDED_POLL_S,
         )
     publish_training_artifacts(result)
     return result

@@ -3,7 +3,7 @@
 A launcher starts a partner's round (or final evaluation) without waiting for it, says which
 started runs already failed (the operator never waits for those), and waits for the rest at
 the end of a round. Implementations live with the entry points (``flows/launchers.py``:
-partner rounds as Prefect flow runs in threads, or on each partner's own work pool); a
+partner rounds as Prefect task runs in threads, or on each partner's own work pool); a
 launcher holds threads or server connections, so it is a context manager and ``close()``
 releases them.
 

@@ -51,15 +51,22 @@ def _logs(flow_run_id: UUID) -> list[Any]:
         return client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
 
 
-def _partner_runs(cdir: Path) -> list[Any]:
+def _partner_runs(flow_run_id: UUID, expected: int, wait_s: float = 30) -> list[Any]:
+    """The partner-round task runs of a train flow run (recorded from events: waits up to
+    ``wait_s`` for ``expected`` finished ones)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
 
-    with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=["pharmafl-partner-round"]))
-        )
-    return [r for r in runs if str(r.parameters.get("partner_dir", "")).startswith(str(cdir))]
+    flt = TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[flow_run_id]))
+    deadline = time.monotonic() + wait_s
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(task_run_filter=flt)
+        mine = [r for r in runs if r.name.startswith("pharmafl-partner-round")]
+        done = [r for r in mine if r.state is not None and r.state.is_final()]
+        if len(done) >= expected or time.monotonic() > deadline:
+            return mine
+        time.sleep(0.5)
 
 
 def test_train_flow_runs_one_embedded_round(
@@ -91,15 +98,13 @@ def test_train_flow_runs_one_embedded_round(
     assert result.history[0].contributors == list(PARTNERS)
     assert (cdir / "exchange").is_dir()  # the default store: CONSORTIUM_DIR/exchange
 
-    # One round and one final evaluation per partner, each its own completed flow run.
-    runs = _partner_runs(cdir)
-    assert len(runs) == 2 * len(PARTNERS)
-    assert all(r.state is not None and r.state.is_completed() for r in runs)
-    assert sorted(bool(r.parameters["final"]) for r in runs) == [False] * 3 + [True] * 3
-    assert {Path(r.parameters["partner_dir"]).name for r in runs} == set(PARTNERS)
-
+    # One round and one final evaluation per partner, each a completed task run of the
+    # train flow run (a subflow run per partner and round cost a second of API calls each).
     flow_run_id = state.state_details.flow_run_id
     assert flow_run_id is not None
+    runs = _partner_runs(flow_run_id, 2 * len(PARTNERS))
+    assert len(runs) == 2 * len(PARTNERS)
+    assert all(r.state is not None and r.state.is_completed() for r in runs)
     messages = [log.message for log in _logs(flow_run_id)]
     assert any("round 0: 3 contributors, 0 dropped" in m for m in messages), messages
 
@@ -182,7 +187,7 @@ def test_a_pharmafl_error_is_a_clean_failure(
     messages = [log.message for log in _logs(flow_run_id)]
     assert any("training failed:" in m and "plan.json" in m for m in messages), messages
     assert not any("Traceback" in m for m in messages), messages
-    assert not _partner_runs(cdir)  # nothing was started at any partner
+    assert not _partner_runs(flow_run_id, 1, wait_s=3)  # nothing was started at any partner
     assert not (cdir / "operator" / "state").exists()
     assert not (cdir / "operator" / "ledger.jsonl").exists()
 
