@@ -233,13 +233,14 @@ def roster(
     collusion_bound: keys.CollusionBound = 0,
     min_participants: keys.MinParticipants = 2,
     valuation_groups: keys.ValuationGroups = None,
+    min_ring_bits: keys.MinRingBits = None,
 ) -> None:
     """Operator: sign the roster (partners' identities and key checks, the security policy,
     the parameters' hash) into OPERATOR_DIR/roster.json; publish its fingerprint out of band."""
     from pharmafl.layout import OperatorLayout
     from pharmafl.server.create import sign_consortium_roster
 
-    policy = keys.build_policy(collusion_bound, min_participants, valuation_groups)
+    policy = keys.build_policy(collusion_bound, min_participants, valuation_groups, min_ring_bits)
     doc = sign_consortium_roster(operator_dir, members, policy, version=version)
     keys.echo_roster(doc, OperatorLayout(operator_dir).roster)
 

@@ -70,10 +70,21 @@ ValuationGroups = Annotated[
         "study's players. Without groups there is no contribution study.",
     ),
 ]
+MinRingBits = Annotated[
+    int | None,
+    typer.Option(
+        "--min-ring-bits",
+        help="Narrowest ring a round may use: 32 forbids compressed updates (8/16 bits, "
+        "which weight partners equally). Default: any.",
+    ),
+]
 
 
 def build_policy(
-    collusion_bound: int, min_participants: int, valuation_groups: list[str] | None
+    collusion_bound: int,
+    min_participants: int,
+    valuation_groups: list[str] | None,
+    min_ring_bits: int | None = None,
 ) -> SecurityPolicy:
     """The security policy from the command-line options (one clear error when invalid)."""
     from pydantic import ValidationError
@@ -87,11 +98,13 @@ def build_policy(
             collusion_bound=collusion_bound,
             min_participants=min_participants,
             valuation_groups=tuple(groups) or None,
+            min_ring_bits=min_ring_bits,
         )
     except ValidationError as exc:
         raise ConfigError(
             f"invalid security policy: {validation_summary(exc)}.",
-            fix="list each partner in exactly one --valuation-group, each group large enough.",
+            fix="list each partner in exactly one --valuation-group, each group large enough; "
+            "--min-ring-bits is 8, 16, 32 or 64.",
         ) from None
 
 
@@ -123,13 +136,14 @@ def roster(
     collusion_bound: CollusionBound = 0,
     min_participants: MinParticipants = 2,
     valuation_groups: ValuationGroups = None,
+    min_ring_bits: MinRingBits = None,
 ) -> None:
     """Sign the consortium roster and its security policy; print the fingerprint every
     partner must pin (`pharmafl consortium roster` does the same from an operator folder,
     binding the consortium parameters too)."""
     from pharmafl.secure.identity import create_roster_file
 
-    policy = build_policy(collusion_bound, min_participants, valuation_groups)
+    policy = build_policy(collusion_bound, min_participants, valuation_groups, min_ring_bits)
     doc = create_roster_file(
         operator_key, members, out, consortium=consortium, version=version, policy=policy
     )

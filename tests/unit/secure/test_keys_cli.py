@@ -111,12 +111,18 @@ def test_roster_signs_the_security_policy(tmp_path) -> None:
     members = ["--member", str(tmp_path / "alpha.pub.json"), "--member"]
     members += [str(tmp_path / "beta.pub.json")]
     args = ["keys", "roster", "--operator-key", str(tmp_path / "op.key.json"), *members]
-    res = runner.invoke(app, [*args, "--out", str(roster), "--collusion-bound", "1"])
+    res = runner.invoke(
+        app, [*args, "--out", str(roster), "--collusion-bound", "1", "--min-ring-bits", "32"]
+    )
     assert res.exit_code == 0, res.output
     assert "collusion bound 1, at least 3 partners a round" in res.output
     fingerprint = _fingerprint(res.output)
     doc = load_roster(roster, fingerprint)
     assert doc.security_policy.collusion_bound == 1
+    assert doc.security_policy.min_ring_bits == 32  # no compressed rings in this consortium
+    bad = runner.invoke(app, [*args, "--out", str(tmp_path / "bad.json"), "--min-ring-bits", "12"])
+    assert bad.exit_code != 0 and "min_ring_bits" in str(bad.exception)
+    assert not (tmp_path / "bad.json").exists()
     # The policy is signed: weakening it breaks the roster's signature.
     text = roster.read_text().replace('"collusion_bound": 1', '"collusion_bound": 0')
     roster.write_text(text)
