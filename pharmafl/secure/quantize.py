@@ -35,19 +35,23 @@ anything about a partner, and the ring sum is exact; only the encoding is coarse
 with SR stochastic rounding (⌊v + U⌋, U uniform on [0, 1) from the partner's own generator:
 unbiased, E[SR(v)] = v). Partners are weighted equally (the mean is Σ_u q_u / (s·|U3|)):
 with FedAvg weights n_u / W the entries of a small partner would fall below one step of so
-short a ring. Each partner's local work per round is set in epochs, so a partner with more
-data still moves the trunk further.
+short a ring. With batches a share of each partner's rows, every partner takes the same
+steps a round, so on a compressed ring a partner's size no longer weighs (docs/security.md;
+the policy's ``min_ring_bits`` can forbid compressed rings).
 
-- *No wrap:* |s·clamp(x)| ≤ L and L is an integer, so |q_u[i]| ≤ L and the signed sum of n
-  partners lies within ±n·L ≤ 2^(b−1) − 1.
+- *No wrap:* |s·clamp(x)| ≤ L and L is an integer; rounded entries are clamped to ±L again
+  (⌊L + U⌋ may give L + 1 in float64), so |q_u[i]| ≤ L and the signed sum of n partners lies
+  within ±n·L ≤ 2^(b−1) − 1.
 - *Error:* |SR(v) − v| < 1, so each decoded mean entry is within 1/s = C/L of the mean of
   the clamped updates (its standard deviation at most 1/(2s·√|U3|)); the bias is clamping
   only. Example (b = 8, n = 4): L = 31, error < C/31.
 - *Count:* n_u is sent in k base-B digits after the P entries, B = ⌊(2^b − 1)/n⌋ + 1 and
   B^k > W, so the n digit sums never wrap (n·(B − 1) ≤ 2^b − 1) and decode to Σ n_u exactly.
-- *Scale:* C is public and the same for every partner of a round. The plan's clip is round
-  0's; from round 1 the operator sets each round's C from the previous round's decoded mean
-  (:func:`next_clip`), which it learns anyway, so C says nothing new about any partner.
+- *Scale:* C is public. The plan's clip is round 0's; from round 1 the operator sets each
+  round's C from the previous round's decoded mean (:func:`next_clip`, bounded). That C is
+  the same for all partners is checked by the partners (each signs the spec's hash into its
+  key advert), not assumed; a partner refuses a C that clamps too many of its entries
+  (:data:`MAX_CLAMPED_FRACTION`). The store, which reads the round spec, sees each C.
 """
 
 from __future__ import annotations
