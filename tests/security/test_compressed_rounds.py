@@ -122,3 +122,29 @@ def test_a_consortium_can_forbid_compressed_rings(
     ready_to_train(mc, quantization=QuantizationConfig.for_ring(8))
     with pytest.raises(PolicyViolationError, match="requires at least 32 bits"):
         load_operator(mc.layout.operator.root, mc.url)  # the operator refuses to start it
+
+
+@pytest.mark.slow
+def test_the_adaptive_clip_never_drops_below_what_dp_noise_needs(
+    mini_consortium: Callable[..., MiniConsortium],
+) -> None:
+    """With DP, partners refuse a round spec whose clip would clamp the noise (C + 6σ); the
+    operator's adaptive clip, which shrinks towards the updates, must stop at that floor or
+    the second round is refused by every partner."""
+    from pharmafl.secure import DPConfig
+
+    dp = DPConfig(clip_norm=0.1, noise_multiplier=1.0, min_contributors=2)
+    need = dp.clip_norm + 6 * dp.partner_noise_std
+    mc = mini_consortium(rounds=2)
+    q = QuantizationConfig.for_ring(8, clip=round(need * 1.01, 4))
+    plan = ready_to_train(mc, quantization=q, dp=dp, patience=2)
+    with library_launcher(mc) as launcher:
+        result = run_training(mc.layout.operator.root, mc.url, launcher, poll_s=0.05)
+    assert [r.contributors for r in result.history] == [list(PARTNERS)] * 2
+    store = mc.store
+    clips = [
+        RoundSpec.from_payload(store.get(keys[0]).payload).quantization.clip
+        for rid in run_round_ids(store, plan.run_id)
+        if (keys := store.keys(rid, "round_spec", PARTNERS[0]))
+    ]
+    assert len(clips) == 2 and clips[1] >= need  # the aggregate alone would set it lower
