@@ -149,7 +149,7 @@ class FederationPlan(BaseModel):
         to C + 6·noise std so that the noise is never clamped."""
         quantization = self.quantization
         if dp is not None and quantization.dp_violation(dp) is not None:
-            need = dp.clip_norm + 6 * dp.partner_noise_std
+            need = quantization.dp_floor(dp)
             quantization = quantization.model_copy(update={"clip": float(f"{need:.3g}") * 1.01})
         doc = self.model_dump(mode="json")
         doc |= {

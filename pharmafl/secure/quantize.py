@@ -152,11 +152,16 @@ class QuantizationConfig(BaseModel):
                 f"clip {self.clip} is too large for {n_partners} partners in the ring."
             )
 
+    @staticmethod
+    def dp_floor(dp: DPConfig | None) -> float:
+        """The smallest clip that (almost) never clamps ``dp``'s noise: C + 6·noise std."""
+        return 0.0 if dp is None else dp.clip_norm + 6 * dp.partner_noise_std
+
     def dp_violation(self, dp: DPConfig | None) -> str | None:
         """Why this clip would clamp ``dp``'s noise, or None: it must hold C + 6·noise std."""
         if dp is None:
             return None
-        need = dp.clip_norm + 6 * dp.partner_noise_std
+        need = self.dp_floor(dp)
         if self.clip >= need:
             return None
         return (
@@ -192,7 +197,7 @@ class QuantizationConfig(BaseModel):
 
     def mean_factor(self, total_examples: int, n_survivors: int) -> float:
         """The decoded sum times this is the mean: Σ w_u / W → FedAvg, or 1 / |U3|."""
-        if total_examples <= 0 or n_survivors <= 0:
+        if total_examples <= 0 or (self.compressed and n_survivors <= 0):
             raise SecureAggregationError("the aggregate holds no examples; cannot average.")
         if self.compressed:
             return 1.0 / n_survivors
@@ -443,8 +448,7 @@ def fedavg_mean(
 ) -> np.ndarray:
     """The mean from a decoded sum: FedAvg Σ w_u x_u / Σ w_u, or the equal-weight mean of
     ``n_survivors`` clamped updates on a compressed ring."""
-    survivors = 1 if n_survivors is None and not config.compressed else n_survivors or 0
-    return weighted_sum * config.mean_factor(total_examples, survivors)
+    return weighted_sum * config.mean_factor(total_examples, n_survivors or 0)
 
 
 def next_clip(mean: np.ndarray, config: QuantizationConfig, ceiling: float) -> float:

@@ -234,9 +234,8 @@ def _round_quantization(run: _Run) -> QuantizationConfig:
     q = run.plan.quantization
     if not q.compressed or run.state.clip is None:
         return q
-    clip = run.state.clip
-    if run.plan.dp is not None:  # never below what the DP noise needs (plan validation)
-        clip = max(clip, run.plan.dp.clip_norm + 6 * run.plan.dp.partner_noise_std)
+    # Never below what the DP noise needs (partners refuse such a spec).
+    clip = max(run.state.clip, q.dp_floor(run.plan.dp))
     return QuantizationConfig.model_validate(q.model_dump() | {"clip": clip})
 
 
