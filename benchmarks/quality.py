@@ -219,7 +219,8 @@ def _average(cons: str, runs: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--consortia", nargs="+", default=list(CONSORTIA), choices=list(CONSORTIA))
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=3, help="how many seeds")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds start here")
     parser.add_argument("--quick", action="store_true", help="smaller partners, fewer rounds")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/quality.json"))
     parser.add_argument("--keep", action="store_true", help="keep the consortium folders")
@@ -236,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     try:
         for name in args.consortia:
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 run = run_one(name, seed, args.quick, work, overrides)
                 print(json.dumps(run), flush=True)
                 runs.append(run)

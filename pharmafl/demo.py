@@ -84,6 +84,9 @@ class DemoConfig(BaseModel):
         "FederationPlan.final_trunk).",
     )
     head_finetune_epochs: int = Field(10, ge=0)
+    keep_optimizer: bool = Field(
+        False, description="Partners keep their Adam moments between rounds (see plan)."
+    )
     study_rounds: int = Field(
         1,
         ge=1,
@@ -264,6 +267,7 @@ def _federate(layout: ConsortiumLayout, cfg: DemoConfig, trunk: SparseTrunkConfi
             learning_rate=cfg.lr,
             batch_size=cfg.batch_size,
             head_finetune_epochs=cfg.head_finetune_epochs,
+            keep_optimizer=cfg.keep_optimizer,
         ),
         server_optimizer=make_server_optimizer(cfg.server_optimizer).config,
         final_trunk=cfg.final_trunk,

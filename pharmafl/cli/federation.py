@@ -68,6 +68,13 @@ BatchRatio = Annotated[
 MinSteps = Annotated[int, typer.Option(min=1, help="At least this many local steps a round.")]
 WeightDecay = Annotated[float, typer.Option(min=0.0, help="Partner weight decay.")]
 ProxMu = Annotated[float, typer.Option(min=0.0, help="FedProx μ (0 = FedAvg).")]
+KeepOptimizer = Annotated[
+    bool,
+    typer.Option(
+        "--keep-optimizer/--fresh-optimizer",
+        help="Partners keep their local Adam moments between rounds (local, never sent).",
+    ),
+]
 HeadFinetune = Annotated[
     int,
     typer.Option(min=0, max=100, help="Epochs fine-tuning each private head on the final trunk."),
@@ -131,6 +138,7 @@ def local_spec(
     weight_decay: float,
     prox_mu: float,
     head_finetune_epochs: int,
+    keep_optimizer: bool = False,
 ) -> dict[str, Any]:
     """The partners' local recipe (LocalTrainingSpec fields) from the command-line options."""
     return {
@@ -142,6 +150,7 @@ def local_spec(
         "weight_decay": weight_decay,
         "prox_mu": prox_mu,
         "head_finetune_epochs": head_finetune_epochs,
+        "keep_optimizer": keep_optimizer,
     }
 
 
@@ -155,6 +164,7 @@ LOCAL_OPTIONS: tuple[str, ...] = (
     "weight_decay",
     "prox_mu",
     "head_finetune_epochs",
+    "keep_optimizer",
 )
 
 
@@ -188,6 +198,7 @@ def setup(
     weight_decay: WeightDecay = 0.0,
     prox_mu: ProxMu = 0.0,
     head_finetune_epochs: HeadFinetune = 3,
+    keep_optimizer: KeepOptimizer = False,
     server_optimizer: ServerOpt = "fedavg",
     seed: Seed = 0,
     ring_bits: RingBits = 32,

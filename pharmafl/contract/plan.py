@@ -56,6 +56,13 @@ class LocalTrainingSpec(BaseModel):
     )
     weight_decay: float = Field(0.0, ge=0)
     prox_mu: float = Field(0.0, ge=0, description="FedProx proximal term (0 = FedAvg).")
+    keep_optimizer: bool = Field(
+        False,
+        description="Each partner keeps its local optimizer's state (Adam's moments) from "
+        "round to round in its own run folder, instead of restarting it every round as the "
+        "FedAvg/FedProx reference implementations do. Never sent; costs two trunk-sized "
+        "arrays of disk per partner.",
+    )
     head_finetune_epochs: int = Field(
         3,
         ge=0,

@@ -37,6 +37,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -261,29 +262,35 @@ def _trainer(pdir: Path, state: _State, spec: TrainSpec, partner: str) -> LocalT
     state.trained_from = FRESH_STATE
     if state.committed.is_file():
         raw = state.committed.read_bytes()  # read once: what is hashed is what is loaded
-        _load_local_state(trainer, io.BytesIO(raw), state.committed)
+        _load_local_state(trainer, io.BytesIO(raw), state.committed, spec.local.keep_optimizer)
         state.trained_from = state_key(raw)
     return trainer
 
 
-def _save_local_state(trainer: LocalTrainer, path: Path) -> None:
+def _save_local_state(trainer: LocalTrainer, path: Path, keep_optimizer: bool) -> None:
     """Save what a partner keeps between rounds: its private head and its place in the data.
 
-    Not the trunk (the next global trunk replaces it) and not the optimizer: the local
-    optimizer restarts every round, as in the FedAvg/FedProx reference implementations, which
-    keeps the state small (a head, not three copies of a 32k-input trunk).
+    Not the trunk (the next global trunk replaces it). The optimizer only when the plan says
+    ``keep_optimizer``: by default it restarts every round, as in the FedAvg/FedProx reference
+    implementations, which keeps the state small (a head, not three copies of a 32k-input
+    trunk); kept, Adam's moments carry on over the next global trunk (same parameters, same
+    order).
     """
-    doc = {
+    doc: dict[str, Any] = {
         "format": "pharmafl.partner_state/1",
         "heads": {k: v for k, v in trainer.model.state_dict().items() if k.startswith("heads.")},
         "counters": {"epoch": trainer.epoch, "step": trainer.step, "position": trainer.position},
     }
+    if keep_optimizer:
+        doc["optimizer"] = trainer.optimizer.state_dict()
     buf = io.BytesIO()
     torch.save(doc, buf)
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _load_local_state(trainer: LocalTrainer, source: io.BytesIO, path: Path) -> None:
+def _load_local_state(
+    trainer: LocalTrainer, source: io.BytesIO, path: Path, keep_optimizer: bool
+) -> None:
     doc = torch.load(source, map_location="cpu", weights_only=True)
     if doc.get("format") != "pharmafl.partner_state/1":
         raise FederationError(
@@ -296,6 +303,15 @@ def _load_local_state(trainer: LocalTrainer, source: io.BytesIO, path: Path) -> 
             file=path,
             fix="prepared/ changed since the run started; start a new run.",
         )
+    if keep_optimizer and "optimizer" in doc:
+        try:
+            trainer.optimizer.load_state_dict(doc["optimizer"])
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise FederationError(
+                f"the saved optimizer state does not fit this partner's model ({exc}).",
+                file=path,
+                fix="prepared/ changed since the run started; start a new run.",
+            ) from None
     c = doc["counters"]
     trainer.epoch, trainer.step, trainer.position = (
         int(c["epoch"]),
@@ -503,7 +519,7 @@ def _take_part(
     )
     state.reveals.refuse(state.trained_from, spec)  # before the masked update leaves
     state.pending_dir.mkdir(parents=True, exist_ok=True)
-    _save_local_state(trainer, state.pending(spec.round_id))
+    _save_local_state(trainer, state.pending(spec.round_id), spec.local.keep_optimizer)
     compute = time.perf_counter() - t0
 
     client.run(update, len(trainer.train_rows), timeout_s=timeout_s, poll_s=poll_s)

@@ -53,7 +53,9 @@ def trained(
     plan = FederationPlan(
         rounds=ROUNDS,
         trunk={"kind": "sparse", "hidden_sizes": [64], "dropouts": [0.1]},
-        local=LocalTrainingSpec(epochs=1, batch_size=128, head_finetune_epochs=1),
+        local=LocalTrainingSpec(
+            epochs=1, batch_size=128, head_finetune_epochs=1, keep_optimizer=True
+        ),
         stage_timeout_s=60,
         final_trunk="last",
     )
@@ -110,6 +112,26 @@ def test_every_partner_has_its_federated_model(trained: tuple[Path, dict[str, An
         state = json.loads((model_dir.parent / "state.json").read_text())
         assert state == {"last_committed_round": ROUNDS - 1}
         assert not (model_dir.parent / "pending").exists()
+
+
+def test_partners_keep_their_optimizer_between_rounds(
+    trained: tuple[Path, dict[str, Any]],
+) -> None:
+    """keep_optimizer: the last committed state holds Adam's moments, and they counted every
+    step of every round (a restarted optimizer would count only the last round's)."""
+    import torch
+
+    cdir, _ = trained
+    for name in PARTNERS:
+        path = cdir / "partners" / name / "models" / "federated" / "committed.pt"
+        doc = torch.load(io.BytesIO(path.read_bytes()), weights_only=True)
+        steps = doc["counters"]["step"]
+        adam = doc["optimizer"]["state"]
+        assert adam and steps > 0
+        per_round = steps / ROUNDS
+        for entry in adam.values():
+            assert float(entry["step"]) == steps > per_round
+            assert entry["exp_avg_sq"].abs().sum() > 0
 
 
 def test_the_ledger_verifies_and_records_the_run(trained: tuple[Path, dict[str, Any]]) -> None:

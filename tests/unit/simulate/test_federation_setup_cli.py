@@ -62,14 +62,15 @@ def test_setup_refuses_bad_dp_in_one_line(small_consortium: Path, tmp_path: Path
 
 
 def test_setup_writes_the_local_recipe(small_consortium: Path, tmp_path: Path) -> None:
-    """Head fine-tuning, local steps, batch ratio, weight decay and FedProx are the plan's."""
+    """Head fine-tuning, local steps, batch ratio, weight decay, FedProx, a kept optimizer:
+    the plan's."""
     cdir = _copy(small_consortium, tmp_path / "recipe")
     res = CliRunner().invoke(
         app,
         [
             "federation", "setup", str(cdir), "--hidden", "16",
             "--head-finetune-epochs", "5", "--min-steps", "25", "--batch-ratio", "0.05",
-            "--weight-decay", "1e-5", "--prox-mu", "0.01",
+            "--weight-decay", "1e-5", "--prox-mu", "0.01", "--keep-optimizer",
         ],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
@@ -78,6 +79,7 @@ def test_setup_writes_the_local_recipe(small_consortium: Path, tmp_path: Path) -
     ).local
     assert (local.head_finetune_epochs, local.min_steps, local.batch_ratio) == (5, 25, 0.05)
     assert (local.weight_decay, local.prox_mu, local.batch_size) == (1e-5, 0.01, None)
+    assert local.keep_optimizer
 
 
 def test_setup_compresses_updates_on_request(small_consortium: Path, tmp_path: Path) -> None:
