@@ -1,0 +1,88 @@
+"""What a partner keeps between federated rounds: its head, its counters and, when the plan
+says ``keep_optimizer``, its optimizer's moments (never sent)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+import torch
+
+from pharmafl.common.errors import FederationError
+from pharmafl.model import (
+    LocalTrainer,
+    MultiTaskModel,
+    PreparedData,
+    SparseTrunkConfig,
+    TrainConfig,
+    load_prepared,
+    local_model_config,
+    write_synthetic_prepared,
+)
+from pharmafl.partner.federated import _load_local_state, _save_local_state
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> PreparedData:
+    root = tmp_path_factory.mktemp("partner") / "prepared"
+    write_synthetic_prepared(root, seed=1, n_rows=300, n_features=256, n_cls_tasks=4)
+    return load_prepared(root)
+
+
+def _trainer(data: PreparedData, *, heads_only: bool = False) -> LocalTrainer:
+    trunk = SparseTrunkConfig(input_size=data.n_features, hidden_sizes=(16,), dropouts=(0.1,))
+    model = MultiTaskModel.from_config(
+        local_model_config(trunk, data.n_cls_tasks, data.n_reg_tasks), seed=0
+    )
+    config = TrainConfig(seed=0, epochs=10_000, batch_size=32, lr_steps=(), eval_every=0)
+    if not heads_only:
+        return LocalTrainer(model, data, config)
+    heads = [p for n, p in model.named_parameters() if n.startswith("heads.")]
+    return LocalTrainer(model, data, config, optimizer=torch.optim.Adam(heads))
+
+
+def _load(trainer: LocalTrainer, path: Path, keep: bool) -> None:
+    _load_local_state(trainer, io.BytesIO(path.read_bytes()), path, keep)
+
+
+def test_a_kept_optimizer_carries_its_moments_into_the_next_round(
+    data: PreparedData, tmp_path: Path
+) -> None:
+    first = _trainer(data)
+    first.train(steps=5, evaluate=False)
+    path = tmp_path / "state.pt"
+    _save_local_state(first, path, keep_optimizer=True)
+    again = _trainer(data)
+    _load(again, path, keep=True)
+    saved, loaded = first.optimizer.state_dict()["state"], again.optimizer.state_dict()["state"]
+    assert saved.keys() == loaded.keys() and saved
+    for k in saved:
+        assert float(loaded[k]["step"]) == 5
+        assert torch.equal(saved[k]["exp_avg_sq"], loaded[k]["exp_avg_sq"])
+    assert again.step == 5
+
+
+def test_by_default_the_optimizer_restarts_and_is_not_stored(
+    data: PreparedData, tmp_path: Path
+) -> None:
+    first = _trainer(data)
+    first.train(steps=5, evaluate=False)
+    path = tmp_path / "state.pt"
+    _save_local_state(first, path, keep_optimizer=False)
+    assert "optimizer" not in torch.load(path, weights_only=True)
+    again = _trainer(data)
+    _load(again, path, keep=False)
+    assert again.optimizer.state_dict()["state"] == {} and again.step == 5
+
+
+def test_an_optimizer_state_that_does_not_fit_is_refused_naming_the_file(
+    data: PreparedData, tmp_path: Path
+) -> None:
+    first = _trainer(data)
+    first.train(steps=2, evaluate=False)
+    path = tmp_path / "state.pt"
+    _save_local_state(first, path, keep_optimizer=True)
+    with pytest.raises(FederationError, match="optimizer state does not fit") as err:
+        _load(_trainer(data, heads_only=True), path, keep=True)
+    assert str(path) in str(err.value) and "start a new run" in str(err.value)
