@@ -85,7 +85,7 @@ class DemoConfig(BaseModel):
     )
     head_finetune_epochs: int = Field(10, ge=0)
     keep_optimizer: bool = Field(
-        False, description="Partners keep their Adam moments between rounds (see plan)."
+        True, description="Partners keep their Adam moments between rounds (see plan)."
     )
     study_rounds: int = Field(
         1,

@@ -149,7 +149,7 @@ def create(
     weight_decay: fed.WeightDecay = 0.0,
     prox_mu: fed.ProxMu = 0.0,
     head_finetune_epochs: fed.HeadFinetune = 3,
-    keep_optimizer: fed.KeepOptimizer = False,
+    keep_optimizer: fed.KeepOptimizer = True,
     server_optimizer: fed.ServerOpt = "fedavg",
     seed: fed.Seed = 0,
     ring_bits: fed.RingBits = 32,

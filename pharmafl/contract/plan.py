@@ -61,7 +61,8 @@ class LocalTrainingSpec(BaseModel):
         description="Each partner keeps its local optimizer's state (Adam's moments) from "
         "round to round in its own run folder, instead of restarting it every round as the "
         "FedAvg/FedProx reference implementations do. Never sent; costs two trunk-sized "
-        "arrays of disk per partner.",
+        "arrays of disk per partner. `federation setup`, `consortium create` and the demo "
+        "turn it on (the measured better recipe); a plan without the field keeps its meaning.",
     )
     head_finetune_epochs: int = Field(
         3,

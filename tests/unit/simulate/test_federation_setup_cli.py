@@ -70,7 +70,7 @@ def test_setup_writes_the_local_recipe(small_consortium: Path, tmp_path: Path) -
         [
             "federation", "setup", str(cdir), "--hidden", "16",
             "--head-finetune-epochs", "5", "--min-steps", "25", "--batch-ratio", "0.05",
-            "--weight-decay", "1e-5", "--prox-mu", "0.01", "--keep-optimizer",
+            "--weight-decay", "1e-5", "--prox-mu", "0.01", "--fresh-optimizer",
         ],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
@@ -79,7 +79,7 @@ def test_setup_writes_the_local_recipe(small_consortium: Path, tmp_path: Path) -
     ).local
     assert (local.head_finetune_epochs, local.min_steps, local.batch_ratio) == (5, 25, 0.05)
     assert (local.weight_decay, local.prox_mu, local.batch_size) == (1e-5, 0.01, None)
-    assert local.keep_optimizer
+    assert not local.keep_optimizer
 
 
 def test_setup_compresses_updates_on_request(small_consortium: Path, tmp_path: Path) -> None:
@@ -93,6 +93,7 @@ def test_setup_compresses_updates_on_request(small_consortium: Path, tmp_path: P
     plan = FederationPlan.model_validate_json(ConsortiumLayout(target).operator.plan.read_text())
     assert plan.quantization.ring_bits == 8 and plan.quantization.compressed
     assert plan.quantization.clip == COMPRESSED_CLIP  # round 0's clip on update entries
+    assert plan.local.keep_optimizer  # the measured default (docs/benchmarks.md)
 
     bad = _copy(small_consortium, tmp_path / "ring12")
     res = CliRunner().invoke(app, ["federation", "setup", str(bad), "--ring-bits", "12"])
