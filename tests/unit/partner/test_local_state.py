@@ -46,13 +46,19 @@ def _load(trainer: LocalTrainer, path: Path, keep: bool) -> None:
     _load_local_state(trainer, io.BytesIO(path.read_bytes()), path, keep)
 
 
+def _saved(data: PreparedData, path: Path, keep: bool, steps: int = 5) -> LocalTrainer:
+    """A trainer after ``steps`` steps, its state saved to ``path``."""
+    trainer = _trainer(data)
+    trainer.train(steps=steps, evaluate=False)
+    _save_local_state(trainer, path, keep_optimizer=keep)
+    return trainer
+
+
 def test_a_kept_optimizer_carries_its_moments_into_the_next_round(
     data: PreparedData, tmp_path: Path
 ) -> None:
-    first = _trainer(data)
-    first.train(steps=5, evaluate=False)
     path = tmp_path / "state.pt"
-    _save_local_state(first, path, keep_optimizer=True)
+    first = _saved(data, path, keep=True)
     again = _trainer(data)
     _load(again, path, keep=True)
     saved, loaded = first.optimizer.state_dict()["state"], again.optimizer.state_dict()["state"]
@@ -66,10 +72,8 @@ def test_a_kept_optimizer_carries_its_moments_into_the_next_round(
 def test_by_default_the_optimizer_restarts_and_is_not_stored(
     data: PreparedData, tmp_path: Path
 ) -> None:
-    first = _trainer(data)
-    first.train(steps=5, evaluate=False)
     path = tmp_path / "state.pt"
-    _save_local_state(first, path, keep_optimizer=False)
+    _saved(data, path, keep=False)
     assert "optimizer" not in torch.load(path, weights_only=True)
     again = _trainer(data)
     _load(again, path, keep=False)
@@ -79,10 +83,8 @@ def test_by_default_the_optimizer_restarts_and_is_not_stored(
 def test_an_optimizer_state_that_does_not_fit_is_refused_naming_the_file(
     data: PreparedData, tmp_path: Path
 ) -> None:
-    first = _trainer(data)
-    first.train(steps=2, evaluate=False)
     path = tmp_path / "state.pt"
-    _save_local_state(first, path, keep_optimizer=True)
+    _saved(data, path, keep=True, steps=2)
     with pytest.raises(FederationError, match="optimizer state does not fit") as err:
         _load(_trainer(data, heads_only=True), path, keep=True)
     assert str(path) in str(err.value) and "start a new run" in str(err.value)
