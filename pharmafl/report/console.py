@@ -21,13 +21,14 @@ def _signed(x: float | None) -> str:
     return "n/a" if x is None else f"{x:+.4f}"
 
 
+def _interval(ci: tuple[float, float] | None) -> str:
+    return "n/a" if ci is None else f"{ci[0]:+.4f}…{ci[1]:+.4f}"
+
+
 def _gain_ci(p: PartnerSummary) -> str:
     """The task-bootstrap 95 % interval of the partner's mean AUC-PR gain."""
     pr = None if p.benefit is None else p.benefit.metric("auc_pr")
-    if pr is None or pr.mean_delta_ci95 is None:
-        return "n/a"
-    lo, hi = pr.mean_delta_ci95
-    return f"{lo:+.4f}…{hi:+.4f}"
+    return _interval(None if pr is None else pr.mean_delta_ci95)
 
 
 def _row(p: PartnerSummary) -> str:
@@ -50,15 +51,30 @@ def _best_local_lines(summary: ConsortiumSummary) -> list[str]:
         if b is None or set(b.candidates) == {"local"}:
             continue
         pr = None if b.benefit is None else b.benefit.metric("auc_pr")
-        ci = (
-            "n/a"
-            if pr is None or pr.mean_delta_ci95 is None
-            else (f"{pr.mean_delta_ci95[0]:+.4f}…{pr.mean_delta_ci95[1]:+.4f}")
-        )
+        ci = _interval(None if pr is None else pr.mean_delta_ci95)
         lines.append(
             f"{p.name}: best local reference {b.model} (of {', '.join(sorted(b.candidates))}, "
             f"by {b.selected_by}): test PR {_score(b.scores.auc_pr)}, federated − best "
             f"{p.federated.auc_pr - b.scores.auc_pr:+.4f} (95% CI {ci})"
+        )
+    return lines
+
+
+def _regression_lines(summary: ConsortiumSummary) -> list[str]:
+    """Federated − local on each partner's regression tasks: R² and censor-aware RMSE, with
+    95 % bootstrap intervals over its tasks."""
+    lines = []
+    for p in summary.partners:
+        b = p.regression_benefit
+        if b is None:
+            continue
+        r2, rmse = b.metric("r2"), b.metric("rmse")
+        lines.append(
+            f"{p.name}: regression ({b.n_tasks} tasks) federated − local "
+            f"R² {_signed(None if r2 is None else r2.mean_delta)} "
+            f"(95% CI {_interval(None if r2 is None else r2.mean_delta_ci95)}), "
+            f"RMSE {_signed(None if rmse is None else rmse.mean_delta)} "
+            f"(95% CI {_interval(None if rmse is None else rmse.mean_delta_ci95)}; lower is better)"
         )
     return lines
 
@@ -75,6 +91,7 @@ def partner_table(summary: ConsortiumSummary) -> str:
         f"wall {summary.wall_seconds:.0f} s"
     )
     lines.extend(_best_local_lines(summary))
+    lines.extend(_regression_lines(summary))
     if summary.contribution is not None:
         c = summary.contribution
         lines.append(

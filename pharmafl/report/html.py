@@ -113,8 +113,7 @@ def _benefit_section(partners: Sequence[PartnerSummary]) -> str:
             mb = p.benefit.metric(key)
             cells.append(_signed(None if mb is None else mb.mean_delta))
         pr = p.benefit.metric("auc_pr")
-        ci = None if pr is None else pr.mean_delta_ci95
-        cells.append("–" if ci is None else f"{ci[0]:+.3f} … {ci[1]:+.3f}")
+        cells.append(_ci(None if pr is None else pr.mean_delta_ci95))
         cells.append(_signed(None if pr is None else pr.mean_improve_to_perfect))
         cells.append(_num(None if pr is None else pr.share_tasks_better, 2))
         sig = p.benefit.significance
@@ -142,6 +141,47 @@ def _benefit_section(partners: Sequence[PartnerSummary]) -> str:
         "RIPtoP: relative improvement proportional to perfection, (b − a)/(1 − a) "
         "(Heyndrickx et al., J. Chem. Inf. Model. 2024). Significance: paired DeLong ROC-AUC "
         "test per task, Benjamini–Yekutieli corrected.</p>"
+    )
+
+
+def _ci(ci: tuple[float, float] | None) -> str:
+    return "–" if ci is None else f"{ci[0]:+.3f} … {ci[1]:+.3f}"
+
+
+def _regression_section(partners: Sequence[PartnerSummary]) -> str:
+    """Federated − local on each partner's regression tasks, with intervals over tasks."""
+    rows = []
+    for p in partners:
+        b = p.regression_benefit
+        if b is None:
+            continue
+        cells = [_e(p.name), str(b.n_tasks)]
+        for key in ("r2", "rmse"):
+            mb = b.metric(key)
+            cells += [
+                _signed(None if mb is None else mb.mean_delta),
+                _ci(None if mb is None else mb.mean_delta_ci95),
+            ]
+        r2 = b.metric("r2")
+        cells.append(_num(None if r2 is None else r2.share_tasks_better, 2))
+        rows.append(cells)
+    if not rows:
+        return ""
+    headers = [
+        "partner",
+        "regression tasks",
+        "Δ R²",
+        "Δ R² 95 % CI (tasks)",
+        "Δ RMSE",
+        "Δ RMSE 95 % CI (tasks)",
+        "share tasks better (R²)",
+    ]
+    return (
+        "<h3>Regression benefit (shared by each partner)</h3>"
+        + _table(headers, rows)
+        + '<p class="note">Federated minus local-only on the partner\'s regression tasks '
+        "(pIC50-type values): R² on uncensored values, RMSE censor-aware (a censored value "
+        "counts no error on its allowed side); a negative Δ RMSE is a gain.</p>"
     )
 
 
@@ -318,6 +358,7 @@ def _got(summary: ConsortiumSummary) -> list[str]:
             "gain over local-only.",
         ),
         _benefit_section(summary.partners),
+        _regression_section(summary.partners),
     ]
     ecdf = plots.ecdf_png(summary)
     if ecdf is not None:

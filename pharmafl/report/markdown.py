@@ -60,6 +60,29 @@ def performance_markdown(summary: ConsortiumSummary) -> str:
     return _md_table(headers, rows)
 
 
+def regression_markdown(summary: ConsortiumSummary) -> str:
+    """Per-partner federated − local on regression tasks (R², censor-aware RMSE) with 95 %
+    intervals over tasks; empty when no partner has scored regression tasks."""
+    rows = []
+    for p in summary.partners:
+        b = p.regression_benefit
+        if b is None:
+            continue
+        row: list[object] = [p.name, b.n_tasks]
+        for key in ("r2", "rmse"):
+            mb = b.metric(key)
+            ci = None if mb is None else mb.mean_delta_ci95
+            row += [
+                _f(None if mb is None else mb.mean_delta, 4, signed=True),
+                "–" if ci is None else f"{ci[0]:+.4f} … {ci[1]:+.4f}",
+            ]
+        rows.append(row)
+    if not rows:
+        return ""
+    headers = ["partner", "tasks", "Δ R²", "95 % CI", "Δ RMSE (lower is better)", "95 % CI"]
+    return _md_table(headers, rows)
+
+
 def contribution_markdown(summary: ConsortiumSummary) -> str:
     """Per-partner Shapley / leave-one-out values, data and participation."""
     rows = []
@@ -106,6 +129,11 @@ def summary_tables_markdown(summary: ConsortiumSummary) -> str:
         "",
         performance_markdown(summary),
         "",
+    ]
+    regression = regression_markdown(summary)
+    if regression:
+        lines += ["Regression tasks, federated − local-only:", "", regression, ""]
+    lines += [
         "## What each partner gave",
         "",
     ]

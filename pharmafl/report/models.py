@@ -191,6 +191,11 @@ class PartnerSummary(_Frozen):
         None, description="Reference trained on pooled data (simulations only)."
     )
     benefit: BenefitSummary | None = Field(None, description="Federated vs local aggregates.")
+    regression_benefit: BenefitSummary | None = Field(
+        None,
+        description="Federated vs local on the partner's regression tasks (R², censor-aware "
+        "RMSE; 95 % intervals over tasks); None without scored regression tasks.",
+    )
     best_local: BestLocal | None = Field(
         None, description="The best local reference on validation (network, forest, GBM)."
     )

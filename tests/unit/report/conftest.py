@@ -183,6 +183,8 @@ DROPPED = {"charlie": {1}}
 #: A partner's local-only / federated test AUC-PR means (federated better for all).
 LOCAL_PR = {"alpha": 0.55, "bravo": 0.60, "charlie": 0.50}
 FED_GAIN = {"alpha": 0.03, "bravo": 0.01, "charlie": 0.02}
+#: Local-only mean test R² of the partners with regression tasks (federated: + FED_GAIN).
+REGRESSION_R2 = {"alpha": 0.30, "bravo": 0.40}
 MANIFEST_COUNTS = {"alpha": (310, 12, 4, 2100, 900), "bravo": (250, 9, 3, 1500, 400)}
 
 
@@ -190,8 +192,29 @@ def _hex(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def metrics_doc(model: str, auc_pr: float, n_tasks: int = 12, seed: int = 0) -> MetricsReport:
-    """A metrics.json document with ``n_tasks`` classification tasks around ``auc_pr``."""
+def _regression(r2: float, n_tasks: int, rng: np.random.Generator) -> TaskTypeMetrics:
+    """``n_tasks`` regression rows around ``r2`` (RMSE falling as R² rises)."""
+    r2s = np.clip(r2 + rng.normal(0.0, 0.03, n_tasks), -1.0, 1.0)
+    per_task = [
+        {
+            "task_id": 100 + t,
+            "aggregation_weight": 1.0,
+            "r2": float(r2s[t]),
+            "rmse": float(1.2 - r2s[t]),
+            "rmse_uncensored": float(1.1 - r2s[t]),
+            "pearson_r": float(np.sqrt(max(r2s[t], 0.0))),
+        }
+        for t in range(n_tasks)
+    ]
+    agg: dict[str, float | None] = {"r2": float(r2s.mean()), "rmse": float(1.2 - r2s.mean())}
+    return TaskTypeMetrics(task_type="regression", aggregate=agg, per_task=per_task)
+
+
+def metrics_doc(
+    model: str, auc_pr: float, n_tasks: int = 12, seed: int = 0, r2: float | None = None
+) -> MetricsReport:
+    """A metrics.json document with ``n_tasks`` classification tasks around ``auc_pr`` (and,
+    with ``r2``, 8 regression tasks around it)."""
     rng = np.random.default_rng(seed)
     pr = np.clip(auc_pr + rng.normal(0.0, 0.02, n_tasks), 0.0, 1.0)
     pr += auc_pr - pr.mean()  # the mean is exactly auc_pr
@@ -213,9 +236,11 @@ def metrics_doc(model: str, auc_pr: float, n_tasks: int = 12, seed: int = 0) -> 
         "n_tasks": float(n_tasks),
     }
 
+    reg = None if r2 is None else _regression(r2, 8, rng)
+
     def split(fold: int) -> SplitMetrics:
         cls = TaskTypeMetrics(task_type="classification", aggregate=agg, per_task=per_task)
-        return SplitMetrics(folds=[fold], n_rows=100, classification=cls)
+        return SplitMetrics(folds=[fold], n_rows=100, classification=cls, regression=reg)
 
     return MetricsReport(
         model_name=model, fold_va=3, fold_te=4, epochs_trained=2, validation=split(3), test=split(4)
@@ -313,8 +338,10 @@ def write_consortium_folder(root: Path, *, trained: bool = True) -> ConsortiumLa
     _main_run_ledger(ledger, op, ids, finished=trained)
     for i, p in enumerate(FOLDER_PARTNERS):
         partner = layout.partner(p)
-        _write(partner.local_metrics, metrics_doc("local", LOCAL_PR[p], seed=i))
-        fed = metrics_doc("federated", LOCAL_PR[p] + FED_GAIN[p], seed=i)
+        r2 = REGRESSION_R2.get(p)
+        _write(partner.local_metrics, metrics_doc("local", LOCAL_PR[p], seed=i, r2=r2))
+        fed_r2 = None if r2 is None else r2 + FED_GAIN[p]
+        fed = metrics_doc("federated", LOCAL_PR[p] + FED_GAIN[p], seed=i, r2=fed_r2)
         _write(partner.federated_metrics, fed)
         if p in MANIFEST_COUNTS:
             _write(partner.manifest, _manifest(p, MANIFEST_COUNTS[p]))

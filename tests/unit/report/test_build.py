@@ -23,6 +23,7 @@ from pharmafl.report import (
     write_report,
 )
 from pharmafl.report.html import report_html
+from pharmafl.report.markdown import summary_tables_markdown
 from pharmafl.report.partners import _ManifestCounts
 
 from .conftest import (
@@ -31,6 +32,7 @@ from .conftest import (
     FOLDER_PARTNERS,
     LOCAL_PR,
     MANIFEST_COUNTS,
+    REGRESSION_R2,
     SUBMITTED,
     write_consortium_folder,
 )
@@ -80,6 +82,33 @@ def test_summary_holds_every_file_of_the_folder(consortium_folder: ConsortiumLay
         assert p.contribution is not None and result.shapley is not None
         assert p.contribution.shapley == result.shapley[p.name]
         assert p.contribution.leave_one_out == result.leave_one_out[p.name]
+
+
+def test_regression_benefit_is_summarised_with_intervals_and_shown(
+    consortium_folder: ConsortiumLayout,
+) -> None:
+    """Partners with regression tasks get R² and censor-aware RMSE deltas with intervals over
+    their tasks, in the summary, the console table, the Markdown and the HTML report."""
+    summary = build_summary(consortium_folder.root)
+    for p in summary.partners:
+        b = p.regression_benefit
+        if p.name not in REGRESSION_R2:
+            assert b is None
+            continue
+        assert b is not None and b.task_type == "regression" and b.n_tasks == 8
+        r2, rmse = b.metric("r2"), b.metric("rmse")
+        assert r2 is not None and rmse is not None
+        assert r2.mean_delta == pytest.approx(FED_GAIN[p.name])
+        assert rmse.mean_delta == pytest.approx(-FED_GAIN[p.name])
+        assert r2.mean_delta_ci95 is not None
+        assert r2.mean_delta_ci95[0] <= r2.mean_delta <= r2.mean_delta_ci95[1]
+    text = partner_table(summary)
+    assert "alpha: regression (8 tasks) federated − local R² +0.0300" in text
+    assert "charlie: regression" not in text
+    md = summary_tables_markdown(summary)
+    assert "Regression tasks, federated − local-only" in md and "| bravo | 8 | +0.0100 |" in md
+    html = report_html(summary)
+    assert "Regression benefit" in html and "Δ R² 95 % CI (tasks)" in html
 
 
 def test_participation_is_counted_from_the_main_run_on_the_ledger(
