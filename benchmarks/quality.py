@@ -85,6 +85,17 @@ def _config(name: str, seed: int, quick: bool, overrides: dict[str, Any], work: 
     return DemoConfig.model_validate(base | RECIPE | (QUICK if quick else {}) | overrides)
 
 
+def _regression(benefit: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Federated − local network on the partner's regression tasks: R² and censor-aware RMSE
+    means with their 95 % intervals over tasks (None without regression tasks)."""
+    if not benefit:
+        return None
+    out: dict[str, Any] = {"n_tasks": benefit["n_tasks"]}
+    for m in benefit["metrics"]:
+        out[m["metric"]] = {"mean_delta": m["mean_delta"], "ci95": m.get("mean_delta_ci95")}
+    return out
+
+
 def _partner_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for p in summary["partners"]:
@@ -112,6 +123,7 @@ def _partner_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
                 if not best
                 else p["federated"]["auc_pr"] - best["scores"]["auc_pr"],
                 "fed_minus_best_auc_pr_ci95": None if pr is None else pr.get("mean_delta_ci95"),
+                "regression_fed_minus_local": _regression(p.get("regression_benefit")),
             }
         )
     return rows
