@@ -288,6 +288,20 @@ def _save_local_state(trainer: LocalTrainer, path: Path, keep_optimizer: bool) -
     atomic_write_bytes(path, buf.getvalue())
 
 
+def _forget_moments(path: Path) -> None:
+    """Rewrite a committed state without its optimizer moments (two trunk-sized arrays): a
+    finished measurement run (a coalition of a contribution study) never trains again, and a
+    retried final evaluation needs only the head and counters."""
+    if not path.is_file():
+        return
+    doc = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
+    if doc.pop("optimizer", None) is None:
+        return
+    buf = io.BytesIO()
+    torch.save(doc, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def _load_local_state(
     trainer: LocalTrainer, source: io.BytesIO, path: Path, keep_optimizer: bool
 ) -> None:
@@ -702,6 +716,7 @@ def _finish(
     report = final_report(trainer, "federated")
     if spec.report_test_gain:  # a measurement: keep the scores, not 100+ MB of weights
         atomic_write_json(state.dir / "metrics.json", report.model_dump(mode="json"))
+        _forget_moments(state.committed)
     else:
         save_model_dir(
             state.dir / "model",

@@ -121,7 +121,9 @@ def studied(
     plan = FederationPlan(
         rounds=1,
         trunk=TRUNK,
-        local=LocalTrainingSpec(epochs=1, batch_size=128, head_finetune_epochs=1),
+        local=LocalTrainingSpec(
+            epochs=1, batch_size=128, head_finetune_epochs=1, keep_optimizer=True
+        ),
         stage_timeout_s=60,
     )
     setup_federation(cdir, plan)
@@ -289,6 +291,22 @@ def test_the_main_run_is_untouched_and_coalition_runs_are_pruned(studied: dict[s
         assert sorted(p.name for p in rdir.iterdir()) == ["plan.json"]
         plan = FederationPlan.model_validate_json((rdir / "plan.json").read_text())
         assert plan.run_id == run_id and plan.report_test_gain and plan.rounds == STUDY.rounds
+
+
+def test_coalition_runs_keep_no_optimizer_moments(studied: dict[str, Any]) -> None:
+    """keep_optimizer: the main run's partners keep their Adam moments; a finished coalition
+    run (a measurement) keeps only its head and scores, not two trunk-sized arrays."""
+    import torch
+
+    cdir = studied["cdir"]
+    states = list((cdir / "partners").glob("*/models/federated/committed.pt"))
+    main = len(states)
+    states += (cdir / "partners").glob("*/models/runs/*/committed.pt")
+    assert main and len(states) > main
+    for path in states:
+        doc = torch.load(path, weights_only=True)
+        assert ("optimizer" in doc) == (path.parent.name == "federated"), path
+        assert any(k.startswith("heads.") for k in doc["heads"])
 
 
 def test_a_second_call_retrains_nothing_and_records_nothing_new(studied: dict[str, Any]) -> None:
