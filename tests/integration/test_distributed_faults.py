@@ -206,7 +206,11 @@ def test_a_run_survives_each_fault_quickly(fleet: Any) -> None:
     assert log.count("reachable again after") == 1, log[-3000:]
     # the server's restart: a line when the API went, one when it came back (not one a call)
     api = [m for m in outages if m.startswith("Prefect API")]
-    assert "unreachable" in api[0] and "reachable again" in api[-1] and len(api) <= 4, api
+    assert len(api) <= 4, api  # never a line per call
+    if api:  # the operator called the API while it was away; it need not have: the resumed
+        # round's partners may finish before the server goes down, and the operator then
+        # works on the store (tests/unit/common/test_retry.py: two lines per outage)
+        assert "unreachable" in api[0] and "reachable again" in api[-1], api
     # the resumed run cancelled the dead operator's flow run and its partners' round
     after = {r.id: r for r in _tagged(url, _run_tag(cdir, run))}
     for old in stale:
