@@ -250,7 +250,11 @@ def prepared_data(prepared_dir: Path, *, with_graphs: bool) -> PreparedData:
         return data
 
 
-def _trainer(pdir: Path, state: _State, spec: TrainSpec, partner: str) -> LocalTrainer:
+def _trainer(
+    pdir: Path, state: _State, spec: TrainSpec, partner: str, *, with_optimizer: bool = True
+) -> LocalTrainer:
+    """This round's trainer from the committed state; ``with_optimizer=False`` skips loading
+    kept optimizer moments (the final evaluation trains heads with an optimizer of its own)."""
     data = prepared_data(PartnerLayout(pdir).prepared, with_graphs=spec.trunk.kind == "graph")
     trunk = fit_trunk_to_data(spec.trunk, data)
     config = _train_config(spec, partner)
@@ -262,7 +266,8 @@ def _trainer(pdir: Path, state: _State, spec: TrainSpec, partner: str) -> LocalT
     state.trained_from = FRESH_STATE
     if state.committed.is_file():
         raw = state.committed.read_bytes()  # read once: what is hashed is what is loaded
-        _load_local_state(trainer, io.BytesIO(raw), state.committed, spec.local.keep_optimizer)
+        keep = with_optimizer and spec.local.keep_optimizer
+        _load_local_state(trainer, io.BytesIO(raw), state.committed, keep)
         state.trained_from = state_key(raw)
     return trainer
 
@@ -283,6 +288,10 @@ def _save_local_state(trainer: LocalTrainer, path: Path, keep_optimizer: bool) -
     }
     if keep_optimizer:
         doc["optimizer"] = trainer.optimizer.state_dict()
+    _write_state(doc, path)
+
+
+def _write_state(doc: dict[str, Any], path: Path) -> None:
     buf = io.BytesIO()
     torch.save(doc, buf)
     atomic_write_bytes(path, buf.getvalue())
@@ -295,11 +304,8 @@ def _forget_moments(path: Path) -> None:
     if not path.is_file():
         return
     doc = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
-    if doc.pop("optimizer", None) is None:
-        return
-    buf = io.BytesIO()
-    torch.save(doc, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    if doc.pop("optimizer", None) is not None:
+        _write_state(doc, path)
 
 
 def _load_local_state(
@@ -692,7 +698,7 @@ def _test_gain(local: MetricsReport, fed: MetricsReport, pdir: Path) -> float | 
 def _finish(
     pdir: Path, state: _State, spec: TrainSpec, me: str, global_state: dict[str, np.ndarray]
 ) -> MetricsReport:
-    base = _trainer(pdir, state, spec, me)
+    base = _trainer(pdir, state, spec, me, with_optimizer=False)
     model = base.model
     model.load_state_dict(
         {**model.state_dict(), **{k: torch.from_numpy(v.copy()) for k, v in global_state.items()}}
