@@ -11,6 +11,8 @@ over the partner's tasks. The table then averages over seeds with a 95 % t-inter
 
     .venv/bin/python benchmarks/quality.py                      # both consortia, 3 seeds
     .venv/bin/python benchmarks/quality.py --consortia tox21 --seeds 1 --quick
+    .venv/bin/python benchmarks/quality.py --consortia fsmol-kinase --seeds 1 --no-trees \
+        --set hidden=500 --set dropout=0.5           # a recipe probe: networks only
 
 Prints one JSON line per run and a table; writes ``--out`` (JSON). Targets (issue 18): the
 federated model ≥ the best local reference on average on both consortia, and on Tox21 at
@@ -130,14 +132,14 @@ def _partner_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def run_one(
-    name: str, seed: int, quick: bool, work: Path, overrides: dict[str, Any]
+    name: str, seed: int, quick: bool, work: Path, overrides: dict[str, Any], trees: bool = True
 ) -> dict[str, Any]:
     out = work / f"{name}-{seed}"
     t0 = time.perf_counter()
     cfg = _config(name, seed, quick, overrides, work)
     run_demo(out, cfg, say=lambda _: None, force=True)
     layout = ConsortiumLayout(out)
-    for partner in layout.partners():
+    for partner in layout.partners() if trees else ():
         for kind in ("rf", "gbm"):
             run_tree_baseline(partner.root, TreeConfig(kind=kind, seed=seed, n_jobs=2))
     summary_path = write_report(out).summary_path
@@ -147,6 +149,7 @@ def run_one(
         "seed": seed,
         "quick": quick,
         "overrides": overrides,
+        "trees": trees,
         "wall_s": round(time.perf_counter() - t0, 1),
         "partners": _partner_rows(summary),
     }
@@ -240,6 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/quality.json"))
     parser.add_argument("--keep", action="store_true", help="keep the consortium folders")
     parser.add_argument(
+        "--no-trees",
+        action="store_true",
+        help="networks only (a recipe probe): the best local reference is then the local network",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -253,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in args.consortia:
             for seed in range(args.first_seed, args.first_seed + args.seeds):
-                run = run_one(name, seed, args.quick, work, overrides)
+                run = run_one(name, seed, args.quick, work, overrides, trees=not args.no_trees)
                 print(json.dumps(run), flush=True)
                 runs.append(run)
     finally:
