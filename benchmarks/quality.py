@@ -39,6 +39,7 @@ from pharmafl.demo import DemoConfig, run_demo
 from pharmafl.layout import ConsortiumLayout
 from pharmafl.model.trees import TreeConfig, run_tree_baseline
 from pharmafl.report.build import write_report
+from pharmafl.simulate import AUXILIARY_NAME
 
 #: The network recipe of every run (``--set`` overrides it): the data-size rule of
 #: ``pharmafl.model.regularisation`` for partners of a few thousand rows (hidden 2,000, dropout
@@ -139,11 +140,13 @@ def run_one(
     cfg = _config(name, seed, quick, overrides, work)
     run_demo(out, cfg, say=lambda _: None, force=True)
     layout = ConsortiumLayout(out)
-    for partner in layout.partners() if trees else ():
+    members = [p for p in layout.partners() if p.root.name != AUXILIARY_NAME]
+    for partner in members if trees else ():
         for kind in ("rf", "gbm"):
             run_tree_baseline(partner.root, TreeConfig(kind=kind, seed=seed, n_jobs=2))
     summary_path = write_report(out).summary_path
     summary = json.loads(Path(summary_path).read_text())
+    rows = _partner_rows(summary)
     return {
         "consortium": name,
         "seed": seed,
@@ -151,7 +154,9 @@ def run_one(
         "overrides": overrides,
         "trees": trees,
         "wall_s": round(time.perf_counter() - t0, 1),
-        "partners": _partner_rows(summary),
+        # the auxiliary public partner trains the trunk; nobody's benefit is its heads'
+        "partners": [r for r in rows if r["partner"] != AUXILIARY_NAME],
+        "auxiliary": [r for r in rows if r["partner"] == AUXILIARY_NAME],
     }
 
 

@@ -56,6 +56,13 @@ class DemoConfig(BaseModel):
     )
     partners: int = Field(4, ge=2, le=26)
     max_compounds: int = Field(5000, ge=100, description="Compounds per partner (cap).")
+    auxiliary_compounds: int | None = Field(
+        None,
+        ge=100,
+        description="Add an auxiliary public partner ('public') with the assays no partner "
+        "kept, up to this many compounds (FS-Mol); it trains the trunk, its heads are not part "
+        "of the consortium's benefit. None = no auxiliary partner.",
+    )
     seed: int = Field(0, ge=0)
     key_file: str | None = Field(
         None,
@@ -203,6 +210,7 @@ def _simulate(out: Path, cfg: DemoConfig, family: str | None) -> None:
                 "source": source,
                 "partners": cfg.partners,
                 "max_compounds": cfg.max_compounds,
+                "auxiliary_compounds": cfg.auxiliary_compounds,
                 "seed": cfg.seed,
                 "strategy": cfg.strategy,
             }

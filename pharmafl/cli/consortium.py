@@ -38,6 +38,15 @@ def simulate(
         int | None,
         typer.Option("--max-compounds", "-m", help="Cap on each partner's distinct compounds."),
     ] = None,
+    auxiliary_compounds: Annotated[
+        int | None,
+        typer.Option(
+            "--auxiliary-compounds",
+            help="Add an auxiliary public partner ('public') with the assays no partner kept, "
+            "up to this many compounds (FS-Mol-shaped data): it trains the shared trunk; its "
+            "heads are not part of the consortium's benefit.",
+        ),
+    ] = None,
     seed: Annotated[
         int, typer.Option("--seed", help="Seed: same seed, same split and raw files.")
     ] = 0,
@@ -90,6 +99,7 @@ def simulate(
         source=str(source) if source is not None else None,
         partners=partners,
         max_compounds=max_compounds,
+        auxiliary_compounds=auxiliary_compounds,
         seed=seed,
         strategy=strategy,
         overlap=overlap,

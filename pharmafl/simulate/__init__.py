@@ -13,6 +13,7 @@ from pharmafl.simulate.assign import (
     split_by_compound,
 )
 from pharmafl.simulate.consortium import (
+    AUXILIARY_NAME,
     PARTNER_NAMES,
     SCHEMA_MODELS,
     PartnerSummary,
@@ -20,6 +21,7 @@ from pharmafl.simulate.consortium import (
     SimulationResult,
     SimulationSpec,
     build_spec,
+    partner_names,
     simulate_consortium,
 )
 from pharmafl.simulate.datasets import (
@@ -38,6 +40,7 @@ from pharmafl.simulate.toml import toml_dumps
 
 __all__ = [
     "ASSAY_STRATEGIES",
+    "AUXILIARY_NAME",
     "BUILTIN_DATASETS",
     "EXPORT_SHAPES",
     "PARTNER_NAMES",
@@ -50,6 +53,7 @@ __all__ = [
     "SimulationResult",
     "SimulationSpec",
     "build_spec",
+    "partner_names",
     "load_dataset",
     "read_public_file",
     "seeded_hash",

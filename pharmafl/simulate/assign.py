@@ -138,6 +138,25 @@ def split_by_assay(
     return parts
 
 
+def auxiliary_part(
+    data: PublicDataset, parts: Sequence[pd.DataFrame], max_compounds: int, seed: int
+) -> pd.DataFrame:
+    """Measurements of an auxiliary public partner: the assays no partner kept, picked as a
+    partner's are (up to ``max_compounds`` distinct compounds). Its compounds may overlap the
+    partners' (public data does); its assays never do."""
+    if data.layout != "long":
+        raise ConfigError(
+            f"an auxiliary partner needs a dataset split by assay; {data.name} is split by "
+            "compound.",
+            fix="simulate FS-Mol (or another long file) for an auxiliary partner, or drop it.",
+        )
+    taken = set().union(*(set(p["assay"]) for p in parts))
+    rest = sorted(set(pd.unique(data.measurements["assay"])) - taken)
+    picked = _select_assays(data, rest, max_compounds, seed)
+    meas = data.measurements
+    return meas[meas["assay"].isin(picked)].reset_index(drop=True)
+
+
 def split_by_compound(
     data: PublicDataset,
     n_partners: int,

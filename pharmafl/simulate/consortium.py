@@ -38,7 +38,7 @@ from pharmafl.common.params import ConsortiumParameters
 from pharmafl.common.secret import load_consortium_key, write_new_consortium_key
 from pharmafl.common.settings import get_settings
 from pharmafl.layout import ConsortiumLayout
-from pharmafl.simulate.assign import split_by_assay, split_by_compound
+from pharmafl.simulate.assign import auxiliary_part, split_by_assay, split_by_compound
 from pharmafl.simulate.datasets import PublicDataset, load_dataset, read_public_file
 from pharmafl.simulate.shapes import SHAPE_ORDER, PartnerExport, write_partner_export
 
@@ -50,6 +50,8 @@ PARTNER_NAMES: tuple[str, ...] = (
     "juliett", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo",
     "sierra", "tango", "uniform", "victor", "whiskey", "xray", "yankee", "zulu",
 )  # fmt: skip
+#: The auxiliary public partner's name (``SimulationSpec.auxiliary_compounds``).
+AUXILIARY_NAME = "public"
 
 _OPERATOR_README = """\
 Operator folder of a simulated pharmafl consortium.
@@ -80,6 +82,16 @@ class SimulationSpec(BaseModel):
     overlap: float = Field(
         0.1, ge=0.0, le=1.0, description="Wide datasets: share of compounds also at a 2nd partner."
     )
+    auxiliary_compounds: int | None = Field(
+        None,
+        ge=10,
+        le=10_000_000,
+        description=(
+            "Add an auxiliary public partner ('public') holding the assays no partner kept, up "
+            "to this many compounds (long datasets). It trains the shared trunk like any "
+            "partner; its heads are not part of the consortium's benefit."
+        ),
+    )
 
 
 class PartnerSummary(BaseModel):
@@ -93,6 +105,9 @@ class PartnerSummary(BaseModel):
     compounds: int = Field(ge=0)
     measurements: int = Field(ge=0)
     assays: int = Field(ge=0)
+    auxiliary: bool = Field(
+        False, description="The auxiliary public partner: trains the trunk, not in the benefit."
+    )
 
 
 class SimulationManifest(BaseModel):
@@ -152,7 +167,21 @@ def _partner_export(
 
 
 def split_partners(data: PublicDataset, spec: SimulationSpec) -> list[pd.DataFrame]:
-    """Each partner's measurements of ``data``, as ``spec`` splits them."""
+    """Each partner's measurements of ``data``, as ``spec`` splits them; the auxiliary
+    partner's last when the spec asks for one."""
+    parts = _split_members(data, spec)
+    if spec.auxiliary_compounds is not None:
+        parts.append(auxiliary_part(data, parts, spec.auxiliary_compounds, spec.seed))
+    return parts
+
+
+def partner_names(spec: SimulationSpec) -> tuple[str, ...]:
+    """The simulated partners' names, in the order of :func:`split_partners`."""
+    aux = (AUXILIARY_NAME,) if spec.auxiliary_compounds is not None else ()
+    return PARTNER_NAMES[: spec.partners] + aux
+
+
+def _split_members(data: PublicDataset, spec: SimulationSpec) -> list[pd.DataFrame]:
     if data.layout == "long":
         return split_by_assay(
             data,
@@ -227,7 +256,7 @@ def simulate_consortium(
     data = read_public_file(spec.source) if spec.source else load_dataset(spec.dataset)
     say(f"read {data.name}: {len(data.measurements)} measurements")
     parts = split_partners(data, spec)
-    names = PARTNER_NAMES[: spec.partners]
+    names = partner_names(spec)
     for name, part in zip(names, parts, strict=True):
         if part.empty:
             raise ConfigError(
@@ -259,6 +288,7 @@ def simulate_consortium(
                     compounds=int(part["smiles"].nunique()),
                     measurements=len(part),
                     assays=int(part["assay"].nunique()),
+                    auxiliary=name == AUXILIARY_NAME,
                 )
             )
             say(f"wrote partner {name} ({shape}): {summaries[-1].compounds} compounds")
@@ -303,6 +333,7 @@ def build_spec(**fields: object) -> SimulationSpec:
 SCHEMA_MODELS = {"consortium_simulation": SimulationManifest}
 
 __all__ = [
+    "AUXILIARY_NAME",
     "PARTNER_NAMES",
     "SCHEMA_MODELS",
     "PartnerSummary",
@@ -310,6 +341,7 @@ __all__ = [
     "SimulationResult",
     "SimulationSpec",
     "build_spec",
+    "partner_names",
     "simulate_consortium",
     "split_partners",
 ]

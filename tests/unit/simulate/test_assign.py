@@ -9,6 +9,7 @@ import pytest
 
 from pharmafl.common.errors import ConfigError
 from pharmafl.simulate import read_public_file, split_by_assay, split_by_compound
+from pharmafl.simulate.assign import auxiliary_part
 
 
 def _assays(parts: list[pd.DataFrame]) -> list[set[str]]:
@@ -80,3 +81,21 @@ def test_compound_split_with_overlap_and_cap(tox_like: Path) -> None:
     assert not (smiles[0] & smiles[1]) and not (smiles[1] & smiles[2])
     with pytest.raises(ConfigError, match="strategy hash"):
         split_by_compound(data, 2, strategy="family", max_compounds=None, seed=0, overlap=0.1)
+
+
+def test_auxiliary_partner_gets_only_assays_no_partner_kept(fsmol_sample: Path) -> None:
+    data = read_public_file(fsmol_sample)
+    parts = split_by_assay(data, 2, strategy="hash", max_compounds=40, seed=1)
+    aux = auxiliary_part(data, parts, max_compounds=1000, seed=1)
+    kept = set().union(*_assays(parts))
+    assert set(aux["assay"]) == set(data.measurements["assay"]) - kept  # all the rest, whole
+    assert len(aux) == (~data.measurements["assay"].isin(kept)).sum()
+    capped = auxiliary_part(data, parts, max_compounds=30, seed=1)
+    assert 0 < capped["smiles"].nunique() <= 30 and not (set(capped["assay"]) & kept)
+
+
+def test_auxiliary_partner_needs_a_dataset_split_by_assay(tox_like: Path) -> None:
+    data = read_public_file(tox_like)
+    parts = split_by_compound(data, 2, strategy="hash", max_compounds=4, seed=3, overlap=0.0)
+    with pytest.raises(ConfigError, match="split by compound"):
+        auxiliary_part(data, parts, max_compounds=100, seed=3)

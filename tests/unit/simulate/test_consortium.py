@@ -14,7 +14,13 @@ from pharmafl.common.errors import ConfigError, PharmaFLError
 from pharmafl.common.params import load_consortium_parameters
 from pharmafl.common.secret import load_consortium_key
 from pharmafl.ingest import find_partner_config, ingest_partner
-from pharmafl.simulate import SimulationManifest, SimulationSpec, build_spec, simulate_consortium
+from pharmafl.simulate import (
+    AUXILIARY_NAME,
+    SimulationManifest,
+    SimulationSpec,
+    build_spec,
+    simulate_consortium,
+)
 
 VALUE_REASONS = {
     "empty_value",
@@ -95,6 +101,22 @@ def test_source_file_simulation_is_complete_and_ingests(tmp_path: Path, fsmol_sa
     key = load_consortium_key(cfg.key_path(d))
     assert params.reference_hash == consistency_hash(params, key)
     assert result.manifest.reference_hash == params.reference_hash
+
+
+def test_an_auxiliary_partner_is_added_without_changing_the_partners(
+    tmp_path: Path, fsmol_sample: Path
+) -> None:
+    base = SimulationSpec(source=str(fsmol_sample), partners=2, max_compounds=40, seed=1)
+    plain = simulate_consortium(tmp_path / "plain", base)
+    spec = base.model_copy(update={"auxiliary_compounds": 1000})
+    result = simulate_consortium(tmp_path / "aux", spec)
+    names = [p.name for p in result.manifest.partners]
+    assert names == ["alpha", "bravo", AUXILIARY_NAME]
+    assert [p.auxiliary for p in result.manifest.partners] == [False, False, True]
+    assert result.manifest.partners[:2] == plain.manifest.partners  # members untouched
+    assert sum(p.measurements for p in result.manifest.partners) == 268  # the rest is public
+    ingested = _ingest_all(result)
+    assert ingested[AUXILIARY_NAME].counts["measurements_read"] > 0
 
 
 def test_same_seed_same_files_but_a_fresh_key(tmp_path: Path, fsmol_sample: Path) -> None:
