@@ -36,9 +36,13 @@ import numpy as np
 from scipy import stats
 
 from pharmafl.demo import DemoConfig, run_demo
+from pharmafl.evaluation.documents import MetricsReport
 from pharmafl.layout import ConsortiumLayout
+from pharmafl.model.persist import METRICS_FILE
+from pharmafl.model.public import PUBLIC_REFERENCE
 from pharmafl.model.trees import TreeConfig, run_tree_baseline
 from pharmafl.report.build import write_report
+from pharmafl.report.partners import model_metrics
 from pharmafl.simulate import AUXILIARY_NAME
 
 #: The network recipe of every run (``--set`` overrides it): the data-size rule of
@@ -61,6 +65,14 @@ RECIPE: dict[str, Any] = {
 }
 CONSORTIA: dict[str, dict[str, Any]] = {
     "fsmol-kinase": {"dataset": "fsmol", "partners": 3, "max_compounds": 3000},
+    # the same partners with an auxiliary public partner: the kinase assays no partner kept,
+    # 10,000 compounds (their local references then include their own + the public data)
+    "fsmol-kinase-public": {
+        "dataset": "fsmol",
+        "partners": 3,
+        "max_compounds": 3000,
+        "auxiliary_compounds": 10_000,
+    },
     "tox21": {"dataset": "tox21", "partners": 3, "max_compounds": 2850, "target_family": None},
 }
 QUICK = {"max_compounds": 1000, "hidden": 250, "rounds": 6, "local_epochs": 10}
@@ -132,6 +144,16 @@ def _partner_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _public_scores(layout: ConsortiumLayout, name: str) -> dict[str, float] | None:
+    """Test ROC-AUC / AUC-PR of the partner's network trained with the public partner's data
+    (``models/local_public``; None without an auxiliary partner)."""
+    path = layout.partner(name).models / PUBLIC_REFERENCE / METRICS_FILE
+    if not path.is_file():
+        return None
+    scores = model_metrics(MetricsReport.model_validate_json(path.read_bytes()))
+    return None if scores is None else {"roc_auc": scores.roc_auc, "auc_pr": scores.auc_pr}
+
+
 def run_one(
     name: str, seed: int, quick: bool, work: Path, overrides: dict[str, Any], trees: bool = True
 ) -> dict[str, Any]:
@@ -146,7 +168,9 @@ def run_one(
             run_tree_baseline(partner.root, TreeConfig(kind=kind, seed=seed, n_jobs=2))
     summary_path = write_report(out).summary_path
     summary = json.loads(Path(summary_path).read_text())
-    rows = _partner_rows(summary)
+    rows = [
+        r | {"local_public": _public_scores(layout, r["partner"])} for r in _partner_rows(summary)
+    ]
     return {
         "consortium": name,
         "seed": seed,

@@ -341,6 +341,26 @@ def _mark_demo_out(layout: ConsortiumLayout, cfg: DemoConfig) -> None:
     atomic_write_text(layout.demo_marker, json.dumps(doc, indent=2) + "\n")
 
 
+def _public_references(
+    layout: ConsortiumLayout,
+    trunk: SparseTrunkConfig,
+    train: TrainConfig,
+    say: Callable[[str], None],
+) -> None:
+    """With an auxiliary public partner: each partner's local reference trained with the
+    public data too (what it could do without joining; ``pharmafl.model.public``)."""
+    from pharmafl.model.public import run_local_with_public
+    from pharmafl.simulate import AUXILIARY_NAME
+
+    dirs = layout.partner_dirs()
+    if AUXILIARY_NAME not in dirs:
+        return
+    say(f"  and each partner with the public partner's data ({AUXILIARY_NAME}), still alone")
+    for name, folder in dirs.items():
+        if name != AUXILIARY_NAME:
+            run_local_with_public(folder, dirs[AUXILIARY_NAME], trunk, train)
+
+
 def run_demo(
     out_dir: str | Path,
     config: DemoConfig | None = None,
@@ -376,6 +396,7 @@ def run_demo(
     with clock.step("baselines"):
         for folder in layout.partner_dirs().values():
             run_baseline(folder, trunk, train, checkpoint=False)
+        _public_references(layout, trunk, train, say)
     say(f"4/7 federated training: up to {cfg.rounds} rounds, secure aggregation")
     with clock.step("federated"):
         _federate(layout, cfg, trunk)

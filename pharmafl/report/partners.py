@@ -136,7 +136,7 @@ def regression_benefit(local: MetricsReport, federated: MetricsReport) -> Benefi
 
 #: Local references a partner may train (``models/<name>/metrics.json``): the network and
 #: the per-task tree models of :mod:`pharmafl.model.trees`.
-LOCAL_REFERENCES: tuple[str, ...] = ("local", "local_rf", "local_gbm")
+LOCAL_REFERENCES: tuple[str, ...] = ("local", "local_rf", "local_gbm", "local_public")
 _SELECTION = "auc_pr"
 
 
