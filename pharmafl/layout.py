@@ -35,6 +35,7 @@ EXCHANGE_DIR = "exchange"
 REPORT_DIR = "report"
 #: Written by ``pharmafl demo`` into its output folder: a folder ``demo --out`` may replace.
 DEMO_FILE = "demo.json"
+SIMULATION_FILE = "simulation.json"
 
 IDENTITY_DIR = "identity"
 ROSTER_FILE = "roster.json"
@@ -289,6 +290,11 @@ class ConsortiumLayout:
         return _child(self.root, PARTNERS_DIR)
 
     @property
+    def simulation(self) -> Path:
+        """What a simulation wrote the consortium from (``simulate``'s manifest)."""
+        return _child(self.root, SIMULATION_FILE)
+
+    @property
     def exchange(self) -> Path:
         """The embedded default's exchange store."""
         return _child(self.root, EXCHANGE_DIR)
@@ -357,6 +363,7 @@ __all__ = [
     "ROSTER_FILE",
     "ROSTER_PIN_FILE",
     "RUNS_DIR",
+    "SIMULATION_FILE",
     "STATE_DIR",
     "SUMMARY_FILE",
 ]

@@ -16,6 +16,7 @@ AccountingError` that says what to run.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,6 +114,16 @@ def _curves(entries: Sequence[LedgerEntry], names: Iterable[str]) -> list[RoundM
     return curves
 
 
+def _auxiliary(layout: ConsortiumLayout) -> set[str]:
+    """Names of the simulation's auxiliary public partners (none without a readable
+    ``simulation.json``: a real consortium's folder has none)."""
+    try:
+        sim = json.loads(layout.simulation.read_text())
+    except (OSError, ValueError):
+        return set()
+    return {p["name"] for p in sim.get("partners", []) if p.get("auxiliary")}
+
+
 def build_summary(
     consortium_dir: str | Path,
     *,
@@ -149,6 +160,8 @@ def build_summary(
         pooled=_optional(layout.operator.pooled / METRICS_FILE, PooledReport),
         contribution=contribution,
     )
+    aux = _auxiliary(layout)
+    rows = [r.model_copy(update={"auxiliary": r.name in aux}) for r in rows]
     return ConsortiumSummary(
         consortium=name or load_roster(layout.operator.roster).consortium,
         secure_aggregation=run.secure_aggregation,

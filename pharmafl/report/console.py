@@ -34,7 +34,7 @@ def _gain_ci(p: PartnerSummary) -> str:
 def _row(p: PartnerSummary) -> str:
     pooled, c = p.pooled, p.contribution
     return (
-        f"{p.name:<10} {_score(p.local.roc_auc):>9} {_score(p.federated.roc_auc):>8} "
+        f"{p.name + ('*' if p.auxiliary else ''):<10} {_score(p.local.roc_auc):>9} {_score(p.federated.roc_auc):>8} "
         f"{_score(pooled.roc_auc if pooled else None):>8} {_score(p.local.auc_pr):>9} "
         f"{_score(p.federated.auc_pr):>7} {_score(pooled.auc_pr if pooled else None):>8} "
         f"{p.federated.auc_pr - p.local.auc_pr:>+7.4f} {_gain_ci(p):>17} "
@@ -90,6 +90,11 @@ def partner_table(summary: ConsortiumSummary) -> str:
         f"CI: 95 % bootstrap over the partner's tasks, "
         f"wall {summary.wall_seconds:.0f} s"
     )
+    if any(p.auxiliary for p in summary.partners):
+        lines.append(
+            "* auxiliary public partner: it trains the shared trunk; its heads are nobody's "
+            "benefit (left out of the gap capture)"
+        )
     lines.extend(_best_local_lines(summary))
     lines.extend(_regression_lines(summary))
     if summary.contribution is not None:

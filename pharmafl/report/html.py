@@ -91,7 +91,7 @@ def _performance_rows(partners: Sequence[PartnerSummary]) -> list[list[str]]:
     for p in partners:
         rows.append(
             [
-                _e(p.name),
+                _e(p.label),
                 *_metric_cells(p.local),
                 *_metric_cells(p.federated),
                 *_metric_cells(p.pooled),

@@ -37,7 +37,7 @@ def performance_markdown(summary: ConsortiumSummary) -> str:
     for p in summary.partners:
         rows.append(
             [
-                p.name,
+                p.label,
                 _f(p.local.roc_auc),
                 _f(p.federated.roc_auc),
                 _f(p.pooled.roc_auc if p.pooled else None),

@@ -200,7 +200,17 @@ class PartnerSummary(_Frozen):
         None, description="The best local reference on validation (network, forest, GBM)."
     )
     contribution: PartnerContribution | None = None
+    auxiliary: bool = Field(
+        False,
+        description="An auxiliary public partner: it trains the shared trunk, its heads are "
+        "nobody's benefit (left out of the gap capture).",
+    )
     ecdf: list[EcdfDifference] = Field(default_factory=list, description="Shared ECDF curves.")
+
+    @property
+    def label(self) -> str:
+        """The name as tables show it: an auxiliary partner marked."""
+        return f"{self.name} (auxiliary)" if self.auxiliary else self.name
 
     def gain(self, metric: str = "auc_pr", model: str = "federated") -> float | None:
         """``model``'s test ``metric`` minus local-only's (None without a pooled model)."""
@@ -211,11 +221,13 @@ class PartnerSummary(_Frozen):
 
 
 def compute_gap_capture(partners: Sequence[PartnerSummary], metric: str = "auc_pr") -> float | None:
-    """Share of the pooled-minus-local gain that federation captured, on average.
+    """Share of the pooled-minus-local gain that federation captured, on average over the
+    members (auxiliary partners left out).
 
     ``mean_i(federated_i − local_i) / mean_i(pooled_i − local_i)``; None when a partner has no
     pooled reference or pooling gains nothing on average (no gap to capture).
     """
+    partners = [p for p in partners if not p.auxiliary]
     fed = [p.gain(metric, "federated") for p in partners]
     pooled = [p.gain(metric, "pooled") for p in partners]
     if not partners or any(g is None for g in pooled):

@@ -307,7 +307,7 @@ def simulate_consortium(
             parameter_hash=params.parameter_hash(),
             reference_hash=reference,
         )
-        atomic_write_text(tmp / "simulation.json", manifest.model_dump_json(indent=2) + "\n")
+        atomic_write_text(layout.simulation, manifest.model_dump_json(indent=2) + "\n")
     logger.info("simulated %d partners from %s into %s", len(names), data.name, out)
     return SimulationResult(
         out_dir=out,

@@ -26,6 +26,7 @@ def test_tiny_demo_writes_summary_report_and_verified_ledger(
     cfg = DemoConfig(
         partners=3,
         max_compounds=400,
+        auxiliary_compounds=300,  # a public partner: the assays no partner kept
         hidden=32,
         local_epochs=2,
         patience=2,
@@ -45,7 +46,16 @@ def test_tiny_demo_writes_summary_report_and_verified_ledger(
     jsonschema.validate(summary, schema)
     assert summary["secure_aggregation"] is True
     assert summary["rounds"] == 2
-    assert [p["name"] for p in summary["partners"]] == ["alpha", "bravo", "charlie"]
+    assert [p["name"] for p in summary["partners"]] == ["alpha", "bravo", "charlie", "public"]
+    assert [p["auxiliary"] for p in summary["partners"]] == [False, False, False, True]
+    assert "public*" in result.table and "auxiliary public partner" in result.table
+    # each member's local references include its network trained with the public data
+    for p in summary["partners"][:3]:
+        assert "local_public" in p["best_local"]["candidates"]
+        assert (
+            tmp_path / "demo/partners" / p["name"] / "models/local_public/metrics.json"
+        ).is_file()
+    assert not (tmp_path / "demo/partners/public/models/local_public").exists()
     for p in summary["partners"]:
         for model in ("local", "federated", "pooled"):
             assert 0.0 <= p[model]["roc_auc"] <= 1.0
@@ -84,7 +94,7 @@ def test_tiny_demo_writes_summary_report_and_verified_ledger(
     assert (tmp_path / "demo" / "exchange").is_dir()
     assert "alpha" in result.table and "gap capture" in result.table
     # Each partner's row shows the task-bootstrap interval of its AUC-PR gain.
-    for p in result.summary.partners:
+    for p in result.summary.partners[:3]:
         pr = p.benefit.metric("auc_pr")
         lo, hi = pr.mean_delta_ci95
         row = next(line for line in result.table.splitlines() if line.startswith(p.name))

@@ -19,6 +19,7 @@ from pharmafl.report import (
     ModelMetrics,
     PartnerContribution,
     PartnerSummary,
+    compute_gap_capture,
     load_summary,
     render_report,
     report_html,
@@ -107,6 +108,10 @@ def test_gap_capture_and_invariants(summary: ConsortiumSummary) -> None:
     fed = [p.federated.auc_pr - p.local.auc_pr for p in summary.partners]
     pooled = [p.pooled.auc_pr - p.local.auc_pr for p in summary.partners]  # type: ignore[union-attr]
     assert summary.gap_capture == pytest.approx(sum(fed) / sum(pooled))
+    # an auxiliary public partner's gain is nobody's benefit: left out of the capture
+    aux = [summary.partners[0].model_copy(update={"auxiliary": True}), *summary.partners[1:]]
+    assert compute_gap_capture(aux) == pytest.approx(sum(fed[1:]) / sum(pooled[1:]))
+    assert aux[0].label.endswith("(auxiliary)") and aux[1].label == aux[1].name
     doc = summary.model_dump()
     doc["partners"][0]["contribution"]["shapley"] += 0.01
     with pytest.raises(ValueError, match="Shapley values sum to"):
