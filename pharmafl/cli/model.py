@@ -314,6 +314,13 @@ def _baseline_interrupted(partner_dir: Path, out: Path | None) -> Callable[[], s
     return note
 
 
+def _echo_scores(report: Any) -> None:
+    """A model's validation and test scores, one line each."""
+    for name, split in (("validation", report.validation), ("test", report.test)):
+        if split is not None:
+            typer.echo(metrics_line(name, split, ("roc_auc", "auc_pr", "rmse")))
+
+
 def _tree_baseline(partner_dir: Path, kind: str, train_cfg: Any, out: Path | None) -> None:
     """``baseline --model rf|gbm``: the same folds and seed as the network."""
     from pharmafl.common.errors import ConfigError
@@ -330,9 +337,17 @@ def _tree_baseline(partner_dir: Path, kind: str, train_cfg: Any, out: Path | Non
     )
     with _progress(f"{kind} per task") as update:
         report = run_tree_baseline(partner_dir, cfg, out_dir=out, progress=update)
-    for name, split in (("validation", report.validation), ("test", report.test)):
-        if split is not None:
-            typer.echo(metrics_line(name, split, ("roc_auc", "auc_pr", "rmse")))
+    _echo_scores(report)
+
+
+def _public_baseline(
+    partner_dir: Path, public_dir: Path, trunk_cfg: Any, train_cfg: Any, out: Path | None
+) -> None:
+    """``baseline --with-public DIR``: the partner's tasks and the public ones, one network."""
+    from pharmafl.model.public import run_local_with_public
+
+    report = run_local_with_public(partner_dir, public_dir, trunk_cfg, train_cfg, out_dir=out)
+    _echo_scores(report)
 
 
 def register(app: typer.Typer) -> None:
@@ -359,16 +374,30 @@ def register(app: typer.Typer) -> None:
                 "task (models/local_rf); gbm: gradient boosting per task (models/local_gbm).",
             ),
         ] = "net",
+        with_public: Annotated[
+            Path | None,
+            typer.Option(
+                "--with-public",
+                help="net only: train the partner's tasks together with this public "
+                "partner's (its folder, prepared with the same key) in one network on this "
+                "machine (models/local_public): what the partner could do with public data "
+                "without joining.",
+            ),
+        ] = None,
         configs: Configs = (None, None, False),
     ) -> None:
         """Train a local-only (single-partner) reference: the network (PARTNER_DIR/models/
-        local/), or per-task random forests or gradient boosting (--model rf|gbm); the report
-        compares federated with the best of them on validation."""
+        local/), per-task random forests or gradient boosting (--model rf|gbm), or the
+        network with public data (--with-public); the report compares federated with the
+        best of them on validation."""
         from pharmafl.model import run_baseline
 
         trunk_cfg, train_cfg, by_size = configs
         if model != "net":
             _tree_baseline(partner_dir, model, train_cfg, out)
+            return
+        if with_public is not None:
+            _public_baseline(partner_dir, with_public, trunk_cfg, train_cfg, out)
             return
         with (
             interruptible(_baseline_interrupted(partner_dir, out)),
@@ -384,9 +413,7 @@ def register(app: typer.Typer) -> None:
                 progress=update,
                 by_size=by_size,
             )
-        for name, split in (("validation", report.validation), ("test", report.test)):
-            if split is not None:
-                typer.echo(metrics_line(name, split, ("roc_auc", "auc_pr", "rmse")))
+        _echo_scores(report)
 
     @app.command("pooled")
     @with_model_options

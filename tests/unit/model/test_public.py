@@ -54,3 +54,17 @@ def test_the_public_partner_cannot_be_the_partner_itself(consortium: Path) -> No
         run_local_with_public(
             consortium / "alpha", consortium / "alpha", trunk, TrainConfig(epochs=1)
         )
+
+
+def test_cli_baseline_with_public(consortium: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pharmafl.cli.main import app
+
+    out = tmp_path / "lp"
+    args = ["baseline", str(consortium / "alpha"), "--with-public", str(consortium / "public")]
+    res = CliRunner().invoke(app, [*args, "--out", str(out), "--epochs", "2", "--hidden", "16"])
+    assert res.exit_code == 0, res.output
+    assert "test: roc_auc" in res.output
+    saved = MetricsReport.model_validate_json((out / "metrics.json").read_text())
+    assert saved.model_name == PUBLIC_REFERENCE and saved.head == "alpha"
