@@ -1,10 +1,13 @@
 """Model quality against strong local references (issue 18, item 4).
 
-For each benchmark consortium (FS-Mol kinase assays split by assay; Tox21 split by compound)
+For each benchmark consortium (FS-Mol kinase assays split by assay, without and with an
+auxiliary public partner holding the kinase assays no partner kept; Tox21 split by compound)
 and each seed (its own consortium key, derived from the seed: other scaffold folds, the same
 for every setting compared — ``--set`` — so comparisons are paired), runs the demo pipeline
 (simulate, prepare, local network, federated with secure aggregation, pooled), trains each partner's
-per-task random forest and gradient boosting (`pharmafl baseline --model rf|gbm`), and reads
+per-task random forest and gradient boosting (`pharmafl baseline --model rf|gbm`; with a
+public partner the demo also trains each partner's network with the public data,
+``models/local_public``), and reads
 the report's per-partner scores on the test fold: every local reference, the best one on
 validation, federated and pooled, and federated − best local with its 95 % bootstrap interval
 over the partner's tasks. The table then averages over seeds with a 95 % t-interval.
