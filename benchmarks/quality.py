@@ -199,9 +199,11 @@ def _mean_ci(values: list[float]) -> tuple[float, float, float]:
 
 _COLUMNS = (
     ("net ROC", lambda p: p["local_net"]["roc_auc"]),
+    ("pub ROC", lambda p: (p.get("local_public") or {}).get("roc_auc")),
     ("best ROC", lambda p: (p["best_local_scores"] or {}).get("roc_auc")),
     ("fed ROC", lambda p: p["federated"]["roc_auc"]),
     ("pool ROC", lambda p: (p["pooled"] or {}).get("roc_auc")),
+    ("pub PR", lambda p: (p.get("local_public") or {}).get("auc_pr")),
     ("best PR", lambda p: (p["best_local_scores"] or {}).get("auc_pr")),
     ("fed PR", lambda p: p["federated"]["auc_pr"]),
     ("pool PR", lambda p: (p["pooled"] or {}).get("auc_pr")),
@@ -220,7 +222,7 @@ def _text(cons: str, label: str, n: int, best: str, values: Any) -> str:
     roc = _mean_ci(values(_roc_delta))[0]
     m, lo, hi = _mean_ci(values(lambda p: p["fed_minus_best_auc_pr"]))
     return (
-        f"{cons:<13} {label:<8} {n:>5} {best:>15} {cells} "
+        f"{cons:<19} {label:<8} {n:>5} {best:>15} {cells} "
         f"{roc:>+8.4f} {m:>+8.4f} [{lo:+.4f}, {hi:+.4f}]"
     )
 
@@ -236,7 +238,7 @@ def table(runs: list[dict[str, Any]]) -> str:
     t-interval over seeds."""
     head = " ".join(f"{name:>8}" for name, _ in _COLUMNS)
     lines = [
-        f"{'consortium':<13} {'partner':<8} {'seeds':>5} {'best local':>15} {head} "
+        f"{'consortium':<19} {'partner':<8} {'seeds':>5} {'best local':>15} {head} "
         f"{'Δ ROC':>8} {'Δ PR':>8} {'[95% CI over seeds]':>18}"
     ]
     keys = sorted({(r["consortium"], p["partner"]) for r in runs for p in r["partners"]})
@@ -258,12 +260,18 @@ def _average(cons: str, runs: list[dict[str, Any]]) -> str:
     """The consortium's average: per seed, the mean over partners; then over seeds."""
 
     def per_seed(get: Any) -> list[float]:
-        return [
-            float(np.mean([v for v in (get(p) for p in r["partners"]) if v is not None]))
-            for r in runs
-        ]
+        values = [[v for v in (get(p) for p in r["partners"]) if v is not None] for r in runs]
+        return [float(np.mean(v)) if v else math.nan for v in values]
 
     return _text(cons, "mean", len(runs), "", per_seed)
+
+
+def _read_runs(path: Path) -> list[dict[str, Any]]:
+    """Runs from a ``--out`` file (a JSON list) or a log holding one JSON line per run."""
+    text = path.read_text()
+    if text.lstrip().startswith("["):
+        return list(json.loads(text))
+    return [json.loads(line) for line in text.splitlines() if line.startswith('{"consortium"')]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -286,7 +294,16 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FIELD=JSON",
         help="override a DemoConfig field (e.g. batch_size=null, hidden=1000); repeatable",
     )
+    parser.add_argument(
+        "--table",
+        type=Path,
+        metavar="FILE",
+        help="only print the table of earlier runs: a --out file or a log of their JSON lines",
+    )
     args = parser.parse_args(argv)
+    if args.table is not None:
+        print(table(_read_runs(args.table)))
+        return 0
     overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
     work = Path(tempfile.mkdtemp(prefix="pharmafl-quality-"))
     runs = []
