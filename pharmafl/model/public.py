@@ -13,6 +13,7 @@ that :func:`pharmafl.report.partners.best_local` weighs with the others on valid
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -28,6 +29,27 @@ log = logging.getLogger(__name__)
 
 #: Model folder (under ``models/``) and model name of the reference.
 PUBLIC_REFERENCE = "local_public"
+
+
+def _consistency_hash(folder: Path) -> str | None:
+    """The consistency hash (parameters and key) ``prepare`` recorded; None without one."""
+    try:
+        return json.loads(PartnerLayout(folder).manifest.read_text()).get("consistency_hash")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _check_same_key(mine: Path, public: Path) -> None:
+    """Refuse public data prepared under another key or parameters: its descriptors would be
+    permuted differently and its folds would not agree (a test scaffold could train)."""
+    ours, theirs = _consistency_hash(mine), _consistency_hash(public)
+    if ours is not None and theirs is not None and ours != theirs:
+        raise ConfigError(
+            "the public partner was prepared with another consortium key or parameters: its "
+            "descriptors and folds do not agree with yours.",
+            file=PartnerLayout(public).manifest,
+            fix="prepare the public data with your consortium.json and key.json.",
+        )
 
 
 def run_local_with_public(
@@ -48,6 +70,7 @@ def run_local_with_public(
             file=public,
             fix="give the auxiliary public partner's folder (prepared with the same key).",
         )
+    _check_same_key(mine, public)
     graph = trunk.kind == "graph"
     data = {
         head_name(d.name): load_prepared(PartnerLayout(d).prepared, with_graphs=graph)

@@ -68,3 +68,20 @@ def test_cli_baseline_with_public(consortium: Path, tmp_path: Path) -> None:
     assert "test: roc_auc" in res.output
     saved = MetricsReport.model_validate_json((out / "metrics.json").read_text())
     assert saved.model_name == PUBLIC_REFERENCE and saved.head == "alpha"
+
+
+def test_public_data_prepared_under_another_key_is_refused(
+    consortium: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    for name, digest in (("alpha", "a"), ("public", "b")):
+        shutil.copytree(consortium / name / "prepared", tmp_path / name / "prepared")
+        (tmp_path / name / "prepared/manifest.json").write_text(
+            json.dumps({"consistency_hash": digest * 64})
+        )
+    trunk = SparseTrunkConfig(hidden_sizes=(32,), dropouts=(0.2,))
+    with pytest.raises(ConfigError, match="another consortium key") as err:
+        run_local_with_public(tmp_path / "alpha", tmp_path / "public", trunk, TrainConfig(epochs=1))
+    assert "manifest.json" in str(err.value.file)
+    assert not (tmp_path / "alpha/models").exists()  # nothing written
