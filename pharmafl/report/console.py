@@ -33,8 +33,9 @@ def _gain_ci(p: PartnerSummary) -> str:
 
 def _row(p: PartnerSummary) -> str:
     pooled, c = p.pooled, p.contribution
+    name = p.name + ("*" if p.auxiliary else "")
     return (
-        f"{p.name + ('*' if p.auxiliary else ''):<10} {_score(p.local.roc_auc):>9} {_score(p.federated.roc_auc):>8} "
+        f"{name:<10} {_score(p.local.roc_auc):>9} {_score(p.federated.roc_auc):>8} "
         f"{_score(pooled.roc_auc if pooled else None):>8} {_score(p.local.auc_pr):>9} "
         f"{_score(p.federated.auc_pr):>7} {_score(pooled.auc_pr if pooled else None):>8} "
         f"{p.federated.auc_pr - p.local.auc_pr:>+7.4f} {_gain_ci(p):>17} "
