@@ -118,10 +118,10 @@ def _auxiliary(layout: ConsortiumLayout) -> set[str]:
     """Names of the simulation's auxiliary public partners (none without a readable
     ``simulation.json``: a real consortium's folder has none)."""
     try:
-        sim = json.loads(layout.simulation.read_text())
-    except (OSError, ValueError):
-        return set()
-    return {p["name"] for p in sim.get("partners", []) if p.get("auxiliary")}
+        partners = json.loads(layout.simulation.read_text()).get("partners", [])
+        return {p["name"] for p in partners if p.get("auxiliary") is True}
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return set()  # not a manifest this version wrote: nobody is marked
 
 
 def build_summary(

@@ -225,3 +225,17 @@ def test_privacy_loss_is_shown_per_partner(summary: ConsortiumSummary) -> None:
     html = report_html(summary.model_copy(update={"privacy": rows}))
     assert "Privacy loss" in html and "4.25" in html and "unbounded (no DP)" in html
     assert "Privacy loss" not in report_html(summary.model_copy(update={"privacy": []}))
+
+
+def test_auxiliary_partners_are_read_from_the_simulation_manifest(tmp_path: Path) -> None:
+    from pharmafl.layout import ConsortiumLayout
+    from pharmafl.report.build import _auxiliary
+
+    layout = ConsortiumLayout(tmp_path)
+    assert _auxiliary(layout) == set()  # a real consortium: no simulation.json
+    manifest = {"partners": [{"name": "alpha"}, {"name": "public", "auxiliary": True}]}
+    layout.simulation.write_text(json.dumps(manifest))
+    assert _auxiliary(layout) == {"public"}
+    for bad in ("[]", '{"partners": [{"auxiliary": true}]}', "{not json"):
+        layout.simulation.write_text(bad)
+        assert _auxiliary(layout) == set()
