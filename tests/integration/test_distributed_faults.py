@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -108,9 +108,23 @@ def _running(url: str, name: str) -> bool:
     return any(r.state is not None and r.state.is_running() for r in _runs(url, name))
 
 
-def _all_running(url: str, prefix: str, n: int) -> bool:
+def _beating_since(url: str, pool: str, since: datetime) -> bool:
+    """Whether a worker of ``pool`` has sent a heartbeat after ``since``."""
+    from prefect.client.orchestration import get_client
+
+    with _api(url), get_client(sync_client=True) as client:
+        workers = client.read_workers_for_work_pool(pool)
+    beats = [w.last_heartbeat_time for w in workers if w.last_heartbeat_time is not None]
+    return any(b > since for b in beats)
+
+
+def _all_started(url: str, prefix: str, n: int) -> bool:
+    """Whether ``n`` runs named ``prefix…`` exist and none is still starting up (each is
+    running or already over: a quick partner may finish before a slow one starts)."""
     runs = _runs(url, prefix)
-    return len(runs) == n and all(r.state is not None and r.state.is_running() for r in runs)
+    return len(runs) == n and all(
+        r.state is not None and (r.state.is_running() or r.state.is_final()) for r in runs
+    )
 
 
 def _unreachable(store: Path, seconds: float) -> None:
@@ -152,6 +166,7 @@ def test_a_run_survives_each_fault_quickly(fleet: Any) -> None:
         _unreachable(cdir / "exchange", OUTAGE_S)
         _wait("round 1 done", lambda: _at(cdir, run, "aggregate_applied", 1))
         fleet.serve("charlie")  # back in time for the resumed round 2
+        served_at = datetime.now(UTC)
         _wait("round 2 running", lambda: _running(url, f"{run}-r0002-a0-alpha"))
     except AssertionError:
         print(fleet.processes.tails())
@@ -162,16 +177,19 @@ def test_a_run_survives_each_fault_quickly(fleet: Any) -> None:
     stale = [r for r in tagged if r.state is not None and not r.state.is_final()]
     assert any(r.deployment_id is None for r in stale), stale  # the dead operator's own run
     assert any(r.deployment_id is not None for r in stale), stale  # its partners' round 2
+    # charlie's new worker must be polling before the resumed round invites it: on a loaded
+    # machine its start-up can outlast the round, and the operator then rightly drops it
+    _wait("charlie's new worker", lambda: _beating_since(url, "pool-charlie", served_at), 180)
 
     restarted: list[float] = []
 
     def restart_server() -> None:  # while the resumed round runs
         with contextlib.suppress(AssertionError):
-            # once every partner's round runs: the operator is polling the API, not starting
+            # once every partner's round has started: the operator is polling the API, not starting
             # runs (run_deployment's client rides out a short outage silently), and no partner
             # run is starting up (Prefect's engine gives up at once on an API that is away)
             prefix = f"{run}-r0002-a1-"
-            _wait("the resumed round", lambda: _all_running(url, prefix, 3), 120)
+            _wait("the resumed round", lambda: _all_started(url, prefix, 3), 120)
             restarted.append(fleet.server.restart())
 
     thread = threading.Thread(target=restart_server, daemon=True)
