@@ -45,9 +45,11 @@ from pharmafl.accounting.utility import (
     Coalition,
     CoalitionValue,
     UtilityCache,
+    UtilityEstimate,
     UtilityFn,
     as_cached,
     coalition_utility,
+    mean_gain_estimate,
     mean_gain_utility,
 )
 from pharmafl.common.errors import AccountingError
@@ -76,6 +78,7 @@ __all__ = [
     "StudyConfig",
     "StudyMethod",
     "UtilityCache",
+    "UtilityEstimate",
     "UtilityFn",
     "as_cached",
     "coalition_plan",
@@ -86,6 +89,7 @@ __all__ = [
     "exact_shapley",
     "exact_shapley_fractions",
     "leave_one_out",
+    "mean_gain_estimate",
     "mean_gain_utility",
     "needed_coalitions",
     "partner_privacy",

@@ -55,7 +55,7 @@ class StudyConfig(BaseModel):
         "'exact', 'permutation' or 'leave_one_out' (LOO only, n + 1 coalitions).",
     )
     samples: int = Field(64, ge=2, le=100_000, description="Orderings sampled (permutation).")
-    confidence: float = Field(0.95, gt=0, lt=1, description="Level of sampled intervals.")
+    confidence: float = Field(0.95, gt=0, lt=1, description="Level of the intervals.")
     seed: int = Field(0, ge=0, description="Seed of permutation sampling.")
     exact_max_players: int = Field(
         EXACT_MAX_PLAYERS, ge=1, le=16, description="Largest consortium for exact Shapley."

@@ -62,10 +62,19 @@ class ContributionResult(BaseModel):
     empty_coalition_utility: float = Field(allow_inf_nan=False, description="v(∅).")
     shapley: dict[str, float] | None = Field(None, description="Shapley value per partner.")
     shapley_ci: dict[str, tuple[float, float]] | None = Field(
-        None, description="Confidence interval per partner (sampled estimates only)."
+        None,
+        description="Confidence interval per partner: the members' evaluation error over "
+        "their test tasks carried through the (linear) estimator, plus the sampling error of "
+        "a permutation estimate. None when neither is known.",
     )
-    confidence: float | None = Field(None, gt=0, lt=1, description="Level of shapley_ci.")
+    confidence: float | None = Field(None, gt=0, lt=1, description="Level of the intervals.")
     leave_one_out: dict[str, float] = Field(description="v(N) − v(N ∖ {i}) per partner.")
+    leave_one_out_ci: dict[str, tuple[float, float]] | None = Field(
+        None, description="Interval of each leave-one-out value (evaluation error)."
+    )
+    grand_coalition_ci: tuple[float, float] | None = Field(
+        None, description="Interval of v(N) (evaluation error)."
+    )
     n_coalitions: int = Field(ge=0, description="Distinct coalitions evaluated.")
     n_permutations: int | None = Field(None, ge=1, description="Orderings sampled.")
     groups: dict[str, list[str]] | None = Field(
@@ -102,6 +111,86 @@ class ContributionResult(BaseModel):
 
 def _coalition(names: tuple[str, ...], members: Iterable[int]) -> frozenset[str]:
     return frozenset(names[i] for i in members)
+
+
+def _eval_sd(coefs: dict[frozenset[str], float], v: CachedUtility) -> float | None:
+    """Standard deviation of Σ_S c_S · v(S) from the coalitions' standard errors (each
+    coalition trained and evaluated on its own: independent errors); None when one of them
+    has no standard error."""
+    total = 0.0
+    for coalition, c in coefs.items():
+        if c == 0.0:
+            continue
+        se = v.se(coalition)
+        if se is None:
+            return None
+        total += (c * se) ** 2
+    return math.sqrt(total)
+
+
+def _interval(
+    value: float, sd: float | None, z: float, extra: float = 0.0
+) -> tuple[float, float] | None:
+    if sd is None:
+        return None
+    half = math.hypot(z * sd, extra)
+    return (value - half, value + half)
+
+
+def _z(confidence: float) -> float:
+    if not 0.0 < confidence < 1.0:
+        raise AccountingError(f"confidence must be in (0, 1), got {confidence}.")
+    return NormalDist().inv_cdf(0.5 + confidence / 2.0)
+
+
+def _intervals(
+    values: dict[str, float],
+    coefs: dict[str, dict[frozenset[str], float]],
+    v: CachedUtility,
+    z: float,
+    extra: dict[str, float] | None = None,
+) -> dict[str, tuple[float, float]] | None:
+    """value ± z·sd per player (combined with an ``extra`` half-width in quadrature); None
+    unless every player has one."""
+    out = {}
+    for p, value in values.items():
+        ci = _interval(value, _eval_sd(coefs[p], v), z, (extra or {}).get(p, 0.0))
+        if ci is None:
+            return None
+        out[p] = ci
+    return out
+
+
+def _loo_fields(names: tuple[str, ...], v: CachedUtility, z: float) -> dict[str, object]:
+    """leave_one_out, its intervals and v(N)'s interval (ContributionResult fields)."""
+    grand = frozenset(names)
+    loo = leave_one_out(names, v)
+    coefs = {p: {grand: 1.0, grand - {p}: -1.0} for p in names}
+    return {
+        "grand_coalition_utility": v(grand),
+        "empty_coalition_utility": v(frozenset()),
+        "grand_coalition_ci": _interval(v(grand), v.se(grand), z),
+        "leave_one_out": loo,
+        "leave_one_out_ci": _intervals(loo, coefs, v, z),
+    }
+
+
+def _shapley_coefficients(names: tuple[str, ...]) -> dict[str, dict[frozenset[str], float]]:
+    """φ_i = Σ_S c_{i,S} v(S): each coalition's weight in each exact Shapley value."""
+    n = len(names)
+    fact = [math.factorial(k) for k in range(n + 1)]
+    out: dict[str, dict[frozenset[str], float]] = {}
+    for i, name in enumerate(names):
+        coefs: dict[frozenset[str], float] = {}
+        for m in range(1 << n):
+            if m & (1 << i):
+                continue
+            w = fact[m.bit_count()] * fact[n - m.bit_count() - 1] / fact[n]
+            without = _coalition(names, (j for j in range(n) if m >> j & 1))
+            coefs[without | {name}] = coefs.get(without | {name}, 0.0) + w
+            coefs[without] = coefs.get(without, 0.0) - w
+        out[name] = coefs
+    return out
 
 
 def exact_shapley_fractions(
@@ -163,8 +252,10 @@ def exact_shapley(
     utility: UtilityFn | CachedUtility,
     *,
     max_players: int = EXACT_MAX_PLAYERS,
+    confidence: float = 0.95,
 ) -> ContributionResult:
-    """Exact Shapley values (2^n coalitions, each evaluated once) plus leave-one-out.
+    """Exact Shapley values (2^n coalitions, each evaluated once) plus leave-one-out, with
+    intervals when the utilities carry standard errors.
 
     Parameters
     ----------
@@ -176,31 +267,51 @@ def exact_shapley(
         resume a study. Only scalar utilities are used, never model updates.
     max_players
         Refuse larger consortia (2^n trainings).
+    confidence
+        Level of the intervals: each value is linear in the utilities, so its variance is
+        Σ_S c_S² se(S)² (coalitions evaluated independently).
     """
     names = _players(players)
     v = as_cached(names, utility)
+    z = _z(confidence)
     phi = exact_shapley_fractions(names, v, max_players=max_players)
+    shapley = {p: float(x) for p, x in phi.items()}
+    ci = _intervals(shapley, _shapley_coefficients(names), v, z)
+    loo = _loo_fields(names, v, z)
     return ContributionResult(
         method="exact",
         utility=v.description,
         players=list(names),
-        grand_coalition_utility=v(frozenset(names)),
-        empty_coalition_utility=v(frozenset()),
-        shapley={p: float(x) for p, x in phi.items()},
-        leave_one_out=leave_one_out(names, v),
+        shapley=shapley,
+        shapley_ci=ci,
+        confidence=confidence,
         n_coalitions=v.evaluated,
+        **loo,  # type: ignore[arg-type]
     )
 
 
-def _marginals(order: np.ndarray, names: tuple[str, ...], v: CachedUtility) -> np.ndarray:
+def _marginals(
+    order: np.ndarray,
+    names: tuple[str, ...],
+    v: CachedUtility,
+    coefs: dict[str, dict[frozenset[str], float]],
+    weight: float,
+) -> np.ndarray:
+    """Each player's marginal contribution along ``order``; adds ``weight`` × (+1 on the
+    coalition with it, −1 on the one without) to ``coefs`` (the estimate's weights)."""
     out = np.empty(len(names))
     members: list[int] = []
-    prev = v(frozenset())
+    prev_set: frozenset[str] = frozenset()
+    prev = v(prev_set)
     for idx in order:
         members.append(int(idx))
-        cur = v(_coalition(names, members))
+        cur_set = _coalition(names, members)
+        cur = v(cur_set)
         out[idx] = cur - prev
-        prev = cur
+        mine = coefs[names[idx]]
+        mine[cur_set] = mine.get(cur_set, 0.0) + weight
+        mine[prev_set] = mine.get(prev_set, 0.0) - weight
+        prev, prev_set = cur, cur_set
     return out
 
 
@@ -239,19 +350,18 @@ def permutation_shapley(
     names = _players(players)
     if n_permutations < 2:
         raise AccountingError("n_permutations must be at least 2 (an interval needs 2 samples).")
-    if not 0.0 < confidence < 1.0:
-        raise AccountingError(f"confidence must be in (0, 1), got {confidence}.")
+    z = _z(confidence)
     v = as_cached(names, utility)
     gen = np.random.default_rng(rng)
-    z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
     per_sample = 2 if antithetic else 1
     max_samples = max(2, n_permutations // per_sample)
     samples: list[np.ndarray] = []
+    coefs: dict[str, dict[frozenset[str], float]] = {p: {} for p in names}
     for _ in range(max_samples):
         order = gen.permutation(len(names))
-        marginal = _marginals(order, names, v)
+        marginal = _marginals(order, names, v, coefs, 1.0 / per_sample)
         if antithetic:
-            marginal = (marginal + _marginals(order[::-1], names, v)) / 2.0
+            marginal = (marginal + _marginals(order[::-1], names, v, coefs, 0.5)) / 2.0
         samples.append(marginal)
         if len(samples) < 2:
             continue
@@ -270,35 +380,40 @@ def permutation_shapley(
         v.evaluated,
         float(half.max()),
     )
+    shapley = {p: float(mean[i]) for i, p in enumerate(names)}
+    sampled = {p: float(half[i]) for i, p in enumerate(names)}
+    m = len(arr)
+    weights = {p: {c: w / m for c, w in coefs[p].items()} for p in names}
+    ci = _intervals(shapley, weights, v, z, extra=sampled) or {
+        p: (x - sampled[p], x + sampled[p]) for p, x in shapley.items()
+    }
+    loo = _loo_fields(names, v, z)
     return ContributionResult(
         method="permutation",
         utility=v.description,
         players=list(names),
-        grand_coalition_utility=v(frozenset(names)),
-        empty_coalition_utility=v(frozenset()),
-        shapley={p: float(mean[i]) for i, p in enumerate(names)},
-        shapley_ci={
-            p: (float(mean[i] - half[i]), float(mean[i] + half[i])) for i, p in enumerate(names)
-        },
+        shapley=shapley,
+        shapley_ci=ci,
         confidence=confidence,
-        leave_one_out=leave_one_out(names, v),
         n_coalitions=v.evaluated,
         n_permutations=len(arr) * per_sample,
+        **loo,  # type: ignore[arg-type]
     )
 
 
-def _loo_only(players: Iterable[str], utility: UtilityFn | CachedUtility) -> ContributionResult:
+def _loo_only(
+    players: Iterable[str], utility: UtilityFn | CachedUtility, *, confidence: float = 0.95
+) -> ContributionResult:
     names = _players(players)
     v = as_cached(names, utility)
-    loo = leave_one_out(names, v)
+    loo = _loo_fields(names, v, _z(confidence))
     return ContributionResult(
         method="leave_one_out",
         utility=v.description,
         players=list(names),
-        grand_coalition_utility=v(frozenset(names)),
-        empty_coalition_utility=v(frozenset()),
-        leave_one_out=loo,
+        confidence=confidence,
         n_coalitions=v.evaluated,
+        **loo,  # type: ignore[arg-type]
     )
 
 

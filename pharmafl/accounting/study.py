@@ -64,6 +64,7 @@ from pharmafl.accounting.utility import (
     DEFAULT_UTILITY,
     CachedUtility,
     Coalition,
+    UtilityEstimate,
     coalition_utility,
     mean_gain_utility,
 )
@@ -91,7 +92,7 @@ def _train_coalition(
     sid: str,
     coalition: Coalition,
     on_coalition: Callable[[CoalitionRun], None] | None,
-) -> Mapping[str, float]:
+) -> Mapping[str, UtilityEstimate]:
     """Train the partners ``coalition`` (whole valuation groups) as its own run; return each
     member's reported gain."""
     groups = study_groups(ctx.roster.security_policy)
@@ -112,7 +113,10 @@ def _train_coalition(
             "is reachable, then run the study again: recorded coalitions are reused and this "
             "one repeats only its final evaluation.",
         )
-    gains = {p: r.gain if r.gain is not None else 0.0 for p, r in result.utility_reports.items()}
+    gains = {
+        p: UtilityEstimate(0.0, 0.0) if r.gain is None else UtilityEstimate(r.gain, r.gain_se)
+        for p, r in result.utility_reports.items()
+    }
     for p, r in result.utility_reports.items():
         if r.gain is None:
             logger.warning("%s has no scorable test task in run %s: gain counted as 0", p, run_id)
@@ -168,15 +172,15 @@ def _record_finished(ctx: OperatorContext, payload: dict[str, object]) -> None:
 def _train_in_parallel(
     todo: list[Coalition],
     parallel: int,
-    train: Callable[[Coalition, Launcher], Mapping[str, float]],
+    train: Callable[[Coalition, Launcher], Mapping[str, UtilityEstimate]],
     new_launcher: Callable[[], Launcher],
-    record: Callable[[Coalition, Mapping[str, float]], None],
+    record: Callable[[Coalition, Mapping[str, UtilityEstimate]], None],
 ) -> None:
     """Train ``todo`` with ``parallel`` workers, each coalition with a fresh launcher;
     ``record`` runs in this thread as each one finishes. The first failure is raised after
     the coalitions already running have finished and been recorded."""
 
-    def one(coalition: Coalition) -> Mapping[str, float]:
+    def one(coalition: Coalition) -> Mapping[str, UtilityEstimate]:
         launcher = new_launcher()
         try:
             return train(coalition, launcher)
@@ -185,7 +189,7 @@ def _train_in_parallel(
 
     errors: list[BaseException] = []
     with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="pharmafl-study") as pool:
-        pending: dict[Future[Mapping[str, float]], Coalition] = {}
+        pending: dict[Future[Mapping[str, UtilityEstimate]], Coalition] = {}
         queue = list(todo)
         while queue or pending:
             while queue and len(pending) < parallel and not errors:
@@ -266,7 +270,7 @@ def contribution_study(
         cfg.rounds,
     )
     trained: list[Coalition] = []
-    ready: dict[Coalition, Mapping[str, float]] = {}
+    ready: dict[Coalition, Mapping[str, UtilityEstimate]] = {}
     single: Launcher | None = None
     factory: Callable[[], Launcher] | None = None
     if isinstance(launcher, Launcher):
@@ -277,10 +281,10 @@ def contribution_study(
     def members(labels: Coalition) -> Coalition:
         return frozenset(p for g in labels for p in groups[g])
 
-    def train(coalition: Coalition, chosen: Launcher) -> Mapping[str, float]:
+    def train(coalition: Coalition, chosen: Launcher) -> Mapping[str, UtilityEstimate]:
         return _train_coalition(ctx, exchange_url, chosen, cfg, sid, coalition, on_coalition)
 
-    def train_and_report(coalition: Coalition) -> Mapping[str, float]:
+    def train_and_report(coalition: Coalition) -> Mapping[str, UtilityEstimate]:
         if coalition in ready:  # trained in the parallel phase (keyed by members)
             return ready.pop(coalition)
         if cfg.prune:
@@ -307,8 +311,9 @@ def contribution_study(
     method = cfg.method
     if method == "auto":
         method = "exact" if len(players) <= cfg.exact_max_players else "permutation"
+    options["confidence"] = cfg.confidence
     if method == "permutation":
-        options |= {"n_permutations": cfg.samples, "confidence": cfg.confidence}
+        options["n_permutations"] = cfg.samples
     elif method == "exact" and len(players) > cfg.exact_max_players:
         pass  # the estimator refuses it (with the fix) before any training
     elif cfg.parallel > 1:
@@ -321,14 +326,14 @@ def contribution_study(
         if todo:
             logger.info("training %d coalitions, %d at a time", len(todo), cfg.parallel)
 
-            def record(labels: Coalition, gains: Mapping[str, float]) -> None:
+            def record(labels: Coalition, gains: Mapping[str, UtilityEstimate]) -> None:
                 ready[members(labels)] = gains
                 trained.append(labels)
                 v(labels)  # into the cache (and its file) right away
                 if cfg.prune:  # keep the store small while the others train
                     _prune_recorded(odir, exchange_url, sid, players, v)
 
-            def train_groups(labels: Coalition, chosen: Launcher) -> Mapping[str, float]:
+            def train_groups(labels: Coalition, chosen: Launcher) -> Mapping[str, UtilityEstimate]:
                 return train(members(labels), chosen)
 
             _train_in_parallel(todo, cfg.parallel, train_groups, factory, record)
@@ -356,6 +361,8 @@ def contribution_study(
             "n_coalitions": result.n_coalitions,
             "shapley_ci": result.shapley_ci,
             "confidence": result.confidence,
+            "leave_one_out_ci": result.leave_one_out_ci,
+            "grand_coalition_ci": result.grand_coalition_ci,
             "groups": result.groups,
         },
     )

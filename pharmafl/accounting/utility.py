@@ -17,6 +17,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -27,8 +28,18 @@ logger = logging.getLogger(__name__)
 
 #: A coalition of partners.
 Coalition = frozenset[str]
-#: A utility function over coalitions.
-UtilityFn = Callable[[Coalition], float]
+
+
+class UtilityEstimate(NamedTuple):
+    """v(S) and its standard error (the members' evaluation error over their tasks; None
+    when a member could not give one)."""
+
+    value: float
+    se: float | None = None
+
+
+#: A utility function over coalitions (a plain value, or a value with its standard error).
+UtilityFn = Callable[[Coalition], "float | UtilityEstimate"]
 #: Description of the default consortium utility.
 DEFAULT_UTILITY = "mean over partners of the AUC-PR gain over local-only (test fold)"
 
@@ -40,6 +51,12 @@ class CoalitionValue(BaseModel):
 
     coalition: list[str] = Field(description="Partner names, sorted.")
     value: float = Field(allow_inf_nan=False, description="v(coalition).")
+    se: float | None = Field(
+        None,
+        ge=0,
+        allow_inf_nan=False,
+        description="Standard error of v (the members' errors over their test tasks).",
+    )
 
 
 class UtilityCache(BaseModel):
@@ -114,6 +131,7 @@ class CachedUtility:
         self.cache_path = Path(cache_path) if cache_path is not None else None
         self.calls = 0
         self._values: dict[Coalition, float] = {}
+        self._ses: dict[Coalition, float | None] = {frozenset(): 0.0}
         if self.cache_path is not None and self.cache_path.exists():
             self._load(self.cache_path)
 
@@ -136,6 +154,7 @@ class CachedUtility:
             )
         for item in doc.values:
             self._values[self._key(item.coalition)] = item.value
+            self._ses[self._key(item.coalition)] = item.se
         logger.info("reusing %d coalition utilities from %s", len(self._values), path)
 
     def _key(self, coalition: Iterable[str]) -> Coalition:
@@ -157,7 +176,9 @@ class CachedUtility:
             raise AccountingError(
                 f"coalition {sorted(key)} has no cached utility and no utility function."
             )
-        value = float(self.fn(key))
+        out = self.fn(key)
+        value, se = (out.value, out.se) if isinstance(out, UtilityEstimate) else (out, None)
+        value = float(value)
         self.calls += 1
         if not math.isfinite(value):
             raise AccountingError(
@@ -165,12 +186,20 @@ class CachedUtility:
                 fix="make the utility return a number for every coalition (0 for no gain).",
             )
         self._values[key] = value
+        self._ses[key] = None if se is None or not math.isfinite(se) else float(se)
         if self.cache_path is not None:
             self.save(self.cache_path)
         return value
 
     def __contains__(self, coalition: Iterable[str]) -> bool:
         return frozenset(coalition) in self._values
+
+    def se(self, coalition: Iterable[str]) -> float | None:
+        """The standard error of v(coalition) (evaluating it first if needed); 0 for the
+        empty coalition, None when unknown."""
+        key = self._key(coalition)
+        self(key)
+        return self._ses.get(key)
 
     @property
     def evaluated(self) -> int:
@@ -183,11 +212,11 @@ class CachedUtility:
 
     def to_cache(self) -> UtilityCache:
         """The known utilities as a :class:`UtilityCache` document (sorted)."""
-        items = sorted((len(k), sorted(k), v) for k, v in self._values.items())
+        items = sorted((len(k), sorted(k), v, self._ses.get(k)) for k, v in self._values.items())
         return UtilityCache(
             players=list(self.players),
             utility=self.description,
-            values=[CoalitionValue(coalition=c, value=v) for _, c, v in items],
+            values=[CoalitionValue(coalition=c, value=v, se=e) for _, c, v, e in items],
         )
 
     def save(self, path: str | Path) -> Path:
@@ -214,7 +243,13 @@ def as_cached(players: Iterable[str], utility: UtilityFn | CachedUtility) -> Cac
     return CachedUtility(names, utility)
 
 
-def mean_gain_utility(gains: Mapping[str, float], players: Sequence[str]) -> float:
+def _value(gain: float | UtilityEstimate) -> float:
+    return float(gain.value if isinstance(gain, UtilityEstimate) else gain)
+
+
+def mean_gain_utility(
+    gains: Mapping[str, float | UtilityEstimate], players: Sequence[str]
+) -> float:
     """Consortium utility of a coalition: mean over *all* partners of their reported gain.
 
     Partners outside the coalition keep their local-only model, so their gain is 0; the mean
@@ -225,7 +260,8 @@ def mean_gain_utility(gains: Mapping[str, float], players: Sequence[str]) -> flo
     Parameters
     ----------
     gains
-        Partner → scalar gain it reported for this coalition's model on its own tasks.
+        Partner → scalar gain it reported for this coalition's model on its own tasks (or
+        the gain with its standard error).
     players
         All partners of the consortium.
     """
@@ -233,11 +269,25 @@ def mean_gain_utility(gains: Mapping[str, float], players: Sequence[str]) -> flo
     unknown = set(gains).difference(names)
     if unknown:
         raise AccountingError(f"gains reported by unknown partner(s) {sorted(unknown)}.")
-    return math.fsum(float(gains.get(p, 0.0)) for p in names) / len(names)
+    return math.fsum(_value(gains.get(p, 0.0)) for p in names) / len(names)
+
+
+def mean_gain_estimate(
+    gains: Mapping[str, float | UtilityEstimate], players: Sequence[str]
+) -> UtilityEstimate:
+    """:func:`mean_gain_utility` with its standard error √(Σ se_i²) / n (the members'
+    evaluations are independent: each scores its own tasks); the error is None when a
+    member reported a gain without one (a plain float, or fewer than two tasks)."""
+    value = mean_gain_utility(gains, players)
+    ses = [g.se if isinstance(g, UtilityEstimate) else None for g in gains.values()]
+    if any(e is None for e in ses):
+        return UtilityEstimate(value, None)
+    n = len(_players(players))
+    return UtilityEstimate(value, math.sqrt(math.fsum(e * e for e in ses if e is not None)) / n)
 
 
 def coalition_utility(
-    train_and_report: Callable[[Coalition], Mapping[str, float]],
+    train_and_report: Callable[[Coalition], Mapping[str, float | UtilityEstimate]],
     groups: Mapping[str, Sequence[str]] | Sequence[str],
 ) -> UtilityFn:
     """Build v(S) over valuation groups from a function that trains partners together and
@@ -258,16 +308,17 @@ def coalition_utility(
     Returns
     -------
     callable
-        ``v(S) = mean_gain_utility(f(members of S), all partners)``, with v(∅) = 0. Every
-        other coalition is trained, a single group too (a group is a federation).
+        ``v(S) = mean_gain_estimate(f(members of S), all partners)`` (the value and its
+        standard error), with v(∅) = 0 ± 0. Every other coalition is trained, a single group
+        too (a group is a federation).
     """
     players = groups if isinstance(groups, Mapping) else {p: (p,) for p in groups}
     _players(players)
     partners = _players(p for members in players.values() for p in members)
 
-    def utility(coalition: Coalition) -> float:
+    def utility(coalition: Coalition) -> UtilityEstimate:
         if not coalition:
-            return 0.0
+            return UtilityEstimate(0.0, 0.0)
         members = frozenset(p for g in coalition for p in players[g])
         gains = train_and_report(members)
         outside = set(gains).difference(members)
@@ -277,7 +328,7 @@ def coalition_utility(
                 "they are not part of.",
                 fix="collect reports only from the coalition's members.",
             )
-        return mean_gain_utility(gains, partners)
+        return mean_gain_estimate(gains, partners)
 
     return utility
 
@@ -288,8 +339,10 @@ __all__ = [
     "CoalitionValue",
     "DEFAULT_UTILITY",
     "UtilityCache",
+    "UtilityEstimate",
     "UtilityFn",
     "as_cached",
     "coalition_utility",
+    "mean_gain_estimate",
     "mean_gain_utility",
 ]

@@ -31,7 +31,7 @@ class PartnerRoundReport(BaseModel):
 
 class PartnerUtilityReport(BaseModel):
     """What a participant of a contribution-study run shares after its final evaluation:
-    one scalar on its own tasks, nothing per task."""
+    one gain on its own tasks and its standard error, nothing per task."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -43,6 +43,13 @@ class PartnerUtilityReport(BaseModel):
         allow_inf_nan=False,
         description="This run's model minus the partner's local-only model on its test fold; "
         "None when the partner has no scorable test task (counted as no gain).",
+    )
+    gain_se: float | None = Field(
+        None,
+        ge=0,
+        allow_inf_nan=False,
+        description="Standard error of the gain over the partner's test tasks (the spread of "
+        "its per-task gains over √tasks; the study's intervals). None below 2 paired tasks.",
     )
 
 

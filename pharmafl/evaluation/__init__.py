@@ -44,6 +44,7 @@ from pharmafl.evaluation.documents import (
     PooledReport,
     SplitMetrics,
     TaskTypeMetrics,
+    paired_task_deltas,
 )
 from pharmafl.evaluation.metrics import (
     CLASSIFICATION_COUNTS,
@@ -138,6 +139,7 @@ __all__ = [
     "fast_task_metric",
     "improve_to_perfect",
     "metric_names",
+    "paired_task_deltas",
     "regression_task_metrics",
     "relative_improve",
     "score_new_data",

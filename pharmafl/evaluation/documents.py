@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -49,6 +50,25 @@ class SplitMetrics(_Doc):
                 v = part.aggregate[name]
                 return math.nan if v is None else float(v)
         return math.nan
+
+
+def paired_task_deltas(a: SplitMetrics, b: SplitMetrics, metric: str) -> np.ndarray:
+    """Per-task ``metric`` of ``b`` minus ``a`` on the classification tasks both scored
+    (aggregation weight > 0, finite on both sides), in task-id order: what a partner's
+    standard error of a gain is computed from (the tasks themselves stay with it)."""
+
+    def scores(split: SplitMetrics) -> dict[object, float]:
+        part = split.classification
+        out: dict[object, float] = {}
+        for row in part.per_task if part is not None else []:
+            value, weight = row.get(metric), row.get("aggregation_weight", 1)
+            if isinstance(value, int | float) and math.isfinite(value) and weight != 0:
+                out[row.get("task_id")] = float(value)
+        return out
+
+    sa, sb = scores(a), scores(b)
+    common = sorted(set(sa) & set(sb), key=str)
+    return np.array([sb[t] - sa[t] for t in common], dtype=np.float64)
 
 
 class EpochRecord(_Doc):
@@ -93,4 +113,5 @@ __all__ = [
     "PooledReport",
     "SplitMetrics",
     "TaskTypeMetrics",
+    "paired_task_deltas",
 ]

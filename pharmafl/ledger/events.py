@@ -233,9 +233,15 @@ class ContributionStudyFinishedPayload(_Payload):
     leave_one_out: dict[str, float] = Field(default_factory=dict, description="v(N) − v(N∖i).")
     n_coalitions: int = Field(ge=0, description="Coalitions whose utility was evaluated.")
     shapley_ci: dict[str, tuple[float, float]] | None = Field(
-        None, description="Confidence interval per partner (sampled estimates only)."
+        None,
+        description="Confidence interval per player (evaluation error over the members' "
+        "tasks, plus sampling error for a permutation estimate).",
     )
-    confidence: float | None = Field(None, gt=0, lt=1, description="Level of shapley_ci.")
+    confidence: float | None = Field(None, gt=0, lt=1, description="Level of the intervals.")
+    leave_one_out_ci: dict[str, tuple[float, float]] | None = Field(
+        None, description="Interval of each leave-one-out value."
+    )
+    grand_coalition_ci: tuple[float, float] | None = Field(None, description="Interval of v(N).")
     groups: dict[str, list[str]] | None = Field(
         None, description="The players, when they are valuation groups: group → partners."
     )

@@ -62,6 +62,7 @@ from pharmafl.contract import (
     trunk_from_bytes,
     trunk_to_bytes,
 )
+from pharmafl.evaluation import paired_task_deltas
 from pharmafl.layout import PartnerLayout
 from pharmafl.model import (
     LocalTrainer,
@@ -660,8 +661,9 @@ def partner_finish(
         with training_slot():
             report = _finish(pdir, state, spec, who.identity.id, global_state)
     if local is not None:
+        gain, se = _test_gain(local, report, pdir)
         utility = PartnerUtilityReport(
-            partner=who.identity.id, run_id=spec.run_id, gain=_test_gain(local, report, pdir)
+            partner=who.identity.id, run_id=spec.run_id, gain=gain, gain_se=se
         )
         _report_to_operator(store, who, round_id, utility)
         log.info("%s: utility of run %s reported", who.identity.id, spec.run_id)
@@ -679,9 +681,12 @@ def _local_baseline(pdir: Path) -> MetricsReport:
     return MetricsReport.model_validate_json(path.read_text(encoding="utf-8"))
 
 
-def _test_gain(local: MetricsReport, fed: MetricsReport, pdir: Path) -> float | None:
-    """Test AUC-PR of ``fed`` minus ``local`` (means over the partner's tasks); None when
-    either has no scorable test task."""
+def _test_gain(
+    local: MetricsReport, fed: MetricsReport, pdir: Path
+) -> tuple[float | None, float | None]:
+    """Test AUC-PR of ``fed`` minus ``local`` (means over the partner's tasks; None when
+    either has no scorable test task) and its standard error over the tasks both scored
+    (None below two)."""
     if local.fold_te != fed.fold_te:
         raise FederationError(
             f"the local-only model was tested on fold {local.fold_te}, federated runs on fold "
@@ -692,7 +697,11 @@ def _test_gain(local: MetricsReport, fed: MetricsReport, pdir: Path) -> float | 
     a = local.test.metric("auc_pr") if local.test is not None else math.nan
     b = fed.test.metric("auc_pr") if fed.test is not None else math.nan
     gain = b - a
-    return None if math.isnan(gain) else round(gain, 6)
+    if math.isnan(gain) or local.test is None or fed.test is None:
+        return None, None
+    diffs = paired_task_deltas(local.test, fed.test, "auc_pr")
+    se = float(np.std(diffs, ddof=1) / math.sqrt(diffs.size)) if diffs.size >= 2 else None
+    return round(gain, 6), None if se is None else round(se, 6)
 
 
 def _finish(

@@ -24,7 +24,7 @@ def contribution_rows(result: ContributionResult) -> list[dict[str, str | float 
     list of dict
         ``group`` (``partner`` for a study over single partners); ``shapley`` (rounded to
         6 decimals; None for a leave-one-out-only study); ``shapley interval``
-        (``"[lo, hi]"``, only when the values were sampled);
+        (``"[lo, hi]"``, when the study has intervals);
         ``leave-one-out`` (rounded to 6 decimals).
     """
     rows: list[dict[str, str | float | None]] = []
@@ -52,7 +52,13 @@ def contribution_study_markdown(
         "| | |",
         "|---|---|",
         f"| method | {result.method} |",
-        f"| v(N) (grand coalition) | {result.grand_coalition_utility:.6f} |",
+        f"| v(N) (grand coalition) | {result.grand_coalition_utility:.6f}"
+        + (
+            ""
+            if result.grand_coalition_ci is None
+            else " [{:.4f}, {:.4f}]".format(*result.grand_coalition_ci)
+        )
+        + " |",
         f"| v(∅) | {result.empty_coalition_utility:.6f} |",
         f"| coalitions evaluated | {result.n_coalitions} |",
     ]

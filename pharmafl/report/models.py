@@ -107,7 +107,7 @@ class PartnerContribution(_Frozen):
     )
     shapley: float | None = Field(None, description="Shapley value of the consortium utility.")
     shapley_ci: tuple[float, float] | None = Field(
-        None, description="Confidence interval (sampled estimates only)."
+        None, description="Confidence interval (evaluation and sampling error)."
     )
     leave_one_out: float | None = Field(None, description="v(N) − v(N ∖ {partner}).")
     data: DataContribution | None = None

@@ -42,10 +42,10 @@ def test_mean_gain_utility_is_over_all_partners() -> None:
 def test_coalition_utility_trains_every_non_empty_coalition() -> None:
     calls: Counter[frozenset[str]] = Counter()
     v = coalition_utility(fake_study(calls), PARTNERS)
-    assert v(frozenset()) == 0.0 and not calls
+    assert v(frozenset()) == (0.0, 0.0) and not calls
     pair = frozenset({"alpha", "delta"})
     gains = fake_study(Counter())(pair)
-    assert v(pair) == pytest.approx(sum(gains.values()) / 4)
+    assert v(pair).value == pytest.approx(sum(gains.values()) / 4)
     calls.clear()
     result = exact_shapley(PARTNERS, v)
     assert len(calls) == 16 - 1  # every coalition but ∅, once
@@ -58,7 +58,7 @@ def test_players_can_be_valuation_groups() -> None:
     calls: Counter[frozenset[str]] = Counter()
     v = coalition_utility(fake_study(calls), groups)
     gains = fake_study(Counter())(frozenset({"alpha", "beta"}))
-    assert v(frozenset({"g1"})) == pytest.approx(sum(gains.values()) / 4)  # over all partners
+    assert v(frozenset({"g1"})).value == pytest.approx(sum(gains.values()) / 4)  # over all partners
     assert list(calls) == [frozenset({"alpha", "beta"})]  # the group's partners trained
     v(frozenset({"g1", "g2"}))
     assert frozenset(PARTNERS) in calls

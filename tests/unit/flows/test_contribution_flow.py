@@ -17,6 +17,7 @@ import hashlib
 import itertools
 import json
 import math
+import statistics
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -219,22 +220,46 @@ def test_utilities_are_the_partners_own_gains_over_local_only(studied: dict[str,
     """v(S) = Σ_members (test AUC-PR of S's model − local-only) / n, from the partners' files."""
     cdir = studied["cdir"]
     cache_file = next((cdir / "operator" / "contribution").glob("*/utilities.json"))
-    v = {
-        frozenset(c.coalition): c.value
-        for c in UtilityCache.model_validate_json(cache_file.read_text()).values
-    }
+    cached = UtilityCache.model_validate_json(cache_file.read_text()).values
+    v = {frozenset(c.coalition): c.value for c in cached}
+    se = {frozenset(c.coalition): c.se for c in cached}
 
     def test_auc_pr(path: Path) -> float:
         doc = json.loads(path.read_text())
         return float(doc["test"]["classification"]["aggregate"].get("auc_pr") or math.nan)
 
+    def per_task(path: Path) -> dict[int, float]:
+        rows = json.loads(path.read_text())["test"]["classification"]["per_task"]
+        return {
+            r["task_id"]: r["auc_pr"]
+            for r in rows
+            if r["aggregation_weight"] and r["auc_pr"] is not None and math.isfinite(r["auc_pr"])
+        }
+
+    errors = 0
     for coalition, run_id in _run_ids(studied).items():
-        gains = []
+        gains, ses = [], []
         for p in _members(coalition):
             fed = cdir / "partners" / p / "models" / "runs" / run_id / "metrics.json"
             assert not (fed.parent / "model").exists()  # a measurement keeps no weights
-            g = test_auc_pr(fed) - test_auc_pr(cdir / "partners" / p / "models/local/metrics.json")
+            local = cdir / "partners" / p / "models/local/metrics.json"
+            g = test_auc_pr(fed) - test_auc_pr(local)
             gains.append(g)
+            a, b = per_task(local), per_task(fed)
+            d = [b[t] - a[t] for t in sorted(set(a) & set(b))]
+            if math.isnan(g):
+                ses.append(0.0)  # no scorable task: counted as 0 ± 0
+            elif len(d) < 2:
+                ses.append(math.nan)  # one task: no standard error
+            else:
+                ses.append(statistics.stdev(d) / len(d) ** 0.5)
+        # v's standard error: the members' errors over their own tasks, in quadrature, / n
+        if any(math.isnan(e) for e in ses):
+            assert se[coalition] is None
+        else:
+            errors += 1
+            expected_se = math.sqrt(sum(round(e, 6) ** 2 for e in ses)) / len(PARTNERS)
+            assert se[coalition] == pytest.approx(expected_se, abs=1e-6)
         # A partner without a scorable test task reports no gain, counted as 0; in every
         # coalition at least one member has one, so no utility here is trivially 0.
         assert not all(math.isnan(g) for g in gains)
@@ -243,6 +268,7 @@ def test_utilities_are_the_partners_own_gains_over_local_only(studied: dict[str,
         assert v[coalition] != 0.0
         for p in set(PARTNERS) - set(_members(coalition)):
             assert not (cdir / "partners" / p / "models" / "runs" / run_id).exists()
+    assert errors  # at least one coalition's utility has an error (and the values intervals)
 
 
 def test_every_coalition_trained_once_through_secure_aggregation(studied: dict[str, Any]) -> None:
