@@ -63,6 +63,11 @@ class DemoConfig(BaseModel):
         "kept, up to this many compounds (FS-Mol); it trains the trunk, its heads are not part "
         "of the consortium's benefit. None = no auxiliary partner.",
     )
+    free_riders: tuple[str, ...] = Field(
+        (),
+        description="Partners whose results are shuffled within each assay (a free-rider "
+        "rehearsal, SimulationSpec.free_riders); the contribution study must rank them last.",
+    )
     seed: int = Field(0, ge=0)
     key_file: str | None = Field(
         None,
@@ -211,6 +216,7 @@ def _simulate(out: Path, cfg: DemoConfig, family: str | None) -> None:
                 "partners": cfg.partners,
                 "max_compounds": cfg.max_compounds,
                 "auxiliary_compounds": cfg.auxiliary_compounds,
+                "free_riders": cfg.free_riders,
                 "seed": cfg.seed,
                 "strategy": cfg.strategy,
             }

@@ -47,6 +47,14 @@ def simulate(
             "heads are not part of the consortium's benefit.",
         ),
     ] = None,
+    free_rider: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--free-rider",
+            help="Rehearse a free rider: this partner's results are shuffled within each "
+            "assay (real compounds, meaningless labels). Repeat for several.",
+        ),
+    ] = None,
     seed: Annotated[
         int, typer.Option("--seed", help="Seed: same seed, same split and raw files.")
     ] = 0,
@@ -100,6 +108,7 @@ def simulate(
         partners=partners,
         max_compounds=max_compounds,
         auxiliary_compounds=auxiliary_compounds,
+        free_riders=tuple(free_rider or ()),
         seed=seed,
         strategy=strategy,
         overlap=overlap,

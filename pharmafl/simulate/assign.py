@@ -157,6 +157,25 @@ def auxiliary_part(
     return meas[meas["assay"].isin(picked)].reset_index(drop=True)
 
 
+#: What a measurement says (shuffled together by :func:`shuffle_labels`).
+_RESULT_COLUMNS = ("relation", "value", "active")
+
+
+def shuffle_labels(part: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """A free rider's measurements: within each assay, the results (relation, value, active)
+    permuted among its compounds. The chemistry is real and each assay keeps its size and
+    its mix of actives and values; what links a structure to its activity is gone."""
+    rng = np.random.default_rng([seed, 0xF5EE])
+    cols = [c for c in _RESULT_COLUMNS if c in part.columns]
+    source = {c: part[c].to_numpy() for c in cols}
+    shuffled = {c: v.copy() for c, v in source.items()}
+    for _, rows in sorted(part.groupby("assay").indices.items()):
+        order = rng.permutation(rows)  # positions within this assay, permuted
+        for c in cols:
+            shuffled[c][rows] = source[c][order]
+    return part.assign(**shuffled)
+
+
 def split_by_compound(
     data: PublicDataset,
     n_partners: int,
@@ -199,6 +218,7 @@ __all__ = [
     "MODERATE_ASSAY_SIZE",
     "QUORUM_PER_CLASS",
     "seeded_hash",
+    "shuffle_labels",
     "split_by_assay",
     "split_by_compound",
 ]

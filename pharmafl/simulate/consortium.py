@@ -29,7 +29,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 import pharmafl
 from pharmafl.common.errors import ConfigError
@@ -38,7 +38,12 @@ from pharmafl.common.params import ConsortiumParameters
 from pharmafl.common.secret import load_consortium_key, write_new_consortium_key
 from pharmafl.common.settings import get_settings
 from pharmafl.layout import ConsortiumLayout
-from pharmafl.simulate.assign import auxiliary_part, split_by_assay, split_by_compound
+from pharmafl.simulate.assign import (
+    auxiliary_part,
+    shuffle_labels,
+    split_by_assay,
+    split_by_compound,
+)
 from pharmafl.simulate.datasets import PublicDataset, load_dataset, read_public_file
 from pharmafl.simulate.shapes import SHAPE_ORDER, PartnerExport, write_partner_export
 
@@ -92,6 +97,25 @@ class SimulationSpec(BaseModel):
             "partner; its heads are not part of the consortium's benefit."
         ),
     )
+    free_riders: tuple[str, ...] = Field(
+        (),
+        description="Partners (by name) whose results are shuffled within each assay: a "
+        "rehearsal of a free rider that joins with real compounds and meaningless labels, "
+        "which the contribution study must rank last.",
+    )
+
+    @model_validator(mode="after")
+    def _known_free_riders(self) -> SimulationSpec:
+        members = PARTNER_NAMES[: self.partners]
+        unknown = [n for n in self.free_riders if n not in members]
+        if unknown or len(set(self.free_riders)) != len(self.free_riders):
+            raise ValueError(
+                f"free riders {list(self.free_riders)} must be distinct partners of "
+                f"{', '.join(members)}"
+            )
+        if len(self.free_riders) == self.partners:
+            raise ValueError("a consortium of free riders only has nothing to learn")
+        return self
 
 
 class PartnerSummary(BaseModel):
@@ -108,6 +132,7 @@ class PartnerSummary(BaseModel):
     auxiliary: bool = Field(
         False, description="The auxiliary public partner: trains the trunk, not in the benefit."
     )
+    free_rider: bool = Field(False, description="Its results were shuffled (a free rider).")
 
 
 class SimulationManifest(BaseModel):
@@ -170,6 +195,9 @@ def split_partners(data: PublicDataset, spec: SimulationSpec) -> list[pd.DataFra
     """Each partner's measurements of ``data``, as ``spec`` splits them; the auxiliary
     partner's last when the spec asks for one."""
     parts = _split_members(data, spec)
+    for i, name in enumerate(PARTNER_NAMES[: spec.partners]):
+        if name in spec.free_riders:
+            parts[i] = shuffle_labels(parts[i], spec.seed + i)
     if spec.auxiliary_compounds is not None:
         parts.append(auxiliary_part(data, parts, spec.auxiliary_compounds, spec.seed))
     return parts
@@ -289,6 +317,7 @@ def simulate_consortium(
                     measurements=len(part),
                     assays=int(part["assay"].nunique()),
                     auxiliary=name == AUXILIARY_NAME,
+                    free_rider=name in spec.free_riders,
                 )
             )
             say(f"wrote partner {name} ({shape}): {summaries[-1].compounds} compounds")

@@ -9,7 +9,7 @@ import pytest
 
 from pharmafl.common.errors import ConfigError
 from pharmafl.simulate import read_public_file, split_by_assay, split_by_compound
-from pharmafl.simulate.assign import auxiliary_part
+from pharmafl.simulate.assign import auxiliary_part, shuffle_labels
 
 
 def _assays(parts: list[pd.DataFrame]) -> list[set[str]]:
@@ -99,3 +99,20 @@ def test_auxiliary_partner_needs_a_dataset_split_by_assay(tox_like: Path) -> Non
     parts = split_by_compound(data, 2, strategy="hash", max_compounds=4, seed=3, overlap=0.0)
     with pytest.raises(ConfigError, match="split by compound"):
         auxiliary_part(data, parts, max_compounds=100, seed=3)
+
+
+def test_a_free_riders_results_are_shuffled_within_each_assay(fsmol_sample: Path) -> None:
+    data = read_public_file(fsmol_sample)
+    part = split_by_assay(data, 2, strategy="hash", max_compounds=None, seed=1)[0]
+    rider = shuffle_labels(part, seed=4)
+    pd.testing.assert_frame_equal(rider[["assay", "smiles"]], part[["assay", "smiles"]])
+    assert rider.dtypes.equals(part.dtypes)
+    key = ["assay", "relation", "value", "active"]
+    # each assay keeps its results (its size, actives and values), on other compounds
+    assert sorted(map(tuple, rider[key].astype(str).to_numpy())) == sorted(
+        map(tuple, part[key].astype(str).to_numpy())
+    )
+    moved = (rider["value"].to_numpy() != part["value"].to_numpy()).mean()
+    assert moved > 0.5, moved
+    pd.testing.assert_frame_equal(rider, shuffle_labels(part, seed=4))  # seeded
+    assert not rider.equals(shuffle_labels(part, seed=5))

@@ -17,6 +17,7 @@ from pharmafl.ingest import find_partner_config, ingest_partner
 from pharmafl.simulate import (
     AUXILIARY_NAME,
     SimulationManifest,
+    SimulationResult,
     SimulationSpec,
     build_spec,
     simulate_consortium,
@@ -117,6 +118,35 @@ def test_an_auxiliary_partner_is_added_without_changing_the_partners(
     assert sum(p.measurements for p in result.manifest.partners) == 268  # the rest is public
     ingested = _ingest_all(result)
     assert ingested[AUXILIARY_NAME].counts["measurements_read"] > 0
+
+
+def test_a_free_rider_keeps_its_compounds_and_loses_its_labels(
+    tmp_path: Path, fsmol_sample: Path
+) -> None:
+    base = SimulationSpec(source=str(fsmol_sample), partners=2, max_compounds=40, seed=1)
+    plain = simulate_consortium(tmp_path / "plain", base)
+    spec = base.model_copy(update={"free_riders": ("bravo",)})
+    rider = simulate_consortium(tmp_path / "rider", spec)
+    assert [p.free_rider for p in rider.manifest.partners] == [False, True]
+    for a, b in zip(plain.manifest.partners, rider.manifest.partners, strict=True):
+        assert a.model_dump(exclude={"free_rider"}) == b.model_dump(exclude={"free_rider"})
+
+    def raw(result: SimulationResult, name: str) -> list[bytes]:
+        return [f.read_bytes() for f in sorted((result.partner_dirs[name] / "raw").rglob("*"))]
+
+    assert raw(rider, "alpha") == raw(plain, "alpha")
+    assert raw(rider, "bravo") != raw(plain, "bravo")  # only the free rider's results differ
+    ingested = _ingest_all(rider)
+    assert ingested["bravo"].counts["measurements_read"] > 0
+
+
+def test_free_riders_must_be_partners_and_not_all_of_them() -> None:
+    with pytest.raises(ConfigError, match="free riders"):
+        build_spec(partners=2, free_riders=("charlie",))
+    with pytest.raises(ConfigError, match="free riders"):
+        build_spec(partners=3, free_riders=("alpha", "alpha"))
+    with pytest.raises(ConfigError, match="nothing to learn"):
+        build_spec(partners=2, free_riders=("alpha", "bravo"))
 
 
 def test_same_seed_same_files_but_a_fresh_key(tmp_path: Path, fsmol_sample: Path) -> None:
