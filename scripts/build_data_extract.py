@@ -64,6 +64,10 @@ CONSORTIA: tuple[tuple[str, SimulationSpec], ...] = (
         SimulationSpec(dataset="tox21", partners=2, max_compounds=200, seed=3),
     ),
     (
+        "tests/unit/flows/test_free_rider.py",
+        SimulationSpec(dataset="tox21", partners=6, max_compounds=1000, seed=3, overlap=0.0),
+    ),
+    (
         "tests/unit/simulate/test_consortium.py",
         SimulationSpec(dataset="adme", partners=2, max_compounds=200, seed=3),
     ),

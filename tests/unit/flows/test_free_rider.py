@@ -1,0 +1,138 @@
+"""The contribution study catches free riders (issue 15, item 3).
+
+Six simulated Tox21 partners (1,000 compounds each, the same twelve assays at each) in the
+simulator's two valuation groups of three; the second group, delta, echo and foxtrot, joins
+with real compounds and shuffled results (`consortium simulate --free-rider`). Every partner
+trains its local-only baseline; then a study (exact Shapley over the two groups, 8 rounds of
+2 local epochs per coalition, secure aggregation on, embedded launcher) values the groups from
+the members' signed gains and their standard errors over their test tasks.
+
+The free riders must come out last, with a value whose interval reaches 0 or lies below it;
+the genuine group's value and its interval must stay above 0; and leaving the free riders
+out must not cost the genuine partners anything. The key is fixed, so the folds and the
+result are reproducible; ≈2 minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pharmafl.accounting import ContributionResult, StudyConfig, UtilityCache
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+GENUINE = "alpha+bravo+charlie"
+RIDERS = "delta+echo+foxtrot"
+HIDDEN = 128
+
+
+@pytest.fixture(scope="module")
+def studied(
+    prefect_harness: None, tmp_path_factory: pytest.TempPathFactory, consortium_key_file: Path
+) -> Path:
+    from flows.launchers import EmbeddedLauncher
+    from pharmafl.accounting import contribution_study
+    from pharmafl.common.params import ConsortiumParameters, EvaluationQuorum, TaskParams
+    from pharmafl.contract import FederationPlan, LocalTrainingSpec
+    from pharmafl.model import TrainConfig, run_baseline
+    from pharmafl.model.config import SparseTrunkConfig
+    from pharmafl.partner import PrepareOptions, prepare_partner
+    from pharmafl.simulate import SimulationSpec, simulate_consortium
+    from pharmafl.simulate.federation import setup_federation
+
+    cdir = tmp_path_factory.mktemp("free-rider") / "c"
+    quorum = EvaluationQuorum(num_active_fold_min=3, num_inactive_fold_min=3)
+    simulate_consortium(
+        cdir,
+        SimulationSpec(
+            dataset="tox21",
+            partners=6,
+            max_compounds=1000,
+            seed=3,
+            overlap=0.0,
+            free_riders=("delta", "echo", "foxtrot"),
+        ),
+        workers=1,
+        key_file=consortium_key_file,
+        parameters=ConsortiumParameters(
+            consortium_name="free-rider-test", tasks=TaskParams(evaluation_quorum=quorum)
+        ),
+    )
+    dirs = {p.name: p for p in sorted((cdir / "partners").iterdir())}
+    for pdir in dirs.values():
+        prepare_partner(pdir, PrepareOptions(workers=1))
+        run_baseline(  # early-stopped on validation AUC-PR: a fair local reference
+            pdir,
+            SparseTrunkConfig(hidden_sizes=(HIDDEN,), dropouts=(0.2,)),
+            TrainConfig(epochs=30, batch_size=64, lr_steps=(), selection_metric="auc_pr"),
+            checkpoint=False,
+        )
+    plan = FederationPlan(
+        rounds=8,
+        trunk={"kind": "sparse", "hidden_sizes": [HIDDEN], "dropouts": [0.2]},
+        local=LocalTrainingSpec(
+            epochs=2, batch_size=64, head_finetune_epochs=3, keep_optimizer=True
+        ),
+        stage_timeout_s=60,
+    )
+    setup_federation(cdir, plan)
+    url = str(cdir / "exchange")
+    launcher = EmbeddedLauncher(dirs, url, 60)
+    try:
+        contribution_study(cdir / "operator", url, launcher, StudyConfig(rounds=8))
+    finally:
+        launcher.close()
+    return cdir
+
+
+def _result(cdir: Path) -> ContributionResult:
+    return ContributionResult.model_validate_json((cdir / "operator/contribution.json").read_text())
+
+
+def test_the_free_riders_come_out_last_at_or_below_zero(studied: Path) -> None:
+    res = _result(studied)
+    assert (
+        res.method == "exact"
+        and res.groups is not None
+        and set(res.groups)
+        == {
+            GENUINE,
+            RIDERS,
+        }
+    )
+    assert res.shapley is not None and res.shapley_ci is not None
+    assert min(res.shapley, key=res.shapley.__getitem__) == RIDERS
+    lo, hi = res.shapley_ci[RIDERS]
+    assert lo < res.shapley[RIDERS] < hi and lo <= 0.0
+    assert res.shapley[RIDERS] < 0.0  # they cost the consortium more than they bring
+    print(f"free riders: {res.shapley[RIDERS]:+.4f} [{lo:+.4f}, {hi:+.4f}]")
+
+
+def test_the_genuine_group_stays_above_zero(studied: Path) -> None:
+    res = _result(studied)
+    assert res.shapley is not None and res.shapley_ci is not None
+    lo, hi = res.shapley_ci[GENUINE]
+    assert 0.0 < lo < res.shapley[GENUINE] < hi
+    assert hi - lo < 0.1  # an interval that says something
+    print(f"genuine: {res.shapley[GENUINE]:+.4f} [{lo:+.4f}, {hi:+.4f}]")
+
+
+def test_the_free_riders_hurt_the_genuine_partners(studied: Path) -> None:
+    """v(N) − v(genuine alone): what adding the free riders did, their leave-one-out value,
+    is below what the genuine group gets alone; their own gain, alone, is nothing."""
+    res = _result(studied)
+    cache = next((studied / "operator" / "contribution").glob("*/utilities.json"))
+    v = {
+        frozenset(c.coalition): c
+        for c in UtilityCache.model_validate_json(cache.read_text()).values
+    }
+    alone = v[frozenset({GENUINE})]
+    assert alone.se is not None and alone.value - 1.96 * alone.se > 0.0  # federation pays
+    riders = v[frozenset({RIDERS})]
+    assert riders.se is not None and abs(riders.value) <= 1.96 * riders.se + 0.005
+    assert res.leave_one_out[RIDERS] < 0.0
+    assert res.grand_coalition_ci is not None
+    lo, hi = res.grand_coalition_ci
+    assert lo < res.grand_coalition_utility < hi
