@@ -99,13 +99,14 @@ class DemoConfig(BaseModel):
     keep_optimizer: bool = Field(
         True, description="Partners keep their Adam moments between rounds (see plan)."
     )
-    study_rounds: int = Field(
-        1,
+    study_rounds: int | None = Field(
+        None,
         ge=1,
         description="Contribution study: federated rounds per coalition (every coalition of "
         "valuation groups is trained, securely aggregated, for exact Shapley values; six "
-        "partners or more make two groups of three). A truncated-training estimate; "
-        "`pharmafl contribution --rounds` runs a longer study afterwards.",
+        "partners or more make two groups of three). None: the main run's budget and "
+        "patience, so the grand coalition measures what the main run did; a number is a "
+        "cheaper, truncated estimate.",
     )
     study_parallel: int = Field(2, ge=1, le=8, description="Coalitions trained at a time.")
     contribution: bool = Field(
@@ -413,7 +414,8 @@ def run_demo(
     if cfg.contribution and _groups(layout) >= 2:
         say(
             f"6/7 contribution study: every coalition of the {_groups(layout)} valuation groups "
-            f"trained federatedly ({cfg.study_rounds} rounds each, secure aggregation), exact "
+            f"trained federatedly ({cfg.study_rounds or cfg.rounds} rounds each, secure "
+            "aggregation), exact "
             "Shapley values per group"
         )
         with clock.step("contribution"):

@@ -36,12 +36,14 @@ class StudyConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    rounds: int = Field(
-        2,
+    rounds: int | None = Field(
+        None,
         ge=1,
         le=1000,
-        description="Federated rounds per coalition (fixed budget, no early stopping). Each "
-        "exact study trains 2^n − n − 1 coalitions, so this is usually below the main run's.",
+        description="Federated rounds per coalition (a fixed budget, no early stopping). None: "
+        "the main plan's budget and patience, so each coalition trains as the main run did and "
+        "v(N) measures what the main run measured (an exact study trains 2^n − 1 coalitions; a "
+        "smaller budget is cheaper, and biased).",
     )
     local_epochs: float | None = Field(
         None, gt=0, le=100, description="Local epochs per round (None: the main plan's)."
@@ -84,6 +86,11 @@ class StudyConfig(BaseModel):
         (pruning, parallelism, timeouts) are left out."""
         return json.loads(self.model_dump_json(exclude={"prune", "parallel", "stage_timeout_s"}))
 
+    def budget(self, plan: FederationPlan) -> tuple[int, int | None]:
+        """Rounds and patience of every coalition: the study's fixed budget, or the main
+        plan's."""
+        return (plan.rounds, plan.patience) if self.rounds is None else (self.rounds, self.rounds)
+
     def training(self) -> dict[str, float | int | None]:
         """The settings that shape a coalition's model (they enter the study id)."""
         return {
@@ -123,13 +130,14 @@ def study_id(
     """A short hash of everything that shapes the coalitions' models.
 
     Partners, consortium parameters, the initial trunk, the main plan's training settings
-    (its round budget, patience and run id aside) and the study's own
-    (:meth:`StudyConfig.training`). The estimator and its seed are left out: changing them
-    reuses the coalitions.
+    (its run id aside; its round budget and patience as the coalitions get them,
+    :meth:`StudyConfig.budget`) and the study's own (:meth:`StudyConfig.training`). The
+    estimator and its seed are left out: changing them reuses the coalitions.
     """
     base = json.loads(plan.model_dump_json())
     for key in ("run_id", "rounds", "patience", "participants", "report_test_gain"):
         base.pop(key, None)
+    base["budget"] = study.budget(plan)
     doc = {
         "players": sorted(players),
         "consortium_hash": consortium_hash,
@@ -166,8 +174,8 @@ def coalition_plan(
     doc = json.loads(base.model_dump_json())
     doc.update(
         run_id=run_id,
-        rounds=study.rounds,
-        patience=study.rounds,  # a fixed budget: the same for every coalition
+        rounds=study.budget(base)[0],
+        patience=study.budget(base)[1],  # the same rule for every coalition
         participants=sorted(coalition),
         threshold=None,
         report_test_gain=True,

@@ -267,7 +267,7 @@ def contribution_study(
         "contribution study %s: %d valuation groups, %d rounds per coalition",
         sid,
         len(players),
-        cfg.rounds,
+        cfg.budget(ctx.plan)[0],
     )
     trained: list[Coalition] = []
     ready: dict[Coalition, Mapping[str, UtilityEstimate]] = {}

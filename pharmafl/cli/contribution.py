@@ -26,8 +26,13 @@ def contribution(
         Path, typer.Argument(help="Consortium folder (operator/, partners/), set up for training.")
     ],
     rounds: Annotated[
-        int, typer.Option(min=1, help="Federated rounds per coalition (same for every one).")
-    ] = 2,
+        int | None,
+        typer.Option(
+            min=1,
+            help="Federated rounds per coalition, a fixed budget (default: the main plan's "
+            "budget and patience, so v(N) measures what the main run measured).",
+        ),
+    ] = None,
     method: Annotated[
         str,
         typer.Option(

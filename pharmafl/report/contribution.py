@@ -63,7 +63,8 @@ def contribution_study_markdown(
         f"| coalitions evaluated | {result.n_coalitions} |",
     ]
     if study is not None:
-        lines.append(f"| rounds per coalition | {study.rounds} |")
+        rounds = "the main run's budget" if study.rounds is None else study.rounds
+        lines.append(f"| rounds per coalition | {rounds} |")
     if result.shapley is not None:
         total = math.fsum(result.shapley.values())
         lines.append(f"| Σ Shapley (= v(N) − v(∅)) | {total:.6f} |")

@@ -43,7 +43,7 @@ def _sid(plan: FederationPlan = BASE, study: StudyConfig | None = None, **kw: ob
 
 def test_study_config_defaults_and_bounds() -> None:
     cfg = StudyConfig()
-    assert cfg.rounds == 2 and cfg.method == "auto" and cfg.prune
+    assert cfg.rounds is None and cfg.method == "auto" and cfg.prune  # the main run's budget
     assert StudyConfig.model_validate_json(cfg.model_dump_json()) == cfg
     for bad in ({"rounds": 0}, {"method": "loo"}, {"samples": 1}, {"parallel": 0}, {"x": 1}):
         with pytest.raises(ValidationError):
@@ -108,6 +108,9 @@ def test_coalition_plan_restricts_the_main_plan_under_the_study_budget() -> None
     assert plan.stage_timeout_s == 60
     same = coalition_plan(BASE, StudyConfig(rounds=3), "cs-x-3", frozenset({"alpha", "bravo"}))
     assert same.local == BASE.local and same.stage_timeout_s == 300
+    # by default a coalition trains as the main run did: its budget and its patience
+    main = coalition_plan(BASE, StudyConfig(), "cs-x-3", frozenset({"alpha", "bravo"}))
+    assert (main.rounds, main.patience) == (BASE.rounds, BASE.patience) == (12, 3)
 
 
 def test_study_id_follows_what_shapes_the_coalition_models() -> None:
@@ -115,10 +118,15 @@ def test_study_id_follows_what_shapes_the_coalition_models() -> None:
     assert re.fullmatch(r"[0-9a-f]{12}", sid) and _sid() == sid
     # The estimator, its seed and pruning do not change any coalition's model …
     assert _sid(study=StudyConfig(method="permutation", seed=5, samples=8, prune=False)) == sid
-    # … nor the main run's own budget and run id.
-    assert _sid(plan=BASE.model_copy(update={"rounds": 40, "patience": 9, "run_id": "m"})) == sid
+    # … nor the main run's run id, nor its budget when the study sets its own …
+    assert _sid(plan=BASE.model_copy(update={"run_id": "m"})) == sid
+    fixed = _sid(study=StudyConfig(rounds=3))
+    longer = BASE.model_copy(update={"rounds": 40, "patience": 9})
+    assert _sid(plan=longer, study=StudyConfig(rounds=3)) == fixed
     changed = [
-        _sid(study=StudyConfig(rounds=3)),
+        fixed,
+        _sid(plan=longer),  # … but by default the coalitions train on the main run's budget
+        _sid(study=StudyConfig(rounds=12)),  # a fixed 12 is not 12 with patience 3
         _sid(study=StudyConfig(local_epochs=2.0)),
         _sid(study=StudyConfig(head_finetune_epochs=0)),
         _sid(players=PLAYERS[:3]),
