@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -234,10 +235,12 @@ def _contribution_text(summary: ConsortiumSummary) -> str:
     )
     secure = (
         "Each coalition was trained as its own securely aggregated federation and every member "
-        "reported one scalar on its own tasks; no partner's update was ever seen in the clear."
+        "reported its gain on its own tasks and that gain's standard error; no partner's update "
+        "was ever seen in the clear."
         if summary.secure_aggregation
-        else "Each coalition was trained as its own federation and every member reported one "
-        "scalar on its own tasks (secure aggregation was off in this run)."
+        else "Each coalition was trained as its own federation and every member reported its "
+        "gain on its own tasks and that gain's standard error (secure aggregation was off in "
+        "this run)."
     )
     groups = (
         " The players are the consortium's valuation groups: partners that are always "
@@ -246,11 +249,22 @@ def _contribution_text(summary: ConsortiumSummary) -> str:
         if c.groups is not None
         else ""
     )
+    ci = "" if c.grand_coalition_ci is None else " [{:.4f}, {:.4f}]".format(*c.grand_coalition_ci)
     return (
         f"<p>Utility v(S): {_e(c.utility)}.{groups} Contributions are {how}; "
-        f"v(N) = {c.grand_coalition_utility:.4f}, v(∅) = {c.empty_coalition_utility:.4f}"
-        f"{adds_up}. {secure}</p>"
+        f"v(N) = {c.grand_coalition_utility:.4f}{ci}, v(∅) = {c.empty_coalition_utility:.4f}"
+        f"{adds_up}.{_main_run_gain(summary)} {secure}</p>"
     )
+
+
+def _main_run_gain(summary: ConsortiumSummary) -> str:
+    """The main run's gain as v(N) measures it: mean over all partners (no score: 0) of
+    federated − local-only test AUC-PR; the grand coalition should agree with it."""
+    if not summary.partners:
+        return ""
+    gains = [p.gain("auc_pr") for p in summary.partners]
+    mean = sum(g for g in gains if g is not None and math.isfinite(g)) / len(gains)
+    return f" The main run, measured the same way: {mean:.4f}."
 
 
 def _ledger_section(summary: ConsortiumSummary) -> str:

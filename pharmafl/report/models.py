@@ -286,10 +286,13 @@ class ConsortiumContribution(_Frozen):
     method: Literal["exact", "permutation", "leave_one_out"]
     utility: str = Field(description="What v(S) measures.")
     grand_coalition_utility: float = Field(description="v(N).")
+    grand_coalition_ci: tuple[float, float] | None = Field(
+        None, description="Interval of v(N) (the members' evaluation error)."
+    )
     empty_coalition_utility: float = Field(description="v(∅).")
     n_coalitions: int = Field(ge=0, description="Coalitions trained and evaluated.")
     n_permutations: int | None = Field(None, ge=1, description="Orderings sampled.")
-    confidence: float | None = Field(None, gt=0, lt=1, description="CI level (sampling).")
+    confidence: float | None = Field(None, gt=0, lt=1, description="Level of the intervals.")
     players: list[str] | None = Field(
         None,
         description="Players the values are over: valuation groups, or partners in studies "
@@ -306,6 +309,7 @@ class ConsortiumContribution(_Frozen):
             method=result.method,
             utility=result.utility,
             grand_coalition_utility=result.grand_coalition_utility,
+            grand_coalition_ci=result.grand_coalition_ci,
             empty_coalition_utility=result.empty_coalition_utility,
             n_coalitions=result.n_coalitions,
             n_permutations=result.n_permutations,

@@ -239,3 +239,29 @@ def test_auxiliary_partners_are_read_from_the_simulation_manifest(tmp_path: Path
     for bad in ("[]", '{"partners": [{"auxiliary": true}]}', "{not json"):
         layout.simulation.write_text(bad)
         assert _auxiliary(layout) == set()
+
+
+def test_the_grand_coalition_shows_its_interval_and_the_main_runs_gain(
+    summary: ConsortiumSummary,
+) -> None:
+    """A study whose utilities carry standard errors: v(N) with its interval, each group's
+    interval, and the main run's gain measured as v(N) is, beside it."""
+    from pharmafl.accounting import UtilityEstimate, exact_shapley
+
+    names = [p.name for p in summary.partners]
+    result = exact_shapley(names, lambda s: UtilityEstimate(0.01 * len(s), 0.002 * len(s)))
+    assert result.grand_coalition_ci is not None and result.shapley_ci is not None
+    partners = [
+        p.model_copy(update={"contribution": PartnerContribution.from_result(result, p.name)})
+        for p in summary.partners
+    ]
+    studied = summary.model_copy(
+        update={"partners": partners, "contribution": ConsortiumContribution.from_result(result)}
+    )
+    html = report_html(ConsortiumSummary.model_validate(studied.model_dump()))
+    lo, hi = result.grand_coalition_ci
+    assert f"v(N) = {result.grand_coalition_utility:.4f} [{lo:.4f}, {hi:.4f}]" in html
+    lo, hi = result.shapley_ci[names[0]]
+    assert f"[{lo:.4f}, {hi:.4f}]" in html
+    gains = [p.gain("auc_pr") or 0.0 for p in summary.partners]
+    assert f"The main run, measured the same way: {sum(gains) / len(gains):.4f}." in html
