@@ -21,6 +21,7 @@ Shapley value with its 95 % interval and checks:
 
     .venv/bin/python benchmarks/contribution.py                  # 3 keys × 2 consortia
     .venv/bin/python benchmarks/contribution.py --keys 0 --no-control
+    .venv/bin/python benchmarks/contribution.py --study-rounds 1   # the old truncated study
 
 Prints one JSON line per run and a table; ``--out`` writes the JSON. Needs the full Tox21
 file (``../shared/data`` or ``PHARMAFL_DATA_DIR``) for more than 1,000 compounds a partner.
@@ -50,9 +51,11 @@ from pharmafl.report import ConsortiumSummary
 RIDERS = ("delta", "echo", "foxtrot")
 
 
-def config(seed: int, riders: bool, compounds: int, rounds: int, work: Path) -> DemoConfig:
-    """The demo recipe of the free-rider test (tests/unit/flows/test_free_rider.py), with the
-    study given the main run's budget."""
+def config(
+    seed: int, riders: bool, compounds: int, rounds: int, work: Path, study_rounds: int | None
+) -> DemoConfig:
+    """The demo recipe of the free-rider test (tests/unit/flows/test_free_rider.py); the
+    study gets the main run's budget unless ``study_rounds`` truncates it."""
     return DemoConfig(
         dataset="tox21",
         target_family=None,
@@ -69,7 +72,7 @@ def config(seed: int, riders: bool, compounds: int, rounds: int, work: Path) -> 
         round_epochs=2.0,
         fed_patience=rounds,
         head_finetune_epochs=3,
-        study_rounds=rounds,
+        study_rounds=study_rounds,
         eval_fold_min=3,
         workers=1,
     )
@@ -82,10 +85,13 @@ def _main_gain(summary: ConsortiumSummary) -> float:
     return sum(g for g in gains if g is not None and math.isfinite(g)) / len(gains)
 
 
-def run_one(seed: int, riders: bool, compounds: int, rounds: int, work: Path) -> dict[str, Any]:
+def run_one(
+    seed: int, riders: bool, compounds: int, rounds: int, work: Path, study_rounds: int | None
+) -> dict[str, Any]:
     out = work / f"{'riders' if riders else 'control'}-key{seed}"
     t0 = time.perf_counter()
-    result = run_demo(out, config(seed, riders, compounds, rounds, work), say=lambda _: None)
+    cfg = config(seed, riders, compounds, rounds, work, study_rounds)
+    result = run_demo(out, cfg, say=lambda _: None)
     res = ContributionResult.model_validate_json((out / "operator/contribution.json").read_text())
     assert res.shapley is not None and res.groups is not None
     genuine, rider = "alpha+bravo+charlie", "delta+echo+foxtrot"
@@ -95,6 +101,7 @@ def run_one(seed: int, riders: bool, compounds: int, rounds: int, work: Path) ->
     row: dict[str, Any] = {
         "case": "riders" if riders else "control",
         "key": seed,
+        "study_rounds": study_rounds or rounds,
         "shapley": res.shapley,
         "shapley_ci": ci,
         "grand_coalition": res.grand_coalition_utility,
@@ -150,6 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keys", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--compounds", type=int, default=1000, help="Per partner (cap).")
     ap.add_argument("--rounds", type=int, default=8, help="Main run and every coalition.")
+    ap.add_argument(
+        "--study-rounds",
+        type=int,
+        help="A fixed, truncated budget per coalition (default: the main run's).",
+    )
     ap.add_argument("--no-control", action="store_true", help="Only the free-rider runs.")
     ap.add_argument("--out", type=Path, help="Write every run's JSON here.")
     args = ap.parse_args(argv)
@@ -157,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="pharmafl-contribution-") as tmp:
         for seed in args.keys:
             for riders in (True,) if args.no_control else (True, False):
-                row = run_one(seed, riders, args.compounds, args.rounds, Path(tmp))
+                row = run_one(
+                    seed, riders, args.compounds, args.rounds, Path(tmp), args.study_rounds
+                )
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     if args.out is not None:
