@@ -6,6 +6,7 @@ import base64
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -79,17 +80,22 @@ def test_minimal_summary_renders(tmp_path: Path) -> None:
     assert "1 / 2" in html  # partners at or above local-only
 
 
-def test_sampled_contribution_shows_intervals(summary: ConsortiumSummary) -> None:
-    names = [p.name for p in summary.partners]
-    result = permutation_shapley(names, lambda s: len(s) ** 0.5, rng=1, n_permutations=20)
+def _with_study(summary: ConsortiumSummary, result: Any) -> ConsortiumSummary:
+    """``summary`` with the values of a contribution study's ``result``."""
     partners = [
         p.model_copy(update={"contribution": PartnerContribution.from_result(result, p.name)})
         for p in summary.partners
     ]
-    sampled = summary.model_copy(
+    studied = summary.model_copy(
         update={"partners": partners, "contribution": ConsortiumContribution.from_result(result)}
     )
-    html = report_html(ConsortiumSummary.model_validate(sampled.model_dump()))
+    return ConsortiumSummary.model_validate(studied.model_dump())
+
+
+def test_sampled_contribution_shows_intervals(summary: ConsortiumSummary) -> None:
+    names = [p.name for p in summary.partners]
+    result = permutation_shapley(names, lambda s: len(s) ** 0.5, rng=1, n_permutations=20)
+    html = report_html(_with_study(summary, result))
     assert "permutation-sampling estimate (20 orderings" in html
     lo, hi = result.shapley_ci[names[0]]  # type: ignore[index]
     assert f"[{lo:.4f}, {hi:.4f}]" in html
@@ -251,14 +257,7 @@ def test_the_grand_coalition_shows_its_interval_and_the_main_runs_gain(
     names = [p.name for p in summary.partners]
     result = exact_shapley(names, lambda s: UtilityEstimate(0.01 * len(s), 0.002 * len(s)))
     assert result.grand_coalition_ci is not None and result.shapley_ci is not None
-    partners = [
-        p.model_copy(update={"contribution": PartnerContribution.from_result(result, p.name)})
-        for p in summary.partners
-    ]
-    studied = summary.model_copy(
-        update={"partners": partners, "contribution": ConsortiumContribution.from_result(result)}
-    )
-    html = report_html(ConsortiumSummary.model_validate(studied.model_dump()))
+    html = report_html(_with_study(summary, result))
     lo, hi = result.grand_coalition_ci
     assert f"v(N) = {result.grand_coalition_utility:.4f} [{lo:.4f}, {hi:.4f}]" in html
     lo, hi = result.shapley_ci[names[0]]
