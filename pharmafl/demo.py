@@ -144,7 +144,6 @@ class DemoConfig(BaseModel):
             "rounds": 8,
             "round_epochs": 1.0,
             "fed_patience": 3,
-            "study_rounds": 1,
         }
         return cls.model_validate(base | overrides)
 
