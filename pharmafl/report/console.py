@@ -70,8 +70,9 @@ def _regression_lines(summary: ConsortiumSummary) -> list[str]:
         if b is None:
             continue
         r2, rmse = b.metric("r2"), b.metric("rmse")
+        tasks = f"{b.n_tasks} task" + ("" if b.n_tasks == 1 else "s")
         lines.append(
-            f"{p.name}: regression ({b.n_tasks} tasks) federated − local "
+            f"{p.name}: regression ({tasks}) federated − local "
             f"R² {_signed(None if r2 is None else r2.mean_delta)} "
             f"(95% CI {_interval(None if r2 is None else r2.mean_delta_ci95)}), "
             f"RMSE {_signed(None if rmse is None else rmse.mean_delta)} "

@@ -3,9 +3,10 @@
 Six simulated Tox21 partners (1,000 compounds each, the same twelve assays at each) in the
 simulator's two valuation groups of three; the second group, delta, echo and foxtrot, joins
 with real compounds and shuffled results (`consortium simulate --free-rider`). Every partner
-trains its local-only baseline; then a study (exact Shapley over the two groups, 8 rounds of
-2 local epochs per coalition, secure aggregation on, embedded launcher) values the groups from
-the members' signed gains and their standard errors over their test tasks.
+trains its local-only baseline; then a study (exact Shapley over the two groups; every
+coalition on the main plan's budget, 8 rounds of 2 local epochs; secure aggregation on; the
+study's Prefect flow with embedded partners) values the groups from the members' signed
+gains and their standard errors over their test tasks.
 
 The free riders must come out last, with a value whose interval reaches 0 or lies below it;
 the genuine group's value and its interval must stay above 0; and leaving the free riders
@@ -32,8 +33,7 @@ HIDDEN = 128
 def studied(
     prefect_harness: None, tmp_path_factory: pytest.TempPathFactory, consortium_key_file: Path
 ) -> Path:
-    from flows.launchers import EmbeddedLauncher
-    from pharmafl.accounting import contribution_study
+    from flows.contribution import contribution_flow
     from pharmafl.common.params import ConsortiumParameters, EvaluationQuorum, TaskParams
     from pharmafl.contract import FederationPlan, LocalTrainingSpec
     from pharmafl.model import TrainConfig, run_baseline
@@ -71,6 +71,7 @@ def studied(
         )
     plan = FederationPlan(
         rounds=8,
+        patience=8,
         trunk={"kind": "sparse", "hidden_sizes": [HIDDEN], "dropouts": [0.2]},
         local=LocalTrainingSpec(
             epochs=2, batch_size=64, head_finetune_epochs=3, keep_optimizer=True
@@ -78,12 +79,8 @@ def studied(
         stage_timeout_s=60,
     )
     setup_federation(cdir, plan)
-    url = str(cdir / "exchange")
-    launcher = EmbeddedLauncher(dirs, url, 60)
-    try:
-        contribution_study(cdir / "operator", url, launcher, StudyConfig(rounds=8))
-    finally:
-        launcher.close()
+    state = contribution_flow(str(cdir), study=StudyConfig(), return_state=True)
+    assert state.is_completed(), state.message  # every coalition on the main plan's budget
     return cdir
 
 

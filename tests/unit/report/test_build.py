@@ -105,6 +105,16 @@ def test_regression_benefit_is_summarised_with_intervals_and_shown(
     text = partner_table(summary)
     assert "alpha: regression (8 tasks) federated − local R² +0.0300" in text
     assert "charlie: regression" not in text
+    one = summary.partners[0].model_copy(
+        update={
+            "regression_benefit": summary.partners[0].regression_benefit.model_copy(  # type: ignore[union-attr]
+                update={"n_tasks": 1}
+            )
+        }
+    )
+    assert "regression (1 task) federated" in partner_table(
+        summary.model_copy(update={"partners": [one]})
+    )
     md = summary_tables_markdown(summary)
     assert "Regression tasks, federated − local-only" in md and "| bravo | 8 | +0.0100 |" in md
     html = report_html(summary)
