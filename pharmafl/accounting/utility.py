@@ -186,6 +186,8 @@ class CachedUtility:
                 fix="make the utility return a number for every coalition (0 for no gain).",
             )
         self._values[key] = value
+        if not key:
+            se = 0.0  # v(∅) is a definition, not a measurement
         self._ses[key] = None if se is None or not math.isfinite(se) else float(se)
         if self.cache_path is not None:
             self.save(self.cache_path)

@@ -114,3 +114,11 @@ def test_coalition_utility_carries_the_members_errors() -> None:
     v = coalition_utility(lambda m: reports[m], {"g": ("p", "q"), "h": ("r", "s", "t")})
     est = v(frozenset({"g"}))
     assert est == UtilityEstimate(pytest.approx(0.004), pytest.approx(math.hypot(0.01, 0.02) / 5))
+
+
+def test_the_empty_coalition_has_no_error_whatever_the_function_says() -> None:
+    v = CachedUtility(
+        ("a", "b"), lambda s: UtilityEstimate(GAME[s].value, None) if not s else GAME[s]
+    )
+    assert v.se(frozenset()) == 0.0
+    assert exact_shapley(["a", "b"], v).shapley_ci == exact_shapley(["a", "b"], _v()).shapley_ci
