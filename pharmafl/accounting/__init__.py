@@ -1,9 +1,10 @@
 """What each partner gave: coalition utilities, leave-one-out and Shapley values.
 
 Compatible with secure aggregation: the estimators see only scalar coalition utilities v(S)
-from the operator's contribution study (each coalition trained federatedly and securely
-aggregated, each member reporting one scalar on its own tasks); no method needs any partner's
-update in the clear. Nothing here imports torch or RDKit.
+and their standard errors from the operator's contribution study (each coalition trained
+federatedly and securely aggregated, each member reporting its gain on its own tasks and
+that gain's standard error); no method needs any partner's update in the clear. Nothing here
+imports torch or RDKit.
 
 - :class:`CachedUtility` — evaluates each coalition once, persists to JSON to resume;
 - :func:`coalition_utility`, :func:`mean_gain_utility` — the default consortium utility

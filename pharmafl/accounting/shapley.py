@@ -1,10 +1,11 @@
 """What each partner gave: leave-one-out and Shapley values of the consortium utility.
 
 Compatible with secure aggregation by construction: every estimator sees only coalition
-utilities v(S) (one scalar per coalition, from partners' own evaluations of the coalition's
-securely aggregated model), never a model update, so no partner's update is ever needed in
-the clear. This differs from reconstruction-based methods (per-round Shapley, GTG-Shapley,
-FedCE) that rebuild coalition models from individual plaintext updates.
+utilities v(S) (a value and its standard error per coalition, from partners' own evaluations
+of the coalition's securely aggregated model), never a model update, so no partner's update
+is ever needed in the clear. This differs from reconstruction-based methods (per-round
+Shapley, GTG-Shapley, FedCE) that rebuild coalition models from individual plaintext
+updates.
 
 - Shapley value (Shapley, "A value for n-person games", 1953):
   φ_i = Σ_{S ⊆ N∖{i}} |S|! (n − |S| − 1)! / n! · (v(S ∪ {i}) − v(S)).

@@ -1,4 +1,4 @@
-"""The contribution study: train coalitions federatedly, collect one scalar each, attribute.
+"""The contribution study: train coalitions federatedly, collect a gain each, attribute.
 
 The players are the consortium's **valuation groups**, signed in its security policy
 (:class:`~pharmafl.secure.SecurityPolicy`): partners that are always aggregated together,
@@ -12,8 +12,8 @@ For every coalition S of groups the estimator asks about, the operator runs a fu
 training among the partners of S only — the same machinery as the main run (signed round
 specs, secure aggregation through the exchange store, each partner's own private head), as
 its own run ``cs-<study id>-<groups>`` — and at its final evaluation every member reports
-one scalar on its own tasks: the test AUC-PR of the coalition's model minus its local-only
-model's. Then
+its gain on its own tasks: the test AUC-PR of the coalition's model minus its local-only
+model's, with that gain's standard error over its tasks. Then
 
     v(S) = mean over *all* partners of the members' gains (non-members gain 0),
 

@@ -2,8 +2,9 @@
 
 A *coalition* is a set of partner names; its *utility* v(S) comes from the operator's
 contribution study, which trains the coalition federatedly (still securely aggregated) and
-asks every partner in it for one scalar on its own tasks. Nothing here ever sees a model
-update, let alone an individual partner's update in the clear: only those scalars.
+asks every partner in it for its gain on its own tasks (and the gain's standard error).
+Nothing here ever sees a model update, let alone an individual partner's update in the
+clear: only those scalars.
 
 Each v(S) is a full federated training, so :class:`CachedUtility` evaluates every coalition
 at most once, reuses it across estimators (leave-one-out, exact and sampled Shapley), and can

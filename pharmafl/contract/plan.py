@@ -121,8 +121,9 @@ class FederationPlan(BaseModel):
     )
     report_test_gain: bool = Field(
         False,
-        description="At the final evaluation every participant reports one scalar: the test "
-        "AUC-PR of this run's model minus its local-only model's (contribution studies).",
+        description="At the final evaluation every participant reports the test AUC-PR of "
+        "this run's model minus its local-only model's, and that gain's standard error over "
+        "its tasks (contribution studies).",
     )
 
     @field_validator("participants")

@@ -39,7 +39,7 @@ class TrainSpec(BaseModel):
     report_test_gain: bool = Field(
         False,
         description="Final evaluation of a contribution-study run: every participant reports "
-        "its test AUC-PR gain over its local-only model (one scalar).",
+        "its test AUC-PR gain over its local-only model and that gain's standard error.",
     )
     ledger_head: LedgerHead = Field(
         description="The operator's ledger when it signed this spec: its commitment to the "
