@@ -65,8 +65,11 @@ class ContributionResult(BaseModel):
     shapley_ci: dict[str, tuple[float, float]] | None = Field(
         None,
         description="Confidence interval per partner: the members' evaluation error over "
-        "their test tasks carried through the (linear) estimator, plus the sampling error of "
-        "a permutation estimate. None when neither is known.",
+        "their test tasks carried through the (linear) estimator, coalitions treated as "
+        "independent (they share the members' test tasks, so this is conservative for "
+        "differences such as leave-one-out), plus the sampling error of a permutation "
+        "estimate — its sampling error alone when a member gave no standard error. None "
+        "when neither is known.",
     )
     confidence: float | None = Field(None, gt=0, lt=1, description="Level of the intervals.")
     leave_one_out: dict[str, float] = Field(description="v(N) − v(N ∖ {i}) per partner.")
@@ -115,9 +118,10 @@ def _coalition(names: tuple[str, ...], members: Iterable[int]) -> frozenset[str]
 
 
 def _eval_sd(coefs: dict[frozenset[str], float], v: CachedUtility) -> float | None:
-    """Standard deviation of Σ_S c_S · v(S) from the coalitions' standard errors (each
-    coalition trained and evaluated on its own: independent errors); None when one of them
-    has no standard error."""
+    """Standard deviation of Σ_S c_S · v(S) from the coalitions' standard errors, treated as
+    independent (each coalition is trained on its own, but scored on the same members' test
+    tasks: their errors correlate positively, so for a difference of coalitions this is
+    conservative); None when one of them has no standard error."""
     total = 0.0
     for coalition, c in coefs.items():
         if c == 0.0:

@@ -156,6 +156,7 @@ class CachedUtility:
         for item in doc.values:
             self._values[self._key(item.coalition)] = item.value
             self._ses[self._key(item.coalition)] = item.se
+        self._ses[frozenset()] = 0.0  # v(∅) is a definition, not a measurement
         logger.info("reusing %d coalition utilities from %s", len(self._values), path)
 
     def _key(self, coalition: Iterable[str]) -> Coalition:

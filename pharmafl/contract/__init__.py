@@ -30,7 +30,11 @@ from pharmafl.contract.plan import (
     ServerOptimizerConfig,
     ServerOptimizerName,
 )
-from pharmafl.contract.reports import PartnerRoundReport, PartnerUtilityReport
+from pharmafl.contract.reports import (
+    GAIN_SE_MIN_TASKS,
+    PartnerRoundReport,
+    PartnerUtilityReport,
+)
 from pharmafl.contract.runs import (
     MAIN_RUN_ID,
     ROUND_ID_PATTERN,
@@ -61,6 +65,7 @@ SCHEMA_MODELS = {
 __all__ = [
     "EMPTY_LEDGER_HASH",
     "FederationPlan",
+    "GAIN_SE_MIN_TASKS",
     "GraphTrunkConfig",
     "LedgerHead",
     "LedgerHeadRecord",

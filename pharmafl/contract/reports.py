@@ -29,6 +29,12 @@ class PartnerRoundReport(BaseModel):
     compute_seconds: float = Field(ge=0, allow_inf_nan=False)
 
 
+#: Fewest paired test tasks behind a reported standard error: with two, the gain and its
+#: error would give both per-task gains exactly (mean ± half the difference); below this a
+#: partner reports its gain alone, and the study's values carry no evaluation interval.
+GAIN_SE_MIN_TASKS = 5
+
+
 class PartnerUtilityReport(BaseModel):
     """What a participant of a contribution-study run shares after its final evaluation:
     one gain on its own tasks and its standard error, nothing per task."""
@@ -49,8 +55,9 @@ class PartnerUtilityReport(BaseModel):
         ge=0,
         allow_inf_nan=False,
         description="Standard error of the gain over the partner's test tasks (the spread of "
-        "its per-task gains over √tasks; the study's intervals). None below 2 paired tasks.",
+        "its per-task gains over √tasks; the study's intervals). None below "
+        f"{GAIN_SE_MIN_TASKS} paired tasks, so that no per-task gain can be solved for.",
     )
 
 
-__all__ = ["PartnerRoundReport", "PartnerUtilityReport"]
+__all__ = ["GAIN_SE_MIN_TASKS", "PartnerRoundReport", "PartnerUtilityReport"]

@@ -62,7 +62,8 @@ def paired_task_deltas(a: SplitMetrics, b: SplitMetrics, metric: str) -> np.ndar
         out: dict[object, float] = {}
         for row in part.per_task if part is not None else []:
             value, weight = row.get(metric), row.get("aggregation_weight", 1)
-            if isinstance(value, int | float) and math.isfinite(value) and weight != 0:
+            scored = isinstance(weight, int | float) and weight > 0  # as the aggregate counts
+            if isinstance(value, int | float) and math.isfinite(value) and scored:
                 out[row.get("task_id")] = float(value)
         return out
 

@@ -52,6 +52,7 @@ from pharmafl.common.io import (
 )
 from pharmafl.common.settings import get_settings
 from pharmafl.contract import (
+    GAIN_SE_MIN_TASKS,
     PartnerRoundReport,
     PartnerUtilityReport,
     TrainSpec,
@@ -686,7 +687,7 @@ def _test_gain(
 ) -> tuple[float | None, float | None]:
     """Test AUC-PR of ``fed`` minus ``local`` (means over the partner's tasks; None when
     either has no scorable test task) and its standard error over the tasks both scored
-    (None below two)."""
+    (None below :data:`GAIN_SE_MIN_TASKS`)."""
     if local.fold_te != fed.fold_te:
         raise FederationError(
             f"the local-only model was tested on fold {local.fold_te}, federated runs on fold "
@@ -700,8 +701,9 @@ def _test_gain(
     if math.isnan(gain) or local.test is None or fed.test is None:
         return None, None
     diffs = paired_task_deltas(local.test, fed.test, "auc_pr")
-    se = float(np.std(diffs, ddof=1) / math.sqrt(diffs.size)) if diffs.size >= 2 else None
-    return round(gain, 6), None if se is None else round(se, 6)
+    if diffs.size < GAIN_SE_MIN_TASKS:  # too few: gain ± error would reveal per-task gains
+        return round(gain, 6), None
+    return round(gain, 6), round(float(np.std(diffs, ddof=1) / math.sqrt(diffs.size)), 6)
 
 
 def _finish(

@@ -33,7 +33,7 @@ from pharmafl.accounting import (
     UtilityCache,
     coalition_run_id,
 )
-from pharmafl.contract import FederationPlan, LocalTrainingSpec
+from pharmafl.contract import GAIN_SE_MIN_TASKS, FederationPlan, LocalTrainingSpec
 from pharmafl.ledger import LedgerEntry, LedgerEvent, read_entries, verify_ledger
 from pharmafl.secure import load_roster
 
@@ -249,8 +249,8 @@ def test_utilities_are_the_partners_own_gains_over_local_only(studied: dict[str,
             d = [b[t] - a[t] for t in sorted(set(a) & set(b))]
             if math.isnan(g):
                 ses.append(0.0)  # no scorable task: counted as 0 ± 0
-            elif len(d) < 2:
-                ses.append(math.nan)  # one task: no standard error
+            elif len(d) < GAIN_SE_MIN_TASKS:
+                ses.append(math.nan)  # too few tasks: no standard error (it would reveal them)
             else:
                 ses.append(statistics.stdev(d) / len(d) ** 0.5)
         # v's standard error: the members' errors over their own tasks, in quadrature, / n

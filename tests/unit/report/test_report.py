@@ -264,3 +264,6 @@ def test_the_grand_coalition_shows_its_interval_and_the_main_runs_gain(
     assert f"[{lo:.4f}, {hi:.4f}]" in html
     gains = [p.gain("auc_pr") or 0.0 for p in summary.partners]
     assert f"The main run, measured the same way: {sum(gains) / len(gains):.4f}." in html
+    # a partner of the study without a row here: v(N) is over it too, so no comparison
+    fewer = _with_study(summary, result).model_copy(update={"partners": summary.partners[1:]})
+    assert "The main run, measured the same way" not in report_html(fewer)
