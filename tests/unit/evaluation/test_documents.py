@@ -1,0 +1,26 @@
+"""Per-task gains paired from two metrics documents (a partner's standard error of a gain)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pharmafl.evaluation import SplitMetrics, TaskTypeMetrics, paired_task_deltas
+
+
+def _split(
+    scores: dict[int, float | None], weights: dict[int, float] | None = None
+) -> SplitMetrics:
+    rows = [
+        {"task_id": t, "auc_pr": v, "aggregation_weight": (weights or {}).get(t, 1)}
+        for t, v in scores.items()
+    ]
+    part = TaskTypeMetrics(task_type="classification", aggregate={"auc_pr": 0.5}, per_task=rows)
+    return SplitMetrics(folds=[0], n_rows=10, classification=part)
+
+
+def test_pairs_by_task_id_and_counts_only_scored_tasks() -> None:
+    a = _split({1: 0.5, 2: 0.4, 3: 0.3, 4: None, 5: 0.2}, weights={5: 0})
+    b = _split({3: 0.6, 2: 0.5, 1: 0.45, 4: 0.9, 5: 0.9, 6: 0.7})
+    # task 4 unscored at a, task 5 weighted out, task 6 only in b
+    np.testing.assert_allclose(paired_task_deltas(a, b, "auc_pr"), [-0.05, 0.1, 0.3])
+    assert paired_task_deltas(a, SplitMetrics(folds=[0], n_rows=0), "auc_pr").size == 0
