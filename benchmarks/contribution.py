@@ -46,7 +46,6 @@ from quality import _key_file, _mean_ci
 
 from pharmafl.accounting import ContributionResult
 from pharmafl.demo import DemoConfig, run_demo
-from pharmafl.report import ConsortiumSummary
 
 RIDERS = ("delta", "echo", "foxtrot")
 
@@ -78,13 +77,6 @@ def config(
     )
 
 
-def _main_gain(summary: ConsortiumSummary) -> float:
-    """The main run's gain as v(N) measures it: Σ partners' federated − local test AUC-PR
-    over all partners (a partner without a scorable task counts 0)."""
-    gains = [p.gain("auc_pr") for p in summary.partners]
-    return sum(g for g in gains if g is not None and math.isfinite(g)) / len(gains)
-
-
 def run_one(
     seed: int, riders: bool, compounds: int, rounds: int, work: Path, study_rounds: int | None
 ) -> dict[str, Any]:
@@ -96,7 +88,8 @@ def run_one(
     assert res.shapley is not None and res.groups is not None
     genuine, rider = "alpha+bravo+charlie", "delta+echo+foxtrot"
     ci = res.shapley_ci or {}
-    main = _main_gain(result.summary)
+    main = result.summary.main_run_utility()
+    assert main is not None  # every partner of the study is in the summary
     v_ci = res.grand_coalition_ci
     row: dict[str, Any] = {
         "case": "riders" if riders else "control",

@@ -171,11 +171,12 @@ def coalition_plan(
             if v is not None
         }
     )
+    rounds, patience = study.budget(base)
     doc = json.loads(base.model_dump_json())
     doc.update(
         run_id=run_id,
-        rounds=study.budget(base)[0],
-        patience=study.budget(base)[1],  # the same rule for every coalition
+        rounds=rounds,
+        patience=patience,  # the same rule for every coalition
         participants=sorted(coalition),
         threshold=None,
         report_test_gain=True,

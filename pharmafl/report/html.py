@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import html
 import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -258,20 +257,10 @@ def _contribution_text(summary: ConsortiumSummary) -> str:
 
 
 def _main_run_gain(summary: ConsortiumSummary) -> str:
-    """The main run's gain as v(N) measures it: mean over the study's partners (no score:
-    0) of federated − local-only test AUC-PR; the grand coalition should agree with it.
-    Empty when a partner of the study has no row in the summary."""
-    c = summary.contribution
-    if c is None:
-        return ""
-    players = c.players or [p.name for p in summary.partners]
-    study = sorted({m for g in players for m in (c.groups or {}).get(g, [g])})
-    rows = {p.name: p for p in summary.partners}
-    if not study or any(name not in rows for name in study):
-        return ""  # a partner of the study has no row here: not measured the same way
-    gains = [rows[name].gain("auc_pr") for name in study]
-    mean = sum(g for g in gains if g is not None and math.isfinite(g)) / len(study)
-    return f" The main run, measured the same way: {mean:.4f}."
+    """The main run's gain as v(N) measures it (:meth:`ConsortiumSummary.main_run_utility`);
+    the grand coalition should agree with it."""
+    mean = summary.main_run_utility()
+    return "" if mean is None else f" The main run, measured the same way: {mean:.4f}."
 
 
 def _ledger_section(summary: ConsortiumSummary) -> str:

@@ -17,7 +17,7 @@ import pandas as pd
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pharmafl import __version__
-from pharmafl.accounting import ContributionResult
+from pharmafl.accounting import ContributionResult, mean_gain_utility
 from pharmafl.accounting.privacy import PartnerPrivacy
 from pharmafl.evaluation import BenefitSummary
 from pharmafl.ledger import LedgerEntry, VerificationResult, run_entries
@@ -429,6 +429,24 @@ class ConsortiumSummary(BaseModel):
             raise ValueError(
                 f"partners' Shapley values sum to {total!r}, not v(N) − v(∅) = {target!r}"
             )
+
+    def main_run_utility(self) -> float | None:
+        """The main run's gain as the study's v(N) measures it (:func:`~pharmafl.accounting.
+        mean_gain_utility` of federated − local-only test AUC-PR over the study's partners; no
+        score counts 0), for comparing the grand coalition with it. None without a study, or
+        when a partner of the study has no row here."""
+        c = self.contribution
+        if c is None:
+            return None
+        players = c.players or [p.name for p in self.partners]
+        study = sorted({m for g in players for m in (c.groups or {}).get(g, [g])})
+        rows = {p.name: p for p in self.partners}
+        if not study or any(name not in rows for name in study):
+            return None
+        gains = {name: rows[name].gain("auc_pr") for name in study}
+        return mean_gain_utility(
+            {n: g for n, g in gains.items() if g is not None and math.isfinite(g)}, study
+        )
 
     def partner(self, name: str) -> PartnerSummary:
         """The summary of partner ``name`` (KeyError if absent)."""
