@@ -87,6 +87,7 @@ class DemoConfig(BaseModel):
     round_epochs: float = Field(2.0, gt=0, description="Local epochs per federated round.")
     fed_patience: int = Field(3, ge=1, description="Rounds without validation improvement.")
     server_optimizer: str = Field("fedavg")
+    prox_mu: float = Field(0.0, ge=0, description="FedProx proximal term (0 = FedAvg).")
     ring_bits: Literal[8, 16, 32, 64] = Field(
         32, description="Bits per trunk parameter in a masked update (8: 0.25× the bytes)."
     )
@@ -109,6 +110,9 @@ class DemoConfig(BaseModel):
         "cheaper, truncated estimate.",
     )
     study_parallel: int = Field(2, ge=1, le=8, description="Coalitions trained at a time.")
+    pooled: bool = Field(
+        True, description="Train the pooled reference (off: a recipe probe, benchmarks)."
+    )
     contribution: bool = Field(
         True, description="Run the contribution study (when there are ≥ 2 valuation groups)."
     )
@@ -282,6 +286,7 @@ def _federate(layout: ConsortiumLayout, cfg: DemoConfig, trunk: SparseTrunkConfi
             batch_size=cfg.batch_size,
             head_finetune_epochs=cfg.head_finetune_epochs,
             keep_optimizer=cfg.keep_optimizer,
+            prox_mu=cfg.prox_mu,
         ),
         server_optimizer=make_server_optimizer(cfg.server_optimizer).config,
         final_trunk=cfg.final_trunk,
@@ -406,10 +411,11 @@ def run_demo(
     say(f"4/7 federated training: up to {cfg.rounds} rounds, secure aggregation")
     with clock.step("federated"):
         _federate(layout, cfg, trunk)
-    say("5/7 pooled reference (all data in one place: the simulation's upper bound)")
-    with clock.step("pooled"):
-        partners = list(layout.partner_dirs().values())
-        run_pooled(partners, trunk, train, out_dir=layout.operator.pooled)
+    if cfg.pooled:
+        say("5/7 pooled reference (all data in one place: the simulation's upper bound)")
+        with clock.step("pooled"):
+            partners = list(layout.partner_dirs().values())
+            run_pooled(partners, trunk, train, out_dir=layout.operator.pooled)
     if cfg.contribution and _groups(layout) >= 2:
         say(
             f"6/7 contribution study: every coalition of the {_groups(layout)} valuation groups "

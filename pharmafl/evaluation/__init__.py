@@ -45,6 +45,7 @@ from pharmafl.evaluation.documents import (
     SplitMetrics,
     TaskTypeMetrics,
     paired_task_deltas,
+    paired_task_gains,
 )
 from pharmafl.evaluation.metrics import (
     CLASSIFICATION_COUNTS,
@@ -140,6 +141,7 @@ __all__ = [
     "improve_to_perfect",
     "metric_names",
     "paired_task_deltas",
+    "paired_task_gains",
     "regression_task_metrics",
     "relative_improve",
     "score_new_data",

@@ -52,24 +52,41 @@ class SplitMetrics(_Doc):
         return math.nan
 
 
-def paired_task_deltas(a: SplitMetrics, b: SplitMetrics, metric: str) -> np.ndarray:
-    """Per-task ``metric`` of ``b`` minus ``a`` on the classification tasks both scored
-    (aggregation weight > 0, finite on both sides), in task-id order: what a partner's
-    standard error of a gain is computed from (the tasks themselves stay with it)."""
+def paired_task_gains(
+    a: SplitMetrics,
+    b: SplitMetrics,
+    metric: str,
+    task_type: Literal["classification", "regression"] = "classification",
+    name: str = "task_id",
+) -> dict[object, float]:
+    """Per-task ``metric`` of ``b`` minus ``a`` on the ``task_type`` tasks both scored
+    (aggregation weight > 0, finite on both sides), keyed by each row's ``name`` field
+    (``task_id``, or ``task``: the partner's label, stable across preparations), in key order."""
 
     def scores(split: SplitMetrics) -> dict[object, float]:
-        part = split.classification
+        part = split.classification if task_type == "classification" else split.regression
         out: dict[object, float] = {}
         for row in part.per_task if part is not None else []:
             value, weight = row.get(metric), row.get("aggregation_weight", 1)
             scored = isinstance(weight, int | float) and weight > 0  # as the aggregate counts
             if isinstance(value, int | float) and math.isfinite(value) and scored:
-                out[row.get("task_id")] = float(value)
+                out[row.get(name)] = float(value)
         return out
 
     sa, sb = scores(a), scores(b)
-    common = sorted(set(sa) & set(sb), key=str)
-    return np.array([sb[t] - sa[t] for t in common], dtype=np.float64)
+    return {t: sb[t] - sa[t] for t in sorted(set(sa) & set(sb), key=str)}
+
+
+def paired_task_deltas(
+    a: SplitMetrics,
+    b: SplitMetrics,
+    metric: str,
+    task_type: Literal["classification", "regression"] = "classification",
+) -> np.ndarray:
+    """:func:`paired_task_gains` by task id, as an array in task-id order: what a partner's
+    standard error of a gain is computed from (the tasks themselves stay with it)."""
+    gains = paired_task_gains(a, b, metric, task_type)
+    return np.array(list(gains.values()), dtype=np.float64)
 
 
 class EpochRecord(_Doc):
@@ -115,4 +132,5 @@ __all__ = [
     "SplitMetrics",
     "TaskTypeMetrics",
     "paired_task_deltas",
+    "paired_task_gains",
 ]

@@ -24,3 +24,17 @@ def test_pairs_by_task_id_and_counts_only_scored_tasks() -> None:
     # task 4 unscored at a, task 5 weighted out, task 6 only in b
     np.testing.assert_allclose(paired_task_deltas(a, b, "auc_pr"), [-0.05, 0.1, 0.3])
     assert paired_task_deltas(a, SplitMetrics(folds=[0], n_rows=0), "auc_pr").size == 0
+
+
+def test_regression_tasks_are_paired_from_the_regression_part() -> None:
+    def both(cls: float, reg: dict[int, float]) -> SplitMetrics:
+        c = TaskTypeMetrics(
+            task_type="classification", aggregate={}, per_task=[{"task_id": 1, "r2": cls}]
+        )
+        rows = [{"task_id": t, "r2": v, "aggregation_weight": 1} for t, v in reg.items()]
+        r = TaskTypeMetrics(task_type="regression", aggregate={}, per_task=rows)
+        return SplitMetrics(folds=[0], n_rows=10, classification=c, regression=r)
+
+    a, b = both(0.0, {1: 0.2, 2: 0.4}), both(9.0, {1: 0.5, 2: 0.1})
+    np.testing.assert_allclose(paired_task_deltas(a, b, "r2", "regression"), [0.3, -0.3])
+    np.testing.assert_allclose(paired_task_deltas(a, b, "r2"), [9.0])

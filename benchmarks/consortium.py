@@ -1,0 +1,425 @@
+"""The consortium-benefit benchmark (issue 15, item 1): does joining pay off, per partner?
+
+Every FS-Mol kinase assay (ChEMBL 27: 1,322 assays, ≈ 31 k compounds, ≈ 146 k measurements)
+is split by assay into 4 partners (the simulator's seeded hash, seed 0: the same partners
+for every key). For each consortium key (``--keys``: other scaffold folds, another held-out
+set) the benchmark
+
+1. holds out a **new-chemistry set**: every compound whose Murcko scaffold's keyed hash
+   falls in the lowest ``--new-share`` (10 %), acyclic compounds kept; no partner trains on
+   those scaffolds (a partner scoring its models on compounds made after training);
+2. runs the demo's pipeline on the rest (``pharmafl.demo.run_demo``, its default recipe,
+   partners uncapped): simulate, prepare, local-only baselines (early-stopped), federated
+   training with secure aggregation, pooled reference;
+3. scores each partner's local and federated models on its test fold (per-task metrics
+   files) and on the new-chemistry measurements of its own assays, written in its own export
+   shape and read by ``pharmafl evaluate`` (the partner's command).
+
+Per partner it prints federated − local for classification (AUC-PR, ROC-AUC) and regression
+(R², censor-aware RMSE: lower is better), with two 95 % intervals:
+
+- over tasks and keys: each task's gain averaged over the keys that scored it, then a
+  t-interval over the partner's tasks (key noise is inside every task's value);
+- over keys: a t-interval over the partner's per-key mean gains (K − 1 degrees of freedom:
+  wide with 3 keys; a shared fold effect is inside it);
+
+and the share of tasks improved. ``--sweep`` runs the recipe settings of item 2 on the first
+key, each against the default (local and federated only, no pooled), and prints a table per
+setting.
+
+    .venv/bin/python benchmarks/consortium.py                      # 3 keys, ≈ 40 min
+    .venv/bin/python benchmarks/consortium.py --keys 0 --sweep     # one key, then the sweep
+    .venv/bin/python benchmarks/consortium.py --table runs.json    # reprint earlier runs
+
+Prints one JSON line per run and the tables; ``--out`` writes every run as JSON. Needs the
+FS-Mol data (``../shared/data`` or ``PHARMAFL_DATA_DIR``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+import numpy as np
+import pandas as pd
+from quality import _key_file, _mean_ci
+
+from pharmafl.evaluation import paired_task_gains
+from pharmafl.evaluation.documents import MetricsReport
+
+#: The metrics compared, per task type, and whether higher is better.
+METRICS: dict[str, dict[str, bool]] = {
+    "classification": {"auc_pr": True, "roc_auc": True},
+    "regression": {"r2": True, "rmse": False},
+}
+#: The consortium: every kinase assay, 4 partners, no cap (DemoConfig's recipe otherwise).
+CONSORTIUM: dict[str, Any] = {
+    "dataset": "fsmol",
+    "partners": 4,
+    "max_compounds": 1_000_000,
+    "seed": 0,
+    "contribution": False,
+    "workers": 0,
+}
+#: Item 2's recipe settings, each a DemoConfig override measured against the default.
+SWEEP: dict[str, dict[str, Any]] = {
+    "default": {},
+    "hidden 2000, dropout 0.6": {"hidden": 2000, "dropout": 0.6},
+    "1 local epoch a round": {"round_epochs": 1.0},
+    "16 rounds, patience 4": {"rounds": 16, "fed_patience": 4},
+    "FedProx mu 0.01": {"prox_mu": 0.01},
+    "FedAvgM": {"server_optimizer": "fedavgm"},
+    "FedAdam": {"server_optimizer": "fedadam"},
+    "no head fine-tuning": {"head_finetune_epochs": 0},
+    "best-round trunk": {"final_trunk": "best"},
+}
+
+
+def _scaffold(smiles: str) -> str:
+    from rdkit import Chem
+    from rdkit.Chem.Scaffolds import MurckoScaffold
+
+    mol = Chem.MolFromSmiles(smiles)
+    return "" if mol is None else MurckoScaffold.MurckoScaffoldSmiles(mol=mol)
+
+
+def kinase_file(folder: Path) -> Path:
+    """Every FS-Mol kinase measurement, in FS-Mol's own columns, with each compound's Murcko
+    scaffold (computed once, cached in ``folder``)."""
+    path = folder / "fsmol-kinase-scaffolds.csv.gz"
+    if path.is_file():
+        return path
+    from pharmafl.common.settings import data_dir
+
+    fsmol = data_dir("fsmol")
+    meta = pd.read_csv(fsmol / "fsmol_assay_metadata.csv")
+    keep = set(meta.loc[meta["protein_super_family"] == "kinase", "assay_chembl_id"])
+    rows = pd.read_csv(fsmol / "fsmol_chembl27_measurements.csv.gz")
+    rows = rows[rows["assay_chembl_id"].isin(keep)].reset_index(drop=True)
+    scaffolds = {s: _scaffold(s) for s in rows["smiles"].unique()}
+    rows["scaffold"] = rows["smiles"].map(scaffolds)
+    rows.to_csv(path.with_suffix(".tmp"), index=False, compression="gzip")
+    path.with_suffix(".tmp").rename(path)
+    return path
+
+
+def held_out(scaffolds: pd.Series, key: str, share: float) -> np.ndarray:
+    """True for rows whose scaffold's keyed hash falls in the lowest ``share``: whole
+    scaffolds, so no kept compound shares one; acyclic compounds (no scaffold) are kept."""
+
+    def bucket(s: str) -> float:
+        digest = hashlib.sha256(f"{key}\0{s}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
+
+    buckets = {s: bucket(s) for s in scaffolds.unique() if s}
+    return scaffolds.map(lambda s: bool(s) and buckets[s] < share).to_numpy(dtype=bool)
+
+
+def split_files(kinase: Path, key_file: str, share: float, work: Path) -> tuple[Path, Path]:
+    """``train.csv`` (what the partners hold) and ``new.csv`` (the new chemistry)."""
+    rows = pd.read_csv(kinase)
+    key = json.loads(Path(key_file).read_text())["key"]
+    new = held_out(rows["scaffold"].fillna(""), key, share)
+    rows = rows.drop(columns="scaffold")
+    train, newf = work / "train.csv", work / "new.csv"
+    rows[~new].to_csv(train, index=False)
+    rows[new].to_csv(newf, index=False)
+    return train, newf
+
+
+def _deltas(a: Any, b: Any, task_type: str) -> dict[str, dict[str, float]]:
+    """Per metric: task label → b − a on the tasks both scored (labels, not column ids: a
+    task keeps its label under another key's folds)."""
+    return {
+        metric: {str(t): v for t, v in paired_task_gains(a, b, metric, task_type, "task").items()}
+        for metric in METRICS[task_type]
+    }
+
+
+def test_fold_deltas(pdir: Path, compared: str = "federated") -> dict[str, Any]:
+    """Federated − local per task on the partner's test fold, per task type and metric."""
+    from pharmafl.model.select import resolve_model
+
+    local, fed = (
+        MetricsReport.model_validate_json(
+            (resolve_model(pdir, m).path / "metrics.json").read_bytes()
+        )
+        for m in ("local", compared)
+    )
+    assert local.test is not None and fed.test is not None
+    return {t: _deltas(local.test, fed.test, t) for t in METRICS}
+
+
+def _new_chemistry_export(pdir: Path, rows: pd.DataFrame, shape: str, out: Path) -> Path | None:
+    """The partner's new-chemistry measurements (its own assays), in its own export shape."""
+    from pharmafl.data import load_catalogue
+    from pharmafl.simulate import PartnerExport, write_partner_export
+
+    assays = {t.assay_id for t in load_catalogue(pdir / "prepared").tasks}
+    mine = rows[rows["assay"].isin(assays)]
+    if mine.empty:
+        return None
+    smiles = sorted(mine["smiles"].unique())
+    number = {s: i + 1 for i, s in enumerate(smiles)}
+    part = PartnerExport(
+        name=pdir.name,
+        kind="dose_response",
+        measurements=mine.assign(compound_number=mine["smiles"].map(number).astype(np.int64)),
+    )
+    return write_partner_export(out / pdir.name, shape, part)
+
+
+def new_chemistry_deltas(root: Path, new_file: Path) -> dict[str, dict[str, Any]]:
+    """Per partner: federated − local per task on its new-chemistry measurements, scored by
+    ``pharmafl evaluate``'s code (``evaluate_new_measurements``)."""
+    from pharmafl.layout import ConsortiumLayout
+    from pharmafl.partner.evaluate import evaluate_new_measurements
+    from pharmafl.simulate import read_public_file
+
+    layout = ConsortiumLayout(root)
+    manifest = json.loads(layout.simulation.read_text())
+    shapes = {p["name"]: p["shape"] for p in manifest["partners"]}
+    rows = read_public_file(new_file).measurements
+    out: dict[str, dict[str, Any]] = {}
+    for name, pdir in layout.partner_dirs().items():
+        config = _new_chemistry_export(pdir, rows, shapes[name], root / "new-chemistry")
+        if config is None:
+            continue
+        doc = evaluate_new_measurements(
+            pdir,
+            config=config,
+            models=["local", "federated"],
+            resamples=1,  # tasks only
+        )
+        per: dict[str, Any] = {t: {m: {} for m in METRICS[t]} for t in METRICS}
+        for task in doc.scores.tasks:
+            local, fed = task.scores.get("local") or {}, task.scores.get("federated") or {}
+            for metric in METRICS[task.kind]:
+                a, b = local.get(metric), fed.get(metric)
+                if a is not None and b is not None and math.isfinite(a) and math.isfinite(b):
+                    per[task.kind][metric][task.task] = b - a
+        out[name] = per | {"n_compounds": doc.scores.n_rows}
+    return out
+
+
+def run_key(
+    kinase: Path, key_index: int, work: Path, overrides: dict[str, Any], share: float
+) -> dict[str, Any]:
+    """One key: simulate, train, score (test fold and new chemistry)."""
+    from pharmafl.demo import DemoConfig, run_demo
+    from pharmafl.layout import ConsortiumLayout
+
+    t0 = time.perf_counter()
+    key_file = _key_file(work, key_index)
+    folder = work / f"key{key_index}-{_slug(overrides)}"
+    folder.mkdir(parents=True, exist_ok=True)
+    train, new = split_files(kinase, key_file, share, folder)
+    cfg = DemoConfig.model_validate(
+        CONSORTIUM | {"source": str(train), "key_file": key_file} | overrides
+    )
+    root = folder / "consortium"
+    run_demo(root, cfg, say=lambda _: None, force=True)
+    layout = ConsortiumLayout(root)
+    test = {name: test_fold_deltas(p) for name, p in layout.partner_dirs().items()}
+    pooled = (
+        {name: _pooled_deltas(root, name) for name in layout.partner_dirs()} if cfg.pooled else {}
+    )
+    newchem = new_chemistry_deltas(root, new)
+    return {
+        "key": key_index,
+        "overrides": overrides,
+        "new_share": share,
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "partners": {
+            name: {"test": test[name], "pooled": pooled.get(name), "new": newchem.get(name)}
+            for name in test
+        },
+    }
+
+
+def _pooled_deltas(root: Path, name: str) -> dict[str, Any]:
+    """Pooled − local per task on the partner's test fold (the simulation's upper bound)."""
+    from pharmafl.evaluation.documents import PooledReport
+
+    doc = PooledReport.model_validate_json((root / "operator/pooled/metrics.json").read_bytes())
+    local = MetricsReport.model_validate_json(
+        (root / "partners" / name / "models/local/metrics.json").read_bytes()
+    )
+    pooled = doc.partners[name]
+    assert local.test is not None and pooled.test is not None
+    return {t: _deltas(local.test, pooled.test, t) for t in METRICS}
+
+
+def _slug(overrides: dict[str, Any]) -> str:
+    text = json.dumps(overrides, sort_keys=True)
+    return "default" if not overrides else hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+# --- statistics -------------------------------------------------------------------------
+
+
+def summarise(
+    runs: list[dict[str, Any]], where: str, partner: str, task_type: str, metric: str
+) -> dict[str, Any] | None:
+    """Mean federated − local of one partner on one metric, its two intervals, the share of
+    tasks improved, the tasks and keys counted (None without any scored task)."""
+    per_key = [
+        ((r["partners"].get(partner) or {}).get(where) or {}).get(task_type, {}).get(metric, {})
+        for r in runs
+    ]
+    per_key = [d for d in per_key if d]
+    if not per_key:
+        return None
+    tasks: dict[str, list[float]] = {}
+    for d in per_key:
+        for task, v in d.items():
+            tasks.setdefault(task, []).append(v)
+    task_means = [float(np.mean(v)) for v in tasks.values()]
+    mean, lo, hi = _mean_ci(task_means)
+    _, klo, khi = _mean_ci([float(np.mean(list(d.values()))) for d in per_key])
+    better = METRICS[task_type][metric]
+    improved = [(m > 0) if better else (m < 0) for m in task_means]
+    return {
+        "mean": mean,
+        "ci_tasks_keys": (lo, hi),
+        "ci_keys": (klo, khi),
+        "share_improved": float(np.mean(improved)),
+        "tasks": len(task_means),
+        "keys": len(per_key),
+    }
+
+
+def _cell(s: dict[str, Any] | None) -> str:
+    if s is None:
+        return f"{'–':>44}"
+    lo, hi = s["ci_tasks_keys"]
+    klo, khi = s["ci_keys"]
+    return (
+        f"{s['mean']:+.4f} [{lo:+.4f},{hi:+.4f}] {{{klo:+.3f},{khi:+.3f}}} "
+        f"{100 * s['share_improved']:3.0f}% {s['tasks']:>4}"
+    )
+
+
+def table(runs: list[dict[str, Any]], where: str = "test") -> str:
+    """Per partner and metric: mean gain [tasks & keys] {keys} share-improved tasks."""
+    partners = sorted({p for r in runs for p in r["partners"]})
+    cols = [(t, m) for t in METRICS for m in METRICS[t]]
+    head = " | ".join(f"{m:<44}" for _, m in cols)
+    lines = [f"{where}: federated − local; mean [95 % over tasks & keys] {{over keys}} "
+             "share of tasks improved, tasks", f"{'partner':<8} | {head}"]  # fmt: skip
+    for p in partners:
+        cells = " | ".join(_cell(summarise(runs, where, p, t, m)) for t, m in cols)
+        lines.append(f"{p:<8} | {cells}")
+    lines.append(f"{'mean':<8} | " + " | ".join(_partner_mean(runs, where, t, m) for t, m in cols))
+    return "\n".join(lines)
+
+
+def _partner_mean(runs: list[dict[str, Any]], where: str, task_type: str, metric: str) -> str:
+    """The mean over partners of their mean gains, with a t-interval over keys of the per-key
+    means over partners."""
+    partners = sorted({p for r in runs for p in r["partners"]})
+    stats = [summarise(runs, where, p, task_type, metric) for p in partners]
+    means = [s["mean"] for s in stats if s is not None]
+    if not means:
+        return f"{'–':>44}"
+    per_key = []
+    for r in runs:
+        one = [summarise([r], where, p, task_type, metric) for p in partners]
+        vals = [s["mean"] for s in one if s is not None]
+        if vals:
+            per_key.append(float(np.mean(vals)))
+    _, lo, hi = _mean_ci(per_key)
+    return f"{float(np.mean(means)):+.4f} {{{lo:+.4f},{hi:+.4f}}} over keys{'':>14}"
+
+
+def sweep_table(runs: list[dict[str, Any]]) -> str:
+    """One line per setting: the mean over partners of federated − local, test fold and new
+    chemistry (the sweep's runs share one key: paired)."""
+    lines = [
+        f"{'setting':<28} {'test ΔAUC-PR':>12} {'test ΔROC':>10} {'test ΔR²':>10} "
+        f"{'new ΔAUC-PR':>12} {'new ΔR²':>10} {'minutes':>8}"
+    ]
+    for name, overrides in SWEEP.items():
+        mine = [r for r in runs if r["overrides"] == overrides | {"pooled": False}]
+        if not mine:
+            continue
+        cells = []
+        for where, t, m in (
+            ("test", "classification", "auc_pr"),
+            ("test", "classification", "roc_auc"),
+            ("test", "regression", "r2"),
+            ("new", "classification", "auc_pr"),
+            ("new", "regression", "r2"),
+        ):
+            stats = [summarise(mine, where, p, t, m) for p in mine[0]["partners"]]
+            vals = [s["mean"] for s in stats if s is not None]
+            cells.append(float(np.mean(vals)) if vals else math.nan)
+        minutes = np.mean([r["wall_s"] for r in mine]) / 60
+        lines.append(
+            f"{name:<28} {cells[0]:>+12.4f} {cells[1]:>+10.4f} {cells[2]:>+10.4f} "
+            f"{cells[3]:>+12.4f} {cells[4]:>+10.4f} {minutes:>8.1f}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--keys", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--new-share", type=float, default=0.1, help="Scaffolds held out.")
+    ap.add_argument("--sweep", action="store_true", help="Item 2's settings on the first key.")
+    ap.add_argument("--no-main", action="store_true", help="Only the sweep.")
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="FIELD=JSON",
+        help="Override a DemoConfig field of the main runs (e.g. hidden=1000); repeatable.",
+    )  # fmt: skip
+    ap.add_argument("--out", type=Path, help="Write every run's JSON here.")
+    ap.add_argument("--keep", type=Path, help="Keep the consortia in this folder.")
+    ap.add_argument("--table", type=Path, help="Only print the tables of a --out file.")
+    args = ap.parse_args(argv)
+    runs = json.loads(args.table.read_text()) if args.table is not None else _run(args)
+    main_runs = [r for r in runs if not r.get("sweep")]
+    for where in ("test", "new"):
+        if main_runs:
+            print(table(main_runs, where))
+    sweep = [r for r in runs if r.get("sweep")]
+    if sweep:
+        print(sweep_table(sweep))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
+    work = args.keep or Path(tempfile.mkdtemp(prefix="pharmafl-consortium-"))
+    work.mkdir(parents=True, exist_ok=True)
+    runs: list[dict[str, Any]] = []
+    try:
+        kinase = kinase_file(work)
+        plan = [] if args.no_main else [(k, overrides, False) for k in args.keys]
+        if args.sweep:
+            plan += [(args.keys[0], s | {"pooled": False}, True) for s in SWEEP.values()]
+        for key_index, setting, is_sweep in plan:
+            run = run_key(kinase, key_index, work, setting, args.new_share) | {"sweep": is_sweep}
+            print(json.dumps(run), flush=True)
+            runs.append(run)
+            if args.out is not None:
+                args.out.write_text(json.dumps(runs) + "\n")
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return runs
+
+
+if __name__ == "__main__":
+    sys.exit(main())
