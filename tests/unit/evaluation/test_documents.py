@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from pharmafl.evaluation import SplitMetrics, TaskTypeMetrics, paired_task_deltas
+from pharmafl.evaluation import (
+    SplitMetrics,
+    TaskTypeMetrics,
+    paired_task_deltas,
+    paired_task_gains,
+)
 
 
 def _split(
@@ -38,3 +44,15 @@ def test_regression_tasks_are_paired_from_the_regression_part() -> None:
     a, b = both(0.0, {1: 0.2, 2: 0.4}), both(9.0, {1: 0.5, 2: 0.1})
     np.testing.assert_allclose(paired_task_deltas(a, b, "r2", "regression"), [0.3, -0.3])
     np.testing.assert_allclose(paired_task_deltas(a, b, "r2"), [9.0])
+
+
+def test_gains_by_label_survive_another_column_order() -> None:
+    def split(rows: list[tuple[int, str, float]]) -> SplitMetrics:
+        per = [{"task_id": i, "task": label, "auc_pr": v} for i, label, v in rows]
+        part = TaskTypeMetrics(task_type="classification", aggregate={}, per_task=per)
+        return SplitMetrics(folds=[0], n_rows=10, classification=part)
+
+    a = split([(0, "A1 (cls)", 0.5), (1, "A2 (cls)", 0.2)])
+    b = split([(0, "A2 (cls)", 0.4), (1, "A1 (cls)", 0.6)])  # the same tasks, swapped
+    gains = paired_task_gains(a, b, "auc_pr", name="task")
+    assert gains == pytest.approx({"A1 (cls)": 0.1, "A2 (cls)": 0.2})
