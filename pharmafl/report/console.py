@@ -67,7 +67,7 @@ def _regression_lines(summary: ConsortiumSummary) -> list[str]:
     lines = []
     for p in summary.partners:
         b = p.regression_benefit
-        if b is None:
+        if b is None or b.n_tasks == 0:  # nothing to say about tasks it does not have
             continue
         r2, rmse = b.metric("r2"), b.metric("rmse")
         tasks = f"{b.n_tasks} task" + ("" if b.n_tasks == 1 else "s")

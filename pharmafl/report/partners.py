@@ -129,9 +129,10 @@ def regression_benefit(local: MetricsReport, federated: MetricsReport) -> Benefi
     if a is None or b is None:
         return None
     try:
-        return benefit_summary(a, b, "regression")
+        summary = benefit_summary(a, b, "regression")
     except EvaluationError:
         return None
+    return summary if summary.n_tasks > 0 else None
 
 
 #: Local references a partner may train (``models/<name>/metrics.json``): the network and

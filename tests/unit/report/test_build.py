@@ -115,6 +115,10 @@ def test_regression_benefit_is_summarised_with_intervals_and_shown(
     assert "regression (1 task) federated" in partner_table(
         summary.model_copy(update={"partners": [one]})
     )
+    none = one.model_copy(
+        update={"regression_benefit": one.regression_benefit.model_copy(update={"n_tasks": 0})}  # type: ignore[union-attr]
+    )
+    assert "regression" not in partner_table(summary.model_copy(update={"partners": [none]}))
     md = summary_tables_markdown(summary)
     assert "Regression tasks, federated − local-only" in md and "| bravo | 8 | +0.0100 |" in md
     html = report_html(summary)
@@ -270,3 +274,20 @@ def test_summary_round_trips_through_write_report(consortium_folder: ConsortiumL
     assert isinstance(load_summary(files.summary_path), ConsortiumSummary)
     html = files.report_path.read_text(encoding="utf-8")
     assert all(html.count(p) >= 3 for p in FOLDER_PARTNERS)
+
+
+def test_no_regression_benefit_without_a_scored_regression_task() -> None:
+    """Regression tasks that no fold could score (weight 0) give no benefit, not '0 tasks'."""
+    from pharmafl.evaluation.documents import MetricsReport, SplitMetrics, TaskTypeMetrics
+    from pharmafl.report.partners import regression_benefit
+
+    def report(r2: float, weight: int) -> MetricsReport:
+        rows = [{"task_id": t, "r2": r2, "rmse": 1 - r2, "aggregation_weight": weight}
+                for t in range(3)]  # fmt: skip
+        part = TaskTypeMetrics(task_type="regression", aggregate={}, per_task=rows)
+        test = SplitMetrics(folds=[0], n_rows=9, regression=part)
+        return MetricsReport(model_name="m", fold_va=1, fold_te=0, epochs_trained=1, test=test)
+
+    assert regression_benefit(report(0.1, 0), report(0.3, 0)) is None
+    scored = regression_benefit(report(0.1, 1), report(0.3, 1))
+    assert scored is not None and scored.n_tasks == 3
