@@ -8,9 +8,10 @@ set) the benchmark
 1. holds out a **new-chemistry set**: every compound whose Murcko scaffold's keyed hash
    falls in the lowest ``--new-share`` (10 %), acyclic compounds kept; no partner trains on
    those scaffolds (a partner scoring its models on compounds made after training);
-2. runs the demo's pipeline on the rest (``pharmafl.demo.run_demo``, its default recipe,
-   partners uncapped): simulate, prepare, local-only baselines (early-stopped), federated
-   training with secure aggregation, pooled reference;
+2. runs the demo's pipeline on the rest (its default recipe, partners uncapped): simulate and
+   prepare once per key (``pharmafl.demo.prepare_demo``), then, on a copy per setting
+   (``train_demo``), local-only baselines (early-stopped), federated training with secure
+   aggregation, pooled reference;
 3. scores each partner's local and federated models on its test fold (per-task metrics
    files) and on the new-chemistry measurements of its own assays, written in its own export
    shape and read by ``pharmafl evaluate`` (the partner's command).
@@ -214,23 +215,49 @@ def new_chemistry_deltas(root: Path, new_file: Path) -> dict[str, dict[str, Any]
     return out
 
 
+#: DemoConfig fields that change the prepared data (a prepared folder is shared by the
+#: settings that differ only in the others).
+DATA_FIELDS = frozenset(
+    {"dataset", "source", "target_family", "partners", "max_compounds", "auxiliary_compounds",
+     "free_riders", "seed", "strategy", "eval_fold_min", "key_file", "workers"}
+)  # fmt: skip
+
+
+def prepared(
+    kinase: Path, key_index: int, work: Path, overrides: dict[str, Any], share: float
+) -> tuple[Path, Path, dict[str, Any]]:
+    """The key's simulated and prepared consortium (made once per key and data settings,
+    ``pharmafl.demo.prepare_demo``), its new-chemistry file and the run's DemoConfig fields."""
+    from pharmafl.demo import DemoConfig, prepare_demo
+
+    key_file = _key_file(work, key_index)
+    data = {k: v for k, v in overrides.items() if k in DATA_FIELDS}
+    folder = work / f"key{key_index}-{_slug(data)}"
+    folder.mkdir(parents=True, exist_ok=True)
+    fields = CONSORTIUM | {"source": str(folder / "train.csv"), "key_file": key_file} | overrides
+    snapshot = folder / "prepared"
+    if not (snapshot / "demo.json").is_file():
+        split_files(kinase, key_file, share, folder)
+        prepare_demo(snapshot, DemoConfig.model_validate(fields), say=lambda _: None, force=True)
+    return snapshot, folder / "new.csv", fields
+
+
 def run_key(
     kinase: Path, key_index: int, work: Path, overrides: dict[str, Any], share: float
 ) -> dict[str, Any]:
-    """One key: simulate, train, score (test fold and new chemistry)."""
-    from pharmafl.demo import DemoConfig, run_demo
+    """One key and setting: a copy of the key's prepared consortium trained with the setting
+    (``pharmafl.demo.train_demo``), scored on the test fold and the new chemistry."""
+    from pharmafl.demo import DemoConfig, train_demo
     from pharmafl.layout import ConsortiumLayout
 
     t0 = time.perf_counter()
-    key_file = _key_file(work, key_index)
-    folder = work / f"key{key_index}-{_slug(overrides)}"
-    folder.mkdir(parents=True, exist_ok=True)
-    train, new = split_files(kinase, key_file, share, folder)
-    cfg = DemoConfig.model_validate(
-        CONSORTIUM | {"source": str(train), "key_file": key_file} | overrides
-    )
-    root = folder / "consortium"
-    run_demo(root, cfg, say=lambda _: None, force=True)
+    snapshot, new, fields = prepared(kinase, key_index, work, overrides, share)
+    t1 = time.perf_counter()
+    root = snapshot.parent / f"trained-{_slug(overrides)}"
+    shutil.rmtree(root, ignore_errors=True)
+    shutil.copytree(snapshot, root)
+    cfg = DemoConfig.model_validate(fields)
+    train_demo(root, cfg, say=lambda _: None)
     layout = ConsortiumLayout(root)
     test = {name: test_fold_deltas(p) for name, p in layout.partner_dirs().items()}
     pooled = (
@@ -241,6 +268,7 @@ def run_key(
         "key": key_index,
         "overrides": overrides,
         "new_share": share,
+        "prepare_s": round(t1 - t0, 1),
         "wall_s": round(time.perf_counter() - t0, 1),
         "partners": {
             name: {"test": test[name], "pooled": pooled.get(name), "new": newchem.get(name)}
@@ -351,8 +379,8 @@ def sweep_table(runs: list[dict[str, Any]]) -> str:
         f"{'setting':<28} {'test ΔAUC-PR':>12} {'test ΔROC':>10} {'test ΔR²':>10} "
         f"{'new ΔAUC-PR':>12} {'new ΔR²':>10} {'minutes':>8}"
     ]
-    for name, overrides in SWEEP.items():
-        mine = [r for r in runs if r["overrides"] == overrides | {"pooled": False}]
+    for name in SWEEP:
+        mine = [r for r in runs if r.get("sweep") == name]
         if not mine:
             continue
         cells = []
@@ -366,7 +394,7 @@ def sweep_table(runs: list[dict[str, Any]]) -> str:
             stats = [summarise(mine, where, p, t, m) for p in mine[0]["partners"]]
             vals = [s["mean"] for s in stats if s is not None]
             cells.append(float(np.mean(vals)) if vals else math.nan)
-        minutes = np.mean([r["wall_s"] for r in mine]) / 60
+        minutes = np.mean([r["wall_s"] - r.get("prepare_s", 0.0) for r in mine]) / 60
         lines.append(
             f"{name:<28} {cells[0]:>+12.4f} {cells[1]:>+10.4f} {cells[2]:>+10.4f} "
             f"{cells[3]:>+12.4f} {cells[4]:>+10.4f} {minutes:>8.1f}"
@@ -380,6 +408,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--new-share", type=float, default=0.1, help="Scaffolds held out.")
     ap.add_argument("--sweep", action="store_true", help="Item 2's settings on the first key.")
     ap.add_argument("--no-main", action="store_true", help="Only the sweep.")
+    ap.add_argument(
+        "--settings", nargs="+", choices=list(SWEEP), default=list(SWEEP),
+        help="The sweep's settings (default: all).",
+    )  # fmt: skip
     ap.add_argument(
         "--set", action="append", default=[], metavar="FIELD=JSON",
         help="Override a DemoConfig field of the main runs (e.g. hidden=1000); repeatable.",
@@ -406,11 +438,16 @@ def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = []
     try:
         kinase = kinase_file(work)
-        plan = [] if args.no_main else [(k, overrides, False) for k in args.keys]
+        plan: list[tuple[int, dict[str, Any], str | None]] = (
+            [] if args.no_main else [(k, overrides, None) for k in args.keys]
+        )
         if args.sweep:
-            plan += [(args.keys[0], s | {"pooled": False}, True) for s in SWEEP.values()]
-        for key_index, setting, is_sweep in plan:
-            run = run_key(kinase, key_index, work, setting, args.new_share) | {"sweep": is_sweep}
+            plan += [
+                (args.keys[0], overrides | SWEEP[name] | {"pooled": False}, name)
+                for name in args.settings
+            ]
+        for key_index, setting, sweep in plan:
+            run = run_key(kinase, key_index, work, setting, args.new_share) | {"sweep": sweep}
             print(json.dumps(run), flush=True)
             runs.append(run)
             if args.out is not None:

@@ -372,18 +372,17 @@ def _public_references(
             run_local_with_public(folder, dirs[AUXILIARY_NAME], trunk, train)
 
 
-def run_demo(
+def prepare_demo(
     out_dir: str | Path,
     config: DemoConfig | None = None,
     *,
     say: Callable[[str], None] = print,
     force: bool = False,
-) -> DemoResult:
-    """Run the whole demo into ``out_dir`` (see the module docstring), which it replaces:
-    a non-empty folder that is not a previous demo output only with ``force``."""
+) -> None:
+    """Steps 1-2 of the demo into ``out_dir`` (which it replaces, as :func:`run_demo`): the
+    simulated partners, each prepared by its own flow. A copy of the folder can be trained
+    several times (:func:`train_demo`), e.g. one recipe after another on the same data."""
     from pharmafl.common.secret import load_consortium_key
-    from pharmafl.model import run_baseline, run_pooled
-    from pharmafl.report import partner_table, write_report
 
     cfg = config or DemoConfig()
     check_demo_out(out_dir, force=force)
@@ -391,7 +390,7 @@ def run_demo(
         load_consortium_key(cfg.key_file)  # a bad key file stops the demo before any work
     layout = ConsortiumLayout(Path(out_dir))
     clock = _Clock(say)
-    family = cfg.target_family if cfg.dataset == "fsmol" and cfg.source is None else None
+    family = _family(cfg)
     say(
         f"1/7 simulating {cfg.partners} partners from {cfg.dataset}"
         f"{f' ({family} assays)' if family else ''} into {layout.root}"
@@ -402,6 +401,48 @@ def run_demo(
     say("2/7 preparing each partner locally (standardize, describe, fold, tasks)")
     with clock.step("prepare"):
         _prepare(layout, cfg, say)
+    _write_timings(layout, clock)
+
+
+def _family(cfg: DemoConfig) -> str | None:
+    return cfg.target_family if cfg.dataset == "fsmol" and cfg.source is None else None
+
+
+def _write_timings(layout: ConsortiumLayout, clock: _Clock) -> None:
+    """Keep the preparation's step timings beside the demo marker (the report shows them)."""
+    atomic_write_text(layout.root / _TIMINGS, json.dumps(clock.timings) + "\n")
+
+
+#: Step timings of :func:`prepare_demo`, read back by :func:`train_demo`.
+_TIMINGS = "demo-timings.json"
+
+
+def train_demo(
+    out_dir: str | Path,
+    config: DemoConfig | None = None,
+    *,
+    say: Callable[[str], None] = print,
+) -> DemoResult:
+    """Steps 3-7 of the demo on a folder :func:`prepare_demo` wrote with the same data
+    settings (``config``'s training fields may differ): local baselines, federated training,
+    pooled reference, contribution study, report."""
+    from pharmafl.model import run_baseline, run_pooled
+    from pharmafl.report import partner_table, write_report
+
+    cfg = config or DemoConfig()
+    layout = ConsortiumLayout(Path(out_dir))
+    if not layout.demo_marker.is_file():
+        raise ConfigError(
+            "the folder was not simulated and prepared by the demo.",
+            file=layout.root,
+            fix="run `prepare_demo` (or `pharmafl demo`) into it first.",
+        )
+    clock = _Clock(say)
+    timings = layout.root / _TIMINGS
+    if timings.is_file():
+        clock.timings.update(json.loads(timings.read_text()))
+        clock.start -= sum(clock.timings.values())
+    family = _family(cfg)
     trunk, train = _configs(cfg)
     say("3/7 local-only baselines (each partner alone)")
     with clock.step("baselines"):
@@ -452,4 +493,24 @@ def run_demo(
     return DemoResult(layout.root, files.summary_path, files.report_path, files.summary, table)
 
 
-__all__ = ["DemoConfig", "DemoResult", "check_demo_out", "run_demo"]
+def run_demo(
+    out_dir: str | Path,
+    config: DemoConfig | None = None,
+    *,
+    say: Callable[[str], None] = print,
+    force: bool = False,
+) -> DemoResult:
+    """Run the whole demo into ``out_dir`` (see the module docstring), which it replaces:
+    a non-empty folder that is not a previous demo output only with ``force``."""
+    prepare_demo(out_dir, config, say=say, force=force)
+    return train_demo(out_dir, config, say=say)
+
+
+__all__ = [
+    "DemoConfig",
+    "DemoResult",
+    "check_demo_out",
+    "prepare_demo",
+    "run_demo",
+    "train_demo",
+]

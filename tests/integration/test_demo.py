@@ -99,3 +99,33 @@ def test_tiny_demo_writes_summary_report_and_verified_ledger(
         lo, hi = pr.mean_delta_ci95
         row = next(line for line in result.table.splitlines() if line.startswith(p.name))
         assert f"{lo:+.4f}…{hi:+.4f}" in row and lo <= pr.mean_delta <= hi
+
+
+def test_one_prepared_folder_trains_twice(consortium_key_file: Path, tmp_path: Path) -> None:
+    """prepare_demo once, then two recipes on copies of it (the consortium benchmark's sweep):
+    the same prepared matrices, each copy its own models; pooled=False trains no pooled model."""
+    import shutil
+
+    from pharmafl.common.errors import ConfigError
+    from pharmafl.demo import prepare_demo, train_demo
+
+    cfg = DemoConfig(
+        partners=3, max_compounds=300, hidden=16, local_epochs=1, patience=1, rounds=1,
+        fed_patience=1, head_finetune_epochs=0, eval_fold_min=1, seed=2,
+        key_file=str(consortium_key_file),
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="not simulated and prepared by the demo"):
+        train_demo(tmp_path / "nothing", cfg, say=lambda _: None)
+    prepare_demo(tmp_path / "prepared", cfg, say=lambda _: None)
+    assert not (tmp_path / "prepared/partners/alpha/models").exists()
+    runs = {}
+    for name, recipe in (("a", cfg), ("b", cfg.model_copy(update={"pooled": False}))):
+        shutil.copytree(tmp_path / "prepared", tmp_path / name)
+        runs[name] = train_demo(tmp_path / name, recipe, say=lambda _: None)
+    x = "partners/alpha/prepared/cls_T11_x.npz"
+    assert (tmp_path / "a" / x).read_bytes() == (tmp_path / "b" / x).read_bytes()
+    assert (tmp_path / "a/operator/pooled").is_dir()
+    assert not (tmp_path / "b/operator/pooled").exists()
+    assert all(p.pooled is not None for p in runs["a"].summary.partners)
+    assert all(p.pooled is None for p in runs["b"].summary.partners)
+    assert "prepare" in runs["b"].summary.notes[0]  # the preparation's timing is kept
