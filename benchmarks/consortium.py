@@ -345,7 +345,8 @@ def table(runs: list[dict[str, Any]], where: str = "test") -> str:
     partners = sorted({p for r in runs for p in r["partners"]})
     cols = [(t, m) for t in METRICS for m in METRICS[t]]
     head = " | ".join(f"{m:<44}" for _, m in cols)
-    lines = [f"{where}: federated − local; mean [95 % over tasks & keys] {{over keys}} "
+    what = "pooled − local (test fold)" if where == "pooled" else f"{where}: federated − local"
+    lines = [f"{what}; mean [95 % over tasks & keys] {{over keys}} "
              "share of tasks improved, tasks", f"{'partner':<8} | {head}"]  # fmt: skip
     for p in partners:
         cells = " | ".join(_cell(summarise(runs, where, p, t, m)) for t, m in cols)
@@ -422,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     runs = json.loads(args.table.read_text()) if args.table is not None else _run(args)
     main_runs = [r for r in runs if not r.get("sweep")]
-    for where in ("test", "new"):
+    for where in ("test", "pooled", "new"):
         if main_runs:
             print(table(main_runs, where))
     sweep = [r for r in runs if r.get("sweep")]
