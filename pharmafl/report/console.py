@@ -99,14 +99,36 @@ def partner_table(summary: ConsortiumSummary) -> str:
         )
     lines.extend(_best_local_lines(summary))
     lines.extend(_regression_lines(summary))
-    if summary.contribution is not None:
-        c = summary.contribution
-        lines.append(
-            f"contribution ({c.method} Shapley over {c.n_coalitions} coalitions): "
-            f"v(N) = {c.grand_coalition_utility:+.4f} (mean AUC-PR gain over local-only), "
-            f"v(∅) = {c.empty_coalition_utility:+.4f}"
-        )
+    lines.extend(_contribution_lines(summary))
     return "\n".join(lines)
+
+
+def _contribution_lines(summary: ConsortiumSummary) -> list[str]:
+    """The study's v(N) with its interval beside the main run's gain measured the same way,
+    then each player's (valuation group's, or partner's) Shapley value with its interval."""
+    c = summary.contribution
+    if c is None:
+        return []
+    main = summary.main_run_utility()
+    ci = "" if c.grand_coalition_ci is None else f" (95% CI {_interval(c.grand_coalition_ci)})"
+    lines = [
+        f"contribution ({c.method} Shapley over {c.n_coalitions} coalitions): "
+        f"v(N) = {c.grand_coalition_utility:+.4f}{ci} (mean AUC-PR gain over local-only), "
+        f"v(∅) = {c.empty_coalition_utility:+.4f}"
+        + ("" if main is None else f"; the main run, measured the same way: {main:+.4f}")
+    ]
+    seen: set[str] = set()
+    for p in summary.partners:
+        pc = p.contribution
+        player = None if pc is None else (pc.group or p.name)
+        if pc is None or pc.shapley is None or player is None or player in seen:
+            continue
+        seen.add(player)
+        kind = "group" if pc.group else "partner"
+        lines.append(
+            f"  {kind} {player}: Shapley {pc.shapley:+.4f} (95% CI {_interval(pc.shapley_ci)})"
+        )
+    return lines
 
 
 __all__ = ["partner_table"]

@@ -22,6 +22,7 @@ from pharmafl.report import (
     PartnerSummary,
     compute_gap_capture,
     load_summary,
+    partner_table,
     render_report,
     report_html,
     summary_tables_markdown,
@@ -264,6 +265,13 @@ def test_the_grand_coalition_shows_its_interval_and_the_main_runs_gain(
     assert f"[{lo:.4f}, {hi:.4f}]" in html
     gains = [p.gain("auc_pr") or 0.0 for p in summary.partners]
     assert f"The main run, measured the same way: {sum(gains) / len(gains):.4f}." in html
+    console = partner_table(_with_study(summary, result))
+    lo, hi = result.grand_coalition_ci
+    assert f"v(N) = {result.grand_coalition_utility:+.4f} (95% CI {lo:+.4f}…{hi:+.4f})" in console
+    assert f"the main run, measured the same way: {sum(gains) / len(gains):+.4f}" in console
+    lo, hi = result.shapley_ci[names[0]]
+    assert f"partner {names[0]}: Shapley {result.shapley[names[0]]:+.4f} (95% CI " in console
+    assert f"{lo:+.4f}…{hi:+.4f})" in console
     # a partner of the study without a row here: v(N) is over it too, so no comparison
     fewer = _with_study(summary, result).model_copy(update={"partners": summary.partners[1:]})
     assert "The main run, measured the same way" not in report_html(fewer)
