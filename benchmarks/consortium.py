@@ -85,6 +85,8 @@ SWEEP: dict[str, dict[str, Any]] = {
     "FedAdam": {"server_optimizer": "fedadam"},
     "no head fine-tuning": {"head_finetune_epochs": 0},
     "best-round trunk": {"final_trunk": "best"},
+    # a data setting: more (smaller) assays become tasks, their compounds stay (own prepare)
+    "task quorum 10": {"task_quorum": 10},
 }
 
 
@@ -219,7 +221,7 @@ def new_chemistry_deltas(root: Path, new_file: Path) -> dict[str, dict[str, Any]
 #: settings that differ only in the others).
 DATA_FIELDS = frozenset(
     {"dataset", "source", "target_family", "partners", "max_compounds", "auxiliary_compounds",
-     "free_riders", "seed", "strategy", "eval_fold_min", "key_file", "workers"}
+     "free_riders", "seed", "strategy", "eval_fold_min", "task_quorum", "key_file", "workers"}
 )  # fmt: skip
 
 

@@ -31,6 +31,7 @@ from pharmafl.common.io import atomic_write_text
 from pharmafl.layout import ConsortiumLayout
 
 if TYPE_CHECKING:
+    from pharmafl.common.params import TaskParams
     from pharmafl.contract import SparseTrunkConfig
     from pharmafl.model import TrainConfig
     from pharmafl.report import ConsortiumSummary
@@ -125,6 +126,14 @@ class DemoConfig(BaseModel):
     )
     dp_clip_norm: float = Field(0.1, gt=0, description="DP: L2 bound on each weighted update.")
     workers: int = Field(0, ge=0, description="Preparation processes (0 = all cores).")
+    task_quorum: int = Field(
+        25,
+        ge=1,
+        description="Training quorum of a task: actives and inactives each for a "
+        "classification task, uncensored values for a regression task (twice it in all). "
+        "TUNER's 25 drops the compounds of small assays; a consortium of small partners may "
+        "choose less (consortium parameters, agreed by all).",
+    )
     eval_fold_min: int = Field(
         5,
         ge=1,
@@ -205,12 +214,13 @@ def _family_source(family: str, folder: Path) -> str:
 
 def _simulate(out: Path, cfg: DemoConfig, family: str | None) -> None:
     """Simulate the partners' folders, with the demo's evaluation quorum."""
-    from pharmafl.common.params import ConsortiumParameters, EvaluationQuorum, TaskParams
+    from pharmafl.common.params import ConsortiumParameters, EvaluationQuorum
     from pharmafl.simulate import SimulationSpec, simulate_consortium
 
     quorum = EvaluationQuorum(
         num_active_fold_min=cfg.eval_fold_min, num_inactive_fold_min=cfg.eval_fold_min
     )
+    tasks = _task_params(cfg.task_quorum).model_copy(update={"evaluation_quorum": quorum})
     with tempfile.TemporaryDirectory(prefix="pharmafl-demo-") as tmp:
         source = _family_source(family, Path(tmp)) if family else cfg.source
         spec = SimulationSpec.model_validate(
@@ -232,9 +242,28 @@ def _simulate(out: Path, cfg: DemoConfig, family: str | None) -> None:
             key_file=cfg.key_file,
             parameters=ConsortiumParameters(
                 consortium_name=f"simulated-{cfg.dataset}",
-                tasks=TaskParams(evaluation_quorum=quorum),
+                tasks=tasks,
             ),
         )
+
+
+def _task_params(n: int) -> TaskParams:
+    """TUNER's task parameters with training quorum ``n`` (DemoConfig.task_quorum) for every
+    assay type but the auxiliary HTS one (which keeps its own)."""
+    from pharmafl.common.params import TaskParams
+
+    base = TaskParams()
+    cls = {
+        t: q
+        if t == "AUX_HTS"
+        else q.model_copy(update={"num_active_total": n, "num_inactive_total": n})
+        for t, q in base.classification_quorum.items()
+    }
+    reg = {
+        t: q.model_copy(update={"num_total": 2 * n, "num_uncensored_total": n})
+        for t, q in base.regression_quorum.items()
+    }
+    return base.model_copy(update={"classification_quorum": cls, "regression_quorum": reg})
 
 
 def _prepare(layout: ConsortiumLayout, cfg: DemoConfig, say: Callable[[str], None]) -> None:

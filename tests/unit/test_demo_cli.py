@@ -102,3 +102,17 @@ def test_demo_marks_its_output_right_after_simulating(
 
 def _raise_keyboard_interrupt(*_: object) -> None:
     raise KeyboardInterrupt
+
+
+def test_task_quorum_is_tuners_by_default_and_lowers_every_training_quorum() -> None:
+    from pharmafl.common.params import TaskParams
+    from pharmafl.demo import DemoConfig, _task_params
+
+    assert _task_params(DemoConfig().task_quorum) == TaskParams()  # the same parameter hash
+    low = _task_params(10)
+    for t, q in low.classification_quorum.items():
+        expected = TaskParams().classification_quorum[t] if t == "AUX_HTS" else None
+        assert q == expected or (q.num_active_total, q.num_inactive_total) == (10, 10)
+    assert {(q.num_total, q.num_uncensored_total) for q in low.regression_quorum.values()} == {
+        (20, 10)
+    }
