@@ -1,6 +1,6 @@
 """``pharmafl demo``: a whole consortium on one machine, from public data to the report.
 
-Simulates a 4-partner consortium from FS-Mol, prepares every partner (its own flow, its own
+Simulates a 6-partner consortium from FS-Mol, prepares every partner (its own flow, its own
 folder), trains each partner's local-only baseline, runs federated training with secure
 aggregation (embedded launcher: partners in threads, only envelopes through
 ``DIR/exchange``), trains the pooled reference (the simulation's upper bound), runs the
@@ -55,8 +55,14 @@ class DemoConfig(BaseModel):
         "1,700 FS-Mol targets gives partners little to learn from each other at demo size. "
         "None = all assays.",
     )
-    partners: int = Field(4, ge=2, le=26)
-    max_compounds: int = Field(5000, ge=100, description="Compounds per partner (cap).")
+    partners: int = Field(
+        6,
+        ge=2,
+        le=26,
+        description="Partners. Six make two valuation groups of three, the fewest a "
+        "contribution study can value (docs/security.md).",
+    )
+    max_compounds: int = Field(3500, ge=100, description="Compounds per partner (cap).")
     auxiliary_compounds: int | None = Field(
         None,
         ge=100,
@@ -151,7 +157,7 @@ class DemoConfig(BaseModel):
         and the federated models scored 0.01-0.05 AUC-PR below local-only on every partner.
         """
         base: dict[str, object] = {
-            "max_compounds": 1200,
+            "max_compounds": 800,
             "hidden": 250,
             "local_epochs": 10,
             "rounds": 8,

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from pharmafl.cli.interrupt import interruptible
+from pharmafl.cli.logs import steps_only
 
 
 def demo(
@@ -24,7 +25,7 @@ def demo(
     quick: Annotated[
         bool, typer.Option(help="Smaller consortium, fewer rounds (≤ 5 min); same code paths.")
     ] = False,
-    partners: Annotated[int | None, typer.Option(min=2, help="Number of partners (4).")] = None,
+    partners: Annotated[int | None, typer.Option(min=2, help="Number of partners (6).")] = None,
     max_compounds: Annotated[int | None, typer.Option(help="Compounds per partner.")] = None,
     rounds: Annotated[int | None, typer.Option(min=1, help="Federated round budget.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the simulation and training.")] = None,
@@ -43,7 +44,7 @@ def demo(
         ),
     ] = None,
 ) -> None:
-    """Run a simulated 4-partner FS-Mol consortium end to end and write DIR/report/."""
+    """Run a simulated 6-partner FS-Mol consortium end to end and write DIR/report/."""
     from pharmafl.demo import DemoConfig, run_demo
 
     overrides = {
@@ -60,7 +61,8 @@ def demo(
         if v is not None
     }
     config = DemoConfig.quick(**overrides) if quick else DemoConfig(**overrides)
-    with interruptible(f"{out} may hold a partial demo; `pharmafl demo --out {out}` starts over"):
+    partial = f"{out} may hold a partial demo; `pharmafl demo --out {out}` starts over"
+    with interruptible(partial), steps_only():  # the demo prints its own step lines
         result = run_demo(out, config, say=typer.echo, force=force)
     typer.echo(f"summary: {result.summary_path}")
     typer.echo(f"report:  {result.report_path}")

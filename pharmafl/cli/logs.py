@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 #: pharmafl's own loggers (entry points included).
@@ -78,9 +80,35 @@ def configure_logging(verbosity: int = 0) -> None:
             handler.addFilter(QuietConsole())
 
 
+@contextmanager
+def steps_only() -> Iterator[None]:
+    """Without ``-v``: only warnings and errors from pharmafl's loggers and its run loggers
+    while the block runs (a command that prints its own step lines, such as ``demo``, whose
+    steps would otherwise add a line per epoch and round)."""
+    if verbose():
+        yield
+        return
+    names = (*OWN_LOGGERS, *RUN_LOGGERS)
+    levels = {name: logging.getLogger(name).level for name in names}
+    for name in names:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
 def verbose() -> bool:
     """Whether ``-v`` (or more) was given: errors then come with their traceback."""
     return logging.getLogger(OWN_LOGGERS[0]).isEnabledFor(logging.DEBUG)
 
 
-__all__ = ["OWN_LOGGERS", "RUN_LOGGERS", "QuietConsole", "configure_logging", "verbose"]
+__all__ = [
+    "OWN_LOGGERS",
+    "RUN_LOGGERS",
+    "QuietConsole",
+    "configure_logging",
+    "steps_only",
+    "verbose",
+]

@@ -241,7 +241,10 @@ def partner_summary(
     fed_scores = _scored(fed, partner.federated_metrics, "federated model")
     gain, curves = benefit(local, fed)
     pooled_doc = None if pooled is None else pooled.partners.get(partner.name)
-    study = contribution if contribution and partner.name in contribution.players else None
+    in_study = (
+        contribution is not None and contribution.player_of(partner.name) in contribution.players
+    )
+    study = contribution if in_study else None
     return PartnerSummary(
         name=partner.name,
         local=local_scores,

@@ -97,3 +97,19 @@ def test_an_error_is_printed_whole_on_one_line(capsys: pytest.CaptureFixture[str
 
     _report_error(ConfigError("the [melloddy] table needs t0.", fix="add t0 = FILE."))
     assert capsys.readouterr().err == "error: the [melloddy] table needs t0. Fix: add t0 = FILE.\n"
+
+
+@pytest.mark.parametrize("verbosity", [0, 1])
+def test_steps_only_hides_pharmafls_info_lines_for_the_block(
+    restore_logging: None, verbosity: int
+) -> None:
+    from pharmafl.cli.logs import steps_only
+
+    configure_logging(verbosity)
+    names = ("pharmafl.partner.federated", "flows.train", "prefect.task_runs")
+    before = {n: logging.getLogger(n).getEffectiveLevel() for n in names}
+    with steps_only():
+        for n in names:
+            assert logging.getLogger(n).isEnabledFor(logging.INFO) is (verbosity >= 1)
+            assert logging.getLogger(n).isEnabledFor(logging.WARNING)
+    assert {n: logging.getLogger(n).getEffectiveLevel() for n in names} == before

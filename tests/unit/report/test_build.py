@@ -291,3 +291,25 @@ def test_no_regression_benefit_without_a_scored_regression_task() -> None:
     assert regression_benefit(report(0.1, 0), report(0.3, 0)) is None
     scored = regression_benefit(report(0.1, 1), report(0.3, 1))
     assert scored is not None and scored.n_tasks == 3
+
+
+def test_members_of_a_valuation_group_get_its_values(consortium_folder: ConsortiumLayout) -> None:
+    """A study over valuation groups (the only kind the security rules allow from six
+    partners): every member's row carries its group's values, and the console says so."""
+    from pharmafl.accounting import UtilityEstimate, exact_shapley
+
+    groups = {"alpha+bravo": ["alpha", "bravo"], "charlie": ["charlie"]}
+    result = exact_shapley(
+        list(groups), lambda s: UtilityEstimate(0.01 * len(s) + 0.005 * ("charlie" in s), 0.002)
+    ).model_copy(update={"groups": groups})
+    consortium_folder.operator.contribution.write_text(result.model_dump_json())
+    summary = build_summary(consortium_folder.root)
+    assert result.shapley is not None and result.shapley_ci is not None
+    for p in summary.partners:
+        group = "charlie" if p.name == "charlie" else "alpha+bravo"
+        assert p.contribution is not None and p.contribution.group == group
+        assert p.contribution.shapley == result.shapley[group]
+        assert p.contribution.shapley_ci == result.shapley_ci[group]
+        assert p.contribution.leave_one_out == result.leave_one_out[group]
+    text = partner_table(summary)
+    assert text.count("group alpha+bravo: Shapley") == 1 and "group charlie: Shapley" in text
