@@ -80,23 +80,32 @@ def configure_logging(verbosity: int = 0) -> None:
             handler.addFilter(QuietConsole())
 
 
+class _StepsOnly(logging.Filter):
+    """Drops pharmafl's and its runs' lines below WARNING (see :func:`steps_only`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ours = _under(record.name, OWN_LOGGERS) or _under(record.name, RUN_LOGGERS)
+        return not ours or record.levelno >= logging.WARNING
+
+
 @contextmanager
 def steps_only() -> Iterator[None]:
     """Without ``-v``: only warnings and errors from pharmafl's loggers and its run loggers
-    while the block runs (a command that prints its own step lines, such as ``demo``, whose
-    steps would otherwise add a line per epoch and round)."""
+    reach the console while the block runs (a command that prints its own step lines, such as
+    ``demo``, whose steps would otherwise add a line per epoch and round). A filter on the
+    console handlers, so it holds whatever levels Prefect sets on its run loggers."""
     if verbose():
         yield
         return
-    names = (*OWN_LOGGERS, *RUN_LOGGERS)
-    levels = {name: logging.getLogger(name).level for name in names}
-    for name in names:
-        logging.getLogger(name).setLevel(logging.WARNING)
+    handlers = list(logging.getLogger().handlers)
+    only = _StepsOnly()
+    for handler in handlers:
+        handler.addFilter(only)
     try:
         yield
     finally:
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)
+        for handler in handlers:
+            handler.removeFilter(only)
 
 
 def verbose() -> bool:
