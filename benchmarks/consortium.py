@@ -245,10 +245,16 @@ def prepared(
 
 
 def run_key(
-    kinase: Path, key_index: int, work: Path, overrides: dict[str, Any], share: float
+    kinase: Path,
+    key_index: int,
+    work: Path,
+    overrides: dict[str, Any],
+    share: float,
+    keep: bool = False,
 ) -> dict[str, Any]:
     """One key and setting: a copy of the key's prepared consortium trained with the setting
-    (``pharmafl.demo.train_demo``), scored on the test fold and the new chemistry."""
+    (``pharmafl.demo.train_demo``), scored on the test fold and the new chemistry; the copy
+    is deleted afterwards unless ``keep`` (a trained copy of all kinase is ≈ 3 GB)."""
     from pharmafl.demo import DemoConfig, train_demo
     from pharmafl.layout import ConsortiumLayout
 
@@ -266,6 +272,8 @@ def run_key(
         {name: _pooled_deltas(root, name) for name in layout.partner_dirs()} if cfg.pooled else {}
     )
     newchem = new_chemistry_deltas(root, new)
+    if not keep:
+        shutil.rmtree(root, ignore_errors=True)
     return {
         "key": key_index,
         "overrides": overrides,
@@ -450,7 +458,8 @@ def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 for name in args.settings
             ]
         for key_index, setting, sweep in plan:
-            run = run_key(kinase, key_index, work, setting, args.new_share) | {"sweep": sweep}
+            run = run_key(kinase, key_index, work, setting, args.new_share, args.keep is not None)
+            run |= {"sweep": sweep}
             print(json.dumps(run), flush=True)
             runs.append(run)
             if args.out is not None:
