@@ -151,18 +151,39 @@ def _deltas(a: Any, b: Any, task_type: str) -> dict[str, dict[str, float]]:
     }
 
 
-def test_fold_deltas(pdir: Path, compared: str = "federated") -> dict[str, Any]:
-    """Federated − local per task on the partner's test fold, per task type and metric."""
+def _metrics(pdir: Path, model: str) -> MetricsReport:
+    """A partner model's metrics document (``local``, ``federated``, … as the partner names
+    them; ``pharmafl.model.select.resolve_model`` finds its folder)."""
+    from pharmafl.layout import METRICS_FILE
     from pharmafl.model.select import resolve_model
 
-    local, fed = (
-        MetricsReport.model_validate_json(
-            (resolve_model(pdir, m).path / "metrics.json").read_bytes()
-        )
-        for m in ("local", compared)
-    )
-    assert local.test is not None and fed.test is not None
-    return {t: _deltas(local.test, fed.test, t) for t in METRICS}
+    path = resolve_model(pdir, model).path / METRICS_FILE
+    return MetricsReport.model_validate_json(path.read_bytes())
+
+
+def _test_deltas(a: MetricsReport, b: MetricsReport) -> dict[str, Any]:
+    """b − a per task on the test fold, per task type and metric."""
+    assert a.test is not None and b.test is not None
+    return {t: _deltas(a.test, b.test, t) for t in METRICS}
+
+
+def test_fold_deltas(pdir: Path) -> dict[str, Any]:
+    """Federated − local per task on the partner's test fold, per task type and metric."""
+    return _test_deltas(_metrics(pdir, "local"), _metrics(pdir, "federated"))
+
+
+def pooled_deltas(root: Path) -> dict[str, dict[str, Any]]:
+    """Per partner: pooled − local per task on its test fold (the simulation's upper bound);
+    the pooled metrics document is read once."""
+    from pharmafl.evaluation.documents import PooledReport
+    from pharmafl.layout import METRICS_FILE, ConsortiumLayout
+
+    layout = ConsortiumLayout(root)
+    doc = PooledReport.model_validate_json((layout.operator.pooled / METRICS_FILE).read_bytes())
+    return {
+        name: _test_deltas(_metrics(pdir, "local"), doc.partners[name])
+        for name, pdir in layout.partner_dirs().items()
+    }
 
 
 def _new_chemistry_export(pdir: Path, rows: pd.DataFrame, shape: str, out: Path) -> Path | None:
@@ -268,9 +289,7 @@ def run_key(
     train_demo(root, cfg, say=lambda _: None)
     layout = ConsortiumLayout(root)
     test = {name: test_fold_deltas(p) for name, p in layout.partner_dirs().items()}
-    pooled = (
-        {name: _pooled_deltas(root, name) for name in layout.partner_dirs()} if cfg.pooled else {}
-    )
+    pooled = pooled_deltas(root) if cfg.pooled else {}
     newchem = new_chemistry_deltas(root, new)
     if not keep:
         shutil.rmtree(root, ignore_errors=True)
@@ -285,19 +304,6 @@ def run_key(
             for name in test
         },
     }
-
-
-def _pooled_deltas(root: Path, name: str) -> dict[str, Any]:
-    """Pooled − local per task on the partner's test fold (the simulation's upper bound)."""
-    from pharmafl.evaluation.documents import PooledReport
-
-    doc = PooledReport.model_validate_json((root / "operator/pooled/metrics.json").read_bytes())
-    local = MetricsReport.model_validate_json(
-        (root / "partners" / name / "models/local/metrics.json").read_bytes()
-    )
-    pooled = doc.partners[name]
-    assert local.test is not None and pooled.test is not None
-    return {t: _deltas(local.test, pooled.test, t) for t in METRICS}
 
 
 def _slug(overrides: dict[str, Any]) -> str:
