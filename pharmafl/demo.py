@@ -70,6 +70,12 @@ class DemoConfig(BaseModel):
         "kept, up to this many compounds (FS-Mol); it trains the trunk, its heads are not part "
         "of the consortium's benefit. None = no auxiliary partner.",
     )
+    auxiliary_source: str | None = Field(
+        None,
+        description="A public file (FS-Mol long shape) the auxiliary partner's assays come "
+        "from instead of the assays no partner kept (SimulationSpec.auxiliary_source), e.g. "
+        "FS-Mol's other target families.",
+    )
     free_riders: tuple[str, ...] = Field(
         (),
         description="Partners whose results are shuffled within each assay (a free-rider "
@@ -236,6 +242,7 @@ def _simulate(out: Path, cfg: DemoConfig, family: str | None) -> None:
                 "partners": cfg.partners,
                 "max_compounds": cfg.max_compounds,
                 "auxiliary_compounds": cfg.auxiliary_compounds,
+                "auxiliary_source": cfg.auxiliary_source,
                 "free_riders": cfg.free_riders,
                 "seed": cfg.seed,
                 "strategy": cfg.strategy,

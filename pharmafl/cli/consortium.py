@@ -47,6 +47,14 @@ def simulate(
             "heads are not part of the consortium's benefit.",
         ),
     ] = None,
+    auxiliary_source: Annotated[
+        Path | None,
+        typer.Option(
+            "--auxiliary-source",
+            help="Take the auxiliary partner's assays from this public file (FS-Mol long "
+            "shape, e.g. other target families) instead of the assays no partner kept.",
+        ),
+    ] = None,
     free_rider: Annotated[
         list[str] | None,
         typer.Option(
@@ -108,6 +116,7 @@ def simulate(
         partners=partners,
         max_compounds=max_compounds,
         auxiliary_compounds=auxiliary_compounds,
+        auxiliary_source=str(auxiliary_source) if auxiliary_source is not None else None,
         free_riders=tuple(free_rider or ()),
         seed=seed,
         strategy=strategy,

@@ -97,6 +97,14 @@ class SimulationSpec(BaseModel):
             "partner; its heads are not part of the consortium's benefit."
         ),
     )
+    auxiliary_source: str | None = Field(
+        None,
+        description=(
+            "A public file (FS-Mol long shape) the auxiliary partner's assays come from "
+            "instead of the assays no partner kept, e.g. other target families than the "
+            "partners'. Assays a partner holds are still left out. Needs auxiliary_compounds."
+        ),
+    )
     free_riders: tuple[str, ...] = Field(
         (),
         description="Partners (by name) whose results are shuffled within each assay: a "
@@ -115,6 +123,10 @@ class SimulationSpec(BaseModel):
             )
         if len(self.free_riders) == self.partners:
             raise ValueError("a consortium of free riders only has nothing to learn")
+        if self.auxiliary_source is not None and self.auxiliary_compounds is None:
+            raise ValueError(
+                "auxiliary_source needs auxiliary_compounds (the public partner's size)"
+            )
         return self
 
 
@@ -191,16 +203,33 @@ def _partner_export(
     )
 
 
-def split_partners(data: PublicDataset, spec: SimulationSpec) -> list[pd.DataFrame]:
+def split_partners(
+    data: PublicDataset, spec: SimulationSpec, public: PublicDataset | None = None
+) -> list[pd.DataFrame]:
     """Each partner's measurements of ``data``, as ``spec`` splits them; the auxiliary
-    partner's last when the spec asks for one."""
+    partner's last when the spec asks for one (from ``public`` when given: the file of
+    ``spec.auxiliary_source``, else the assays of ``data`` no partner kept)."""
     parts = _split_members(data, spec)
     for i, name in enumerate(PARTNER_NAMES[: spec.partners]):
         if name in spec.free_riders:
             parts[i] = shuffle_labels(parts[i], spec.seed + i)
     if spec.auxiliary_compounds is not None:
-        parts.append(auxiliary_part(data, parts, spec.auxiliary_compounds, spec.seed))
+        pool = data if public is None else _same_kind(public, data)
+        parts.append(auxiliary_part(pool, parts, spec.auxiliary_compounds, spec.seed))
     return parts
+
+
+def _same_kind(public: PublicDataset, data: PublicDataset) -> PublicDataset:
+    """``public`` if its values mean what the partners' do (one export kind for all)."""
+    if public.kind != data.kind:
+        raise ConfigError(
+            f"the auxiliary source holds {public.kind} values, the partners' data "
+            f"{data.kind} values.",
+            file=public.source,
+            fix="give an auxiliary source of the same shape as the partners' data "
+            "(FS-Mol long potencies for FS-Mol partners).",
+        )
+    return public
 
 
 def partner_names(spec: SimulationSpec) -> tuple[str, ...]:
@@ -283,7 +312,8 @@ def simulate_consortium(
     n_workers = n_workers if n_workers > 0 else (os.cpu_count() or 1)
     data = read_public_file(spec.source) if spec.source else load_dataset(spec.dataset)
     say(f"read {data.name}: {len(data.measurements)} measurements")
-    parts = split_partners(data, spec)
+    public = read_public_file(spec.auxiliary_source) if spec.auxiliary_source else None
+    parts = split_partners(data, spec, public)
     names = partner_names(spec)
     for name, part in zip(names, parts, strict=True):
         if part.empty:

@@ -120,6 +120,41 @@ def test_an_auxiliary_partner_is_added_without_changing_the_partners(
     assert ingested[AUXILIARY_NAME].counts["measurements_read"] > 0
 
 
+def test_an_auxiliary_partner_can_take_its_assays_from_another_public_file(
+    tmp_path: Path, fsmol_sample: Path, tox_like: Path
+) -> None:
+    import pandas as pd
+
+    other = pd.read_csv(fsmol_sample, dtype=str)
+    other["assay_chembl_id"] = "PUBLIC_" + other["assay_chembl_id"]  # other targets' assays
+    other_file = tmp_path / "other.csv"
+    other.to_csv(other_file, index=False)
+    base = SimulationSpec(source=str(fsmol_sample), partners=2, max_compounds=40, seed=1)
+    plain = simulate_consortium(tmp_path / "plain", base)
+    spec = base.model_copy(
+        update={"auxiliary_compounds": 1000, "auxiliary_source": str(other_file)}
+    )
+    result = simulate_consortium(tmp_path / "aux", spec)
+    assert result.manifest.partners[:2] == plain.manifest.partners  # members untouched
+    aux = result.manifest.partners[2]
+    assert aux.auxiliary and aux.measurements == len(other)  # all of the other file
+    ingested = _ingest_all(result)
+    assays = set(ingested[AUXILIARY_NAME].assay_ids["original_id"].astype(str))
+    assert assays and all("PUBLIC_" in a for a in assays)
+    # the same file as the partners': only the assays no partner kept, as without a source
+    same = base.model_copy(
+        update={"auxiliary_compounds": 1000, "auxiliary_source": str(fsmol_sample)}
+    )
+    assert simulate_consortium(tmp_path / "same", same).manifest.partners[2].measurements == (
+        268 - sum(p.measurements for p in plain.manifest.partners)
+    )
+    wrong = base.model_copy(update={"auxiliary_compounds": 1000, "auxiliary_source": str(tox_like)})
+    with pytest.raises(ConfigError, match="same shape"):
+        simulate_consortium(tmp_path / "wrong", wrong)
+    with pytest.raises(ConfigError, match="auxiliary_source"):
+        build_spec(source=str(fsmol_sample), auxiliary_source=str(other_file))
+
+
 def test_a_free_rider_keeps_its_compounds_and_loses_its_labels(
     tmp_path: Path, fsmol_sample: Path
 ) -> None:
@@ -259,6 +294,14 @@ def test_cli_simulate(tmp_path: Path, fsmol_sample: Path) -> None:
     keyed = runner.invoke(app, [*args, "--out", str(tmp_path / "k"), "--key", str(key_file)])
     assert keyed.exit_code == 0, keyed.output
     assert (tmp_path / "k/partners/bravo/key.json").read_bytes() == key_file.read_bytes()
+    aux = [*args, "--auxiliary-source", str(fsmol_sample), "--out", str(tmp_path / "a")]
+    alone = runner.invoke(app, aux)  # a source without a size
+    assert isinstance(alone.exception, ConfigError) and "auxiliary_source" in str(alone.exception)
+    sized = runner.invoke(app, [*aux, "--auxiliary-compounds", "1000", "--max-compounds", "40"])
+    assert sized.exit_code == 0, sized.output
+    manifest = SimulationManifest.model_validate_json((tmp_path / "a/simulation.json").read_text())
+    assert manifest.spec.auxiliary_source == str(fsmol_sample)
+    assert [p.name for p in manifest.partners] == ["alpha", "bravo", AUXILIARY_NAME]
 
 
 # --- the real public datasets ------------------------------------------------------------
