@@ -87,7 +87,12 @@ SWEEP: dict[str, dict[str, Any]] = {
     "best-round trunk": {"final_trunk": "best"},
     # a data setting: more (smaller) assays become tasks, their compounds stay (own prepare)
     "task quorum 10": {"task_quorum": 10},
+    # item 2's auxiliary public partner: FS-Mol assays of the other target families
+    "public partner, 20k compounds": {"auxiliary_compounds": 20_000, "auxiliary_source": "public"},
 }
+#: ``auxiliary_source`` of a setting that means FS-Mol's non-kinase assays (resolved per key
+#: to a file without the key's new-chemistry scaffolds, :func:`public_file`).
+PUBLIC = "public"
 
 
 def _scaffold(smiles: str) -> str:
@@ -98,10 +103,10 @@ def _scaffold(smiles: str) -> str:
     return "" if mol is None else MurckoScaffold.MurckoScaffoldSmiles(mol=mol)
 
 
-def kinase_file(folder: Path) -> Path:
-    """Every FS-Mol kinase measurement, in FS-Mol's own columns, with each compound's Murcko
-    scaffold (computed once, cached in ``folder``)."""
-    path = folder / "fsmol-kinase-scaffolds.csv.gz"
+def kinase_file(folder: Path, kinase: bool = True) -> Path:
+    """Every FS-Mol kinase measurement (``kinase=False``: every other one), in FS-Mol's own
+    columns, with each compound's Murcko scaffold (computed once, cached in ``folder``)."""
+    path = folder / f"fsmol-{'kinase' if kinase else 'other'}-scaffolds.csv.gz"
     if path.is_file():
         return path
     from pharmafl.common.settings import data_dir
@@ -110,7 +115,7 @@ def kinase_file(folder: Path) -> Path:
     meta = pd.read_csv(fsmol / "fsmol_assay_metadata.csv")
     keep = set(meta.loc[meta["protein_super_family"] == "kinase", "assay_chembl_id"])
     rows = pd.read_csv(fsmol / "fsmol_chembl27_measurements.csv.gz")
-    rows = rows[rows["assay_chembl_id"].isin(keep)].reset_index(drop=True)
+    rows = rows[rows["assay_chembl_id"].isin(keep) == kinase].reset_index(drop=True)
     scaffolds = {s: _scaffold(s) for s in rows["smiles"].unique()}
     rows["scaffold"] = rows["smiles"].map(scaffolds)
     rows.to_csv(path.with_suffix(".tmp"), index=False, compression="gzip")
@@ -140,6 +145,17 @@ def split_files(kinase: Path, key_file: str, share: float, work: Path) -> tuple[
     rows[~new].to_csv(train, index=False)
     rows[new].to_csv(newf, index=False)
     return train, newf
+
+
+def public_file(work: Path, key_file: str, share: float, folder: Path) -> Path:
+    """FS-Mol's non-kinase measurements without the key's new-chemistry scaffolds (the
+    auxiliary partner trains on none of the compounds the partners are later scored on)."""
+    rows = pd.read_csv(kinase_file(work, kinase=False))
+    key = json.loads(Path(key_file).read_text())["key"]
+    new = held_out(rows["scaffold"].fillna(""), key, share)
+    path = folder / "public.csv"
+    rows[~new].drop(columns="scaffold").to_csv(path, index=False)
+    return path
 
 
 def _deltas(a: Any, b: Any, task_type: str) -> dict[str, dict[str, float]]:
@@ -172,6 +188,19 @@ def test_fold_deltas(pdir: Path) -> dict[str, Any]:
     return _test_deltas(_metrics(pdir, "local"), _metrics(pdir, "federated"))
 
 
+def public_deltas(pdir: Path) -> dict[str, Any]:
+    """With an auxiliary public partner, on the test fold: the partner alone with the public
+    data − local (what it gets without joining) and federated − that reference."""
+    from pharmafl.layout import MODELS_DIR
+    from pharmafl.model.public import PUBLIC_REFERENCE
+
+    alone = _metrics(pdir, str(pdir / MODELS_DIR / PUBLIC_REFERENCE))
+    return {
+        "public_alone": _test_deltas(_metrics(pdir, "local"), alone),
+        "vs_public": _test_deltas(alone, _metrics(pdir, "federated")),
+    }
+
+
 def pooled_deltas(root: Path) -> dict[str, dict[str, Any]]:
     """Per partner: pooled − local per task on its test fold (the simulation's upper bound);
     the pooled metrics document is read once."""
@@ -182,8 +211,15 @@ def pooled_deltas(root: Path) -> dict[str, dict[str, Any]]:
     doc = PooledReport.model_validate_json((layout.operator.pooled / METRICS_FILE).read_bytes())
     return {
         name: _test_deltas(_metrics(pdir, "local"), doc.partners[name])
-        for name, pdir in layout.partner_dirs().items()
+        for name, pdir in members(layout).items()
     }
+
+
+def members(layout: Any) -> dict[str, Path]:
+    """The partners whose benefit counts: all but the auxiliary public partner."""
+    from pharmafl.simulate import AUXILIARY_NAME
+
+    return {n: p for n, p in layout.partner_dirs().items() if n != AUXILIARY_NAME}
 
 
 def _new_chemistry_export(pdir: Path, rows: pd.DataFrame, shape: str, out: Path) -> Path | None:
@@ -217,7 +253,7 @@ def new_chemistry_deltas(root: Path, new_file: Path) -> dict[str, dict[str, Any]
     shapes = {p["name"]: p["shape"] for p in manifest["partners"]}
     rows = read_public_file(new_file).measurements
     out: dict[str, dict[str, Any]] = {}
-    for name, pdir in layout.partner_dirs().items():
+    for name, pdir in members(layout).items():
         config = _new_chemistry_export(pdir, rows, shapes[name], root / "new-chemistry")
         if config is None:
             continue
@@ -242,7 +278,8 @@ def new_chemistry_deltas(root: Path, new_file: Path) -> dict[str, dict[str, Any]
 #: settings that differ only in the others).
 DATA_FIELDS = frozenset(
     {"dataset", "source", "target_family", "partners", "max_compounds", "auxiliary_compounds",
-     "free_riders", "seed", "strategy", "eval_fold_min", "task_quorum", "key_file", "workers"}
+     "auxiliary_source", "free_riders", "seed", "strategy", "eval_fold_min", "task_quorum",
+     "key_file", "workers"}
 )  # fmt: skip
 
 
@@ -259,8 +296,12 @@ def prepared(
     folder.mkdir(parents=True, exist_ok=True)
     fields = CONSORTIUM | {"source": str(folder / "train.csv"), "key_file": key_file} | overrides
     snapshot = folder / "prepared"
+    if fields.get("auxiliary_source") == PUBLIC:
+        fields["auxiliary_source"] = str(folder / "public.csv")
     if not (snapshot / "demo.json").is_file():
         split_files(kinase, key_file, share, folder)
+        if "auxiliary_source" in data:
+            public_file(kinase.parent, key_file, share, folder)
         prepare_demo(snapshot, DemoConfig.model_validate(fields), say=lambda _: None, force=True)
     return snapshot, folder / "new.csv", fields
 
@@ -288,7 +329,8 @@ def run_key(
     cfg = DemoConfig.model_validate(fields)
     train_demo(root, cfg, say=lambda _: None)
     layout = ConsortiumLayout(root)
-    test = {name: test_fold_deltas(p) for name, p in layout.partner_dirs().items()}
+    test = {name: test_fold_deltas(p) for name, p in members(layout).items()}
+    public = {n: public_deltas(p) for n, p in members(layout).items() if cfg.auxiliary_compounds}
     pooled = pooled_deltas(root) if cfg.pooled else {}
     newchem = new_chemistry_deltas(root, new)
     if not keep:
@@ -301,6 +343,7 @@ def run_key(
         "wall_s": round(time.perf_counter() - t0, 1),
         "partners": {
             name: {"test": test[name], "pooled": pooled.get(name), "new": newchem.get(name)}
+            | public.get(name, {})
             for name in test
         },
     }
@@ -356,12 +399,20 @@ def _cell(s: dict[str, Any] | None) -> str:
     )
 
 
+#: What each comparison of a run's partner record is (``test``, ``new``: federated − local).
+WHAT = {
+    "pooled": "pooled − local (test fold)",
+    "public_alone": "local with the public partner's data − local (test fold)",
+    "vs_public": "federated − local with the public partner's data (test fold)",
+}
+
+
 def table(runs: list[dict[str, Any]], where: str = "test") -> str:
     """Per partner and metric: mean gain [tasks & keys] {keys} share-improved tasks."""
     partners = sorted({p for r in runs for p in r["partners"]})
     cols = [(t, m) for t in METRICS for m in METRICS[t]]
     head = " | ".join(f"{m:<44}" for _, m in cols)
-    what = "pooled − local (test fold)" if where == "pooled" else f"{where}: federated − local"
+    what = WHAT.get(where, f"{where}: federated − local")
     lines = [f"{what}; mean [95 % over tasks & keys] {{over keys}} "
              "share of tasks improved, tasks", f"{'partner':<8} | {head}"]  # fmt: skip
     for p in partners:
@@ -439,13 +490,23 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     runs = json.loads(args.table.read_text()) if args.table is not None else _run(args)
     main_runs = [r for r in runs if not r.get("sweep")]
-    for where in ("test", "pooled", "new"):
-        if main_runs:
-            print(table(main_runs, where))
     sweep = [r for r in runs if r.get("sweep")]
+    for where in ("test", "pooled", "new", "public_alone", "vs_public"):
+        if _has(main_runs, where):
+            print(table(main_runs, where))
     if sweep:
         print(sweep_table(sweep))
+    for name in SWEEP:
+        mine = [r for r in sweep if r["sweep"] == name]
+        for where in ("public_alone", "vs_public"):
+            if _has(mine, where):
+                print(f"{name}: " + table(mine, where))
     return 0
+
+
+def _has(runs: list[dict[str, Any]], where: str) -> bool:
+    """Whether any partner of ``runs`` has the comparison ``where``."""
+    return any(p.get(where) for r in runs for p in r["partners"].values())
 
 
 def _run(args: argparse.Namespace) -> list[dict[str, Any]]:

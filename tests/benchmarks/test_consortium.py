@@ -63,3 +63,28 @@ def test_gains_are_averaged_per_task_over_keys_then_over_tasks(bench: ModuleType
     assert bench.summarise(runs, "new", "alpha", "classification", "auc_pr") is None
     text = bench.table(runs)
     assert "alpha" in text and "+0.0667" in text and "67%" in text
+
+
+def test_the_public_partner_trains_on_none_of_the_new_chemistry(
+    bench: ModuleType, tmp_path: Path
+) -> None:
+    other = pd.DataFrame(
+        {
+            "assay_chembl_id": [f"A{i % 7}" for i in range(2000)],
+            "smiles": [f"C{i}" for i in range(2000)],
+            "relation": "=",
+            "value_nM": 10.0,
+            "scaffold": [f"S{i % 300}" if i % 10 else "" for i in range(2000)],
+        }
+    )
+    other.to_csv(tmp_path / "fsmol-other-scaffolds.csv.gz", index=False, compression="gzip")
+    key_file = tmp_path / "key.json"
+    key_file.write_text('{"key": "key-a"}')
+    folder = tmp_path / "key0"
+    folder.mkdir()
+    path = bench.public_file(tmp_path, str(key_file), 0.1, folder)
+    public = pd.read_csv(path)
+    held = bench.held_out(other["scaffold"].fillna(""), "key-a", 0.1)
+    assert 0 < held.sum() < len(other)
+    assert list(public.columns) == list(other.columns.drop("scaffold"))
+    assert set(public["smiles"]) == set(other.loc[~held, "smiles"])  # held-out scaffolds gone
