@@ -17,6 +17,7 @@ share if it dropped), so a late input can never be unmasked.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ import numpy as np
 from pharmafl.common import crypto
 from pharmafl.common.errors import (
     EnvelopeRejectedError,
+    FederationError,
     PolicyViolationError,
     SecureAggregationError,
 )
@@ -38,6 +40,7 @@ from pharmafl.secure.envelope import (
     seal,
     unpack_envelopes,
 )
+from pharmafl.secure.exchange import fetch, open_payload
 from pharmafl.secure.identity import Identity, Roster
 from pharmafl.secure.messages import (
     AdvertisePayload,
@@ -59,6 +62,8 @@ logger = logging.getLogger(__name__)
 
 #: Partner stages, in order.
 CLIENT_STAGES: tuple[str, ...] = ("advertise", "share_keys", "submit", "confirm", "unmask")
+#: Seconds between two looks for the operator's abort notice while a partner waits.
+ABORT_CHECK_S = 1.0
 
 
 @dataclass
@@ -129,6 +134,7 @@ class SecAggClient:
         self._rng = rng
         self._before_reveal = before_reveal
         self._skip: set[str] = set()
+        self._abort_checked_at = -math.inf
         self._input: tuple[np.ndarray, int] | None = None
         self.spec: RoundSpec | None = None
         self._c_sk = self._s_sk = self._b = b""
@@ -463,7 +469,14 @@ class SecAggClient:
     # --- drivers -------------------------------------------------------------------------
 
     def step(self) -> bool:
-        """Run the current stage if its operator message is there; True if it progressed."""
+        """Run the current stage if its operator message is there; True if it progressed.
+
+        Raises
+        ------
+        SecureAggregationError
+            If the operator announced that the round aborted (checked while waiting, at
+            most every :data:`ABORT_CHECK_S`).
+        """
         stage = {
             "advertise": self.advertise,
             "share_keys": self.share_keys,
@@ -471,7 +484,37 @@ class SecAggClient:
             "confirm": self.confirm,
             "unmask": self.unmask,
         }.get(self.stage)
-        return stage() if stage is not None else False
+        if stage is not None and stage():
+            return True
+        self._stop_if_aborted()
+        return False
+
+    def _stop_if_aborted(self) -> None:
+        """Leave the round if the operator's signed abort notice (sealed to the round's
+        participants, ``round_aborted``) is in the store: its next stage will never come."""
+        now = time.monotonic()
+        if self.stage == "done" or now - self._abort_checked_at < ABORT_CHECK_S:
+            return
+        self._abort_checked_at = now
+        try:
+            env = fetch(
+                self.store,
+                self.roster,
+                me=self.me,
+                round_id=self.round_id,
+                kind="round_aborted",
+                sender=self.operator,
+            )
+            reason = open_payload(env, self.identity).decode(errors="replace")
+        except (FederationError, EnvelopeRejectedError):
+            return  # no notice (or none this partner can read): keep waiting
+        self._forget()
+        raise SecureAggregationError(
+            f"{self.me}: the operator aborted round {self.round_id} at stage {self.stage}: "
+            f"{reason[:300]}",
+            fix="nothing to do here: the operator retries the round under a fresh round id "
+            "or stops the run.",
+        )
 
     def run(
         self,
@@ -501,4 +544,4 @@ class SecAggClient:
         return self.stats
 
 
-__all__ = ["CLIENT_STAGES", "ClientStats", "SecAggClient"]
+__all__ = ["ABORT_CHECK_S", "CLIENT_STAGES", "ClientStats", "SecAggClient"]

@@ -54,6 +54,7 @@ EnvelopeKind = Literal[
     "train_spec",
     "global_trunk",
     "partner_report",
+    "round_aborted",
 ]
 ENVELOPE_KINDS: tuple[str, ...] = get_args(EnvelopeKind)
 MAGIC = b"PFLENV1\n"

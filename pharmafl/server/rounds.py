@@ -22,6 +22,7 @@ from pharmafl.common.errors import (
     EnvelopeRejectedError,
     FederationError,
     SecureAggregationError,
+    ServiceUnavailableError,
 )
 from pharmafl.common.io import sha256_bytes
 from pharmafl.contract import (
@@ -171,8 +172,9 @@ def _attempt(
     except SecureAggregationError as exc:
         if server.unmask_requested:  # partners may have revealed: never retried
             _refuse_aggregate(ctx, launcher, spec, f"aborted while revealing: {exc.message}")
-        failures = launcher.finish(plan.stage_timeout_s)
-        survivors = sorted(set(spec.participants) - set(failures))
+        survivors = sorted(set(spec.participants) - set(launcher.failed()))
+        announce_abort(ctx, spec, exc.message)
+        launcher.finish(plan.stage_timeout_s)
         ctx.record(
             RoundAbortedPayload(
                 run_id=plan.run_id, round=index, reason=exc.message[:500], survivors=survivors
@@ -184,6 +186,25 @@ def _attempt(
     save_aggregate(ctx.run_dir / STATE_DIR, spec, server.result)  # before anything can fail
     failures = launcher.finish(plan.stage_timeout_s)
     return SecureRound(spec, server.result, failures)
+
+
+def announce_abort(ctx: OperatorContext, spec: TrainSpec, reason: str) -> None:
+    """Tell the round's participants that it aborted (signed, sealed to them): a partner
+    waiting for the operator's next stage stops at once instead of at its stage timeout
+    (:meth:`~pharmafl.secure.client.SecAggClient.step`). It sends nothing more in the round
+    either way; a store that cannot take the notice only costs that wait."""
+    readers = sealed_recipients(ctx.roster, (*spec.participants, ctx.identity.id))
+    try:
+        publish(
+            ctx.store,
+            ctx.identity,
+            round_id=spec.round_id,
+            kind="round_aborted",
+            payload=reason[:500].encode(),
+            seal_to=readers,
+        )
+    except ServiceUnavailableError as exc:
+        log.warning("round %s: could not announce the abort (%s)", spec.round_id, exc.message)
 
 
 def _refuse_aggregate(
@@ -204,6 +225,7 @@ def _refuse_aggregate(
             released=True,
         )
     )
+    announce_abort(ctx, spec, reason)
     launcher.finish(ctx.plan.stage_timeout_s)
     raise FederationError(
         f"round {spec.round_index}: {reason}",

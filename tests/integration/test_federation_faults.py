@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -229,6 +230,30 @@ def test_partner_crash_after_key_stages_is_a_dropout(
 
 
 # --- b. fewer than t partners left ----------------------------------------------------------
+
+
+def test_an_aborted_round_releases_its_survivors_at_once(
+    prepared_consortium: Path, tmp_path: Path
+) -> None:
+    """The survivor of an aborted round stops at the operator's signed abort notice instead
+    of waiting for its next stage until the stage timeout (and the operator for it)."""
+    timeout = 300
+    cdir = _federation(
+        prepared_consortium, tmp_path / "c", rounds=2, max_round_attempts=1, stage_timeout_s=timeout
+    )
+
+    def break_two(record: RoundResult) -> None:
+        if record.round == 0:
+            for p in ("bravo", "charlie"):
+                _break(cdir / "partners" / p)
+
+    t0 = time.monotonic()
+    with pytest.raises(FederationError, match="round 1 aborted 1 times"):
+        _train(cdir, on_round=break_two)
+    assert time.monotonic() - t0 < timeout  # nobody waited for a stage that never came
+    (aborted,) = _events(_ledger(cdir), "round_aborted")
+    assert aborted["survivors"] == ["alpha"]  # released by the notice, not failed
+    _no_partial_files(cdir)
 
 
 def test_below_threshold_round_aborts_retries_then_fails_cleanly_and_resumes(

@@ -386,3 +386,32 @@ def test_compressed_ring_round_with_a_dropout(ring_bits: int) -> None:
     err = np.max(np.abs(sim.result.mean - sum(clamped) / len(survivors)))
     assert err < cfg.mean_error_bound(5, sim.result.report.total_examples)
     assert sim.result.report.mean_error_bound == cfg.mean_error_bound(5, 1)
+
+
+def test_an_abort_notice_from_the_operator_stops_a_waiting_partner(
+    consortium, memory_store, monkeypatch
+) -> None:
+    from pharmafl.secure import client as client_module
+    from pharmafl.secure import publish, sealed_recipients
+
+    monkeypatch.setattr(client_module, "ABORT_CHECK_S", 0.0)
+    r = Round(consortium, memory_store)
+    r.stage("advertise")
+    r.clients_do("share_keys")
+    waiting = r.clients["p00"]
+    assert not waiting.step()  # its next stage needs the operator
+    readers = sealed_recipients(consortium.roster, consortium.partners)
+
+    def notice(sender: Identity, round_id: str, text: bytes) -> None:
+        publish(
+            memory_store, sender, round_id=round_id, kind="round_aborted", payload=text,
+            seal_to=readers,
+        )  # fmt: skip
+
+    notice(consortium.partners["p01"], "r1", b"forged by a partner")
+    notice(consortium.operator, "r2", b"another round")
+    assert not waiting.step() and waiting.stage == "submit"  # both ignored: still waiting
+    notice(consortium.operator, "r1", b"too few masked inputs")
+    with pytest.raises(SecureAggregationError, match=r"aborted round r1.*too few masked inputs"):
+        waiting.step()
+    assert waiting._b == b"" and not waiting._shares  # its round secrets are forgotten
