@@ -9,7 +9,7 @@ is free of torch and RDKit (the operator's side works on numpy arrays only). See
 
 from pydantic import BaseModel
 
-from pharmafl.secure.client import CLIENT_STAGES, ClientStats, SecAggClient
+from pharmafl.secure.client import CLIENT_STAGES, ROUND_SPEC_HEADER, ClientStats, SecAggClient
 from pharmafl.secure.dp import DPConfig, add_gaussian_noise, clip_l2, dp_epsilon, privatize
 from pharmafl.secure.envelope import (
     ENVELOPE_KINDS,
@@ -103,6 +103,7 @@ __all__ = [
     "KeysPayload",
     "PublicIdentity",
     "QuantizationConfig",
+    "ROUND_SPEC_HEADER",
     "Rejection",
     "RelayPayload",
     "Roster",

@@ -27,7 +27,6 @@ import numpy as np
 from pharmafl.common import crypto
 from pharmafl.common.errors import (
     EnvelopeRejectedError,
-    FederationError,
     PolicyViolationError,
     SecureAggregationError,
 )
@@ -40,7 +39,7 @@ from pharmafl.secure.envelope import (
     seal,
     unpack_envelopes,
 )
-from pharmafl.secure.exchange import fetch, open_payload
+from pharmafl.secure.exchange import BROADCAST, open_payload
 from pharmafl.secure.identity import Identity, Roster
 from pharmafl.secure.messages import (
     AdvertisePayload,
@@ -64,6 +63,8 @@ logger = logging.getLogger(__name__)
 CLIENT_STAGES: tuple[str, ...] = ("advertise", "share_keys", "submit", "confirm", "unmask")
 #: Seconds between two looks for the operator's abort notice while a partner waits.
 ABORT_CHECK_S = 1.0
+#: Signed header of an abort notice: the SHA-256 of the round spec it aborts.
+ROUND_SPEC_HEADER = "round_spec_sha256"
 
 
 @dataclass
@@ -150,9 +151,10 @@ class SecAggClient:
 
     # --- plumbing ------------------------------------------------------------------------
 
-    def _fetch(self, kind: EnvelopeKind) -> Envelope | None:
-        """The first valid operator envelope of ``kind`` addressed to me, or None."""
-        for key in self.store.keys(self.round_id, kind, self.me):
+    def _fetch(self, kind: EnvelopeKind, recipient: str | None = None) -> Envelope | None:
+        """The first valid operator envelope of ``kind`` addressed to me (or to
+        ``recipient``, e.g. the consortium broadcast), or None."""
+        for key in self.store.keys(self.round_id, kind, recipient or self.me):
             if key in self._skip:
                 continue
             self._skip.add(key)  # each stored file is judged once
@@ -162,7 +164,9 @@ class SecAggClient:
                 self.guard.reject(None, exc.message, kind=kind)
                 continue
             try:
-                return self.guard.check(env, kind=kind, senders={self.operator})
+                return self.guard.check(
+                    env, kind=kind, senders={self.operator}, recipient=recipient
+                )
             except EnvelopeRejectedError:
                 continue
         return None
@@ -323,6 +327,7 @@ class SecAggClient:
         env = self._fetch("relay")
         if env is None:
             return False
+        self._stop_if_aborted(force=True)  # training may have outlasted the round
         start = now()
         spec = self._spec()
         doc = RelayPayload.from_payload(env.payload)
@@ -474,8 +479,8 @@ class SecAggClient:
         Raises
         ------
         SecureAggregationError
-            If the operator announced that the round aborted (checked while waiting, at
-            most every :data:`ABORT_CHECK_S`).
+            If the operator announced that the round aborted: looked for while waiting (at
+            most every :data:`ABORT_CHECK_S`) and always right before the masked input leaves.
         """
         stage = {
             "advertise": self.advertise,
@@ -489,32 +494,41 @@ class SecAggClient:
         self._stop_if_aborted()
         return False
 
-    def _stop_if_aborted(self) -> None:
-        """Leave the round if the operator's signed abort notice (sealed to the round's
-        participants, ``round_aborted``) is in the store: its next stage will never come."""
-        now = time.monotonic()
-        if self.stage == "done" or now - self._abort_checked_at < ABORT_CHECK_S:
+    def _stop_if_aborted(self, force: bool = False) -> None:
+        """Leave the round if the operator's signed abort notice for this round
+        (``round_aborted``, sealed to its participants, bound to the round spec this partner
+        read) is in the store: the next stage will never come."""
+        t = time.monotonic()
+        if self.stage in ("done", "aborted") or (
+            not force and t - self._abort_checked_at < ABORT_CHECK_S
+        ):
             return
-        self._abort_checked_at = now
-        try:
-            env = fetch(
-                self.store,
-                self.roster,
-                me=self.me,
-                round_id=self.round_id,
-                kind="round_aborted",
-                sender=self.operator,
+        self._abort_checked_at = t
+        while (env := self._fetch("round_aborted", BROADCAST)) is not None:
+            reason = self._abort_reason(env)
+            if reason is None:
+                continue
+            stage, self.stage = self.stage, "aborted"
+            self._forget()
+            raise SecureAggregationError(
+                f"{self.me}: the operator aborted round {self.round_id} at stage {stage}: "
+                f"{reason[:300]}",
+                fix="nothing to do here: the operator retries the round under a fresh round "
+                "id or stops the run.",
             )
-            reason = open_payload(env, self.identity).decode(errors="replace")
-        except (FederationError, EnvelopeRejectedError):
-            return  # no notice (or none this partner can read): keep waiting
-        self._forget()
-        raise SecureAggregationError(
-            f"{self.me}: the operator aborted round {self.round_id} at stage {self.stage}: "
-            f"{reason[:300]}",
-            fix="nothing to do here: the operator retries the round under a fresh round id "
-            "or stops the run.",
-        )
+
+    def _abort_reason(self, env: Envelope) -> str | None:
+        """The reason of a valid abort notice, or None (logged) for one this partner cannot
+        open or that names another round spec (a store replaying an earlier run's notice
+        under a reused round id)."""
+        if self.spec is not None and env.headers.get(ROUND_SPEC_HEADER) != self.spec.digest():
+            self.guard.reject(env, "abort notice for another round spec")
+            return None
+        try:
+            return open_payload(env, self.identity).decode(errors="replace")
+        except EnvelopeRejectedError as exc:
+            self.guard.reject(env, f"unreadable abort notice: {exc.message}")
+            return None
 
     def run(
         self,
@@ -544,4 +558,4 @@ class SecAggClient:
         return self.stats
 
 
-__all__ = ["ABORT_CHECK_S", "CLIENT_STAGES", "ClientStats", "SecAggClient"]
+__all__ = ["ABORT_CHECK_S", "CLIENT_STAGES", "ROUND_SPEC_HEADER", "ClientStats", "SecAggClient"]

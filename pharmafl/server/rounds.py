@@ -21,8 +21,8 @@ from pharmafl.common.errors import (
     AggregateCheckError,
     EnvelopeRejectedError,
     FederationError,
+    PharmaFLError,
     SecureAggregationError,
-    ServiceUnavailableError,
 )
 from pharmafl.common.io import sha256_bytes
 from pharmafl.contract import (
@@ -42,6 +42,7 @@ from pharmafl.ledger import (
 )
 from pharmafl.secure import (
     BROADCAST,
+    ROUND_SPEC_HEADER,
     AggregateResult,
     Envelope,
     QuantizationConfig,
@@ -168,18 +169,19 @@ def _attempt(
     try:
         drive_secagg(server, launcher, plan.stage_timeout_s, poll_s)
     except AggregateCheckError as exc:
-        _refuse_aggregate(ctx, launcher, spec, exc.message)
+        _refuse_aggregate(ctx, launcher, server, spec, exc.message)
     except SecureAggregationError as exc:
         if server.unmask_requested:  # partners may have revealed: never retried
-            _refuse_aggregate(ctx, launcher, spec, f"aborted while revealing: {exc.message}")
+            reason = f"aborted while revealing: {exc.message}"
+            _refuse_aggregate(ctx, launcher, server, spec, reason)
         survivors = sorted(set(spec.participants) - set(launcher.failed()))
-        announce_abort(ctx, spec, exc.message)
-        launcher.finish(plan.stage_timeout_s)
         ctx.record(
             RoundAbortedPayload(
                 run_id=plan.run_id, round=index, reason=exc.message[:500], survivors=survivors
             )
         )
+        announce_abort(ctx, server, spec, exc.message)
+        launcher.finish(plan.stage_timeout_s)
         log.warning("round %d attempt %d aborted: %s", index, spec.attempt, exc.message)
         return None
     assert server.result is not None
@@ -188,12 +190,16 @@ def _attempt(
     return SecureRound(spec, server.result, failures)
 
 
-def announce_abort(ctx: OperatorContext, spec: TrainSpec, reason: str) -> None:
-    """Tell the round's participants that it aborted (signed, sealed to them): a partner
-    waiting for the operator's next stage stops at once instead of at its stage timeout
-    (:meth:`~pharmafl.secure.client.SecAggClient.step`). It sends nothing more in the round
-    either way; a store that cannot take the notice only costs that wait."""
-    readers = sealed_recipients(ctx.roster, (*spec.participants, ctx.identity.id))
+def announce_abort(
+    ctx: OperatorContext, server: SecAggServer, spec: TrainSpec, reason: str
+) -> None:
+    """Tell the round's participants that it aborted (signed, sealed to them, bound to the
+    round's secure-aggregation spec): a partner waiting for the operator's next stage stops
+    at once instead of at its stage timeout (:meth:`~pharmafl.secure.client.SecAggClient.
+    step`). Best effort: a notice that cannot be written only costs that wait. Nothing is
+    announced in a round that never opened (its id may belong to an earlier round)."""
+    if server.stage == "open":
+        return
     try:
         publish(
             ctx.store,
@@ -201,14 +207,15 @@ def announce_abort(ctx: OperatorContext, spec: TrainSpec, reason: str) -> None:
             round_id=spec.round_id,
             kind="round_aborted",
             payload=reason[:500].encode(),
-            seal_to=readers,
+            headers={ROUND_SPEC_HEADER: server.spec.digest()},
+            seal_to=sealed_recipients(ctx.roster, (*spec.participants, ctx.identity.id)),
         )
-    except ServiceUnavailableError as exc:
+    except PharmaFLError as exc:
         log.warning("round %s: could not announce the abort (%s)", spec.round_id, exc.message)
 
 
 def _refuse_aggregate(
-    ctx: OperatorContext, launcher: Launcher, spec: TrainSpec, reason: str
+    ctx: OperatorContext, launcher: Launcher, server: SecAggServer, spec: TrainSpec, reason: str
 ) -> NoReturn:
     """A round that failed once partners may have revealed their shares (a decoded aggregate
     outside the protocol's bounds, or too few or bad reveals): record it as aborted and stop.
@@ -225,7 +232,7 @@ def _refuse_aggregate(
             released=True,
         )
     )
-    announce_abort(ctx, spec, reason)
+    announce_abort(ctx, server, spec, reason)
     launcher.finish(ctx.plan.stage_timeout_s)
     raise FederationError(
         f"round {spec.round_index}: {reason}",

@@ -247,12 +247,22 @@ def test_an_aborted_round_releases_its_survivors_at_once(
             for p in ("bravo", "charlie"):
                 _break(cdir / "partners" / p)
 
+    class Recording(LibraryLauncher):
+        """The partner runs' failures, as the operator collects them."""
+
+        def finish(self, timeout_s: float) -> dict[str, str]:
+            self.seen.append(super().finish(timeout_s))
+            return self.seen[-1]
+
+    launcher = _launcher(cdir, Recording)
+    launcher.seen = []
     t0 = time.monotonic()
     with pytest.raises(FederationError, match="round 1 aborted 1 times"):
-        _train(cdir, on_round=break_two)
-    assert time.monotonic() - t0 < timeout  # nobody waited for a stage that never came
+        _train(cdir, launcher, on_round=break_two)
+    assert time.monotonic() - t0 < timeout / 3  # nobody waited for a stage that never came
     (aborted,) = _events(_ledger(cdir), "round_aborted")
-    assert aborted["survivors"] == ["alpha"]  # released by the notice, not failed
+    assert aborted["survivors"] == ["alpha"]  # still in the round when it aborted
+    assert "the operator aborted round train-r0001-a0" in launcher.seen[-1]["alpha"]
     _no_partial_files(cdir)
 
 

@@ -388,30 +388,82 @@ def test_compressed_ring_round_with_a_dropout(ring_bits: int) -> None:
     assert sim.result.report.mean_error_bound == cfg.mean_error_bound(5, 1)
 
 
-def test_an_abort_notice_from_the_operator_stops_a_waiting_partner(
-    consortium, memory_store, monkeypatch
-) -> None:
-    from pharmafl.secure import client as client_module
-    from pharmafl.secure import publish, sealed_recipients
+def _notice(store, sender, round_id: str, text: bytes, spec_sha256: str, **kw) -> None:
+    from pharmafl.secure import ROUND_SPEC_HEADER, publish
 
-    monkeypatch.setattr(client_module, "ABORT_CHECK_S", 0.0)
-    r = Round(consortium, memory_store)
+    publish(
+        store, sender, round_id=round_id, kind="round_aborted", payload=text,
+        headers={ROUND_SPEC_HEADER: spec_sha256}, **kw,
+    )  # fmt: skip
+
+
+def _waiting(consortium, folder):
+    """A round whose partners shared their keys and wait for the operator's relay."""
+    store = ExchangeStore(folder)
+    r = Round(consortium, store)
     r.stage("advertise")
     r.clients_do("share_keys")
-    waiting = r.clients["p00"]
-    assert not waiting.step()  # its next stage needs the operator
+    return store, r.clients["p00"], r.server.spec.digest()
+
+
+def test_an_abort_notice_from_the_operator_stops_a_waiting_partner(
+    consortium, tmp_path, monkeypatch
+) -> None:
+    from pharmafl.secure import BROADCAST, sealed_recipients
+    from pharmafl.secure import client as client_module
+
     readers = sealed_recipients(consortium.roster, consortium.partners)
+    op = consortium.operator
+    monkeypatch.setattr(client_module, "ABORT_CHECK_S", 3600.0)
+    store, waiting, digest = _waiting(consortium, tmp_path / "throttled")
+    assert not waiting.step()  # its next stage needs the operator; no notice yet
+    _notice(store, op, "r1", b"too few masked inputs", digest, seal_to=readers)
+    assert not waiting.step()  # looked less than ABORT_CHECK_S ago: still waiting
+    monkeypatch.setattr(client_module, "ABORT_CHECK_S", 0.0)
 
-    def notice(sender: Identity, round_id: str, text: bytes) -> None:
-        publish(
-            memory_store, sender, round_id=round_id, kind="round_aborted", payload=text,
-            seal_to=readers,
-        )  # fmt: skip
+    # Notices the operator signed but this partner must not act on (one round each: an
+    # operator sends one notice a round, the guard takes one per round)
+    for name, text, spec_sha, kw in [
+        ("clear", b"in clear", digest, {}),
+        ("other-reader", b"to p01 only", digest, {"seal_to": readers[1:2]}),
+        ("other-spec", b"an earlier run's", "0" * 64, {"seal_to": readers}),
+    ]:
+        store, waiting, _ = _waiting(consortium, tmp_path / name)
+        _notice(store, op, "r1", text, spec_sha, **kw)
+        assert not waiting.step() and waiting.stage == "submit", name
 
-    notice(consortium.partners["p01"], "r1", b"forged by a partner")
-    notice(consortium.operator, "r2", b"another round")
-    assert not waiting.step() and waiting.stage == "submit"  # both ignored: still waiting
-    notice(consortium.operator, "r1", b"too few masked inputs")
+    # What an untrusted store or a partner may plant, then the operator's own notice
+    store, waiting, digest = _waiting(consortium, tmp_path / "planted")
+    _notice(store, consortium.partners["p01"], "r1", b"by a partner", digest, seal_to=readers)
+    _notice(store, op, "r1", b"to p00", digest, seal_to=readers, recipient="p00")
+    _notice(store, op, "r2", b"another round", digest, seal_to=readers)
+    (old,) = store.list("r2", "round_aborted", BROADCAST, sender="operator")
+    folder = tmp_path / "planted" / "r1" / "round_aborted" / BROADCAST
+    (folder / f"operator.{old.nonce}.env").write_bytes(old.to_bytes())  # replayed into r1
+    forged = seal(
+        consortium.partners["p01"], round_id="r1", kind="round_aborted", recipient=BROADCAST,
+        payload=b"forged", headers={"round_spec_sha256": digest},
+    ).model_copy(update={"sender": "operator"})  # fmt: skip
+    (folder / f"operator.{forged.nonce}.env").write_bytes(forged.to_bytes())
+    assert not waiting.step() and waiting.stage == "submit"  # all of them: still waiting
+    _notice(store, op, "r1", b"too few masked inputs", digest, seal_to=readers)
     with pytest.raises(SecureAggregationError, match=r"aborted round r1.*too few masked inputs"):
         waiting.step()
-    assert waiting._b == b"" and not waiting._shares  # its round secrets are forgotten
+    assert waiting.stage == "aborted" and waiting._b == b"" and not waiting._shares
+    assert not waiting.step()  # and it stays out of the round
+
+
+def test_a_partner_whose_training_outlasted_the_round_sends_no_masked_input(
+    consortium, memory_store
+) -> None:
+    from pharmafl.secure import sealed_recipients
+
+    r = Round(consortium, memory_store)
+    r.stage("advertise")
+    r.stage("share_keys")  # the operator has relayed the shares: p00 could submit now
+    readers = sealed_recipients(consortium.roster, consortium.partners)
+    _notice(memory_store, consortium.operator, "r1", b"stalled", r.server.spec.digest(),
+            seal_to=readers)  # fmt: skip
+    with pytest.raises(SecureAggregationError, match="aborted round r1 at stage submit"):
+        r.clients["p00"].step()
+    assert not memory_store.list("r1", "masked", "operator", sender="p00")
