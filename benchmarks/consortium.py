@@ -26,10 +26,15 @@ Per partner it prints federated − local for classification (AUC-PR, ROC-AUC) a
 
 and the share of tasks improved. ``--sweep`` runs the recipe settings of item 2 on the first
 key, each against the default (local and federated only, no pooled), and prints a table per
-setting.
+setting; the data settings (another training quorum, the auxiliary public partner: FS-Mol's
+non-kinase assays, held out of the new chemistry like everyone's) prepare their own
+consortium and run when named. With a public partner, each partner is also compared with its
+network trained alone on its own and the public data (what it gets without joining).
 
-    .venv/bin/python benchmarks/consortium.py                      # 3 keys, ≈ 40 min
-    .venv/bin/python benchmarks/consortium.py --keys 0 --sweep     # one key, then the sweep
+    .venv/bin/python benchmarks/consortium.py                      # 3 keys, ≈ 25 min
+    .venv/bin/python benchmarks/consortium.py --keys 0 --sweep     # one key, the sweep ≈ 25 min
+    .venv/bin/python benchmarks/consortium.py --keys 0 --sweep --no-main --settings \\
+        "public partner, 20k compounds"                            # a data setting ≈ 13 min
     .venv/bin/python benchmarks/consortium.py --table runs.json    # reprint earlier runs
 
 Prints one JSON line per run and the tables; ``--out`` writes every run as JSON. Needs the
@@ -85,11 +90,17 @@ SWEEP: dict[str, dict[str, Any]] = {
     "FedAdam": {"server_optimizer": "fedadam"},
     "no head fine-tuning": {"head_finetune_epochs": 0},
     "best-round trunk": {"final_trunk": "best"},
-    # a data setting: more (smaller) assays become tasks, their compounds stay (own prepare)
+    # data settings (each prepares its own consortium: ≈ 10-13 min; run them by name):
+    # more (smaller) assays become tasks, their compounds stay
     "task quorum 10": {"task_quorum": 10},
     # item 2's auxiliary public partner: FS-Mol assays of the other target families
     "public partner, 20k compounds": {"auxiliary_compounds": 20_000, "auxiliary_source": "public"},
+    "public partner, 5k compounds": {"auxiliary_compounds": 5_000, "auxiliary_source": "public"},
 }
+#: The settings ``--sweep`` runs unless ``--settings`` names others: the recipe's, which
+#: train copies of one prepared consortium (the data settings prepare their own).
+RECIPE_SETTINGS = [name for name in SWEEP if not set(SWEEP[name]) & {"task_quorum",
+                   "auxiliary_compounds", "auxiliary_source"}]  # fmt: skip
 #: ``auxiliary_source`` of a setting that means FS-Mol's non-kinase assays (resolved per key
 #: to a file without the key's new-chemistry scaffolds, :func:`public_file`).
 PUBLIC = "public"
@@ -477,8 +488,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sweep", action="store_true", help="Item 2's settings on the first key.")
     ap.add_argument("--no-main", action="store_true", help="Only the sweep.")
     ap.add_argument(
-        "--settings", nargs="+", choices=list(SWEEP), default=list(SWEEP),
-        help="The sweep's settings (default: all).",
+        "--settings", nargs="+", choices=list(SWEEP), default=RECIPE_SETTINGS,
+        help="The sweep's settings (default: the recipe's, not the data settings).",
     )  # fmt: skip
     ap.add_argument(
         "--set", action="append", default=[], metavar="FIELD=JSON",
