@@ -7,6 +7,4 @@ export DO_NOT_TRACK=1 PREFECT_SERVER_ANALYTICS_ENABLED=false
 .venv/bin/ruff check pharmafl flows tests benchmarks scripts
 .venv/bin/ruff format --check pharmafl flows tests benchmarks scripts
 .venv/bin/mypy
-# Two test processes (pytest-xdist), a file per process at a time: the integration tests wait
-# on servers and workers much of the time, so the suite's wall time drops by about a fifth.
-.venv/bin/python -m pytest -n 2 --dist loadfile --durations=20 "$@"
+.venv/bin/python -m pytest --durations=20 "$@"
