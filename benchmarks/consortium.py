@@ -114,7 +114,7 @@ def _scaffold(smiles: str) -> str:
     return "" if mol is None else MurckoScaffold.MurckoScaffoldSmiles(mol=mol)
 
 
-def kinase_file(folder: Path, kinase: bool = True) -> Path:
+def fsmol_file(folder: Path, kinase: bool = True) -> Path:
     """Every FS-Mol kinase measurement (``kinase=False``: every other one), in FS-Mol's own
     columns, with each compound's Murcko scaffold (computed once, cached in ``folder``)."""
     path = folder / f"fsmol-{'kinase' if kinase else 'other'}-scaffolds.csv.gz"
@@ -161,7 +161,7 @@ def split_files(kinase: Path, key_file: str, share: float, work: Path) -> tuple[
 def public_file(work: Path, key_file: str, share: float, folder: Path) -> Path:
     """FS-Mol's non-kinase measurements without the key's new-chemistry scaffolds (the
     auxiliary partner trains on none of the compounds the partners are later scored on)."""
-    rows = pd.read_csv(kinase_file(work, kinase=False))
+    rows = pd.read_csv(fsmol_file(work, kinase=False))
     key = json.loads(Path(key_file).read_text())["key"]
     new = held_out(rows["scaffold"].fillna(""), key, share)
     path = folder / "public.csv"
@@ -194,36 +194,33 @@ def _test_deltas(a: MetricsReport, b: MetricsReport) -> dict[str, Any]:
     return {t: _deltas(a.test, b.test, t) for t in METRICS}
 
 
-def test_fold_deltas(pdir: Path) -> dict[str, Any]:
-    """Federated − local per task on the partner's test fold, per task type and metric."""
-    return _test_deltas(_metrics(pdir, "local"), _metrics(pdir, "federated"))
-
-
-def public_deltas(pdir: Path) -> dict[str, Any]:
-    """With an auxiliary public partner, on the test fold: the partner alone with the public
-    data − local (what it gets without joining) and federated − that reference."""
-    from pharmafl.layout import MODELS_DIR
-    from pharmafl.model.public import PUBLIC_REFERENCE
-
-    alone = _metrics(pdir, str(pdir / MODELS_DIR / PUBLIC_REFERENCE))
-    return {
-        "public_alone": _test_deltas(_metrics(pdir, "local"), alone),
-        "vs_public": _test_deltas(alone, _metrics(pdir, "federated")),
+def partner_deltas(pdir: Path, pooled: Any | None, public: bool) -> dict[str, Any]:
+    """One partner's test-fold comparisons, its local and federated metrics read once:
+    ``test`` (federated − local), ``pooled`` (pooled − local, given the pooled document's
+    entry for it) and, with an auxiliary public partner, ``public_alone`` (the partner alone
+    with the public data − local: what it gets without joining) and ``vs_public``
+    (federated − that reference)."""
+    local, fed = _metrics(pdir, "local"), _metrics(pdir, "federated")
+    out = {
+        "test": _test_deltas(local, fed),
+        "pooled": None if pooled is None else _test_deltas(local, pooled),
     }
+    if public:
+        from pharmafl.layout import MODELS_DIR
+        from pharmafl.model.public import PUBLIC_REFERENCE
+
+        alone = _metrics(pdir, str(pdir / MODELS_DIR / PUBLIC_REFERENCE))
+        out |= {"public_alone": _test_deltas(local, alone), "vs_public": _test_deltas(alone, fed)}
+    return out
 
 
-def pooled_deltas(root: Path) -> dict[str, dict[str, Any]]:
-    """Per partner: pooled − local per task on its test fold (the simulation's upper bound);
-    the pooled metrics document is read once."""
+def pooled_reports(root: Path) -> dict[str, Any]:
+    """The pooled reference's metrics per partner (the simulation's upper bound)."""
     from pharmafl.evaluation.documents import PooledReport
     from pharmafl.layout import METRICS_FILE, ConsortiumLayout
 
-    layout = ConsortiumLayout(root)
-    doc = PooledReport.model_validate_json((layout.operator.pooled / METRICS_FILE).read_bytes())
-    return {
-        name: _test_deltas(_metrics(pdir, "local"), doc.partners[name])
-        for name, pdir in members(layout).items()
-    }
+    path = ConsortiumLayout(root).operator.pooled / METRICS_FILE
+    return dict(PooledReport.model_validate_json(path.read_bytes()).partners)
 
 
 def members(layout: Any) -> dict[str, Path]:
@@ -340,9 +337,9 @@ def run_key(
     cfg = DemoConfig.model_validate(fields)
     train_demo(root, cfg, say=lambda _: None)
     layout = ConsortiumLayout(root)
-    test = {name: test_fold_deltas(p) for name, p in members(layout).items()}
-    public = {n: public_deltas(p) for n, p in members(layout).items() if cfg.auxiliary_compounds}
-    pooled = pooled_deltas(root) if cfg.pooled else {}
+    pooled = pooled_reports(root) if cfg.pooled else {}
+    public = cfg.auxiliary_compounds is not None
+    deltas = {n: partner_deltas(p, pooled.get(n), public) for n, p in members(layout).items()}
     newchem = new_chemistry_deltas(root, new)
     if not keep:
         shutil.rmtree(root, ignore_errors=True)
@@ -352,11 +349,7 @@ def run_key(
         "new_share": share,
         "prepare_s": round(t1 - t0, 1),
         "wall_s": round(time.perf_counter() - t0, 1),
-        "partners": {
-            name: {"test": test[name], "pooled": pooled.get(name), "new": newchem.get(name)}
-            | public.get(name, {})
-            for name in test
-        },
+        "partners": {name: d | {"new": newchem.get(name)} for name, d in deltas.items()},
     }
 
 
@@ -526,7 +519,7 @@ def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
     work.mkdir(parents=True, exist_ok=True)
     runs: list[dict[str, Any]] = []
     try:
-        kinase = kinase_file(work)
+        kinase = fsmol_file(work)
         plan: list[tuple[int, dict[str, Any], str | None]] = (
             [] if args.no_main else [(k, overrides, None) for k in args.keys]
         )
