@@ -96,6 +96,12 @@ SWEEP: dict[str, dict[str, Any]] = {
     # item 2's auxiliary public partner: FS-Mol assays of the other target families
     "public partner, 20k compounds": {"auxiliary_compounds": 20_000, "auxiliary_source": "public"},
     "public partner, 5k compounds": {"auxiliary_compounds": 5_000, "auxiliary_source": "public"},
+    # the same 20k public partner, its FedAvg weight capped near a partner's training rows
+    "public partner, 20k compounds, weight cap 3000": {
+        "auxiliary_compounds": 20_000,
+        "auxiliary_source": "public",
+        "weight_cap": 3_000,
+    },
 }
 #: The settings ``--sweep`` runs unless ``--settings`` names others: the recipe's, which
 #: train copies of one prepared consortium (the data settings prepare their own).

@@ -101,6 +101,9 @@ class DemoConfig(BaseModel):
     fed_patience: int = Field(3, ge=1, description="Rounds without validation improvement.")
     server_optimizer: str = Field("fedavg")
     prox_mu: float = Field(0.0, ge=0, description="FedProx proximal term (0 = FedAvg).")
+    weight_cap: int | None = Field(
+        None, ge=100, description="Cap on a partner's FedAvg weight (see LocalTrainingSpec)."
+    )
     ring_bits: Literal[8, 16, 32, 64] = Field(
         32, description="Bits per trunk parameter in a masked update (8: 0.25× the bytes)."
     )
@@ -329,6 +332,7 @@ def _federate(layout: ConsortiumLayout, cfg: DemoConfig, trunk: SparseTrunkConfi
             head_finetune_epochs=cfg.head_finetune_epochs,
             keep_optimizer=cfg.keep_optimizer,
             prox_mu=cfg.prox_mu,
+            weight_cap=cfg.weight_cap,
         ),
         server_optimizer=make_server_optimizer(cfg.server_optimizer).config,
         final_trunk=cfg.final_trunk,

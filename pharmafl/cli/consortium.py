@@ -178,6 +178,7 @@ def create(
     prox_mu: fed.ProxMu = 0.0,
     head_finetune_epochs: fed.HeadFinetune = 3,
     keep_optimizer: fed.KeepOptimizer = True,
+    weight_cap: fed.WeightCap = None,
     server_optimizer: fed.ServerOpt = "fedavg",
     seed: fed.Seed = 0,
     ring_bits: fed.RingBits = 32,

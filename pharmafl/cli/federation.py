@@ -80,6 +80,14 @@ HeadFinetune = Annotated[
     int,
     typer.Option(min=0, max=100, help="Epochs fine-tuning each private head on the final trunk."),
 ]
+WeightCap = Annotated[
+    int | None,
+    typer.Option(
+        min=100,
+        help="Cap on a partner's FedAvg weight (its training rows), so that no partner, e.g. "
+        "a large public one, dominates the trunk (default: no cap).",
+    ),
+]
 ServerOpt = Annotated[str, typer.Option(help="fedavg, fedavgm, fedadam, fedyogi.")]
 Seed = Annotated[int, typer.Option(help="Seed of the initial trunk and local training.")]
 RingBits = Annotated[
@@ -140,6 +148,7 @@ def local_spec(
     prox_mu: float,
     head_finetune_epochs: int,
     keep_optimizer: bool = False,
+    weight_cap: int | None = None,
 ) -> dict[str, Any]:
     """The partners' local recipe (LocalTrainingSpec fields) from the command-line options."""
     return {
@@ -152,6 +161,7 @@ def local_spec(
         "prox_mu": prox_mu,
         "head_finetune_epochs": head_finetune_epochs,
         "keep_optimizer": keep_optimizer,
+        "weight_cap": weight_cap,
     }
 
 
@@ -166,6 +176,7 @@ LOCAL_OPTIONS: tuple[str, ...] = (
     "prox_mu",
     "head_finetune_epochs",
     "keep_optimizer",
+    "weight_cap",
 )
 
 
@@ -200,6 +211,7 @@ def setup(
     prox_mu: ProxMu = 0.0,
     head_finetune_epochs: HeadFinetune = 3,
     keep_optimizer: KeepOptimizer = True,
+    weight_cap: WeightCap = None,
     server_optimizer: ServerOpt = "fedavg",
     seed: Seed = 0,
     ring_bits: RingBits = 32,

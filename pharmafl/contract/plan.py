@@ -71,6 +71,22 @@ class LocalTrainingSpec(BaseModel):
         description="After the last round: epochs training heads on the frozen "
         "global trunk (early-stopped on validation).",
     )
+    weight_cap: int | None = Field(
+        None,
+        ge=100,
+        le=1 << 40,
+        description="Cap on a partner's FedAvg weight: it weighs its trunk update by "
+        "min(training rows, weight_cap) instead of its training rows, so that no partner (a "
+        "large public partner) dominates the trunk. None: FedAvg's row weights. At least 100: "
+        "the 32-bit ring's mean error grows as the weights shrink (the round report's "
+        "mean_error_bound). A compressed ring (8/16 bits) weighs partners equally anyway.",
+    )
+
+    def fedavg_weight(self, training_rows: int) -> int:
+        """The weight (example count) a partner with ``training_rows`` sends with its update."""
+        if self.weight_cap is None:
+            return training_rows
+        return min(training_rows, self.weight_cap)
 
 
 class FederationPlan(BaseModel):

@@ -544,7 +544,12 @@ def _take_part(
     _save_local_state(trainer, state.pending(spec.round_id), spec.local.keep_optimizer)
     compute = time.perf_counter() - t0
 
-    client.run(update, len(trainer.train_rows), timeout_s=timeout_s, poll_s=poll_s)
+    client.run(
+        update,
+        spec.local.fedavg_weight(len(trainer.train_rows)),
+        timeout_s=timeout_s,
+        poll_s=poll_s,
+    )
     report = PartnerRoundReport(
         partner=who.identity.id,
         round_index=spec.round_index,

@@ -221,6 +221,7 @@ def run_round(run: _Run, launcher: Launcher, poll_s: float) -> RoundResult:
         dropped=list(done.result.dropped),
         dropout_causes=dropout_causes(done),
         trunk_sha256=new_hash,
+        total_weight=done.result.report.total_examples,
         mean_validation_auc_pr=None if math.isnan(score) else score,
         validation=validation,
     )

@@ -129,6 +129,12 @@ class RoundResult(BaseModel):
         "refused by policy…), as on the ledger.",
     )
     trunk_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="The new global trunk.")
+    total_weight: int | None = Field(
+        None,
+        description="Σ of the contributors' FedAvg weights (their training rows, each capped "
+        "at the plan's weight_cap): the one count secure aggregation reveals. None in "
+        "checkpoints written before it was recorded.",
+    )
     mean_validation_auc_pr: float | None = Field(
         description="Mean of the validation AUC-PRs partners shared (None: none shared)."
     )

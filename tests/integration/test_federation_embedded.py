@@ -35,6 +35,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 ROUNDS = 2
 PARTNERS = ("alpha", "bravo", "charlie")
+#: The plan's cap on a partner's FedAvg weight: between the partners' training rows (76,
+#: 117 and 155 with the suite's fixed consortium key), so it binds for some of them only.
+WEIGHT_CAP = 100
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +57,11 @@ def trained(
         rounds=ROUNDS,
         trunk={"kind": "sparse", "hidden_sizes": [64], "dropouts": [0.1]},
         local=LocalTrainingSpec(
-            epochs=1, batch_size=128, head_finetune_epochs=1, keep_optimizer=True
+            epochs=1,
+            batch_size=128,
+            head_finetune_epochs=1,
+            keep_optimizer=True,
+            weight_cap=WEIGHT_CAP,
         ),
         stage_timeout_s=60,
         final_trunk="last",
@@ -196,6 +203,26 @@ def test_only_envelopes_travel_and_they_hold_the_trunk_only(
         doc = json.loads(open_payload(env, operator))
         assert set(doc) == {"partner", "round_index", "examples", "validation", "compute_seconds"}
         assert all(isinstance(v, float) for v in doc["validation"].values())
+
+
+def test_partners_weigh_their_updates_by_the_capped_rows(
+    trained: tuple[Path, dict[str, Any]],
+) -> None:
+    """plan.local.weight_cap: each partner's FedAvg weight is min(training rows, cap), so the
+    one count the aggregate reveals is the partners' capped weights, not their rows."""
+    cdir, result = trained
+    operator = load_identity_dir(cdir / "operator" / "identity", fix="")
+    rows = {
+        doc["partner"]: doc["examples"]
+        for doc in (
+            json.loads(open_payload(e, operator)) for e in _envelopes(cdir, "partner_report")
+        )
+    }
+    assert set(rows) == set(PARTNERS)
+    assert min(rows.values()) < WEIGHT_CAP < max(rows.values())  # binds for some only
+    capped = sum(min(n, WEIGHT_CAP) for n in rows.values())
+    for h in result.history:
+        assert h.total_weight == capped < sum(rows.values())
 
 
 def test_the_store_keeps_two_rounds_of_trunks_and_updates(

@@ -157,11 +157,25 @@ def test_plan_rejects_invalid_values(update: dict[str, object]) -> None:
 
 
 @pytest.mark.parametrize(
-    "update", [{"epochs": 0}, {"learning_rate": -1.0}, {"batch_size": 0}, {"prox_mu": -0.1}]
+    "update",
+    [
+        {"epochs": 0},
+        {"learning_rate": -1.0},
+        {"batch_size": 0},
+        {"prox_mu": -0.1},
+        {"weight_cap": 99},  # the 32-bit ring's mean error grows as weights shrink
+    ],
 )
 def test_local_spec_rejects_invalid_values(update: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         LocalTrainingSpec.model_validate(update)
+
+
+def test_the_weight_cap_bounds_a_partners_fedavg_weight() -> None:
+    assert LocalTrainingSpec().fedavg_weight(13_100) == 13_100  # FedAvg: the rows
+    capped = LocalTrainingSpec(weight_cap=3_000)
+    assert capped.fedavg_weight(13_100) == 3_000
+    assert capped.fedavg_weight(2_500) == 2_500
 
 
 def test_train_spec_requires_a_sha256_and_forbids_extras() -> None:

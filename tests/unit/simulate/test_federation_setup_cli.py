@@ -71,6 +71,7 @@ def test_setup_writes_the_local_recipe(small_consortium: Path, tmp_path: Path) -
             "federation", "setup", str(cdir), "--hidden", "16",
             "--head-finetune-epochs", "5", "--min-steps", "25", "--batch-ratio", "0.05",
             "--weight-decay", "1e-5", "--prox-mu", "0.01", "--fresh-optimizer",
+            "--weight-cap", "3000",
         ],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
@@ -79,7 +80,7 @@ def test_setup_writes_the_local_recipe(small_consortium: Path, tmp_path: Path) -
     ).local
     assert (local.head_finetune_epochs, local.min_steps, local.batch_ratio) == (5, 25, 0.05)
     assert (local.weight_decay, local.prox_mu, local.batch_size) == (1e-5, 0.01, None)
-    assert not local.keep_optimizer
+    assert not local.keep_optimizer and local.weight_cap == 3000
 
 
 def test_setup_compresses_updates_on_request(small_consortium: Path, tmp_path: Path) -> None:
