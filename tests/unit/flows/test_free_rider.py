@@ -8,10 +8,14 @@ coalition on the main plan's budget, 8 rounds of 2 local epochs; secure aggregat
 study's Prefect flow with embedded partners) values the groups from the members' signed
 gains and their standard errors over their test tasks.
 
+A second study has the same six partners, all with real results, and the second group
+sends a zero trunk update every round (a modified partner: it takes the trunk, gives
+nothing).
+
 The free riders must come out last, with a value whose interval reaches 0 or lies below it;
 the genuine group's value and its interval must stay above 0; and leaving the free riders
 out must not cost the genuine partners anything. The key is fixed, so the folds and the
-result are reproducible; ≈2 minutes on 2 cores.
+result are reproducible; ≈2 minutes on 2 cores per study.
 """
 
 from __future__ import annotations
@@ -26,13 +30,17 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 GENUINE = "alpha+bravo+charlie"
 RIDERS = "delta+echo+foxtrot"
+RIDER_NAMES = ("delta", "echo", "foxtrot")
 HIDDEN = 128
 
 
-@pytest.fixture(scope="module")
-def studied(
-    prefect_harness: None, tmp_path_factory: pytest.TempPathFactory, consortium_key_file: Path
+def _study(
+    tmp_path_factory: pytest.TempPathFactory,
+    consortium_key_file: Path,
+    shuffled: tuple[str, ...],
 ) -> Path:
+    """Simulate, prepare and baseline the six partners (``shuffled``: those whose results
+    are shuffled), then run the study."""
     from flows.contribution import contribution_flow
     from pharmafl.common.params import ConsortiumParameters, EvaluationQuorum, TaskParams
     from pharmafl.contract import FederationPlan, LocalTrainingSpec
@@ -52,7 +60,7 @@ def studied(
             max_compounds=1000,
             seed=3,
             overlap=0.0,
-            free_riders=("delta", "echo", "foxtrot"),
+            free_riders=shuffled,
         ),
         workers=1,
         key_file=consortium_key_file,
@@ -82,6 +90,35 @@ def studied(
     state = contribution_flow(str(cdir), study=StudyConfig(), return_state=True)
     assert state.is_completed(), state.message  # every coalition on the main plan's budget
     return cdir
+
+
+@pytest.fixture(scope="module")
+def studied(
+    prefect_harness: None, tmp_path_factory: pytest.TempPathFactory, consortium_key_file: Path
+) -> Path:
+    """The second group joins with real compounds and shuffled results."""
+    return _study(tmp_path_factory, consortium_key_file, shuffled=RIDER_NAMES)
+
+
+@pytest.fixture(scope="module")
+def silent(
+    prefect_harness: None, tmp_path_factory: pytest.TempPathFactory, consortium_key_file: Path
+) -> Path:
+    """The second group holds real data and trains its own heads, but sends a zero trunk
+    update every round: it contributes nothing and takes the trunk the others train (the
+    free rider of Fraboni et al., AISTATS 2021). It runs its own, modified, partner code;
+    under secure aggregation nobody sees its update."""
+    from pharmafl.partner import federated
+
+    honest = federated._train
+
+    def zero_update(pdir, state, spec, me, global_state):  # type: ignore[no-untyped-def]
+        trainer, update, validation = honest(pdir, state, spec, me, global_state)
+        return trainer, (update * 0 if me in RIDER_NAMES else update), validation
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(federated, "_train", zero_update)
+        return _study(tmp_path_factory, consortium_key_file, shuffled=())
 
 
 def _result(cdir: Path) -> ContributionResult:
@@ -133,3 +170,21 @@ def test_the_free_riders_hurt_the_genuine_partners(studied: Path) -> None:
     assert res.grand_coalition_ci is not None
     lo, hi = res.grand_coalition_ci
     assert lo < res.grand_coalition_utility < hi
+
+
+def test_silent_free_riders_come_out_last_at_or_below_zero(silent: Path) -> None:
+    """Riders that send zero updates, with real data of their own: whatever they take from
+    the trunk the genuine group trains, their value must not reward it (the consortium
+    utility is the members' mean gain, so taking without giving lowers it). Measured:
+    −0.016 [−0.027, −0.005]; the genuine group +0.030, lower bound +0.019."""
+    res = _result(silent)
+    assert res.shapley is not None and res.shapley_ci is not None
+    assert min(res.shapley, key=res.shapley.__getitem__) == RIDERS
+    lo, hi = res.shapley_ci[RIDERS]
+    assert lo <= 0.0
+    g_lo, _ = res.shapley_ci[GENUINE]
+    assert g_lo > 0.0
+    print(
+        f"silent riders: {res.shapley[RIDERS]:+.4f} [{lo:+.4f}, {hi:+.4f}]; "
+        f"genuine {res.shapley[GENUINE]:+.4f} lower bound {g_lo:+.4f}"
+    )
