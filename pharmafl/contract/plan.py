@@ -77,9 +77,10 @@ class LocalTrainingSpec(BaseModel):
         le=1 << 40,
         description="Cap on a partner's FedAvg weight: it weighs its trunk update by "
         "min(training rows, weight_cap) instead of its training rows, so that no partner (a "
-        "large public partner) dominates the trunk. None: FedAvg's row weights. At least 100: "
-        "the 32-bit ring's mean error grows as the weights shrink (the round report's "
-        "mean_error_bound). A compressed ring (8/16 bits) weighs partners equally anyway.",
+        "large public partner) dominates the trunk. None: FedAvg's row weights. Each round's "
+        "public bound on a weight (quantization max_examples) is then the cap, so the "
+        "operator refuses a masked input that declares more. A compressed ring (8/16 bits) "
+        "weighs partners equally anyway.",
     )
 
     def fedavg_weight(self, training_rows: int) -> int:
@@ -182,6 +183,16 @@ class FederationPlan(BaseModel):
             "quantization": quantization.model_dump(mode="json"),
         }
         return FederationPlan.model_validate(doc)
+
+    def round_quantization(self) -> QuantizationConfig:
+        """The encoding of every round: the plan's, with the public bound on one partner's
+        weight (``max_examples``) lowered to the weight cap when there is one. Weights are then
+        n_u / cap (finer steps on the 32-bit ring), and the operator refuses a masked input
+        that declares more than the cap (a partner that weighs itself above it)."""
+        cap, q = self.local.weight_cap, self.quantization
+        if cap is None or cap >= q.max_examples:
+            return q
+        return q.model_copy(update={"max_examples": cap})
 
     def members(self, roster_partners: Sequence[str]) -> tuple[str, ...]:
         """The partners of this run (sorted), checked against the roster's partners.

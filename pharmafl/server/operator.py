@@ -231,8 +231,9 @@ def run_round(run: _Run, launcher: Launcher, poll_s: float) -> RoundResult:
 
 
 def _round_quantization(run: _Run) -> QuantizationConfig:
-    """The plan's encoding, with a compressed ring's clip as the last round set it."""
-    q = run.plan.quantization
+    """The plan's encoding (its weight bound at the weight cap), with a compressed ring's
+    clip as the last round set it."""
+    q = run.plan.round_quantization()
     if not q.compressed or run.state.clip is None:
         return q
     # Never below what the DP noise needs (partners refuse such a spec).

@@ -262,6 +262,7 @@ def secure_round(
     FederationError
         Every attempt aborted.
     """
+    encoding = quantization or ctx.plan.round_quantization()
     for _ in range(ctx.plan.max_round_attempts):
         spec = publish_round(ctx, trunk_bytes, index, previous_completed=index > 0, final=False)
         ctx.record(
@@ -272,10 +273,10 @@ def secure_round(
                 participants=list(spec.participants),
                 round_spec_hash=sha256_bytes(spec.model_dump_json().encode()),
                 dp=ctx.plan.dp,
-                quantization=quantization or ctx.plan.quantization,
+                quantization=encoding,
             )
         )
-        done = _attempt(ctx, launcher, spec, size, poll_s, quantization or ctx.plan.quantization)
+        done = _attempt(ctx, launcher, spec, size, poll_s, encoding)
         if done is not None:
             record_participation(ctx, done)
             return done

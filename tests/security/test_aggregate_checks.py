@@ -141,3 +141,35 @@ def test_a_count_the_operator_cannot_open_is_rejected(
     monkeypatch.setattr(client_module.SecAggClient, "_sealed_count", sealed_count)
     with pytest.raises(SecureAggregationError, match="delta found no operator message for confirm"):
         run_secagg_round(updates, COUNTS, quantization=Q)
+
+
+def test_a_partner_weighing_itself_above_the_weight_cap_is_refused(
+    updates: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``weight_cap`` the round's public bound on a weight is the cap: a partner whose
+    own (modified) client declares its 777 rows instead of at most 300, to steer the trunk,
+    has its masked input refused; the round completes with the others."""
+    from pharmafl.contract import FederationPlan, LocalTrainingSpec
+
+    plan = FederationPlan(
+        trunk={"kind": "sparse", "hidden_sizes": [16], "dropouts": [0.0]},
+        local=LocalTrainingSpec(weight_cap=300),
+    )
+    q = plan.round_quantization()
+    assert q.max_examples == 300 and plan.quantization.max_examples == Q.max_examples
+    real = client_module.quantize
+
+    def greedy(update: np.ndarray, num_examples: int, config: Any, *a: Any, **kw: Any) -> Any:
+        if num_examples == COUNTS["delta"]:  # delta's client skips its own bound check
+            config = config.model_copy(update={"max_examples": Q.max_examples})
+        return real(update, num_examples, config, *a, **kw)
+
+    monkeypatch.setattr(client_module, "quantize", greedy)
+    honest = {p: min(n, 300) for p, n in COUNTS.items() if p != "delta"}
+    counts = honest | {"delta": 777}
+    # delta's input is refused, so the operator leaves it out of the confirm stage
+    result = run_secagg_round(updates, counts, quantization=q, dropouts={"delta": "confirm"}).result
+    assert result.report.survivors == ("alpha", "bravo", "charlie")
+    assert result.report.total_examples == sum(honest.values())
+    reasons = [r.reason for r in result.report.rejections]
+    assert any("declare 1..300 examples" in r for r in reasons), reasons
