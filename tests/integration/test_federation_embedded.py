@@ -221,6 +221,14 @@ def test_partners_weigh_their_updates_by_the_capped_rows(
     assert set(rows) == set(PARTNERS)
     assert min(rows.values()) < WEIGHT_CAP < max(rows.values())  # binds for some only
     capped = sum(min(n, WEIGHT_CAP) for n in rows.values())
+    # the operator ran every round with the cap as its public bound on one weight (a partner
+    # declaring more is refused: tests/security/test_aggregate_checks.py)
+    started = [
+        e.payload for e in read_entries(cdir / "operator" / "ledger.jsonl")
+        if e.event.value == "round_started"
+    ]  # fmt: skip
+    assert len(started) == ROUNDS
+    assert all(p["quantization"]["max_examples"] == WEIGHT_CAP for p in started)
     for h in result.history:
         assert h.total_weight == capped < sum(rows.values())
 
