@@ -1,7 +1,8 @@
 """The operator's calls to the consortium's Prefect API, and what they say about partners.
 
-- :class:`PrefectApi`: every call on a fresh client; a call that must succeed (starting a
-  partner's round) rides out an unreachable or restarting server for the retry window
+- :class:`PrefectApi`: every call on a fresh client (one TLS context for all of them); a
+  call that must succeed (starting a partner's round) rides out an unreachable or restarting
+  server for the retry window
   (:class:`pharmafl.common.retry.Outage`: one log line when it goes, one when it is back),
   then fails with a resumable :class:`~pharmafl.common.errors.ServiceUnavailableError`; a
   call that may be skipped (polling states) skips while the server is away.
@@ -16,6 +17,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -62,6 +64,23 @@ def api_transient(exc: BaseException) -> bool:
     return isinstance(exc, httpx.TransportError | OSError)
 
 
+def tls_context() -> ssl.SSLContext:
+    """The TLS context Prefect's client builds for itself from its settings (verification
+    off with ``PREFECT_API_TLS_INSECURE_SKIP_VERIFY``; else the CA file
+    ``PREFECT_API_SSL_CERT_FILE``, certifi's bundle by default), built once for a
+    :class:`PrefectApi`: each build loads the CA bundle (tens of ms of CPU), and the operator
+    polls its partners' runs and pools every few seconds on fresh clients."""
+    import certifi
+    from prefect.settings import PREFECT_API_SSL_CERT_FILE, PREFECT_API_TLS_INSECURE_SKIP_VERIFY
+
+    if PREFECT_API_TLS_INSECURE_SKIP_VERIFY.value():
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    return ssl.create_default_context(cafile=PREFECT_API_SSL_CERT_FILE.value() or certifi.where())
+
+
 class PrefectApi:
     """Calls to the Prefect API of ``PREFECT_API_URL``, each on its own short-lived client."""
 
@@ -70,6 +89,7 @@ class PrefectApi:
 
         self.outage = Outage(f"Prefect API {PREFECT_API_URL.value()}", fix=API_FIX)
         self.back_at = -float("inf")  # monotonic time the API last came back
+        self._httpx = {**_OWN_CLIENT, "verify": tls_context()}
 
     def _once(self, fn: Callable[[SyncPrefectClient], T]) -> T:
         """``fn`` on a client of its own. Not the flow run's shared client, which retries a
@@ -79,7 +99,7 @@ class PrefectApi:
         from prefect.client.orchestration import get_client
 
         t0 = time.monotonic()
-        with get_client(sync_client=True, httpx_settings=dict(_OWN_CLIENT)) as client:
+        with get_client(sync_client=True, httpx_settings=dict(self._httpx)) as client:
             out = fn(client)
         if time.monotonic() - t0 > SLOW_CALL_S:
             self.back_at = time.monotonic()
@@ -194,4 +214,4 @@ def _grace(worker: Any) -> float:
     return max(MIN_GRACE_S, MISSED_HEARTBEATS * interval)
 
 
-__all__ = ["API_FIX", "MIN_GRACE_S", "PrefectApi", "WorkerLiveness", "api_transient"]
+__all__ = ["API_FIX", "MIN_GRACE_S", "PrefectApi", "WorkerLiveness", "api_transient", "tls_context"]

@@ -113,18 +113,33 @@ MIN_SHARED_KEY_CHARS = 32
 _KEY_CHECK_DOMAIN = b"pharmafl/consortium-key-check/v2\x00"
 
 
+#: Check keys derived in this process, by (SHA-256 of the key, consortium name): a partner
+#: checks the roster before every round, and where rounds share a process (embedded partners,
+#: a contribution study's coalitions) the scrypt would otherwise run each time. Holds no key
+#: bytes; never written anywhere.
+_CHECK_KEYS: dict[tuple[bytes, str], bytes] = {}
+_CHECK_KEYS_MAX = 16
+
+
 def key_check_key(key: ConsortiumKey, consortium: str) -> bytes:
     """The key that key checks are computed with: scrypt of the consortium key (salted
     with the consortium name; 16 MiB, so that guessing a key from a published check costs
-    a memory-hard derivation per guess)."""
-    return hashlib.scrypt(
-        key.reveal(),
-        salt=_KEY_CHECK_DOMAIN + consortium.encode("utf-8"),
-        n=2**14,
-        r=8,
-        p=1,
-        dklen=32,
-    )
+    a memory-hard derivation per guess). Derived once per process and key."""
+    memo = (hashlib.sha256(_KEY_CHECK_DOMAIN + key.reveal()).digest(), consortium)
+    derived = _CHECK_KEYS.get(memo)
+    if derived is None:
+        derived = hashlib.scrypt(
+            key.reveal(),
+            salt=_KEY_CHECK_DOMAIN + consortium.encode("utf-8"),
+            n=2**14,
+            r=8,
+            p=1,
+            dklen=32,
+        )
+        if len(_CHECK_KEYS) >= _CHECK_KEYS_MAX:
+            _CHECK_KEYS.clear()
+        _CHECK_KEYS[memo] = derived
+    return derived
 
 
 def consortium_key_check(

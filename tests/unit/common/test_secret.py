@@ -53,3 +53,35 @@ def test_malformed_key_json_does_not_echo_content(tmp_path) -> None:
     with pytest.raises(KeyFileError) as info:
         load_consortium_key(path)
     assert "s3cr3t" not in str(info.value)
+
+
+def test_check_key_is_derived_once_per_key_and_consortium(monkeypatch) -> None:
+    """A partner checks the roster before every round: in one process the scrypt runs once
+    per (key, consortium), the memo gives the same bytes, holds no key bytes, and a
+    different key or consortium gets its own derivation."""
+    import hashlib
+    import secrets
+
+    from pharmafl.common import secret
+
+    monkeypatch.setattr(secret, "_CHECK_KEYS", {})
+    calls = []
+    real = hashlib.scrypt
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(kwargs["salt"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(secret.hashlib, "scrypt", counting)
+    key = secret.ConsortiumKey(b"k" * 32)
+    first = secret.key_check_key(key, "acme")
+    assert secret.key_check_key(secret.ConsortiumKey(b"k" * 32), "acme") == first
+    assert len(calls) == 1
+    other_key = secret.key_check_key(secret.ConsortiumKey(b"j" * 32), "acme")
+    other_name = secret.key_check_key(key, "acme2")
+    assert len(calls) == 3 and len({first, other_key, other_name}) == 3
+    memo = secret._CHECK_KEYS
+    assert all(b"k" * 32 not in digest + name.encode() for digest, name in memo)
+    for _ in range(secret._CHECK_KEYS_MAX):  # bounded: a long-lived process does not grow
+        secret.key_check_key(secret.ConsortiumKey(secrets.token_bytes(32)), "acme")
+    assert len(memo) <= secret._CHECK_KEYS_MAX

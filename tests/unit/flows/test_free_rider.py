@@ -38,12 +38,18 @@ def _study(
     tmp_path_factory: pytest.TempPathFactory,
     consortium_key_file: Path,
     shuffled: tuple[str, ...],
+    caches: Path,
 ) -> Path:
     """Simulate, prepare and baseline the six partners (``shuffled``: those whose results
-    are shuffled), then run the study."""
+    are shuffled), then run the study. Both studies hold the same compounds under the same
+    key and parameters, so the second prepares from the first's describe caches (``caches``,
+    a partner's own incremental cache: byte-identical outputs, tested in ``test_prepare``)."""
+    import shutil
+
     from flows.contribution import contribution_flow
     from pharmafl.common.params import ConsortiumParameters, EvaluationQuorum, TaskParams
     from pharmafl.contract import FederationPlan, LocalTrainingSpec
+    from pharmafl.layout import PartnerLayout
     from pharmafl.model import TrainConfig, run_baseline
     from pharmafl.model.config import SparseTrunkConfig
     from pharmafl.partner import PrepareOptions, prepare_partner
@@ -70,7 +76,11 @@ def _study(
     )
     dirs = {p.name: p for p in sorted((cdir / "partners").iterdir())}
     for pdir in dirs.values():
+        own, shared = PartnerLayout(pdir).prepare_cache, caches / pdir.name
+        if shared.is_dir():
+            shutil.copytree(shared, own, dirs_exist_ok=True)
         prepare_partner(pdir, PrepareOptions(workers=1))
+        shutil.copytree(own, shared, dirs_exist_ok=True)
         run_baseline(  # early-stopped on validation AUC-PR: a fair local reference
             pdir,
             SparseTrunkConfig(hidden_sizes=(HIDDEN,), dropouts=(0.2,)),
@@ -93,16 +103,28 @@ def _study(
 
 
 @pytest.fixture(scope="module")
+def caches(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The partners' describe caches, shared by the two studies."""
+    return tmp_path_factory.mktemp("describe-caches")
+
+
+@pytest.fixture(scope="module")
 def studied(
-    prefect_harness: None, tmp_path_factory: pytest.TempPathFactory, consortium_key_file: Path
+    prefect_harness: None,
+    tmp_path_factory: pytest.TempPathFactory,
+    consortium_key_file: Path,
+    caches: Path,
 ) -> Path:
     """The second group joins with real compounds and shuffled results."""
-    return _study(tmp_path_factory, consortium_key_file, shuffled=RIDER_NAMES)
+    return _study(tmp_path_factory, consortium_key_file, RIDER_NAMES, caches)
 
 
 @pytest.fixture(scope="module")
 def silent(
-    prefect_harness: None, tmp_path_factory: pytest.TempPathFactory, consortium_key_file: Path
+    prefect_harness: None,
+    tmp_path_factory: pytest.TempPathFactory,
+    consortium_key_file: Path,
+    caches: Path,
 ) -> Path:
     """The second group holds real data and trains its own heads, but sends a zero trunk
     update every round: it contributes nothing and takes the trunk the others train (the
@@ -118,7 +140,7 @@ def silent(
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(federated, "_train", zero_update)
-        return _study(tmp_path_factory, consortium_key_file, shuffled=())
+        return _study(tmp_path_factory, consortium_key_file, (), caches)
 
 
 def _result(cdir: Path) -> ContributionResult:

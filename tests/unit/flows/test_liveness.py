@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -149,3 +150,47 @@ def test_dropout_causes_are_named() -> None:
     )
     assert dropped_text(rec) == "charlie (worker offline), delta"
     assert run_tag("abc", "train") == "pharmafl-run:abc:train"
+
+
+def test_every_call_uses_the_one_tls_context_prefects_settings_give(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """Each call has a fresh client (no silent shared-client retries), but not a fresh TLS
+    context: building one loads the CA bundle, and the operator polls every few seconds.
+    The context is the one Prefect's client would build from its settings."""
+    import ssl
+
+    import certifi
+    from prefect.settings import (
+        PREFECT_API_SSL_CERT_FILE,
+        PREFECT_API_TLS_INSECURE_SKIP_VERIFY,
+        PREFECT_API_URL,
+        temporary_settings,
+    )
+
+    built: list[str | None] = []
+    real = ssl.create_default_context
+
+    def counting(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        built.append(kwargs.get("cafile"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ssl, "create_default_context", counting)
+    seen: list[Any] = []
+    with temporary_settings(updates={PREFECT_API_URL: "https://127.0.0.1:9/api"}):
+        api = PrefectApi()
+        for _ in range(3):
+            api._once(lambda c: seen.append(c._client._transport._pool._ssl_context))
+        expected = PREFECT_API_SSL_CERT_FILE.value() or certifi.where()  # Prefect's rule
+        assert built == [expected]  # once, not once a call
+        assert len({id(ctx) for ctx in seen}) == 1
+        assert seen[0].verify_mode is ssl.CERT_REQUIRED and seen[0].check_hostname
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(Path(certifi.where()).read_bytes())
+    with temporary_settings(updates={PREFECT_API_SSL_CERT_FILE: str(ca)}):
+        built.clear()
+        PrefectApi()
+        assert built == [str(ca)]  # the operator's own CA file, as Prefect would use it
+    with temporary_settings(updates={PREFECT_API_TLS_INSECURE_SKIP_VERIFY: True}):
+        ctx = _prefect_api.tls_context()
+        assert ctx.verify_mode is ssl.CERT_NONE and not ctx.check_hostname
