@@ -43,7 +43,8 @@ def _study(
     """Simulate, prepare and baseline the six partners (``shuffled``: those whose results
     are shuffled), then run the study. Both studies hold the same compounds under the same
     key and parameters, so the second prepares from the first's describe caches (``caches``,
-    a partner's own incremental cache: byte-identical outputs, tested in ``test_prepare``)."""
+    a partner's own incremental cache: byte-identical outputs, tested in
+    ``test_prepare_cache``)."""
     import shutil
 
     from flows.contribution import contribution_flow
