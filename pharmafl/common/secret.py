@@ -26,10 +26,11 @@ class ConsortiumKey:
 
     __slots__ = ("_value",)
 
-    def __init__(self, value: bytes) -> None:
+    def __init__(self, value: bytes, source: str | None = None) -> None:
         if len(value) < 8:
             raise KeyFileError(
                 "the consortium key is shorter than 8 bytes.",
+                file=source,
                 fix="use the key file distributed by the consortium (pharmafl consortium "
                 "simulate writes one with 32 random bytes).",
             )
@@ -88,7 +89,7 @@ def load_consortium_key(path: str | Path | None = None) -> ConsortiumKey:
                 "no consortium key given.",
                 fix=f"pass the key file path or set {KEY_ENV_VAR}.",
             )
-        return ConsortiumKey(_parse_key_text(env, KEY_ENV_VAR))
+        return ConsortiumKey(_parse_key_text(env, KEY_ENV_VAR), KEY_ENV_VAR)
     p = Path(path)
     if not p.is_file():
         raise KeyFileError(
@@ -103,7 +104,7 @@ def load_consortium_key(path: str | Path | None = None) -> ConsortiumKey:
             file=p,
             fix=f"restrict it to its owner: chmod 600 {p}",
         )
-    return ConsortiumKey(_parse_key_text(p.read_text(encoding="utf-8"), str(p)))
+    return ConsortiumKey(_parse_key_text(p.read_text(encoding="utf-8"), str(p)), str(p))
 
 
 #: Shortest key (in characters of its value) a partner may join a consortium with: key checks

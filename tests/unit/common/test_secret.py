@@ -55,6 +55,29 @@ def test_malformed_key_json_does_not_echo_content(tmp_path) -> None:
     assert "s3cr3t" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("  \n", "key is empty"),
+        ('{"key": ""}', 'no non-empty "key" field'),
+        ('{"secret": "long-enough-secret"}', 'no non-empty "key" field'),
+        ('{"key": ["long-enough-secret"]}', 'no non-empty "key" field'),
+        ("short", "shorter than 8 bytes"),
+    ],
+    ids=["blank", "empty-field", "no-field", "not-a-string", "short"],
+)
+def test_a_key_file_without_a_usable_key_is_refused_by_name(tmp_path, text, problem) -> None:
+    """An empty or truncated key file must not become a guessable consortium key (the keyed
+    fold hash, the bit permutation and the key check all derive from it): it is refused with
+    the file's name and what to do."""
+    path = tmp_path / "key.json"
+    path.write_text(text)
+    os.chmod(path, 0o600)
+    with pytest.raises(KeyFileError, match=problem) as info:
+        load_consortium_key(path)
+    assert info.value.file == str(path) and info.value.fix
+
+
 def test_check_key_is_derived_once_per_key_and_consortium(monkeypatch) -> None:
     """A partner checks the roster before every round: in one process the scrypt runs once
     per (key, consortium), the memo gives the same bytes, holds no key bytes, and a

@@ -467,3 +467,85 @@ def test_a_partner_whose_training_outlasted_the_round_sends_no_masked_input(
     with pytest.raises(SecureAggregationError, match="aborted round r1 at stage submit"):
         r.clients["p00"].step()
     assert not memory_store.list("r1", "masked", "operator", sender="p00")
+
+
+def test_a_masked_input_of_the_wrong_shape_is_refused_and_the_round_goes_on(
+    consortium, memory_store
+) -> None:
+    """A partner's own (modified) client sends a correctly signed masked input one entry
+    shorter than the round's vector (a longer one is over the store's size limit). Added into
+    the sum it would crash the operator's round; it is refused as that partner's input, and the
+    round completes with the others."""
+    r = Round(consortium, memory_store)
+    for s in ("advertise", "share_keys"):
+        r.stage(s)
+    r.clients_do("submit", skip=("p01",))
+    entries = r.server._acc.size - 1
+    memory_store.put(
+        seal(
+            consortium.partners["p01"],
+            round_id="r1",
+            kind="masked",
+            recipient="operator",
+            payload=bytes(4 * entries),
+            headers={"dtype": "<u4", "length": str(entries), "seed_commitment": "0" * 64},
+        )
+    )
+    r.server_close()
+    reasons = [x.reason for x in r.server.guard.rejections]
+    assert any(x.startswith("masked input must be") for x in reasons), reasons
+    for s in ("confirm", "unmask"):
+        r.stage(s, skip=("p01",))
+    survivors = [p for p in r.updates if p != "p01"]
+    _check_exact(r.server.result, r.updates, r.counts, survivors, r.cfg)
+
+
+def test_a_partner_left_out_of_the_key_list_hands_out_no_shares(consortium, memory_store):
+    """The operator relays every advertisement but p00's own to p00 (it could then send p00
+    a round in which p00 is not a member while p00's peers hold shares of its secrets). p00
+    checks that the key list carries its own advertisement, unaltered, and stops: no share of
+    its mask secrets leaves."""
+    from pharmafl.secure import pack_envelopes
+    from pharmafl.secure.messages import KeysPayload
+
+    r = Round(consortium, memory_store)
+    r.clients_do("advertise")
+    r.server.receive()
+    adverts = [e for e in memory_store.list("r1", "advertise", "operator") if e.sender != "p00"]
+    r.server.advance()
+    (real,) = memory_store.list("r1", "keys", "p00")
+    memory_store.fs.rm(f"{memory_store.root}/{memory_store.key_of(real)}")
+    others = tuple(sorted(e.sender for e in adverts))
+    memory_store.put(
+        seal(
+            consortium.operator,
+            round_id="r1",
+            kind="keys",
+            recipient="p00",
+            payload=KeysPayload(advertised=others, envelopes=pack_envelopes(adverts)).to_payload(),
+        )
+    )
+    with pytest.raises(SecureAggregationError, match="my advertised keys were altered"):
+        r.clients["p00"].share_keys()
+    assert not any(memory_store.list("r1", "shares", p, sender="p00") for p in r.clients)
+
+
+def test_the_operator_is_never_one_of_its_rounds_partners(consortium) -> None:
+    """The threshold t bounds how many partners may collude with the operator; an operator
+    that were itself a partner of the round (holding a share of every secret) would be one
+    colluder for free. A spec that lists it is refused wherever it is read."""
+    from pydantic import ValidationError
+
+    from pharmafl.secure.messages import RoundSpec
+
+    op = consortium.operator.id
+    with pytest.raises(ValidationError, match="operator cannot also be a partner"):
+        RoundSpec(
+            round_id="r1",
+            roster_fingerprint="0" * 64,
+            operator=op,
+            partners=sorted(["p00", "p01", op]),
+            threshold=2,
+            vector_length=5,
+            operator_key="0" * 64,
+        )
