@@ -500,34 +500,76 @@ def test_a_masked_input_of_the_wrong_shape_is_refused_and_the_round_goes_on(
     _check_exact(r.server.result, r.updates, r.counts, survivors, r.cfg)
 
 
-def test_a_partner_left_out_of_the_key_list_hands_out_no_shares(consortium, memory_store):
-    """The operator relays every advertisement but p00's own to p00 (it could then send p00
-    a round in which p00 is not a member while p00's peers hold shares of its secrets). p00
-    checks that the key list carries its own advertisement, unaltered, and stops: no share of
+@pytest.mark.parametrize(
+    ("relayed", "refusal"),
+    [
+        (("p01", "p02", "p03"), "my advertised keys were altered"),
+        (("p00", "p01"), "only 2 partners advertised keys"),
+    ],
+    ids=["without-mine", "below-t"],
+)
+def test_a_partner_hands_out_no_shares_in_a_key_list_it_cannot_trust(
+    consortium, memory_store, relayed, refusal
+):
+    """The operator relays p00 a key list without p00's own advertisement (a round in which
+    p00 is not a member, while p00's peers would hold shares of its secrets), or one of fewer
+    than t partners (a round that can never unmask). p00 checks both and stops: no share of
     its mask secrets leaves."""
     from pharmafl.secure import pack_envelopes
     from pharmafl.secure.messages import KeysPayload
 
-    r = Round(consortium, memory_store)
+    r = Round(consortium, memory_store)  # n=4, t=3
     r.clients_do("advertise")
     r.server.receive()
-    adverts = [e for e in memory_store.list("r1", "advertise", "operator") if e.sender != "p00"]
+    adverts = [e for e in memory_store.list("r1", "advertise", "operator") if e.sender in relayed]
     r.server.advance()
     (real,) = memory_store.list("r1", "keys", "p00")
     memory_store.fs.rm(f"{memory_store.root}/{memory_store.key_of(real)}")
-    others = tuple(sorted(e.sender for e in adverts))
     memory_store.put(
         seal(
             consortium.operator,
             round_id="r1",
             kind="keys",
             recipient="p00",
-            payload=KeysPayload(advertised=others, envelopes=pack_envelopes(adverts)).to_payload(),
+            payload=KeysPayload(advertised=relayed, envelopes=pack_envelopes(adverts)).to_payload(),
         )
     )
-    with pytest.raises(SecureAggregationError, match="my advertised keys were altered"):
+    with pytest.raises(SecureAggregationError, match=refusal):
         r.clients["p00"].share_keys()
     assert not any(memory_store.list("r1", "shares", p, sender="p00") for p in r.clients)
+
+
+def test_a_share_sealed_for_another_pair_is_refused(consortium, memory_store) -> None:
+    """p00 (misbehaving) seals to p01, under their pair key, a share that names p02 as its
+    recipient. p01 does not keep it as p00's share for p01: it records p00's misbehaviour and
+    the round completes from the others' shares."""
+    r = Round(consortium, memory_store)
+    r.stage("advertise")
+    r.clients_do("share_keys")
+    (real,) = memory_store.list("r1", "shares", "p01", sender="p00")
+    memory_store.fs.rm(f"{memory_store.root}/{memory_store.key_of(real)}")
+    body = SharePayload(sender="p00", recipient="p02", s_share="00" * 66, b_share="00" * 66)
+    key = r.clients["p01"]._share_key("p00")
+    memory_store.put(
+        seal(
+            consortium.partners["p00"],
+            round_id="r1",
+            kind="shares",
+            recipient="p01",
+            payload=crypto.aead_encrypt(
+                key, body.to_payload(), aead_context("shares", "r1", "p00", "p01")
+            ),
+        )
+    )
+    r.server_close()
+    r.clients_do("submit")
+    reasons = [x.reason for x in r.clients["p01"].guard.rejections]
+    assert any("share addressed to another pair" in x for x in reasons), reasons
+    assert "p00" not in r.clients["p01"]._shares
+    r.server_close()
+    for s in ("confirm", "unmask"):
+        r.stage(s)
+    _check_exact(r.server.result, r.updates, r.counts, list(r.updates), r.cfg)
 
 
 def test_the_operator_is_never_one_of_its_rounds_partners(consortium) -> None:
