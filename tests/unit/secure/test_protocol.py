@@ -591,3 +591,100 @@ def test_the_operator_is_never_one_of_its_rounds_partners(consortium) -> None:
             vector_length=5,
             operator_key="0" * 64,
         )
+
+
+def _lie(client: SecAggClient, owner: str, kind: int, responders: tuple[str, ...]) -> None:
+    """``client`` will reveal a share (0: of s, 1: of b) of ``owner``'s secret crafted so that,
+    interpolated with the other ``responders``' honest shares, the secret comes out one more
+    than the truth: a well-formed secret, so only a check against what ``owner`` committed to
+    can tell."""
+    from pharmafl.secure.shamir import PRIME, SHARE_BYTES
+
+    me, lam = client.spec.index(client.me), 1
+    for x in (client.spec.index(p) for p in responders):
+        if x != me:
+            lam = lam * (0 - x) * pow(me - x, -1, PRIME) % PRIME
+    shares = list(client._shares[owner])
+    y = (int.from_bytes(shares[kind], "big") + pow(lam, -1, PRIME)) % PRIME
+    shares[kind] = y.to_bytes(SHARE_BYTES, "big")
+    client._shares[owner] = (shares[0], shares[1])
+
+
+def test_a_partner_revealing_a_wrong_share_of_a_survivors_seed_aborts_the_round(
+    consortium, memory_store
+) -> None:
+    """p01 reveals a crafted share of p00's self-mask seed. The seed rebuilt from it would
+    leave p00's self mask in the sum; the operator checks it against the commitment p00 signed
+    with its masked input and aborts the round, naming p00's seed, instead of applying noise
+    as an aggregate."""
+    r = Round(consortium, memory_store)  # n=4, t=3: the three that answer are all used
+    for s in ("advertise", "share_keys", "submit", "confirm"):
+        r.stage(s)
+    _lie(r.clients["p01"], "p00", 1, ("p00", "p01", "p02"))
+    r.clients_do("unmask", skip=("p03",))
+    r.server.receive()
+    with pytest.raises(SecureAggregationError, match="reconstructed seed of p00 fails its commit"):
+        r.server.advance()
+    assert r.server.result is None
+
+
+def test_a_partner_revealing_a_wrong_share_of_a_dropouts_key_aborts_the_round(
+    consortium, memory_store
+) -> None:
+    """p03 drops out after sharing its keys; p01 reveals a crafted share of p03's mask key.
+    The key rebuilt from it would leave p03's pair masks in the sum; the operator checks it
+    against p03's signed advertisement and aborts the round."""
+    r = Round(consortium, memory_store)
+    for s in ("advertise", "share_keys"):
+        r.stage(s)
+    for s in ("submit", "confirm"):
+        r.stage(s, skip=("p03",))
+    _lie(r.clients["p01"], "p03", 0, ("p00", "p01", "p02"))
+    r.clients_do("unmask", skip=("p03",))
+    r.server.receive()
+    with pytest.raises(SecureAggregationError, match="reconstructed mask key of p03 is wrong"):
+        r.server.advance()
+    assert r.server.result is None
+
+
+def test_a_partner_left_out_of_u2_sends_no_masked_input(consortium, memory_store) -> None:
+    """The operator relays p00 the others' shares under a U2 that leaves p00 out (p00's masked
+    input would then be summed in a round whose unmasking does not count it). p00 refuses the
+    relay: no masked input leaves."""
+    from pharmafl.secure import pack_envelopes
+    from pharmafl.secure.messages import RelayPayload
+
+    r = Round(consortium, memory_store)
+    r.stage("advertise")
+    r.clients_do("share_keys")
+    r.server.receive()
+    inner = [
+        e
+        for p in ("p01", "p02", "p03")
+        for e in memory_store.list("r1", "shares", "p00")
+        if e.sender == p
+    ]
+    r.server.advance()
+    (real,) = memory_store.list("r1", "relay", "p00")
+    memory_store.fs.rm(f"{memory_store.root}/{memory_store.key_of(real)}")
+    payload = RelayPayload(shared=("p01", "p02", "p03"), envelopes=pack_envelopes(inner))
+    memory_store.put(
+        seal(
+            consortium.operator,
+            round_id="r1",
+            kind="relay",
+            recipient="p00",
+            payload=payload.to_payload(),
+        )
+    )
+    with pytest.raises(SecureAggregationError, match="U2 is not a subset of U1"):
+        r.clients["p00"].submit()
+    assert not memory_store.list("r1", "masked", "operator", sender="p00")
+
+
+def test_a_clip_whose_sum_could_wrap_the_ring_is_refused() -> None:
+    """s partners each adding up to clip·scale must stay inside the ring's signed range, or
+    an honest round's sum would wrap silently."""
+    QuantizationConfig(clip=1e6, max_examples=1).check(2000)
+    with pytest.raises(SecureAggregationError, match="clip 1000000.0 is too large for 3000"):
+        QuantizationConfig(clip=1e6, max_examples=1).check(3000)
