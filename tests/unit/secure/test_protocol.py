@@ -688,3 +688,77 @@ def test_a_clip_whose_sum_could_wrap_the_ring_is_refused() -> None:
     QuantizationConfig(clip=1e6, max_examples=1).check(2000)
     with pytest.raises(SecureAggregationError, match=r"clip 1000000\.0 is too large for 3000"):
         QuantizationConfig(clip=1e6, max_examples=1).check(3000)
+
+
+def test_an_unmask_request_with_a_confirmation_of_another_survivor_set_is_refused(
+    consortium, memory_store
+) -> None:
+    """Bonawitz et al.'s consistency check. The operator showed p01 another survivor set U3'
+    (here: without p00) and forwards p01's honest, signed confirmation of U3' to p00 among the
+    t it needs. Counted as a confirmation of U3, it would let the operator collect b-shares
+    of p00 from one view and s-shares of p00 from the other, and unmask p00's input alone.
+    p00 refuses the request: it reveals nothing."""
+    from pharmafl.secure import pack_envelopes
+    from pharmafl.secure.messages import SurvivorsPayload
+
+    r = Round(consortium, memory_store)  # n=4, t=3
+    for s in ("advertise", "share_keys", "submit"):
+        r.stage(s)
+    r.clients_do("confirm")
+    u3 = r.clients["p00"].u3
+    own = [
+        e for p in ("p00", "p02") for e in memory_store.list("r1", "confirm", "operator", sender=p)
+    ]
+    other = seal(
+        consortium.partners["p01"],
+        round_id="r1",
+        kind="confirm",
+        recipient="operator",
+        payload=SurvivorsPayload(survivors=("p01", "p02", "p03")).to_payload(),
+    )
+    request = UnmaskRequestPayload(survivors=u3, confirmations=pack_envelopes([*own, other]))
+    memory_store.put(
+        seal(
+            consortium.operator,
+            round_id="r1",
+            kind="unmask_request",
+            recipient="p00",
+            payload=request.to_payload(),
+        )
+    )
+    with pytest.raises(SecureAggregationError, match="confirms a different survivor set"):
+        r.clients["p00"].unmask()
+    assert not memory_store.list("r1", "unmask", "operator", sender="p00")
+
+
+def test_a_spec_naming_another_operator_is_refused_before_any_key_leaves(
+    consortium, memory_store
+) -> None:
+    """The roster's operator signs a round spec that names another party as the round's
+    operator (so that the spec's own checks, "the operator is not a partner" first, are made
+    against someone else). p00 refuses it and advertises no keys."""
+    from pharmafl.secure.messages import RoundSpec
+
+    r = Round(consortium, memory_store)
+    (real,) = memory_store.list("r1", "round_spec", "p00")
+    memory_store.fs.rm(f"{memory_store.root}/{memory_store.key_of(real)}")
+    spec = RoundSpec.from_payload(real.payload).model_copy(update={"operator": "someone-else"})
+    memory_store.put(
+        seal(
+            consortium.operator,
+            round_id="r1",
+            kind="round_spec",
+            recipient="p00",
+            payload=spec.to_payload(),
+        )
+    )
+    with pytest.raises(SecureAggregationError, match="the spec names another operator"):
+        r.clients["p00"].advertise()
+    assert not memory_store.list("r1", "advertise", "operator", sender="p00")
+
+
+def test_the_simulated_round_refuses_a_dropout_it_cannot_stage() -> None:
+    updates, counts = _inputs(3)
+    for bad in ({"p09": "submit"}, {"p00": "lunch"}):
+        with pytest.raises(SecureAggregationError, match="bad dropout"):
+            run_secagg_round(updates, counts, dropouts=bad)
