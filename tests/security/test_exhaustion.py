@@ -232,6 +232,48 @@ def test_a_64_mib_junk_masked_input_is_skipped_unread(tmp_path: Path) -> None:
     assert any("limit" in r.reason for r in report.rejections), report.rejections
 
 
+def test_an_oversize_object_in_a_remote_store_is_refused_unfetched() -> None:
+    """In a remote store (fsspec: S3, GCS, memory) an object's size comes with its listing:
+    one over its kind's limit is refused on that size, never opened (a GET of a planted
+    multi-GiB object would cost the reader the transfer), and the genuine envelope beside it
+    is read."""
+    import uuid
+
+    from pharmafl.secure import Identity, publish
+
+    store = ExchangeStore(f"memory://exhaustion-{uuid.uuid4().hex}")
+    try:
+        rid, sender = "junk-round", Identity.generate("p00")
+        local = Path(store.root) / rid / "masked" / "operator"
+        junk = _plant_junk_bytes(sender.id, round_id=rid, kind="masked", recipient="operator")
+        store.fs.pipe_file(f"{local}/{junk[0]}", junk[1])
+        publish(store, sender, round_id=rid, kind="masked", recipient="operator", payload=b"x")
+        opened: list[str] = []
+        real_open = store.fs.open
+
+        def counting_open(path: str, *a: object, **kw: object) -> object:
+            opened.append(str(path))
+            return real_open(path, *a, **kw)
+
+        store.fs.open = counting_open  # type: ignore[method-assign]
+        (env,) = store.list(rid, "masked", "operator", max_payload=1 << 20)
+        assert env.payload == b"x"
+        assert not any(junk[0] in p for p in opened), opened
+    finally:
+        store.fs.rm(store.root, recursive=True)
+
+
+def _plant_junk_bytes(
+    sender: str, *, round_id: str, kind: str, recipient: str
+) -> tuple[str, bytes]:
+    """The name and the 64 MiB content of :func:`_plant_junk`'s file, for a remote store."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _plant_junk(Path(tmp), sender, round_id=round_id, kind=kind, recipient=recipient)
+        return path.name, path.read_bytes()
+
+
 def test_a_64_mib_junk_spec_is_skipped_unread(
     mini_consortium: Callable[..., MiniConsortium], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -762,3 +762,17 @@ def test_the_simulated_round_refuses_a_dropout_it_cannot_stage() -> None:
     for bad in ({"p09": "submit"}, {"p00": "lunch"}):
         with pytest.raises(SecureAggregationError, match="bad dropout"):
             run_secagg_round(updates, counts, dropouts=bad)
+
+
+def test_an_update_of_another_length_than_the_rounds_is_never_masked(
+    consortium, memory_store
+) -> None:
+    """The spec's vector length and the partner's trunk disagree (another plan, a stale
+    trunk): the partner stops with both numbers before masking, and nothing leaves."""
+    r = Round(consortium, memory_store)
+    r.clients["p00"].provide_input(np.zeros(P + 1), 10)
+    for s in ("advertise", "share_keys"):
+        r.stage(s)
+    with pytest.raises(SecureAggregationError, match=f"update has {P + 1} entries, the round"):
+        r.clients["p00"].submit()
+    assert not memory_store.list("r1", "masked", "operator", sender="p00")
