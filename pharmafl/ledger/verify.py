@@ -184,12 +184,13 @@ def _check_order(lines: list[_Line], p: int, entry: LedgerEntry, h: str) -> None
         )
     expected = GENESIS_HASH if p == 0 else lines[p - 1].hash
     if entry.prev_hash != expected:
-        earlier = next((q for q in range(p - 1) if lines[q].hash == entry.prev_hash), None)
-        if earlier is not None:
+        skipped = next((q for q in range(p - 1) if lines[q].hash == entry.prev_hash), None)
+        if skipped is not None:  # a fork: blame it, not the entries it skips
             raise _BadEntry(
-                earlier + 1,
+                p,
                 LedgerIssue.INSERTED,
-                f"entry {p} chains to entry {earlier}: lines {earlier + 2}..{p} do not belong.",
+                f"entry {p} chains to entry {skipped}, past entries {skipped + 1}..{p - 1}: "
+                "it was not appended to this ledger (a fork).",
             )
         raise _BadEntry(
             p,
@@ -209,7 +210,8 @@ def _check_content(lines: list[_Line], p: int, roster: Roster | None) -> None:
         member = next((m for m in roster.members if m.id == entry.actor), None)
         member_key = member.public_key if member is not None else None
     nxt = lines[p + 1].entry if p + 1 < len(lines) else None
-    if nxt is not None and nxt.index == p + 1 and nxt.prev_hash != line.hash:
+    forks = nxt is not None and any(lines[q].hash == nxt.prev_hash for q in range(p))
+    if nxt is not None and nxt.index == p + 1 and nxt.prev_hash != line.hash and not forks:
         # The next entry recorded another hash for this one. Blame this entry unless it is
         # still validly signed while the next one is not (then the next one was edited).
         next_key = None

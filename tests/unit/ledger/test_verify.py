@@ -209,6 +209,32 @@ def test_inserted_validly_signed_entry(
     assert "inserted before the original entry 7" in message
 
 
+@pytest.mark.parametrize("signer", ["alpha", "outsider"])
+def test_an_entry_chained_past_its_predecessor_is_blamed_itself(
+    ledger_path: Path, roster: Roster, identities: dict[str, Identity], signer: str
+) -> None:
+    # A roster member (or someone without a roster key) appends an entry chained to the entry
+    # two lines up, as if the last genuine entry had never been written: a fork. The fork is
+    # the entry that does not belong; every genuine entry before it still verifies. (The
+    # verifier used to blame the genuine last entry: as "changed after the next was appended"
+    # when the fork was signed by a member, as "inserted" when not.)
+    lines = lines_of(ledger_path)
+    n = len(lines)
+    template = LedgerEntry.model_validate_json(lines[6])
+    assert template.actor == "alpha"
+    fork = template.model_copy(
+        update={
+            "index": n,
+            "prev_hash": LedgerEntry.model_validate_json(lines[n - 2]).entry_hash(),
+        }
+    )
+    key = identities["alpha"] if signer == "alpha" else Identity.generate("alpha")
+    lines.append(resign(fork, key))
+    write_lines(ledger_path, lines)
+    message = assert_bad(ledger_path, roster, n, LedgerIssue.INSERTED)
+    assert f"entry {n} chains to entry {n - 2}, past entries {n - 1}..{n - 1}" in message
+
+
 @pytest.mark.parametrize(("a", "b"), [(5, 6), (3, 12), (0, 1), (14, 15)])
 def test_reordered_entries(ledger_path: Path, roster: Roster, a: int, b: int) -> None:
     lines = lines_of(ledger_path)
