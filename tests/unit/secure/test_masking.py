@@ -7,6 +7,7 @@ import pytest
 from scipy import stats
 
 from pharmafl.common import crypto
+from pharmafl.common.errors import SecureAggregationError
 from pharmafl.secure import QuantizationConfig, apply_masks, expand_mask, quantize
 from pharmafl.secure.masking import pair_mask_key, pair_sign, self_mask_key
 
@@ -76,3 +77,20 @@ def test_masked_vector_is_indistinguishable_from_uniform() -> None:
     pair_only = q.copy()
     apply_masks(pair_only, [(keys[("p00", "p01")], 1)])
     assert _uniformity_pvalue(pair_only) > 1e-6
+
+
+@pytest.mark.parametrize(
+    "acc",
+    [
+        np.zeros(8, dtype=np.int32),
+        np.zeros(8),
+        np.zeros((2, 4), dtype=np.uint32),
+        np.zeros(16, dtype=np.uint32)[::2],
+    ],
+    ids=["signed", "float", "2-d", "strided"],
+)
+def test_masks_refuse_a_vector_they_would_not_cancel_in(acc: np.ndarray) -> None:
+    """Masks are added modulo 2^bits in place: a signed, float, 2-D or strided vector would
+    take them with other arithmetic or on a copy, and they would not cancel in the sum."""
+    with pytest.raises(SecureAggregationError, match="C-contiguous 1-D unsigned"):
+        apply_masks(acc, [(bytes(32), 1)])

@@ -21,7 +21,7 @@ from pharmafl.secure import (
     run_secagg_round,
     seal,
 )
-from pharmafl.secure.masking import apply_masks, pair_mask_key, pair_sign
+from pharmafl.secure.masking import apply_masks, derive_key, pair_mask_key, pair_sign
 from pharmafl.secure.messages import aead_context
 
 P = 1500
@@ -776,3 +776,39 @@ def test_an_update_of_another_length_than_the_rounds_is_never_masked(
     with pytest.raises(SecureAggregationError, match=f"update has {P + 1} entries, the round"):
         r.clients["p00"].submit()
     assert not memory_store.list("r1", "masked", "operator", sender="p00")
+
+
+def test_an_unmask_response_revealing_a_survivors_mask_key_share_is_refused(
+    consortium, memory_store
+) -> None:
+    """p01 (misbehaving, or driven by a colluding operator) reveals its share of survivor
+    p00's mask key s instead of its b-share. The operator must never take both kinds of share
+    of one partner (with t of each it could unmask that partner's input alone), so it refuses
+    the whole response, keeps nothing of it, and unmasks from the other three."""
+    from pharmafl.secure.messages import UnmaskPayload
+
+    r = Round(consortium, memory_store)  # n=4, t=3
+    for s in ("advertise", "share_keys", "submit", "confirm"):
+        r.stage(s)
+    cl = r.clients["p01"]
+    survivors = ("p00", "p02", "p03")
+    body = UnmaskPayload(
+        b_shares={u: cl._shares[u][1].hex() for u in ("p02", "p03")},
+        s_shares={"p00": cl._shares["p00"][0].hex()},
+    ).to_payload()
+    r.clients_do("unmask", skip=("p01",))
+    shared = crypto.x25519_exchange(cl._c_sk, bytes.fromhex(cl.spec.operator_key))
+    key = derive_key("unmask-key", shared, "r1", "p01", "operator")
+    memory_store.put(
+        seal(
+            consortium.partners["p01"],
+            round_id="r1",
+            kind="unmask",
+            recipient="operator",
+            payload=crypto.aead_encrypt(key, body, aead_context("unmask", "r1", "p01", "operator")),
+        )
+    )
+    r.server_close()
+    assert any("reveals a share of the wrong kind" in x for x in r.reasons()), r.reasons()
+    assert r.server.result.report.responded == survivors
+    _check_exact(r.server.result, r.updates, r.counts, list(r.updates), r.cfg)
