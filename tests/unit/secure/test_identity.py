@@ -208,3 +208,26 @@ def test_an_old_public_file_is_re_exported_with_its_encryption_key(tmp_path) -> 
     pub.write_text(other.model_dump_json())
     with pytest.raises(KeyFileError, match="another signing key"):
         export_public_identity(private_key_path(tmp_path, "alpha"), tmp_path)
+
+
+def test_a_roster_file_with_mixed_or_operator_key_checks_does_not_load(tmp_path) -> None:
+    """Either every partner shows that it holds the consortium key or (a roster from before
+    key checks) none does, and the operator, who never holds it, shows none. A roster that
+    breaks this (a partner without a check hiding among those with one), signed by an
+    operator whose own software skipped the check, is refused when a partner reads it."""
+    op = Identity.generate("op", "operator")
+    alpha, bravo = Identity.generate("alpha"), Identity.generate("bravo")
+    roster = build_roster(op, [alpha.public, bravo.public], consortium="c")
+    checked = alpha.public.model_copy(update={"consortium_key_check": "a" * 64})
+    bravo_checked = bravo.public.model_copy(update={"consortium_key_check": "b" * 64})
+    op_checked = op.public.model_copy(update={"consortium_key_check": "c" * 64})
+    for members, problem in (
+        ((checked, bravo.public, op.public), "bravo publish no consortium key check"),
+        ((checked, bravo_checked, op_checked), "operator 'op' publishes a consortium key check"),
+    ):
+        unsigned = roster.model_copy(update={"members": members, "signature": None})
+        signed = unsigned.model_copy(update={"signature": op.sign(unsigned.signed_bytes()).hex()})
+        path = tmp_path / "roster.json"
+        path.write_text(signed.model_dump_json())
+        with pytest.raises(SecureAggregationError, match=problem):
+            load_roster(path)
