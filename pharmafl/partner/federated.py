@@ -318,8 +318,13 @@ def _load_local_state(
         raise FederationError(
             "not a partner state file.", file=path, fix="delete this run's folder and rejoin."
         )
-    missing = trainer.model.load_state_dict(doc["heads"], strict=False)
-    if missing.unexpected_keys or any(k.startswith("heads.") for k in missing.missing_keys):
+    try:  # a head of other shape (another number of tasks) raises; a missing one does not
+        missing = trainer.model.load_state_dict(doc["heads"], strict=False)
+        fits = not missing.unexpected_keys
+        fits = fits and not any(k.startswith("heads.") for k in missing.missing_keys)
+    except RuntimeError:
+        fits = False
+    if not fits:
         raise FederationError(
             "the saved private head does not fit this partner's tasks.",
             file=path,

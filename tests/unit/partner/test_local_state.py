@@ -88,3 +88,24 @@ def test_an_optimizer_state_that_does_not_fit_is_refused_naming_the_file(
     with pytest.raises(FederationError, match="optimizer state does not fit") as err:
         _load(_trainer(data, heads_only=True), path, keep=True)
     assert str(path) in str(err.value) and "start a new run" in str(err.value)
+
+
+def test_a_state_file_of_another_kind_or_other_tasks_is_refused_naming_the_file(
+    data: PreparedData, tmp_path: Path
+) -> None:
+    """A file that is not a partner state (another tool's checkpoint under the name), or a
+    head saved for other tasks (prepared/ changed since the run started): refused by file,
+    with what to do, and never half loaded."""
+    other = tmp_path / "other.pt"
+    torch.save({"format": "someone.else/1", "heads": {}}, other)
+    with pytest.raises(FederationError, match="not a partner state file") as err:
+        _load(_trainer(data), other, keep=False)
+    assert str(other) in str(err.value) and "rejoin" in str(err.value)
+
+    wide = tmp_path / "wide"
+    write_synthetic_prepared(wide, seed=1, n_rows=300, n_features=256, n_cls_tasks=6)
+    path = tmp_path / "state.pt"
+    _saved(load_prepared(wide), path, keep=False, steps=1)
+    with pytest.raises(FederationError, match="does not fit this partner's tasks") as err:
+        _load(_trainer(data), path, keep=False)
+    assert str(path) in str(err.value)
