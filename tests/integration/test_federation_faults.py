@@ -450,6 +450,20 @@ def test_a_restarted_partner_never_redoes_a_round_and_a_new_run_starts_fresh(
                 partner_round(dirs["charlie"], url, rid, timeout_s=5)
         assert _tree(cdir / "exchange") == before_exchange
         assert _tree(dirs["charlie"] / "models") == before_partner
+        # The store (untrusted) plants a key advertisement in alpha's name for the next
+        # round, signed with another key: alpha must not take it for its own and sit the
+        # round out as "already taken part".
+        from pharmafl.secure import ExchangeStore, Identity, seal
+
+        ExchangeStore(url).put(
+            seal(
+                Identity.generate("alpha"),
+                round_id="train-r0002-a0",
+                kind="advertise",
+                recipient="operator",
+                payload=b"{}",
+            )
+        )
 
     d = _train(cdir, on_round=restart_charlie)
     assert seen == [1]
