@@ -196,10 +196,6 @@ class ExchangeStore:
             raise EnvelopeRejectedError(f"envelope {key!r} is not in the store.") from None
         if info.get("type") != "file":
             raise EnvelopeRejectedError(f"{key!r} is not a regular file; skipped unread.")
-        if self._local and not self._inside(os.path.realpath(path)):
-            raise EnvelopeRejectedError(
-                f"{key!r} links to a file outside the store; skipped unread."
-            )
         size = int(info.get("size") or 0)
         if size > limit + FRAME_OVERHEAD:
             raise EnvelopeRejectedError(

@@ -387,11 +387,16 @@ def test_an_unreadable_planted_file_is_skipped_not_retried(
         store.get(f"{rid}/train_spec/consortium/{planted.name}")
 
 
+@pytest.mark.parametrize(
+    "fault",
+    [PermissionError(13, "Permission denied"), OSError(5, "Input/output error")],
+    ids=["permission", "io-error"],
+)
 def test_a_brief_permission_fault_does_not_skip_a_genuine_envelope(
-    mini_consortium: Callable[..., MiniConsortium], monkeypatch: pytest.MonkeyPatch
+    mini_consortium: Callable[..., MiniConsortium], monkeypatch: pytest.MonkeyPatch, fault: OSError
 ) -> None:
     """A genuine envelope refused for a moment (an expiring NFS ticket, a chmod sweeping the
-    tree) is retried, not taken for a planted file."""
+    tree, a flaky disk) is retried, not taken for a planted file."""
     import time
 
     from pharmafl.secure import store as store_module
@@ -405,7 +410,7 @@ def test_a_brief_permission_fault_does_not_skip_a_genuine_envelope(
 
     def flapping(path: str, *args: object, **kwargs: object) -> int:
         if path.endswith(".env") and time.monotonic() < refuse_until:
-            raise PermissionError(13, "Permission denied", path)
+            raise type(fault)(fault.errno, fault.strerror, path)
         return real_open(path, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(store_module.os, "open", flapping)
