@@ -731,18 +731,29 @@ def test_an_unmask_request_with_a_confirmation_of_another_survivor_set_is_refuse
     assert not memory_store.list("r1", "unmask", "operator", sender="p00")
 
 
-def test_a_spec_naming_another_operator_is_refused_before_any_key_leaves(
-    consortium, memory_store
+@pytest.mark.parametrize(
+    ("field", "value", "refusal"),
+    [
+        ("operator", "someone-else", "the spec names another operator"),
+        ("round_id", "r2", "the spec names another round"),
+        ("roster_fingerprint", "0" * 64, "unpinned roster"),
+    ],
+    ids=["operator", "round", "roster"],
+)
+def test_a_spec_for_another_operator_round_or_roster_is_refused_before_any_key_leaves(
+    consortium, memory_store, field, value, refusal
 ) -> None:
-    """The roster's operator signs a round spec that names another party as the round's
-    operator (so that the spec's own checks, "the operator is not a partner" first, are made
-    against someone else). p00 refuses it and advertises no keys."""
+    """The roster's operator signs, for round r1, a spec that names another party as the
+    round's operator (so that the spec's own checks, "the operator is not a partner" first,
+    are made against someone else), another round (whose keys and ciphertexts are bound to
+    another id), or another roster (other members, another policy). p00 refuses it and
+    advertises no keys."""
     from pharmafl.secure.messages import RoundSpec
 
     r = Round(consortium, memory_store)
     (real,) = memory_store.list("r1", "round_spec", "p00")
     memory_store.fs.rm(f"{memory_store.root}/{memory_store.key_of(real)}")
-    spec = RoundSpec.from_payload(real.payload).model_copy(update={"operator": "someone-else"})
+    spec = RoundSpec.from_payload(real.payload).model_copy(update={field: value})
     memory_store.put(
         seal(
             consortium.operator,
@@ -752,7 +763,7 @@ def test_a_spec_naming_another_operator_is_refused_before_any_key_leaves(
             payload=spec.to_payload(),
         )
     )
-    with pytest.raises(SecureAggregationError, match="the spec names another operator"):
+    with pytest.raises(SecureAggregationError, match=refusal):
         r.clients["p00"].advertise()
     assert not memory_store.list("r1", "advertise", "operator", sender="p00")
 
