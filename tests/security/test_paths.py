@@ -200,3 +200,24 @@ def test_the_store_never_reads_through_a_link_that_leaves_it(
     with caplog.at_level(logging.WARNING):
         assert store.list("r1", "train_spec", "consortium") == []
     assert "outside the store" in caplog.text
+
+
+def test_a_final_evaluation_spec_never_starts_a_training_round(
+    mini_consortium: Callable[..., MiniConsortium],
+) -> None:
+    """The operator's signed spec of a round says "final evaluation" while the partner's
+    worker was asked for a training round under that id. The partner does not train from
+    the final trunk and reveal one more update from it: it refuses, names the right entry
+    point, and never joins the round."""
+    from pharmafl.common.io import sha256_bytes
+    from pharmafl.partner.federated import partner_round
+
+    c = mini_consortium()
+    alpha = c.partner_dir("alpha")
+    trunk = trunk_to_bytes({"trunk.w": np.zeros(3, np.float32)})
+    rid = "main-r0003-final"
+    doc = _spec_doc("main", 3, final=True, trunk_sha=sha256_bytes(trunk), round_id=rid)
+    _operator_publishes(c, rid, doc, trunk)
+    with pytest.raises(FederationError, match="final evaluation; use partner_finish"):
+        partner_round(alpha, c.url, rid, timeout_s=1.0, poll_s=0.05)
+    assert not list(c.store.fs.glob(f"{c.store.root}/{rid}/advertise/**"))

@@ -211,6 +211,11 @@ def test_pinning_creates_the_start_record_and_rounds_need_it(tmp_path: Path) -> 
     layout.aggregated_starts.write_bytes(other)  # another partner's record
     with pytest.raises(FederationError, match="belongs to another identity"):
         load_partner_identity(layout.root)
+    # Nor without the fingerprint it pinned out of band: a roster alone proves nothing.
+    layout.roster_pin.unlink()
+    with pytest.raises(FederationError, match="no pinned roster fingerprint") as err:
+        load_partner_identity(layout.root)
+    assert str(layout.roster_pin) in str(err.value)
 
 
 def _pub(j) -> Path:
