@@ -221,3 +221,30 @@ def test_a_final_evaluation_spec_never_starts_a_training_round(
     with pytest.raises(FederationError, match="final evaluation; use partner_finish"):
         partner_round(alpha, c.url, rid, timeout_s=1.0, poll_s=0.05)
     assert not list(c.store.fs.glob(f"{c.store.root}/{rid}/advertise/**"))
+
+
+def test_a_round_whose_keys_never_come_stops_at_its_timeout(
+    mini_consortium: Callable[..., MiniConsortium],
+) -> None:
+    """The operator publishes a round's spec and trunk, then never sends the key stage (it
+    crashed, or holds the partner hostage). The partner stops at its timeout, naming the
+    stage, instead of waiting for ever."""
+    import time
+
+    from pharmafl.common.io import sha256_bytes
+    from pharmafl.partner.federated import partner_round
+    from pharmafl.simulate.federation import initial_trunk
+
+    c = mini_consortium()
+    alpha = c.partner_dir("alpha")
+    width = add_prepared(alpha)
+    config = SparseTrunkConfig(input_size=width, hidden_sizes=(4,))
+    trunk = trunk_to_bytes(initial_trunk(config, 0))
+    rid = "main-r0000-a0"
+    doc = _spec_doc("main", 0, final=False, trunk_sha=sha256_bytes(trunk), round_id=rid)
+    doc["trunk"]["input_size"] = width
+    _operator_publishes(c, rid, doc, trunk)
+    start = time.monotonic()
+    with pytest.raises(FederationError, match=f"round {rid} stalled at advertise"):
+        partner_round(alpha, c.url, rid, timeout_s=1.0, poll_s=0.05)
+    assert time.monotonic() - start < 30

@@ -823,3 +823,31 @@ def test_an_unmask_response_revealing_a_survivors_mask_key_share_is_refused(
     assert any("reveals a share of the wrong kind" in x for x in r.reasons()), r.reasons()
     assert r.server.result.report.responded == survivors
     _check_exact(r.server.result, r.updates, r.counts, list(r.updates), r.cfg)
+
+
+def test_a_partner_told_its_input_was_not_accepted_confirms_nothing(
+    consortium, memory_store
+) -> None:
+    """p00 sent its masked input; the operator announces a survivor set without p00 (having
+    perhaps summed p00's input all the same). Confirming it would have the others reveal
+    p00's mask key as a dropout's while its input may sit in the sum: p00 stops, and
+    signs no confirmation."""
+    from pharmafl.secure.messages import SurvivorsPayload
+
+    r = Round(consortium, memory_store)
+    for s in ("advertise", "share_keys", "submit"):
+        r.stage(s)
+    (real,) = memory_store.list("r1", "survivors", "p00")
+    memory_store.fs.rm(f"{memory_store.root}/{memory_store.key_of(real)}")
+    memory_store.put(
+        seal(
+            consortium.operator,
+            round_id="r1",
+            kind="survivors",
+            recipient="p00",
+            payload=SurvivorsPayload(survivors=("p01", "p02", "p03")).to_payload(),
+        )
+    )
+    with pytest.raises(SecureAggregationError, match="did not accept my masked input"):
+        r.clients["p00"].confirm()
+    assert not memory_store.list("r1", "confirm", "operator", sender="p00")
