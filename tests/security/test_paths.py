@@ -248,3 +248,35 @@ def test_a_round_whose_keys_never_come_stops_at_its_timeout(
     with pytest.raises(FederationError, match=f"round {rid} stalled at advertise"):
         partner_round(alpha, c.url, rid, timeout_s=1.0, poll_s=0.05)
     assert time.monotonic() - start < 30
+
+
+@pytest.mark.parametrize(
+    ("final", "report_gain", "refusal"),
+    [
+        (False, False, "is not the final evaluation round"),
+        (True, True, "no local-only model to measure the gain against"),
+    ],
+    ids=["training-round", "no-local-model"],
+)
+def test_a_final_evaluation_that_cannot_be_one_is_refused_before_training(
+    mini_consortium: Callable[..., MiniConsortium], final: bool, report_gain: bool, refusal: str
+) -> None:
+    """``partner_finish`` asked for a round whose signed spec is a training round, or asked
+    to report its test gain with no local-only model to measure it against: refused, with
+    nothing trained or written."""
+    from pharmafl.common.io import sha256_bytes
+    from pharmafl.partner.federated import partner_finish
+    from pharmafl.simulate.federation import initial_trunk
+
+    c = mini_consortium()
+    alpha = c.partner_dir("alpha")
+    width = add_prepared(alpha)
+    trunk = trunk_to_bytes(initial_trunk(SparseTrunkConfig(input_size=width, hidden_sizes=(4,)), 0))
+    rid = "main-r0001-final" if final else "main-r0001-a0"
+    doc = _spec_doc("main", 1, final=final, trunk_sha=sha256_bytes(trunk), round_id=rid)
+    doc["trunk"]["input_size"] = width
+    doc["report_test_gain"] = report_gain
+    _operator_publishes(c, rid, doc, trunk)
+    with pytest.raises(FederationError, match=refusal):
+        partner_finish(alpha, c.url, rid, timeout_s=1.0)
+    assert not list(PartnerLayout(alpha).models.rglob("*.pt"))
