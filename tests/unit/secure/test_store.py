@@ -206,3 +206,8 @@ def test_purge_never_follows_a_link_out_of_the_store(tmp_path, consortium, caplo
     assert "leads out of the store" in caplog.text
     store.purge("r1", ["masked"])  # a genuine round still goes
     assert store.list("r1", "masked", "operator") == []
+
+
+def test_a_store_without_room_for_any_envelope_is_a_configuration_error(tmp_path) -> None:
+    with pytest.raises(SecureAggregationError, match="max_envelope_bytes must be positive"):
+        ExchangeStore(tmp_path / "exchange", max_envelope_bytes=0)
