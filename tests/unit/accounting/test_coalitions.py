@@ -140,3 +140,17 @@ def test_study_id_follows_what_shapes_the_coalition_models() -> None:
         ),
     ]
     assert sid not in changed and len(set(changed)) == len(changed)
+
+
+@pytest.mark.parametrize("groups", [None, (("alpha", "bravo", "charlie"),)], ids=["none", "one"])
+def test_a_study_without_two_valuation_groups_is_refused_with_the_fix(groups) -> None:
+    """Coalitions of single partners would hand the operator S and S ∖ {i}, whose difference
+    is i's update; with one group there is nothing to compare. The operator's study refuses
+    both before training anything, and says how to sign groups."""
+    from pharmafl.accounting.coalitions import study_groups
+    from pharmafl.common.errors import AccountingError
+    from pharmafl.secure import SecurityPolicy
+
+    with pytest.raises(AccountingError, match="contribution study values at least two") as err:
+        study_groups(SecurityPolicy(valuation_groups=groups))
+    assert "--valuation-group" in (err.value.fix or "")
