@@ -851,3 +851,81 @@ def test_a_partner_told_its_input_was_not_accepted_confirms_nothing(
     with pytest.raises(SecureAggregationError, match="did not accept my masked input"):
         r.clients["p00"].confirm()
     assert not memory_store.list("r1", "confirm", "operator", sender="p00")
+
+
+def _relay_to_p00(r: Round, memory_store, shared: tuple[str, ...], senders: tuple[str, ...]):
+    """Replace the operator's relay to p00 by one announcing U2 = ``shared`` and carrying the
+    shares of ``senders`` only."""
+    from pharmafl.secure import pack_envelopes
+    from pharmafl.secure.messages import RelayPayload
+
+    inner = [e for e in memory_store.list("r1", "shares", "p00") if e.sender in senders]
+    (real,) = memory_store.list("r1", "relay", "p00")
+    memory_store.fs.rm(f"{memory_store.root}/{memory_store.key_of(real)}")
+    payload = RelayPayload(shared=shared, envelopes=pack_envelopes(inner))
+    memory_store.put(
+        seal(
+            r.c.operator,
+            round_id="r1",
+            kind="relay",
+            recipient="p00",
+            payload=payload.to_payload(),
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("shared", "senders", "refusal"),
+    [
+        (("p00", "p01", "p02", "p03"), ("p01", "p02"), "the relay misses shares of U2 members"),
+        (("p00", "p01"), ("p01",), "only 2 partners shared keys"),
+    ],
+    ids=["missing-share", "below-t"],
+)
+def test_a_relay_that_cannot_unmask_gets_no_masked_input(
+    consortium, memory_store, shared, senders, refusal
+) -> None:
+    """The operator relays p00 a U2 without the shares of one of its members (p00 could not
+    help unmask that member if it dropped out), or a U2 of fewer than t partners (a round that
+    cannot unmask, in which p00's input would be masked only by pairs with the operator's
+    choice of peers). p00 sends no masked input."""
+    r = Round(consortium, memory_store)  # n=4, t=3
+    r.stage("advertise")
+    r.clients_do("share_keys")
+    r.server_close()
+    _relay_to_p00(r, memory_store, shared, senders)
+    with pytest.raises(SecureAggregationError, match=refusal):
+        r.clients["p00"].submit()
+    assert not memory_store.list("r1", "masked", "operator", sender="p00")
+
+
+def test_a_survivor_set_beyond_u2_is_never_confirmed(consortium, memory_store) -> None:
+    """The operator announces U3 with a partner that is not in U2 (one whose shares p00 never
+    held). p00 signs no confirmation."""
+    from pharmafl.secure.messages import SurvivorsPayload
+
+    r = Round(consortium, memory_store)
+    r.stage("advertise")
+    r.stage("share_keys", skip=("p03",))  # U2 = p00, p01, p02
+    r.stage("submit", skip=("p03",))
+    (real,) = memory_store.list("r1", "survivors", "p00")
+    memory_store.fs.rm(f"{memory_store.root}/{memory_store.key_of(real)}")
+    memory_store.put(
+        seal(
+            consortium.operator,
+            round_id="r1",
+            kind="survivors",
+            recipient="p00",
+            payload=SurvivorsPayload(survivors=("p00", "p01", "p02", "p03")).to_payload(),
+        )
+    )
+    with pytest.raises(SecureAggregationError, match="U3 is not a subset of U2"):
+        r.clients["p00"].confirm()
+    assert not memory_store.list("r1", "confirm", "operator", sender="p00")
+
+
+def test_only_the_rosters_operator_can_run_a_round(consortium, memory_store) -> None:
+    """A partner (or anyone with another key) cannot open a round as the operator."""
+    for who in (consortium.partners["p00"], Identity.generate("operator", "operator")):
+        with pytest.raises(SecureAggregationError, match="is not the operator that signed"):
+            SecAggServer(who, consortium.roster, memory_store, "r1", vector_length=P)
