@@ -929,3 +929,44 @@ def test_only_the_rosters_operator_can_run_a_round(consortium, memory_store) -> 
     for who in (consortium.partners["p00"], Identity.generate("operator", "operator")):
         with pytest.raises(SecureAggregationError, match="is not the operator that signed"):
             SecAggServer(who, consortium.roster, memory_store, "r1", vector_length=P)
+
+
+def test_a_masked_input_swapped_in_the_store_before_its_group_is_taken_out_aborts(
+    memory_store,
+) -> None:
+    """With valuation groups, a group that lost a member after submitting is taken out of
+    the sum again: the operator re-reads its members' masked inputs from the store and
+    subtracts them. p04 (misbehaving, with the store's help) signs a second input under the
+    same nonce, and the store serves that one on the re-read. Subtracting it would leave
+    noise in the aggregate; the operator checks it against the digest it summed, and aborts."""
+    from pharmafl.common.io import sha256_bytes
+    from pharmafl.secure import SecurityPolicy, build_roster
+
+    from .conftest import Consortium
+
+    operator = Identity.generate("operator", "operator")
+    names = tuple(f"p{i:02d}" for i in range(6))  # groups p00-p02, p03-p05
+    partners = {p: Identity.generate(p) for p in names}
+    policy = SecurityPolicy(valuation_groups=(names[:3], names[3:]))
+    roster = build_roster(
+        operator, [p.public for p in partners.values()], consortium="test", policy=policy
+    )
+    r = Round(Consortium(operator, partners, roster), memory_store)  # n=6, t=4
+    for s in ("advertise", "share_keys"):
+        r.stage(s)
+    r.clients_do("submit", skip=("p03",))  # the 2nd group loses p03: p04, p05 come out
+    r.server.receive()
+    (real,) = memory_store.list("r1", "masked", "operator", sender="p04")
+    other = bytes(len(real.payload))
+    swapped = real.model_copy(update={"payload": other, "payload_sha256": sha256_bytes(other)})
+    swapped = swapped.model_copy(
+        update={"signature": partners["p04"].sign(swapped.signed_bytes()).hex()}
+    )
+    memory_store.fs.pipe_file(
+        f"{memory_store.root}/{memory_store.key_of(real)}", swapped.to_bytes()
+    )
+    with pytest.raises(
+        SecureAggregationError, match="the masked input of p04 changed in the store"
+    ):
+        r.server.advance()
+    assert r.server.result is None
