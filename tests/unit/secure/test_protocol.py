@@ -469,18 +469,28 @@ def test_a_partner_whose_training_outlasted_the_round_sends_no_masked_input(
     assert not memory_store.list("r1", "masked", "operator", sender="p00")
 
 
-def test_a_masked_input_of_the_wrong_shape_is_refused_and_the_round_goes_on(
-    consortium, memory_store
+@pytest.mark.parametrize(
+    ("short", "commitment", "refusal"),
+    [(1, "0" * 64, "masked input must be"), (0, None, "masked input lacks its seed commitment")],
+    ids=["short", "no-commitment"],
+)
+def test_a_malformed_masked_input_is_refused_and_the_round_goes_on(
+    consortium, memory_store, short, commitment, refusal
 ) -> None:
     """A partner's own (modified) client sends a correctly signed masked input one entry
-    shorter than the round's vector (a longer one is over the store's size limit). Added into
-    the sum it would crash the operator's round; it is refused as that partner's input, and the
-    round completes with the others."""
+    shorter than the round's vector (a longer one is over the store's size limit), or one
+    without the commitment to its self-mask seed. Added into the sum the first would crash
+    the operator's round, the second would fail its (missing) commitment at the end and abort
+    the round for everyone; each is refused as that partner's input, and the round completes
+    with the others."""
     r = Round(consortium, memory_store)
     for s in ("advertise", "share_keys"):
         r.stage(s)
     r.clients_do("submit", skip=("p01",))
-    entries = r.server._acc.size - 1
+    entries = r.server._acc.size - short
+    headers = {"dtype": "<u4", "length": str(entries)}
+    if commitment is not None:
+        headers["seed_commitment"] = commitment
     memory_store.put(
         seal(
             consortium.partners["p01"],
@@ -488,12 +498,12 @@ def test_a_masked_input_of_the_wrong_shape_is_refused_and_the_round_goes_on(
             kind="masked",
             recipient="operator",
             payload=bytes(4 * entries),
-            headers={"dtype": "<u4", "length": str(entries), "seed_commitment": "0" * 64},
+            headers=headers,
         )
     )
     r.server_close()
     reasons = [x.reason for x in r.server.guard.rejections]
-    assert any(x.startswith("masked input must be") for x in reasons), reasons
+    assert any(x.startswith(refusal) for x in reasons), reasons
     for s in ("confirm", "unmask"):
         r.stage(s, skip=("p01",))
     survivors = [p for p in r.updates if p != "p01"]

@@ -211,3 +211,20 @@ def test_purge_never_follows_a_link_out_of_the_store(tmp_path, consortium, caplo
 def test_a_store_without_room_for_any_envelope_is_a_configuration_error(tmp_path) -> None:
     with pytest.raises(SecureAggregationError, match="max_envelope_bytes must be positive"):
         ExchangeStore(tmp_path / "exchange", max_envelope_bytes=0)
+
+
+def test_an_envelope_behind_a_folder_linked_out_of_the_store_is_not_read(
+    tmp_path, consortium, caplog
+) -> None:
+    """Whoever else writes to the store replaces a round's folder by a link to a folder
+    outside it, holding a genuine envelope. Links are never followed out of the store, also
+    above the file itself (where ``O_NOFOLLOW`` does not look): the envelope is skipped."""
+    outside = ExchangeStore(tmp_path / "elsewhere")
+    env = _env(consortium)
+    outside.put(env)
+    store = ExchangeStore(tmp_path / "exchange")
+    store.put(_env(consortium, round_id="r0"))  # the store exists
+    (tmp_path / "exchange" / "r1").symlink_to(tmp_path / "elsewhere" / "r1")
+    with caplog.at_level("WARNING"):
+        assert store.list("r1", "masked", "operator") == []
+    assert "links to a file outside the store" in caplog.text
