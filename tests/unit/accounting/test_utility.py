@@ -123,3 +123,30 @@ def test_cache_checks(tmp_path: Path) -> None:
     with pytest.raises(AccountingError, match="no utility function"):
         CachedUtility(PARTNERS, None)(frozenset())
     assert "evaluated=0" in repr(CachedUtility(PARTNERS, None))
+
+
+def test_inconsistent_players_or_settings_are_refused_before_any_coalition_trains() -> None:
+    """An empty or repeated partner list, a cache of another consortium's players, a cache
+    file whose players are not sorted and unique, or a confidence outside (0, 1): each is
+    refused with what is wrong, and no coalition is evaluated."""
+    from pydantic import ValidationError
+
+    from pharmafl.accounting.utility import as_cached
+
+    calls: list[frozenset[str]] = []
+
+    def fn(c: frozenset[str]) -> float:
+        calls.append(c)
+        return 0.0
+
+    with pytest.raises(AccountingError, match="needs at least one partner"):
+        exact_shapley([], fn)
+    with pytest.raises(AccountingError, match="partner names must be unique"):
+        exact_shapley(["alpha", "alpha", "beta"], fn)
+    with pytest.raises(AccountingError, match="the cached utility is for"):
+        as_cached(PARTNERS, CachedUtility(("alpha", "beta"), fn))
+    with pytest.raises(ValidationError, match="players must be sorted and unique"):
+        UtilityCache.model_validate({"players": ["beta", "alpha"], "values": []})
+    with pytest.raises(AccountingError, match=r"confidence must be in \(0, 1\)"):
+        exact_shapley(PARTNERS, fn, confidence=1.5)
+    assert calls == []
