@@ -102,3 +102,41 @@ def test_a_failure_stops_new_coalitions_after_recording_running_ones() -> None:
         )
     assert recorded == [COALITIONS[1]]  # the third was never started
     assert log == ["closed"] * 2
+
+
+def test_a_coalition_a_member_did_not_report_for_is_not_valued(monkeypatch, tmp_path) -> None:
+    """A member that withholds its gain (a free rider whose own gain would be telling, or a
+    partner without its local-only model) must not have its coalition valued on the other
+    members' reports alone: the study stops and says who, and what to do."""
+    from types import SimpleNamespace
+
+    import pharmafl.accounting.study as study_mod
+    from pharmafl.accounting import StudyConfig
+    from pharmafl.common.errors import AccountingError
+    from pharmafl.contract import PartnerUtilityReport
+    from pharmafl.secure import SecurityPolicy
+
+    six = ("a1", "a2", "a3", "b1", "b2", "b3")
+    policy = SecurityPolicy(valuation_groups=(six[:3], six[3:]))
+    ctx = SimpleNamespace(roster=SimpleNamespace(security_policy=policy), operator_dir=tmp_path)
+    ctx.plan = None
+    reports = {
+        p: PartnerUtilityReport(partner=p, run_id="cs-x", gain=0.01, gain_se=0.01)
+        for p in six[:-1]  # b3 is silent
+    }
+    monkeypatch.setattr(study_mod, "coalition_plan", lambda *a: None)
+    monkeypatch.setattr(study_mod, "write_run_plan", lambda *a: None)
+    monkeypatch.setattr(
+        study_mod, "run_training", lambda *a, **k: SimpleNamespace(utility_reports=reports)
+    )
+    with pytest.raises(AccountingError, match=r"partner\(s\) \['b3'\] did not report") as err:
+        study_mod._train_coalition(
+            ctx,
+            "url",
+            _Launcher([]),
+            StudyConfig(),
+            "sid",
+            frozenset(six),
+            None,  # type: ignore[arg-type]
+        )
+    assert "pharmafl baseline" in (err.value.fix or "")
