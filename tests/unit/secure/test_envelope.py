@@ -49,6 +49,10 @@ def test_malformed_frames_are_rejected(consortium) -> None:
         Envelope.from_bytes(frame[:-1] + b"y")  # payload altered: digest mismatch
     with pytest.raises(EnvelopeRejectedError, match="out of range"):
         Envelope.from_bytes(MAGIC + (10**9).to_bytes(4, "big"))
+    # A header that is JSON but not an object (a list) is malformed, not a crash.
+    head = b"[1, 2]"
+    with pytest.raises(EnvelopeRejectedError):
+        Envelope.from_bytes(MAGIC + len(head).to_bytes(4, "big") + head)
     # A header over 1 MiB is refused on its declared length, before it is read and parsed.
     big = (1 << 20) + 1
     with pytest.raises(EnvelopeRejectedError, match="out of range"):

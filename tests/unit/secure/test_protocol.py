@@ -980,3 +980,63 @@ def test_a_masked_input_swapped_in_the_store_before_its_group_is_taken_out_abort
     ):
         r.server.advance()
     assert r.server.result is None
+
+
+def test_a_confirmation_from_outside_the_survivor_set_does_not_count(
+    consortium, memory_store
+) -> None:
+    """p03 dropped before submitting, so U3 = p00, p01, p02 and t = 3. The operator has two
+    genuine confirmations (p00's, p02's) and makes up the third with one that p03, a
+    colluding dropout, signed for U3. p00 counts only U3's own confirmations: two are not t,
+    so it reveals nothing."""
+    from pharmafl.secure import pack_envelopes
+    from pharmafl.secure.messages import SurvivorsPayload
+
+    r = Round(consortium, memory_store)  # n=4, t=3
+    for s in ("advertise", "share_keys"):
+        r.stage(s)
+    r.stage("submit", skip=("p03",))
+    r.clients_do("confirm", skip=("p01", "p03"))
+    u3 = r.clients["p00"].u3
+    assert u3 == ("p00", "p01", "p02")
+    own = [
+        e for p in ("p00", "p02") for e in memory_store.list("r1", "confirm", "operator", sender=p)
+    ]
+    colluder = seal(
+        consortium.partners["p03"],
+        round_id="r1",
+        kind="confirm",
+        recipient="operator",
+        payload=SurvivorsPayload(survivors=u3).to_payload(),
+    )
+    request = UnmaskRequestPayload(survivors=u3, confirmations=pack_envelopes([*own, colluder]))
+    memory_store.put(
+        seal(
+            consortium.operator,
+            round_id="r1",
+            kind="unmask_request",
+            recipient="p00",
+            payload=request.to_payload(),
+        )
+    )
+    with pytest.raises(SecureAggregationError):
+        r.clients["p00"].unmask()
+    assert not memory_store.list("r1", "unmask", "operator", sender="p00")
+
+
+def test_a_spec_whose_ring_cannot_hold_the_sum_is_refused() -> None:
+    """n partners each weighing up to max_examples must fit the ring's signed range, or the
+    count (and the weighted sum) would wrap: such a spec is invalid wherever it is read."""
+    from pharmafl.secure.messages import RoundSpec
+
+    with pytest.raises(SecureAggregationError, match="exceeds the 32-bit ring"):
+        RoundSpec(
+            round_id="r1",
+            roster_fingerprint="0" * 64,
+            operator="operator",
+            partners=["p00", "p01", "p02", "p03"],
+            threshold=3,
+            vector_length=5,
+            operator_key="0" * 64,
+            quantization=QuantizationConfig(max_examples=1 << 30),
+        )
