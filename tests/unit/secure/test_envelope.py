@@ -61,6 +61,9 @@ def test_malformed_frames_are_rejected(consortium) -> None:
         unpack_envelopes(["not base64!"])
     with pytest.raises(EnvelopeRejectedError):
         unpack_envelopes("not a list")
+    for bundle in (7, None, [7], {"frames": []}):  # not a list of strings: no crash either
+        with pytest.raises(EnvelopeRejectedError, match="bundle must hold a list"):
+            unpack_envelopes(bundle)
 
 
 def _guard(c, round_id="r2"):

@@ -1040,3 +1040,45 @@ def test_a_spec_whose_ring_cannot_hold_the_sum_is_refused() -> None:
             operator_key="0" * 64,
             quantization=QuantizationConfig(max_examples=1 << 30),
         )
+
+
+def test_keys_copied_from_another_partners_advertisement_stop_the_round(
+    consortium, memory_store
+) -> None:
+    """p01 (misbehaving) advertises p00's public keys as its own, signed by p01. Shares the
+    others seal to "p01" would then open with p00's key, and the pair masks of p00 and p01
+    would cancel against themselves. p00 checks that every advertised key is distinct and
+    sends no shares."""
+    from pharmafl.secure import pack_envelopes
+    from pharmafl.secure.messages import AdvertisePayload, KeysPayload
+
+    r = Round(consortium, memory_store)
+    r.clients_do("advertise")
+    r.server.receive()
+    adverts = {e.sender: e for e in memory_store.list("r1", "advertise", "operator")}
+    r.server.advance()
+    mine = AdvertisePayload.from_payload(adverts["p00"].payload)
+    adverts["p01"] = seal(
+        consortium.partners["p01"],
+        round_id="r1",
+        kind="advertise",
+        recipient="operator",
+        payload=mine.to_payload(),
+    )
+    (real,) = memory_store.list("r1", "keys", "p00")
+    memory_store.fs.rm(f"{memory_store.root}/{memory_store.key_of(real)}")
+    keys = KeysPayload(
+        advertised=tuple(sorted(adverts)), envelopes=pack_envelopes(list(adverts.values()))
+    )
+    memory_store.put(
+        seal(
+            consortium.operator,
+            round_id="r1",
+            kind="keys",
+            recipient="p00",
+            payload=keys.to_payload(),
+        )
+    )
+    with pytest.raises(SecureAggregationError, match="advertised keys are reused"):
+        r.clients["p00"].share_keys()
+    assert not any(memory_store.list("r1", "shares", p, sender="p00") for p in r.clients)
