@@ -50,3 +50,46 @@ def test_a_run_id_with_rounds_in_the_store_is_not_started_again(
     assert "--resume" not in str(resumed.value)
     assert sorted(p.name for p in mc.layout.exchange.iterdir()) == before  # nothing published
     assert not state.exists()
+
+
+def test_the_operator_refuses_a_run_whose_folder_does_not_hold_together(
+    mini_consortium: Callable[..., MiniConsortium],
+) -> None:
+    """Before any round, the operator's context refuses, naming the file: a run without its
+    plan, a plan in one run's folder that names another run (its ids would reach the
+    partners' paths), a roster signed by another operator, and a roster whose encryption
+    key for the operator is not this operator's (no partner report would open)."""
+    from pharmafl.contract import FederationPlan
+    from pharmafl.secure import Identity, build_roster, write_roster
+    from pharmafl.server import load_operator, write_run_plan
+
+    mc = mini_consortium()
+    op = mc.layout.operator
+    with pytest.raises(FederationError, match="no federation plan for run 'cs-x'") as err:
+        load_operator(op.root, mc.url, run_id="cs-x")
+    assert "plan.json" in str(err.value)
+
+    main = FederationPlan.model_validate_json(op.plan.read_text())
+    path = write_run_plan(op.root, main.model_copy(update={"run_id": "cs-y"}))
+    (op.root / "runs" / "cs-x").mkdir(parents=True)
+    shutil.copy(path, op.root / "runs" / "cs-x" / "plan.json")
+    with pytest.raises(FederationError, match=r"the plan in runs/cs-x/ is for run 'cs-y'"):
+        load_operator(op.root, mc.url, run_id="cs-x")
+
+    genuine = op.roster.read_bytes()
+    other = Identity.generate("someone-else", "operator")
+    write_roster(build_roster(other, list(mc.roster.members), consortium="x"), op.roster)
+    with pytest.raises(FederationError, match="the roster was signed by another operator"):
+        load_operator(op.root, mc.url)
+
+    me = mc.roster.member(mc.operator.id)
+    stale = me.model_copy(update={"encryption_key": Identity.generate("x").public.encryption_key})
+    members = tuple(stale if m.id == me.id else m for m in mc.roster.members)
+    unsigned = mc.roster.model_copy(update={"members": members, "signature": None})
+    signed = unsigned.model_copy(
+        update={"signature": mc.operator.sign(unsigned.signed_bytes()).hex()}
+    )
+    op.roster.write_bytes(genuine)
+    write_roster(signed, op.roster)
+    with pytest.raises(FederationError, match="another encryption key for the operator"):
+        load_operator(op.root, mc.url)
