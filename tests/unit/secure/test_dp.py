@@ -102,3 +102,18 @@ def test_epsilon_uses_replace_one_sensitivity_and_matches_an_independent_account
     assert eps <= 1.5 * exact  # RDP is an upper bound, close to the exact value
     # The add/remove accounting (the old one) understated ε: it was below the exact value.
     assert dp_epsilon(z, rounds, 1e-6) < exact
+
+
+@pytest.mark.parametrize("weight", [0.0, -0.5, 1.5])
+def test_a_weight_outside_0_1_never_reaches_the_clip(weight: float) -> None:
+    """The clip bound is C·w: a weight above 1 would let one partner's update move the sum by
+    more than the sensitivity the noise was sized for (the DP guarantee would not hold), and
+    one of 0 or below is no partner at all. Refused before anything is clipped or noised."""
+    from pharmafl.secure.dp import privatize
+
+    x = np.ones(10)
+    with pytest.raises(SecureAggregationError, match=r"DP weight must be in \(0, 1\]"):
+        privatize(
+            x, weight, DPConfig(noise_multiplier=1.0, clip_norm=1.0), np.random.default_rng(0)
+        )
+    assert np.all(x == 1.0)

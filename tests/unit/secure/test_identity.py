@@ -231,3 +231,18 @@ def test_a_roster_file_with_mixed_or_operator_key_checks_does_not_load(tmp_path)
         path.write_text(signed.model_dump_json())
         with pytest.raises(SecureAggregationError, match=problem):
             load_roster(path)
+
+
+def test_a_roster_signed_by_a_partner_posing_as_its_operator_does_not_load(tmp_path) -> None:
+    """A partner signs a roster that names itself as the operator (to invite members of its
+    choosing, or to change the policy). The signature is good, but the signer's own signed
+    entry says "partner": refused as not an operator's roster."""
+    op = Identity.generate("op", "operator")
+    alpha, bravo = Identity.generate("alpha"), Identity.generate("bravo")
+    roster = build_roster(op, [alpha.public, bravo.public], consortium="c")
+    unsigned = roster.model_copy(update={"operator": "alpha", "signature": None})
+    signed = unsigned.model_copy(update={"signature": alpha.sign(unsigned.signed_bytes()).hex()})
+    path = tmp_path / "roster.json"
+    path.write_text(signed.model_dump_json())
+    with pytest.raises(SecureAggregationError, match="roster signer 'alpha' is not an operator"):
+        load_roster(path)
