@@ -93,3 +93,17 @@ def test_the_operator_refuses_a_run_whose_folder_does_not_hold_together(
     write_roster(signed, op.roster)
     with pytest.raises(FederationError, match="another encryption key for the operator"):
         load_operator(op.root, mc.url)
+
+
+def test_a_run_without_its_initial_trunk_is_not_started(
+    mini_consortium: Callable[..., MiniConsortium],
+) -> None:
+    """Without the initial trunk of its plan the operator starts nothing (partners would
+    refuse any other round-0 trunk anyway), and says how to make it."""
+    mc = mini_consortium(rounds=1)
+    ready_to_train(mc)
+    mc.layout.operator.initial_trunk.unlink()
+    with pytest.raises(FederationError, match="no initial trunk") as err:
+        _train(mc)
+    assert "init-trunk" in str(err.value)
+    assert not list(mc.store.fs.glob(f"{mc.store.root}/*"))  # no round was opened

@@ -140,6 +140,9 @@ class Round:
         for s in CLIENT_STAGES:
             self.stage(s, skip)
 
+    def server_reasons(self) -> list[str]:
+        return [x.reason for x in self.server.guard.rejections]
+
     def reasons(self) -> list[str]:
         assert self.server.result is not None
         return [r.reason for r in self.server.result.report.rejections]
@@ -747,8 +750,9 @@ def test_an_unmask_request_with_a_confirmation_of_another_survivor_set_is_refuse
         ("operator", "someone-else", "the spec names another operator"),
         ("round_id", "r2", "the spec names another round"),
         ("roster_fingerprint", "0" * 64, "unpinned roster"),
+        ("partners", ("p00", "p01", "p02", "p03", "zz-mallory"), "invites non-partners"),
     ],
-    ids=["operator", "round", "roster"],
+    ids=["operator", "round", "roster", "non-partner"],
 )
 def test_a_spec_for_another_operator_round_or_roster_is_refused_before_any_key_leaves(
     consortium, memory_store, field, value, refusal
@@ -756,8 +760,8 @@ def test_a_spec_for_another_operator_round_or_roster_is_refused_before_any_key_l
     """The roster's operator signs, for round r1, a spec that names another party as the
     round's operator (so that the spec's own checks, "the operator is not a partner" first,
     are made against someone else), another round (whose keys and ciphertexts are bound to
-    another id), or another roster (other members, another policy). p00 refuses it and
-    advertises no keys."""
+    another id), another roster (other members, another policy), or a party the roster does
+    not list (whose keys nobody could check). p00 refuses it and advertises no keys."""
     from pharmafl.secure.messages import RoundSpec
 
     r = Round(consortium, memory_store)
@@ -1082,3 +1086,33 @@ def test_keys_copied_from_another_partners_advertisement_stop_the_round(
     with pytest.raises(SecureAggregationError, match="advertised keys are reused"):
         r.clients["p00"].share_keys()
     assert not any(memory_store.list("r1", "shares", p, sender="p00") for p in r.clients)
+
+
+def test_shares_a_partner_addresses_to_itself_are_refused(consortium, memory_store) -> None:
+    """p00 (misbehaving) also sends a share message to itself. The operator keeps one share
+    message per ordered pair of different partners; this one is refused, and the round
+    completes exactly."""
+    r = Round(consortium, memory_store)
+    r.stage("advertise")
+    r.clients_do("share_keys")
+    memory_store.put(
+        seal(
+            consortium.partners["p00"],
+            round_id="r1",
+            kind="shares",
+            recipient="p00",
+            payload=b"to myself",
+        )
+    )
+    r.server_close()
+    assert "shares addressed to the sender itself" in r.server_reasons()
+    for s in ("submit", "confirm", "unmask"):
+        r.stage(s)
+    _check_exact(r.server.result, r.updates, r.counts, list(r.updates), r.cfg)
+    with pytest.raises(SecureAggregationError, match="has no open stage"):
+        r.server.advance()  # a finished round takes nothing more
+
+
+def test_only_a_partner_of_the_roster_can_take_part(consortium, memory_store) -> None:
+    with pytest.raises(SecureAggregationError, match="'operator' is not a partner in the roster"):
+        SecAggClient(consortium.operator, consortium.roster, memory_store, "r1")
