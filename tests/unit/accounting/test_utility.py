@@ -150,3 +150,18 @@ def test_inconsistent_players_or_settings_are_refused_before_any_coalition_train
     with pytest.raises(AccountingError, match=r"confidence must be in \(0, 1\)"):
         exact_shapley(PARTNERS, fn, confidence=1.5)
     assert calls == []
+
+
+def test_a_result_whose_groups_are_not_its_players_does_not_load() -> None:
+    """contribution.json names each valuation group once, as its players; one edited to name
+    other groups (e.g. to split a group into its members) is refused when read."""
+    from pydantic import ValidationError
+
+    from pharmafl.accounting import ContributionResult
+
+    res = exact_shapley(PARTNERS, lambda c: 0.01 * len(c))
+    doc = res.model_dump(mode="json") | {"groups": {p: [p] for p in PARTNERS}}
+    ContributionResult.model_validate(doc)  # groups naming exactly the players load
+    doc["groups"] = {"alpha+beta": ["alpha", "beta"], "gamma": ["gamma"], "delta": ["delta"]}
+    with pytest.raises(ValidationError, match="groups must name exactly the players"):
+        ContributionResult.model_validate(doc)
