@@ -514,20 +514,22 @@ def test_a_malformed_masked_input_is_refused_and_the_round_goes_on(
 
 
 @pytest.mark.parametrize(
-    ("relayed", "refusal"),
+    ("relayed", "listed", "refusal"),
     [
-        (("p01", "p02", "p03"), "my advertised keys were altered"),
-        (("p00", "p01"), "only 2 partners advertised keys"),
+        (("p01", "p02", "p03"), None, "my advertised keys were altered"),
+        (("p00", "p01"), None, "only 2 partners advertised keys"),
+        (("p00", "p01", "p02"), ("p00", "p01", "p02", "p03"), "does not match its signed"),
     ],
-    ids=["without-mine", "below-t"],
+    ids=["without-mine", "below-t", "list-beyond-adverts"],
 )
 def test_a_partner_hands_out_no_shares_in_a_key_list_it_cannot_trust(
-    consortium, memory_store, relayed, refusal
+    consortium, memory_store, relayed, listed, refusal
 ):
     """The operator relays p00 a key list without p00's own advertisement (a round in which
-    p00 is not a member, while p00's peers would hold shares of its secrets), or one of fewer
-    than t partners (a round that can never unmask). p00 checks both and stops: no share of
-    its mask secrets leaves."""
+    p00 is not a member, while p00's peers would hold shares of its secrets), one of fewer
+    than t partners (a round that can never unmask), or one that lists a partner whose
+    signed advertisement it does not carry. p00 checks each and stops: no share of its mask
+    secrets leaves."""
     from pharmafl.secure import pack_envelopes
     from pharmafl.secure.messages import KeysPayload
 
@@ -544,7 +546,9 @@ def test_a_partner_hands_out_no_shares_in_a_key_list_it_cannot_trust(
             round_id="r1",
             kind="keys",
             recipient="p00",
-            payload=KeysPayload(advertised=relayed, envelopes=pack_envelopes(adverts)).to_payload(),
+            payload=KeysPayload(
+                advertised=listed or relayed, envelopes=pack_envelopes(adverts)
+            ).to_payload(),
         )
     )
     with pytest.raises(SecureAggregationError, match=refusal):
@@ -751,8 +755,9 @@ def test_an_unmask_request_with_a_confirmation_of_another_survivor_set_is_refuse
         ("round_id", "r2", "the spec names another round"),
         ("roster_fingerprint", "0" * 64, "unpinned roster"),
         ("partners", ("p00", "p01", "p02", "p03", "zz-mallory"), "invites non-partners"),
+        ("partners", ("p01", "p02", "p03"), "I am not invited"),
     ],
-    ids=["operator", "round", "roster", "non-partner"],
+    ids=["operator", "round", "roster", "non-partner", "not-me"],
 )
 def test_a_spec_for_another_operator_round_or_roster_is_refused_before_any_key_leaves(
     consortium, memory_store, field, value, refusal
@@ -1116,3 +1121,28 @@ def test_shares_a_partner_addresses_to_itself_are_refused(consortium, memory_sto
 def test_only_a_partner_of_the_roster_can_take_part(consortium, memory_store) -> None:
     with pytest.raises(SecureAggregationError, match="'operator' is not a partner in the roster"):
         SecAggClient(consortium.operator, consortium.roster, memory_store, "r1")
+
+
+def test_shares_from_a_partner_that_advertised_no_keys_are_refused(
+    consortium, memory_store
+) -> None:
+    """p03 advertised no keys (it is not in U1) yet sends a share message: the operator
+    refuses it by sender, and the round completes with U1."""
+    r = Round(consortium, memory_store)
+    r.stage("advertise", skip=("p03",))
+    r.clients_do("share_keys", skip=("p03",))
+    memory_store.put(
+        seal(
+            consortium.partners["p03"],
+            round_id="r1",
+            kind="shares",
+            recipient="p00",
+            payload=b"not in U1",
+        )
+    )
+    r.server_close()
+    assert any("wrong sender" in x for x in r.server_reasons()), r.server_reasons()
+    for s in ("submit", "confirm", "unmask"):
+        r.stage(s, skip=("p03",))
+    survivors = [p for p in r.updates if p != "p03"]
+    _check_exact(r.server.result, r.updates, r.counts, survivors, r.cfg)
