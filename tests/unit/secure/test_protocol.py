@@ -748,6 +748,35 @@ def test_an_unmask_request_with_a_confirmation_of_another_survivor_set_is_refuse
     assert not memory_store.list("r1", "unmask", "operator", sender="p00")
 
 
+def test_an_unmask_request_for_another_survivor_set_is_refused(consortium, memory_store):
+    """p00 reveals shares only for the survivor set it confirmed: a request naming another
+    (here: p01 as dropped, whose mask key p00 would then help rebuild) is refused."""
+    from pharmafl.secure import pack_envelopes
+
+    r = Round(consortium, memory_store)
+    for s in ("advertise", "share_keys", "submit"):
+        r.stage(s)
+    r.clients_do("confirm")
+    confirmations = [
+        e for p in r.clients for e in memory_store.list("r1", "confirm", "operator", sender=p)
+    ]
+    request = UnmaskRequestPayload(
+        survivors=("p00", "p02", "p03"), confirmations=pack_envelopes(confirmations)
+    )
+    memory_store.put(
+        seal(
+            consortium.operator,
+            round_id="r1",
+            kind="unmask_request",
+            recipient="p00",
+            payload=request.to_payload(),
+        )
+    )
+    with pytest.raises(SecureAggregationError, match="the unmask request names another U3"):
+        r.clients["p00"].unmask()
+    assert not memory_store.list("r1", "unmask", "operator", sender="p00")
+
+
 @pytest.mark.parametrize(
     ("field", "value", "refusal"),
     [
@@ -898,16 +927,18 @@ def _relay_to_p00(r: Round, memory_store, shared: tuple[str, ...], senders: tupl
     [
         (("p00", "p01", "p02", "p03"), ("p01", "p02"), "the relay misses shares of U2 members"),
         (("p00", "p01"), ("p01",), "only 2 partners shared keys"),
+        (("p00", "p01", "p02"), ("p01", "p02", "p03"), "wrong sender"),
     ],
-    ids=["missing-share", "below-t"],
+    ids=["missing-share", "below-t", "share-from-outside-u2"],
 )
 def test_a_relay_that_cannot_unmask_gets_no_masked_input(
     consortium, memory_store, shared, senders, refusal
 ) -> None:
     """The operator relays p00 a U2 without the shares of one of its members (p00 could not
-    help unmask that member if it dropped out), or a U2 of fewer than t partners (a round that
+    help unmask that member if it dropped out), a U2 of fewer than t partners (a round that
     cannot unmask, in which p00's input would be masked only by pairs with the operator's
-    choice of peers). p00 sends no masked input."""
+    choice of peers), or shares from a partner outside the U2 it announces. p00 sends no
+    masked input."""
     r = Round(consortium, memory_store)  # n=4, t=3
     r.stage("advertise")
     r.clients_do("share_keys")
