@@ -209,6 +209,18 @@ def test_inserted_validly_signed_entry(
     assert "inserted before the original entry 7" in message
 
 
+def test_an_old_entry_rewritten_and_inserted_later_is_reported_as_inserted(
+    ledger_path: Path, roster: Roster
+) -> None:
+    # Entry 3, with its chain link changed, inserted again at line 10: not a copy of entry 3,
+    # not chained where entry 3 was, so it "holds entry 3 again".
+    lines = lines_of(ledger_path)
+    lines.insert(9, edit(lines[3], prev_hash="0" * 64))
+    write_lines(ledger_path, lines)
+    message = assert_bad(ledger_path, roster, 9, LedgerIssue.INSERTED)
+    assert "line 10 holds entry 3 again (expected 9)" in message
+
+
 @pytest.mark.parametrize("signer", ["alpha", "outsider"])
 def test_an_entry_chained_past_its_predecessor_is_blamed_itself(
     ledger_path: Path, roster: Roster, identities: dict[str, Identity], signer: str

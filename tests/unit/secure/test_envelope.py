@@ -49,6 +49,9 @@ def test_malformed_frames_are_rejected(consortium) -> None:
         Envelope.from_bytes(frame[:-1] + b"y")  # payload altered: digest mismatch
     with pytest.raises(EnvelopeRejectedError, match="out of range"):
         Envelope.from_bytes(MAGIC + (10**9).to_bytes(4, "big"))
+    # A header shorter than its declared length (a truncated frame).
+    with pytest.raises(EnvelopeRejectedError, match="out of range"):
+        Envelope.from_bytes(MAGIC + (100).to_bytes(4, "big") + b'{"version": 1}')
     # A header that is JSON but not an object (a list) is malformed, not a crash.
     head = b"[1, 2]"
     with pytest.raises(EnvelopeRejectedError):

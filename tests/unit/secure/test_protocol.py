@@ -1064,6 +1064,28 @@ def test_a_confirmation_from_outside_the_survivor_set_does_not_count(
     assert not memory_store.list("r1", "unmask", "operator", sender="p00")
 
 
+@pytest.mark.parametrize(
+    "partners", [["p01", "p00", "p02"], ["p00", "p00", "p01"]], ids=["unsorted", "repeated"]
+)
+def test_a_spec_with_unsorted_or_repeated_partners_is_refused(partners) -> None:
+    """Share indices are positions in the sorted partner list: a list out of order or with a
+    partner twice would give two partners one index (or one partner two)."""
+    from pydantic import ValidationError
+
+    from pharmafl.secure.messages import RoundSpec
+
+    with pytest.raises(ValidationError, match="party ids must be unique and sorted"):
+        RoundSpec(
+            round_id="r1",
+            roster_fingerprint="0" * 64,
+            operator="operator",
+            partners=partners,
+            threshold=2,
+            vector_length=5,
+            operator_key="0" * 64,
+        )
+
+
 def test_a_spec_whose_ring_cannot_hold_the_sum_is_refused() -> None:
     """n partners each weighing up to max_examples must fit the ring's signed range, or the
     count (and the weighted sum) would wrap: such a spec is invalid wherever it is read."""
