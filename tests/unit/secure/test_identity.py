@@ -246,3 +246,12 @@ def test_a_roster_signed_by_a_partner_posing_as_its_operator_does_not_load(tmp_p
     path.write_text(signed.model_dump_json())
     with pytest.raises(SecureAggregationError, match="roster signer 'alpha' is not an operator"):
         load_roster(path)
+
+
+def test_a_roster_never_lists_another_key_under_the_operators_id() -> None:
+    """The operator signs with its own key; a member list that carries another key under its
+    id (a stale or planted .pub.json) is refused at signing."""
+    op = Identity.generate("op", "operator")
+    impostor = Identity.generate("op", "operator")
+    with pytest.raises(SecureAggregationError, match="different key for operator 'op'"):
+        build_roster(op, [impostor.public, Identity.generate("alpha").public], consortium="c")

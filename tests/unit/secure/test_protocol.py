@@ -1199,3 +1199,55 @@ def test_shares_from_a_partner_that_advertised_no_keys_are_refused(
         r.stage(s, skip=("p03",))
     survivors = [p for p in r.updates if p != "p03"]
     _check_exact(r.server.result, r.updates, r.counts, survivors, r.cfg)
+
+
+def test_an_advertisement_the_operator_forged_is_never_used(consortium, memory_store) -> None:
+    """The man in the middle: the operator relays p00 a key list in which p01's advertisement
+    carries keys the operator made (signed with a key that is not p01's roster key). With
+    them it could open the shares p00 seals to "p01" and strip the pair masks p00 adds for
+    p01. p00 checks every advertisement's signature against the roster and sends nothing."""
+    from pharmafl.secure import pack_envelopes
+    from pharmafl.secure.messages import AdvertisePayload, KeysPayload
+
+    r = Round(consortium, memory_store)
+    r.clients_do("advertise")
+    r.server.receive()
+    adverts = {e.sender: e for e in memory_store.list("r1", "advertise", "operator")}
+    r.server.advance()
+    genuine = AdvertisePayload.from_payload(adverts["p01"].payload)
+    _, c_pk = crypto.x25519_generate()
+    _, s_pk = crypto.x25519_generate()
+    forged = genuine.model_copy(update={"c_pk": c_pk.hex(), "s_pk": s_pk.hex()})
+    adverts["p01"] = seal(
+        Identity.generate("p01"),  # the operator's own key pair under p01's name
+        round_id="r1",
+        kind="advertise",
+        recipient="operator",
+        payload=forged.to_payload(),
+    )
+    (real,) = memory_store.list("r1", "keys", "p00")
+    memory_store.fs.rm(f"{memory_store.root}/{memory_store.key_of(real)}")
+    keys = KeysPayload(
+        advertised=tuple(sorted(adverts)), envelopes=pack_envelopes(list(adverts.values()))
+    )
+    memory_store.put(
+        seal(
+            consortium.operator,
+            round_id="r1",
+            kind="keys",
+            recipient="p00",
+            payload=keys.to_payload(),
+        )
+    )
+    with pytest.raises(SecureAggregationError, match="bad signature"):
+        r.clients["p00"].share_keys()
+    assert not any(memory_store.list("r1", "shares", p, sender="p00") for p in r.clients)
+
+
+def test_an_unmask_payload_never_holds_both_shares_of_one_partner() -> None:
+    from pydantic import ValidationError
+
+    from pharmafl.secure.messages import UnmaskPayload
+
+    with pytest.raises(ValidationError, match="never revealed together"):
+        UnmaskPayload(b_shares={"p00": "00" * 66}, s_shares={"p00": "00" * 66})
