@@ -1251,3 +1251,36 @@ def test_an_unmask_payload_never_holds_both_shares_of_one_partner() -> None:
 
     with pytest.raises(ValidationError, match="never revealed together"):
         UnmaskPayload(b_shares={"p00": "00" * 66}, s_shares={"p00": "00" * 66})
+
+
+def test_too_few_shares_of_a_survivors_seed_abort_the_round_by_name(
+    consortium, memory_store
+) -> None:
+    """Three partners answer the unmask request (t = 3), and p01 leaves out its share of
+    p00's seed. The operator cannot rebuild p00's self mask: it aborts the round naming p00
+    (and clears the masked sum) rather than fail inside the interpolation."""
+    from pharmafl.secure.messages import UnmaskPayload
+
+    r = Round(consortium, memory_store)  # n=4, t=3
+    for s in ("advertise", "share_keys", "submit", "confirm"):
+        r.stage(s)
+    cl = r.clients["p01"]
+    body = UnmaskPayload(
+        b_shares={u: cl._shares[u][1].hex() for u in ("p01", "p02", "p03")}, s_shares={}
+    ).to_payload()
+    r.clients_do("unmask", skip=("p01", "p03"))
+    shared = crypto.x25519_exchange(cl._c_sk, bytes.fromhex(cl.spec.operator_key))
+    key = derive_key("unmask-key", shared, "r1", "p01", "operator")
+    memory_store.put(
+        seal(
+            consortium.partners["p01"],
+            round_id="r1",
+            kind="unmask",
+            recipient="operator",
+            payload=crypto.aead_encrypt(key, body, aead_context("unmask", "r1", "p01", "operator")),
+        )
+    )
+    r.server.receive()
+    with pytest.raises(SecureAggregationError, match="too few shares to unmask p00"):
+        r.server.advance()
+    assert r.server.result is None and r.server.stage == "aborted"
