@@ -873,13 +873,21 @@ def test_an_unmask_response_revealing_a_survivors_mask_key_share_is_refused(
     _check_exact(r.server.result, r.updates, r.counts, list(r.updates), r.cfg)
 
 
-def test_a_partner_told_its_input_was_not_accepted_confirms_nothing(
-    consortium, memory_store
+@pytest.mark.parametrize(
+    ("announced", "refusal"),
+    [
+        (("p01", "p02", "p03"), "did not accept my masked input"),
+        (("p00", "p01"), "only 2 masked inputs arrived"),
+    ],
+    ids=["without-me", "below-t"],
+)
+def test_a_partner_told_an_untrustworthy_survivor_set_confirms_nothing(
+    consortium, memory_store, announced, refusal
 ) -> None:
     """p00 sent its masked input; the operator announces a survivor set without p00 (having
-    perhaps summed p00's input all the same). Confirming it would have the others reveal
-    p00's mask key as a dropout's while its input may sit in the sum: p00 stops, and
-    signs no confirmation."""
+    perhaps summed p00's input all the same: confirming would have the others reveal p00's
+    mask key as a dropout's while its input may sit in the sum), or one of fewer than t
+    (an aggregate of too few inputs to hide p00's). p00 stops, and signs no confirmation."""
     from pharmafl.secure.messages import SurvivorsPayload
 
     r = Round(consortium, memory_store)
@@ -893,10 +901,10 @@ def test_a_partner_told_its_input_was_not_accepted_confirms_nothing(
             round_id="r1",
             kind="survivors",
             recipient="p00",
-            payload=SurvivorsPayload(survivors=("p01", "p02", "p03")).to_payload(),
+            payload=SurvivorsPayload(survivors=announced).to_payload(),
         )
     )
-    with pytest.raises(SecureAggregationError, match="did not accept my masked input"):
+    with pytest.raises(SecureAggregationError, match=refusal):
         r.clients["p00"].confirm()
     assert not memory_store.list("r1", "confirm", "operator", sender="p00")
 
@@ -1284,3 +1292,29 @@ def test_too_few_shares_of_a_survivors_seed_abort_the_round_by_name(
     with pytest.raises(SecureAggregationError, match="too few shares to unmask p00"):
         r.server.advance()
     assert r.server.result is None and r.server.stage == "aborted"
+
+
+def test_a_confirmation_of_another_survivor_set_is_not_counted_by_the_operator(
+    consortium, memory_store
+) -> None:
+    """p01 (misbehaving) confirms a survivor set other than the one announced. The operator
+    does not count it (it would otherwise forward it as one of the t confirmations every
+    partner checks) and unmasks with the other three."""
+    from pharmafl.secure.messages import SurvivorsPayload
+
+    r = Round(consortium, memory_store)
+    for s in ("advertise", "share_keys", "submit"):
+        r.stage(s)
+    r.clients_do("confirm", skip=("p01",))
+    memory_store.put(
+        seal(
+            consortium.partners["p01"],
+            round_id="r1",
+            kind="confirm",
+            recipient="operator",
+            payload=SurvivorsPayload(survivors=("p00", "p01", "p02")).to_payload(),
+        )
+    )
+    r.server_close()
+    assert "confirms a different survivor set" in r.server_reasons()
+    assert "p01" not in r.server._confirms
