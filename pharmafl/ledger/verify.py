@@ -210,8 +210,12 @@ def _check_content(lines: list[_Line], p: int, roster: Roster | None) -> None:
         member = next((m for m in roster.members if m.id == entry.actor), None)
         member_key = member.public_key if member is not None else None
     nxt = lines[p + 1].entry if p + 1 < len(lines) else None
-    forks = nxt is not None and any(lines[q].hash == nxt.prev_hash for q in range(p))
-    if nxt is not None and nxt.index == p + 1 and nxt.prev_hash != line.hash and not forks:
+    if (
+        nxt is not None
+        and nxt.index == p + 1
+        and nxt.prev_hash != line.hash
+        and not any(lines[q].hash == nxt.prev_hash for q in range(p))  # a fork: blamed itself
+    ):
         # The next entry recorded another hash for this one. Blame this entry unless it is
         # still validly signed while the next one is not (then the next one was edited).
         next_key = None
