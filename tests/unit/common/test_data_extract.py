@@ -91,3 +91,14 @@ def test_no_data_anywhere_says_where_it_looked(tmp_path: Path, monkeypatch) -> N
         data_dir()
     assert str(tmp_path / "shared") in str(err.value)
     assert "build_data_extract.py" in (err.value.fix or "")
+
+
+def test_a_data_folder_set_that_does_not_exist_is_refused(tmp_path: Path, monkeypatch) -> None:
+    """PHARMAFL_DATA_DIR names a folder: never silently fall back to another one."""
+    shared = tmp_path / "shared" / "data"
+    (shared / "fsmol").mkdir(parents=True)
+    monkeypatch.setattr(settings, "SHARED_DATA_DIR", shared)
+    monkeypatch.setenv("PHARMAFL_DATA_DIR", str(tmp_path / "typo"))
+    with pytest.raises(DataNotFoundError, match="PHARMAFL_DATA_DIR") as err:
+        data_dir()
+    assert str(tmp_path / "typo") in str(err.value) and "unset it" in (err.value.fix or "")

@@ -27,6 +27,7 @@ def test_parameter_hash_changes_with_parameters() -> None:
         ("c.yaml", "folding: {nfolds: 1}\n", "folding.nfolds"),
         ("c.json", '{"unknown": 1}', "unknown"),
         ("c.json", "{not json", "cannot parse"),
+        ("c.toml", "[tasks.credibility_range.OTHER]\nmin = 9.0\nmax = 3.0\n", "min 9.0 > max 3.0"),
     ],
 )
 def test_bad_parameters_name_the_field(tmp_path, name, text, match) -> None:
@@ -35,3 +36,10 @@ def test_bad_parameters_name_the_field(tmp_path, name, text, match) -> None:
     with pytest.raises(ConfigError, match=match) as info:
         load_consortium_parameters(path)
     assert str(path) in str(info.value)
+
+
+def test_a_missing_parameters_file_is_named_with_the_fix(tmp_path) -> None:
+    path = tmp_path / "consortium.json"
+    with pytest.raises(ConfigError, match="not found") as info:
+        load_consortium_parameters(path)
+    assert str(path) in str(info.value) and "consortium.json" in (info.value.fix or "")
