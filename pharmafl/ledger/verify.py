@@ -151,6 +151,16 @@ def _signature_ok(entry: LedgerEntry, public_key_hex: str) -> bool:
     )
 
 
+def _earlier_line(lines: list[_Line], h: str | None, before: int) -> int | None:
+    """The first of lines 0..before-1 whose hash is ``h`` (where a fork chains to)."""
+    return next((q for q in range(before) if lines[q].hash == h), None)
+
+
+def _member_key(roster: Roster | None, actor: str) -> str | None:
+    member = None if roster is None else next((m for m in roster.members if m.id == actor), None)
+    return member.public_key if member is not None else None
+
+
 def _check_order(lines: list[_Line], p: int, entry: LedgerEntry, h: str) -> None:
     """Raise when entry p's index or prev_hash disagrees with its position."""
     n = len(lines)
@@ -184,7 +194,7 @@ def _check_order(lines: list[_Line], p: int, entry: LedgerEntry, h: str) -> None
         )
     expected = GENESIS_HASH if p == 0 else lines[p - 1].hash
     if entry.prev_hash != expected:
-        skipped = next((q for q in range(p - 1) if lines[q].hash == entry.prev_hash), None)
+        skipped = _earlier_line(lines, entry.prev_hash, p - 1)
         if skipped is not None:  # a fork: blame it, not the entries it skips
             raise _BadEntry(
                 p,
@@ -205,23 +215,17 @@ def _check_content(lines: list[_Line], p: int, roster: Roster | None) -> None:
     assert entry is not None and line.hash is not None
     if payload_digest(entry.payload) != entry.payload_digest:
         raise _BadEntry(p, LedgerIssue.MODIFIED, "its payload does not match its payload_digest.")
-    member_key = None
-    if roster is not None:
-        member = next((m for m in roster.members if m.id == entry.actor), None)
-        member_key = member.public_key if member is not None else None
+    member_key = _member_key(roster, entry.actor)
     nxt = lines[p + 1].entry if p + 1 < len(lines) else None
     if (
         nxt is not None
         and nxt.index == p + 1
         and nxt.prev_hash != line.hash
-        and not any(lines[q].hash == nxt.prev_hash for q in range(p))  # a fork: blamed itself
+        and _earlier_line(lines, nxt.prev_hash, p) is None  # a fork: blamed itself
     ):
         # The next entry recorded another hash for this one. Blame this entry unless it is
         # still validly signed while the next one is not (then the next one was edited).
-        next_key = None
-        if roster is not None:
-            nm = next((m for m in roster.members if m.id == nxt.actor), None)
-            next_key = nm.public_key if nm is not None else None
+        next_key = _member_key(roster, nxt.actor)
         this_signed = member_key is not None and _signature_ok(entry, member_key)
         next_signed = next_key is not None and _signature_ok(nxt, next_key)
         if not (this_signed and not next_signed):

@@ -156,6 +156,30 @@ def _operator_replaces(store, r: Round, kind: str, recipient: str, payload: byte
     store.put(seal(r.c.operator, round_id="r1", kind=kind, recipient=recipient, payload=payload))
 
 
+def _partner_sends(
+    store,
+    r: Round,
+    who: str,
+    kind: str,
+    recipient: str,
+    payload: bytes,
+    *,
+    headers: dict[str, str] | None = None,
+    replace: bool = False,
+) -> None:
+    """Partner ``who`` (a modified client, its own valid signature) puts a message of
+    ``kind`` to ``recipient`` in round r1; with ``replace`` its genuine one is taken out."""
+    if replace:
+        for real in store.list("r1", kind, recipient, sender=who):
+            store.fs.rm(f"{store.root}/{store.key_of(real)}")
+    store.put(
+        seal(
+            r.c.partners[who], round_id="r1", kind=kind, recipient=recipient,
+            payload=payload, headers=headers or {},
+        )
+    )  # fmt: skip
+
+
 def _unmask_response(store, r: Round, who: str, body: bytes) -> None:
     """``who`` (its own, modified client) answers the unmask request with ``body``,
     encrypted and signed as a genuine response."""
@@ -163,9 +187,7 @@ def _unmask_response(store, r: Round, who: str, body: bytes) -> None:
     shared = crypto.x25519_exchange(cl._c_sk, bytes.fromhex(cl.spec.operator_key))
     key = derive_key("unmask-key", shared, "r1", who, "operator")
     sealed = crypto.aead_encrypt(key, body, aead_context("unmask", "r1", who, "operator"))
-    store.put(
-        seal(r.c.partners[who], round_id="r1", kind="unmask", recipient="operator", payload=sealed)
-    )
+    _partner_sends(store, r, who, "unmask", "operator", sealed)
 
 
 def test_forged_signature_and_duplicate_masked_inputs_are_rejected(consortium, memory_store):
@@ -210,18 +232,9 @@ def test_tampered_share_ciphertext_is_rejected_and_round_survives(consortium, me
     # p00's signed share message to p01 is replaced by one with a flipped ciphertext bit,
     # re-signed by p00 (a misbehaving partner: the signature is valid, the AEAD is not).
     (real,) = memory_store.list("r1", "shares", "p01", sender="p00")
-    memory_store.fs.rm(f"{memory_store.root}/{memory_store.key_of(real)}")
     bad = bytearray(real.payload)
     bad[20] ^= 1
-    memory_store.put(
-        seal(
-            consortium.partners["p00"],
-            round_id="r1",
-            kind="shares",
-            recipient="p01",
-            payload=bytes(bad),
-        )
-    )
+    _partner_sends(memory_store, r, "p00", "shares", "p01", bytes(bad), replace=True)
     r.server_close()
     r.clients_do("submit")
     assert any("cannot decrypt shares" in x.reason for x in r.clients["p01"].guard.rejections)
@@ -236,21 +249,11 @@ def test_unmask_response_under_a_wrong_key_is_rejected(consortium, memory_store)
     for s in ("advertise", "share_keys", "submit", "confirm"):
         r.stage(s)
     r.clients_do("unmask")
-    (real,) = memory_store.list("r1", "unmask", "operator", sender="p02")
-    memory_store.fs.rm(f"{memory_store.root}/{memory_store.key_of(real)}")
     body = b'{"b_shares":{},"s_shares":{}}'
     wrong = crypto.aead_encrypt(
         crypto.random_bytes(32), body, aead_context("unmask", "r1", "p02", "operator")
     )
-    memory_store.put(
-        seal(
-            consortium.partners["p02"],
-            round_id="r1",
-            kind="unmask",
-            recipient="operator",
-            payload=wrong,
-        )
-    )
+    _partner_sends(memory_store, r, "p02", "unmask", "operator", wrong, replace=True)
     r.server_close()
     assert any("cannot decrypt shares" in x for x in r.reasons())
     assert r.server.result.report.responded == ("p00", "p01", "p03")
@@ -506,15 +509,8 @@ def test_a_malformed_masked_input_is_refused_and_the_round_goes_on(
     headers = {"dtype": "<u4", "length": str(entries)}
     if commitment is not None:
         headers["seed_commitment"] = commitment
-    memory_store.put(
-        seal(
-            consortium.partners["p01"],
-            round_id="r1",
-            kind="masked",
-            recipient="operator",
-            payload=bytes(4 * entries),
-            headers=headers,
-        )
+    _partner_sends(
+        memory_store, r, "p01", "masked", "operator", bytes(4 * entries), headers=headers
     )
     r.server_close()
     reasons = [x.reason for x in r.server.guard.rejections]
@@ -569,21 +565,10 @@ def test_a_share_sealed_for_another_pair_is_refused(consortium, memory_store) ->
     r = Round(consortium, memory_store)
     r.stage("advertise")
     r.clients_do("share_keys")
-    (real,) = memory_store.list("r1", "shares", "p01", sender="p00")
-    memory_store.fs.rm(f"{memory_store.root}/{memory_store.key_of(real)}")
     body = SharePayload(sender="p00", recipient="p02", s_share="00" * 66, b_share="00" * 66)
     key = r.clients["p01"]._share_key("p00")
-    memory_store.put(
-        seal(
-            consortium.partners["p00"],
-            round_id="r1",
-            kind="shares",
-            recipient="p01",
-            payload=crypto.aead_encrypt(
-                key, body.to_payload(), aead_context("shares", "r1", "p00", "p01")
-            ),
-        )
-    )
+    sealed = crypto.aead_encrypt(key, body.to_payload(), aead_context("shares", "r1", "p00", "p01"))
+    _partner_sends(memory_store, r, "p00", "shares", "p01", sealed, replace=True)
     r.server_close()
     r.clients_do("submit")
     reasons = [x.reason for x in r.clients["p01"].guard.rejections]
@@ -1028,15 +1013,8 @@ def test_a_confirmation_of_another_survivor_set_is_not_counted_by_the_operator(
     for s in ("advertise", "share_keys", "submit"):
         r.stage(s)
     r.clients_do("confirm", skip=("p01",))
-    memory_store.put(
-        seal(
-            consortium.partners["p01"],
-            round_id="r1",
-            kind="confirm",
-            recipient="operator",
-            payload=SurvivorsPayload(survivors=("p00", "p01", "p02")).to_payload(),
-        )
-    )
+    confirmed = SurvivorsPayload(survivors=("p00", "p01", "p02")).to_payload()
+    _partner_sends(memory_store, r, "p01", "confirm", "operator", confirmed)
     r.server_close()
     assert "confirms a different survivor set" in r.server_reasons()
     assert "p01" not in r.server._confirms
@@ -1101,15 +1079,7 @@ def test_share_messages_outside_the_pairs_of_u1_are_refused(
     r = Round(consortium, memory_store)
     r.stage("advertise", skip=absent)
     r.clients_do("share_keys", skip=absent)
-    memory_store.put(
-        seal(
-            consortium.partners[sender],
-            round_id="r1",
-            kind="shares",
-            recipient="p00",
-            payload=b"not a pair of U1",
-        )
-    )
+    _partner_sends(memory_store, r, sender, "shares", "p00", b"not a pair of U1")
     r.server_close()
     assert any(reason in x for x in r.server_reasons()), r.server_reasons()
     for s in ("submit", "confirm", "unmask"):
