@@ -92,11 +92,14 @@ def test_repeated_header_name(partner) -> None:
     assert "repeats column name" in err.message
 
 
-def test_empty_file(partner) -> None:
+@pytest.mark.parametrize("name", ["a.csv", "a.parquet"])
+def test_empty_file(partner, name: str) -> None:
+    """Said as such, also for a parquet file (which pyarrow would call corrupt)."""
     _setup(partner, activities="")
-    err = partner.error(BASE)
-    _where(err, "a.csv", None)
-    assert "empty" in err.message
+    (partner.root / "a.csv").rename(partner.root / name)
+    err = partner.error(_doc(activities__path=name))
+    _where(err, name, None)
+    assert err.message == "file is empty." and err.fix == "export the data again."
 
 
 def test_header_only_file(partner) -> None:
@@ -274,7 +277,70 @@ def test_duplicate_assay_id(partner) -> None:
     doc["assays"] = [{"path": "t0.csv"}]
     err = partner.error(doc)
     _where(err, "t0.csv", 3)
-    assert "duplicate assay id" in err.message
+    assert "duplicate assay id" in err.message and "repeat an earlier id" in err.message
+
+
+def test_an_assay_listed_in_two_assay_files(partner) -> None:
+    _setup(partner)
+    partner.write("t0.csv", "input_assay_id,assay_type\nA,OTHER\n")
+    partner.write("t0b.csv", "input_assay_id,assay_type\nB,OTHER\nA,ADME\n")
+    doc = _doc()
+    doc["assays"] = [{"path": "t0.csv"}, {"path": "t0b.csv"}]
+    err = partner.error(doc)
+    _where(err, "t0b.csv", 2)
+    assert "also in t0.csv (row 1)" in err.message and "one file only" in (err.fix or "")
+
+
+WIDE = {
+    "path": "w.csv",
+    "layout": "wide",
+    "unit": "pIC50",
+    "columns": {"input_compound_id": "id"},
+}
+
+
+@pytest.mark.parametrize(
+    ("header", "prefix", "needle"),
+    [
+        ("id,pIC50 A,pIC50 B", "IC50 ", "no column starts with the assay prefix 'IC50 '"),
+        ("id,pIC50,pIC50 B", "pIC50", "named exactly like the prefix"),
+    ],
+)
+def test_a_wide_file_whose_columns_do_not_fit_the_prefix(
+    partner, header: str, prefix: str, needle: str
+) -> None:
+    _setup(partner)
+    partner.write("w.csv", f"{header}\nc1,5,6\nc2,,7\n")
+    doc = _doc()
+    doc["activities"] = [{**WIDE, "assay_column_prefix": prefix}]
+    err = partner.error(doc)
+    _where(err, "w.csv", None)
+    assert needle in err.message and "assay_column_prefix" in (err.fix or "")
+
+
+@pytest.mark.parametrize("name", ["dir.csv", "dir.parquet"])
+def test_a_folder_where_a_file_should_be(partner, name: str) -> None:
+    """Also a folder named .parquet, which pandas would read as a dataset of parquet files."""
+    _setup(partner)
+    (partner.root / name).mkdir()
+    err = partner.error(_doc(structures__path=name))
+    _where(err, name, None)
+    assert "is a folder, not a file" in err.message
+
+
+def test_an_unreadable_parquet_file_says_permission_not_corrupt(
+    partner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    partner.write("s.parquet", pd.DataFrame({"id": ["c1", "c2", "c3"], "smiles": ["C", "N", "O"]}))
+    partner.write("a.csv", ACTS)
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(pd, "read_parquet", refuse)
+    err = partner.error(_doc(structures__path="s.parquet"))
+    _where(err, "s.parquet", None)
+    assert "permission denied" in err.message and "corrupt" not in err.message
 
 
 def test_fractional_numeric_id_in_parquet(partner) -> None:

@@ -98,6 +98,26 @@ def test_unknown_field_suggests_the_right_one() -> None:
         ({"path": "raw/a.sdf", "unit": "pIC50"}, "SDF activity files are wide"),
         ({"path": "raw/a.csv", "unit": "nM", "layout": "wide"}, "assay_columns and prefix"),
         (
+            {
+                "path": "raw/a.csv",
+                "unit": "nM",
+                "layout": "wide",
+                "assay_column_prefix": "p ",
+                "assay_id": "A",
+            },
+            "wide layout takes neither assay_id nor unit_column",
+        ),
+        (
+            {
+                "path": "raw/a.csv",
+                "unit": "nM",
+                "layout": "wide",
+                "assay_column_prefix": "p ",
+                "columns": {"standard_value": "v"},
+            },
+            "wide layout: standard_value is not a column",
+        ),
+        (
             {"path": "raw/a.csv", "unit": "nM", "columns": {"input_compund_id": "x"}},
             "unknown standard name",
         ),

@@ -176,6 +176,9 @@ def test_an_existing_config_is_kept_unless_forced(tmp_path: Path) -> None:
     (tmp_path / "partner.yaml").write_text("name: x\n")
     with pytest.raises(ConfigError, match="prepare would find two configs"):
         inspect_exports([tmp_path / "a.csv"], out, force=True)
+    with pytest.raises(ConfigError, match="inspect writes TOML") as err:
+        inspect_exports([tmp_path / "a.csv"], tmp_path / "partner.yml", force=True)
+    assert "partner.toml" in (err.value.fix or "") and not (tmp_path / "partner.yml").exists()
 
 
 @pytest.mark.parametrize(
@@ -186,6 +189,7 @@ def test_an_existing_config_is_kept_unless_forced(tmp_path: Path) -> None:
         ("a.csv", b"", "file is empty"),
         ("a.csv", b"id,mw\nc1,46\n", "found no structures"),
         ("a.csv.gz", b"\x1f\x8b\x08\x00trunc", "truncated"),
+        ("a.csv", b"id,smiles,assay,pIC50\n", "file has no data rows"),
     ],
 )
 def test_files_inspect_cannot_use(tmp_path: Path, name: str, content: bytes, needle: str) -> None:

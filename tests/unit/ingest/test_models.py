@@ -44,6 +44,9 @@ def test_t0_rules() -> None:
         T0Assay.model_validate({**T0_OK, "assay_type": "BINDING"})
     with pytest.raises(ValidationError, match="finite"):
         T0Assay.model_validate({**T0_OK, "expert_threshold_1": math.inf})
+    panel = {**T0_OK, "assay_type": "CATALOG-PANEL"}
+    with pytest.raises(ValidationError, match="catalog_assay_id must be a finite number"):
+        T0Assay.model_validate({**panel, "catalog_assay_id": math.nan})
     with pytest.raises(ValidationError):
         T0Assay.model_validate({**T0_OK, "direction": "up"})
     with pytest.raises(ValidationError):

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pharmafl.common.errors import IngestError
 from pharmafl.ingest import (
     T0_COLUMNS,
     T1_COLUMNS,
@@ -403,6 +404,14 @@ def test_partner_config_file_is_found_in_the_folder(partner, suffix: str) -> Non
     text = yaml.safe_dump(COMBINED) if suffix == "yaml" else toml_dumps(COMBINED)
     partner.write(f"partner.{suffix}", text)
     assert len(ingest_partner(partner.root).t1) == 7
+
+
+def test_a_molblock_for_every_smiles_rdkit_can_read() -> None:
+    """A valence RDKit refuses to sanitize still gets a molblock (the export keeps the row);
+    a SMILES RDKit cannot parse at all is refused, never an empty record."""
+    assert "V2000" in smiles_to_molblock("C(C)(C)(C)(C)C")  # five bonds to carbon
+    with pytest.raises(IngestError, match="cannot be read by RDKit"):
+        smiles_to_molblock("C1CC(")
 
 
 def test_parallel_sdf_conversion_matches_serial() -> None:
