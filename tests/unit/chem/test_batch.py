@@ -135,13 +135,17 @@ def test_merge_batches(params, key) -> None:
     assert_same_batch(merged, describe_chunk(["CCO", "C1CC", "c1ccccc1", None], params, key))
     with pytest.raises(ChemistryError, match="ascending"):
         merge_batches([b, a], [2, 0])
-    with pytest.raises(ChemistryError):
+    with pytest.raises(ChemistryError, match="1 batches but 2 offsets"):
         merge_batches([a], [0, 2])
-    with pytest.raises(ChemistryError):
+    with pytest.raises(ChemistryError, match="no batches to merge"):
         merge_batches([], [])
     c = describe_chunk(["CCN"], params, key, with_graphs=False)
     with pytest.raises(ChemistryError, match="different options"):
         merge_batches([a, c], [0, 2])
+    small = params.model_copy(update={"fingerprint": FingerprintParams(fold_size=1024)})
+    d = describe_chunk(["CCN"], small, key)
+    with pytest.raises(ChemistryError, match=r"different fingerprint sizes \[1024, 32000\]"):
+        merge_batches([a, d], [0, 2])
 
 
 def test_select_rows(params, key) -> None:

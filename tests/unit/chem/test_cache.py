@@ -22,6 +22,7 @@ from pharmafl.chem import (
     describe_with_cache,
 )
 from pharmafl.chem import cache as cache_module
+from pharmafl.common.errors import ChemistryError
 from pharmafl.common.params import ConsortiumParameters, FingerprintParams
 from pharmafl.common.secret import ConsortiumKey
 from tests.unit.chem.conftest import BAD_INPUTS, assert_same_batch
@@ -177,6 +178,30 @@ def _inconsistent_offsets(path: Path) -> None:
     _rewrite(path, x_indptr=indptr)
 
 
+def _text_offsets_past_the_end(path: Path) -> None:
+    with np.load(path, allow_pickle=False) as z:
+        offsets = z["canonical_offsets"].copy()
+    offsets[-1] += 5
+    _rewrite(path, canonical_offsets=offsets)
+
+
+def _a_graph_short(path: Path) -> None:
+    """The last molecule's graph dropped: a valid pack of one graph fewer than molecules."""
+    with np.load(path, allow_pickle=False) as z:
+        ao, bo = z["atom_offsets"], z["bond_offsets"]
+        kept = {
+            "atom_features": z["atom_features"][: ao[-2]],
+            "bonds": z["bonds"][: bo[-2]],
+            "bond_features": z["bond_features"][: bo[-2]],
+        }
+    _rewrite(path, atom_offsets=ao[:-1], bond_offsets=bo[:-1], **kept)
+
+
+def _another_format(path: Path) -> None:
+    """A file of an older cache format (same scope): never read as this one."""
+    _rewrite(path, format=np.array("pharmafl/prepare-cache/v0"))
+
+
 def _a_pickle_inside(path: Path) -> None:
     _rewrite(path, texts_blob=np.array([{"not": "data"}], dtype=object))
 
@@ -190,9 +215,23 @@ def _a_pickle_inside(path: Path) -> None:
         lambda p: p.write_text("not a cache"),
         _flip_bytes,
         _inconsistent_offsets,
+        _text_offsets_past_the_end,
+        _a_graph_short,
+        _another_format,
         _a_pickle_inside,
     ],
-    ids=["half", "ten-bytes", "empty", "text", "flipped", "inconsistent", "pickle"],
+    ids=[
+        "half",
+        "ten-bytes",
+        "empty",
+        "text",
+        "flipped",
+        "inconsistent",
+        "text-offsets",
+        "graph-short",
+        "old-format",
+        "pickle",
+    ],
 )
 def test_a_damaged_file_is_ignored_and_replaced(
     damage: Any,
@@ -284,3 +323,15 @@ def test_without_graphs_or_inputs(
         assert_same_batch(batch, describe(smiles))
     batch, report = describe_with_cache([], describe, cache)
     assert len(batch) == 0 and len(batch.rejections) == 0 and report.cached == 0
+
+
+def test_results_that_skip_a_text_are_never_saved(
+    fsmol_sample: list[str], params: ConsortiumParameters, key: ConsortiumKey, cache_file: Path
+) -> None:
+    """A batch with a text neither described nor rejected would shift every later row."""
+    smiles = [*fsmol_sample[:5], "C1CC"]
+    batch = describe_structures(smiles, params, key, workers=1)
+    cache = _cache(cache_file, params, key)
+    with pytest.raises(ChemistryError, match="describe every text once"):
+        cache.save(cache_module.CachedResults([*smiles, "CCO"], batch))
+    assert not cache_file.exists()

@@ -36,6 +36,9 @@ def test_vocabulary_validation() -> None:
         GraphVocabulary(bond_types=("SINGLE", "QUINTUPLE_ISH"))
     with pytest.raises(ValidationError):
         GraphVocabulary(degrees=())
+    with pytest.raises(ValidationError, match="at most 254 categories"):  # one byte per feature
+        GraphVocabulary(degrees=tuple(range(255)))
+    assert len(GraphVocabulary(degrees=tuple(range(254))).degrees) == 254
     assert GraphVocabulary.model_validate_json(V.model_dump_json()) == V
 
 
@@ -100,8 +103,9 @@ def test_packed_get_equals_mol_to_graph() -> None:
         assert np.array_equal(a.edge_index, b.edge_index)
         assert np.array_equal(a.edge_attr, b.edge_attr)
     assert np.array_equal(packed.get(-1).x, packed.get(4).x)
-    with pytest.raises(IndexError):
-        packed.get(5)
+    for beyond in (5, -6):  # -6 would wrap round to the last graph
+        with pytest.raises(IndexError, match=f"graph index {beyond} out of range for 5"):
+            packed.get(beyond)
 
 
 def test_npz_round_trip(tmp_path) -> None:
@@ -122,6 +126,13 @@ def test_load_errors(tmp_path) -> None:
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(ChemistryError):
         PackedGraphs.load(tmp_path / "junk.npz")
+    saved = _pack(SMILES).save(tmp_path / "graphs.npz")
+    with np.load(saved, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    np.savez(tmp_path / "v2.npz", **{**arrays, "format_version": np.array(2)})
+    with pytest.raises(ChemistryError, match="graphs file format 2, expected 1") as err:
+        PackedGraphs.load(tmp_path / "v2.npz")
+    assert "regenerate" in (err.value.fix or "")
 
 
 def test_inconsistent_offsets_are_refused() -> None:
@@ -140,8 +151,13 @@ def test_select_and_concatenate() -> None:
     assert len(packed.select([])) == 0
     joined = PackedGraphs.concatenate([_pack(SMILES[:2]), PackedGraphs.empty(), _pack(SMILES[2:])])
     assert joined == packed
-    with pytest.raises(IndexError):
-        packed.select([7])
+    for beyond in (7, -6):  # -6 would wrap round to the last graph
+        with pytest.raises(IndexError, match="out of range for 5 graphs"):
+            packed.select([0, beyond])
+    other = GraphVocabulary(degrees=(0, 1, 2, 3, 4))
+    foreign = PackedGraphs.from_mols([Chem.MolFromSmiles("CCO")], other)
+    with pytest.raises(ChemistryError, match="different vocabularies"):
+        PackedGraphs.concatenate([packed, foreign])
 
 
 def test_to_pyg() -> None:

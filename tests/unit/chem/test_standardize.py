@@ -100,22 +100,22 @@ def test_fast_charge_parent_equals_rdkit(fsmol_sample) -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "code"),
+    ("value", "code", "said"),
     [
-        (None, "empty"),
-        (math.nan, "empty"),
-        ("", "empty"),
-        ("   ", "empty"),
-        ("C1CC", "parse"),
-        ("not a smiles", "parse"),
-        ("Nc1ncnc2c1ncn2CCOC[PH](=O)(=O)O", "parse"),
-        (42, "parse"),
+        (None, "empty", "no SMILES given"),
+        (math.nan, "empty", "no SMILES given"),
+        ("", "empty", "the SMILES is empty"),
+        ("   ", "empty", "the SMILES is empty"),
+        ("C1CC", "parse", "RDKit cannot parse"),
+        ("not a smiles", "parse", "RDKit cannot parse"),
+        ("Nc1ncnc2c1ncn2CCOC[PH](=O)(=O)O", "parse", "valence"),
+        (42, "parse", "SMILES is a int, not text"),
     ],
 )
-def test_rejection_codes(value: object, code: str) -> None:
+def test_rejection_codes(value: object, code: str, said: str) -> None:
     with pytest.raises(MoleculeRejectedError) as info:
         standardize_smiles(value, DEFAULT)  # type: ignore[arg-type]
-    assert info.value.code == code
+    assert info.value.code == code and said in str(info.value)
     assert isinstance(info.value, ChemistryError)
     assert info.value.fix
 
@@ -156,7 +156,10 @@ def test_standardize_mol_returns_new_mol_and_never_mutates() -> None:
 def test_standardize_mol_rejects_empty_and_big() -> None:
     with pytest.raises(MoleculeRejectedError) as info:
         standardize_mol(Chem.Mol(), DEFAULT)
-    assert info.value.code == "empty"
+    assert info.value.code == "empty" and "the molecule has no atoms" in str(info.value)
+    with pytest.raises(MoleculeRejectedError) as info:  # the method itself, after its steps
+        Standardizer(DEFAULT).standardize(Chem.Mol())
+    assert info.value.code == "empty" and "nothing is left" in str(info.value)
     with pytest.raises(MoleculeRejectedError) as info:
         standardize_mol(Chem.MolFromSmiles("C" * 120), DEFAULT)
     assert info.value.code == "too_many_atoms"
@@ -236,3 +239,33 @@ def test_cleanups_are_skipped_only_on_known_fixed_points() -> None:
     std.runs = 0
     std.standardize(std.parse("C[C@H](N)C(=O)O"))
     assert std.runs == 2
+
+
+class _Parses:
+    """``rdkit.Chem`` whose ``MolFromSmiles`` answers from a script: a round trip of the
+    standardized SMILES that RDKit cannot parse back (an RDKit writer/reader mismatch)."""
+
+    def __init__(self, answers: list[Chem.Mol | None]) -> None:
+        self._answers = answers
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(Chem, name)
+
+    def MolFromSmiles(self, smiles: str, *args: object) -> Chem.Mol | None:  # noqa: N802
+        return self._answers.pop(0)
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [[None], [Chem.MolFromSmiles("CCN"), None]],
+    ids=["standardized", "not-a-fixed-point"],
+)
+def test_a_smiles_that_does_not_parse_back_is_a_roundtrip_rejection(
+    monkeypatch: pytest.MonkeyPatch, answers: list[Chem.Mol | None]
+) -> None:
+    import pharmafl.chem.standardize as module
+
+    monkeypatch.setattr(module, "Chem", _Parses(answers))
+    with pytest.raises(MoleculeRejectedError) as info:
+        Standardizer(DEFAULT).standardize(Chem.MolFromSmiles("OCC"))
+    assert info.value.code == "roundtrip" and not answers  # each scripted parse was asked for
