@@ -155,6 +155,26 @@ def test_serve_checks_before_registering(module_prefect_server: Any, tmp_path: P
         assert [d.name for d in client.read_deployments()].count("delta") == 0
 
 
+def test_the_operators_identity_cannot_serve_partner_rounds(tmp_path: Path) -> None:
+    """A folder holding the operator's key (listed in the roster, but not as a partner) is
+    refused before anything is registered: the operator never takes a partner's seat."""
+    from pharmafl.layout import PartnerLayout
+    from pharmafl.partner.reveals import StartRecord
+    from pharmafl.partner.serve import check_partner_dir
+    from pharmafl.secure.identity import load_identity
+
+    dirs = _partners(tmp_path, ("charlie", "delta"))
+    seat = tmp_path / "partners" / "operator-seat"
+    shutil.copytree(tmp_path / "operator" / "identity", seat / "identity")
+    (seat / "prepared").mkdir()
+    for name in ("roster.json", "roster.pin"):
+        shutil.copyfile(dirs["charlie"] / name, seat / name)
+    operator = load_identity(seat / "identity" / "operator.key.json")
+    StartRecord(PartnerLayout(seat).aggregated_starts).create(operator.public.fingerprint())
+    with pytest.raises(FederationError, match="'operator' is not a partner in the pinned roster"):
+        check_partner_dir(seat)
+
+
 def test_worker_command_and_environment(tmp_path: Path) -> None:
     from flows.partner_round import partner_round_flow
     from pharmafl.contract import PARTNER_ROUND_FLOW

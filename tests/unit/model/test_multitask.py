@@ -117,6 +117,12 @@ def test_model_rebuilds_from_saved_hyperparameters(small_prepared, tmp_path) -> 
 def test_config_validation_messages() -> None:
     with pytest.raises(ValueError, match="one dropout per hidden layer"):
         SparseTrunkConfig(hidden_sizes=(4, 4), dropouts=(0.1,))
+    with pytest.raises(ValueError, match=r"every dropout must be in \[0, 1\)"):
+        SparseTrunkConfig(hidden_sizes=(4, 4), dropouts=(0.1, 1.0))
+    with pytest.raises(ValueError, match="hidden sizes must be positive"):
+        SparseTrunkConfig(hidden_sizes=(4, 0))
+    with pytest.raises(ValueError, match="cardinalities must be positive"):
+        GraphTrunkConfig(bond_cardinalities=(5, 0, 2))
     with pytest.raises(ValueError, match="at least one"):
         HeadConfig()
     with pytest.raises(ValueError, match="must differ"):

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from typer.testing import CliRunner
 
 from pharmafl.cli.main import app
-from pharmafl.common.errors import ConfigError, PreparationError
+from pharmafl.common.errors import ConfigError, DataNotFoundError, PreparationError
 from pharmafl.data import load_catalogue
 from pharmafl.partner import PrepareOptions, load_partner_context, prepare_partner
 from pharmafl.partner.evaluate import evaluate_new_measurements
@@ -145,3 +145,16 @@ def test_a_preparation_without_the_partners_ids_is_refused(charlie: Path, tmp_pa
     path.write_text(path.read_text().replace('"partner_ids": true', '"partner_ids": false'))
     with pytest.raises(PreparationError, match="prepare PARTNER_DIR` again"):
         evaluate_new_measurements(old, _inputs(charlie))
+
+
+def test_a_preparation_without_its_descriptors_is_refused(charlie: Path, tmp_path: Path) -> None:
+    """The catalogue is there but the training descriptors are not (a half-copied folder):
+    the compounds the models trained on cannot be told apart, so nothing is scored."""
+    part = tmp_path / "charlie"
+    shutil.copytree(charlie, part)
+    (part / "prepared" / "cls_T11_x.npz").unlink()
+    with pytest.raises(DataNotFoundError, match="prepared data is missing") as err:
+        evaluate_new_measurements(part, _inputs(charlie))
+    assert (err.value.file or "").endswith("cls_T11_x.npz") and "pharmafl prepare" in (
+        err.value.fix or ""
+    )

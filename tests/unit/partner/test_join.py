@@ -241,6 +241,45 @@ def test_pin_refuses_a_roster_for_another_key_or_other_parameters(tmp_path: Path
     assert not victim.roster_pin.exists(), "nothing pinned after a refusal"
 
 
+def test_a_partner_refuses_a_roster_that_lists_an_impostor_under_its_name(
+    tmp_path: Path,
+) -> None:
+    """Attack: the operator and a partner that holds the consortium key (alpha) make an
+    identity named 'charlie' with a valid key check. Only charlie can tell it is not its
+    own key, and it pins nothing: no round can then run with charlie's name on it unnoticed."""
+    op = _create(tmp_path)
+    joined = _join_all(tmp_path, op)
+    impostor = Identity.generate("charlie", "partner")
+    check_key = key_check_key(load_consortium_key(PartnerLayout(joined[0].folder).key), "acme")
+    write_identity(
+        impostor, tmp_path / "impostor", key_check=key_check_of(check_key, impostor.public)
+    )
+    pubs = [_pub(joined[0]), _pub(joined[1]), public_key_path(tmp_path / "impostor", "charlie")]
+    fp = sign_consortium_roster(op.root, pubs, SecurityPolicy()).fingerprint()
+    victim = PartnerLayout(joined[2].folder)
+    with pytest.raises(FederationError, match="another signing key for 'charlie'"):
+        pin_roster(victim.root, op.roster, fp)
+    assert not victim.roster_pin.exists()
+
+
+def test_a_partner_refuses_a_roster_with_another_encryption_key_for_it(tmp_path: Path) -> None:
+    """Attack: the operator lists its own encryption key under charlie's name (signing key
+    and key check untouched), so that what is sealed to charlie opens for it. charlie sees
+    the swap and pins nothing; the others cannot tell, and need not: charlie's refusal
+    keeps it out of every round."""
+    op = _create(tmp_path)
+    joined = _join_all(tmp_path, op)
+    pub = _pub(joined[2])
+    doc = json.loads(pub.read_text())
+    doc["encryption_key"] = Identity.generate("charlie", "partner").public.encryption_key
+    pub.write_text(json.dumps(doc))
+    fp = _roster(tmp_path, op, joined)
+    victim = PartnerLayout(joined[2].folder)
+    with pytest.raises(FederationError, match="another encryption key for 'charlie'") as err:
+        pin_roster(victim.root, op.roster, fp)
+    assert "export-public" in (err.value.fix or "") and not victim.roster_pin.exists()
+
+
 def test_roster_versions_only_go_up(tmp_path: Path) -> None:
     op = _create(tmp_path)
     joined = _join_all(tmp_path, op)

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from pharmafl.common.errors import ConsistencyError, IngestError, KeyFileError
+from pharmafl.common.errors import ConsistencyError, IngestError, KeyFileError, PreparationError
 from pharmafl.common.params import ConsortiumParameters
 from pharmafl.partner import PrepareOptions, prepare_partner
 from pharmafl.schema_registry import SCHEMA_DIR
@@ -176,3 +176,28 @@ def test_progress_has_a_total_and_reaches_it(small_consortium: Path, tmp_path: P
     )
     assert totals == [result.manifest.counts.compounds_input]
     assert sum(done) == totals[0]
+
+
+def test_a_partner_folder_that_does_not_exist(tmp_path: Path) -> None:
+    missing = tmp_path / "acme"
+    with pytest.raises(PreparationError, match="partner folder does not exist") as err:
+        prepare_partner(missing)
+    assert err.value.file == str(missing) and "partner.toml" in (err.value.fix or "")
+    assert not missing.exists()  # nothing written for a typo
+
+
+def test_no_structure_passing_standardization_stops_with_the_fix(
+    small_consortium: Path, tmp_path: Path
+) -> None:
+    """Every SMILES unreadable (e.g. the config maps the wrong column): a clear refusal, and
+    no prepared/ half-written."""
+    partner = _copy_partner(_partners(small_consortium)[0], tmp_path / "p")
+    raw = next(p for p in (partner / "raw").iterdir() if p.suffix == ".csv")
+    df = pd.read_csv(raw)
+    smiles_col = next(c for c in df.columns if "smiles" in c.lower())
+    df[smiles_col] = "C1CC(this is not smiles"
+    df.to_csv(raw, index=False)
+    with pytest.raises(PreparationError, match="no structure passed standardization") as err:
+        prepare_partner(partner, PrepareOptions(workers=1))
+    assert "SMILES column" in (err.value.fix or "")
+    assert not (partner / "prepared" / "manifest.json").exists()
