@@ -101,12 +101,19 @@ def test_ecdf_difference_by_hand() -> None:
     default = ecdf_difference([0.5], [0.5])
     assert len(default) == 101 and default["value"].iloc[-1] == 1.0
     assert math.isnan(ecdf_difference([], [0.5], [0.5])["ecdf_a"].iloc[0])
+    for grid in ([[0.0, 1.0]], [0.0, np.inf]):
+        with pytest.raises(EvaluationError, match="grid must be a 1-D array of finite values"):
+            ecdf_difference([0.5], [0.5], grid)
 
 
 def test_benefit_summary_from_tables() -> None:
     a, b = _tables()
     s = benefit_summary(a, b, "classification", metrics=("roc_auc", "rmse"))
     assert s.n_tasks == 4  # task 4 has aggregation weight 0
+    with pytest.raises(EvaluationError, match="per_task_b lists a task_id more than once"):
+        benefit_summary(a, pd.concat([b, b.iloc[:1]]), "classification", metrics=("roc_auc",))
+    with pytest.raises(EvaluationError, match="unknown task_type 'binary'; valid: classification"):
+        benefit_summary(a, b, "binary")  # type: ignore[arg-type]
     auc = s.metrics[0]
     assert auc.metric == "roc_auc" and auc.n_tasks == 4
     # Deltas over tasks 0-3: .1, .5, 0, -.1

@@ -57,6 +57,9 @@ def test_a_better_model_gets_an_interval_above_zero() -> None:
     assert 0.0 < lo <= res.mean_delta[0] <= hi
     again = compound_bootstrap(y, weak, strong, "classification", resamples=300)
     assert again.interval == res.interval  # fixed seed: same interval
+    for bad in ({"level": 1.0}, {"resamples": 0}):
+        with pytest.raises(EvaluationError, match="need 0 < level < 1 and resamples"):
+            compound_bootstrap(y, weak, strong, "classification", **bad)  # type: ignore[arg-type]
 
 
 def test_identical_models_differ_by_exactly_zero() -> None:

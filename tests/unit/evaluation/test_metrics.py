@@ -143,6 +143,20 @@ def test_classification_input_errors(y: list[int], p: list[float], match: str) -
         classification_task_metrics(np.array(y), np.array(p))
 
 
+@pytest.mark.parametrize(
+    ("option", "match"),
+    [
+        ({"pi_zero": 0.0}, r"pi_zero must lie in \(0, 1\), got 0.0"),
+        ({"pi_zero": 1.0}, r"pi_zero must lie in \(0, 1\), got 1.0"),
+        ({"n_bins": 0}, "n_bins must be at least 1, got 0"),
+    ],
+)
+def test_classification_option_errors(option: dict[str, float], match: str) -> None:
+    """A calibration rate of 0 or 1, or no bins, would divide by zero deep inside."""
+    with pytest.raises(EvaluationError, match=match):
+        classification_task_metrics(np.array([0, 1, 1]), np.array([0.2, 0.7, 0.9]), **option)
+
+
 def test_censored_rmse_by_hand() -> None:
     # i0 '=' 5.0 predicted 5.5 -> 0.25
     # i1 '>' 6.0 predicted 5.0 (below: violates) -> (6 - 5)^2 = 1
@@ -188,3 +202,8 @@ def test_regression_input_errors() -> None:
         regression_task_metrics([1.0], [1.0], [2])
     with pytest.raises(EvaluationError, match="NaN"):
         regression_task_metrics([1.0, np.nan], [1.0, 2.0])
+
+
+def test_values_must_be_one_task_flat() -> None:
+    with pytest.raises(EvaluationError, match="must be one-dimensional, got shape"):
+        classification_task_metrics(np.array([[0, 1]]), np.array([[0.2, 0.7]]))

@@ -93,10 +93,16 @@ def test_delong_degenerate_cases() -> None:
     # One positive: AUCs defined, covariance (ddof=1) not.
     auc_a, _, z, p = delong_paired_test(np.array([1, 0, 0]), [0.9, 0.1, 0.2], [0.1, 0.9, 0.2])
     assert auc_a == 1.0 and math.isnan(z) and math.isnan(p)
+    with pytest.raises(EvaluationError, match="needs both positives and negatives"):
+        delong_placements(np.ones(3), np.array([0.1, 0.2, 0.3]))  # the raw placements do raise
     with pytest.raises(EvaluationError, match="alternative"):
         delong_paired_test(y, s, s, alternative="bigger")  # type: ignore[arg-type]
     with pytest.raises(EvaluationError, match="equal length"):
         delong_paired_test(y, s, s[:3])
+    with pytest.raises(EvaluationError, match="y_true must hold only 0 and 1"):
+        delong_paired_test(np.where(y == 1, 1, -1), s, s)  # pharmafl's -1/+1, not mapped
+    with pytest.raises(EvaluationError, match="prob_a and prob_b must be finite"):
+        delong_paired_test(y, s, np.where(s > 0.8, np.nan, s))  # a NaN would read as "no change"
 
 
 def test_benjamini_yekutieli_hand_values() -> None:
@@ -122,6 +128,8 @@ def test_benjamini_yekutieli_is_stricter_than_bh_and_skips_nan() -> None:
     # NaN (untestable) is never rejected and does not count in m.
     assert benjamini_yekutieli(np.array([np.nan, 0.02, 0.03])).tolist() == [False, True, True]
     assert benjamini_yekutieli(np.array([])).tolist() == []
+    with pytest.raises(EvaluationError, match="p_values must be one-dimensional"):
+        benjamini_yekutieli(np.array([[0.01, 0.2]]))
     with pytest.raises(EvaluationError, match="alpha"):
         benjamini_yekutieli(np.array([0.1]), alpha=0.0)
     with pytest.raises(EvaluationError, match=r"\[0, 1\]"):
@@ -152,6 +160,10 @@ def test_significant_improvement_share() -> None:
     # The same model twice: nothing significant either way.
     same = significant_improvement_share(y, weak, weak)
     assert same.share_improved == 0.0 and same.share_worsened == 0.0
+    zero_one = y.copy()
+    zero_one.data = (zero_one.data > 0).astype(zero_one.data.dtype)  # 0/1 labels, not ±1
+    with pytest.raises(EvaluationError, match=r"must store only \+1 and -1"):
+        significant_improvement_share(zero_one, weak, strong)
 
 
 def test_share_skips_zero_weight_and_untestable_tasks() -> None:

@@ -120,6 +120,18 @@ def test_rows_restrict_evaluation() -> None:
     pd.testing.assert_frame_equal(sub.per_task, by_mask.per_task)
     with pytest.raises(EvaluationError, match="outside"):
         evaluate_tasks(y, p, "classification", rows=np.array([0, 500]))
+    doubled = sp.coo_matrix(([1.0, -1.0], ([0, 0], [0, 0])), shape=y.shape)  # not summed
+    with pytest.raises(
+        EvaluationError, match="stores the same \\(row, task\\) entry more than once"
+    ):
+        evaluate_tasks(doubled, p, "classification")
+    with pytest.raises(EvaluationError, match="censor applies to regression tasks only"):
+        evaluate_tasks(y, p, "classification", censor=sp.csr_matrix(y.shape))
+    with pytest.raises(EvaluationError, match="a boolean rows mask must have length"):
+        evaluate_tasks(y, p, "classification", rows=np.ones(3, dtype=bool))
+    for rows in (np.array([[0, 1]]), np.array([0.0, 1.0])):  # 2-D, or not integers
+        with pytest.raises(EvaluationError, match="1-D array of row indices or a boolean mask"):
+            evaluate_tasks(y, p, "classification", rows=rows)
 
 
 def test_regression_explicit_zero_is_a_measurement_and_censor_aligns() -> None:
@@ -137,6 +149,9 @@ def test_regression_explicit_zero_is_a_measurement_and_censor_aligns() -> None:
     assert row["rmse"] == pytest.approx(expected["rmse"])
     assert row["rmse"] == pytest.approx(math.sqrt((0.25 + 1.0) / 4))
     assert row["rmse_uncensored"] == pytest.approx(math.sqrt(0.25 / 3))
+    for bad in (censor.toarray(), sp.csr_matrix((4, 1))):  # dense, or another shape
+        with pytest.raises(EvaluationError, match=r"censor must be a scipy sparse matrix"):
+            evaluate_tasks(y, pred, "regression", censor=bad)
 
 
 def test_regression_matches_per_task_function_with_same_pattern_censor() -> None:

@@ -247,3 +247,27 @@ def test_a_config_file_that_sets_the_dropout_is_kept(tmp_path) -> None:
     assert res.exit_code == 0, res.output
     trunk, _, by_size = seen[0]
     assert trunk.dropouts == (0.25,) and by_size is False
+
+
+def test_pooled_refuses_partners_it_cannot_train_together(tmp_path) -> None:
+    """Two folders whose names map to one head, or partners of other fingerprint sizes (other
+    parameters): refused before training, with the reason."""
+    from pharmafl.common.errors import ConfigError, ModelError
+    from pharmafl.model import SparseTrunkConfig, TrainConfig, load_prepared
+    from pharmafl.model.pooled import find_partner_dirs, train_pooled
+
+    root = tmp_path / "c"
+    for name, width in (("acme-1", 256), ("acme.1", 256), ("beta", 128)):
+        write_synthetic_prepared(
+            root / name / "prepared", n_rows=60, n_features=width, n_cls_tasks=2, n_reg_tasks=0
+        )
+    from pharmafl.common.errors import DataNotFoundError
+
+    (tmp_path / "empty" / "partners" / "alpha").mkdir(parents=True)  # nobody prepared yet
+    with pytest.raises(DataNotFoundError, match="no prepared partners found"):
+        find_partner_dirs([tmp_path / "empty"])
+    with pytest.raises(ConfigError, match="two partners map to the head name 'acme_1'"):
+        find_partner_dirs([root / "acme-1", root / "acme.1"])
+    partners = {n: load_prepared(root / n / "prepared") for n in ("acme-1", "beta")}
+    with pytest.raises(ModelError, match="partners have different feature counts"):
+        train_pooled(partners, SparseTrunkConfig(hidden_sizes=(4,)), TrainConfig(epochs=1))

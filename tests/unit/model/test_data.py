@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -58,6 +60,8 @@ def test_sparsechem_files_from_any_source(tmp_path) -> None:
 def test_clear_errors_for_bad_inputs(tmp_path, small_prepared) -> None:
     with pytest.raises(DataNotFoundError, match="prepare"):
         load_prepared(tmp_path)
+    with pytest.raises(DataNotFoundError, match="prepared folder not found"):
+        load_prepared(tmp_path / "nowhere")
     src = small_prepared / "prepared"
     x = tmp_path / "x.npz"
     x.write_bytes((src / PREPARED_FILES["x"]).read_bytes())
@@ -76,6 +80,64 @@ def test_clear_errors_for_bad_inputs(tmp_path, small_prepared) -> None:
         load_sparsechem(
             x, tmp_path / "f.npy", y_class=tmp_path / "y.npz", weights_class=tmp_path / "w.csv"
         )
+    for bad in ("-1", "inf", "high"):
+        pd.DataFrame({"task_id": [0, 1], "training_weight": [1, bad]}).to_csv(tmp_path / "w.csv")
+        with pytest.raises(ModelError, match="training_weight must hold finite non-negative"):
+            load_sparsechem(
+                x, tmp_path / "f.npy", y_class=tmp_path / "y.npz", weights_class=tmp_path / "w.csv"
+            )
+    sp.save_npz(tmp_path / "reg1.npz", sp.csr_matrix(np.ones((600, 1), dtype=np.float32)))
+    short = sp.csr_matrix(np.ones((599, 2), dtype=np.float32))
+    sp.save_npz(tmp_path / "short.npz", short)
+    with pytest.raises(ModelError, match="classification label matrix has 599 rows, X has 600"):
+        load_sparsechem(x, tmp_path / "f.npy", y_class=tmp_path / "short.npz")
+    sp.save_npz(tmp_path / "c2.npz", sp.csr_matrix(np.full((600, 1), 2.0, dtype=np.float32)))
+    with pytest.raises(ModelError, match="censor values must be -1, 0 or"):
+        load_sparsechem(
+            x, tmp_path / "f.npy", y_regr=tmp_path / "reg1.npz", y_censor=tmp_path / "c2.npz"
+        )
+    with pytest.raises(ModelError, match=r"censor matrix shape \(600, 2\) differs"):
+        load_sparsechem(
+            x, tmp_path / "f.npy", y_regr=tmp_path / "reg1.npz", y_censor=tmp_path / "y.npz"
+        )
+    from rdkit import Chem
+
+    from pharmafl.chem.graphs import PackedGraphs
+
+    two = PackedGraphs.from_mols([Chem.MolFromSmiles("CCO"), Chem.MolFromSmiles("CCN")])
+    two.save(tmp_path / "graphs.npz")
+    with pytest.raises(ModelError, match="graphs file has 2 graphs, X has 600 rows"):
+        load_sparsechem(x, tmp_path / "f.npy", graphs=tmp_path / "graphs.npz")
+    with pytest.raises(DataNotFoundError, match="fold vector not found"):
+        load_sparsechem(x, tmp_path / "no-folds.npy")
+    pd.DataFrame({"task": [0, 1], "weight": [1, 1]}).to_csv(tmp_path / "w2.csv")
+    with pytest.raises(ModelError, match=r"task weights file lacks columns \['task_id'"):
+        load_sparsechem(
+            x, tmp_path / "f.npy", y_class=tmp_path / "y.npz", weights_class=tmp_path / "w2.csv"
+        )
+    with pytest.raises(DataNotFoundError, match="task weights file not found"):
+        load_sparsechem(
+            x, tmp_path / "f.npy", y_class=tmp_path / "y.npz", weights_class=tmp_path / "no.csv"
+        )
+    reg = sp.csr_matrix(np.array([[np.inf, 5.0]] + [[0.0, 0.0]] * 599, dtype=np.float32))
+    sp.save_npz(tmp_path / "reg.npz", reg)
+    with pytest.raises(ModelError, match="regression values must be finite") as err:
+        load_sparsechem(x, tmp_path / "f.npy", y_regr=tmp_path / "reg.npz")
+    assert err.value.file == str(tmp_path / "reg.npz")
     (tmp_path / "x.npy").write_bytes(b"x")
     with pytest.raises(ModelError, match="pickled"):
         load_sparsechem(tmp_path / "x.npy", tmp_path / "f.npy")
+
+
+def test_a_preparation_without_tasks_is_refused_with_the_fix(tmp_path, small_prepared) -> None:
+    """Every assay below its quorum: nothing to train, said before any training starts."""
+    d = tmp_path / "prepared"
+    shutil.copytree(small_prepared / "prepared", d)
+    n = sp.load_npz(d / PREPARED_FILES["x"]).shape[0]
+    for name in ("y_class", "y_regr", "y_censor"):
+        sp.save_npz(d / PREPARED_FILES[name], sp.csr_matrix((n, 0), dtype=np.float32))
+    for name in ("weights_class", "weights_regr"):
+        (d / PREPARED_FILES[name]).unlink()
+    with pytest.raises(DataNotFoundError, match="holds no task") as err:
+        load_prepared(d)
+    assert "quorums" in (err.value.fix or "")

@@ -158,3 +158,37 @@ def test_graph_trunk_learns_a_structural_property_of_real_molecules() -> None:
         scores = model(batcher(test)).cls_logits
     assert scores is not None
     assert roc_auc_score(labels[test], scores[:, 0].numpy()) > 0.9
+
+
+def test_a_graph_trunk_refuses_graphs_of_another_vocabulary_and_unknown_layers(
+    graph_data,
+) -> None:
+    from pharmafl.common.errors import ConfigError, ModelError
+    from pharmafl.model.trunks import build_trunk
+
+    fitted = fit_trunk_to_data(GraphTrunkConfig(hidden_size=8, num_layers=1), graph_data)
+    wider = fitted.model_copy(update={"atom_cardinalities": (*fitted.atom_cardinalities[:-1], 9)})
+    model = MultiTaskModel.from_config(
+        local_model_config(wider, graph_data.n_cls_tasks, graph_data.n_reg_tasks)
+    )
+    with pytest.raises(ModelError, match="vocabulary does not match the graph trunk"):
+        LocalTrainer(model, graph_data, TrainConfig())
+    with pytest.raises(ConfigError, match="unknown graph conv 'gcn'; valid: gine, attentivefp"):
+        build_trunk(fitted.model_copy(update={"conv": "gcn"}))
+    with pytest.raises(ConfigError, match="unknown graph norm 'group'; valid: batch, layer"):
+        build_trunk(fitted.model_copy(update={"norm": "group"}))
+    with pytest.raises(ConfigError, match="unknown pooling 'attention'; valid: sum, mean, max"):
+        build_trunk(fitted.model_copy(update={"pooling": "attention"}))
+
+
+def test_a_graph_trunk_without_graphs_is_refused(graph_data) -> None:
+    import dataclasses
+
+    from pharmafl.common.errors import ModelError
+
+    trunk = fit_trunk_to_data(GraphTrunkConfig(hidden_size=8, num_layers=1), graph_data)
+    model = MultiTaskModel.from_config(
+        local_model_config(trunk, graph_data.n_cls_tasks, graph_data.n_reg_tasks)
+    )
+    with pytest.raises(ModelError, match="needs molecular graphs but none were loaded"):
+        LocalTrainer(model, dataclasses.replace(graph_data, graphs=None), TrainConfig())

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pharmafl.common.errors import ModelError
+from pharmafl.common.errors import ConfigError, DataNotFoundError, ModelError
 from pharmafl.model import (
     GraphTrunkConfig,
     HeadConfig,
@@ -123,9 +123,59 @@ def test_config_validation_messages() -> None:
         SparseTrunkConfig(hidden_sizes=(4, 0))
     with pytest.raises(ValueError, match="cardinalities must be positive"):
         GraphTrunkConfig(bond_cardinalities=(5, 0, 2))
+
+
+def test_an_unknown_head_is_named_with_the_heads_there_are() -> None:
+    model = MultiTaskModel.from_config(_config(heads=("local", "public")))
+    with pytest.raises(ModelError, match="no head 'alpha'; it has: local, public"):
+        model.head("alpha")
     with pytest.raises(ValueError, match="at least one"):
         HeadConfig()
     with pytest.raises(ValueError, match="must differ"):
         TrainConfig(fold_va=1, fold_te=1)
     with pytest.raises(ValueError, match="identifier"):
         ModelConfig(trunk=SparseTrunkConfig(), heads={"bad name": HeadConfig(n_cls_tasks=1)})
+
+
+def test_trunk_builders_refuse_what_they_cannot_build() -> None:
+    from pharmafl.model.trunks import SparseInputTrunk, build_trunk
+
+    with pytest.raises(ConfigError, match="at least one hidden size"):
+        SparseInputTrunk(64, ())
+    with pytest.raises(ConfigError, match="unknown non_linearity 'gelu'; valid: relu, tanh"):
+        SparseInputTrunk(64, (8,), non_linearity="gelu")
+    unknown = SparseTrunkConfig.model_construct(kind="transformer")  # e.g. a newer plan
+    with pytest.raises(ConfigError, match="unknown trunk kind 'transformer'; valid: graph, sparse"):
+        build_trunk(unknown)
+
+
+def test_only_a_model_built_from_its_config_is_saved(tmp_path) -> None:
+    """Without its config nobody could rebuild it: refused before anything is written."""
+    built = MultiTaskModel.from_config(_config())
+    bare = MultiTaskModel(built.trunk, dict(built.heads))
+    with pytest.raises(ModelError, match="only models built from a ModelConfig"):
+        save_model_dir(tmp_path / "m", bare, TrainConfig(epochs=1))
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_folder_without_hyperparameters_is_not_a_model(tmp_path) -> None:
+    from pharmafl.model.persist import load_hyperparameters
+
+    with pytest.raises(DataNotFoundError, match="model hyperparameters not found") as err:
+        load_hyperparameters(tmp_path)
+    assert "pharmafl baseline" in (err.value.fix or "")
+
+
+def test_saved_weights_missing_and_a_trunk_without_parameters(tmp_path) -> None:
+    from pharmafl.model.persist import load_model_dir
+
+    model = MultiTaskModel.from_config(_config())
+    save_model_dir(tmp_path / "m", model, TrainConfig(epochs=1))
+    (tmp_path / "m" / "model.pt").unlink()
+    with pytest.raises(DataNotFoundError, match="model weights not found"):
+        load_model_dir(tmp_path / "m")
+    with pytest.raises(ModelError, match="a model needs at least one head"):
+        MultiTaskModel(model.trunk, {})
+    hollow = MultiTaskModel(torch.nn.Identity(), dict(model.heads))
+    with pytest.raises(ModelError, match=r"no parameters under 'trunk\.'"):
+        export_trunk(hollow)

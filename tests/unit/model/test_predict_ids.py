@@ -3,6 +3,7 @@ says (and chooses sensibly) which model it used."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -108,10 +109,22 @@ def test_id_columns_are_recognised_or_named(tmp_path: Path) -> None:
     assert list(read_structures(inp, ["batch"]).ids.columns) == ["batch"]
     with pytest.raises(ConfigError, match="not in the input"):
         read_structures(inp, ["Sample ID"])
+    with pytest.raises(DataNotFoundError, match="input structure file not found"):
+        read_structures(tmp_path / "typo.csv")
     semi = tmp_path / "excel.csv"
     semi.write_text("ID;SMILES\nx1;CCO\n", encoding="utf-8")
     got = read_structures(semi)
     assert got.ids["ID"].tolist() == ["x1"] and got.smiles == ["CCO"]
+
+
+def _two_heads(src: Path, dest: Path) -> None:
+    """A copy of the model folder in ``src`` whose hyperparameters list two heads of other
+    names (which head to use is chosen from them, before any weight is read)."""
+    shutil.copytree(src, dest)
+    hp = json.loads((dest / "hyperparameters.json").read_text())
+    head = hp["model"]["heads"].pop("local")
+    hp["model"]["heads"] = {"pooled_x": head, "pooled_y": head}
+    (dest / "hyperparameters.json").write_text(json.dumps(hp))
 
 
 def test_model_choice_names_what_it_used_or_what_is_missing(partner: Path, tmp_path: Path) -> None:
@@ -126,6 +139,11 @@ def test_model_choice_names_what_it_used_or_what_is_missing(partner: Path, tmp_p
         resolve_model(partner, str(tmp_path))
     with pytest.raises(ModelError, match="no head 'alpha'"):
         resolve_model(partner, "local", head="alpha")
+    pooled = tmp_path / "pooled"  # a model of two other partners' heads, none of this one
+    _two_heads(partner / "models" / "local", pooled)
+    with pytest.raises(ModelError, match=r"several heads \(pooled_x, pooled_y\) and none"):
+        resolve_model(partner, str(pooled))
+    assert resolve_model(partner, str(pooled), head="pooled_y").head == "pooled_y"
     with pytest.raises(DataNotFoundError, match="no trained model"):
         default_model(tmp_path)
 
@@ -141,3 +159,24 @@ def test_a_model_of_another_preparation_is_refused(partner: Path, tmp_path: Path
     )
     assert res.exit_code != 0 and isinstance(res.exception, ModelError)
     assert "another preparation" in str(res.exception)
+
+
+def test_negative_mc_samples_are_refused(partner: Path, tmp_path: Path) -> None:
+    from pharmafl.model.predict import predict_structures
+
+    inp = tmp_path / "in.csv"
+    pd.DataFrame({"smiles": SMILES}).to_csv(inp, index=False)
+    with pytest.raises(ConfigError, match="mc_samples must be >= 0, got -1"):
+        predict_structures(partner, inp, tmp_path / "o.csv", mc_samples=-1)
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_a_model_for_another_fingerprint_size_is_refused(partner: Path, tmp_path: Path) -> None:
+    from pharmafl.common.params import ConsortiumParameters, FingerprintParams
+    from pharmafl.model.predict import predict_structures
+
+    inp = tmp_path / "in.csv"
+    pd.DataFrame({"smiles": SMILES}).to_csv(inp, index=False)
+    other = ConsortiumParameters(fingerprint=FingerprintParams(fold_size=1024))
+    with pytest.raises(ModelError, match="expects 512 features but the consortium fingerprint"):
+        predict_structures(partner, inp, tmp_path / "o.csv", params=other)

@@ -173,6 +173,16 @@ def test_fedprox_pulls_the_trunk_towards_the_global_state(data) -> None:
     assert prox < 0.5 * free
 
 
+def test_fedprox_refuses_an_optimizer_that_cannot_pull(data) -> None:
+    """A plain torch optimizer has no proximal term: FedProx would silently be FedAvg."""
+    model = _model(data)
+    custom = torch.optim.SGD(model.parameters(), lr=0.01)
+    trainer = LocalTrainer(model, data, TrainConfig(epochs=1), optimizer=custom)
+    with pytest.raises(ModelError, match="FedProx needs an optimizer from pharmafl"):
+        trainer.train(steps=1, prox_mu=1.0, global_trunk=export_trunk(model))
+    trainer.train(steps=1)  # without FedProx the custom optimizer is fine
+
+
 def test_regression_stats_and_mismatched_head(data) -> None:
     rows = np.arange(data.n_rows)
     mean, std = regression_stats(data.y_reg, rows)
@@ -204,3 +214,47 @@ def test_baseline_is_reproducible_from_its_seed(small_prepared, tmp_path) -> Non
     ma, _ = load_model_dir(tmp_path / "a")
     mb, _ = load_model_dir(tmp_path / "b")
     assert _same(ma, mb)
+
+
+def test_pooled_training_needs_a_partner() -> None:
+    from pharmafl.model.pooled import train_pooled
+
+    with pytest.raises(ConfigError, match="pooled training needs at least one partner"):
+        train_pooled({}, SparseTrunkConfig(hidden_sizes=(4,)), TrainConfig(epochs=1))
+
+
+def test_a_checkpoint_needs_the_models_config(data, tmp_path) -> None:
+    """Without its config a checkpoint could not be resumed: refused, nothing written."""
+    built = _model(data)
+    bare = MultiTaskModel(built.trunk, dict(built.heads))
+    trainer = LocalTrainer(bare, data, TrainConfig(epochs=1))
+    with pytest.raises(ModelError, match="checkpoints need a model built from a ModelConfig"):
+        trainer.save_checkpoint(tmp_path / "c.pt")
+    assert not (tmp_path / "c.pt").exists()
+
+
+def test_a_negative_prox_mu_or_an_unknown_split_is_refused(data) -> None:
+    trainer = LocalTrainer(_model(data), data, TrainConfig(epochs=1))
+    with pytest.raises(ConfigError, match="unknown split 'valid'; valid: train, validation, test"):
+        trainer.rows("valid")
+    with pytest.raises(ConfigError, match=r"prox_mu must be >= 0, got -0\.1"):
+        trainer.train(steps=1, prox_mu=-0.1)
+
+
+def test_training_stops_on_a_loss_that_is_not_finite(data) -> None:
+    trainer = LocalTrainer(_model(data), data, TrainConfig(epochs=1))
+    trainer.train_step = lambda rows: float("nan")  # type: ignore[method-assign]
+    with pytest.raises(ModelError, match="training loss became nan at step 0") as err:
+        trainer.train(steps=1)
+    assert "lower the learning rate" in (err.value.fix or "")
+
+
+def test_no_training_rows_left_is_refused(data) -> None:
+    import dataclasses
+
+    two = dataclasses.replace(data, folds=data.folds % 2)  # only folds 0 and 1
+    with pytest.raises(ModelError, match="no training rows left"):
+        LocalTrainer(_model(data), two, TrainConfig(fold_va=0, fold_te=1))
+    for steps in ((5, 3), (0,)):
+        with pytest.raises(ValueError, match="lr_steps must be positive and increasing"):
+            TrainConfig(lr_steps=steps)
