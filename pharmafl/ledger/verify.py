@@ -157,7 +157,7 @@ def _earlier_line(lines: list[_Line], h: str | None, before: int) -> int | None:
 
 
 def _member_key(roster: Roster | None, actor: str) -> str | None:
-    member = None if roster is None else next((m for m in roster.members if m.id == actor), None)
+    member = None if roster is None else roster.get(actor)
     return member.public_key if member is not None else None
 
 

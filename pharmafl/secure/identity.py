@@ -419,6 +419,10 @@ class Roster(BaseModel):
         """SHA-256 (hex) of the signed content and signature: the value partners pin."""
         return sha256_bytes(self.signed_bytes() + bytes.fromhex(self.signature))
 
+    def get(self, party_id: str) -> PublicIdentity | None:
+        """The public identity of ``party_id``, or None when the roster does not list it."""
+        return next((m for m in self.members if m.id == party_id), None)
+
     def member(self, party_id: str) -> PublicIdentity:
         """The public identity of ``party_id``.
 
@@ -427,9 +431,9 @@ class Roster(BaseModel):
         SecureAggregationError
             If ``party_id`` is not in the roster.
         """
-        for m in self.members:
-            if m.id == party_id:
-                return m
+        found = self.get(party_id)
+        if found is not None:
+            return found
         raise SecureAggregationError(
             f"party {party_id!r} is not in the roster of {self.consortium!r}.",
             fix="add it to the roster (pharmafl keys roster) and redistribute the fingerprint.",

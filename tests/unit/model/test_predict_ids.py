@@ -69,6 +69,13 @@ def _predict(pdir: Path, inp: Path, out: Path, *args: str) -> str:
     return res.output
 
 
+def _smiles_file(tmp_path: Path) -> Path:
+    """A one-column export: the structures and no id column."""
+    inp = tmp_path / "in.csv"
+    pd.DataFrame({"smiles": SMILES}).to_csv(inp, index=False)
+    return inp
+
+
 def test_columns_are_named_by_task_and_the_federated_model_is_the_default(
     partner: Path, tmp_path: Path
 ) -> None:
@@ -152,8 +159,7 @@ def test_a_model_of_another_preparation_is_refused(partner: Path, tmp_path: Path
     other = tmp_path / "other"
     shutil.copytree(partner, other)
     write_catalogue(other / "prepared", 5, 3)
-    inp = tmp_path / "in.csv"
-    pd.DataFrame({"smiles": SMILES}).to_csv(inp, index=False)
+    inp = _smiles_file(tmp_path)
     res = CliRunner().invoke(
         app, ["predict", str(other), "--input", str(inp), "--out", str(tmp_path / "o.csv")]
     )
@@ -164,8 +170,7 @@ def test_a_model_of_another_preparation_is_refused(partner: Path, tmp_path: Path
 def test_negative_mc_samples_are_refused(partner: Path, tmp_path: Path) -> None:
     from pharmafl.model.predict import predict_structures
 
-    inp = tmp_path / "in.csv"
-    pd.DataFrame({"smiles": SMILES}).to_csv(inp, index=False)
+    inp = _smiles_file(tmp_path)
     with pytest.raises(ConfigError, match="mc_samples must be >= 0, got -1"):
         predict_structures(partner, inp, tmp_path / "o.csv", mc_samples=-1)
     assert not (tmp_path / "o.csv").exists()
@@ -175,8 +180,7 @@ def test_a_model_for_another_fingerprint_size_is_refused(partner: Path, tmp_path
     from pharmafl.common.params import ConsortiumParameters, FingerprintParams
     from pharmafl.model.predict import predict_structures
 
-    inp = tmp_path / "in.csv"
-    pd.DataFrame({"smiles": SMILES}).to_csv(inp, index=False)
+    inp = _smiles_file(tmp_path)
     other = ConsortiumParameters(fingerprint=FingerprintParams(fold_size=1024))
     with pytest.raises(ModelError, match="expects 512 features but the consortium fingerprint"):
         predict_structures(partner, inp, tmp_path / "o.csv", params=other)

@@ -87,6 +87,17 @@ def test_roster_signature_and_pin(tmp_path) -> None:
         swapped.verify()
 
 
+def test_a_roster_looks_up_members_by_id() -> None:
+    op = Identity.generate("op", "operator")
+    alpha = Identity.generate("alpha").public
+    roster = build_roster(op, [alpha], consortium="c")
+    assert roster.get("alpha") == roster.member("alpha") == alpha
+    assert roster.get("op") == op.public
+    assert roster.get("mallory") is None
+    with pytest.raises(SecureAggregationError, match="'mallory' is not in the roster of 'c'"):
+        roster.member("mallory")
+
+
 def test_only_an_operator_signs_a_roster(tmp_path) -> None:
     partner = Identity.generate("alpha")
     with pytest.raises(SecureAggregationError, match="only an operator signs"):
