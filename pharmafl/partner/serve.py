@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -215,6 +216,7 @@ def deploy_partner_round(config: PartnerServeConfig, flow: Flow[..., Any]) -> Pa
             work_pool_name=config.pool,
             entrypoint_type=EntrypointType.MODULE_PATH,
             enforce_parameter_schema=True,
+            job_variables={"command": engine_command()},
             description=f"pharmafl partner round of {partner} (code: pharmafl {__version__}).",
             tags=["pharmafl", "partner"],
             version=__version__,
@@ -235,6 +237,14 @@ def deploy_partner_round(config: PartnerServeConfig, flow: Flow[..., Any]) -> Pa
         deployment_id=str(deployment_id),
         api_url=url,
     )
+
+
+def engine_command() -> str:
+    """The command the partner's worker starts each flow run with: Prefect's engine in this
+    interpreter, started directly. Without it the process worker first starts a workspace
+    supervisor (one more Python process importing Prefect per flow run) to resolve pull
+    steps, which this deployment does not have: its code is the installed package."""
+    return shlex.join([sys.executable, "-m", "prefect.engine"])
 
 
 def worker_command(config: PartnerServeConfig, partner: str) -> list[str]:
@@ -306,6 +316,7 @@ __all__ = [
     "WORKER_ENV",
     "check_partner_dir",
     "deploy_partner_round",
+    "engine_command",
     "serve_partner",
     "worker_command",
     "worker_dir",

@@ -8,7 +8,9 @@ launcher treats partners it cannot start or that never pick their run up.
 from __future__ import annotations
 
 import contextlib
+import shlex
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,6 +87,9 @@ def test_deploy_only_registers_the_partners_own_deployment(
     assert dep.work_pool_name == "pool-alpha"
     assert dep.entrypoint == "flows.partner_round.partner_round_flow"
     assert not dep.pull_steps and dep.path is None
+    # Each flow run starts Prefect's engine directly in the partner's interpreter: no
+    # workspace supervisor process (one more Prefect import per round) resolving pull steps.
+    assert dep.job_variables == {"command": shlex.join([sys.executable, "-m", "prefect.engine"])}
     assert dep.parameters == {"partner_dir": str(pdir.resolve())}
     assert dep.enforce_parameter_schema
     assert dep.version == __version__  # not a git commit of the current folder
