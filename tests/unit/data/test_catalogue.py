@@ -110,6 +110,22 @@ def test_the_catalogue_carries_names_and_round_trips(tmp_path) -> None:
     assert load_catalogue(tmp_path) == cat
 
 
+def test_a_catalogue_with_gaps_in_task_ids_or_twice_a_label_does_not_load() -> None:
+    """Task ids are column numbers of Y: a gap or a swap would score a task under another
+    task's name; labels name the partner's tasks in every output."""
+    from pydantic import ValidationError
+
+    doc = json.loads(catalogue_from_tables(_t8c(), _t8r()).model_dump_json())
+    cls = [t for t in doc["tasks"] if t["kind"] == "classification"]
+    cls[0]["task_id"], cls[1]["task_id"] = cls[1]["task_id"], cls[0]["task_id"]
+    with pytest.raises(ValidationError, match="classification task ids must be 0…2 in order"):
+        TaskCatalogue.model_validate(doc)
+    doc = json.loads(catalogue_from_tables(_t8c(), _t8r()).model_dump_json())
+    doc["tasks"][1]["label"] = doc["tasks"][0]["label"]
+    with pytest.raises(ValidationError, match="task labels must be unique"):
+        TaskCatalogue.model_validate(doc)
+
+
 def test_an_older_catalogue_without_names_still_reads() -> None:
     doc = json.loads(catalogue_from_tables(_t8c(), _t8r()).model_dump_json())
     for task in doc["tasks"]:

@@ -119,6 +119,17 @@ def test_inconsistent_folds_or_unknown_vectors_are_errors() -> None:
         build_matrices(x_unique[:3], folds_unique[:3], _t8c(2), t10c, _t8r(1), t10r)
 
 
+def test_a_duplicate_entry_or_an_unknown_qualifier_is_an_error() -> None:
+    x_unique, folds_unique, t10c, t10r = _inputs()
+    twice = pd.concat([t10c, t10c.iloc[[0]]], ignore_index=True)  # (vector 4, task 0) twice
+    with pytest.raises(PreparationError, match=r"two values for the same \(row, task\) entry"):
+        build_matrices(x_unique, folds_unique, _t8c(2), twice, _t8r(1), t10r)
+    odd = t10r.assign(standard_qualifier=["=", "~", ">"])
+    with pytest.raises(PreparationError, match="qualifier other than <, = or >") as err:
+        build_matrices(x_unique, folds_unique, _t8c(2), t10c, _t8r(1), odd)
+    assert "aggregate_activities" in str(err.value)
+
+
 def _doc_files() -> set[str]:
     text = DOC.read_text(encoding="utf-8")
     table = text[text.index("## Files") :]

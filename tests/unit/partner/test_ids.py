@@ -84,6 +84,25 @@ def test_the_task_list_counts_every_label_per_fold(prepared_consortium: Path) ->
     assert all(t.note and "training quorum" in t.note and not t.per_fold for t in untrained)
 
 
+def test_the_task_list_of_a_half_prepared_folder_says_what_is_missing(
+    prepared_consortium: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from pharmafl.common.errors import DataNotFoundError
+
+    out = tmp_path / "prepared"
+    shutil.copytree(_partners(prepared_consortium)[0] / "prepared", out)
+    (out / "reg_T10_censor_y.npz").unlink()
+    with pytest.raises(DataNotFoundError, match="censor flags not found") as err:
+        task_list(out)
+    assert "reg_T10_censor_y.npz" in str(err.value) and "pharmafl prepare" in str(err.value)
+    (out / "cls_T11_fold_vector.npy").unlink()
+    with pytest.raises(DataNotFoundError, match="fold vector not found") as err:
+        task_list(out)
+    assert "cls_T11_fold_vector.npy" in str(err.value)
+
+
 def test_pharmafl_tasks_prints_a_table_and_json(prepared_consortium: Path) -> None:
     partner = _partners(prepared_consortium)[0]
     runner = CliRunner()
