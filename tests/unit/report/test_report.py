@@ -135,6 +135,21 @@ def test_gap_capture_and_invariants(summary: ConsortiumSummary) -> None:
     doc["partners"][0]["ecdf"][0]["difference"].pop()
     with pytest.raises(ValueError, match="same length"):
         ConsortiumSummary.model_validate(doc)
+    doc = summary.model_dump()
+    grid = doc["partners"][0]["ecdf"][0]["grid"]
+    grid[0], grid[1] = grid[1], grid[0]
+    with pytest.raises(ValueError, match="grid must be strictly increasing"):
+        ConsortiumSummary.model_validate(doc)
+    doc = summary.model_dump()
+    doc["partners"][0]["ecdf"][0]["difference"][0] = 1.5
+    with pytest.raises(ValueError, match=r"ECDF differences lie in \[-1, 1\]"):
+        ConsortiumSummary.model_validate(doc)
+    # the members of a valuation group share its one value
+    doc = summary.model_dump()
+    for p, v in zip(doc["partners"][:2], (0.01, 0.02), strict=True):
+        p["contribution"].update(group="g", shapley=v)
+    with pytest.raises(ValueError, match="members of valuation group g show different values"):
+        ConsortiumSummary.model_validate(doc)
 
 
 def test_metrics_from_evaluation_aggregates() -> None:
