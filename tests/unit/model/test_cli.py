@@ -252,7 +252,7 @@ def test_a_config_file_that_sets_the_dropout_is_kept(tmp_path) -> None:
 def test_pooled_refuses_partners_it_cannot_train_together(tmp_path) -> None:
     """Two folders whose names map to one head, or partners of other fingerprint sizes (other
     parameters): refused before training, with the reason."""
-    from pharmafl.common.errors import ConfigError, ModelError
+    from pharmafl.common.errors import ConfigError, DataNotFoundError, ModelError
     from pharmafl.model import SparseTrunkConfig, TrainConfig, load_prepared
     from pharmafl.model.pooled import find_partner_dirs, train_pooled
 
@@ -261,8 +261,6 @@ def test_pooled_refuses_partners_it_cannot_train_together(tmp_path) -> None:
         write_synthetic_prepared(
             root / name / "prepared", n_rows=60, n_features=width, n_cls_tasks=2, n_reg_tasks=0
         )
-    from pharmafl.common.errors import DataNotFoundError
-
     (tmp_path / "empty" / "partners" / "alpha").mkdir(parents=True)  # nobody prepared yet
     with pytest.raises(DataNotFoundError, match="no prepared partners found"):
         find_partner_dirs([tmp_path / "empty"])

@@ -123,18 +123,18 @@ def test_config_validation_messages() -> None:
         SparseTrunkConfig(hidden_sizes=(4, 0))
     with pytest.raises(ValueError, match="cardinalities must be positive"):
         GraphTrunkConfig(bond_cardinalities=(5, 0, 2))
-
-
-def test_an_unknown_head_is_named_with_the_heads_there_are() -> None:
-    model = MultiTaskModel.from_config(_config(heads=("local", "public")))
-    with pytest.raises(ModelError, match="no head 'alpha'; it has: local, public"):
-        model.head("alpha")
     with pytest.raises(ValueError, match="at least one"):
         HeadConfig()
     with pytest.raises(ValueError, match="must differ"):
         TrainConfig(fold_va=1, fold_te=1)
     with pytest.raises(ValueError, match="identifier"):
         ModelConfig(trunk=SparseTrunkConfig(), heads={"bad name": HeadConfig(n_cls_tasks=1)})
+
+
+def test_an_unknown_head_is_named_with_the_heads_there_are() -> None:
+    model = MultiTaskModel.from_config(_config(heads=("local", "public")))
+    with pytest.raises(ModelError, match="no head 'alpha'; it has: local, public"):
+        model.head("alpha")
 
 
 def test_trunk_builders_refuse_what_they_cannot_build() -> None:
