@@ -46,6 +46,8 @@ LauncherKind = Literal["embedded", "distributed"]
 #: is a local folder, so listing it at 20 Hz costs nothing, and a round has six stage
 #: hand-overs (the Prefect default of 0.2 s cost about a second a round).
 EMBEDDED_POLL_S = 0.05
+#: How many times a round submits a partner's run again after it crashed before starting.
+RELAUNCHES = 2
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +168,11 @@ class DeploymentLauncher(LauncherBase):
       starts a stale round, and it rejoins at the next round.
     - **Faults**: a partner whose deployment does not exist, or whose run fails, crashes or
       is cancelled, counts as failed (a dropout); an unreachable Prefect API is ridden out
-      (:class:`PrefectApi`). Runs still not finished at the deadline are cancelled, and so
-      is every run started here when the operator stops (Ctrl-C, SIGTERM).
+      (:class:`PrefectApi`). A run that crashed **before it started** (its worker could not
+      submit it, e.g. the server answered 503) ran none of the partner's code, so it is
+      submitted again, at most :data:`RELAUNCHES` times a round, before it counts. Runs
+      still not finished at the deadline are cancelled, and so is every run started here
+      when the operator stops (Ctrl-C, SIGTERM).
     """
 
     def __init__(
@@ -190,6 +195,9 @@ class DeploymentLauncher(LauncherBase):
         self.liveness = WorkerLiveness(self.api, check_s=max(poll_s, 1.0))
         self._key = uuid.uuid4().hex[:12]  # this launcher's own idempotency keys
         self._runs: dict[str, Any] = {}  # partner -> flow run id
+        self._round_ids: dict[str, str] = {}  # partner -> the round its run is for
+        self._relaunched: dict[str, int] = {}  # partner -> runs submitted again this round
+        self._run_counts: dict[str, int] = {}  # partner -> times its run entered Running
         self._pools: dict[str, str] = {}  # partner -> its work pool
         self._start_errors: dict[str, str] = {}
         self._failed: dict[str, str] = {}  # sticky for the round
@@ -198,15 +206,25 @@ class DeploymentLauncher(LauncherBase):
         self._final = False
 
     def start(self, partner: str, round_id: str, *, final: bool) -> None:
-        from prefect.deployments import run_deployment
-        from prefect.exceptions import ObjectNotFound
-
-        name = partner_deployment(partner)
         self._final = final
         run_id = run_id_of(round_id)
         if self.clear_stale and run_id not in self._cleared:
             self._cleared.add(run_id)
             self.cancel_stale(run_tag(self.scope, run_id))
+        self._round_ids[partner] = round_id
+        self._relaunched[partner] = 0
+        self._submit(partner)
+
+    def _submit(self, partner: str) -> None:
+        """Create the partner's flow run for its round (again, after a failed submission:
+        a key of its own, so the server does not hand back the crashed run)."""
+        from prefect.deployments import run_deployment
+        from prefect.exceptions import ObjectNotFound
+
+        name, round_id, final = partner_deployment(partner), self._round_ids[partner], self._final
+        attempt = self._relaunched[partner]
+        key = f"{round_id}/{partner}/{self._key}" + (f"/{attempt}" if attempt else "")
+        run_id = run_id_of(round_id)
 
         def submit(_: Any) -> Any:
             return run_deployment(
@@ -218,7 +236,7 @@ class DeploymentLauncher(LauncherBase):
                     "timeout_s": self.timeout_s,
                 },
                 flow_run_name=f"{round_id}-{partner}",
-                idempotency_key=f"{round_id}/{partner}/{self._key}",
+                idempotency_key=key,
                 tags=[run_tag(self.scope, run_id)],
                 timeout=0,  # do not wait: rounds of all partners run at the same time
                 as_subflow=False,
@@ -261,13 +279,16 @@ class DeploymentLauncher(LauncherBase):
         self._polled_at = time.monotonic()
         if runs is None:  # the API is away: the last states stand
             return self._states
-        by_id = {r.id: r.state for r in runs}
-        self._states = {p: by_id.get(fid) for p, fid in self._runs.items()}
+        by_id = {r.id: r for r in runs}
+        self._states = {p: _state(by_id.get(fid)) for p, fid in self._runs.items()}
+        self._run_counts = {p: _run_count(by_id.get(fid)) for p, fid in self._runs.items()}
         return self._states
 
     def failed(self) -> dict[str, str]:
-        for p, st in self._poll().items():
+        for p, st in list(self._poll().items()):
             if p not in self._failed and st is not None and _ended_badly(st):
+                if self._relaunch(p, st):
+                    continue
                 self._failed[p] = _reason(st)
         pools = {p: pool for p, pool in self._pools.items() if p in self._runs}
         for p, why in self.liveness.offline(pools).items():
@@ -278,6 +299,26 @@ class DeploymentLauncher(LauncherBase):
                     self._cancel(p, st, "the partner's worker is offline")
         return {**self._start_errors, **self._failed}
 
+    def _relaunch(self, partner: str, state: Any) -> bool:
+        """Submit the run of ``partner`` again if it crashed before it started (none of the
+        partner's code ran: its worker could not submit it) and this round has relaunches
+        left; a partner's run that did start is never repeated here."""
+        never_started = state.is_crashed() and self._run_counts.get(partner) == 0
+        if not never_started or self._relaunched[partner] >= RELAUNCHES:
+            return False
+        self._relaunched[partner] += 1
+        log.warning(
+            "the run of partner %s crashed before it started (%s): submitting it again (%d of %d)",
+            partner,
+            state.message or state.name,
+            self._relaunched[partner],
+            RELAUNCHES,
+        )
+        del self._runs[partner]
+        self._states[partner] = None  # waited for until the new run's state is read
+        self._submit(partner)
+        return partner in self._runs
+
     def _cancel(self, partner: str, state: Any, why: str) -> None:
         run_id, new = self._runs[partner], _cancellation(state, why)
         done: Any = self.api.try_call(lambda c: c.set_flow_run_state(run_id, new, force=True))
@@ -287,7 +328,9 @@ class DeploymentLauncher(LauncherBase):
     def finish(self, timeout_s: float) -> dict[str, str]:
         deadline = time.monotonic() + timeout_s
         while True:
-            states, gone = self._poll(force=True), self.failed()
+            self._poll(force=True)
+            gone = self.failed()  # may submit a run again: its state is read next time
+            states = {p: self._states.get(p) for p in self._runs}
             # After a round's secure aggregation, a run that has not even started cannot
             # contribute any more (its partner was dropped): no reason to wait for it. Nor
             # for a partner whose worker is offline.
@@ -313,6 +356,9 @@ class DeploymentLauncher(LauncherBase):
 
     def _clear(self) -> None:
         self._runs.clear()
+        self._round_ids.clear()
+        self._relaunched.clear()
+        self._run_counts = {}
         self._start_errors.clear()
         self._failed.clear()
         self._states = {}
@@ -388,6 +434,16 @@ def _cancellation(state: Any, why: str) -> Any:
 
     launched = state is not None and (state.is_pending() or state.is_running() or state.is_paused())
     return Cancelling(message=why) if launched else Cancelled(message=why)
+
+
+def _state(run: Any) -> Any:
+    return None if run is None else run.state
+
+
+def _run_count(run: Any) -> int:
+    """How often the run entered Running (the server counts it; 0: it never started, and a
+    run's start time is no sign: the server sets one when a run ends without it)."""
+    return -1 if run is None else int(run.run_count)
 
 
 def _unstarted(state: Any) -> bool:

@@ -14,7 +14,8 @@ the ledger's timestamps and the operator's log, and the ledger verified at the e
   restarts) cancels the dead operator's flow run and its partners' round, and the partner
   rejoins.
 
-SIGTERM to ``partner serve`` is its own short test. Timings hold with the fleet's 120 s
+SIGTERM to ``partner serve`` is its own short test, and so is a run that crashed before it
+started (submitted again). Timings hold with the fleet's 120 s
 stage timeout: waiting for it once would fail them.
 """
 
@@ -319,6 +320,60 @@ def test_sigterm_stops_a_partner_worker_and_its_round_within_5_s(fleet: Any) -> 
         launcher.close()
     fleet.serve("alpha")
     print(f"SIGTERM: partner serve stopped in {stopped:.1f} s")
+
+
+# --- a run that crashed before it started is submitted again --------------------------------
+
+SUBMIT_FAILED = "Failed to submit flow run to infrastructure: HTTPStatusError: 503"
+
+
+def test_a_run_that_crashed_before_it_started_is_submitted_again(fleet: Any) -> None:
+    """Seen once in CI: the Prefect server answered 503 while a worker submitted a partner's
+    run, the worker marked it crashed before it had started, and the operator counted the
+    partner as a dropout. None of the partner's code ran, so the launcher submits it again
+    (at most RELAUNCHES times a round). Here bravo's pool is paused while its run is marked
+    crashed as a worker marks a run it could not submit; resumed, the new run starts."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolUpdate
+    from prefect.states import Crashed
+
+    from flows.launchers import RELAUNCHES, DeploymentLauncher
+
+    fleet.ensure_serving()
+    url, exchange = fleet.server.url, str(fleet.cdir / "exchange")
+
+    def crash_newest(client: Any, name: str, n: int) -> None:
+        runs = sorted(_runs(url, name), key=lambda r: r.created)
+        assert len(runs) == n and runs[-1].state.is_scheduled(), runs
+        client.set_flow_run_state(runs[-1].id, Crashed(message=SUBMIT_FAILED), force=True)
+
+    with _api(url), get_client(sync_client=True) as client:
+        client.update_work_pool("pool-bravo", WorkPoolUpdate(is_paused=True))
+        try:
+            launcher = DeploymentLauncher(exchange, timeout_s=60.0, poll_s=0.2)
+            launcher.start("bravo", "resubmit-r0000-a0", final=False)
+            crash_newest(client, "resubmit-r0000-a0-bravo", 1)
+            time.sleep(0.3)
+            assert launcher.failed() == {}  # submitted again, not a dropout
+            assert len(_runs(url, "resubmit-r0000-a0-bravo")) == 2
+
+            # a partner whose runs keep crashing before they start counts as failed
+            spent = DeploymentLauncher(exchange, timeout_s=60.0, poll_s=0.2)
+            spent.start("bravo", "spent-r0000-a0", final=False)
+            for n in range(1, RELAUNCHES + 2):
+                crash_newest(client, "spent-r0000-a0-bravo", n)
+                time.sleep(0.3)
+                failed = spent.failed()
+                assert ("bravo" in failed) == (n == RELAUNCHES + 1), (n, failed)
+            assert failed["bravo"].startswith("run crashed: flow run Crashed"), failed
+            assert len(_runs(url, "spent-r0000-a0-bravo")) == RELAUNCHES + 1
+            spent.close()
+        finally:
+            client.update_work_pool("pool-bravo", WorkPoolUpdate(is_paused=False))
+        _wait("bravo's new run", lambda: _running(url, "resubmit-r0000-a0-bravo"), 120)
+        assert launcher.failed() == {}
+        launcher.close()  # cancels it: its worker stops the process
+    _wait("bravo's run stopped", lambda: not _running(url, "resubmit-r0000-a0-bravo"), 60)
 
 
 def _tagged(url: str, tag: str) -> list[Any]:
