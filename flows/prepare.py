@@ -29,7 +29,7 @@ from pharmafl.chem import (
 )
 from pharmafl.common.params import ConsortiumParameters
 from pharmafl.common.secret import ConsortiumKey, load_consortium_key
-from pharmafl.partner.prepare import PrepareOptions, prepare_partner
+from pharmafl.partner.prepare import PrepareOptions, load_partner_context, prepare_partner
 
 
 @task(name="describe-chunk", persist_result=False, cache_policy=NO_CACHE, retries=0)
@@ -166,9 +166,15 @@ def run_prepare(
     show_progress: bool = False,
     cache: bool = True,
 ) -> dict[str, Any]:
-    """Run :func:`prepare_flow` with the task runner the engine needs."""
+    """Run :func:`prepare_flow` with the task runner the engine needs.
+
+    The partner's folder, key and parameters are checked first (a few tenths of a second),
+    so that their errors come at once, not after Prefect's start (a temporary API server
+    takes several seconds); the flow checks them again, as every flow run must.
+    """
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    load_partner_context(partner_dir)
     if engine == "processes" and workers != 1:
         # The worker server's imports (~1 s) overlap Prefect's start (a temporary API server
         # takes a few seconds on the first flow run of a process).

@@ -24,14 +24,18 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def broken_partner(small_consortium: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A partner folder whose partner.toml is not valid TOML (found inside the prepare flow)."""
+    """A partner folder whose export lacks the SMILES column its config maps (found inside
+    the prepare flow, when it reads the export; the folder, key and parameters are fine, and
+    ``run_prepare`` checks those before Prefect starts)."""
     src = sorted((small_consortium / "partners").iterdir())[0]
     partner = shutil.copytree(
         src, tmp_path_factory.mktemp("broken") / "p", ignore=shutil.ignore_patterns("prepared")
     )
     os.chmod(partner / "key.json", 0o600)
-    with (partner / "partner.toml").open("a") as fh:
-        fh.write("this is [not toml\n")
+    export = partner / "raw" / "chembl_export.csv"
+    head, rest = export.read_text().split("\n", 1)
+    assert "canonical_smiles" in head
+    export.write_text(head.replace("canonical_smiles", "smiles_renamed") + "\n" + rest)
     return partner
 
 
@@ -43,8 +47,8 @@ def test_an_error_inside_a_prefect_flow_is_printed_once(broken_partner: Path) ->
     res = _run("prepare", str(broken_partner))
     out = res.stdout + res.stderr
     assert res.returncode == 2, out
-    assert len(_lines_with(out, "not valid TOML")) == 1, out
-    assert _lines_with(out, "not valid TOML")[0].startswith("error: ")
+    assert len(_lines_with(out, "missing column(s)")) == 1, out
+    assert _lines_with(out, "missing column(s)")[0].startswith("error: ")
     assert len(_lines_with(out, "error: ")) == 1, out
     assert "HTTP Request" not in out and "Traceback" not in out, out
     assert "Finished in state" not in out and "Starting temporary server" not in out, out

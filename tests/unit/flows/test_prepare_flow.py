@@ -48,4 +48,7 @@ def test_cli_reports_bad_key_without_traceback(small_consortium: Path, tmp_path:
     assert res.returncode == 2
     assert "chmod 600" in res.stderr and "key.json" in res.stderr
     assert "Traceback" not in res.stderr + res.stdout
+    # found before Prefect starts (run_prepare checks the folder, key and parameters first):
+    # the error is all the command prints, no flow-run log line before it
+    assert res.stderr.strip().splitlines() == [res.stderr.strip()] and not res.stdout
     assert not (partner / "prepared").exists()
