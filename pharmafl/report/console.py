@@ -61,22 +61,31 @@ def _best_local_lines(summary: ConsortiumSummary) -> list[str]:
     return lines
 
 
+#: The regression metrics as the console names them (RMSE: lower is better).
+_REGRESSION_NAMES = {"r2": "R²", "rmse_uncensored": "RMSE measured", "rmse": "RMSE censor-aware"}
+
+
 def _regression_lines(summary: ConsortiumSummary) -> list[str]:
-    """Federated − local on each partner's regression tasks: R² and censor-aware RMSE, with
-    95 % bootstrap intervals over its tasks."""
+    """Federated − local on each partner's regression tasks: R², RMSE on measured values and
+    censor-aware RMSE, with 95 % bootstrap intervals over its tasks, and what they count."""
     lines = []
     for p in summary.partners:
         b = p.regression_benefit
         if b is None or b.n_tasks == 0:  # nothing to say about tasks it does not have
             continue
-        r2, rmse = b.metric("r2"), b.metric("rmse")
         tasks = f"{b.n_tasks} task" + ("" if b.n_tasks == 1 else "s")
+        parts = []
+        for key, name in _REGRESSION_NAMES.items():
+            mb = b.metric(key)
+            parts.append(
+                f"{name} {_signed(None if mb is None else mb.mean_delta)} "
+                f"(95% CI {_interval(None if mb is None else mb.mean_delta_ci95)})"
+            )
+        lines.append(f"{p.name}: regression ({tasks}) federated − local " + ", ".join(parts))
+    if lines:
         lines.append(
-            f"{p.name}: regression ({tasks}) federated − local "
-            f"R² {_signed(None if r2 is None else r2.mean_delta)} "
-            f"(95% CI {_interval(None if r2 is None else r2.mean_delta_ci95)}), "
-            f"RMSE {_signed(None if rmse is None else rmse.mean_delta)} "
-            f"(95% CI {_interval(None if rmse is None else rmse.mean_delta_ci95)}; lower is better)"
+            "R² and RMSE measured: measured (=) values; RMSE censor-aware also counts a "
+            "censored (<, >) value predicted on its wrong side; RMSE: lower is better"
         )
     return lines
 

@@ -16,6 +16,7 @@ from pharmafl.common.io import atomic_write_text
 from pharmafl.layout import REPORT_FILE
 from pharmafl.report import plots
 from pharmafl.report.models import (
+    REGRESSION_BENEFIT_METRICS,
     ConsortiumSummary,
     ModelMetrics,
     Participation,
@@ -156,7 +157,7 @@ def _regression_section(partners: Sequence[PartnerSummary]) -> str:
         if b is None:
             continue
         cells = [_e(p.name), str(b.n_tasks)]
-        for key in ("r2", "rmse"):
+        for key in REGRESSION_BENEFIT_METRICS:
             mb = b.metric(key)
             cells += [
                 _signed(None if mb is None else mb.mean_delta),
@@ -172,16 +173,20 @@ def _regression_section(partners: Sequence[PartnerSummary]) -> str:
         "regression tasks",
         "Δ R²",
         "Δ R² 95 % CI (tasks)",
-        "Δ RMSE",
-        "Δ RMSE 95 % CI (tasks)",
+        "Δ RMSE measured",
+        "95 % CI (tasks)",
+        "Δ RMSE censor-aware",
+        "95 % CI (tasks)",
         "share tasks better (R²)",
     ]
     return (
         "<h3>Regression benefit (shared by each partner)</h3>"
         + _table(headers, rows)
         + '<p class="note">Federated minus local-only on the partner\'s regression tasks '
-        "(pIC50-type values): R² on uncensored values, RMSE censor-aware (a censored value "
-        "counts no error on its allowed side); a negative Δ RMSE is a gain.</p>"
+        "(pIC50-type values): R² and the measured RMSE over the measured (=) values, the "
+        "censor-aware RMSE over every value (a censored value, &lt; or &gt;, counts no error on "
+        "its allowed side); a negative Δ RMSE is a gain. R² up and the censor-aware RMSE up "
+        "too: the model predicts measured values better and censored ones worse.</p>"
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pharmafl.report.models import ConsortiumSummary
+from pharmafl.report.models import REGRESSION_BENEFIT_METRICS, ConsortiumSummary
 
 
 def _cell(value: object) -> str:
@@ -61,15 +61,16 @@ def performance_markdown(summary: ConsortiumSummary) -> str:
 
 
 def regression_markdown(summary: ConsortiumSummary) -> str:
-    """Per-partner federated − local on regression tasks (R², censor-aware RMSE) with 95 %
-    intervals over tasks; empty when no partner has scored regression tasks."""
+    """Per-partner federated − local on regression tasks (R² and RMSE on measured values,
+    censor-aware RMSE) with 95 % intervals over tasks; empty when no partner has scored
+    regression tasks."""
     rows = []
     for p in summary.partners:
         b = p.regression_benefit
         if b is None:
             continue
         row: list[object] = [p.name, b.n_tasks]
-        for key in ("r2", "rmse"):
+        for key in REGRESSION_BENEFIT_METRICS:
             mb = b.metric(key)
             ci = None if mb is None else mb.mean_delta_ci95
             row += [
@@ -79,7 +80,8 @@ def regression_markdown(summary: ConsortiumSummary) -> str:
         rows.append(row)
     if not rows:
         return ""
-    headers = ["partner", "tasks", "Δ R²", "95 % CI", "Δ RMSE (lower is better)", "95 % CI"]
+    headers = ["partner", "tasks", "Δ R² (measured)", "95 % CI", "Δ RMSE measured", "95 % CI"]
+    headers += ["Δ RMSE censor-aware", "95 % CI"]
     return _md_table(headers, rows)
 
 

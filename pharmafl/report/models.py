@@ -34,6 +34,13 @@ from pharmafl.secure.identity import PARTY_ID_PATTERN
 HEADLINE_METRICS: tuple[str, ...] = ("roc_auc", "auc_pr")
 
 
+#: What the report compares on regression tasks: R² and RMSE over the measured (uncensored)
+#: values, the same rows, and the censor-aware RMSE, which also counts a censored value
+#: (<, >) predicted on its wrong side. When R² and the censor-aware RMSE disagree, the
+#: measured RMSE tells which rows moved.
+REGRESSION_BENEFIT_METRICS: tuple[str, ...] = ("r2", "rmse_uncensored", "rmse")
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -193,8 +200,9 @@ class PartnerSummary(_Frozen):
     benefit: BenefitSummary | None = Field(None, description="Federated vs local aggregates.")
     regression_benefit: BenefitSummary | None = Field(
         None,
-        description="Federated vs local on the partner's regression tasks (R², censor-aware "
-        "RMSE; 95 % intervals over tasks); None without scored regression tasks.",
+        description="Federated vs local on the partner's regression tasks (R² and RMSE on "
+        "measured values, censor-aware RMSE; 95 % intervals over tasks); None without scored "
+        "regression tasks.",
     )
     best_local: BestLocal | None = Field(
         None, description="The best local reference on validation (network, forest, GBM)."
@@ -457,6 +465,7 @@ class ConsortiumSummary(BaseModel):
 
 
 __all__ = [
+    "REGRESSION_BENEFIT_METRICS",
     "ConsortiumContribution",
     "ConsortiumSummary",
     "DataContribution",

@@ -28,6 +28,7 @@ from pharmafl.evaluation.documents import MetricsReport, PooledReport, SplitMetr
 from pharmafl.layout import METRICS_FILE, PartnerLayout
 from pharmafl.report.models import (
     HEADLINE_METRICS,
+    REGRESSION_BENEFIT_METRICS,
     BestLocal,
     DataContribution,
     EcdfDifference,
@@ -122,14 +123,16 @@ def benefit(
 
 
 def regression_benefit(local: MetricsReport, federated: MetricsReport) -> BenefitSummary | None:
-    """The same on the partner's regression tasks: mean R² and censor-aware RMSE deltas with
-    95 % bootstrap intervals over tasks (MELLODDY saw its larger gains on regression); None
-    when either model has no scored regression task."""
+    """The same on the partner's regression tasks: mean deltas of
+    :data:`REGRESSION_BENEFIT_METRICS` with 95 % bootstrap intervals over tasks (MELLODDY saw
+    its larger gains on regression); None when either model has no scored regression task."""
     a, b = _per_task(local, "regression"), _per_task(federated, "regression")
     if a is None or b is None:
         return None
+    # a metric both documents hold (a metrics file may predate the measured RMSE)
+    names = [m for m in REGRESSION_BENEFIT_METRICS if m in a.columns and m in b.columns]
     try:
-        summary = benefit_summary(a, b, "regression")
+        summary = benefit_summary(a, b, "regression", metrics=names)
     except EvaluationError:
         return None
     return summary if summary.n_tasks > 0 else None
