@@ -101,3 +101,23 @@ def test_setup_compresses_updates_on_request(small_consortium: Path, tmp_path: P
     assert isinstance(res.exception, ConfigError)
     assert "ring_bits" in str(res.exception)
     assert not ConsortiumLayout(bad).operator.plan.exists()
+
+
+def test_setup_refuses_a_consortium_that_has_identities(
+    small_consortium: Path, tmp_path: Path
+) -> None:
+    """A second setup would replace every identity and key the partners already pinned."""
+    from pharmafl.common.errors import FederationError
+
+    cdir = _copy(small_consortium, tmp_path / "twice")
+    runner = CliRunner()
+    assert runner.invoke(app, ["federation", "setup", str(cdir), "--hidden", "16"]).exit_code == 0
+    op = ConsortiumLayout(cdir).operator
+    identity = op.identity
+    before = {p: p.read_bytes() for p in sorted(identity.rglob("*")) if p.is_file()}
+    plan = op.plan.read_bytes()
+    res = runner.invoke(app, ["federation", "setup", str(cdir), "--hidden", "32"])
+    assert isinstance(res.exception, FederationError), res.output
+    assert "already has identities" in str(res.exception)
+    assert {p: p.read_bytes() for p in sorted(identity.rglob("*")) if p.is_file()} == before
+    assert op.plan.read_bytes() == plan  # the first setup's
