@@ -31,6 +31,7 @@ from pharmafl.report.markdown import (
 )
 from pharmafl.report.models import (
     HEADLINE_METRICS,
+    MIN_GAP,
     ConsortiumContribution,
     ConsortiumSummary,
     DataContribution,
@@ -69,6 +70,7 @@ __all__ = [
     "SCHEMA_MODELS",
     "SUMMARY_FILENAME",
     "build_summary",
+    "MIN_GAP",
     "compute_gap_capture",
     "contribution_markdown",
     "contribution_rows",

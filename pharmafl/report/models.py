@@ -228,12 +228,20 @@ class PartnerSummary(_Frozen):
         return float(getattr(other, metric)) - float(getattr(self.local, metric))
 
 
+#: Smallest mean pooled-minus-local gain (AUC-PR) worth a gap capture: half a point. Below
+#: it the capture is a ratio of two noise-sized numbers (a demo partner's 95 % interval over
+#: its tasks spans ±0.015; a +0.0003 gap once gave a capture of several hundred per cent),
+#: so the report shows the gains themselves and no ratio.
+MIN_GAP = 0.005
+
+
 def compute_gap_capture(partners: Sequence[PartnerSummary], metric: str = "auc_pr") -> float | None:
     """Share of the pooled-minus-local gain that federation captured, on average over the
     members (auxiliary partners left out).
 
     ``mean_i(federated_i − local_i) / mean_i(pooled_i − local_i)``; None when a partner has no
-    pooled reference or pooling gains nothing on average (no gap to capture).
+    pooled reference or pooling gains less than :data:`MIN_GAP` on average (no gap to
+    capture that a ratio could measure).
     """
     partners = [p for p in partners if not p.auxiliary]
     fed = [p.gain(metric, "federated") for p in partners]
@@ -241,7 +249,7 @@ def compute_gap_capture(partners: Sequence[PartnerSummary], metric: str = "auc_p
     if not partners or any(g is None for g in pooled):
         return None
     gap = math.fsum(g for g in pooled if g is not None) / len(partners)
-    if gap <= 0.0:
+    if gap < MIN_GAP:
         return None
     return math.fsum(g for g in fed if g is not None) / len(partners) / gap
 
@@ -389,7 +397,8 @@ class ConsortiumSummary(BaseModel):
     gap_capture: float | None = Field(
         None,
         description="Federated share of the pooled-minus-local AUC-PR gain, averaged over "
-        "partners (filled in from the partners when omitted).",
+        "partners (filled in from the partners when omitted); None when pooling gains less "
+        "than MIN_GAP (0.005) on average.",
     )
     notes: list[str] = Field(default_factory=list, description="Free-text remarks.")
 
@@ -465,6 +474,7 @@ class ConsortiumSummary(BaseModel):
 
 
 __all__ = [
+    "MIN_GAP",
     "REGRESSION_BENEFIT_METRICS",
     "ConsortiumContribution",
     "ConsortiumSummary",

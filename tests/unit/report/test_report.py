@@ -13,6 +13,7 @@ import pytest
 
 from pharmafl.accounting import AccountingError, permutation_shapley
 from pharmafl.report import (
+    MIN_GAP,
     SCHEMA_MODELS,
     ConsortiumContribution,
     ConsortiumSummary,
@@ -118,6 +119,18 @@ def test_gap_capture_and_invariants(summary: ConsortiumSummary) -> None:
     # an auxiliary public partner's gain is nobody's benefit: left out of the capture
     aux = [summary.partners[0].model_copy(update={"auxiliary": True}), *summary.partners[1:]]
     assert compute_gap_capture(aux) == pytest.approx(sum(fed[1:]) / sum(pooled[1:]))
+    # a gap of the size of the noise gives no ratio (it once read several hundred per cent)
+    for gap, shown in ((MIN_GAP - 1e-4, False), (MIN_GAP + 1e-4, True), (-0.01, False)):
+        near = [
+            p.model_copy(
+                update={"pooled": p.local.model_copy(update={"auc_pr": p.local.auc_pr + gap})}
+            )
+            for p in summary.partners
+        ]
+        capture = compute_gap_capture(near)
+        assert (capture is not None) == shown, (gap, capture)
+        if shown:
+            assert capture == pytest.approx(sum(fed) / len(fed) / gap)
     assert aux[0].label.endswith("(auxiliary)") and aux[1].label == aux[1].name
     doc = summary.model_dump()
     doc["partners"][0]["contribution"]["shapley"] += 0.01
