@@ -121,6 +121,19 @@ def test_an_unreachable_api_is_retried_then_one_clear_error(
     assert len(warned) == 1 and "retrying for up to 2 s" in warned[0], warned
 
 
+def test_a_polls_own_error_is_raised_not_taken_for_an_outage() -> None:
+    """``try_call`` skips a poll only when the API is unreachable; any other error (a bug, a
+    refused request) is raised, and no outage is noted."""
+    api = PrefectApi()
+
+    def broken(client: Any) -> None:
+        raise ValueError("not an outage")
+
+    with pytest.raises(ValueError, match="not an outage"):
+        api.try_call(broken)
+    assert api.outage.down_since is None
+
+
 def test_dropout_causes_are_named() -> None:
     from prefect.states import Cancelled, Crashed, Failed, Running
 
