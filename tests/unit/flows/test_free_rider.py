@@ -15,7 +15,8 @@ nothing).
 The free riders must come out last, with a value whose interval reaches 0 or lies below it;
 the genuine group's value and its interval must stay above 0; and leaving the free riders
 out must not cost the genuine partners anything. The key is fixed, so the folds and the
-result are reproducible; ≈45 s on 2 cores per study (two coalitions at a time).
+result are reproducible; 60–115 s per study on 2 cores (two coalitions at a time; the
+first also prepares the partners from scratch).
 """
 
 from __future__ import annotations
