@@ -198,6 +198,7 @@ class DeploymentLauncher(LauncherBase):
         self._round_ids: dict[str, str] = {}  # partner -> the round its run is for
         self._relaunched: dict[str, int] = {}  # partner -> runs submitted again this round
         self._run_counts: dict[str, int] = {}  # partner -> times its run entered Running
+        self._relaunching = True  # off once a round's aggregation is over (see finish)
         self._pools: dict[str, str] = {}  # partner -> its work pool
         self._start_errors: dict[str, str] = {}
         self._failed: dict[str, str] = {}  # sticky for the round
@@ -285,13 +286,15 @@ class DeploymentLauncher(LauncherBase):
         return self._states
 
     def failed(self) -> dict[str, str]:
-        for p, st in list(self._poll().items()):
+        states = self._poll()
+        pools = {p: pool for p, pool in self._pools.items() if p in self._runs}
+        offline = self.liveness.offline(pools)
+        for p, st in list(states.items()):
             if p not in self._failed and st is not None and _ended_badly(st):
-                if self._relaunch(p, st):
+                if p not in offline and self._relaunch(p, st):
                     continue
                 self._failed[p] = _reason(st)
-        pools = {p: pool for p, pool in self._pools.items() if p in self._runs}
-        for p, why in self.liveness.offline(pools).items():
+        for p, why in offline.items():
             st = self._states.get(p)
             if p not in self._failed and not (st is not None and st.is_completed()):
                 self._failed[p] = why
@@ -304,7 +307,7 @@ class DeploymentLauncher(LauncherBase):
         partner's code ran: its worker could not submit it) and this round has relaunches
         left; a partner's run that did start is never repeated here."""
         never_started = state.is_crashed() and self._run_counts.get(partner) == 0
-        if not never_started or self._relaunched[partner] >= RELAUNCHES:
+        if not (never_started and self._relaunching) or self._relaunched[partner] >= RELAUNCHES:
             return False
         self._relaunched[partner] += 1
         log.warning(
@@ -315,7 +318,7 @@ class DeploymentLauncher(LauncherBase):
             RELAUNCHES,
         )
         del self._runs[partner]
-        self._states[partner] = None  # waited for until the new run's state is read
+        self._states.pop(partner, None)  # the new run is waited for until its state is read
         self._submit(partner)
         return partner in self._runs
 
@@ -327,6 +330,9 @@ class DeploymentLauncher(LauncherBase):
 
     def finish(self, timeout_s: float) -> dict[str, str]:
         deadline = time.monotonic() + timeout_s
+        # A round's secure aggregation is over: a run submitted again now could not take
+        # part. A final evaluation still can.
+        self._relaunching = self._final
         while True:
             self._poll(force=True)
             gone = self.failed()  # may submit a run again: its state is read next time
@@ -346,7 +352,8 @@ class DeploymentLauncher(LauncherBase):
         for p, st in states.items():
             if p not in out and (st is None or not st.is_completed()):
                 out[p] = _reason(st, deadline=True)
-            if st is not None and not st.is_final():
+            resubmitted = st is None and self._relaunched.get(p, 0) > 0  # its state unread
+            if resubmitted or (st is not None and not st.is_final()):
                 self._cancel(p, st, "round over" if p in gone else "round deadline passed")
         self._clear()
         return out
@@ -359,6 +366,7 @@ class DeploymentLauncher(LauncherBase):
         self._round_ids.clear()
         self._relaunched.clear()
         self._run_counts = {}
+        self._relaunching = True
         self._start_errors.clear()
         self._failed.clear()
         self._states = {}
@@ -368,7 +376,9 @@ class DeploymentLauncher(LauncherBase):
         """Cancel the runs still going (the operator stops: Ctrl-C, SIGTERM, an error)."""
         if not self._runs:
             return
-        for p, st in self._poll(force=True).items():
+        states = self._poll(force=True)
+        for p in list(self._runs):
+            st = states.get(p)
             if st is None or not st.is_final():
                 self._cancel(p, st, "the operator stopped")
         self._clear()

@@ -331,8 +331,9 @@ def test_a_run_that_crashed_before_it_started_is_submitted_again(fleet: Any) -> 
     """Seen once in CI: the Prefect server answered 503 while a worker submitted a partner's
     run, the worker marked it crashed before it had started, and the operator counted the
     partner as a dropout. None of the partner's code ran, so the launcher submits it again
-    (at most RELAUNCHES times a round). Here bravo's pool is paused while its run is marked
-    crashed as a worker marks a run it could not submit; resumed, the new run starts."""
+    (at most RELAUNCHES times a round, and not once the round's aggregation is over). Here
+    bravo's pool is paused while its runs are marked crashed as a worker marks a run it could
+    not submit; resumed, the new run starts."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolUpdate
     from prefect.states import Crashed
@@ -346,33 +347,41 @@ def test_a_run_that_crashed_before_it_started_is_submitted_again(fleet: Any) -> 
         runs = sorted(_runs(url, name), key=lambda r: r.created)
         assert len(runs) == n and runs[-1].state.is_scheduled(), runs
         client.set_flow_run_state(runs[-1].id, Crashed(message=SUBMIT_FAILED), force=True)
+        time.sleep(0.3)  # past the launchers' poll interval
 
+    launchers = [DeploymentLauncher(exchange, timeout_s=60.0, poll_s=0.2) for _ in range(3)]
+    again, spent, over = launchers
     with _api(url), get_client(sync_client=True) as client:
         client.update_work_pool("pool-bravo", WorkPoolUpdate(is_paused=True))
         try:
-            launcher = DeploymentLauncher(exchange, timeout_s=60.0, poll_s=0.2)
-            launcher.start("bravo", "resubmit-r0000-a0", final=False)
+            again.start("bravo", "resubmit-r0000-a0", final=False)
             crash_newest(client, "resubmit-r0000-a0-bravo", 1)
-            time.sleep(0.3)
-            assert launcher.failed() == {}  # submitted again, not a dropout
+            assert again.failed() == {}  # submitted again, not a dropout
             assert len(_runs(url, "resubmit-r0000-a0-bravo")) == 2
 
             # a partner whose runs keep crashing before they start counts as failed
-            spent = DeploymentLauncher(exchange, timeout_s=60.0, poll_s=0.2)
             spent.start("bravo", "spent-r0000-a0", final=False)
             for n in range(1, RELAUNCHES + 2):
                 crash_newest(client, "spent-r0000-a0-bravo", n)
-                time.sleep(0.3)
                 failed = spent.failed()
                 assert ("bravo" in failed) == (n == RELAUNCHES + 1), (n, failed)
             assert failed["bravo"].startswith("run crashed: flow run Crashed"), failed
             assert len(_runs(url, "spent-r0000-a0-bravo")) == RELAUNCHES + 1
-            spent.close()
+
+            # once the round's aggregation is over (finish), a run could no longer take part
+            over.start("bravo", "over-r0000-a0", final=False)
+            crash_newest(client, "over-r0000-a0-bravo", 1)
+            assert over.finish(5.0)["bravo"].startswith("run crashed"), "not submitted again"
+            assert len(_runs(url, "over-r0000-a0-bravo")) == 1
         finally:
+            for launcher in (spent, over):
+                launcher.close()
             client.update_work_pool("pool-bravo", WorkPoolUpdate(is_paused=False))
-        _wait("bravo's new run", lambda: _running(url, "resubmit-r0000-a0-bravo"), 120)
-        assert launcher.failed() == {}
-        launcher.close()  # cancels it: its worker stops the process
+        try:
+            _wait("bravo's new run", lambda: _running(url, "resubmit-r0000-a0-bravo"), 120)
+            assert again.failed() == {}
+        finally:
+            again.close()  # cancels it: its worker stops the process
     _wait("bravo's run stopped", lambda: not _running(url, "resubmit-r0000-a0-bravo"), 60)
 
 
