@@ -474,18 +474,18 @@ class ConsortiumSummary(BaseModel):
 
 
 __all__ = [
-    "MIN_GAP",
-    "REGRESSION_BENEFIT_METRICS",
     "ConsortiumContribution",
     "ConsortiumSummary",
     "DataContribution",
     "EcdfDifference",
     "HEADLINE_METRICS",
     "LedgerSummary",
+    "MIN_GAP",
     "ModelMetrics",
     "Participation",
     "PartnerContribution",
     "PartnerSummary",
+    "REGRESSION_BENEFIT_METRICS",
     "RoundMetrics",
     "compute_gap_capture",
     "learning_curves_from_ledger",
