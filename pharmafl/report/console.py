@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from pharmafl.report.models import ConsortiumSummary, PartnerSummary
+from pharmafl.report.models import REGRESSION_BENEFIT_NAMES, ConsortiumSummary, PartnerSummary
 
 _HEAD = (
     f"{'partner':<10} {'local ROC':>9} {'fed ROC':>8} {'pool ROC':>8} "
@@ -61,10 +61,6 @@ def _best_local_lines(summary: ConsortiumSummary) -> list[str]:
     return lines
 
 
-#: The regression metrics as the console names them (RMSE: lower is better).
-_REGRESSION_NAMES = {"r2": "R²", "rmse_uncensored": "RMSE measured", "rmse": "RMSE censor-aware"}
-
-
 def _regression_lines(summary: ConsortiumSummary) -> list[str]:
     """Federated − local on each partner's regression tasks: R², RMSE on measured values and
     censor-aware RMSE, with 95 % bootstrap intervals over its tasks, and what they count."""
@@ -75,7 +71,7 @@ def _regression_lines(summary: ConsortiumSummary) -> list[str]:
             continue
         tasks = f"{b.n_tasks} task" + ("" if b.n_tasks == 1 else "s")
         parts = []
-        for key, name in _REGRESSION_NAMES.items():
+        for key, name in REGRESSION_BENEFIT_NAMES.items():
             mb = b.metric(key)
             parts.append(
                 f"{name} {_signed(None if mb is None else mb.mean_delta)} "

@@ -17,6 +17,7 @@ from pharmafl.layout import REPORT_FILE
 from pharmafl.report import plots
 from pharmafl.report.models import (
     REGRESSION_BENEFIT_METRICS,
+    REGRESSION_BENEFIT_NAMES,
     ConsortiumSummary,
     ModelMetrics,
     Participation,
@@ -168,17 +169,10 @@ def _regression_section(partners: Sequence[PartnerSummary]) -> str:
         rows.append(cells)
     if not rows:
         return ""
-    headers = [
-        "partner",
-        "regression tasks",
-        "Δ R²",
-        "Δ R² 95 % CI (tasks)",
-        "Δ RMSE measured",
-        "95 % CI (tasks)",
-        "Δ RMSE censor-aware",
-        "95 % CI (tasks)",
-        "share tasks better (R²)",
-    ]
+    headers = ["partner", "regression tasks"]
+    for name in REGRESSION_BENEFIT_NAMES.values():
+        headers += [f"Δ {name}", f"Δ {name} 95 % CI (tasks)"]
+    headers.append("share tasks better (R²)")
     return (
         "<h3>Regression benefit (shared by each partner)</h3>"
         + _table(headers, rows)

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pharmafl.report.models import REGRESSION_BENEFIT_METRICS, ConsortiumSummary
+from pharmafl.report.models import (
+    REGRESSION_BENEFIT_METRICS,
+    REGRESSION_BENEFIT_NAMES,
+    ConsortiumSummary,
+)
 
 
 def _cell(value: object) -> str:
@@ -80,8 +84,9 @@ def regression_markdown(summary: ConsortiumSummary) -> str:
         rows.append(row)
     if not rows:
         return ""
-    headers = ["partner", "tasks", "Δ R² (measured)", "95 % CI", "Δ RMSE measured", "95 % CI"]
-    headers += ["Δ RMSE censor-aware", "95 % CI"]
+    headers = ["partner", "tasks"]
+    for name in REGRESSION_BENEFIT_NAMES.values():
+        headers += [f"Δ {name}", "95 % CI"]
     return _md_table(headers, rows)
 
 

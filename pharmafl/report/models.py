@@ -38,7 +38,12 @@ HEADLINE_METRICS: tuple[str, ...] = ("roc_auc", "auc_pr")
 #: values, the same rows, and the censor-aware RMSE, which also counts a censored value
 #: (<, >) predicted on its wrong side. When R² and the censor-aware RMSE disagree, the
 #: measured RMSE tells which rows moved.
-REGRESSION_BENEFIT_METRICS: tuple[str, ...] = ("r2", "rmse_uncensored", "rmse")
+REGRESSION_BENEFIT_NAMES: dict[str, str] = {
+    "r2": "R²",
+    "rmse_uncensored": "RMSE measured",
+    "rmse": "RMSE censor-aware",
+}
+REGRESSION_BENEFIT_METRICS: tuple[str, ...] = tuple(REGRESSION_BENEFIT_NAMES)
 
 
 class _Frozen(BaseModel):
@@ -486,6 +491,7 @@ __all__ = [
     "PartnerContribution",
     "PartnerSummary",
     "REGRESSION_BENEFIT_METRICS",
+    "REGRESSION_BENEFIT_NAMES",
     "RoundMetrics",
     "compute_gap_capture",
     "learning_curves_from_ledger",
