@@ -285,6 +285,18 @@ class PrefectServer:
                 )
             )
 
+    @staticmethod
+    def ran(runs: list[Any]) -> list[Any]:
+        """The runs that ran, checking the others: a run the server could not hand to its
+        worker (a 503 on submission, seen on a loaded machine) crashed before it started
+        (``run_count`` 0) and the operator's launcher submitted it again under its name."""
+        ran = [r for r in runs if r.run_count > 0]
+        for r in runs:
+            if r.run_count == 0:
+                assert r.state is not None and r.state.is_crashed(), (r.name, r.state)
+                assert r.name in {d.name for d in ran}, f"{r.name} was not submitted again"
+        return ran
+
     def read_partner_deployments(self, names: list[str]) -> dict[str, Any]:
         """The ``pharmafl-partner-round/<name>`` deployments registered so far."""
         from prefect.client.orchestration import get_client

@@ -55,7 +55,7 @@ def test_a_round_through_prefect_server_and_partner_workers(fleet: Any) -> None:
                 flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag]))
             )
     train_runs = [r for r in tagged if r.deployment_id is None]
-    runs = [r for r in tagged if r.deployment_id is not None]
+    runs = fleet.server.ran([r for r in tagged if r.deployment_id is not None])
     t_trained = time.perf_counter()
 
     # every partner contributed
