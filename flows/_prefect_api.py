@@ -8,7 +8,7 @@
   call that may be skipped (polling states) skips while the server is away.
 - :class:`WorkerLiveness`: which partners' workers are alive, from the heartbeats Prefect
   keeps for the workers of each work pool. A partner whose pool has had no heartbeat for
-  four heartbeat intervals (at least :data:`MIN_GRACE_S`) is offline; the operator does not
+  six heartbeat intervals (at least :data:`MIN_GRACE_S`) is offline; the operator does not
   wait for it. No partner is judged while the API itself was away within that time (its
   workers could not send heartbeats either), nor while no pool at all has a fresh heartbeat
   (the server is not recording them: overloaded, its SQLite database locked).
@@ -35,10 +35,13 @@ T = TypeVar("T")
 
 #: The shortest silence that makes a worker offline (Prefect workers of ``pharmafl partner
 #: serve`` send a heartbeat every 5 s; plain ``prefect worker start``, every 30 s). A busy
-#: server (SQLite locked by many clients) was seen to record heartbeats 15 s late.
-MIN_GRACE_S = 20.0
+#: server (SQLite locked by many clients) was seen to record heartbeats 15 s late, and a
+#: live worker whose heartbeats met 503s (its client retrying them) to go silent for 20 s
+#: while the others' got through: a false "offline" drops a live partner from its round,
+#: which costs more than noticing a dead one 10 s later.
+MIN_GRACE_S = 30.0
 #: Heartbeat intervals a worker may miss before it counts as offline.
-MISSED_HEARTBEATS = 4
+MISSED_HEARTBEATS = 6
 #: What to do when the Prefect API stays away.
 API_FIX = (
     "bring the Prefect server back (or correct PREFECT_API_URL and its credentials), then "
@@ -208,7 +211,7 @@ def _age(worker: Any, now: datetime) -> float:
 
 
 def _grace(worker: Any) -> float:
-    """How long ``worker`` may stay silent: four of its heartbeat intervals, at least
+    """How long ``worker`` may stay silent: six of its heartbeat intervals, at least
     :data:`MIN_GRACE_S` (a loaded server records heartbeats late)."""
     interval = float(worker.heartbeat_interval_seconds or 30)
     return max(MIN_GRACE_S, MISSED_HEARTBEATS * interval)

@@ -218,7 +218,7 @@ def test_a_run_survives_each_fault_quickly(fleet: Any) -> None:
     # stage timeout), and round 1 did not wait for it at all (only for the store)
     log = operator.log.read_text()
     detected = _logged_at(log, "pool pool-charlie: worker offline") - killed_at
-    assert detected <= 30, detected
+    assert detected <= 45, detected  # six 5-s heartbeats (30 s) after its last one
     dur = {i: _seconds(cdir, run, i, nth=1 if i == 2 else 0) for i in range(3)}
     plan = json.loads((cdir / "operator" / "plan.json").read_text())
     assert dur[0] < plan["stage_timeout_s"] and dur[1] <= OUTAGE_S + 40, dur
