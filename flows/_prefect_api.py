@@ -37,8 +37,10 @@ T = TypeVar("T")
 #: serve`` send a heartbeat every 5 s; plain ``prefect worker start``, every 30 s). A busy
 #: server (SQLite locked by many clients) was seen to record heartbeats 15 s late, and a
 #: live worker whose heartbeats met 503s (its client retrying them) to go silent for 20 s
-#: while the others' got through: a false "offline" drops a live partner from its round,
-#: which costs more than noticing a dead one 10 s later.
+#: while the others' got through (Prefect's client retries a 503 after 2, 4, 8, 16 s: three
+#: failed tries of one heartbeat silence it for 14 s plus the requests, four for 30 s): a
+#: false "offline" drops a live partner from its round, which costs more than noticing a
+#: dead one 10 s later.
 MIN_GRACE_S = 30.0
 #: Heartbeat intervals a worker may miss before it counts as offline.
 MISSED_HEARTBEATS = 6

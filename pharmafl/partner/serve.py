@@ -272,7 +272,8 @@ def worker_command(config: PartnerServeConfig, partner: str) -> list[str]:
 def worker_env(config: PartnerServeConfig, api_url: str) -> dict[str, str]:
     """The worker's environment: this one, plus the API URL, telemetry off, no results, and
     a heartbeat every :data:`HEARTBEAT_S` and a poll for runs every :data:`QUERY_S` unless
-    they are set (the operator counts a worker silent for four heartbeats as offline)."""
+    they are set (the operator counts a worker silent for six heartbeats, at least 30 s,
+    as offline)."""
     env = dict(os.environ)
     env.update(WORKER_ENV)
     env.setdefault("PREFECT_WORKER_HEARTBEAT_SECONDS", str(HEARTBEAT_S))

@@ -8,7 +8,7 @@ launcher holds threads or server connections, so it is a context manager and ``c
 releases them.
 
 A launcher names why a partner's run is over with one of the :data:`DROPOUT_CAUSES`
-(``"worker offline: no heartbeat from pool-alpha for 17 s"``): the cause, before the colon,
+(``"worker offline: no heartbeat from pool-alpha for 34 s"``): the cause, before the colon,
 is what the ledger, the round records and the report show; the detail stays in the
 operator's log (it may name another party's paths).
 """

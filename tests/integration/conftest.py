@@ -290,12 +290,16 @@ class PrefectServer:
         """The runs that ran, checking the others: a run the server could not hand to its
         worker (a 503 on submission, seen on a loaded machine) crashed before it started
         (``run_count`` 0) and the operator's launcher submitted it again under its name."""
-        ran = [r for r in runs if r.run_count > 0]
-        for r in runs:
-            if r.run_count == 0:
-                assert r.state is not None and r.state.is_crashed(), (r.name, r.state)
-                assert r.name in {d.name for d in ran}, f"{r.name} was not submitted again"
-        return ran
+        from flows.launchers import RELAUNCHES
+
+        ran = {r.name: r for r in runs if r.run_count > 0}
+        again = [r for r in runs if r.run_count == 0]
+        for r in again:
+            print(f"submitted again: {r.name} ({r.state})")
+            assert r.state is not None and r.state.is_crashed(), (r.name, r.state)
+            assert r.name in ran and ran[r.name].created > r.created, f"{r.name} not again"
+            assert sum(a.name == r.name for a in again) <= RELAUNCHES, r.name
+        return [r for r in runs if r.run_count > 0]
 
     def read_partner_deployments(self, names: list[str]) -> dict[str, Any]:
         """The ``pharmafl-partner-round/<name>`` deployments registered so far."""

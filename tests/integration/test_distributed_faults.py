@@ -7,7 +7,7 @@ so one run keeps the suite fast), each asserted for its outcome and the time it 
 the ledger's timestamps and the operator's log, and the ledger verified at the end:
 
 - round 0: a partner's machine dies mid-round (serve, worker and flow run killed): the
-  operator knows within seconds (its worker's heartbeats stop), not after the stage timeout;
+  operator knows within ≈ 30 s (its worker's heartbeats stop), not after the stage timeout;
 - round 1: the partner is dropped at once, and the exchange store is unreachable for a
   while (ridden out, two log lines); the partner serves again;
 - round 2: the operator is killed mid-round; ``--resume`` (while the Prefect server
@@ -214,7 +214,7 @@ def test_a_run_survives_each_fault_quickly(fleet: Any) -> None:
         (0, "charlie", "worker offline"),
         (1, "charlie", "worker offline"),
     ]
-    # time: the operator knew charlie was gone within seconds of its death (not the 120 s
+    # time: the operator knew charlie was gone within ≈ 30 s of its death (not the 120 s
     # stage timeout), and round 1 did not wait for it at all (only for the store)
     log = operator.log.read_text()
     detected = _logged_at(log, "pool pool-charlie: worker offline") - killed_at

@@ -64,6 +64,8 @@ def test_six_missed_heartbeats_and_at_least_30_s() -> None:
     assert list(_liveness(slow).offline({"x": "p", "y": "q"})) == ["x"]
     fast = _FakeApi({"p": [_worker(28.0, interval=1)], "q": fresh})  # 6 s would be too eager
     assert _liveness(fast).offline({"x": "p", "y": "q"}) == {}
+    fast.workers["p"] = [_worker(32.0, interval=1)]
+    assert list(_liveness(fast).offline({"x": "p", "y": "q"})) == ["x"]
 
 
 def test_no_verdict_when_no_heartbeat_gets_through() -> None:
