@@ -292,14 +292,15 @@ class PrefectServer:
         (``run_count`` 0) and the operator's launcher submitted it again under its name."""
         from flows.launchers import RELAUNCHES
 
-        ran = {r.name: r for r in runs if r.run_count > 0}
+        ran = [r for r in runs if r.run_count > 0]
+        last = {r.name: r.created for r in ran}
         again = [r for r in runs if r.run_count == 0]
         for r in again:
             print(f"submitted again: {r.name} ({r.state})")
             assert r.state is not None and r.state.is_crashed(), (r.name, r.state)
-            assert r.name in ran and ran[r.name].created > r.created, f"{r.name} not again"
+            assert r.name in last and last[r.name] > r.created, f"{r.name} not again"
             assert sum(a.name == r.name for a in again) <= RELAUNCHES, r.name
-        return [r for r in runs if r.run_count > 0]
+        return ran
 
     def read_partner_deployments(self, names: list[str]) -> dict[str, Any]:
         """The ``pharmafl-partner-round/<name>`` deployments registered so far."""
