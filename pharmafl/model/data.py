@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import scipy.io
 import scipy.sparse as sp
 
 from pharmafl.common.errors import DataNotFoundError, ModelError
@@ -123,6 +122,8 @@ def _read_matrix(path: Path, what: str) -> sp.csr_matrix:
         if suffix == ".npz":
             m = sp.load_npz(path)
         elif suffix == ".mtx":
+            import scipy.io  # 0.5 s to import, for Matrix Market files only
+
             m = scipy.io.mmread(path)
         else:
             raise ModelError(

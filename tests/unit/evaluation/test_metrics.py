@@ -186,6 +186,17 @@ def test_r2_and_pearson_by_hand() -> None:
     assert m["rmse"] == pytest.approx(math.sqrt(0.75 / 4))
 
 
+def test_r2_is_scikit_learns() -> None:
+    """R² is written out (importing sklearn.metrics costs a flow run 2 s); it must stay
+    scikit-learn's."""
+    from sklearn.metrics import r2_score
+
+    rng = np.random.default_rng(0)
+    for n in (2, 5, 200):
+        y, p = rng.normal(6.0, 1.5, n), rng.normal(6.0, 2.0, n)
+        assert regression_task_metrics(y, p)["r2"] == pytest.approx(r2_score(y, p), abs=1e-12)
+
+
 def test_regression_degenerate_cases_are_nan() -> None:
     empty = regression_task_metrics(np.array([]), np.array([]))
     assert empty["n"] == 0 and math.isnan(empty["rmse"])
