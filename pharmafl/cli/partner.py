@@ -72,6 +72,13 @@ def serve(
         bool,
         typer.Option(help="Send flow-run logs (counts and timings only) to the Prefect server."),
     ] = True,
+    warm_engine: Annotated[
+        bool,
+        typer.Option(
+            help="Fork each round from a process that imported the flow code once (Linux; "
+            "saves seconds a round). --no-warm-engine: a fresh Python per round."
+        ),
+    ] = True,
 ) -> None:
     """Register the partner-round deployment on POOL, then run its process worker here.
 
@@ -92,6 +99,7 @@ def serve(
             api_url=api_url,
             limit=limit,
             logs_to_api=logs_to_api,
+            warm_engine=warm_engine,
         )
     except ValidationError as exc:
         first = exc.errors()[0]

@@ -1,30 +1,82 @@
-"""Partner-side orchestration: the library functions behind a partner's flows."""
+"""Partner-side orchestration: the library functions behind a partner's flows.
 
-from pharmafl.partner.evaluation_report import NewDataEvaluation
-from pharmafl.partner.heads import record_ledger_head
-from pharmafl.partner.manifest import (
-    OutputFile,
-    PrepareCounts,
-    PrepareManifest,
-    RejectionRow,
-    RunReport,
-    StepReport,
-)
-from pharmafl.partner.prepare import (
-    Describer,
-    PartnerContext,
-    PrepareOptions,
-    PrepareResult,
-    load_partner_context,
-    prepare_partner,
-    render_summary,
-)
+Its names load on first use (PEP 562): a partner's flow run, and the thin client that hands
+it to the warm engine (:mod:`pharmafl.partner.warm_engine`), import one submodule without
+paying for RDKit, pandas and the preparation code behind the others.
+"""
 
-SCHEMA_MODELS = {
-    "new_data_evaluation": NewDataEvaluation,
-    "prepare_manifest": PrepareManifest,
-    "prepare_run_report": RunReport,
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pharmafl.partner.evaluation_report import NewDataEvaluation
+    from pharmafl.partner.heads import record_ledger_head
+    from pharmafl.partner.manifest import (
+        OutputFile,
+        PrepareCounts,
+        PrepareManifest,
+        RejectionRow,
+        RunReport,
+        StepReport,
+    )
+    from pharmafl.partner.prepare import (
+        Describer,
+        PartnerContext,
+        PrepareOptions,
+        PrepareResult,
+        load_partner_context,
+        prepare_partner,
+        render_summary,
+    )
+
+#: Where each exported name lives.
+_HOME = {
+    "NewDataEvaluation": "evaluation_report",
+    "record_ledger_head": "heads",
+    **dict.fromkeys(
+        (
+            "OutputFile",
+            "PrepareCounts",
+            "PrepareManifest",
+            "RejectionRow",
+            "RunReport",
+            "StepReport",
+        ),
+        "manifest",
+    ),
+    **dict.fromkeys(
+        (
+            "Describer",
+            "PartnerContext",
+            "PrepareOptions",
+            "PrepareResult",
+            "load_partner_context",
+            "prepare_partner",
+            "render_summary",
+        ),
+        "prepare",
+    ),
 }
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SCHEMA_MODELS":
+        from pharmafl.partner.evaluation_report import NewDataEvaluation
+        from pharmafl.partner.manifest import PrepareManifest, RunReport
+
+        return {
+            "new_data_evaluation": NewDataEvaluation,
+            "prepare_manifest": PrepareManifest,
+            "prepare_run_report": RunReport,
+        }
+    if name in _HOME:
+        value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Describer",

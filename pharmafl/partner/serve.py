@@ -48,6 +48,7 @@ from pharmafl import __version__
 from pharmafl.common.errors import ConfigError, FederationError
 from pharmafl.contract import partner_deployment
 from pharmafl.layout import PartnerLayout
+from pharmafl.partner.warm_engine import SOCKET_VAR
 from pharmafl.partner.worker import run_worker
 
 if TYPE_CHECKING:
@@ -97,6 +98,11 @@ class PartnerServeConfig(BaseModel):
         True,
         description="Send flow-run logs (counts and timings only) to the server; False keeps "
         "them on this machine.",
+    )
+    warm_engine: bool = Field(
+        True,
+        description="Fork each flow run from a process that has imported the flow code once "
+        "(Linux); False starts a fresh Python per flow run, as Prefect does.",
     )
 
 
@@ -240,11 +246,20 @@ def deploy_partner_round(config: PartnerServeConfig, flow: Flow[..., Any]) -> Pa
 
 
 def engine_command() -> str:
-    """The command the partner's worker starts each flow run with: Prefect's engine in this
-    interpreter, started directly. Without it the process worker first starts a workspace
-    supervisor (one more Python process importing Prefect per flow run) to resolve pull
-    steps, which this deployment does not have: its code is the installed package."""
-    return shlex.join([sys.executable, "-m", "prefect.engine"])
+    """The command the partner's worker starts each flow run with: the warm engine's client
+    in this interpreter (:mod:`pharmafl.partner.warm_engine`), which runs the flow run in a
+    child of the host ``serve`` started, or Prefect's engine itself where there is none.
+    Without a command the process worker first starts a workspace supervisor (one more
+    Python process importing Prefect per flow run) to resolve pull steps, which this
+    deployment does not have: its code is the installed package."""
+    return shlex.join([sys.executable, "-m", "pharmafl.partner.warm_engine"])
+
+
+def host_command(socket_path: Path) -> list[str]:
+    """The warm engine's host: it preloads the partner flow's module and serves on
+    ``socket_path``."""
+    module = PARTNER_ENTRYPOINT.rsplit(".", 1)[0]
+    return [sys.executable, "-m", "pharmafl.partner.warm_engine", "host", str(socket_path), module]
 
 
 def worker_command(config: PartnerServeConfig, partner: str) -> list[str]:
@@ -290,6 +305,16 @@ def worker_dir(partner: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"pharmafl-worker-{partner}-"))
 
 
+def socket_dir() -> Path:
+    """A new owner-only folder for the warm engine's socket, in ``$TMPDIR`` unless the
+    socket's path would pass the 108 bytes a Unix socket address holds, then in ``/tmp``."""
+    path = Path(tempfile.mkdtemp(prefix="pharmafl-engine-"))
+    if len(str(path / "engine.sock")) < 100:
+        return path
+    path.rmdir()
+    return Path(tempfile.mkdtemp(prefix="pharmafl-engine-", dir="/tmp"))
+
+
 def serve_partner(config: PartnerServeConfig, flow: Flow[..., Any]) -> int:
     """Register the partner's deployment of ``flow``, then run its worker until stopped.
 
@@ -302,11 +327,17 @@ def serve_partner(config: PartnerServeConfig, flow: Flow[..., Any]) -> int:
     dep = deploy_partner_round(config, flow)
     cmd = worker_command(config, dep.partner)
     log.info("starting worker: %s", " ".join(cmd[1:]))
-    wdir = worker_dir(dep.partner)
+    wdir, sdir = worker_dir(dep.partner), socket_dir()
+    env = worker_env(config, dep.api_url)
+    sock, host = sdir / "engine.sock", None
+    if config.warm_engine and sys.platform.startswith("linux"):
+        env[SOCKET_VAR] = str(sock)
+        host = host_command(sock)
     try:
-        return run_worker(cmd, wdir, worker_env(config, dep.api_url))
+        return run_worker(cmd, wdir, env, host, sock)
     finally:
         shutil.rmtree(wdir, ignore_errors=True)
+        shutil.rmtree(sdir, ignore_errors=True)
 
 
 __all__ = [
@@ -318,7 +349,9 @@ __all__ = [
     "check_partner_dir",
     "deploy_partner_round",
     "engine_command",
+    "host_command",
     "serve_partner",
+    "socket_dir",
     "worker_command",
     "worker_dir",
     "worker_env",

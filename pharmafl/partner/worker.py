@@ -15,6 +15,9 @@ SIGINT:
 4. removes the worker's temporary working folder.
 
 The worker dies with ``serve`` even when ``serve`` is killed outright (``PR_SET_PDEATHSIG``).
+
+Beside the worker runs the warm engine's host (:mod:`pharmafl.partner.engine_host`), whose
+children are the flow runs; it is stopped the same way, after its flow runs.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ log = logging.getLogger(__name__)
 
 #: How long the worker and its flow runs get to stop before they are killed.
 STOP_GRACE_S = 1.5
+#: How long the warm engine's host may take to listen before the worker starts without it
+#: (it listens first, then imports the flow code while early flow runs wait for it).
+HOST_START_S = 10.0
 #: How long recording the stopped flow runs as crashed may take.
 REPORT_S = 1.5
 #: The environment variable Prefect gives each flow-run process its run's id in.
@@ -43,27 +49,78 @@ _RUN_ID_VAR = "PREFECT__FLOW_RUN_ID"
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+def die_with_parent() -> None:  # pragma: no cover - runs in a child
+    """Have the kernel kill this process when its parent dies (Linux; elsewhere nothing)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def run_worker(cmd: list[str], cwd: Path, env: dict[str, str]) -> int:
+def _start(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        cmd, cwd=cwd, env=env, start_new_session=True, preexec_fn=die_with_parent
+    )
+
+
+def run_worker(
+    cmd: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    host_cmd: list[str] | None = None,
+    host_socket: Path | None = None,
+) -> int:
     """Run the worker ``cmd`` until it exits or this process gets SIGTERM / SIGINT; return
-    the exit status (0 after a requested stop)."""
+    its exit status (0 after a requested stop). With ``host_cmd``, the warm engine's host
+    starts first, and the worker once the host listens on ``host_socket`` (or failed to),
+    so that no flow run starts cold."""
     stop = threading.Event()
     with _stop_on_signals(stop):
-        proc = subprocess.Popen(
-            cmd, cwd=cwd, env=env, start_new_session=True, preexec_fn=_die_with_parent
-        )
-        while proc.poll() is None and not stop.wait(0.2):
-            pass
-        if proc.poll() is None:
-            t0 = time.monotonic()
-            stop_worker(proc)
-            log.info("worker stopped in %.1f s", time.monotonic() - t0)
-            return 0
+        host = _start(host_cmd, cwd, env) if host_cmd else None
+        _await_host(host, host_socket, stop)
+        proc = _start(cmd, cwd, env)
+        try:
+            while proc.poll() is None and not stop.wait(0.2):
+                _check_host(host)
+            if proc.poll() is None:
+                t0 = time.monotonic()
+                stop_worker(proc, host)
+                log.info("worker stopped in %.1f s", time.monotonic() - t0)
+                return 0
+        finally:
+            _stop_host(host)
     return proc.returncode
+
+
+def _await_host(
+    host: subprocess.Popen[bytes] | None, socket: Path | None, stop: threading.Event
+) -> None:
+    if host is None or socket is None:
+        return
+    deadline = time.monotonic() + HOST_START_S
+    while not socket.exists() and host.poll() is None and time.monotonic() < deadline:
+        if stop.wait(0.2):
+            return
+    _check_host(host)
+
+
+def _check_host(host: subprocess.Popen[bytes] | None) -> None:
+    if host is not None and host.returncode is None and host.poll() is not None:
+        log.warning(
+            "the warm engine's host exited (status %s): flow runs now start a fresh engine "
+            "each (slower, otherwise the same)",
+            host.returncode,
+        )
+
+
+def _stop_host(host: subprocess.Popen[bytes] | None) -> None:
+    """Stop the host; its remaining children die with it (``PR_SET_PDEATHSIG``)."""
+    if host is None or host.poll() is not None:
+        return
+    host.terminate()
+    try:
+        host.wait(timeout=STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        host.kill()
+        host.wait(timeout=1.0)
 
 
 @contextlib.contextmanager
@@ -80,10 +137,13 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(s, handler)
 
 
-def stop_worker(proc: subprocess.Popen[bytes]) -> list[str]:
-    """Stop the worker ``proc`` and every process it started; record their flow runs as
-    crashed. Returns the ids of those flow runs."""
-    tree = _tree(proc.pid)
+def stop_worker(
+    proc: subprocess.Popen[bytes], host: subprocess.Popen[bytes] | None = None
+) -> list[str]:
+    """Stop the worker ``proc``, every process it started and the flow runs of the warm
+    engine's ``host`` (not the host itself); record those flow runs as crashed. Returns
+    their ids."""
+    tree = _tree(proc.pid) + (_tree(host.pid)[1:] if host is not None else [])
     runs = sorted({r for p in tree if (r := _flow_run_id(p))})
     with contextlib.suppress(ProcessLookupError):
         proc.send_signal(signal.SIGINT)
@@ -139,4 +199,11 @@ def _report_crashed(runs: list[str]) -> None:
         log.debug("could not record the stopped runs: %s", type(exc).__name__)
 
 
-__all__ = ["REPORT_S", "STOP_GRACE_S", "run_worker", "stop_worker"]
+__all__ = [
+    "HOST_START_S",
+    "REPORT_S",
+    "STOP_GRACE_S",
+    "die_with_parent",
+    "run_worker",
+    "stop_worker",
+]

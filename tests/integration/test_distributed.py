@@ -15,6 +15,7 @@ import json
 import time
 from typing import Any
 
+import psutil
 import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -90,6 +91,12 @@ def test_a_round_through_prefect_server_and_partner_workers(fleet: Any) -> None:
         assert sum(r.parameters["final"] for r in its_runs) == 1
     # the operator's own flow ran against the same server
     assert [r.state.is_completed() for r in train_runs if r.state] == [True]
+    # each partner's rounds forked from its warm engine's host, which is still up (the
+    # worker starts only once the host listens)
+    for name, started in fleet.serving.items():
+        below = psutil.Process(started.popen.pid).children(recursive=True)
+        hosts = [p for p in below if "warm_engine host" in " ".join(p.cmdline())]
+        assert len(hosts) == 1, (name, [p.cmdline() for p in below])
     print(
         f"distributed 1-round test: {time.perf_counter() - t0:.1f} s (partners serving "
         f"{t_deployed - t0:.1f} s, training {t_trained - t_deployed:.1f} s)"

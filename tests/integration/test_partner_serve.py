@@ -87,9 +87,11 @@ def test_deploy_only_registers_the_partners_own_deployment(
     assert dep.work_pool_name == "pool-alpha"
     assert dep.entrypoint == "flows.partner_round.partner_round_flow"
     assert not dep.pull_steps and dep.path is None
-    # Each flow run starts Prefect's engine directly in the partner's interpreter: no
-    # workspace supervisor process (one more Prefect import per round) resolving pull steps.
-    assert dep.job_variables == {"command": shlex.join([sys.executable, "-m", "prefect.engine"])}
+    # Each flow run starts the warm engine's client directly in the partner's interpreter
+    # (Prefect's engine where no host runs): no workspace supervisor process (one more
+    # Prefect import per round) resolving pull steps.
+    client_cmd = [sys.executable, "-m", "pharmafl.partner.warm_engine"]
+    assert dep.job_variables == {"command": shlex.join(client_cmd)}
     assert dep.parameters == {"partner_dir": str(pdir.resolve())}
     assert dep.enforce_parameter_schema
     assert dep.version == __version__  # not a git commit of the current folder
@@ -184,7 +186,9 @@ def test_worker_command_and_environment(tmp_path: Path) -> None:
     from flows.partner_round import partner_round_flow
     from pharmafl.contract import PARTNER_ROUND_FLOW
     from pharmafl.partner.serve import (
+        PARTNER_ENTRYPOINT,
         PartnerServeConfig,
+        host_command,
         worker_command,
         worker_dir,
         worker_env,
@@ -208,6 +212,10 @@ def test_worker_command_and_environment(tmp_path: Path) -> None:
     assert env["PREFECT_API_URL"] == "http://127.0.0.1:1/api"
     assert env["PREFECT_WORKER_HEARTBEAT_SECONDS"] == "5"  # the operator's sign of life
     assert env["PREFECT_WORKER_QUERY_SECONDS"] == "1"  # a round waits ≤ 1 s for its pick-up
+    host = host_command(tmp_path / "s.sock")  # preloads the module the entrypoint names
+    module = PARTNER_ENTRYPOINT.rsplit(".", 1)[0]
+    sock = str(tmp_path / "s.sock")
+    assert host[1:] == ["-m", "pharmafl.partner.warm_engine", "host", sock, module]
     cloud = worker_env(cfg, "https://api.prefect.cloud/api/accounts/a/workspaces/w")
     assert "PREFECT_WORKER_QUERY_SECONDS" not in cloud  # Cloud's rate limits: its default
     wdir = worker_dir("x")
