@@ -17,6 +17,7 @@ and runs ``prefect.engine`` as ``__main__``, exactly what ``python -m prefect.en
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib
 import json
 import logging
@@ -28,21 +29,23 @@ import socket
 import struct
 import sys
 import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from pharmafl.partner.worker import die_with_parent
 
 log = logging.getLogger(__name__)
 
 #: Modules every flow run needs, imported once by the host (``torch._dynamo``: loaded by the
 #: first torch optimizer step, 4 s on a slow machine).
 PRELOAD = ("prefect.engine", "prefect.flow_engine", "torch", "torch.optim", "torch._dynamo")
+#: The most a client may take to send its request (the host serves one at a time).
+REQUEST_S = 2.0
 _HEADER = struct.Struct("!I")
 _MAX_REQUEST = 1 << 20
 _TICK_S = 0.1
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -51,6 +54,16 @@ class _Host:
     engine: str
     selector: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
     children: dict[int, socket.socket] = field(default_factory=dict)
+    pid: int = field(default_factory=os.getpid)
+    #: libc's prctl, looked up here: a child must not dlopen after the fork.
+    prctl: Any = field(default_factory=lambda: _libc_prctl())
+
+
+def _libc_prctl() -> Any:
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):  # not glibc: children then outlive a killed host
+        return lambda *_: 0
 
 
 def preload(modules: list[str]) -> None:
@@ -91,53 +104,77 @@ def serve_forever(path: str, modules: list[str], engine: str = "prefect.engine")
 
 
 def _accept(host: _Host) -> None:
-    conn, _ = host.listener.accept()
+    """Serve one connection: check its user, read its request, fork. A failure refuses the
+    request (its client then starts a fresh engine), never the host."""
+    try:
+        conn, _ = host.listener.accept()
+    except OSError as exc:  # e.g. out of file descriptors: the client retries or falls back
+        log.warning("engine host: could not accept a client: %s", exc)
+        return
+    fds: list[int] = []
     try:
         request, fds = _read_request(conn)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
     except (OSError, ValueError) as exc:
         log.warning("engine host: refused a request: %s", exc)
-        conn.close()
+        _close(conn, fds)
         return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
     if pid == 0:  # pragma: no cover - the child; covered by the end-to-end tests
         _child(host, conn, request, fds)
-    for fd in fds:
-        os.close(fd)
+    _close(None, fds)
     host.children[pid] = conn
     host.selector.register(conn, selectors.EVENT_READ, pid)
     with contextlib.suppress(OSError):
         conn.sendall(f"pid {pid}\n".encode())
 
 
-def _read_request(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
-    pid, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
-    conn.settimeout(10.0)
-    head, fds, _, _ = socket.recv_fds(conn, _HEADER.size, 3)
-    if uid != os.getuid():
-        for fd in fds:
+def _close(conn: socket.socket | None, fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
             os.close(fd)
+    if conn is not None:
+        conn.close()
+
+
+def _read_request(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    """The request and the client's three streams, within :data:`REQUEST_S` in all, from
+    this user only; the streams are closed on any refusal."""
+    pid, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    if uid != os.getuid():
         raise ValueError(f"process {pid} belongs to user {uid}")
-    if len(head) != _HEADER.size or len(fds) != 3:
-        raise ValueError("a request without its header or its three streams")
-    (size,) = _HEADER.unpack(head)
-    if size > _MAX_REQUEST:
-        raise ValueError(f"a request of {size} bytes")
-    body = bytearray()
-    while len(body) < size:
-        chunk = conn.recv(size - len(body))
-        if not chunk:
-            raise ValueError("a request cut short")
-        body += chunk
-    conn.settimeout(None)
-    return json.loads(body), fds
+    deadline = time.monotonic() + REQUEST_S
+    conn.settimeout(REQUEST_S)
+    head, fds, _, _ = socket.recv_fds(conn, _HEADER.size, 3, socket.MSG_CMSG_CLOEXEC)
+    try:
+        if len(head) != _HEADER.size or len(fds) != 3:
+            raise ValueError("a request without its header or its three streams")
+        (size,) = _HEADER.unpack(head)
+        if size > _MAX_REQUEST:
+            raise ValueError(f"a request of {size} bytes")
+        body = bytearray()
+        while len(body) < size:
+            conn.settimeout(max(deadline - time.monotonic(), 0.001))
+            chunk = conn.recv(size - len(body))
+            if not chunk:
+                raise ValueError("a request cut short")
+            body += chunk
+        conn.settimeout(None)
+        return json.loads(body), fds
+    except (OSError, ValueError):  # json.JSONDecodeError is a ValueError
+        _close(None, fds)
+        raise
 
 
 def _client_gone(host: _Host, pid: int) -> None:
-    """A client's connection became readable: it closed (its process died); kill its child."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+    """A client's connection became readable: it closed (its process died); kill its
+    child's whole session (the flow run and anything it started), once."""
+    with contextlib.suppress(KeyError, ValueError):
+        host.selector.unregister(host.children[pid])
+    for kill in (os.killpg, os.kill):  # its session once it has one, else the child alone
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            kill(pid, signal.SIGKILL)
 
 
 def _reap(host: _Host) -> None:
@@ -151,7 +188,8 @@ def _reap(host: _Host) -> None:
         conn = host.children.pop(pid, None)
         if conn is None:
             continue
-        host.selector.unregister(conn)
+        with contextlib.suppress(KeyError, ValueError):
+            host.selector.unregister(conn)
         with contextlib.suppress(OSError):
             conn.sendall(f"exit {os.waitstatus_to_exitcode(status)}\n".encode())
         conn.close()
@@ -161,9 +199,12 @@ def _child(host: _Host, conn: socket.socket, request: dict[str, Any], fds: list[
     """Become the flow run: never returns into the host's loop."""
     code = 1
     try:
-        die_with_parent()
+        host.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # resolved before the fork
+        if os.getppid() != host.pid:  # the host died before that: do not run orphaned
+            os._exit(1)
         os.setsid()
-        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as a fresh Python has
+        for s in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(s, signal.SIG_DFL)
         for other in (host.listener, conn, *host.children.values()):
             other.close()
@@ -174,17 +215,27 @@ def _child(host: _Host, conn: socket.socket, request: dict[str, Any], fds: list[
     except BaseException:  # the child reports and exits, whatever happened
         traceback.print_exc()
     finally:
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        os._exit(code)
+        _exit(code)
+
+
+def _exit(code: int) -> None:
+    """What the interpreter does at exit (threads joined, Prefect's queues drained, atexit
+    handlers), then exit without returning into the host's loop."""
+    import atexit
+
+    with contextlib.suppress(BaseException):
+        threading._shutdown()  # type: ignore[attr-defined]
+    with contextlib.suppress(BaseException):
+        atexit._run_exitfuncs()
+    with contextlib.suppress(BaseException):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
 
 
 def _run_engine(engine: str, request: dict[str, Any]) -> int:
     """Run ``engine`` (``prefect.engine``) as ``__main__`` with the client's folder,
     environment and arguments; return its exit status."""
-    import atexit
-
     from prefect.context import refresh_global_settings_context
 
     os.chdir(Path(request["cwd"]))
@@ -198,8 +249,7 @@ def _run_engine(engine: str, request: dict[str, Any]) -> int:
         runpy.run_module(engine, run_name="__main__", alter_sys=True)
     except SystemExit as done:
         code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
-    atexit._run_exitfuncs()  # what the interpreter would run at exit (Prefect's log flush)
     return code
 
 
-__all__ = ["PRELOAD", "preload", "serve_forever"]
+__all__ = ["PRELOAD", "REQUEST_S", "preload", "serve_forever"]

@@ -53,15 +53,17 @@ def run_client(args: list[str]) -> int:
     """Run one flow run through the host; without one, or if the host closes before it
     forked (it failed while starting), ``exec`` Prefect's engine: nothing has run yet."""
     sock = _connect(os.environ.get(SOCKET_VAR))
+    child: list[int] = []  # known once the host forked
+    for sig in RELAYED:  # before the hand-over: no signal may slip between fork and relay
+        signal.signal(sig, lambda s, _f: _relay(child, s))
     first = _hand_over(sock, args) if sock is not None else []
     if first[:1] != ["pid"]:
+        for sig in RELAYED:
+            signal.signal(sig, signal.SIG_DFL)
         os.execv(sys.executable, [*engine_argv(), *args])
     assert sock is not None
-    replies = sock.makefile("r", encoding="ascii")
-    child = int(first[1])
-    for sig in RELAYED:
-        signal.signal(sig, lambda s, _f: _relay(child, s))
-    last = replies.readline().split()
+    child.append(int(first[1]))
+    last = sock.makefile("r", encoding="ascii").readline().split()
     return int(last[1]) if last[:1] == ["exit"] else 1
 
 
@@ -91,9 +93,15 @@ def _connect(path: str | None) -> socket.socket | None:
     return sock
 
 
-def _relay(child: int, sig: int) -> None:
+def _relay(child: list[int], sig: int) -> None:
+    """Pass ``sig`` to the child; before there is one, do what the signal would have done
+    to a fresh engine (the host kills a child whose client is gone)."""
+    if not child:
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+        return
     with contextlib.suppress(ProcessLookupError):
-        os.kill(child, sig)
+        os.kill(child[0], sig)
 
 
 def exit_like(code: int) -> None:

@@ -55,9 +55,11 @@ def die_with_parent() -> None:  # pragma: no cover - runs in a child
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _start(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _start(
+    cmd: list[str], cwd: Path, env: dict[str, str], stdin: int | None = None
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        cmd, cwd=cwd, env=env, start_new_session=True, preexec_fn=die_with_parent
+        cmd, cwd=cwd, env=env, stdin=stdin, start_new_session=True, preexec_fn=die_with_parent
     )
 
 
@@ -74,8 +76,11 @@ def run_worker(
     so that no flow run starts cold."""
     stop = threading.Event()
     with _stop_on_signals(stop):
-        host = _start(host_cmd, cwd, env) if host_cmd else None
+        host = _start(host_cmd, cwd, env, subprocess.DEVNULL) if host_cmd else None
         _await_host(host, host_socket, stop)
+        if stop.is_set():
+            _stop_host(host)
+            return 0
         proc = _start(cmd, cwd, env)
         try:
             while proc.poll() is None and not stop.wait(0.2):
@@ -143,16 +148,17 @@ def stop_worker(
     """Stop the worker ``proc``, every process it started and the flow runs of the warm
     engine's ``host`` (not the host itself); record those flow runs as crashed. Returns
     their ids."""
-    tree = _tree(proc.pid) + (_tree(host.pid)[1:] if host is not None else [])
+    tree = _tree(proc.pid)
+    forked = _tree(host.pid)[1:] if host is not None else []  # reached through their clients
     runs = sorted({r for p in tree if (r := _flow_run_id(p))})
     with contextlib.suppress(ProcessLookupError):
         proc.send_signal(signal.SIGINT)
-    for p in tree[1:]:
+    for p in tree[1:]:  # a client passes the SIGTERM on to its flow run: one, as before
         with contextlib.suppress(psutil.Error):
             p.terminate()
     reporter = threading.Thread(target=_report_crashed, args=(runs,), daemon=True)
     reporter.start()
-    _, alive = psutil.wait_procs(tree, timeout=STOP_GRACE_S)
+    _, alive = psutil.wait_procs(tree + forked, timeout=STOP_GRACE_S)
     for p in alive:
         with contextlib.suppress(psutil.Error):
             p.kill()

@@ -25,10 +25,12 @@ import pytest
 from pharmafl.partner.warm_engine import SOCKET_VAR
 
 FAKE_ENGINE = """
-import json, os, sys, time
+import json, os, signal, sys, time
 
 
 def main():
+    if os.environ.get("FAKE_TRAP"):  # a flow run that handles SIGTERM itself
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(7))
     print(json.dumps({"argv": sys.argv[1:], "cwd": os.getcwd(), "x": os.environ.get("FAKE_X"),
                       "pid": os.getpid(), "leak": hasattr(json, "leak")}), flush=True)
     print("to stderr", file=sys.stderr, flush=True)
@@ -89,6 +91,13 @@ def _first_line(proc: subprocess.Popen[str]) -> dict[str, object]:
     return report
 
 
+def _closed(s: socket.socket) -> bool:
+    try:
+        return s.recv(100) == b""
+    except ConnectionResetError:  # closed with our bytes unread
+        return True
+
+
 def _gone(pid: int, timeout_s: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -127,12 +136,48 @@ def test_an_exception_is_a_traceback_and_status_1(host: Path, tmp_path: Path) ->
 
 
 def test_sigterm_to_the_client_reaches_the_run(host: Path, tmp_path: Path) -> None:
-    proc = _client(host, cwd=tmp_path, FAKE_MODE="sleep")
+    proc = _client(host, cwd=tmp_path, FAKE_MODE="sleep", FAKE_TRAP="1")
     child = int(str(_first_line(proc)["pid"]))
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=30)
+    assert proc.returncode == 7 and _gone(child)  # the run's own handler ran
+
+
+def test_a_run_killed_by_a_signal_is_reported_as_such(host: Path, tmp_path: Path) -> None:
+    proc = _client(host, cwd=tmp_path, FAKE_MODE="sleep")
+    child = int(str(_first_line(proc)["pid"]))
+    os.kill(child, signal.SIGTERM)
+    proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGTERM  # the worker sees what a fresh engine gives
-    assert _gone(child)
+
+
+def test_sigint_is_a_keyboard_interrupt_in_the_run(host: Path, tmp_path: Path) -> None:
+    proc = _client(host, cwd=tmp_path, FAKE_MODE="sleep")
+    _first_line(proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1 and "KeyboardInterrupt" in err  # as in a fresh Python
+
+
+def test_bad_requests_are_refused_without_a_trace(host: Path, tmp_path: Path) -> None:
+    """Wrong streams, a lying size, bad JSON, a silent client: each refused, its streams
+    closed in the host (a leaked pipe would keep the worker waiting for its end), and the
+    next run served."""
+    hosts = [p for p in psutil.process_iter(["cmdline"]) if str(host) in (p.info["cmdline"] or [])]
+    (server,) = [p for p in hosts if p.ppid() not in {h.pid for h in hosts}]
+    before = server.num_fds()
+    for fds, body, size in (([0], b"{}", 2), ([0, 1, 2], b"{}", 1 << 30), ([0, 1, 2], b"{", 1)):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(str(host))
+            socket.send_fds(s, [struct.pack("!I", size)], fds)
+            s.sendall(body)
+            assert _closed(s)  # no pid
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(str(host))
+        assert _closed(s)  # a client that sends nothing is dropped after REQUEST_S
+    proc = _client(host, cwd=tmp_path)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 0 and server.num_fds() == before
 
 
 def test_a_killed_client_takes_its_run_with_it(host: Path, tmp_path: Path) -> None:
