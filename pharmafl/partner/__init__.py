@@ -31,34 +31,8 @@ if TYPE_CHECKING:
         render_summary,
     )
 
-#: Where each exported name lives.
-_HOME = {
-    "NewDataEvaluation": "evaluation_report",
-    "record_ledger_head": "heads",
-    **dict.fromkeys(
-        (
-            "OutputFile",
-            "PrepareCounts",
-            "PrepareManifest",
-            "RejectionRow",
-            "RunReport",
-            "StepReport",
-        ),
-        "manifest",
-    ),
-    **dict.fromkeys(
-        (
-            "Describer",
-            "PartnerContext",
-            "PrepareOptions",
-            "PrepareResult",
-            "load_partner_context",
-            "prepare_partner",
-            "render_summary",
-        ),
-        "prepare",
-    ),
-}
+#: Where the exported names live, lightest first: a name loads the first that has it.
+_HOMES = ("manifest", "heads", "evaluation_report", "prepare")
 
 
 def __getattr__(name: str) -> Any:
@@ -71,10 +45,11 @@ def __getattr__(name: str) -> Any:
             "prepare_manifest": PrepareManifest,
             "prepare_run_report": RunReport,
         }
-    if name in _HOME:
-        value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
-        globals()[name] = value
-        return value
+    for home in _HOMES if name in __all__ else ():
+        module = importlib.import_module(f"{__name__}.{home}")
+        if hasattr(module, name):
+            globals()[name] = value = getattr(module, name)
+            return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
