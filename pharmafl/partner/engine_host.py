@@ -16,6 +16,7 @@ and runs ``prefect.engine`` as ``__main__``, exactly what ``python -m prefect.en
 
 from __future__ import annotations
 
+import array
 import contextlib
 import ctypes
 import importlib
@@ -108,8 +109,9 @@ def _accept(host: _Host) -> None:
     request (its client then starts a fresh engine), never the host."""
     try:
         conn, _ = host.listener.accept()
-    except OSError as exc:  # e.g. out of file descriptors: the client retries or falls back
+    except OSError as exc:  # e.g. out of file descriptors: the client waits in the backlog
         log.warning("engine host: could not accept a client: %s", exc)
+        time.sleep(_TICK_S)  # the listener stays readable: do not spin
         return
     fds: list[int] = []
     try:
@@ -117,8 +119,8 @@ def _accept(host: _Host) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
-    except (OSError, ValueError) as exc:
-        log.warning("engine host: refused a request: %s", exc)
+    except Exception as exc:  # whatever a request does, the host goes on
+        log.warning("engine host: refused a request: %s: %s", type(exc).__name__, exc)
         _close(conn, fds)
         return
     if pid == 0:  # pragma: no cover - the child; covered by the end-to-end tests
@@ -146,7 +148,7 @@ def _read_request(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
         raise ValueError(f"process {pid} belongs to user {uid}")
     deadline = time.monotonic() + REQUEST_S
     conn.settimeout(REQUEST_S)
-    head, fds, _, _ = socket.recv_fds(conn, _HEADER.size, 3, socket.MSG_CMSG_CLOEXEC)
+    head, fds = _recv_streams(conn)
     try:
         if len(head) != _HEADER.size or len(fds) != 3:
             raise ValueError("a request without its header or its three streams")
@@ -162,9 +164,21 @@ def _read_request(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
             body += chunk
         conn.settimeout(None)
         return json.loads(body), fds
-    except (OSError, ValueError):  # json.JSONDecodeError is a ValueError
+    except Exception:  # bad JSON, even a RecursionError: the streams never stay open here
         _close(None, fds)
         raise
+
+
+def _recv_streams(conn: socket.socket) -> tuple[bytes, list[int]]:
+    """The header and the passed descriptors, close-on-exec from the start
+    (``socket.recv_fds`` drops its flags before Python 3.14)."""
+    size = socket.CMSG_LEN(3 * array.array("i").itemsize)
+    head, ancdata, _, _ = conn.recvmsg(_HEADER.size, size, socket.MSG_CMSG_CLOEXEC)
+    fds = array.array("i")
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+    return head, list(fds)
 
 
 def _client_gone(host: _Host, pid: int) -> None:
@@ -212,6 +226,9 @@ def _child(host: _Host, conn: socket.socket, request: dict[str, Any], fds: list[
             os.dup2(fd, target)
             os.close(fd)
         code = _run_engine(host.engine, request)
+    except KeyboardInterrupt:  # a fresh Python prints it, then dies by SIGINT
+        traceback.print_exc()
+        code = -signal.SIGINT
     except BaseException:  # the child reports and exits, whatever happened
         traceback.print_exc()
     finally:
@@ -230,7 +247,10 @@ def _exit(code: int) -> None:
     with contextlib.suppress(BaseException):
         sys.stdout.flush()
         sys.stderr.flush()
-    os._exit(code)
+    if code < 0:  # death by that signal, as the interpreter does after a KeyboardInterrupt
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    os._exit(code if code >= 0 else 1)
 
 
 def _run_engine(engine: str, request: dict[str, Any]) -> int:

@@ -32,6 +32,7 @@ import signal
 import socket
 import struct
 import sys
+from typing import Any
 
 #: The environment variable that gives the client the host's socket.
 SOCKET_VAR = "PHARMAFL_ENGINE_SOCKET"
@@ -54,17 +55,25 @@ def run_client(args: list[str]) -> int:
     forked (it failed while starting), ``exec`` Prefect's engine: nothing has run yet."""
     sock = _connect(os.environ.get(SOCKET_VAR))
     child: list[int] = []  # known once the host forked
-    for sig in RELAYED:  # before the hand-over: no signal may slip between fork and relay
+    # Before the hand-over, so that no signal slips between fork and relay; a signal this
+    # process ignores (SIGHUP under nohup) stays ignored, as in a fresh engine.
+    old = {sig: signal.getsignal(sig) for sig in RELAYED}
+    for sig in (s for s in RELAYED if old[s] is not signal.SIG_IGN):
         signal.signal(sig, lambda s, _f: _relay(child, s))
     first = _hand_over(sock, args) if sock is not None else []
     if first[:1] != ["pid"]:
-        for sig in RELAYED:
-            signal.signal(sig, signal.SIG_DFL)
+        _restore(old)
         os.execv(sys.executable, [*engine_argv(), *args])
     assert sock is not None
     child.append(int(first[1]))
     last = sock.makefile("r", encoding="ascii").readline().split()
+    _restore(old)  # the child is gone (reaped): its pid may be another process's soon
     return int(last[1]) if last[:1] == ["exit"] else 1
+
+
+def _restore(old: dict[signal.Signals, Any]) -> None:
+    for sig, handler in old.items():
+        signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
 def _hand_over(sock: socket.socket, args: list[str]) -> list[str]:
@@ -107,7 +116,8 @@ def _relay(child: list[int], sig: int) -> None:
 def exit_like(code: int) -> None:
     """Exit with ``code`` as the child did: a negative code is death by that signal."""
     if code < 0:
-        signal.signal(-code, signal.SIG_DFL)
+        with contextlib.suppress(OSError):  # SIGKILL's disposition cannot be set
+            signal.signal(-code, signal.SIG_DFL)
         os.kill(os.getpid(), -code)
     sys.exit(code)
 

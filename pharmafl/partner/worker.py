@@ -149,7 +149,8 @@ def stop_worker(
     engine's ``host`` (not the host itself); record those flow runs as crashed. Returns
     their ids."""
     tree = _tree(proc.pid)
-    forked = _tree(host.pid)[1:] if host is not None else []  # reached through their clients
+    alive = host is not None and host.poll() is None  # a reaped host's pid may be reused
+    forked = _tree(host.pid)[1:] if host is not None and alive else []  # via their clients
     runs = sorted({r for p in tree if (r := _flow_run_id(p))})
     with contextlib.suppress(ProcessLookupError):
         proc.send_signal(signal.SIGINT)
