@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pharmafl.partner.warm_engine import HEADER, MAX_REQUEST
+
 log = logging.getLogger(__name__)
 
 #: Modules every flow run needs, imported once by the host (``torch._dynamo``: loaded by the
@@ -43,10 +45,15 @@ log = logging.getLogger(__name__)
 PRELOAD = ("prefect.engine", "prefect.flow_engine", "torch", "torch.optim", "torch._dynamo")
 #: The most a client may take to send its request (the host serves one at a time).
 REQUEST_S = 2.0
-_HEADER = struct.Struct("!I")
-_MAX_REQUEST = 1 << 20
 _TICK_S = 0.1
 _PR_SET_PDEATHSIG = 1
+
+
+def _libc_prctl() -> Any:
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):  # not glibc: children then outlive a killed host
+        return lambda *_: 0
 
 
 @dataclass
@@ -57,14 +64,7 @@ class _Host:
     children: dict[int, socket.socket] = field(default_factory=dict)
     pid: int = field(default_factory=os.getpid)
     #: libc's prctl, looked up here: a child must not dlopen after the fork.
-    prctl: Any = field(default_factory=lambda: _libc_prctl())
-
-
-def _libc_prctl() -> Any:
-    try:
-        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
-    except (OSError, AttributeError):  # not glibc: children then outlive a killed host
-        return lambda *_: 0
+    prctl: Any = field(default_factory=_libc_prctl)
 
 
 def preload(modules: list[str]) -> None:
@@ -150,10 +150,10 @@ def _read_request(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
     conn.settimeout(REQUEST_S)
     head, fds = _recv_streams(conn)
     try:
-        if len(head) != _HEADER.size or len(fds) != 3:
+        if len(head) != HEADER.size or len(fds) != 3:
             raise ValueError("a request without its header or its three streams")
-        (size,) = _HEADER.unpack(head)
-        if size > _MAX_REQUEST:
+        (size,) = HEADER.unpack(head)
+        if size > MAX_REQUEST:
             raise ValueError(f"a request of {size} bytes")
         body = bytearray()
         while len(body) < size:
@@ -173,7 +173,7 @@ def _recv_streams(conn: socket.socket) -> tuple[bytes, list[int]]:
     """The header and the passed descriptors, close-on-exec from the start
     (``socket.recv_fds`` drops its flags before Python 3.14)."""
     size = socket.CMSG_LEN(3 * array.array("i").itemsize)
-    head, ancdata, _, _ = conn.recvmsg(_HEADER.size, size, socket.MSG_CMSG_CLOEXEC)
+    head, ancdata, _, _ = conn.recvmsg(HEADER.size, size, socket.MSG_CMSG_CLOEXEC)
     fds = array.array("i")
     for level, kind, data in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:

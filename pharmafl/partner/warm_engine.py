@@ -7,7 +7,7 @@ partner round and final evaluation while the peers wait for it. So ``pharmafl pa
 serve`` starts, beside its worker, a **host**: one process that imports all of that once,
 then forks a child per flow run. The worker still starts each flow run with the
 deployment's command, which is now this module's **client**
-(``python -m pharmafl.partner.warm_engine``, standard library only, ≈ 0.05 s): it hands the
+(``python -m pharmafl.partner.warm_engine``, standard library only, ≈ 0.1 s): it hands the
 host its arguments, environment, working folder and standard streams, relays SIGTERM,
 SIGINT and SIGHUP to the child, and exits with the child's status. The child runs Prefect's
 own engine (``prefect.engine`` as ``__main__``) with the client's environment, so for the
@@ -38,8 +38,10 @@ from typing import Any
 SOCKET_VAR = "PHARMAFL_ENGINE_SOCKET"
 #: Signals the client passes on to its child.
 RELAYED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-_HEADER = struct.Struct("!I")
-_MAX_REQUEST = 1 << 20
+#: The request's wire format, shared with the host: a 4-byte length, then that much JSON.
+HEADER = struct.Struct("!I")
+#: The largest request the host accepts.
+MAX_REQUEST = 1 << 20
 
 
 def engine_argv() -> list[str]:
@@ -80,7 +82,7 @@ def _hand_over(sock: socket.socket, args: list[str]) -> list[str]:
     """Send the request and our streams; return the host's first reply (``pid N``)."""
     request = json.dumps({"argv": args, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
     try:
-        socket.send_fds(sock, [_HEADER.pack(len(request))], [0, 1, 2])
+        socket.send_fds(sock, [HEADER.pack(len(request))], [0, 1, 2])
         sock.sendall(request)
         line = b""
         while not line.endswith(b"\n") and (byte := sock.recv(1)):
@@ -135,7 +137,16 @@ def main(argv: list[str] | None = None) -> None:
     exit_like(run_client(args))
 
 
-__all__ = ["RELAYED", "SOCKET_VAR", "engine_argv", "exit_like", "main", "run_client"]
+__all__ = [
+    "HEADER",
+    "MAX_REQUEST",
+    "RELAYED",
+    "SOCKET_VAR",
+    "engine_argv",
+    "exit_like",
+    "main",
+    "run_client",
+]
 
 if __name__ == "__main__":  # pragma: no cover - the worker's flow-run command
     main()
